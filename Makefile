@@ -1,0 +1,54 @@
+# The two commands a fresh machine needs: `make plan` (offline plan of the staging stack) and `make test`.
+# Both set up what they need: the venv and its packages, and the Debian tools (promtool, amtool).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+STACK ?= staging
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BOOTSTRAP_PYTHON ?= python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help venv tools plan plan-all package test lint fmt clean
+
+help:
+	@echo "make plan [STACK=staging|prod]  offline plan of a stack (the main job)"
+	@echo "make test                        every test (installs what it needs)"
+	@echo "make package [STACK=...]         build the Lambda zips, print sizes against AWS limits"
+	@echo "make lint                        ruff"
+
+$(VENV)/.installed: pyproject.toml
+	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev,model-build]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# promtool (prometheus 2.42) and amtool (alertmanager 0.25) from Debian; installed once.
+tools:
+	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager </dev/null >/dev/null; \
+	fi
+	@promtool --version 2>&1 | head -1; amtool --version 2>&1 | head -1
+
+plan: venv tools
+	$(PY) -m infra.offline.plan --stack $(STACK)
+
+plan-all: venv tools
+	$(PY) -m infra.offline.plan --stack staging
+	$(PY) -m infra.offline.plan --stack prod
+
+package: venv
+	$(PY) -m infra.packaging --stack $(STACK)
+
+lint: venv
+	$(PY) -m ruff check .
+
+test: venv tools
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+clean:
+	rm -rf build

@@ -1,0 +1,1 @@
+"""akidb-observability: the Pulumi program and its building blocks."""

@@ -1,0 +1,232 @@
+"""A recording mock for Pulumi's mock runtime: fills computed outputs per type and records every registration.
+
+What the engine would compute (ARNs, versions, endpoints, autonames) is filled in per type, because an
+unfilled output resolves to None and an f-string silently renders "None/..." (shared/FACTS.md section 2).
+Every registration is recorded with its parent and provider, so the plan and the tests can inspect the whole
+program once it has finished ("collect, then assert").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
+
+ACCOUNT_ID = "123456789012"
+SECRET_SIG_KEY = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
+SECRET_SIG_VALUE = rpc._special_secret_sig  # "1b47061264138c4ac30d75fd1eb44270"
+
+# Resource types that exist once per account, not per region.
+GLOBAL_AWS_PREFIXES = ("aws:iam/", "aws:cloudfront/", "aws:route53/", "aws:organizations/", "aws:shield/")
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent_urn: str
+    provider_ref: str | None
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    custom: bool
+
+
+def _short(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:7]
+
+
+def unwrap_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG_KEY) == SECRET_SIG_VALUE:
+            return unwrap_secrets(value.get("value"))
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self, home_region: str = "us-east-1", account_id: str | None = None) -> None:
+        self.home_region = home_region
+        self.account_id = account_id or ACCOUNT_ID
+        self.provider_regions: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.invokes: list[tuple[str, dict[str, Any]]] = []
+
+    # ---------------------------------------------------------------------------------------------- resources
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = unwrap_secrets(dict(args.inputs))
+        token, name = args.typ, args.name
+        outputs: dict[str, Any] = dict(args.inputs)
+        if token.startswith("pulumi:providers:"):
+            return f"{name}_id", outputs
+        if token.startswith("kubernetes:"):
+            return self._kubernetes(token, name, inputs, outputs)
+        if not token.startswith("aws:"):
+            return f"{name}_id", outputs
+        region = inputs.get("region") or self.region_of(args.provider)
+        outputs.setdefault("region", region)
+        module, _, kind = token[len("aws:"):].partition("/")
+        type_name = kind.split(":")[-1]
+        physical = inputs.get("name") or f"{name}-{_short(name)}"
+        rid = physical
+        arn_region = "" if token.startswith(GLOBAL_AWS_PREFIXES) or module == "s3" else region
+        arn = f"arn:aws:{module}:{arn_region}:{self.account_id}:{type_name.lower()}/{physical}"
+
+        if token == "aws:lambda/function:Function":
+            arn = f"arn:aws:lambda:{region}:{self.account_id}:function:{physical}"
+            outputs.update(
+                qualifiedArn=f"{arn}:1", version="1",
+                invokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations",
+                qualifiedInvokeArn=(f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
+                                    f"{arn}:1/invocations"),
+                sourceCodeSize=0, lastModified="2026-01-01T00:00:00.000+0000")
+        elif token == "aws:lambda/alias:Alias":
+            arn = f"arn:aws:lambda:{region}:{self.account_id}:function:{inputs.get('functionName')}:{physical}"
+            outputs["invokeArn"] = f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations"
+        elif token == "aws:sns/topic:Topic":
+            arn = f"arn:aws:sns:{region}:{self.account_id}:{physical}"
+        elif token == "aws:sqs/queue:Queue":
+            arn = f"arn:aws:sqs:{region}:{self.account_id}:{physical}"
+            outputs["url"] = f"https://sqs.{region}.amazonaws.com/{self.account_id}/{physical}"
+        elif token == "aws:s3/bucket:Bucket":
+            bucket = inputs.get("bucket") or f"{name}-{_short(name)}"
+            rid = bucket
+            arn = f"arn:aws:s3:::{bucket}"
+            outputs.update(bucket=bucket, bucketDomainName=f"{bucket}.s3.amazonaws.com",
+                           bucketRegionalDomainName=f"{bucket}.s3.{region}.amazonaws.com")
+        elif token == "aws:kms/key:Key":
+            rid = f"{_short(name)}-0000-4000-8000-{_short(name + 'k')}00000"
+            arn = f"arn:aws:kms:{region}:{self.account_id}:key/{rid}"
+            outputs["keyId"] = rid
+        elif token == "aws:kms/alias:Alias":
+            arn = f"arn:aws:kms:{region}:{self.account_id}:{physical}"
+        elif token.startswith("aws:iam/"):
+            arn = f"arn:aws:iam::{self.account_id}:{type_name.lower()}/{physical}"
+            outputs["uniqueId"] = f"AROA{_short(name).upper()}"
+        elif token == "aws:cloudwatch/logGroup:LogGroup":
+            arn = f"arn:aws:logs:{region}:{self.account_id}:log-group:{physical}"
+        elif token in ("aws:cloudwatch/metricAlarm:MetricAlarm", "aws:cloudwatch/compositeAlarm:CompositeAlarm"):
+            arn = f"arn:aws:cloudwatch:{region}:{self.account_id}:alarm:{inputs.get('alarmName') or physical}"
+        elif token == "aws:cloudwatch/eventRule:EventRule":
+            arn = f"arn:aws:events:{region}:{self.account_id}:rule/{physical}"
+        elif token == "aws:cloudwatch/eventBus:EventBus":
+            arn = f"arn:aws:events:{region}:{self.account_id}:event-bus/{physical}"
+        elif token == "aws:scheduler/schedule:Schedule":
+            arn = f"arn:aws:scheduler:{region}:{self.account_id}:schedule/default/{physical}"
+        elif token == "aws:cloudwatch/dashboard:Dashboard":
+            arn = f"arn:aws:cloudwatch::{self.account_id}:dashboard/{inputs.get('dashboardName') or physical}"
+            outputs["dashboardArn"] = arn
+        elif token == "aws:apigatewayv2/api:Api":
+            rid = _short(name)
+            arn = f"arn:aws:apigateway:{region}::/apis/{rid}"
+            outputs.update(apiEndpoint=f"https://{rid}.execute-api.{region}.amazonaws.com",
+                           executionArn=f"arn:aws:execute-api:{region}:{self.account_id}:{rid}")
+        elif token == "aws:apigatewayv2/stage:Stage":
+            outputs["invokeUrl"] = f"https://{inputs.get('apiId')}.execute-api.{region}.amazonaws.com/{physical}"
+            outputs["executionArn"] = f"arn:aws:execute-api:{region}:{self.account_id}:{inputs.get('apiId')}/{physical}"
+        elif token == "aws:cloudfront/distribution:Distribution":
+            rid = "E" + _short(name).upper() + "XYZ"
+            arn = f"arn:aws:cloudfront::{self.account_id}:distribution/{rid}"
+            outputs.update(domainName=f"d{_short(name)}.cloudfront.net", status="Deployed", etag="E1")
+        elif token == "aws:xray/group:Group":
+            arn = f"arn:aws:xray:{region}:{self.account_id}:group/{inputs.get('groupName')}/{_short(name)}"
+        elif token == "aws:xray/samplingRule:SamplingRule":
+            arn = f"arn:aws:xray:{region}:{self.account_id}:sampling-rule/{inputs.get('ruleName') or physical}"
+        elif token == "aws:s3/bucketObjectv2:BucketObjectv2" or token == "aws:s3/bucketObject:BucketObject":
+            outputs.update(versionId="v1", etag=_short(name))
+        outputs.setdefault("arn", arn)
+        outputs.setdefault("name", physical)
+        outputs.setdefault("id", rid)
+        return rid, outputs
+
+    def _kubernetes(self, token: str, name: str, inputs: dict[str, Any],
+                    outputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        meta = dict(inputs.get("metadata") or {})
+        meta.setdefault("name", f"{name}-{_short(name)}")
+        meta.setdefault("uid", _short(name) + "-uid")
+        outputs["metadata"] = meta
+        namespace = meta.get("namespace")
+        rid = f"{namespace}/{meta['name']}" if namespace else meta["name"]
+        return rid, outputs
+
+    def region_of(self, provider_ref: str | None) -> str:
+        if provider_ref:
+            urn = provider_ref.split("::")
+            urn_key = "::".join(urn[:-1]) if len(urn) > 1 else provider_ref
+            with self.lock:
+                if urn_key in self.provider_regions:
+                    return self.provider_regions[urn_key]
+        return self.home_region
+
+    # -------------------------------------------------------------------------------------------------- invokes
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        token = args.token
+        self.invokes.append((token, dict(args.args)))
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": self.account_id, "arn": f"arn:aws:iam::{self.account_id}:user/offline-plan",
+                    "userId": "AIDAOFFLINEPLAN", "id": self.account_id}
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+        if token == "aws:index/getRegion:getRegion":
+            region = args.args.get("region") or args.args.get("name") or self.home_region
+            return {"name": region, "region": region, "id": region, "endpoint": f"ec2.{region}.amazonaws.com"}
+        raise NotImplementedError(
+            f"the offline plan has no mock for invoke {token}; build the value in Python or add it to "
+            "infra/offline/mocks.py")
+
+
+class RecordingMonitor(MockMonitor):
+    """Records each registration with the parent and provider the plain mock monitor drops."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[Registration] = []
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
+        state = self.resources[response.urn].state if response.urn in self.resources else {}
+        reg = Registration(urn=response.urn, type=request.type, name=request.name, parent_urn=request.parent,
+                           provider_ref=request.provider or None, inputs=dict(inputs), outputs=dict(state),
+                           custom=bool(request.custom))
+        mocks: RecordingMocks = self.mocks  # type: ignore[assignment]
+        if request.type == "pulumi:providers:aws":
+            with mocks.lock:
+                mocks.provider_regions[response.urn] = str(inputs.get("region") or mocks.home_region)
+        with self._lock:
+            self.recorded.append(reg)
+        return response
+
+
+def as_plain(value: Any) -> Any:
+    """JSON-able form of recorded inputs: assets by path, secrets redacted, unknowns as None."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG_KEY) == SECRET_SIG_VALUE:
+            return "[secret]"
+        return {k: as_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_plain(v) for v in value]
+    if isinstance(value, (pulumi.FileArchive, pulumi.FileAsset)):
+        return {"path": str(value.path)}
+    if isinstance(value, pulumi.StringAsset):
+        return {"text": value.text}
+    if isinstance(value, pulumi.AssetArchive):
+        return {"assets": {k: as_plain(v) for k, v in value.assets.items()}}
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, pulumi.Resource):
+        return None
+    return json.loads(json.dumps(value, default=lambda o: None))

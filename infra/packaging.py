@@ -1,0 +1,244 @@
+"""Deterministic Lambda packaging: one zip per function in `lambdas/`, byte-identical across builds.
+
+Layout of a function folder `lambdas/<name>/`:
+- the Python package itself (`handler.py` with `handler(event, context)`, siblings imported relatively);
+- `requirements.txt` (optional): third-party code vendored into the zip, from manylinux x86_64 wheels for the
+  Lambda runtime's Python (not the host's), downloaded once into `build/cache/deps/<hash>`;
+- `include.txt` (optional): other folders under `lambdas/` copied beside it (shared code), one per line;
+- `exclude.txt` (optional): glob patterns of vendored files to drop (tests, docs) to stay within limits.
+
+The zip holds `<name>/...` plus vendored packages at the root; the handler is `<name>.handler.handler`.
+Timestamps are fixed, entries sorted, permissions normalised and bytecode left out, so the same sources give
+the same bytes, the same `source_code_hash`, and `pulumi preview` shows no spurious diff. Settings that
+Lambda@Edge cannot read from environment variables are baked in as files (`baked=`), which makes the zip
+per-stack: its name carries a hash of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import fnmatch
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.paths import BUILD_DIR, LAMBDAS_DIR
+
+RUNTIME = "python3.12"
+RUNTIME_PYTHON = "3.12"
+# python3.12 runs on Amazon Linux 2023 (glibc 2.34): wheels up to manylinux_2_34 are loadable there.
+WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+MiB = 1024 * 1024
+
+# AWS limits (Lambda quotas; CloudFront "Restrictions on Lambda@Edge").
+LIMITS: dict[str, dict[str, int]] = {
+    # zip uploaded directly through the API; the unpacked size counts code and layers.
+    "lambda": {"compressed": 50 * MiB, "unpacked": 250 * MiB},
+    # zip uploaded from S3: only the unpacked size is limited.
+    "lambda-s3": {"compressed": 0, "unpacked": 250 * MiB},
+    "edge-origin": {"compressed": 50 * MiB, "unpacked": 250 * MiB},
+    "edge-viewer": {"compressed": 1 * MiB, "unpacked": 250 * MiB},
+}
+_SKIP_DIRS = {"__pycache__", "tests", ".pytest_cache"}
+_SKIP_SUFFIXES = (".pyc", ".pyo")
+
+
+@dataclass(frozen=True)
+class LambdaPackage:
+    function: str
+    kind: str
+    path: Path
+    sha256: str
+    compressed_bytes: int
+    unpacked_bytes: int
+
+    @property
+    def source_code_hash(self) -> str:
+        """Base64 SHA-256, the form Lambda reports as CodeSha256."""
+        return base64.b64encode(bytes.fromhex(self.sha256)).decode()
+
+    @property
+    def handler(self) -> str:
+        return f"{self.function}.handler.handler"
+
+    @property
+    def limits(self) -> dict[str, int]:
+        return LIMITS[self.kind]
+
+    def problems(self) -> list[str]:
+        out = []
+        lim = self.limits
+        if lim["compressed"] and self.compressed_bytes > lim["compressed"]:
+            out.append(f"{self.path.name}: {self.compressed_bytes / MiB:.1f} MiB compressed exceeds the "
+                       f"{lim['compressed'] / MiB:.0f} MiB limit for {self.kind}")
+        if self.unpacked_bytes > lim["unpacked"]:
+            out.append(f"{self.path.name}: {self.unpacked_bytes / MiB:.1f} MiB unpacked exceeds the "
+                       f"{lim['unpacked'] / MiB:.0f} MiB limit for {self.kind}")
+        return out
+
+
+# Every package built by this process, by path: the offline plan prints them and validation checks limits.
+BUILT: dict[str, LambdaPackage] = {}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _walk(root: Path) -> list[Path]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        for fn in sorted(filenames):
+            if not fn.endswith(_SKIP_SUFFIXES):
+                files.append(Path(dirpath) / fn)
+    return files
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def vendor_dependencies(requirements: Path, cache_root: Path | None = None) -> Path | None:
+    """Install `requirements` for the Lambda runtime into a cache folder keyed by its content; reuse it."""
+    reqs = _read_lines(requirements)
+    if not reqs:
+        return None
+    key = _sha256(json.dumps([reqs, RUNTIME_PYTHON, WHEEL_PLATFORMS]).encode())[:16]
+    target = (cache_root or BUILD_DIR / "cache" / "deps") / key
+    if (target / ".complete").exists():
+        return target
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
+           "--target", str(target), "--implementation", "cp", "--python-version", RUNTIME_PYTHON,
+           "--only-binary=:all:", *[a for p in WHEEL_PLATFORMS for a in ("--platform", p)], *reqs]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(target, ignore_errors=True)
+        raise RuntimeError(f"vendoring {requirements} for {RUNTIME} failed:\n{result.stderr.strip()[-2000:]}")
+    (target / ".complete").write_text("\n".join(reqs))
+    return target
+
+
+def _entries(function: str, function_dir: Path, deps: Path | None,
+             baked: dict[str, bytes], lambdas_dir: Path) -> list[tuple[str, Path | bytes]]:
+    entries: dict[str, Path | bytes] = {}
+    for f in _walk(function_dir):
+        rel = f.relative_to(function_dir)
+        if rel.parts[0] in {"requirements.txt", "include.txt", "exclude.txt"}:
+            continue
+        entries[f"{function}/{rel.as_posix()}"] = f
+    for extra in _read_lines(function_dir / "include.txt"):
+        src = lambdas_dir / extra
+        if not src.is_dir():
+            raise FileNotFoundError(f"{function_dir / 'include.txt'} names {extra}, which is not a folder of lambdas/")
+        for f in _walk(src):
+            entries[f"{extra}/{f.relative_to(src).as_posix()}"] = f
+    if deps is not None:
+        excludes = _read_lines(function_dir / "exclude.txt")
+        for f in _walk(deps):
+            rel = f.relative_to(deps).as_posix()
+            if rel == ".complete" or rel.startswith("bin/"):
+                continue
+            if any(fnmatch.fnmatch(rel, pat) for pat in excludes):
+                continue
+            entries[rel] = f
+    for rel, data in baked.items():
+        entries[f"{function}/{rel}"] = data
+    return sorted(entries.items())
+
+
+def _zip_bytes(entries: list[tuple[str, Path | bytes]]) -> tuple[bytes, int]:
+    buf = io.BytesIO()
+    unpacked = 0
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name, src in entries:
+            data = src if isinstance(src, bytes) else src.read_bytes()
+            executable = not isinstance(src, bytes) and os.access(src, os.X_OK) and name.endswith((".so", ".sh"))
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.create_system = 3
+            info.external_attr = (0o100755 if executable else 0o100644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data, compresslevel=9)
+            unpacked += len(data)
+    return buf.getvalue(), unpacked
+
+
+def build_lambda(function: str, *, kind: str = "lambda", baked: dict[str, bytes] | None = None,
+                 out_dir: Path | None = None, use_cache: bool = True,
+                 lambdas_dir: Path = LAMBDAS_DIR) -> LambdaPackage:
+    """Build `lambdas/<function>` into a deterministic zip and return its path, hash and sizes."""
+    if kind not in LIMITS:
+        raise ValueError(f"unknown package kind {kind!r}; allowed: {', '.join(LIMITS)}")
+    function_dir = lambdas_dir / function
+    if not (function_dir / "handler.py").exists():
+        raise FileNotFoundError(f"{function_dir}/handler.py is missing: every function needs a handler module")
+    baked = dict(baked or {})
+    deps = vendor_dependencies(function_dir / "requirements.txt")
+    entries = _entries(function, function_dir, deps, baked, lambdas_dir)
+    digest = hashlib.sha256()
+    for name, src in entries:
+        digest.update(name.encode())
+        digest.update(src if isinstance(src, bytes) else src.read_bytes())
+    content_key = digest.hexdigest()
+    suffix = f"-{_sha256(json.dumps(sorted((k, _sha256(v)) for k, v in baked.items())).encode())[:8]}" if baked else ""
+    out = (out_dir or BUILD_DIR / "lambdas") / f"{function}{suffix}.zip"
+    key_file = out.with_suffix(".key")
+    if not (use_cache and out.exists() and key_file.exists() and key_file.read_text() == content_key):
+        data, _ = _zip_bytes(entries)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+        key_file.write_text(content_key)
+    data = out.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        unpacked = sum(i.file_size for i in zf.infolist())
+    pkg = LambdaPackage(function=function, kind=kind, path=out, sha256=_sha256(data),
+                        compressed_bytes=len(data), unpacked_bytes=unpacked)
+    BUILT[str(out)] = pkg
+    return pkg
+
+
+def size_table(packages: list[LambdaPackage]) -> str:
+    lines = [f"{'package':<44} {'kind':<12} {'compressed':>12} {'unpacked':>12}  sha256",]
+    for p in sorted(packages, key=lambda p: p.path.name):
+        lim = p.limits
+        comp_lim = f"/{lim['compressed'] / MiB:.0f}" if lim["compressed"] else "/-"
+        lines.append(f"{p.path.name:<44} {p.kind:<12} {p.compressed_bytes / MiB:>6.2f}{comp_lim:>5} MiB "
+                     f"{p.unpacked_bytes / MiB:>6.1f}/{lim['unpacked'] / MiB:.0f} MiB  {p.sha256[:16]}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`make package`: build every function as the stack's plan builds it, print sizes against limits."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--stack", default="staging")
+    args = parser.parse_args(argv)
+    from infra.offline.plan import run_plan
+
+    result = run_plan(args.stack, quiet=True)
+    if result.config_problems:
+        print("\n".join(result.config_problems), file=sys.stderr)
+        return 2
+    packages = list(BUILT.values())
+    print(size_table(packages))
+    problems = [msg for p in packages for msg in p.problems()]
+    for msg in problems:
+        print(f"LIMIT: {msg}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The program: validated config -> components -> resources. `__main__.py` (real CLI) and the offline plan
+both call `build()`, so what is planned offline is exactly what `pulumi up` deploys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from infra.config import StackConfig
+from infra.context import StackContext
+from infra.severity_topics import SeverityTopics, SeverityTopicsArgs
+
+
+def build(cfg: StackConfig) -> dict[str, Any]:
+    """Create every enabled component; return the stack outputs."""
+    ctx = StackContext(cfg)
+    topics = SeverityTopics("alert-topics", SeverityTopicsArgs(context=ctx))
+    outputs: dict[str, Any] = {
+        "environment": cfg.environment,
+        "alertTopicArns": topics.arns,
+    }
+    # Day components are added below, each guarded by its `enabled` switch (one block per component).
+    # -- xray --
+    # -- emf-edge --
+    # -- anomaly --
+    # -- slo-alerting --
+    # -- dashboards --
+    return outputs
+
+
+def export_all(outputs: dict[str, Any]) -> None:
+    for key, value in outputs.items():
+        pulumi.export(key, value)

@@ -1,0 +1,60 @@
+"""Test harness: the real program under Pulumi's mock runtime, one fresh event loop and config per run.
+
+`run_stack("staging", overrides={...})` runs the whole program for a stack file (optionally edited), waits for
+every registration, then returns the PlanResult to assert on: collect first, then assert (asserting inside an
+`apply` races with later registrations; shared/FACTS.md section 2).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from infra.paths import LAMBDAS_DIR, ROOT
+
+# Lambda packages are top-level packages inside their zips; import them the same way in tests.
+sys.path.insert(0, str(LAMBDAS_DIR))
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_aws(\..*)?")
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_kubernetes(\..*)?")
+
+from infra.offline.plan import PlanResult, run_plan  # noqa: E402
+from infra.offline.stackfile import read_stack_file, with_overrides  # noqa: E402
+
+STACKS = ("staging", "prod")
+
+
+@pytest.fixture(autouse=True)
+def _no_pulumi_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in [v for v in os.environ if v.startswith("PULUMI_CONFIG")]:
+        monkeypatch.delenv(var)
+
+
+RunStack = Callable[..., PlanResult]
+
+
+@pytest.fixture
+def run_stack() -> RunStack:
+    def run(stack: str = "staging", overrides: dict[str, Any] | None = None,
+            secrets: dict[str, str] | None = None, remove: tuple[str, ...] = ()) -> PlanResult:
+        stack_file = read_stack_file(stack)
+        if overrides or secrets or remove:
+            stack_file = with_overrides(stack_file, overrides or {}, secrets, remove)
+        return run_plan(stack, stack_file=stack_file, quiet=True, write=False)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def planned() -> dict[str, PlanResult]:
+    """Each checked-in stack planned once per session (read-only: do not mutate)."""
+    return {stack: run_plan(stack, quiet=True, write=False) for stack in STACKS}
+
+
+@pytest.fixture
+def project_root() -> Any:
+    return ROOT
