@@ -52,3 +52,10 @@ test: venv tools
 
 clean:
 	rm -rf build
+
+# ---- component targets (one block per component; keep each in its own block) ----
+# -- xray --
+# -- emf-edge --
+# -- anomaly --
+# -- slo-alerting --
+# -- dashboards --
