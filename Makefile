@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 BOOTSTRAP_PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv tools plan plan-all package test lint fmt clean
+.PHONY: help venv tools plan plan-all package test lint docs clean
 
 help:
 	@echo "make plan [STACK=staging|prod]  offline plan of a stack (the main job)"
@@ -49,6 +49,9 @@ lint: venv
 test: venv tools
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+docs: venv
+	$(PY) -m infra.config_reference
 
 clean:
 	rm -rf build

@@ -136,3 +136,10 @@ def test_plan_command_exits_non_zero_naming_the_key_without_traceback(tmp_path, 
     key = next(iter(bad))
     assert key in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_readme_config_reference_is_current():
+    from infra.config_reference import updated_readme
+
+    text = (ROOT / "README.md").read_text()
+    assert updated_readme(text) == text, "README.md config reference is stale: run `make docs`"
