@@ -1,0 +1,452 @@
+"""SLO definitions: the model, the loader of `rules/slos.yaml` (OpenSLO v1), and the names every consumer shares.
+
+This module is the contract between the alerting rules (`infra/slo_rules.py` generates them) and the Grafana SLO
+dashboards: both build their PromQL from `load_slos()`, `BURN_RATE_TIERS` and the metric-name functions below,
+so a dashboard can never plot a recording rule that does not exist.
+
+The definitions are OpenSLO v1 `kind: SLO` documents restricted to what can be compiled to correct PromQL:
+ratio SLIs over counters given as plain selectors (the generator adds `sum(rate(...[w]))`, so every window ratio
+is a ratio of summed rates), an `Occurrences` budget over a rolling window, and, for latency, a histogram bucket
+that akidb-rest really exports. Anything else is refused with one message per problem (`SloSpecError`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from infra.paths import RULES_DIR
+
+SLO_FILE = RULES_DIR / "slos.yaml"
+
+ANNOTATION_BUCKETS = "akidb.io/histogram-buckets"
+ANNOTATION_MIN_EVENTS = "akidb.io/min-events"
+ANNOTATION_RUNBOOK = "akidb.io/runbook"
+KNOWN_ANNOTATIONS = (ANNOTATION_BUCKETS, ANNOTATION_MIN_EVENTS, ANNOTATION_RUNBOOK)
+
+SliKind = Literal["availability", "latency"]
+Severity = Literal["P0", "P1", "P2"]
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_METRIC = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_SELECTOR = re.compile(rf"^\s*({_METRIC})\s*\{{(.*)\}}\s*$")
+_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_RUNBOOK = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class SloSpecError(ValueError):
+    """The SLO definitions are unusable; `problems` lists every one of them."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid SLO definitions:\n  - " + "\n  - ".join(self.problems))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Durations
+# --------------------------------------------------------------------------------------------------------------
+
+
+def duration_seconds(text: str) -> int:
+    """'5m' -> 300. Only single-unit Prometheus durations, which is all the rules use."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h, 3d")
+    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Selectors
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A parsed instant-vector selector `metric{label op "value", ...}` (the only query form accepted)."""
+
+    metric: str
+    matchers: tuple[tuple[str, str, str], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Selector:
+        m = _SELECTOR.match(text)
+        if not m:
+            raise ValueError(f"{text!r} is not a plain selector metric{{label=\"value\",...}}")
+        body, pos, found = m.group(2), 0, []
+        while pos < len(body.rstrip()):
+            mm = _MATCHER.match(body, pos)
+            if not mm:
+                raise ValueError(f"{text!r}: cannot read label matchers from {body[pos:]!r}")
+            found.append((mm.group(1), mm.group(2), mm.group(3)))
+            pos = mm.end()
+        return cls(m.group(1), tuple(found))
+
+    def label(self, name: str) -> str | None:
+        """Value of an equality matcher on `name`, if any."""
+        return next((v for n, op, v in self.matchers if n == name and op == "="), None)
+
+    def without(self, name: str) -> Selector:
+        return Selector(self.metric, tuple(x for x in self.matchers if x[0] != name))
+
+    def __str__(self) -> str:
+        return self.metric + "{" + ",".join(f'{n}{op}"{v}"' for n, op, v in self.matchers) + "}"
+
+
+def prometheus_float(value: float) -> str:
+    """How Prometheus client libraries write a bucket bound in `le` (Go FormatFloat 'f', -1): 0.03, 1, 2.5."""
+    if math.isinf(value):
+        return "+Inf"
+    text = repr(float(value))
+    if "e" in text or "E" in text:
+        text = f"{value:.17f}".rstrip("0")
+    return text[:-2] if text.endswith(".0") else text
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BurnRateTier:
+    """One multiwindow burn-rate alert: fires when BOTH windows burn faster than `burn_rate` x the budget rate."""
+
+    name: str
+    severity: Severity
+    long_window: str
+    short_window: str
+    burn_rate: float
+    why: str
+
+    def budget_consumed(self, period_days: int) -> float:
+        """Share of the period's budget burned when the long window alone reaches the threshold."""
+        return self.burn_rate * duration_seconds(self.long_window) / (period_days * 86400)
+
+
+# The SRE workbook's 30-day table (page 1h/5m at 14.4, page 6h at 6, ticket 3d/6h at 1) plus Sloth's 1d/2h at 3,
+# plus a 10m tier, because at 99.95% the 1h tier needs 8.6 minutes to see a 5% outage and never sees an
+# 8-minute one (FACTS 8). Paging tiers keep short windows of at most 5m so a page resolves within minutes of
+# recovery (the workbook's 30m short window would keep paging half an hour after the incident).
+BURN_RATE_TIERS: tuple[BurnRateTier, ...] = (
+    BurnRateTier("page-quick", "P0", "10m", "2m", 14.4,
+                 "a hard outage: seen within minutes, 0.33% of a 30-day budget"),
+    BurnRateTier("page-fast", "P0", "1h", "5m", 14.4, "workbook fast burn: 2% of the budget in an hour"),
+    BurnRateTier("page-slow", "P1", "6h", "5m", 6.0, "workbook medium burn: 5% of the budget in six hours"),
+    BurnRateTier("ticket-fast", "P2", "1d", "2h", 3.0, "Sloth's ticket: 10% of the budget in a day"),
+    BurnRateTier("ticket-slow", "P2", "3d", "6h", 1.0, "workbook slow burn: the budget will run out"),
+)
+
+
+@dataclass(frozen=True)
+class Slo:
+    """One SLO. `error_query(w)` / `total_query(w)` / `error_ratio_query(w)` give the SLI's PromQL over window w."""
+
+    name: str
+    service: str
+    kind: SliKind
+    objective: float
+    window_days: int
+    description: str
+    display_name: str
+    total_selector: Selector
+    bad_selector: Selector | None = None  # availability: counter of bad events
+    good_selector: Selector | None = None  # latency: the bucket counting good events
+    threshold_seconds: float | None = None  # latency only
+    histogram_buckets: tuple[float, ...] = ()
+    min_events: int = 1000
+    runbook: str = ""
+    indicator_name: str = ""
+    objective_name: str = ""
+
+    @property
+    def error_budget(self) -> float:
+        return 1.0 - self.objective
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"service": self.service, "slo": self.name}
+
+    @property
+    def window(self) -> str:
+        return f"{self.window_days}d"
+
+    def total_query(self, window: str = "$__rate_interval") -> str:
+        """Rate of all events (requests per second)."""
+        return f"sum(rate({self.total_selector}[{window}]))"
+
+    def error_query(self, window: str = "$__rate_interval") -> str:
+        """Rate of bad events. Availability: `or vector(0)` because no 5xx series exists until the first 5xx."""
+        if self.kind == "availability":
+            return f"(sum(rate({self.bad_selector}[{window}])) or vector(0))"
+        return f"({self.total_query(window)} - sum(rate({self.good_selector}[{window}])))"
+
+    def error_ratio_query(self, window: str = "$__rate_interval") -> str:
+        """Bad / total as a ratio of summed rates; no sample (never NaN) when there was no traffic.
+
+        Latency: a missing bucket gives no sample (and the missing-bucket alert), never a 100% error ratio.
+        """
+        guarded_total = f"({self.total_query(window)} > 0)"
+        if self.kind == "availability":
+            return f"{self.error_query(window)} / {guarded_total}"
+        good = f"sum(rate({self.good_selector}[{window}]))"
+        return f"clamp_min(1 - {good} / {guarded_total}, 0)"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Names of the recorded series (labels service and slo on each)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def sli_error_ratio_metric(window: str) -> str:
+    """Error ratio of an SLI over `window`, e.g. slo:sli_error:ratio_rate1h."""
+    duration_seconds(window)
+    return f"slo:sli_error:ratio_rate{window}"
+
+
+def sli_total_rate_metric(window: str) -> str:
+    """Requests per second over `window` (the low-traffic guard and the dashboards' traffic panels)."""
+    duration_seconds(window)
+    return f"slo:sli_total:rate{window}"
+
+
+def objective_metric() -> str:
+    """The objective as a series (e.g. 0.9995), so dashboards and rules read it from the definition."""
+    return "slo:objective:ratio"
+
+
+def error_budget_remaining_metric() -> str:
+    """Share of the period's error budget left (1 = untouched, 0 = spent, negative = overspent)."""
+    return "slo:error_budget_remaining:ratio"
+
+
+def windows(slos: Iterable[Slo] = ()) -> list[str]:
+    """Every window a rule records, shortest first: tier windows plus each SLO's period."""
+    found = {w for t in BURN_RATE_TIERS for w in (t.long_window, t.short_window)}
+    found |= {s.window for s in slos}
+    return sorted(found, key=duration_seconds)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading (OpenSLO v1 -> Slo) and the way back (Slo -> OpenSLO v1)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _get(doc: Any, path: str) -> Any:
+    cur = doc
+    for part in path.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def _query(ratio: Mapping[str, Any], key: str) -> str | None:
+    src = _get(ratio, f"{key}.metricSource")
+    if not isinstance(src, Mapping):
+        return None
+    return _get(src, "spec.query") if src.get("type") == "Prometheus" else None
+
+
+def _parse_buckets(text: Any, where: str, problems: list[str]) -> tuple[float, ...]:
+    try:
+        buckets = tuple(float(b) for b in str(text).split(","))
+    except ValueError:
+        problems.append(f"{where}: annotation {ANNOTATION_BUCKETS}={text!r} is not a comma-separated list of numbers")
+        return ()
+    if list(buckets) != sorted(set(buckets)):
+        problems.append(f"{where}: annotation {ANNOTATION_BUCKETS} must list distinct buckets in increasing order")
+    return buckets
+
+
+def slo_from_openslo(doc: Any, index: int = 0) -> tuple[Slo | None, list[str]]:
+    """One OpenSLO v1 SLO document -> (Slo, []) or (None, problems)."""
+    name = _get(doc, "metadata.name")
+    where = f"document {index} ({name or 'unnamed'})"
+    p: list[str] = []
+    if not isinstance(doc, Mapping):
+        return None, [f"document {index}: expected a mapping, got {type(doc).__name__}"]
+    if doc.get("apiVersion") != "openslo/v1" or doc.get("kind") != "SLO":
+        p.append(f"{where}: apiVersion/kind must be openslo/v1 / SLO, got "
+                 f"{doc.get('apiVersion')!r} / {doc.get('kind')!r}")
+    if not isinstance(name, str) or not _NAME.match(name):
+        p.append(f"{where}: metadata.name must match {_NAME.pattern} (it becomes the `slo` label)")
+    annotations = _get(doc, "metadata.annotations") or {}
+    for key in annotations:
+        if str(key).startswith("akidb.io/") and key not in KNOWN_ANNOTATIONS:
+            p.append(f"{where}: unknown annotation {key!r} (known: {', '.join(KNOWN_ANNOTATIONS)})")
+    spec = doc.get("spec") or {}
+    service = spec.get("service")
+    if not isinstance(service, str) or not _NAME.match(service):
+        p.append(f"{where}: spec.service must match {_NAME.pattern}")
+    if spec.get("budgetingMethod") != "Occurrences":
+        p.append(f"{where}: spec.budgetingMethod must be Occurrences (ratio of requests), "
+                 f"got {spec.get('budgetingMethod')!r}")
+    tw = spec.get("timeWindow") or []
+    window_days = 0
+    if not (isinstance(tw, list) and len(tw) == 1 and isinstance(tw[0], Mapping) and tw[0].get("isRolling")):
+        p.append(f"{where}: spec.timeWindow must be one rolling window")
+    else:
+        m = re.match(r"^(\d+)d$", str(tw[0].get("duration", "")))
+        if not m or not 1 <= int(m.group(1)) <= 90:
+            p.append(f"{where}: spec.timeWindow[0].duration must be 1d..90d, got {tw[0].get('duration')!r}")
+        else:
+            window_days = int(m.group(1))
+    objectives = spec.get("objectives") or []
+    target = objectives[0].get("target") if len(objectives) == 1 and isinstance(objectives[0], Mapping) else None
+    if not isinstance(target, (int, float)) or isinstance(target, bool) or not 0.5 <= target < 1:
+        p.append(f"{where}: spec.objectives must hold exactly one objective with a target in [0.5, 1), "
+                 f"got {target!r}")
+    ratio = _get(spec, "indicator.spec.ratioMetric")
+    if not isinstance(ratio, Mapping) or ratio.get("counter") is not True:
+        p.append(f"{where}: spec.indicator.spec.ratioMetric with counter: true is required")
+        return None, p
+
+    sel: dict[str, Selector] = {}
+    for key in ("good", "bad", "total"):
+        if key not in ratio:
+            continue
+        q = _query(ratio, key)
+        if q is None:
+            p.append(f"{where}: ratioMetric.{key} needs a metricSource of type Prometheus with spec.query")
+            continue
+        try:
+            sel[key] = Selector.parse(q)
+        except ValueError as e:
+            p.append(f"{where}: ratioMetric.{key}: {e}")
+    if "total" not in ratio or ("good" in ratio) == ("bad" in ratio):
+        p.append(f"{where}: ratioMetric needs total and exactly one of good / bad")
+    objective = objectives[0] if objectives and isinstance(objectives[0], Mapping) else {}
+    kind: SliKind = "availability"
+    threshold: float | None = None
+    buckets: tuple[float, ...] = ()
+    good = sel.get("good")
+    if good is not None:
+        kind = "latency"
+        threshold, buckets = _check_latency(good, sel.get("total"), objective, annotations, where, p)
+    elif "op" in objective or "value" in objective:
+        p.append(f"{where}: objective op/value describe a latency threshold; a bad/total SLI has none")
+
+    try:
+        min_events = int(annotations.get(ANNOTATION_MIN_EVENTS, 1000))
+        if min_events < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        p.append(f"{where}: annotation {ANNOTATION_MIN_EVENTS} must be a positive integer")
+        min_events = 0
+    runbook = str(annotations.get(ANNOTATION_RUNBOOK, ""))
+    if not _RUNBOOK.match(runbook):
+        p.append(f"{where}: annotation {ANNOTATION_RUNBOOK} must be a runbook id matching {_RUNBOOK.pattern}")
+    if p:
+        return None, p
+    return Slo(
+        name=name, service=service, kind=kind, objective=float(target), window_days=window_days,
+        description=str(spec.get("description", "")), display_name=str(_get(doc, "metadata.displayName") or name),
+        total_selector=sel["total"], bad_selector=sel.get("bad"), good_selector=good,
+        threshold_seconds=threshold, histogram_buckets=buckets, min_events=min_events, runbook=runbook,
+        indicator_name=str(_get(spec, "indicator.metadata.name") or f"{name}-sli"),
+        objective_name=str(objective.get("displayName", "")),
+    ), []
+
+
+def _check_latency(good: Selector, total: Selector | None, objective: Mapping[str, Any],
+                   annotations: Mapping[str, Any], where: str, p: list[str]) -> tuple[float | None, tuple[float, ...]]:
+    """A latency SLI counts good events with one histogram bucket: refuse a threshold that is not a bucket."""
+    if ANNOTATION_BUCKETS not in annotations:
+        p.append(f"{where}: a latency SLO needs annotation {ANNOTATION_BUCKETS} (the buckets akidb-rest exports)")
+        return None, ()
+    buckets = _parse_buckets(annotations[ANNOTATION_BUCKETS], where, p)
+    names = ", ".join(prometheus_float(b) for b in buckets)
+    le = good.label("le")
+    if not good.metric.endswith("_bucket") or le is None:
+        p.append(f"{where}: the good selector must be a histogram _bucket series with an le=\"...\" matcher")
+        return None, buckets
+    try:
+        threshold = float(le)
+    except ValueError:
+        p.append(f"{where}: le={le!r} is not a number")
+        return None, buckets
+    if threshold not in buckets:
+        p.append(f"{where}: threshold {le} s is not a bucket of {good.metric} (buckets: {names}); "
+                 f"with no such bucket the SLI evaluates to nothing")
+    elif le != prometheus_float(threshold):
+        p.append(f"{where}: le=\"{le}\" never matches: client libraries export that bucket as "
+                 f"le=\"{prometheus_float(threshold)}\"")
+    value = objective.get("value")
+    if objective.get("op") != "lte" or not isinstance(value, (int, float)) or float(value) != threshold:
+        p.append(f"{where}: the objective must state op: lte and value: {le} (the bucket the good selector counts)")
+    expected_total = good.metric[: -len("_bucket")] + "_count"
+    if total is not None and (total.metric != expected_total or total.matchers != good.without("le").matchers):
+        p.append(f"{where}: total must be {Selector(expected_total, good.without('le').matchers)} "
+                 f"(the same histogram and labels as the good bucket)")
+    return threshold, buckets
+
+
+def parse_slos(text: str, source: str = "slos.yaml") -> list[Slo]:
+    """Parse the YAML text of the definitions; raise SloSpecError with every problem."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        raise SloSpecError([f"{source}: not valid YAML: {e}"]) from None
+    problems: list[str] = []
+    slos: list[Slo] = []
+    for i, doc in enumerate(docs):
+        slo, p = slo_from_openslo(doc, i)
+        problems += p
+        if slo:
+            slos.append(slo)
+    if not docs:
+        problems.append(f"{source}: no SLO documents")
+    keys = [(s.service, s.name) for s in slos]
+    for k in sorted({k for k in keys if keys.count(k) > 1}):
+        problems.append(f"{source}: SLO {k[1]!r} of service {k[0]!r} is defined more than once")
+    if problems:
+        raise SloSpecError(problems)
+    return slos
+
+
+def load_slos(path: Path | str = SLO_FILE) -> list[Slo]:
+    """The SLOs of `rules/slos.yaml` (or `path`), validated."""
+    path = Path(path)
+    return parse_slos(path.read_text(encoding="utf-8"), str(path))
+
+
+def to_openslo(slo: Slo) -> dict[str, Any]:
+    """Slo -> the OpenSLO v1 document it was loaded from (round-trip tested)."""
+
+    def source(sel: Selector) -> dict[str, Any]:
+        return {"metricSource": {"type": "Prometheus", "spec": {"query": str(sel)}}}
+
+    ratio: dict[str, Any] = {"counter": True}
+    annotations: dict[str, str] = {}
+    objective: dict[str, Any] = {"displayName": slo.objective_name, "target": slo.objective}
+    if slo.kind == "latency":
+        assert slo.good_selector is not None and slo.threshold_seconds is not None
+        ratio["good"] = source(slo.good_selector)
+        annotations[ANNOTATION_BUCKETS] = ",".join(prometheus_float(b) for b in slo.histogram_buckets)
+        objective |= {"op": "lte", "value": slo.threshold_seconds}
+    else:
+        assert slo.bad_selector is not None
+        ratio["bad"] = source(slo.bad_selector)
+    ratio["total"] = source(slo.total_selector)
+    annotations |= {ANNOTATION_MIN_EVENTS: str(slo.min_events), ANNOTATION_RUNBOOK: slo.runbook}
+    return {
+        "apiVersion": "openslo/v1",
+        "kind": "SLO",
+        "metadata": {"name": slo.name, "displayName": slo.display_name, "annotations": annotations},
+        "spec": {
+            "description": slo.description,
+            "service": slo.service,
+            "budgetingMethod": "Occurrences",
+            "timeWindow": [{"duration": slo.window, "isRolling": True}],
+            "indicator": {"metadata": {"name": slo.indicator_name}, "spec": {"ratioMetric": ratio}},
+            "objectives": [objective],
+        },
+    }
