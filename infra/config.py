@@ -358,6 +358,13 @@ def _cross_field_problems(cfg: StackConfig, present_secrets: set[str]) -> list[P
     priorities = [r.priority for r in cfg.xray.sampling_rules]
     if len(set(priorities)) != len(priorities):
         p.append(Problem(f"{ns}:xray.samplingRules", priorities, "priorities must be distinct"))
+    for i, r in enumerate(cfg.xray.sampling_rules):
+        if r.service_name == "*":
+            p.append(Problem(f"{ns}:xray.samplingRules[{i}].serviceName", "*",
+                             "the catch-all rule is built from xray.defaultFixedRate; name a service"))
+        if r.priority >= 9999:
+            p.append(Problem(f"{ns}:xray.samplingRules[{i}].priority", r.priority,
+                             "must be below 9999 (the catch-all rule's priority)"))
     metric_names = [m.name for m in cfg.anomaly.metrics]
     if len(set(metric_names)) != len(metric_names):
         p.append(Problem(f"{ns}:anomaly.metrics", metric_names, "metric names must be distinct"))

@@ -22,6 +22,12 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     }
     # Day components are added below, each guarded by its `enabled` switch (one block per component).
     # -- xray --
+    if cfg.xray.enabled:
+        from infra.xray import Tracing, TracingArgs
+
+        tracing = Tracing("tracing", TracingArgs(context=ctx, alert_topic_arn=topics.arns[ctx.region]["P1"]))
+        outputs["xrayDaemonAddress"] = tracing.daemon_address
+        outputs["xrayGroupArns"] = tracing.group_arns
     # -- emf-edge --
     # -- anomaly --
     # -- slo-alerting --
