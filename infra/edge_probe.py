@@ -1,0 +1,138 @@
+"""Run the real edge handler offline: CloudFront origin-request events in, responses and EMF documents out.
+
+Used by the plan-time alarm check (`infra/validation/edge.py`), the tests and the benchmark. The only thing
+replaced is S3: `LocalModelStore` serves the model file from build/models, so the download, hash check, ONNX
+session, tokenizer, inference and EMF all run the function's own code.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.edge_model import MODELS_DIR
+from lambdas.edge_inference import emf
+from lambdas.edge_inference.handler import App
+
+SAMPLE_TEXT = "AkiDB serves vector search at the edge."
+
+
+def origin_request_event(body: Any = None, *, raw: bytes | None = None, method: str = "POST", uri: str = "/embed",
+                         headers: dict[str, str] | None = None, truncated: bool = False,
+                         encoding: str = "base64", include_body: bool = True,
+                         request_id: str = "4TyzHTaYWb1GX1qTfsHhEqV6HUDd_BzoBZnwfnvQc_1oF26ClkoUSEQ==",
+                         ) -> dict[str, Any]:
+    """A CloudFront origin-request event as Lambda@Edge receives it (AWS "Lambda@Edge event structure")."""
+    if raw is None:
+        raw = b"" if body is None else json.dumps(body).encode()
+    all_headers = {"host": "d111111abcdef8.cloudfront.net", "user-agent": "Amazon CloudFront",
+                   "content-type": "application/json", **(headers or {})}
+    request: dict[str, Any] = {
+        "clientIp": "203.0.113.178",
+        "headers": {k.lower(): [{"key": k, "value": v}] for k, v in all_headers.items()},
+        "method": method,
+        "origin": {"custom": {"customHeaders": {}, "domainName": "api.akidb.example", "keepaliveTimeout": 5,
+                              "path": "", "port": 443, "protocol": "https", "readTimeout": 30,
+                              "sslProtocols": ["TLSv1.2"]}},
+        "querystring": "",
+        "uri": uri,
+    }
+    if include_body:
+        data = base64.b64encode(raw).decode() if encoding == "base64" else raw.decode()
+        request["body"] = {"action": "read-only", "data": data, "encoding": encoding, "inputTruncated": truncated}
+    return {"Records": [{"cf": {"config": {"distributionDomainName": "d111111abcdef8.cloudfront.net",
+                                           "distributionId": "EDFDVBD6EXAMPLE", "eventType": "origin-request",
+                                           "requestId": request_id},
+                                "request": request}}]}
+
+
+class LocalModelStore:
+    """Stands in for the S3 client: `download_file` copies a model built in build/models."""
+
+    def __init__(self, model_file: Path):
+        self.model_file = model_file
+        self.calls = 0
+
+    def download_file(self, Bucket: str, Key: str, Filename: str) -> None:
+        self.calls += 1
+        shutil.copyfile(self.model_file, Filename)
+
+
+def model_file_for(sha256: str) -> Path | None:
+    """The built ONNX file whose hash the settings name, if it is in build/models."""
+    for meta_file in sorted(MODELS_DIR.glob("*/model.json")):
+        if json.loads(meta_file.read_text()).get("sha256") == sha256:
+            return meta_file.parent / "model.int8.onnx"
+    return None
+
+
+@dataclass
+class Unpacked:
+    """The function's baked files (settings.json, tokenizer.json) extracted from its zip."""
+
+    folder: Path
+    settings: dict[str, Any]
+
+    @property
+    def settings_path(self) -> Path:
+        return self.folder / "settings.json"
+
+
+def unpack_baked(zip_path: Path, dest: Path, function: str = "edge_inference") -> Unpacked:
+    with zipfile.ZipFile(zip_path) as zf:
+        for name in ("settings.json", "tokenizer.json"):
+            (dest / name).write_bytes(zf.read(f"{function}/{name}"))
+    return Unpacked(dest, json.loads((dest / "settings.json").read_text()))
+
+
+@contextmanager
+def region(name: str) -> Iterator[None]:
+    """AWS_REGION as a replica in `name` sees it."""
+    old = os.environ.get("AWS_REGION")
+    os.environ["AWS_REGION"] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("AWS_REGION", None)
+        else:
+            os.environ["AWS_REGION"] = old
+
+
+def sample_events() -> list[dict[str, Any]]:
+    """A cold request, a warm one, a client error: together they exercise every metric the handler can emit."""
+    return [origin_request_event({"text": SAMPLE_TEXT}), origin_request_event({"text": SAMPLE_TEXT}),
+            origin_request_event(raw=b"{not json")]
+
+
+def run_sample(zip_path: Path, in_region: str) -> list[dict[str, Any]]:
+    """The EMF documents the packaged function emits in `in_region` for `sample_events()`."""
+    with tempfile.TemporaryDirectory(prefix="edge-probe-") as tmp:
+        unpacked = unpack_baked(zip_path, Path(tmp))
+        model_file = model_file_for(str(unpacked.settings.get("model_sha256")))
+        if model_file is None:
+            raise FileNotFoundError("the model named by settings.json is not in build/models: run `make edge-model`")
+        out = io.StringIO()
+        app = App(settings_path=unpacked.settings_path, s3_factory=lambda _s: LocalModelStore(model_file),
+                  tmp_dir=Path(tmp), out=out)
+        with region(in_region):
+            for event in sample_events():
+                app.handle(event, None)
+        return [json.loads(line) for line in out.getvalue().splitlines() if line.startswith('{"_aws"')]
+
+
+def published(docs: list[dict[str, Any]]) -> set[tuple[str, str, tuple[tuple[str, str], ...]]]:
+    found: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
+    for doc in docs:
+        found |= emf.published_metrics(doc)
+    return found

@@ -1,0 +1,121 @@
+"""CloudFront origin-request events in, generated responses out (Lambda@Edge event structure).
+
+Every way a request can be wrong for POST /embed becomes a `ClientError` with a status and a reason that says
+what is wrong and what is allowed. An event that is not a CloudFront request at all (or a trigger configured
+without the body) is our fault, not the caller's: `BadEvent`, answered 5xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+EMBED_PATH = "/embed"
+MAX_TEXT_CHARS = 100_000  # far above 128 tokens; bounds tokenizer work on abusive inputs
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+
+
+class BadEvent(Exception):
+    """The event is not a CloudFront origin-request with its body: a deployment fault."""
+
+
+@dataclass(frozen=True)
+class EdgeRequest:
+    method: str
+    uri: str
+    headers: dict[str, str]  # lower-case name -> first value
+    body: dict[str, Any] | None
+    request_id: str
+
+
+def parse_event(event: Any) -> EdgeRequest:
+    try:
+        record = event["Records"][0]["cf"]
+        request = record["request"]
+        headers = {name.lower(): str(values[0]["value"]) for name, values in request.get("headers", {}).items()
+                   if values}
+        return EdgeRequest(method=str(request["method"]), uri=str(request["uri"]), headers=headers,
+                           body=request.get("body"), request_id=str(record.get("config", {}).get("requestId", "")))
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise BadEvent(f"not a CloudFront request event ({type(exc).__name__})") from exc
+
+
+def read_text(req: EdgeRequest) -> str:
+    """The `text` of a valid POST /embed request; ClientError otherwise."""
+    if req.uri != EMBED_PATH:
+        raise ClientError(404, f"unknown path {req.uri[:100]!r}; this function serves POST {EMBED_PATH}")
+    if req.method != "POST":
+        raise ClientError(405, f"method {req.method[:10]} is not allowed on {EMBED_PATH}; use POST",
+                          {"allow": "POST"})
+    ctype = req.headers.get("content-type")
+    if ctype is not None and ctype.split(";")[0].strip().lower() != "application/json":
+        raise ClientError(415, f"content-type {ctype[:60]!r} is not supported; send application/json")
+    if not isinstance(req.body, dict):
+        raise BadEvent("request body not included: enable 'include body' on the origin-request association")
+    if req.body.get("inputTruncated"):
+        raise ClientError(413, "request body too large: CloudFront truncated it (limit 1 MB); send less text")
+    data = req.body.get("data", "")
+    if not isinstance(data, str):
+        raise BadEvent("body.data is not a string")
+    if req.body.get("encoding", "base64") == "base64":
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ClientError(400, "body is not valid base64") from exc
+    else:
+        raw = data.encode()
+    if not raw.strip():
+        raise ClientError(400, 'empty body; send a JSON object {"text": "..."}')
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ClientError(400, f'body is not valid JSON ({type(exc).__name__}); send {{"text": "..."}}') from exc
+    if not isinstance(payload, dict):
+        raise ClientError(400, f'body must be a JSON object {{"text": "..."}}, got {type(payload).__name__}')
+    unknown = sorted(set(payload) - {"text"})
+    if unknown:
+        raise ClientError(400, f"unknown field(s) {', '.join(map(repr, unknown[:5]))}; allowed: 'text'")
+    if "text" not in payload:
+        raise ClientError(400, "missing field 'text' (a non-empty string)")
+    text = payload["text"]
+    if not isinstance(text, str):
+        raise ClientError(400, f"field 'text' must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ClientError(400, "field 'text' is empty; send a non-empty string")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ClientError(413, f"field 'text' has {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted "
+                               "(only the first 128 tokens are embedded)")
+    return text
+
+
+def response(status: int, body: dict[str, Any], trace_header: str,
+             extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A CloudFront generated response (origin-request: body up to 1 MB)."""
+    headers = {"content-type": "application/json", "cache-control": "no-store", "x-amzn-trace-id": trace_header,
+               **(extra_headers or {})}
+    return {
+        "status": str(status),
+        "statusDescription": _REASONS.get(status, "Error"),
+        "headers": {name: [{"key": _canonical(name), "value": value}] for name, value in headers.items()},
+        "body": json.dumps(body, separators=(",", ":")),
+        "bodyEncoding": "text",
+    }
+
+
+def _canonical(name: str) -> str:
+    special = {"x-amzn-trace-id": "X-Amzn-Trace-Id"}
+    return special.get(name, "-".join(part.capitalize() for part in name.split("-")))
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
+            415: "Unsupported Media Type", 500: "Internal Server Error", 503: "Service Unavailable"}

@@ -1,0 +1,158 @@
+"""Lambda@Edge origin-request handler for POST /embed: real MiniLM embeddings, one EMF document per request.
+
+Lifecycle: in a Lambda container the module import (init phase) reads the baked settings and loads the model
+from S3 into /tmp once; every request then reuses it. The first request a container serves after a load is the
+cold one (CacheHit 0, ModelLoadTime); later ones are warm (CacheHit 1). If loading failed, each request retries
+it and answers 503 until it works.
+
+Answers: 200 with the embedding; 4xx with a reason for bad input (ClientErrorCount); 5xx with a generic reason
+for our own faults (ErrorCount) - internals and tracebacks go to the log only, never to the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import emf, trace
+from .events import BadEvent, ClientError, EdgeRequest, parse_event, read_text, response
+from .model import TMP_DIR, Encoder, ModelUnavailable, S3Getter
+from .settings import SETTINGS_FILE, Settings, SettingsError, load
+
+UNCONFIGURED_MODEL = "unconfigured"
+
+
+def _default_s3(settings: Settings) -> S3Getter:
+    import boto3  # the runtime provides it; imported lazily so tests and the plan check need no AWS
+
+    return boto3.client("s3", region_name=settings.bucket_region)
+
+
+class App:
+    """One container's state: settings, encoder, whether the cold request was already reported."""
+
+    def __init__(self, settings_path: Path = SETTINGS_FILE,
+                 s3_factory: Callable[[Settings], S3Getter] = _default_s3,
+                 tmp_dir: Path = TMP_DIR, out: TextIO | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings_path = settings_path
+        self.s3_factory = s3_factory
+        self.tmp_dir = tmp_dir
+        self.out = out
+        self.clock = clock
+        self.settings: Settings | None = None
+        self.encoder: Encoder | None = None
+        self.load_ms: float | None = None
+        self._load_reported = False
+
+    # ------------------------------------------------------------------------------------------------ lifecycle
+    def warm(self) -> None:
+        """Load settings and model now (the init phase); failures are retried on the next request."""
+        try:
+            self._ensure_encoder()
+        except (SettingsError, ModelUnavailable) as exc:
+            self._log({"level": "ERROR", "message": "init: model not loaded", "error": str(exc)})
+
+    def _ensure_settings(self) -> Settings:
+        if self.settings is None:
+            self.settings = load(self.settings_path)
+        return self.settings
+
+    def _ensure_encoder(self) -> Encoder:
+        if self.encoder is None:
+            settings = self._ensure_settings()
+            self.encoder, self.load_ms = Encoder.load(settings, self.s3_factory(settings), self.tmp_dir)
+            self._load_reported = False
+        return self.encoder
+
+    # ------------------------------------------------------------------------------------------------- requests
+    def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        values: dict[str, float] = {"RequestCount": 1, "ErrorCount": 0, "ClientErrorCount": 0}
+        props: dict[str, Any] = {}
+        req: EdgeRequest | None = None
+        trace_header = trace.propagate(None)
+        try:
+            req = parse_event(event)
+            trace_header = trace.propagate(req.headers.get(trace.HEADER))
+            props["RequestId"] = req.request_id
+            text = read_text(req)
+            encoder = self._ensure_encoder()
+            t0 = time.perf_counter()
+            encoded = encoder.encode(text)
+            values["InferenceLatency"] = (time.perf_counter() - t0) * 1000.0
+            values["TokenCount"] = encoded.token_count
+            status, body, headers = 200, {
+                "embedding": encoded.embedding.tolist(),
+                "model": encoder.settings.model_name,
+                "dimensions": int(encoded.embedding.shape[0]),
+                "tokens": encoded.token_count,
+                "truncated": encoded.truncated,
+            }, {}
+        except ClientError as exc:
+            values["ClientErrorCount"] = 1
+            status, body, headers = exc.status, {"error": exc.reason}, exc.headers
+        except (SettingsError, ModelUnavailable) as exc:
+            values["ErrorCount"] = 1
+            status, body, headers = 503, {"error": "embedding model unavailable; retry later"}, {}
+            props["Error"] = str(exc)
+        except BadEvent as exc:
+            values["ErrorCount"] = 1
+            status, body, headers = 500, {"error": "internal error"}, {}
+            props["Error"] = str(exc)
+        except Exception as exc:  # last resort: never a traceback to the caller
+            values["ErrorCount"] = 1
+            status, body, headers = 500, {"error": "internal error"}, {}
+            props["Error"] = f"{type(exc).__name__}: {exc}"
+            props["Traceback"] = traceback.format_exc(limit=20)
+        values["CacheHit"] = 1 if (self.encoder is not None and self._load_reported) else 0
+        if self.encoder is not None and not self._load_reported and self.load_ms is not None:
+            values["ModelLoadTime"] = self.load_ms
+            self._load_reported = True
+        total_ms = (time.perf_counter() - started) * 1000.0
+        values["TotalLatency"] = total_ms
+        if status == 200:
+            body["latency_ms"] = round(total_ms, 3)
+        if status >= 400:
+            props["Reason"] = body["error"]
+        props["Status"] = status
+        props["TraceId"] = trace_header
+        self.emit(values, props)
+        return response(status, body, trace_header, headers)
+
+    # ---------------------------------------------------------------------------------------------------- output
+    def emf_document(self, values: dict[str, float], props: dict[str, Any]) -> dict[str, object]:
+        settings = self.settings
+        namespace = settings.namespace if settings else emf.DEFAULT_NAMESPACE
+        model = settings.model_name if settings else UNCONFIGURED_MODEL
+        # AWS_REGION is where this replica executes: the region whose CloudWatch receives these metrics.
+        dims = emf.dimension_values(os.environ.get("AWS_REGION", "unknown"), model)
+        doc = emf.document(namespace, int(self.clock() * 1000), dims, values)
+        doc.update(props)
+        return doc
+
+    def emit(self, values: dict[str, float], props: dict[str, Any]) -> None:
+        self._write(emf.serialise(self.emf_document(values, props)))
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self._write(json.dumps(record, separators=(",", ":")))
+
+    def _write(self, line: str) -> None:
+        out = self.out or sys.stdout
+        out.write(line + "\n")
+        out.flush()
+
+
+_APP = App()
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # set by the Lambda runtime itself (not a user variable)
+    _APP.warm()
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _APP.handle(event, context)

@@ -1,0 +1,115 @@
+"""The encoder: the model's own tokenizer -> ONNX Runtime (INT8) -> mean pooling -> L2 normalisation.
+
+The ONNX file is not in the zip (it would take half of the 50 MB): it is fetched from S3 once per container
+into /tmp, checked against the SHA-256 baked at build time, and reused while the container lives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from .pooling import l2_normalise, mean_pool
+from .settings import Settings
+
+TMP_DIR = Path("/tmp")
+
+
+class ModelUnavailable(Exception):
+    """The model could not be fetched or loaded (5xx: the caller did nothing wrong)."""
+
+
+class S3Getter(Protocol):
+    def download_file(self, Bucket: str, Key: str, Filename: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Encoded:
+    embedding: npt.NDArray[np.float32]
+    token_count: int
+    truncated: bool
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_model(settings: Settings, s3: S3Getter, tmp_dir: Path = TMP_DIR) -> Path:
+    """The model file in /tmp: reused when its hash matches (container kept its /tmp), else downloaded."""
+    target = tmp_dir / f"edge-model-{settings.model_sha256[:16]}.onnx"
+    if target.exists() and _sha256(target) == settings.model_sha256:
+        return target
+    partial = target.with_suffix(f".part{os.getpid()}")
+    try:
+        s3.download_file(Bucket=settings.bucket, Key=settings.model_key, Filename=str(partial))
+    except Exception as exc:  # botocore raises many types; all mean the same thing here
+        partial.unlink(missing_ok=True)
+        raise ModelUnavailable(f"model download failed: {type(exc).__name__}") from exc
+    digest = _sha256(partial)
+    if digest != settings.model_sha256:
+        partial.unlink(missing_ok=True)
+        raise ModelUnavailable("model object does not match the SHA-256 baked at build time")
+    partial.replace(target)
+    return target
+
+
+def load_tokenizer(settings: Settings) -> Tokenizer:
+    tok = Tokenizer.from_file(str(settings.tokenizer_path))
+    # One text per request: padding to a fixed 128 (what tokenizer.json asks for batches) would only waste work.
+    tok.no_padding()
+    tok.enable_truncation(max_length=settings.max_tokens)
+    return tok
+
+
+def new_session(model_path: Path, threads: int = 1) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    # One request at a time per container: one intra-op thread avoids oversubscribing Lambda's fractional vCPU.
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class Encoder:
+    def __init__(self, settings: Settings, tokenizer: Tokenizer, session: ort.InferenceSession):
+        self.settings = settings
+        self.tokenizer = tokenizer
+        self.session = session
+        self._inputs = {i.name for i in session.get_inputs()}
+
+    @classmethod
+    def load(cls, settings: Settings, s3: S3Getter, tmp_dir: Path = TMP_DIR) -> tuple[Encoder, float]:
+        """Fetch + load; returns the encoder and the load time in ms (download included)."""
+        started = time.perf_counter()
+        path = fetch_model(settings, s3, tmp_dir)
+        try:
+            session = new_session(path)
+        except Exception as exc:  # onnxruntime raises its own C++ exception types
+            raise ModelUnavailable(f"model could not be loaded: {type(exc).__name__}") from exc
+        encoder = cls(settings, load_tokenizer(settings), session)
+        return encoder, (time.perf_counter() - started) * 1000.0
+
+    def encode(self, text: str) -> Encoded:
+        enc = self.tokenizer.encode(text)
+        ids = np.asarray([enc.ids], dtype=np.int64)
+        mask = np.asarray([enc.attention_mask], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask,
+                 "token_type_ids": np.asarray([enc.type_ids], dtype=np.int64)}
+        (hidden,) = self.session.run(["last_hidden_state"], {k: v for k, v in feeds.items() if k in self._inputs})
+        vec = mean_pool(hidden, mask)
+        if self.settings.normalize:
+            vec = l2_normalise(vec)
+        return Encoded(embedding=vec[0], token_count=len(enc.ids), truncated=bool(enc.overflowing))
