@@ -58,6 +58,14 @@ clean:
 
 # ---- component targets (one block per component; keep each in its own block) ----
 # -- xray --
+.PHONY: xray-test xray-smoke
+XRAY_DAEMON ?= xray-daemon.observability.svc.cluster.local:2000
+XRAY_REGION ?= us-east-1
+xray-test: venv
+	$(PY) -m pytest -q tests/test_xray_plan.py tests/test_xray_rules.py tests/test_xray_smoke.py
+# Post-deploy: one segment over UDP in the daemon protocol, then found with GetTraceSummaries (run in-cluster).
+xray-smoke: venv
+	$(PY) -m infra.xray_smoke --daemon $(XRAY_DAEMON) --region $(XRAY_REGION)
 # -- emf-edge --
 # -- anomaly --
 # -- slo-alerting --
