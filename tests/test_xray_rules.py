@@ -302,3 +302,11 @@ def test_sampling_rule_limits_are_violations(base):
     no_default = Plan([r for r in base.resources if not (r.type == "aws:xray/samplingRule:SamplingRule"
                                                          and r.inputs["serviceName"] == "*")], base.config)
     assert "no catch-all rule (serviceName '*')" in _messages(xr.xray_sampling_rules, no_default)
+
+
+@pytest.mark.parametrize("image, pinned", [
+    ("busybox:1.36", True), ("registry.local:5000/team/app:v1.2", True), ("a/b@sha256:" + "0" * 64, True),
+    ("busybox", False), ("busybox:latest", False), ("registry.local:5000/team/app", False), ("a/b:", False),
+])
+def test_image_pinned_forms(image, pinned):
+    assert kr.image_pinned(image) is pinned

@@ -20,7 +20,6 @@ from typing import Any
 import kubernetes_validate
 from kubernetes_validate import utils as kv_utils
 
-from infra.config import PINNED_IMAGE_PATTERN
 from infra.validation import Plan, PlannedResource, Violation, rule
 
 # Where the pod spec sits inside each workload kind.
@@ -35,7 +34,17 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
 }
 ADMIN_ROLES = ("cluster-admin", "admin", "edit")
 RESOURCE_KEYS = ("cpu", "memory")
-_PINNED = re.compile(PINNED_IMAGE_PATTERN)
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+
+
+def image_pinned(image: str) -> bool:
+    """Pinned = a digest, or a tag other than `latest` (`busybox:1.36`, `registry:5000/a/b:v1`)."""
+    if _DIGEST.search(image):
+        return True
+    name, _, tag = image.rpartition(":")
+    # A colon before the last slash is a registry port, not a tag.
+    return bool(name) and "/" not in tag and tag != "latest" and bool(_TAG.match(tag)) and " " not in name
 
 
 def k8s_objects(plan: Plan) -> list[PlannedResource]:
@@ -78,7 +87,7 @@ def _workloads(plan: Plan) -> Iterator[tuple[PlannedResource, dict[str, Any], st
 def k8s_images_pinned(plan: Plan) -> Iterator[Violation]:
     for obj, _, where, c in _workloads(plan):
         image = str(c.get("image") or "")
-        if not _PINNED.match(image):
+        if not image_pinned(image):
             yield Violation("k8s_images_pinned", obj.label,
                             f"{where}: image {image!r} is not pinned (use a version tag other than latest, "
                             "or @sha256:<digest>)")
