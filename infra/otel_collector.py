@@ -78,6 +78,7 @@ def agent_config(cfg: XrayConfig, region: str, endpoints: Endpoints) -> dict[str
         "exporters": {
             "loadbalancing": {
                 "routing_key": "traceID",
+                # Plaintext OTLP inside the namespace; mTLS between the tiers is left to a service mesh.
                 "protocol": {"otlp": {"timeout": "5s", "tls": {"insecure": True}}},
                 "resolver": {"dns": {"hostname": endpoints.gateway_dns, "port": OTLP_GRPC_PORT}},
             },

@@ -18,12 +18,11 @@ import yaml
 from infra import otel_collector as oc
 from infra.validation import Plan, PlannedResource, Violation, rule
 from infra.validation.kubernetes import k8s_objects, pod_spec
+from infra.xray import CHECKSUM_ANNOTATION, DAEMON_SERVICE, IRSA_ANNOTATION, MAX_XRAY_NAME
 
 KINDS = ("receivers", "processors", "exporters", "extensions", "connectors")
 PIPELINE_TYPES = ("traces", "metrics", "logs")
 COLLECTOR_LABEL = ("app.kubernetes.io/name", "adot-collector")
-IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
-MAX_XRAY_NAME = 32
 
 
 def collector_configs(plan: Plan) -> Iterator[tuple[PlannedResource, dict[str, Any] | str]]:
@@ -212,10 +211,10 @@ def xray_daemon_service(plan: Plan) -> Iterator[Violation]:
     if not plan.config.xray.enabled:
         return
     ns = plan.config.kubernetes.namespace
-    svc = next((s for s in _services(plan) if s.get("metadata.name") == "xray-daemon"
+    svc = next((s for s in _services(plan) if s.get("metadata.name") == DAEMON_SERVICE
                 and s.get("metadata.namespace") == ns), None)
     if svc is None:
-        yield Violation("xray_daemon_service", "xray", f"no Service {ns}/xray-daemon")
+        yield Violation("xray_daemon_service", "xray", f"no Service {ns}/{DAEMON_SERVICE}")
         return
     if not any(int(p.get("port", 0)) == oc.XRAY_UDP_PORT and p.get("protocol") == "UDP"
                for p in svc.get("spec.ports") or []):
@@ -243,7 +242,7 @@ def xray_config_checksum(plan: Plan) -> Iterator[Violation]:
         if len(texts) != 1 or texts[0] is None:
             yield Violation("xray_config_checksum", obj.label, "does not mount exactly one planned collector config")
             continue
-        annotation = (obj.get("spec.template.metadata.annotations") or {}).get("checksum/config")
+        annotation = (obj.get("spec.template.metadata.annotations") or {}).get(CHECKSUM_ANNOTATION)
         if annotation != oc.checksum(texts[0]):
             yield Violation("xray_config_checksum", obj.label,
                             "pod template annotation checksum/config does not match its ConfigMap: "
