@@ -450,3 +450,11 @@ def to_openslo(slo: Slo) -> dict[str, Any]:
             "objectives": [objective],
         },
     }
+
+
+# Alert names and the Grafana dashboard alert links open (the dashboards component uses the same uid).
+BURN_ALERT = "SLOErrorBudgetBurn"
+ABSENT_ALERT = "SLOMetricAbsent"
+BUCKET_ALERT = "SLOLatencyBucketMissing"
+HEARTBEAT_ALERT = "SLOAlertingHeartbeat"
+SLO_DASHBOARD_UID = "akidb-slo"

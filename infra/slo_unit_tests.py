@@ -1,0 +1,251 @@
+"""Generated promtool unit tests: for every SLO and every burn-rate tier, from the same definitions as the rules.
+
+Per tier (one file each, because `evaluation_interval` is per file and a 3-day tier needs a coarser step than a
+10-minute one): the tier fires just above its burn rate (exact labels and annotations of every alert expected at
+that burn), stays silent just below it, and resolves once its short window has seen no errors. Per SLO: the
+low-traffic guard, silence at zero traffic (no NaN series), absent metrics, a missing latency bucket, the error
+budget remaining, and the heartbeat. Expected values are computed here, not copied from a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from infra.slo_rules import BUDGET_FILE, META_FILE, SLO_FILE, LinkSettings, _burn_alert
+from infra.slo_spec import (
+    ABSENT_ALERT,
+    BUCKET_ALERT,
+    BURN_ALERT,
+    BURN_RATE_TIERS,
+    HEARTBEAT_ALERT,
+    BurnRateTier,
+    Slo,
+    duration_seconds,
+    error_budget_remaining_metric,
+    sli_error_ratio_metric,
+)
+
+RPS = 10.0  # request rate of the synthetic series: enough for every tier's low-traffic guard
+
+
+def _fmt_duration(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _num(x: float) -> str:
+    return f"{x:.12g}"
+
+
+def _labels_text(labels: dict[str, str]) -> str:
+    name = labels.get("__name__", "")
+    return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__") + "}"
+
+
+def _series(slo: Slo, ratio: float, interval_s: int, steps: int, *, rps: float = RPS,
+            stop_after: int | None = None) -> list[dict[str, str]]:
+    """Counters at `rps` with an error ratio `ratio` for `steps` intervals (errors stop after `stop_after`)."""
+    total_inc = rps * interval_s
+    bad_inc = total_inc * ratio
+
+    def counter(inc: float) -> str:
+        if stop_after is None or stop_after >= steps:
+            return f"0+{_num(inc)}x{steps}"
+        return f"0+{_num(inc)}x{stop_after} {_num(inc * stop_after)}+0x{steps - stop_after}"
+
+    def counter_good() -> str:
+        good_inc = total_inc - bad_inc
+        if stop_after is None or stop_after >= steps:
+            return f"0+{_num(good_inc)}x{steps}"
+        base = good_inc * stop_after
+        return f"0+{_num(good_inc)}x{stop_after} {_num(base)}+{_num(total_inc)}x{steps - stop_after}"
+
+    if slo.kind == "availability":
+        assert slo.bad_selector is not None
+        job = slo.total_selector.label("job")
+        return [
+            {"series": f'{slo.total_selector.metric}{{job="{job}",status="200"}}', "values": counter_good()},
+            {"series": f'{slo.total_selector.metric}{{job="{job}",status="500"}}', "values": counter(bad_inc)},
+        ]
+    assert slo.good_selector is not None
+    return [
+        {"series": str(slo.good_selector), "values": counter_good()},
+        {"series": str(slo.total_selector), "values": f"0+{_num(total_inc)}x{steps}"},
+    ]
+
+
+def render_burn_annotations(slo: Slo, tier: BurnRateTier, burn: float, links: LinkSettings) -> dict[str, str]:
+    """What Prometheus renders for a burn alert whose long window burns at `burn` (mirrors the templates)."""
+    ann = dict(_burn_alert(slo, tier, links)["annotations"])
+    long_s = duration_seconds(tier.long_window)
+    consumed = burn * slo.error_budget * 100 * long_s / (slo.window_days * 86400 * slo.error_budget)
+    ann["summary"] = (f"{slo.service} {slo.name}: error budget burning at {burn:.1f}x ({tier.severity} "
+                      f"{tier.name}: {tier.long_window} and {tier.short_window} above {tier.burn_rate:g}x) "
+                      f"[runbook:{slo.runbook}]")
+    ann["burn_rate"] = f"{burn:.2f}"
+    ann["budget_consumed"] = (f"{consumed:.2f}% of the {slo.window} error budget burned in the last "
+                              f"{tier.long_window}")
+    return ann
+
+
+def _fires(tier: BurnRateTier, burn: float, rps: float, slo: Slo, interval_s: int, eval_s: int) -> bool:
+    """Whether a tier fires at eval_s on a constant burn from t=0 (ratios are exact once 2 samples exist)."""
+    enough_samples = all(min(duration_seconds(w), eval_s) >= interval_s for w in (tier.long_window,
+                                                                                  tier.short_window))
+    guard = rps * duration_seconds(tier.long_window) >= slo.min_events
+    return burn > tier.burn_rate and enough_samples and guard
+
+
+def _tier_file(tier: BurnRateTier, slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
+    short_s = duration_seconds(tier.short_window)
+    interval_s = short_s // 4
+    eval_s = 2 * short_s
+    steps = 2 * eval_s // interval_s
+    tests: list[dict[str, Any]] = []
+    for slo in slos:
+        hi, lo = tier.burn_rate * 1.3, tier.burn_rate * 0.7
+        expected = [t for t in BURN_RATE_TIERS if _fires(t, hi, RPS, slo, interval_s, eval_s)]
+        tests.append({
+            "name": f"{slo.name}: {tier.name} fires at {hi:g}x with every tier at or below that burn",
+            "interval": _fmt_duration(interval_s),
+            "input_series": _series(slo, hi * slo.error_budget, interval_s, steps),
+            "alert_rule_test": [{
+                "alertname": BURN_ALERT,
+                "eval_time": _fmt_duration(eval_s),
+                "exp_alerts": [{
+                    "exp_labels": {**_burn_alert(slo, t, links)["labels"], **slo.labels},
+                    "exp_annotations": render_burn_annotations(slo, t, hi, links),
+                } for t in expected],
+            }],
+        })
+        tier_sel = f'ALERTS{{alertname="{BURN_ALERT}",slo="{slo.name}",tier="{tier.name}"}}'
+        tests.append({
+            "name": f"{slo.name}: {tier.name} stays silent at {lo:g}x",
+            "interval": _fmt_duration(interval_s),
+            "input_series": _series(slo, lo * slo.error_budget, interval_s, steps),
+            "promql_expr_test": [{"expr": tier_sel, "eval_time": _fmt_duration(eval_s), "exp_samples": []}],
+        })
+        # Errors stop at eval_s; one short window (+2 steps) later the tier has resolved.
+        stop = eval_s // interval_s
+        after = eval_s + short_s + 2 * interval_s
+        tests.append({
+            "name": f"{slo.name}: {tier.name} resolves one short window ({tier.short_window}) after recovery",
+            "interval": _fmt_duration(interval_s),
+            "input_series": _series(slo, hi * slo.error_budget, interval_s, steps + 8, stop_after=stop),
+            "promql_expr_test": [
+                {"expr": tier_sel, "eval_time": _fmt_duration(eval_s), "exp_samples": [{
+                    "labels": _labels_text({"__name__": "ALERTS", "alertname": BURN_ALERT, "alertstate": "firing",
+                                            **_burn_alert(slo, tier, links)["labels"]}),
+                    "value": 1}]},
+                {"expr": tier_sel, "eval_time": _fmt_duration(after), "exp_samples": []},
+            ],
+        })
+    return {
+        "rule_files": [f"../prometheus/{SLO_FILE}"],
+        "evaluation_interval": _fmt_duration(interval_s),
+        "tests": tests,
+    }
+
+
+def _guard_file(slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
+    """Low traffic (a handful of requests at 50% errors) and zero traffic, per SLO."""
+    tests: list[dict[str, Any]] = []
+    interval_s, eval_s = 60, 3600
+    steps = eval_s // interval_s + 5
+    for slo in slos:
+        rps = 0.5
+        burn = 0.5 / slo.error_budget
+        expected = [t for t in BURN_RATE_TIERS if _fires(t, burn, rps, slo, interval_s, eval_s)]
+        tests.append({
+            "name": f"{slo.name}: at {rps} req/s, 50% errors page only tiers whose long window holds "
+                    f"{slo.min_events} requests",
+            "interval": "1m",
+            "input_series": _series(slo, 0.5, interval_s, steps, rps=rps),
+            "alert_rule_test": [{
+                "alertname": BURN_ALERT, "eval_time": "1h",
+                "exp_alerts": [{"exp_labels": {**_burn_alert(slo, t, links)["labels"], **slo.labels},
+                                "exp_annotations": render_burn_annotations(slo, t, burn, links)}
+                               for t in expected],
+            }],
+        })
+        tests.append({
+            "name": f"{slo.name}: zero traffic gives no error ratio (no NaN) and no alert",
+            "interval": "1m",
+            "input_series": _series(slo, 0.0, interval_s, steps, rps=0.0),
+            "promql_expr_test": [
+                {"expr": sli_error_ratio_metric("5m"), "eval_time": "1h", "exp_samples": []},
+                {"expr": f'ALERTS{{alertname="{BURN_ALERT}"}}', "eval_time": "1h", "exp_samples": []},
+            ],
+        })
+    return {"rule_files": [f"../prometheus/{SLO_FILE}"], "evaluation_interval": "1m", "tests": tests}
+
+
+def _meta_file(slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
+    from infra.slo_rules import _meta_alerts
+
+    meta = _meta_alerts(slos, links)
+
+    def alert(name: str, slo: Slo | None) -> dict[str, Any]:
+        rule = next(r for r in meta if r["alert"] == name and (slo is None or r["labels"].get("slo") == slo.name))
+        # absent() returns the selector's equality matchers as labels.
+        sel = None if slo is None else (slo.good_selector if name == BUCKET_ALERT else slo.total_selector)
+        from_absent = {n: v for n, op, v in sel.matchers if op == "="} if sel else {}
+        return {"exp_labels": {**from_absent, **rule["labels"]}, "exp_annotations": rule["annotations"]}
+
+    tests: list[dict[str, Any]] = [{
+        "name": "no metrics at all: every SLO reports its absent metric after 10m; the heartbeat always fires",
+        "interval": "1m",
+        "input_series": [{"series": 'up{job="akidb-rest"}', "values": "1x30"}],
+        "alert_rule_test": [
+            {"alertname": ABSENT_ALERT, "eval_time": "9m", "exp_alerts": []},
+            {"alertname": ABSENT_ALERT, "eval_time": "11m", "exp_alerts": [alert(ABSENT_ALERT, s) for s in slos]},
+            {"alertname": HEARTBEAT_ALERT, "eval_time": "1m", "exp_alerts": [alert(HEARTBEAT_ALERT, None)]},
+        ],
+    }]
+    for slo in slos:
+        if slo.kind != "latency":
+            continue
+        assert slo.good_selector is not None
+        wrong = str(slo.good_selector).replace(f'le="{slo.good_selector.label("le")}"', 'le="0.025"')
+        tests.append({
+            "name": f"{slo.name}: histogram without the {slo.good_selector.label('le')} bucket -> bucket alert",
+            "interval": "1m",
+            "input_series": [{"series": wrong, "values": "0+590x30"},
+                             {"series": str(slo.total_selector), "values": "0+600x30"}],
+            "alert_rule_test": [
+                {"alertname": BUCKET_ALERT, "eval_time": "11m", "exp_alerts": [alert(BUCKET_ALERT, slo)]},
+                {"alertname": ABSENT_ALERT, "eval_time": "11m",
+                 "exp_alerts": [alert(ABSENT_ALERT, s) for s in slos if s.kind != "latency"]},
+            ],
+        })
+    return {"rule_files": [f"../prometheus/{META_FILE}"], "evaluation_interval": "1m", "tests": tests}
+
+
+def _budget_file(slos: Sequence[Slo]) -> dict[str, Any]:
+    """A constant burn b over a day leaves 1 - b of the budget (the ratio of extrapolated rates is exact)."""
+    tests = []
+    for slo in slos:
+        burn = 0.25
+        tests.append({
+            "name": f"{slo.name}: burning at {burn}x leaves {1 - burn:g} of the error budget",
+            "interval": "5m",
+            "input_series": _series(slo, burn * slo.error_budget, 300, 288),
+            "promql_expr_test": [{
+                "expr": f'round({error_budget_remaining_metric()}{{slo="{slo.name}"}}, 0.0001)',
+                "eval_time": "1d",
+                "exp_samples": [{"labels": f'{{service="{slo.service}",slo="{slo.name}"}}', "value": 1 - burn}],
+            }],
+        })
+    return {"rule_files": [f"../prometheus/{BUDGET_FILE}"],
+            "evaluation_interval": "5m", "tests": tests}
+
+
+def unit_test_files(slos: Sequence[Slo], links: LinkSettings = LinkSettings()) -> dict[str, dict[str, Any]]:
+    files = {f"tier-{t.name}.test.yml": _tier_file(t, slos, links) for t in BURN_RATE_TIERS}
+    files["guards.test.yml"] = _guard_file(slos, links)
+    files["meta.test.yml"] = _meta_file(slos, links)
+    files["budget.test.yml"] = _budget_file(slos)
+    return files
