@@ -169,13 +169,14 @@ class Tracing(pulumi.ComponentResource):
         self.daemon_address = f"{DAEMON_SERVICE}.{ns}.svc.cluster.local:{oc.XRAY_UDP_PORT}"
 
         endpoints = oc.Endpoints(namespace=ns, gateway_headless_service=GATEWAY_HEADLESS)
-        agent_sa = self._service_account(AGENT, AGENT_ACTIONS)
-        gateway_sa = self._service_account(GATEWAY, GATEWAY_ACTIONS)
-        agent_cm, agent_sum = self._config_map(AGENT, oc.agent_config(cfg, ctx.region, endpoints))
-        gateway_cm, gateway_sum = self._config_map(GATEWAY, oc.gateway_config(cfg, ctx.region))
+        # Pods start only once their service account, its AWS permissions and their config exist.
+        agent_deps = self._service_account(AGENT, AGENT_ACTIONS)
+        gateway_deps = self._service_account(GATEWAY, GATEWAY_ACTIONS)
+        agent_cm, agent_sum = self._config_map(AGENT, oc.agent_config(cfg, ctx.region, endpoints), agent_deps)
+        gateway_cm, gateway_sum = self._config_map(GATEWAY, oc.gateway_config(cfg, ctx.region), gateway_deps)
 
-        self._gateway(cfg.collector_image, cfg.gateway_replicas, gateway_sa, gateway_cm, gateway_sum)
-        self._agent(cfg.collector_image, agent_sa, agent_cm, agent_sum)
+        self._gateway(cfg.collector_image, cfg.gateway_replicas, gateway_cm, gateway_sum, gateway_deps)
+        self._agent(cfg.collector_image, agent_cm, agent_sum, agent_deps)
         self._sampling_rules()
         self.group_arns = self._groups_and_insights(args.alert_topic_arn)
         self.register_outputs({"daemonAddress": self.daemon_address, "groupArns": self.group_arns})
@@ -187,7 +188,8 @@ class Tracing(pulumi.ComponentResource):
     def _meta(self, name: str, tier: str, **extra: Any) -> dict[str, Any]:
         return {"name": name, "namespace": self._ctx.config.kubernetes.namespace, "labels": labels(tier), **extra}
 
-    def _service_account(self, tier: str, actions: list[str]) -> str:
+    def _service_account(self, tier: str, actions: list[str]) -> list[pulumi.Resource]:
+        """Role, policy and ServiceAccount named `tier`; returns them for the workload's depends_on."""
         ctx = self._ctx
         ns = ctx.config.kubernetes.namespace
         provider_arn = ctx.config.kubernetes.oidc_provider_arn
@@ -200,35 +202,38 @@ class Tracing(pulumi.ComponentResource):
             max_session_duration=3600,
             opts=self._child(),
         )
-        aws.iam.RolePolicy(
+        policy = aws.iam.RolePolicy(
             f"{self._name}-{tier}-xray",
             role=role.id,
             name=f"xray-{tier}",
             policy=document(statement(actions, "*", sid="XRay")),
             opts=self._child(),
         )
-        k8s.core.v1.ServiceAccount(
+        sa = k8s.core.v1.ServiceAccount(
             f"{self._name}-{tier}-sa",
             metadata=self._meta(tier, tier, annotations={IRSA_ANNOTATION: role.arn}),
             automount_service_account_token=False,
             opts=self._child(),
         )
-        return tier
+        return [policy, sa]
 
-    def _config_map(self, tier: str, config: dict[str, Any]) -> tuple[str, str]:
+    def _config_map(self, tier: str, config: dict[str, Any], deps: list[pulumi.Resource]) -> tuple[str, str]:
+        """The rendered config in a ConfigMap (added to `deps`); returns its name and checksum."""
         text = oc.render(config)
         name = f"{tier}-config"
-        k8s.core.v1.ConfigMap(
+        cm = k8s.core.v1.ConfigMap(
             f"{self._name}-{tier}-config",
             metadata=self._meta(name, tier),
             data={oc.CONFIG_KEY: text},
             opts=self._child(),
         )
+        deps.append(cm)
         return name, oc.checksum(text)
 
-    def _gateway(self, image: str, replicas: int, sa: str, cm: str, config_sum: str) -> None:
+    def _gateway(self, image: str, replicas: int, cm: str, config_sum: str, deps: list[pulumi.Resource]) -> None:
         ctx = self._ctx
-        template = pod_template(GATEWAY, image, ctx.region, sa, cm, config_sum, GATEWAY_PORTS, GATEWAY_RESOURCES)
+        template = pod_template(GATEWAY, image, ctx.region, GATEWAY, cm, config_sum, GATEWAY_PORTS,
+                                GATEWAY_RESOURCES)
         # Spread replicas over nodes and zones: losing one node must not lose every trace in flight.
         template["spec"]["topologySpreadConstraints"] = [
             {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
@@ -243,7 +248,7 @@ class Tracing(pulumi.ComponentResource):
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                 "template": template,
             },
-            opts=self._child(),
+            opts=self._child(*deps),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{self._name}-gateway-pdb",
@@ -259,9 +264,9 @@ class Tracing(pulumi.ComponentResource):
             opts=self._child(),
         )
 
-    def _agent(self, image: str, sa: str, cm: str, config_sum: str) -> None:
+    def _agent(self, image: str, cm: str, config_sum: str, deps: list[pulumi.Resource]) -> None:
         ctx = self._ctx
-        template = pod_template(AGENT, image, ctx.region, sa, cm, config_sum, AGENT_PORTS, AGENT_RESOURCES)
+        template = pod_template(AGENT, image, ctx.region, AGENT, cm, config_sum, AGENT_PORTS, AGENT_RESOURCES)
         # A daemon runs on every node, tainted ones included: senders are routed to their own node's agent.
         template["spec"]["tolerations"] = [{"operator": "Exists"}]
         k8s.apps.v1.DaemonSet(
@@ -272,7 +277,7 @@ class Tracing(pulumi.ComponentResource):
                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
                 "template": template,
             },
-            opts=self._child(),
+            opts=self._child(*deps),
         )
         k8s.core.v1.Service(
             f"{self._name}-daemon",
