@@ -66,7 +66,9 @@ def unique_physical_names(plan: Plan) -> Iterator[Violation]:
         for key in NAME_KEYS:
             value = r.inputs.get(key)
             if isinstance(value, str) and value:
-                ident = (r.type, r.region, f"{key}={value}")
+                # Some names are unique only within their owner (an inline policy within its role).
+                scope = str(r.inputs.get("role") or "") if r.type == "aws:iam/rolePolicy:RolePolicy" else ""
+                ident = (r.type, r.region, f"{scope}/{key}={value}")
                 if ident in seen:
                     yield Violation("unique_physical_names", r.label,
                                     f"{key} '{value}' is also used by {seen[ident]} in {r.region or 'global'}")
