@@ -1,0 +1,99 @@
+"""Which CloudWatch metrics exist, where: the stack's own (from the emitters' contracts) and AWS's.
+
+A dashboard widget that names a metric nobody publishes draws an empty graph forever, silently (the seed's
+dimensionless `ErrorCount` widgets did exactly that). Every metric line is checked against this catalog at plan
+time: namespace, name, exactly one emitted dimension set with valid values, and the region it is emitted in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.config import StackConfig
+from lambdas.edge_inference import emf
+
+# Anomaly detector output contract (issue 3): per forecast metric, dimension Metric=<name>; health metrics.
+ANOMALY_NAMESPACE = "AkiDB/AnomalyDetection"
+ANOMALY_PER_METRIC = ("IsAnomaly", "Score", "Confidence", "Actual", "Predicted", "UpperBound", "LowerBound",
+                      "ForecastAge")
+ANOMALY_HEALTH = ("DetectorErrors",)
+ANOMALY_DIMENSION = "Metric"
+
+# AWS namespaces a dashboard may name, the metrics we use of them, and where they exist (None: any region).
+# CloudFront publishes only in us-east-1 (FACTS section 4).
+AWS_METRICS: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {
+    "AWS/Lambda": (frozenset({"Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions"}), None),
+    "AWS/CloudFront": (frozenset({"Requests", "4xxErrorRate", "5xxErrorRate", "TotalErrorRate",
+                                  "LambdaExecutionError", "LambdaValidationError"}), frozenset({"us-east-1"})),
+    "AWS/SNS": (frozenset({"NumberOfMessagesPublished", "NumberOfNotificationsFailed"}), None),
+    "AWS/Events": (frozenset({"Invocations", "FailedInvocations"}), None),
+}
+
+Dims = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Emitted:
+    namespace: str
+    name: str
+    dimensions: Dims
+    region: str
+
+
+def dims(**values: str) -> Dims:
+    """Dimensions in a canonical (sorted) order, so lookups do not depend on the order a widget lists them."""
+    return tuple(sorted(values.items()))
+
+
+def edge_metrics(cfg: StackConfig) -> set[Emitted]:
+    """Every (metric x dimension set) the edge replicas publish, in each region a replica runs in."""
+    if not cfg.emf_edge.enabled:
+        return set()
+    out: set[Emitted] = set()
+    ns = cfg.emf_edge.namespace
+    for region in cfg.emf_edge.edge_regions:
+        values = emf.dimension_values(region, cfg.emf_edge.model_name)
+        for name in emf.METRICS:
+            for dim_set in emf.DIMENSION_SETS:
+                out.add(Emitted(ns, name, tuple(sorted((d, values[d]) for d in dim_set)), region))
+    return out
+
+
+def anomaly_metrics(cfg: StackConfig) -> set[Emitted]:
+    if not cfg.anomaly.enabled:
+        return set()
+    home = cfg.aws.region
+    out = {Emitted(ANOMALY_NAMESPACE, name, (), home) for name in ANOMALY_HEALTH}
+    for metric in cfg.anomaly.metrics:
+        for name in ANOMALY_PER_METRIC:
+            out.add(Emitted(ANOMALY_NAMESPACE, name, dims(**{ANOMALY_DIMENSION: metric.name}), home))
+    return out
+
+
+def stack_metrics(cfg: StackConfig) -> set[Emitted]:
+    return edge_metrics(cfg) | anomaly_metrics(cfg)
+
+
+def check_metric(cfg: StackConfig, namespace: str, name: str, dimensions: Dims, region: str,
+                 emitted: set[Emitted] | None = None) -> str | None:
+    """None when the metric exists in `region`; otherwise what is wrong and what would exist."""
+    if namespace in AWS_METRICS:
+        names, regions = AWS_METRICS[namespace]
+        if name not in names:
+            return f"{namespace} {name} is not a metric this project uses; known: {', '.join(sorted(names))}"
+        if regions is not None and region not in regions:
+            return f"{namespace} metrics exist only in {', '.join(sorted(regions))}, not {region}"
+        return None
+    catalog = stack_metrics(cfg) if emitted is None else emitted
+    key = Emitted(namespace, name, tuple(sorted(dimensions)), region)
+    if key in catalog:
+        return None
+    same_name = sorted({(e.dimensions, e.region) for e in catalog if (e.namespace, e.name) == (namespace, name)})
+    if not same_name:
+        return f"{namespace} {name} is emitted by nothing in this stack"
+    regions = sorted({r for _, r in same_name})
+    if region not in regions:
+        return f"{namespace} {name} is emitted in {', '.join(regions)}, not {region}"
+    sets = sorted({str(dict(d)) for d, r in same_name if r == region})
+    return (f"{namespace} {name} with dimensions {dict(dimensions)} is not emitted in {region}; "
+            f"emitted dimension sets: {', '.join(sets)}")
