@@ -67,6 +67,16 @@ xray-test: venv
 xray-smoke: venv
 	$(PY) -m infra.xray_smoke --daemon $(XRAY_DAEMON) --region $(XRAY_REGION)
 # -- emf-edge --
+.PHONY: edge-model bench-edge
+# Export all-MiniLM-L6-v2 to ONNX and quantise it to INT8 once (cached in build/models by its inputs' hash).
+edge-model: venv
+	$(PY) -m infra.edge_model
+bench-edge: edge-model
+	$(PY) -m benchmarks.bench_edge
+test: edge-model
+plan: edge-model
+plan-all: edge-model
+package: edge-model
 # -- anomaly --
 # -- slo-alerting --
 # -- dashboards --

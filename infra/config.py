@@ -185,13 +185,16 @@ class EdgeAlarmSettings:
     error_count: float = setting(10.0, doc="errors per period threshold", minimum=0)
     cache_hit_rate_min: float = setting(0.8, doc="warm-container share below which the alarm fires",
                                         minimum=0.0, maximum=1.0)
+    cache_hit_min_requests: int = setting(20, doc="requests per period below which the cache-hit rate is not judged "
+                                                  "(a few cold starts at low traffic are normal)",
+                                          minimum=1, maximum=1000000)
 
 
 @dataclass(frozen=True)
 class EmfEdgeConfig:
     enabled: bool = setting(True, doc="deploy the Lambda@Edge embedding function and its alarms")
-    function_name: str = setting("akidb-edge-inference", doc="Lambda@Edge function name",
-                                 pattern=r"^[A-Za-z0-9_-]{1,50}$")
+    function_name: str = setting("edge-inference", doc="Lambda@Edge function name, after the <service>-<environment>- "
+                                                       "prefix", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     edge_regions: list[str] = setting(default_factory=lambda: ["us-east-1"], min_items=1, pattern=AWS_REGION_PATTERN,
                                       doc="regions where replicas run and alarms are created")
     namespace: str = setting("AkiDB/Edge", doc="EMF namespace", pattern=r"^[\w./#:-]{1,255}$")

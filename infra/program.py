@@ -29,6 +29,18 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         outputs["xrayDaemonAddress"] = tracing.daemon_address
         outputs["xrayGroupArns"] = tracing.group_arns
     # -- emf-edge --
+    if cfg.emf_edge.enabled:
+        from infra.emf_edge import EmfEdge, EmfEdgeArgs
+
+        edge = EmfEdge("emf-edge", EmfEdgeArgs(context=ctx, topic_arns=topics.arns))
+        outputs["edgeFunctionName"] = edge.function_name
+        # Attach this version to the distribution's origin-request trigger (include body) when it is not ours.
+        outputs["edgeFunctionQualifiedArn"] = edge.qualified_arn
+        outputs["edgeAlarmNames"] = edge.alarm_names
+        outputs["edgeLogGroups"] = edge.log_group_names
+        outputs["edgeModelBucket"] = edge.model_bucket
+        if edge.distribution_domain is not None:
+            outputs["edgeDistributionDomain"] = edge.distribution_domain
     # -- anomaly --
     # -- slo-alerting --
     # -- dashboards --
