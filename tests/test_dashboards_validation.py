@@ -61,6 +61,8 @@ def test_layout_rule_catches_overlap_width_and_missing_region(planned):
     assert any("'c': metric widget without a valid region" in m for m in msgs)
     assert any("'d': width 25" in m for m in msgs)
     assert any("widget type 'chart'" in m for m in msgs)
+    crowded = _dash(_metric("crowded", [ok] * 501))
+    assert any("'crowded': 501 metrics" in m for m in _messages(cloudwatch_dashboard_layout, cfg, crowded))
     bad_json = _res(DASHBOARD, {"dashboardBody": "{nope"})
     assert any("not JSON" in m for m in _messages(cloudwatch_dashboard_layout, cfg, bad_json))
 

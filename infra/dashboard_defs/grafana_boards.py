@@ -15,6 +15,7 @@ from infra.config import StackConfig
 from infra.dashboard_defs.grafana import GrafanaDashboard, Panel, Target, Threshold, row
 from infra.dashboard_defs.promql import metric_names
 from infra.slo_spec import (
+    BURN_ALERT,
     BURN_RATE_TIERS,
     SLO_DASHBOARD_UID,
     Slo,
@@ -134,6 +135,11 @@ def slo_board(slos: list[Slo]) -> GrafanaDashboard:
                                     "no value while nothing burns."))
     panels.append(Panel("Error budget remaining over time", [Target(remaining, "remaining")], width=12,
                         unit="percentunit", thresholds=[Threshold(0, "red", "spent")], draw_thresholds=True))
+    # Alert states: Prometheus' own ALERTS series of the burn-rate alerts, so the board shows which tier fired.
+    panels.append(Panel("Burn-rate alerts firing (by tier)", [Target(
+        f'sum by (severity, tier) (ALERTS{{alertname="{BURN_ALERT}",alertstate="firing",service="$service",'
+        f'slo="$slo"}})', "{{severity}} {{tier}}")], width=24, height=5, unit="short", minimum=0,
+        description="1 while a tier's alert fires (both of its windows above its burn rate)."))
     for tier in BURN_RATE_TIERS:
         panels.append(Panel(
             f"Burn rate {tier.name} ({tier.severity}): {tier.long_window} & {tier.short_window}",

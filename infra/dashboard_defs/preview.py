@@ -46,12 +46,26 @@ def sample_series(title: str, label: str, index: int, thresholds: Sequence[float
     """A plausible series: baseline under the lowest threshold, an incident that crosses it."""
     rng = _rng(f"{title}/{label}")
     t = np.linspace(0, 4 * np.pi, POINTS)
+    lowered = label.lower()
+    if "anomalous" in lowered:  # 0/1 episodes: one episode, during the incident
+        flags = np.zeros(POINTS)
+        flags[INCIDENT] = 1
+        return flags
+    if "forecast age" in title.lower():  # grows, reset by the weekly training run
+        return (np.arange(POINTS) * 0.5 + 40 + 15 * index) % 168
+    if any(word in lowered for word in ("bound", "predicted", "actual")):
+        predicted = 50 * (1 + 0.2 * np.sin(t))  # the same forecast for every line of the widget
+        scale = {"upper bound": 1.25, "lower bound": 0.75}.get(lowered, 1.0)
+        if lowered != "actual":
+            return predicted * scale
+        actual = predicted * (1 + rng.normal(0, 0.04, POINTS))
+        actual[INCIDENT] = predicted[INCIDENT] * 1.6
+        return actual
     if share:
         series = 0.97 - 0.01 * index + 0.01 * np.sin(t) + rng.normal(0, 0.005, POINTS)
         series[INCIDENT] -= 0.25
         return np.clip(series, 0, 1)
     positive = [v for v in thresholds if v > 0]
-    lowered = label.lower()
     base = 0.35 * min(positive) if positive else 10.0 * (index + 1)
     if any(word in lowered for word in ("error", "5xx", "4xx", "throttle", "503", "429")):
         base = 0.35 * min(positive) if positive else 1.0 + index  # errors: a small share of the traffic

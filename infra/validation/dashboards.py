@@ -26,6 +26,8 @@ PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 ALARM_TYPES = ("aws:cloudwatch/metricAlarm:MetricAlarm", "aws:cloudwatch/compositeAlarm:CompositeAlarm")
 WIDGET_TYPES = ("metric", "alarm", "text", "log", "explorer", "custom")
 MAX_CONFIG_MAP_BYTES = 1024 * 1024
+# CloudWatch quotas: widgets per dashboard, metrics per widget, metrics per dashboard.
+MAX_WIDGETS, MAX_WIDGET_METRICS, MAX_DASHBOARD_METRICS = 500, 500, 2500
 _ALARM_ARN = re.compile(r"^arn:aws:cloudwatch:([a-z0-9-]+):(\d{12}):alarm:(.+)$")
 
 
@@ -100,6 +102,15 @@ def cloudwatch_dashboard_layout(plan: Plan) -> Iterator[Violation]:
                                 f"'{_title(w)}': metric widget without a valid region ({region!r})")
         for msg in grid_problems(boxes):
             yield Violation("cloudwatch_dashboard_layout", dash.label, msg)
+        counts = [len((w.get("properties") or {}).get("metrics") or []) for w in body["widgets"]]
+        if len(body["widgets"]) > MAX_WIDGETS or sum(counts) > MAX_DASHBOARD_METRICS:
+            yield Violation("cloudwatch_dashboard_layout", dash.label,
+                            f"{len(body['widgets'])} widgets / {sum(counts)} metrics; CloudWatch allows "
+                            f"{MAX_WIDGETS} widgets and {MAX_DASHBOARD_METRICS} metrics per dashboard")
+        for w, n in zip(body["widgets"], counts, strict=True):
+            if n > MAX_WIDGET_METRICS:
+                yield Violation("cloudwatch_dashboard_layout", dash.label,
+                                f"'{_title(w)}': {n} metrics; CloudWatch allows {MAX_WIDGET_METRICS} per widget")
 
 
 def _metric_line(line: list[Any]) -> tuple[dict[str, Any], list[Any]]:
@@ -203,6 +214,8 @@ def prometheus_metrics(plan: Plan) -> set[str]:
             for r in group.get("rules") or []:
                 if r.get("record"):
                     known.add(str(r["record"]))
+                if r.get("alert"):
+                    known.add("ALERTS")  # Prometheus' series of alert states, present once alert rules exist
     return known
 
 
