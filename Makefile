@@ -80,3 +80,11 @@ package: edge-model
 # -- anomaly --
 # -- slo-alerting --
 # -- dashboards --
+.PHONY: dashboards dashboards-check dashboards-preview
+dashboards: venv tools  ## rewrite dashboards/ from the plan of every stack
+	$(PY) -m infra.dashboard_defs.render
+dashboards-check: venv tools  ## exit 1 when dashboards/ drifted from the definitions
+	$(PY) -m infra.dashboard_defs.render --check
+dashboards-preview: dashboards  ## PNG of each dashboard's layout with sample series, in build/dashboards-preview/
+	$(PY) -m infra.dashboard_defs.preview
+dashboards dashboards-check: edge-model

@@ -44,6 +44,16 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # -- anomaly --
     # -- slo-alerting --
     # -- dashboards --
+    if cfg.dashboards.enabled:
+        from infra.dashboards import Dashboards, DashboardsArgs
+
+        dashboards = Dashboards("dashboards", DashboardsArgs(
+            context=ctx,
+            edge_alarm_names=edge.alarm_names if cfg.emf_edge.enabled else None,
+            edge_function_name=edge.function_name if cfg.emf_edge.enabled else None,
+        ))
+        outputs["cloudwatchDashboards"] = dashboards.cloudwatch_names
+        outputs["grafanaDashboardConfigMaps"] = dashboards.grafana_config_maps
     return outputs
 
 
