@@ -273,13 +273,24 @@ class SloAlertingConfig:
     grafana_base_url: str = setting("https://grafana.akidb.internal", doc="base URL of dashboard links",
                                     pattern=r"^https://\S+$")
     runbooks: RunbookSettings = setting(default_factory=RunbookSettings, doc="runbook automation guardrails")
+    ticket_webhook_url: str = setting("https://tickets.akidb.internal/alertmanager", pattern=r"^https://\S+$",
+                                      doc="ticket/chat receiver of P2 (and of everything when paging is off)")
+    heartbeat_webhook_url: str = setting("https://heartbeat.akidb.internal/ping", pattern=r"^https://\S+$",
+                                         doc="dead-man's-switch receiver of the always-firing heartbeat")
+    alertmanager_secret_name: str = setting("alertmanager-akidb", pattern=K8S_NAME_PATTERN,
+                                            doc="Secret holding alertmanager.yaml (the Alertmanager's configSecret)")
 
 
 @dataclass(frozen=True)
 class DashboardsConfig:
     enabled: bool = setting(True, doc="deploy CloudWatch and Grafana dashboards")
-    grafana_folder: str = setting("AkiDB", doc="Grafana folder annotation of the dashboard ConfigMaps")
-    grafana_dashboard_label: str = setting("grafana_dashboard", doc="label Grafana's sidecar watches")
+    grafana_folder: str = setting("AkiDB", doc="Grafana folder the dashboards appear in",
+                                  pattern=r"^[\w ./-]{1,100}$")
+    grafana_folder_annotation: str = setting(
+        "grafana_folder", doc="annotation key the sidecar reads the folder from (sidecar.dashboards.folderAnnotation)",
+        pattern=r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([\w.-]{0,61}[A-Za-z0-9])?$")
+    grafana_dashboard_label: str = setting("grafana_dashboard", doc="label (value \"1\") Grafana's sidecar watches",
+                                           pattern=r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([\w.-]{0,61}[A-Za-z0-9])?$")
 
 
 # Top-level keys set with `pulumi config set --secret`. Value: (doc, required_when).
