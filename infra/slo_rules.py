@@ -69,6 +69,8 @@ class LinkSettings:
     heartbeat_webhook_url: str = "https://heartbeat.akidb.internal/ping"
 
 
+DEFAULT_LINKS = LinkSettings()
+
 # --------------------------------------------------------------------------------------------------------------
 # Prometheus rules
 # --------------------------------------------------------------------------------------------------------------
@@ -186,7 +188,7 @@ def _meta_alerts(slos: Sequence[Slo], links: LinkSettings) -> list[dict[str, Any
     return rules
 
 
-def rule_files(slos: Sequence[Slo], links: LinkSettings = LinkSettings(),
+def rule_files(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS,
                severities: Sequence[str] = ("P0", "P1", "P2")) -> dict[str, dict[str, Any]]:
     """File name -> {"groups": [...]} (plain Prometheus rule file format).
 
@@ -218,7 +220,7 @@ def rule_files(slos: Sequence[Slo], links: LinkSettings = LinkSettings(),
     }
 
 
-def all_groups(slos: Sequence[Slo], links: LinkSettings = LinkSettings()) -> list[dict[str, Any]]:
+def all_groups(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS) -> list[dict[str, Any]]:
     return [g for f in rule_files(slos, links).values() for g in f["groups"]]
 
 
@@ -227,7 +229,7 @@ def all_groups(slos: Sequence[Slo], links: LinkSettings = LinkSettings()) -> lis
 # --------------------------------------------------------------------------------------------------------------
 
 
-def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = LinkSettings(), *, paging: bool,
+def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS, *, paging: bool,
                         routing_key_file: str = ROUTING_KEY_FILE) -> dict[str, Any]:
     """P0 -> PagerDuty critical, P1 -> PagerDuty error, P2 -> tickets; with paging off, everything -> tickets.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from infra.slo_rules import BUDGET_FILE, META_FILE, SLO_FILE, LinkSettings, _burn_alert
+from infra.slo_rules import BUDGET_FILE, DEFAULT_LINKS, META_FILE, SLO_FILE, LinkSettings, _burn_alert
 from infra.slo_spec import (
     ABSENT_ALERT,
     BUCKET_ALERT,
@@ -243,7 +243,7 @@ def _budget_file(slos: Sequence[Slo]) -> dict[str, Any]:
             "evaluation_interval": "5m", "tests": tests}
 
 
-def unit_test_files(slos: Sequence[Slo], links: LinkSettings = LinkSettings()) -> dict[str, dict[str, Any]]:
+def unit_test_files(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS) -> dict[str, dict[str, Any]]:
     files = {f"tier-{t.name}.test.yml": _tier_file(t, slos, links) for t in BURN_RATE_TIERS}
     files["guards.test.yml"] = _guard_file(slos, links)
     files["meta.test.yml"] = _meta_file(slos, links)
