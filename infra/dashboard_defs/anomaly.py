@@ -9,6 +9,7 @@ contract at plan time (`catalog.anomaly_metrics`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from infra.config import StackConfig
@@ -23,11 +24,23 @@ from infra.dashboard_defs.cloudwatch import (
     AlarmRef,
     Alarms,
     Dashboard,
+    Expression,
     Graph,
     HLine,
     Metric,
     Widget,
     section,
+)
+from lambdas.anomaly_core.metrics import (
+    ACTUAL,
+    CONFIDENCE,
+    DETECTOR_ERRORS,
+    FORECAST_AGE,
+    IS_ANOMALY,
+    LOWER_BOUND,
+    PREDICTED,
+    SCORE,
+    UPPER_BOUND,
 )
 
 DETECTOR_PERIOD_S = 300  # the detector scores one point per 5-minute run
@@ -45,17 +58,17 @@ def _per_metric(cfg: StackConfig, metric: str) -> list[Widget]:
     return [
         Graph(width=12, height=6, title=f"{metric}: actual vs forecast (band = Prophet interval)", region=home,
               period=DETECTOR_PERIOD_S,
-              lines=[_m(cfg, "UpperBound", metric, "Maximum", "upper bound", GREY),
-                     _m(cfg, "LowerBound", metric, "Minimum", "lower bound", GREY),
-                     _m(cfg, "Predicted", metric, "Average", "predicted", ORANGE),
-                     _m(cfg, "Actual", metric, "Average", "actual", BLUE)]),
+              lines=[_m(cfg, UPPER_BOUND, metric, "Maximum", "upper bound", GREY),
+                     _m(cfg, LOWER_BOUND, metric, "Minimum", "lower bound", GREY),
+                     _m(cfg, PREDICTED, metric, "Average", "predicted", ORANGE),
+                     _m(cfg, ACTUAL, metric, "Average", "actual", BLUE)]),
         Graph(width=6, height=6, title=f"{metric}: score and confidence", region=home, period=DETECTOR_PERIOD_S,
-              lines=[_m(cfg, "Score", metric, "Maximum", "score", PURPLE),
-                     _m(cfg, "Confidence", metric, "Maximum", "confidence", RED)],
+              lines=[_m(cfg, SCORE, metric, "Maximum", "score", PURPLE),
+                     _m(cfg, CONFIDENCE, metric, "Maximum", "confidence", RED)],
               hlines=[HLine(cfg.anomaly.confidence_threshold,
                             f"notify above {cfg.anomaly.confidence_threshold:g}")]),
         Graph(width=6, height=6, title=f"{metric}: anomaly episodes", region=home, period=DETECTOR_PERIOD_S,
-              stacked=True, lines=[_m(cfg, "IsAnomaly", metric, "Maximum", "anomalous", RED)],
+              stacked=True, lines=[_m(cfg, IS_ANOMALY, metric, "Maximum", "anomalous", RED)],
               y_min=0, y_max=1, y_label="anomalous (0/1)"),
     ]
 
@@ -66,10 +79,15 @@ def anomaly_dashboard(cfg: StackConfig, alarms: Sequence[AlarmRef]) -> Dashboard
     widgets: list[Widget] = [section(
         "Detector health", "If these are red the graphs below are stale: no forecast, no anomaly scoring.")]
     widgets.append(Graph(width=8, height=6, title="Detector errors", region=home, period=DETECTOR_PERIOD_S,
-                         lines=[_m(cfg, "DetectorErrors", None, "Sum", "errors per run", RED)], y_min=0))
+                         lines=[_m(cfg, DETECTOR_ERRORS, None, "Sum", "errors per run", RED)], y_min=0))
+    # ForecastAge is published in seconds; shown in hours, the unit of anomaly.forecastMaxAgeHours.
+    age_lines: list[Metric | Expression] = []
+    for i, (n, c) in enumerate(zip(names, _colors(len(names)), strict=True)):
+        age_lines.append(dataclasses.replace(_m(cfg, FORECAST_AGE, n, "Maximum", n, c), id=f"age{i}",
+                                             visible=False))
+        age_lines.append(Expression(f"age{i} / 3600", f"hours{i}", n, color=c))
     widgets.append(Graph(width=8, height=6, title="Forecast age (hours)", region=home, period=3600,
-                         lines=[_m(cfg, "ForecastAge", n, "Maximum", n, c)
-                                for n, c in zip(names, _colors(len(names)), strict=True)],
+                         lines=age_lines,
                          hlines=[HLine(cfg.anomaly.forecast_max_age_hours,
                                        f"scoring stops at {cfg.anomaly.forecast_max_age_hours} h")],
                          y_min=0, y_label="hours"))

@@ -10,14 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.config import StackConfig
+from lambdas.anomaly_core import metrics as anomaly_metrics_contract
 from lambdas.edge_inference import emf
 
-# Anomaly detector output contract (issue 3): per forecast metric, dimension Metric=<name>; health metrics.
-ANOMALY_NAMESPACE = "AkiDB/AnomalyDetection"
-ANOMALY_PER_METRIC = ("IsAnomaly", "Score", "Confidence", "Actual", "Predicted", "UpperBound", "LowerBound",
-                      "ForecastAge")
-ANOMALY_HEALTH = ("DetectorErrors",)
-ANOMALY_DIMENSION = "Metric"
+# Anomaly detector output contract (lambdas/anomaly_core/metrics.py): per forecast metric with dimension
+# Metric=<name>, and health metrics with their own dimension sets.
+ANOMALY_NAMESPACE = anomaly_metrics_contract.NAMESPACE
+ANOMALY_DIMENSION = anomaly_metrics_contract.METRIC_DIMENSION
 
 # AWS namespaces a dashboard may name, the metrics we use of them, and where they exist (None: any region).
 # CloudFront publishes only in us-east-1 (FACTS section 4).
@@ -63,10 +62,13 @@ def anomaly_metrics(cfg: StackConfig) -> set[Emitted]:
     if not cfg.anomaly.enabled:
         return set()
     home = cfg.aws.region
-    out = {Emitted(ANOMALY_NAMESPACE, name, (), home) for name in ANOMALY_HEALTH}
+    out: set[Emitted] = set()
     for metric in cfg.anomaly.metrics:
-        for name in ANOMALY_PER_METRIC:
-            out.add(Emitted(ANOMALY_NAMESPACE, name, dims(**{ANOMALY_DIMENSION: metric.name}), home))
+        values = {ANOMALY_DIMENSION: metric.name}
+        for name in anomaly_metrics_contract.PER_METRIC:
+            out.add(Emitted(ANOMALY_NAMESPACE, name, dims(**values), home))
+        for name, (_, dim_names) in anomaly_metrics_contract.HEALTH.items():
+            out.add(Emitted(ANOMALY_NAMESPACE, name, tuple(sorted((d, values[d]) for d in dim_names)), home))
     return out
 
 
