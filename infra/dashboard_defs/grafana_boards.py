@@ -134,7 +134,7 @@ def slo_board(slos: list[Slo]) -> GrafanaDashboard:
                         description="Hours until the budget is spent if the last hour's burn rate continues; "
                                     "no value while nothing burns."))
     panels.append(Panel("Error budget remaining over time", [Target(remaining, "remaining")], width=12,
-                        unit="percentunit", thresholds=[Threshold(0, "red", "spent")], draw_thresholds=True))
+                        unit="percentunit", maximum=1, thresholds=[Threshold(0, "red", "spent")], draw_thresholds=True))
     # Alert states: Prometheus' own ALERTS series of the burn-rate alerts, so the board shows which tier fired.
     panels.append(Panel("Burn-rate alerts firing (by tier)", [Target(
         f'sum by (severity, tier) (ALERTS{{alertname="{BURN_ALERT}",alertstate="firing",service="$service",'

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 
 from infra.paths import BUILD_DIR, DASHBOARDS_DIR
 
+matplotlib.rcParams["text.parse_math"] = False  # titles contain Grafana variables ($slo), not TeX
 OUT_DIR = BUILD_DIR / "dashboards-preview"
 COL_IN = 0.75  # inches per grid column (24 columns: 18 in)
 ROW_IN = {"cloudwatch": 0.42, "grafana": 0.40}  # inches per height unit
@@ -47,7 +48,7 @@ def sample_series(title: str, label: str, index: int, thresholds: Sequence[float
     rng = _rng(f"{title}/{label}")
     t = np.linspace(0, 4 * np.pi, POINTS)
     lowered = label.lower()
-    if "anomalous" in lowered:  # 0/1 episodes: one episode, during the incident
+    if "anomalous" in lowered or "firing" in title.lower():  # 0/1 states: one episode, during the incident
         flags = np.zeros(POINTS)
         flags[INCIDENT] = 1
         return flags
@@ -189,18 +190,19 @@ def _draw_grafana(ax: Axes, panel: dict[str, Any]) -> None:
     if kind in ("stat", "gauge"):
         ax.set_title(title, fontsize=8, loc="left")
         ax.axis("off")
-        targets = panel.get("targets", [])[:4] if kind == "stat" else panel.get("targets", [])[:1]
-        for i, target in enumerate(targets):
+        # The first target only: several targets of a stat are alternatives (one per SLO, selected by $slo).
+        first = panel.get("targets", [{}])[0]
+        legends = _legends(str(first.get("legendFormat", "")))[: (4 if kind == "stat" else 1)]
+        for i, legend in enumerate(legends):
             value = 0.62 - 0.2 * i if unit == "percentunit" else 96.0 - 30 * i
             color = "#d62728"
             for limit, c in thresholds:
                 if value >= limit:
                     color = c
             shown = f"{value:.0%}" if unit == "percentunit" else f"{value:.0f} {unit}"
-            x = (i + 0.5) / max(len(targets), 1)
+            x = (i + 0.5) / max(len(legends), 1)
             ax.text(x, 0.45, shown, fontsize=16, ha="center", color=color, transform=ax.transAxes)
-            ax.text(x, 0.15, str(target.get("legendFormat", "")).replace("{{", "").replace("}}", ""),
-                    fontsize=6, ha="center", transform=ax.transAxes)
+            ax.text(x, 0.15, legend, fontsize=6, ha="center", transform=ax.transAxes)
         return
     draw = defaults.get("custom", {}).get("thresholdsStyle", {}).get("mode", "off") != "off"
     share = unit == "percentunit" and defaults.get("max") == 1
@@ -219,7 +221,9 @@ def _legends(legend: str) -> list[str]:
     """Sample series names for a legend template: {{status}} stands for several series."""
     if "{{status}}" in legend:
         return [legend.replace("{{status}}", s) for s in ("200", "429", "503")]
-    return [re.sub(r"\{\{\s*(\w+)\s*\}\}", r"\1", legend)]
+    if "{{" in legend:  # any other label: two sample series
+        return [re.sub(r"\{\{\s*(\w+)\s*\}\}", rf"\1-{n}", legend) for n in (1, 2)]
+    return [legend]
 
 
 # ----------------------------------------------------------------------------------------------- pages
