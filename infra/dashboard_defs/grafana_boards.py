@@ -144,7 +144,7 @@ def slo_board(slos: list[Slo]) -> GrafanaDashboard:
         panels.append(Panel(
             f"Burn rate {tier.name} ({tier.severity}): {tier.long_window} & {tier.short_window}",
             [Target(_burn(tier.long_window), tier.long_window), Target(_burn(tier.short_window), tier.short_window)],
-            width=8, unit="x", minimum=0, thresholds=[Threshold(tier.burn_rate, "red", "threshold")],
+            width=8, unit="suffix:x", minimum=0, thresholds=[Threshold(tier.burn_rate, "red", "threshold")],
             draw_thresholds=True,
             description=f"Fires when both windows exceed {tier.burn_rate:g}x: {tier.why}."))
     return GrafanaDashboard(

@@ -34,7 +34,7 @@ COL_IN = 0.75  # inches per grid column (24 columns: 18 in)
 ROW_IN = {"cloudwatch": 0.42, "grafana": 0.40}  # inches per height unit
 POINTS = 120
 INCIDENT = slice(int(POINTS * 0.62), int(POINTS * 0.72))
-UNIT_NAMES = {"percentunit": "ratio", "reqps": "requests/s", "s": "seconds", "x": "burn rate (x budget)",
+UNIT_NAMES = {"percentunit": "ratio", "reqps": "requests/s", "s": "seconds", "suffix:x": "burn rate (x budget)",
               "h": "hours", "short": ""}
 GRAFANA_COLORS = {"green": "#2ca02c", "red": "#d62728", "orange": "#ff7f0e", "yellow": "#bcbd22"}
 
