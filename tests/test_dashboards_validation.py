@@ -79,6 +79,8 @@ def test_metric_rule_catches_metrics_nobody_emits(planned):
         _metric("math", [["AkiDB/Edge", "ErrorCount", {"region": "eu-west-1", "id": "e"}],
                          ["AkiDB/Edge", "RequestCount", {"id": "r"}], [{"expression": "e/r", "id": "x"}]], y=12),
         _metric("anomaly", [["AkiDB/AnomalyDetection", "Score", "Metric", "no_such_metric", {}]], y=18),
+        _metric("typo in math", [["AkiDB/Edge", "ErrorCount", {"id": "errors"}],
+                                 [{"expression": "100 * SUM([errors]) / requests", "id": "e1"}]], y=24),
     )
     msgs = _messages(cloudwatch_dashboard_metrics, cfg, dash)
     text = "\n".join(msgs)
@@ -89,6 +91,7 @@ def test_metric_rule_catches_metrics_nobody_emits(planned):
     assert "'cloudfront': AWS/CloudFront metrics exist only in us-east-1" in text
     assert "'math': metric math over metrics of eu-west-1, us-east-1" in text
     assert "'anomaly'" in text
+    assert "'typo in math': expression '100 * SUM([errors]) / requests' refers to requests" in text
     good = _dash(_metric("fine", [["AkiDB/Edge", "ErrorCount", "EdgeRegion", "eu-west-1", {"region": "eu-west-1"}],
                                   ["AWS/Lambda", "Errors", "FunctionName", "us-east-1.f", {"region": "eu-west-1"}]]))
     assert _messages(cloudwatch_dashboard_metrics, cfg, good) == []

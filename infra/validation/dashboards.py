@@ -28,6 +28,7 @@ WIDGET_TYPES = ("metric", "alarm", "text", "log", "explorer", "custom")
 MAX_CONFIG_MAP_BYTES = 1024 * 1024
 # CloudWatch quotas: widgets per dashboard, metrics per widget, metrics per dashboard.
 MAX_WIDGETS, MAX_WIDGET_METRICS, MAX_DASHBOARD_METRICS = 500, 500, 2500
+_MATH_ID = re.compile(r"(?<![\w.])([a-z][A-Za-z0-9_]*)\b(?!\s*\()")
 _ALARM_ARN = re.compile(r"^arn:aws:cloudwatch:([a-z0-9-]+):(\d{12}):alarm:(.+)$")
 
 
@@ -127,6 +128,8 @@ def metric_widget_problems(cfg: StackConfig, widget: dict[str, Any], emitted: se
     problems: list[str] = []
     has_math = False
     regions: set[str] = set()
+    ids = {str(line[-1]["id"]) for line in props.get("metrics") or []
+           if isinstance(line, list) and line and isinstance(line[-1], dict) and line[-1].get("id")}
     for line in props.get("metrics") or []:
         if not isinstance(line, list) or not line:
             problems.append(f"'{title}': metric entry {line!r} is not a list")
@@ -134,6 +137,11 @@ def metric_widget_problems(cfg: StackConfig, widget: dict[str, Any], emitted: se
         opts, flat = _metric_line(line)
         if "expression" in opts:
             has_math = True
+            # Metric math ids start lower-case; functions (SUM, METRICS, ...) are upper-case.
+            unknown = sorted(set(_MATH_ID.findall(str(opts["expression"]))) - ids)
+            if unknown:
+                problems.append(f"'{title}': expression {opts['expression']!r} refers to {', '.join(unknown)}, "
+                                f"not an id of this widget ({', '.join(sorted(ids)) or 'none'})")
             continue
         if len(flat) < 2 or len(flat) % 2 or not all(isinstance(p, str) for p in flat):
             problems.append(f"'{title}': metric {flat!r} must be [namespace, name, dim, value, ...]")
