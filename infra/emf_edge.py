@@ -26,16 +26,13 @@ from infra.config import EmfEdgeConfig
 from infra.context import StackContext
 from infra.edge_model import EdgeModel, ensure_model
 from infra.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME
-from infra.packaging import LambdaPackage, build_lambda
+from infra.packaging import RUNTIME, LambdaPackage, build_lambda
 from lambdas.edge_inference import emf
 
 COMPONENT = "emf-edge"
 TOKEN = "akidb:emf-edge:EmfEdge"
 FUNCTION_FOLDER = "edge_inference"
 EDGE_FUNCTION_REGION = "us-east-1"  # Lambda@Edge functions can only be created there
-# Lambda@Edge origin-request limits (CloudFront quotas): memory up to 10,240 MB, timeout up to 30 s.
-ORIGIN_REQUEST_MAX_MEMORY_MB = 10240
-ORIGIN_REQUEST_MAX_TIMEOUT_S = 30
 # AWS managed CloudFront policies: CachingDisabled (embeddings are per request; POST is never cached anyway).
 CACHING_DISABLED_POLICY_ID = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 ALL_METHODS = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]
@@ -123,7 +120,7 @@ class EmfEdge(pulumi.ComponentResource):
             name=self.function_name,
             description=f"POST /embed at the edge: {cfg.model_name} embeddings with EMF metrics",
             role=role.arn,
-            runtime="python3.12",
+            runtime=RUNTIME,
             handler=pkg.handler,
             code=pulumi.FileArchive(str(pkg.path)),
             source_code_hash=pkg.source_code_hash,

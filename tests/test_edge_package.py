@@ -83,3 +83,41 @@ print("leaked", leaked)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "200 384" in proc.stdout and "leaked []" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+
+
+def test_packaged_function_initialises_at_import_and_serves(package, tmp_path):
+    """The zip's own layout and baked settings: import with the Lambda runtime's variables set loads the model
+    from S3 (moto) during init, then `handler.handler` serves a CloudFront event warm."""
+    with zipfile.ZipFile(package.path) as zf:
+        for name in zf.namelist():
+            if name.startswith("edge_inference/"):
+                zf.extract(name, tmp_path / "task")
+        settings = json.loads(zf.read("edge_inference/settings.json"))
+    script = f"""
+import io, json, os, sys
+os.environ.update(AWS_LAMBDA_FUNCTION_NAME="us-east-1.akidb-test-edge-inference", AWS_REGION="ap-southeast-1",
+                  AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+from moto import mock_aws
+with mock_aws():
+    import boto3
+    s3 = boto3.client("s3", region_name={settings["bucket_region"]!r})
+    s3.create_bucket(Bucket={settings["bucket"]!r})
+    s3.upload_file({str(ensure_model(quiet=True).onnx_int8)!r}, {settings["bucket"]!r}, {settings["model_key"]!r})
+    sys.path.insert(0, {str(tmp_path / "task")!r})
+    sys.path.insert(1, {str(ROOT)!r})
+    import edge_inference.model as model_module
+    from pathlib import Path
+    model_module.TMP_DIR = Path({str(tmp_path)!r})  # /tmp of the test, not the machine's
+    edge_inference_handler = __import__("edge_inference.handler", fromlist=["handler"])
+    assert edge_inference_handler._APP.encoder is not None, "model not loaded at init"
+    s3.delete_object(Bucket={settings["bucket"]!r}, Key={settings["model_key"]!r})  # no second download
+    from infra.edge_probe import origin_request_event
+    resp = edge_inference_handler.handler(origin_request_event({{"text": "served by the packaged code"}}), None)
+    print("STATUS", resp["status"], len(json.loads(resp["body"])["embedding"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "STATUS 200 384" in proc.stdout
+    emf_lines = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith('{"_aws"')]
+    assert len(emf_lines) == 1 and emf_lines[0]["EdgeRegion"] == "ap-southeast-1"
+    assert emf_lines[0]["CacheHit"] == 0 and emf_lines[0]["ModelLoadTime"] > 0
