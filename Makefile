@@ -79,6 +79,29 @@ plan-all: edge-model
 package: edge-model
 # -- anomaly --
 # -- slo-alerting --
+.PHONY: rules slo-check slo-replay slo-test
+# Regenerate rules/prometheus, rules/alertmanager and rules/tests from rules/slos.yaml (never edit them by hand).
+rules: venv
+	$(PY) -m infra.slo_rules
+# What `make test` runs through pytest (tests/test_slo_rules.py), for humans: promtool and amtool on the files.
+slo-check: tools
+	promtool check rules rules/prometheus/*.yml
+	promtool test rules rules/tests/*.test.yml
+	amtool check-config rules/alertmanager/*.yml
+	amtool config routes test --config.file=rules/alertmanager/alertmanager-paging.yml \
+	  --verify.receivers=pagerduty-critical severity=P0 service=akidb-rest slo=availability
+	amtool config routes test --config.file=rules/alertmanager/alertmanager-paging.yml \
+	  --verify.receivers=pagerduty-error severity=P1 service=akidb-rest slo=availability
+	amtool config routes test --config.file=rules/alertmanager/alertmanager-paging.yml \
+	  --verify.receivers=tickets severity=P2 service=akidb-rest slo=availability
+	amtool config routes test --config.file=rules/alertmanager/alertmanager-tickets-only.yml \
+	  --verify.receivers=tickets severity=P0 service=akidb-rest slo=availability
+# MTTD / noise replays through promtool, ours and the plan's rules (prints the table; ~2 min).
+slo-replay: venv tools
+	$(PY) -m infra.slo_replay
+slo-test: venv tools
+	$(PY) -m pytest -q tests/test_slo_rules.py tests/test_slo_alerting.py tests/test_slo_replay.py \
+	  tests/test_runbook_automation.py
 # -- dashboards --
 .PHONY: dashboards dashboards-check dashboards-preview
 dashboards: venv tools  ## rewrite dashboards/ from the plan of every stack

@@ -135,7 +135,7 @@ class KubernetesSettings:
     context: str | None = setting(None, doc="kubeconfig context of the target cluster")
     namespace: str = setting("observability", doc="namespace of the observability objects", pattern=K8S_NAME_PATTERN)
     cluster_version: str = setting("1.30", doc="Kubernetes minor version objects are validated against",
-                                   pattern=r"^1\.(2[4-9]|3[0-9])$")
+                                   pattern=r"^1\.(2[5-9]|3[0-7])$")  # the schemas kubernetes-validate ships
     oidc_provider_arn: str | None = setting(None, doc="the cluster's IAM OIDC provider (IRSA trust)",
                                             pattern=OIDC_PROVIDER_ARN_PATTERN)
     prometheus_rule_labels: dict[str, str] = setting(
@@ -262,6 +262,11 @@ class RunbookSettings:
                                       pattern=r"^[\w.:/-]{1,255}$")
     max_capacity: int = setting(20, doc="upper bound for any scale-out", minimum=1, maximum=1000)
     max_actions_per_hour: int = setting(3, doc="actions per runbook per hour", minimum=0, maximum=60)
+    scale_out_asg: str | None = setting(None, doc="ASG the spot-cascade and latency runbooks scale out "
+                                        "(must be in allowedAsgs; none: those runbooks only notify)",
+                                        pattern=r"^[\w.:/-]{1,255}$")
+    scale_out_step: int = setting(2, doc="instances added per scale-out action", minimum=1, maximum=50)
+    log_retention_days: int = setting(30, doc="retention of the runbook functions' logs", choices=LOG_RETENTION_DAYS)
 
 
 @dataclass(frozen=True)
@@ -397,6 +402,12 @@ def _cross_field_problems(cfg: StackConfig, present_secrets: set[str]) -> list[P
     if slo.enabled and slo.runbooks.enabled and "pagerdutyWebhookSecret" not in present_secrets:
         p.append(Problem(f"{ns}:pagerdutyWebhookSecret", _ABSENT,
                          "required (as a secret) when sloAlerting.runbooks.enabled is true"))
+    rb = slo.runbooks
+    if rb.scale_out_asg is not None and rb.scale_out_asg not in rb.allowed_asgs:
+        p.append(Problem(f"{ns}:sloAlerting.runbooks.scaleOutAsg", rb.scale_out_asg,
+                         f"must be one of runbooks.allowedAsgs {rb.allowed_asgs}"))
+    if len(set(rb.allowed_asgs)) != len(rb.allowed_asgs):
+        p.append(Problem(f"{ns}:sloAlerting.runbooks.allowedAsgs", rb.allowed_asgs, "names must be distinct"))
     if cfg.environment == "prod" and not cfg.protect_stateful:
         p.append(Problem(f"{ns}:protectStateful", False, "prod must protect its stateful resources"))
     if cfg.dashboards.enabled and not cfg.kubernetes.enabled:

@@ -43,6 +43,15 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             outputs["edgeDistributionDomain"] = edge.distribution_domain
     # -- anomaly --
     # -- slo-alerting --
+    if cfg.slo_alerting.enabled:
+        from infra.slo_alerting import SloAlerting, SloAlertingArgs
+
+        slo_alerting = SloAlerting("slo-alerting", SloAlertingArgs(
+            context=ctx, topic_arns=topics.arns, topic_key_arns=topics.key_arns))
+        outputs["sloPrometheusRules"] = slo_alerting.prometheus_rules
+        outputs["sloAlertmanagerSecret"] = slo_alerting.alertmanager_secret
+        outputs["sloSeverityRouting"] = slo_alerting.subscriptions
+        outputs["runbookWebhookUrl"] = slo_alerting.webhook_url
     # -- dashboards --
     if cfg.dashboards.enabled:
         from infra.dashboards import Dashboards, DashboardsArgs
@@ -51,6 +60,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             context=ctx,
             edge_alarm_names=edge.alarm_names if cfg.emf_edge.enabled else None,
             edge_function_name=edge.function_name if cfg.emf_edge.enabled else None,
+            slo_rules_deployed=bool(slo_alerting.prometheus_rules) if cfg.slo_alerting.enabled else False,
         ))
         outputs["cloudwatchDashboards"] = dashboards.cloudwatch_names
         outputs["grafanaDashboardConfigMaps"] = dashboards.grafana_config_maps

@@ -189,14 +189,13 @@ def _meta_alerts(slos: Sequence[Slo], links: LinkSettings) -> list[dict[str, Any
 
 
 def rule_files(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS,
-               severities: Sequence[str] = ("P0", "P1", "P2")) -> dict[str, dict[str, Any]]:
+               tiers: Sequence[BurnRateTier] = BURN_RATE_TIERS) -> dict[str, dict[str, Any]]:
     """File name -> {"groups": [...]} (plain Prometheus rule file format).
 
     One group per SLO holds every recording its alerts read (rules in a group run in order; groups run
-    independently, so an alert must never read another group's recording). `severities` selects tiers: the
-    replays of a month load only the paging tiers, which need no 1d/3d ranges.
+    independently, so an alert must never read another group's recording). `tiers` selects tiers for the
+    replays (a month of 1-minute steps is affordable for the 10m tier, not for 1d/3d ranges).
     """
-    tiers = [t for t in BURN_RATE_TIERS if t.severity in severities]
     tier_windows = sorted({w for t in tiers for w in (t.long_window, t.short_window)}, key=duration_seconds)
     main, budget = [], []
     for slo in slos:

@@ -173,6 +173,16 @@ def schema_problem(manifest: dict[str, Any], version: str) -> str | None:
     return None
 
 
+def _without_redacted(value: Any) -> Any:
+    """Drop fields the plan redacted as "[secret]" (e.g. every Secret's data/stringData, which the SDK marks
+    secret): their shape cannot be checked, the rest of the object still is."""
+    if isinstance(value, dict):
+        return {k: _without_redacted(v) for k, v in value.items() if v != "[secret]"}
+    if isinstance(value, list):
+        return [_without_redacted(v) for v in value]
+    return value
+
+
 @rule
 def k8s_openapi_schema(plan: Plan) -> Iterator[Violation]:
     objects = k8s_objects(plan)
@@ -186,6 +196,6 @@ def k8s_openapi_schema(plan: Plan) -> Iterator[Violation]:
                         f"{known[0]}..{known[-1]} only; objects cannot be checked")
         return
     for obj in objects:
-        problem = schema_problem(obj.inputs, version)
+        problem = schema_problem(_without_redacted(obj.inputs), version)
         if problem:
             yield Violation("k8s_openapi_schema", obj.label, problem)

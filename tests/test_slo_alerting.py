@@ -1,0 +1,173 @@
+"""The slo-alerting component in the offline plan of both stacks, and its validation rules failing on bad input."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from collections.abc import Callable
+
+import pytest
+
+from infra.slo_rules import rule_files
+from infra.slo_spec import load_slos
+from infra.validation import Plan, PlannedResource
+from infra.validation import slo as rules
+
+SUB = "aws:sns/topicSubscription:TopicSubscription"
+PROM_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
+
+
+def _mine(result) -> list[str]:
+    return [f"{v.rule}: {v.resource}: {v.message}" for v in result.violations
+            if (v.rule in {"slo_rules_match_definitions", "slo_paging_routes", "runbook_scaling_scoped",
+                          "no_secret_in_function_environment", "iam_least_privilege", "encryption_at_rest",
+                          "k8s_openapi_schema", "log_retention"} and "slo" in (v.resource + v.message).lower())
+            or "runbook" in v.resource or "alerting" in v.resource]
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_both_stacks_plan_the_component_cleanly(planned, stack: str) -> None:
+    result = planned[stack]
+    assert result.config_problems == []
+    assert _mine(result) == []
+    plan = result.plan
+    assert len(plan.of_type(PROM_RULE)) == 3
+    for r in plan.of_type(PROM_RULE):
+        assert r.inputs["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    for token in ("aws:apigatewayv2/api:Api", "aws:apigatewayv2/route:Route", "aws:apigatewayv2/stage:Stage",
+                  "aws:dynamodb/table:Table", "aws:secretsmanager/secretVersion:SecretVersion",
+                  "aws:lambda/eventSourceMapping:EventSourceMapping"):
+        assert plan.of_type(token), token
+    route = plan.of_type("aws:apigatewayv2/route:Route")[0]
+    assert route.inputs["routeKey"] == "POST /pagerduty"
+    assert result.outputs["runbookWebhookUrl"].endswith("/pagerduty")
+
+
+def test_prod_pages_p0_p1_through_secret_endpoints_in_every_region(planned) -> None:
+    result = planned["prod"]
+    cfg = result.plan.config
+    subs = result.plan.of_type(SUB)
+    paged = {(s.region, s.inputs["topic"].rsplit("-", 1)[-1]) for s in subs if s.inputs["endpoint"] == "[secret]"}
+    assert paged == {(r, sev) for r in cfg.alarm_regions for sev in ("p0", "p1")}
+    tickets = [s for s in subs if s.inputs["endpoint"] == cfg.slo_alerting.ticket_webhook_url]
+    assert {s.inputs["topic"].rsplit("-", 1)[-1] for s in tickets} == {"p2"}
+    secrets = [r for r in result.plan.of_type("kubernetes:core/v1:Secret")
+               if r.inputs["metadata"]["name"] == "alertmanager-pagerduty"]
+    assert secrets and secrets[0].inputs["stringData"] == "[secret]"
+    assert "REPLACE" not in json.dumps([r.inputs for r in result.plan.resources])
+
+
+def test_staging_routes_everything_to_tickets(planned) -> None:
+    result = planned["staging"]
+    subs = result.plan.of_type(SUB)
+    assert subs and all(s.inputs["endpoint"] == result.plan.config.slo_alerting.ticket_webhook_url for s in subs)
+    assert not [r for r in result.plan.of_type("kubernetes:core/v1:Secret")
+                if r.inputs["metadata"]["name"] == "alertmanager-pagerduty"]
+    assert set(result.outputs["sloSeverityRouting"]["us-east-1"].values()) == {"tickets"}
+
+
+def test_deployed_rules_are_the_generated_ones_with_the_stack_links(run_stack) -> None:
+    result = run_stack("staging", overrides={"sloAlerting": {"runbookBaseUrl": "https://rb.example.org"}})
+    assert result.exit_code in (0, 1) and not _mine(result)
+    text = json.dumps([r.inputs["spec"] for r in result.plan.of_type(PROM_RULE)])
+    assert "https://rb.example.org/error-budget-fast-burn" in text
+    assert len(rule_files(load_slos())) == len(result.plan.of_type(PROM_RULE))
+
+
+def test_worker_may_scale_only_the_named_asgs(planned) -> None:
+    plan = planned["prod"].plan
+    docs = [json.loads(p.inputs["policy"]) for p in plan.of_type("aws:iam/rolePolicy:RolePolicy")
+            if "runbook" in p.name or "slo-alerting" in p.name]
+    scaling = [s for d in docs for s in d["Statement"] if "autoscaling:SetDesiredCapacity" in s["Action"]]
+    assert len(scaling) == 1
+    names = sorted(r.rsplit("/", 1)[-1] for r in scaling[0]["Resource"])
+    assert names == sorted(plan.config.slo_alerting.runbooks.allowed_asgs)
+    describe = [s for d in docs for s in d["Statement"] if "autoscaling:DescribeAutoScalingGroups" in s["Action"]]
+    assert describe[0]["Resource"] == "*" and describe[0]["Action"] == ["autoscaling:DescribeAutoScalingGroups"]
+
+
+def test_webhook_secret_never_in_the_function_environment(planned) -> None:
+    for fn in planned["prod"].plan.of_type("aws:lambda/function:Function"):
+        if "runbook" in str(fn.inputs.get("name")):
+            env = json.loads(fn.inputs["environment"]["variables"]["RUNBOOK_SETTINGS"])
+            assert env["secret_arn"].startswith("arn:aws:secretsmanager:")
+            assert not any("secret" in k and k != "secret_arn" for k in env)
+
+
+def test_config_rules_for_runbooks(run_stack) -> None:
+    result = run_stack("prod", overrides={"sloAlerting": {"runbooks": {"scaleOutAsg": "akidb-other"}}})
+    assert any("scaleOutAsg" in p and "allowedAsgs" in p for p in result.config_problems), result.config_problems
+    result = run_stack("prod", remove=("pagerdutyRoutingKey",))
+    assert any("pagerdutyRoutingKey" in p for p in result.config_problems)
+
+
+# ------------------------------------------------------------------------------------ rules fail on bad input
+def _mutate(plan: Plan, match: Callable[[PlannedResource], bool], change: Callable[[dict], object]) -> Plan:
+    out, hit = [], False
+    for r in plan.resources:
+        if match(r):
+            inputs = copy.deepcopy(r.inputs)
+            change(inputs)
+            r, hit = dataclasses.replace(r, inputs=inputs), True
+        out.append(r)
+    assert hit, "the mutation matched nothing"
+    return Plan(resources=out, config=plan.config, outputs=plan.outputs)
+
+
+def _messages(rule, plan: Plan) -> list[str]:
+    return [v.message for v in rule(plan)]
+
+
+def test_rules_pass_on_the_real_plans(planned) -> None:
+    for stack in ("staging", "prod"):
+        plan = planned[stack].plan
+        for rule in (rules.slo_rules_match_definitions, rules.slo_paging_routes, rules.runbook_scaling_scoped,
+                     rules.no_secret_in_function_environment):
+            assert _messages(rule, plan) == [], (stack, rule.__name__)
+
+
+def test_edited_prometheus_rule_is_caught(planned) -> None:
+    plan = planned["prod"].plan
+
+    def edit(inputs: dict) -> None:
+        inputs["spec"]["groups"][0]["rules"][0]["expr"] = "vector(0)"
+
+    bad = _mutate(plan, lambda r: r.type == PROM_RULE and r.inputs["metadata"]["name"] == "akidb-slo", edit)
+    assert any("differ from the generated rules" in m for m in _messages(rules.slo_rules_match_definitions, bad))
+    unlabeled = _mutate(plan, lambda r: r.type == PROM_RULE,
+                        lambda i: i["metadata"]["labels"].pop("release"))
+    assert any("ruleSelector" in m for m in _messages(rules.slo_rules_match_definitions, unlabeled))
+
+
+def test_plain_pagerduty_endpoint_and_paging_in_staging_are_caught(planned) -> None:
+    prod = planned["prod"].plan
+    leaked = _mutate(prod, lambda r: r.type == SUB and r.inputs["endpoint"] == "[secret]",
+                     lambda i: i.update(endpoint="https://events.pagerduty.com/integration/abc/enqueue"))
+    msgs = _messages(rules.slo_paging_routes, leaked)
+    assert any("plain text" in m for m in msgs) and any("no PagerDuty subscription" in m for m in msgs)
+    staging = planned["staging"].plan
+    paging = _mutate(staging, lambda r: r.type == SUB and r.inputs["topic"].endswith("-p0"),
+                     lambda i: i.update(endpoint="[secret]"))
+    assert any("paging is off" in m for m in _messages(rules.slo_paging_routes, paging))
+
+
+def test_scaling_an_unlisted_asg_is_caught(planned) -> None:
+    plan = planned["prod"].plan
+
+    def widen(inputs: dict) -> None:
+        doc = json.loads(inputs["policy"])
+        for s in doc["Statement"]:
+            if "autoscaling:SetDesiredCapacity" in s["Action"]:
+                s["Resource"] = ["*"]
+        inputs["policy"] = json.dumps(doc)
+
+    bad = _mutate(plan, lambda r: r.type == "aws:iam/rolePolicy:RolePolicy" and "worker" in r.name, widen)
+    assert any("allow-listed" in m for m in _messages(rules.runbook_scaling_scoped, bad))
+
+
+def test_secret_in_function_environment_is_caught(planned) -> None:
+    plan = planned["prod"].plan
+    bad = _mutate(plan, lambda r: r.type == "aws:lambda/function:Function" and "webhook" in r.name,
+                  lambda i: i["environment"]["variables"].update(WEBHOOK_SECRET="[secret]"))
+    assert _messages(rules.no_secret_in_function_environment, bad)
