@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -75,15 +74,17 @@ def function_embeddings(model, tmp_path_factory) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def reference_embeddings() -> np.ndarray:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    from sentence_transformers import SentenceTransformer
+    with pytest.MonkeyPatch.context() as mp:
+        # Offline: the weights come from the package folder; any attempt to reach the Hub fails loudly.
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
 
-    ref = SentenceTransformer(str(source_dir()), device="cpu")
-    # The package's tokenizer.json truncates at 128 tokens (the function's limit); sentence_bert_config says
-    # 256. Compare like with like: the reference truncates where the function does.
-    ref.max_seq_length = 128
-    return np.asarray(ref.encode(SENTENCES, normalize_embeddings=False, batch_size=8), dtype=np.float32)
+        ref = SentenceTransformer(str(source_dir()), device="cpu")
+        # The package's tokenizer.json truncates at 128 tokens (the function's limit); sentence_bert_config
+        # says 256. Compare like with like: the reference truncates where the function does.
+        ref.max_seq_length = 128
+        return np.asarray(ref.encode(SENTENCES, normalize_embeddings=False, batch_size=8), dtype=np.float32)
 
 
 def test_at_least_twenty_varied_sentences():
