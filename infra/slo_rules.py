@@ -7,7 +7,7 @@ same Alertmanager config, rendered with the stack's URLs.
 
 Rule files:
 - slo.rules.yml: per SLO, the SLI recordings of every tier window and the P0/P1/P2 multiwindow burn-rate alerts;
-- slo-budget.rules.yml: objectives, the period's error ratio and error budget remaining (evaluated every 5m: a
+- slo-budget.rules.yml: objectives, the period's error ratio and error budget remaining (evaluated every 2m: a
   30-day range is expensive, and the budget moves slowly);
 - slo-meta.rules.yml: absent metrics, a missing latency bucket, and the always-firing heartbeat.
 """
@@ -204,7 +204,7 @@ def rule_files(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS,
             *_recordings(slo, tier_windows),
             *[_burn_alert(slo, t, links) for t in tiers],
         ]})
-        budget.append({"name": f"{base}-budget", "interval": "5m", "rules": [
+        budget.append({"name": f"{base}-budget", "interval": "2m", "rules": [
             {"record": objective_metric(), "expr": f"vector({slo.objective:.10g})", "labels": slo.labels},
             *[r for r in _recordings(slo, [slo.window]) if r["record"] == sli_error_ratio_metric(slo.window)],
             {"record": error_budget_remaining_metric(),
