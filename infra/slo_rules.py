@@ -236,22 +236,29 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
     Pulumi secret and the Alertmanager mounts.
     """
     del slos  # the routes key on labels every generated alert carries; kept for symmetry with rule_files()
+
+    def first(annotation: str) -> str:
+        # A group (alertname, service, slo) may hold several tiers whose annotations differ, which empties
+        # .CommonAnnotations: take the first alert's (same SLO, so the same runbook and dashboard).
+        return f"{{{{ range $i, $a := .Alerts }}}}{{{{ if eq $i 0 }}}}{{{{ $a.Annotations.{annotation} }}}}" \
+               "{{ end }}{{ end }}"
+
     details = {
         "firing": "{{ .Alerts.Firing | len }}",
         "service": "{{ .CommonLabels.service }}",
         "slo": "{{ .CommonLabels.slo }}",
-        "tier": "{{ .CommonLabels.tier }}",
-        "burn_rate": "{{ .CommonAnnotations.burn_rate }}",
-        "budget_consumed": "{{ .CommonAnnotations.budget_consumed }}",
-        "runbook_url": "{{ .CommonAnnotations.runbook_url }}",
-        "dashboard": "{{ .CommonAnnotations.dashboard }}",
+        "tiers": "{{ range .Alerts.Firing }}{{ .Labels.tier }} {{ end }}",
+        "burn_rate": first("burn_rate"),
+        "budget_consumed": first("budget_consumed"),
+        "runbook_url": first("runbook_url"),
+        "dashboard": first("dashboard"),
     }
 
     def pagerduty(severity: str) -> dict[str, Any]:
         return {"routing_key_file": routing_key_file, "severity": severity, "send_resolved": True,
-                "description": "{{ .CommonAnnotations.summary }}", "details": details,
-                "links": [{"href": "{{ .CommonAnnotations.runbook_url }}", "text": "runbook"},
-                          {"href": "{{ .CommonAnnotations.dashboard }}", "text": "dashboard"}]}
+                "description": first("summary"), "details": details,
+                "links": [{"href": first("runbook_url"), "text": "runbook"},
+                          {"href": first("dashboard"), "text": "dashboard"}]}
 
     page0 = RECEIVER_P0 if paging else RECEIVER_TICKETS
     page1 = RECEIVER_P1 if paging else RECEIVER_TICKETS

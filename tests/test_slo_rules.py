@@ -174,3 +174,20 @@ def test_alertmanager_config_shape() -> None:
     assert "name" not in cfg["inhibit_rules"][0]  # Alertmanager 0.25 rejects named inhibit rules
     staging = alertmanager_config(load_slos(), paging=False)
     assert {r["name"] for r in staging["receivers"]} == {RECEIVER_TICKETS, RECEIVER_HEARTBEAT}
+
+
+def test_pagerduty_templates_parse(tmp_path: Path) -> None:
+    """Every template of the PagerDuty receivers renders (amtool parses it the way Alertmanager will)."""
+    cfg = alertmanager_config(load_slos(), paging=True)
+    texts: set[str] = set()
+    for r in cfg["receivers"]:
+        for pd in r.get("pagerduty_configs", []):
+            texts |= {pd["description"], *pd["details"].values(), *(link["href"] for link in pd["links"])}
+    (tmp_path / "none.tmpl").write_text("")
+    for text in sorted(texts):
+        out = run("amtool", "template", "render", f"--template.glob={tmp_path / 'none.tmpl'}",
+                  f"--template.text={text}")
+        assert out.returncode == 0, (text, out.stderr)
+    broken = run("amtool", "template", "render", f"--template.glob={tmp_path / 'none.tmpl'}",
+                 "--template.text={{ range $i $a := .Alerts }}")
+    assert broken.returncode != 0
