@@ -56,7 +56,7 @@ def test_every_stack_gets_its_dashboards(planned, stack):
     result = planned[stack]
     assert set(_bodies(result)) == {"edge", "anomaly", "slo"}
     keys = {k for cm in grafana_config_maps(result.plan) for k in cm.inputs["data"]}
-    assert "golden-signals.json" in keys
+    assert keys == {"golden-signals.json", "slo.json"}
     assert _mine(result) == []
 
 
@@ -196,6 +196,13 @@ def test_disabled_components_get_no_widgets(run_stack):
     assert _mine(result) == []
     assert result.plan.of_type(DASHBOARD) == []  # edge, anomaly and the edge SLO board all read disabled parts
     assert grafana_config_maps(result.plan)
+
+
+def test_without_slo_alerting_there_is_no_slo_board(run_stack):
+    result = run_stack("staging", overrides={"sloAlerting": {"enabled": False}})
+    assert result.config_problems == [] and _mine(result) == []
+    assert set(_bodies(result)) == {"edge", "anomaly"}
+    assert {k for cm in grafana_config_maps(result.plan) for k in cm.inputs["data"]} == {"golden-signals.json"}
 
 
 def test_without_kubernetes_only_cloudwatch_is_deployed(run_stack):
