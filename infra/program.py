@@ -50,6 +50,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             context=ctx, topic_arns=topics.arns, topic_key_arns=topics.key_arns))
         outputs["sloPrometheusRules"] = slo_alerting.prometheus_rules
         outputs["sloAlertmanagerSecret"] = slo_alerting.alertmanager_secret
+        outputs["sloAlertmanagerRoutes"] = slo_alerting.alertmanager_routes
         outputs["sloSeverityRouting"] = slo_alerting.subscriptions
         outputs["runbookWebhookUrl"] = slo_alerting.webhook_url
     # -- dashboards --

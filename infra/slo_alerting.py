@@ -27,6 +27,7 @@ from infra.slo_rules import (
     LinkSettings,
     alertmanager_config,
     dump,
+    expected_receiver,
     rule_files,
 )
 from infra.slo_spec import load_slos
@@ -57,6 +58,7 @@ def links_for(ctx: StackContext) -> LinkSettings:
 class SloAlerting(pulumi.ComponentResource):
     prometheus_rules: list[str]
     alertmanager_secret: str | None
+    alertmanager_routes: dict[str, str]  # severity -> receiver (the config itself is a Secret: redacted in plans)
     subscriptions: dict[str, dict[str, str]]  # region -> severity -> "pagerduty" | "tickets"
     webhook_url: pulumi.Output[str] | None
 
@@ -68,6 +70,8 @@ class SloAlerting(pulumi.ComponentResource):
         slos = load_slos()
         links = links_for(ctx)
         self.prometheus_rules, self.alertmanager_secret = [], None
+        self.alertmanager_routes = {sev: expected_receiver(sev, paging=cfg.paging_enabled)
+                                    for sev in (*SEVERITIES, "heartbeat")}
         if ctx.config.kubernetes.enabled:
             self._kubernetes(name, ctx, slos, links, child)
         self.subscriptions = self._subscriptions(name, ctx, args, child)
@@ -77,6 +81,7 @@ class SloAlerting(pulumi.ComponentResource):
         self.register_outputs({
             "prometheusRules": self.prometheus_rules,
             "alertmanagerSecret": self.alertmanager_secret,
+            "alertmanagerRoutes": self.alertmanager_routes,
             "subscriptions": self.subscriptions,
             "runbookWebhookUrl": self.webhook_url,
         })

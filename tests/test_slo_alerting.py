@@ -56,6 +56,8 @@ def test_prod_pages_p0_p1_through_secret_endpoints_in_every_region(planned) -> N
                if r.inputs["metadata"]["name"] == "alertmanager-pagerduty"]
     assert secrets and secrets[0].inputs["stringData"] == "[secret]"
     assert "REPLACE" not in json.dumps([r.inputs for r in result.plan.resources])
+    assert result.outputs["sloAlertmanagerRoutes"] == {"P0": "pagerduty-critical", "P1": "pagerduty-error",
+                                                       "P2": "tickets", "heartbeat": "deadmans-switch"}
 
 
 def test_staging_routes_everything_to_tickets(planned) -> None:
