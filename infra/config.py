@@ -302,6 +302,8 @@ class DashboardsConfig:
 SECRET_KEYS: dict[str, str] = {
     "kubeconfig": "kubeconfig of the target cluster (optional: ambient kubeconfig otherwise)",
     "pagerdutyRoutingKey": "PagerDuty Events API v2 routing key (required when sloAlerting.pagingEnabled)",
+    "pagerdutyCloudwatchKey": "PagerDuty Amazon CloudWatch integration key: P0/P1 severity topics subscribe to "
+                              "it (required when sloAlerting.pagingEnabled)",
     "pagerdutyWebhookSecret": "PagerDuty V3 webhook signing secret (required when runbooks are enabled)",
 }
 
@@ -312,6 +314,7 @@ class Secrets:
 
     kubeconfig: pulumi.Output[str] | None = None
     pagerduty_routing_key: pulumi.Output[str] | None = None
+    pagerduty_cloudwatch_key: pulumi.Output[str] | None = None
     pagerduty_webhook_secret: pulumi.Output[str] | None = None
 
 
@@ -399,6 +402,10 @@ def _cross_field_problems(cfg: StackConfig, present_secrets: set[str]) -> list[P
     if slo.enabled and slo.paging_enabled and "pagerdutyRoutingKey" not in present_secrets:
         p.append(Problem(f"{ns}:pagerdutyRoutingKey", _ABSENT,
                          "required (as a secret) when sloAlerting.pagingEnabled is true"))
+    if slo.enabled and slo.paging_enabled and "pagerdutyCloudwatchKey" not in present_secrets:
+        p.append(Problem(f"{ns}:pagerdutyCloudwatchKey", _ABSENT,
+                         "required (as a secret) when sloAlerting.pagingEnabled is true (the P0/P1 topics' "
+                         "PagerDuty subscription; a CloudWatch integration key, not the Events API v2 one)"))
     if slo.enabled and slo.runbooks.enabled and "pagerdutyWebhookSecret" not in present_secrets:
         p.append(Problem(f"{ns}:pagerdutyWebhookSecret", _ABSENT,
                          "required (as a secret) when sloAlerting.runbooks.enabled is true"))
@@ -625,6 +632,8 @@ def parse_stack_config(values: Mapping[str, Any], secret_keys: set[str],
     secrets = Secrets(
         kubeconfig=read("kubeconfig") if "kubeconfig" in present_secrets else None,
         pagerduty_routing_key=read("pagerdutyRoutingKey") if "pagerdutyRoutingKey" in present_secrets else None,
+        pagerduty_cloudwatch_key=(read("pagerdutyCloudwatchKey")
+                                  if "pagerdutyCloudwatchKey" in present_secrets else None),
         pagerduty_webhook_secret=(read("pagerdutyWebhookSecret")
                                   if "pagerdutyWebhookSecret" in present_secrets else None),
     )

@@ -133,7 +133,8 @@ class SloAlerting(pulumi.ComponentResource):
                        child: pulumi.ResourceOptions) -> dict[str, dict[str, str]]:
         """P0/P1 -> PagerDuty (secret endpoint) when paging; P2, and everything in staging -> tickets."""
         cfg = ctx.config.slo_alerting
-        key = ctx.config.secrets.pagerduty_routing_key
+        # PagerDuty's Amazon CloudWatch integration: its own key (the Events API v2 key is Alertmanager's).
+        key = ctx.config.secrets.pagerduty_cloudwatch_key
         paging = cfg.paging_enabled and key is not None
         out: dict[str, dict[str, str]] = {}
         for region in ctx.config.alarm_regions:
