@@ -12,7 +12,6 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-
 from runbook_automation import handler as h
 from runbook_automation import runbooks
 from runbook_automation.audit import Audit
