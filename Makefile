@@ -101,7 +101,7 @@ slo-replay: venv tools
 	$(PY) -m infra.slo_replay
 slo-test: venv tools
 	$(PY) -m pytest -q tests/test_slo_rules.py tests/test_slo_alerting.py tests/test_slo_replay.py \
-	  tests/test_runbook_automation.py
+	  tests/test_runbook_automation.py tests/test_alertmanager_inhibition.py
 # -- dashboards --
 .PHONY: dashboards dashboards-check dashboards-preview
 dashboards: venv tools  ## rewrite dashboards/ from the plan of every stack

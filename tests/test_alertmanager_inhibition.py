@@ -1,0 +1,84 @@
+"""The generated Alertmanager config in a real Alertmanager 0.25 (Debian `prometheus-alertmanager`): a P0 of an
+SLO inhibits that SLO's P1/P2 and nothing else; pages group by alertname, service and SLO."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra.paths import RULES_DIR
+
+BINARY = "prometheus-alertmanager"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("alertmanager")
+    key = tmp / "routing-key"
+    key.write_text("test-routing-key\n")
+    text = (RULES_DIR / "alertmanager" / "alertmanager-paging.yml").read_text()
+    config = tmp / "alertmanager.yml"
+    config.write_text(text.replace("/etc/alertmanager/secrets/alertmanager-pagerduty/routing-key", str(key)))
+    port = _free_port()
+    proc = subprocess.Popen([BINARY, f"--config.file={config}", f"--storage.path={tmp / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=1)
+                break
+            except OSError as e:
+                if proc.poll() is not None:
+                    raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "exited") from e
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _post(url: str, alerts: list[dict[str, Any]]) -> None:
+    req = urllib.request.Request(f"{url}/api/v2/alerts", data=json.dumps(alerts).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(req, timeout=5)
+
+
+def _alerts(url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url}/api/v2/alerts", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def _alert(severity: str, slo: str, tier: str) -> dict[str, Any]:
+    return {"labels": {"alertname": "SLOErrorBudgetBurn", "service": "akidb-rest", "slo": slo,
+                       "severity": severity, "tier": tier},
+            "annotations": {"summary": f"{slo} {tier}"}}
+
+
+def test_p0_inhibits_p1_and_p2_of_the_same_slo_only(alertmanager: str) -> None:
+    _post(alertmanager, [_alert("P0", "availability", "page-quick"), _alert("P1", "availability", "page-slow"),
+                         _alert("P2", "availability", "ticket-fast"), _alert("P1", "latency", "page-slow")])
+    state: dict[tuple[str, str], dict[str, Any]] = {}
+    for _ in range(50):
+        state = {(a["labels"]["slo"], a["labels"]["severity"]): a["status"] for a in _alerts(alertmanager)}
+        if len(state) == 4 and state[("availability", "P1")]["inhibitedBy"]:
+            break
+        time.sleep(0.2)
+    assert state[("availability", "P0")]["state"] == "active"
+    assert state[("availability", "P1")]["state"] == "suppressed" and state[("availability", "P1")]["inhibitedBy"]
+    assert state[("availability", "P2")]["state"] == "suppressed"
+    assert state[("latency", "P1")]["state"] == "active"  # another SLO is not inhibited
