@@ -1,0 +1,1 @@
+"""NAB scoring of the anomaly detector (not part of `make test`: run `make bench-anomaly`)."""

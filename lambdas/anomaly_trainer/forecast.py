@@ -1,0 +1,169 @@
+"""Prophet fitting, validation and the forecast band: the trainer Lambda and the offline scorer share this.
+
+Seasonalities follow the history (FACTS 11): daily from 2 days of data, weekly only from 2 weeks, and the
+hourly term (`period=1/24` day) only when asked for AND it lowers the validation error ("only where it helps").
+A fitted Prophet model cannot be fitted again, so validation fits its own model on everything but the last
+7 days, and the published model is a second, fresh fit on the whole history.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+DAY_S = 86400
+STEP_S = 300
+HOLDOUT_DAYS = 7
+INTERVAL_WIDTH = 0.95
+MIN_FIT_POINTS = 24  # two hours of 5-minute points: less than that is not a series worth a model
+
+
+def _prepare_tmp() -> None:
+    """cmdstanpy writes its CSV outputs under the temp dir; on Lambda only /tmp is writable."""
+    tmp = os.environ.get("TMPDIR") or tempfile.gettempdir()
+    if not os.access(tmp, os.W_OK):
+        os.environ["TMPDIR"] = "/tmp"
+        tempfile.tempdir = "/tmp"
+
+
+_prepare_tmp()
+
+import pandas as pd  # noqa: E402
+from prophet import Prophet  # noqa: E402
+from prophet.serialize import model_to_json  # noqa: E402
+
+# cmdstanpy logs two INFO lines per fit; the trainer's own log says what was fitted.
+# (cmdstanpy resets its level on every fit, so the logger is disabled: failures still raise.)
+logging.getLogger("cmdstanpy").disabled = True
+logging.getLogger("prophet").setLevel(logging.WARNING)
+
+
+class TrainingError(ValueError):
+    """The history cannot give a model (too short, constant NaNs...): a clear message, never a traceback."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    seasonality_mode: str = "additive"
+    hourly: bool = False
+    uncertainty_samples: int = 300
+    changepoint_prior_scale: float = 0.05
+
+
+@dataclass(frozen=True)
+class Errors:
+    mape: float | None  # None when the actual values contain zeros (MAPE undefined)
+    smape: float  # symmetric MAPE in [0, 2]: zero-safe
+    points: int
+
+    @property
+    def headline(self) -> float:
+        """The error compared with the limit: MAPE where defined, else sMAPE."""
+        return self.mape if self.mape is not None else self.smape
+
+    def to_json(self) -> dict[str, float | int | None]:
+        return {"mape": self.mape, "smape": self.smape, "points": self.points, "headline": self.headline}
+
+
+def _frame(ts: Sequence[float], values: Sequence[float]) -> pd.DataFrame:
+    rows = [(t, v) for t, v in zip(ts, values, strict=True) if v is not None and math.isfinite(v)]
+    frame = pd.DataFrame({"ds": pd.to_datetime([t for t, _ in rows], unit="s"), "y": [v for _, v in rows]})
+    return frame.drop_duplicates("ds", keep="last").sort_values("ds").reset_index(drop=True)
+
+
+def fit(ts: Sequence[float], values: Sequence[float], settings: ModelSettings) -> Prophet:
+    """A fresh Prophet fit; seasonalities enabled according to the span of the history."""
+    frame = _frame(ts, values)
+    if len(frame) < MIN_FIT_POINTS:
+        raise TrainingError(f"{len(frame)} finite points of history; at least {MIN_FIT_POINTS} are needed")
+    span_days = (frame["ds"].iloc[-1] - frame["ds"].iloc[0]).total_seconds() / DAY_S
+    model = Prophet(
+        interval_width=INTERVAL_WIDTH,
+        seasonality_mode=settings.seasonality_mode,
+        daily_seasonality=span_days >= 2,
+        weekly_seasonality=span_days >= 14,
+        yearly_seasonality=False,
+        uncertainty_samples=settings.uncertainty_samples,
+        changepoint_prior_scale=settings.changepoint_prior_scale,
+    )
+    if settings.hourly and span_days >= 1:
+        model.add_seasonality(name="hourly", period=1 / 24, fourier_order=3)
+    if settings.seasonality_mode == "multiplicative" and (frame["y"] <= 0).any():
+        raise TrainingError("multiplicative seasonality needs a positive series; this one has values <= 0 "
+                            "(use seasonalityMode: additive)")
+    model.fit(frame)
+    return model
+
+
+def band(model: Prophet, start_ts: float, periods: int,
+         step_s: int = STEP_S) -> list[tuple[float, float, float, float]]:
+    """(epoch s, yhat, lower, upper) on the `step_s` grid from `start_ts` (aligned down to the grid)."""
+    start = int(start_ts // step_s) * step_s
+    future = pd.DataFrame({"ds": pd.to_datetime([start + i * step_s for i in range(periods)], unit="s")})
+    fc = model.predict(future)
+    out = []
+    for ds, yhat, lo, hi in zip(fc["ds"], fc["yhat"], fc["yhat_lower"], fc["yhat_upper"], strict=True):
+        out.append((ds.timestamp(), float(yhat), float(lo), float(hi)))
+    return out
+
+
+def errors(actual: Sequence[float], predicted: Sequence[float]) -> Errors:
+    pairs = [(a, p) for a, p in zip(actual, predicted, strict=True) if math.isfinite(a) and math.isfinite(p)]
+    if not pairs:
+        raise TrainingError("no validation points to compare")
+    has_zero = any(a == 0 for a, _ in pairs)
+    mape = None if has_zero else sum(abs((a - p) / a) for a, p in pairs) / len(pairs)
+    smape = sum(0.0 if a == p == 0 else 2 * abs(a - p) / (abs(a) + abs(p)) for a, p in pairs) / len(pairs)
+    return Errors(mape=mape, smape=smape, points=len(pairs))
+
+
+def validate(ts: Sequence[float], values: Sequence[float], settings: ModelSettings,
+             holdout_days: int = HOLDOUT_DAYS) -> Errors:
+    """Fit on everything before the last `holdout_days` and measure the error on them."""
+    cut = ts[-1] - holdout_days * DAY_S
+    train = [(t, v) for t, v in zip(ts, values, strict=True) if t <= cut]
+    test = [(t, v) for t, v in zip(ts, values, strict=True) if t > cut and v is not None and math.isfinite(v)]
+    if len(train) < MIN_FIT_POINTS or not test:
+        raise TrainingError(f"history of {(ts[-1] - ts[0]) / DAY_S:.1f} days is too short to hold out "
+                            f"{holdout_days} days for validation")
+    model = fit([t for t, _ in train], [v for _, v in train], settings)
+    future = pd.DataFrame({"ds": pd.to_datetime([t for t, _ in test], unit="s")})
+    predicted = model.predict(future)["yhat"].tolist()
+    return errors([v for _, v in test], predicted)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_json: str
+    band: list[tuple[float, float, float, float]]
+    errors: Errors
+    hourly: bool
+    history_points: int
+    history_days: float
+
+
+def train(ts: Sequence[float], values: Sequence[float], settings: ModelSettings, now: float,
+          horizon_days: int = 7) -> TrainResult:
+    """Validate (keeping the hourly term only if it helps), fit on everything, forecast the next days."""
+    chosen = ModelSettings(settings.seasonality_mode, False, settings.uncertainty_samples,
+                           settings.changepoint_prior_scale)
+    err = validate(ts, values, chosen)
+    if settings.hourly:
+        with_hourly = ModelSettings(settings.seasonality_mode, True, settings.uncertainty_samples,
+                                    settings.changepoint_prior_scale)
+        err_hourly = validate(ts, values, with_hourly)
+        if err_hourly.headline < err.headline:
+            chosen, err = with_hourly, err_hourly
+    model = fit(ts, values, chosen)
+    periods = horizon_days * DAY_S // STEP_S
+    return TrainResult(model_json=model_to_json(model), band=band(model, now, periods), errors=err,
+                       hourly=chosen.hourly, history_points=len(ts), history_days=(ts[-1] - ts[0]) / DAY_S)
+
+
+def utc_iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
