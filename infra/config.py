@@ -250,8 +250,15 @@ class AnomalyConfig:
     detect_schedule: str = setting("rate(5 minutes)", doc="detector schedule expression")
     train_schedule: str = setting("cron(0 3 ? * SUN *)", doc="trainer schedule expression")
     history_days: int = setting(90, doc="days of 5-minute history fetched for training", minimum=14, maximum=365)
-    forecast_max_age_hours: int = setting(192, doc="forecast age beyond which the detector stops scoring",
-                                          minimum=1, maximum=2160)
+    forecast_max_age_hours: int = setting(192, doc="forecast age beyond which the detector stops scoring "
+                                          "(the band covers 8 days: the weekly run plus a day of slack)",
+                                          minimum=1, maximum=192)
+    trainer_memory_mb: int = setting(3008, doc="trainer memory (Prophet fits on 90 days)", minimum=1024,
+                                     maximum=10240)
+    log_retention_days: int = setting(30, doc="retention of the trainer and detector log groups",
+                                      choices=LOG_RETENTION_DAYS)
+    noncurrent_version_days: int = setting(30, doc="days old model/band/state versions are kept",
+                                           minimum=1, maximum=3650)
 
 
 @dataclass(frozen=True)
@@ -398,6 +405,15 @@ def _cross_field_problems(cfg: StackConfig, present_secrets: set[str]) -> list[P
         if m.source == "cloudwatch" and len(m.query.split("|")) < 3:
             p.append(Problem(f"{ns}:anomaly.metrics[{i}].query", m.query,
                              "a CloudWatch query is 'Namespace|MetricName|Stat[|Dim=Value,...]'"))
+    for key in ("detect_schedule", "train_schedule"):
+        expr = getattr(cfg.anomaly, key)
+        if not re.match(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+ \S+ \S+ \S+ \S+ \S+\))$", expr):
+            p.append(Problem(f"{ns}:anomaly.{camel(key)}", expr,
+                             "an EventBridge schedule: rate(N minutes|hours|days) or "
+                             "cron(min hour day-of-month month day-of-week year)"))
+    if cfg.anomaly.detect_schedule.startswith("rate(") and "day" in cfg.anomaly.detect_schedule:
+        p.append(Problem(f"{ns}:anomaly.detectSchedule", cfg.anomaly.detect_schedule,
+                         "the forecast band is on a 5-minute grid: detect at least hourly"))
     slo = cfg.slo_alerting
     if slo.enabled and slo.paging_enabled and "pagerdutyRoutingKey" not in present_secrets:
         p.append(Problem(f"{ns}:pagerdutyRoutingKey", _ABSENT,

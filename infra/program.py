@@ -42,6 +42,14 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         if edge.distribution_domain is not None:
             outputs["edgeDistributionDomain"] = edge.distribution_domain
     # -- anomaly --
+    if cfg.anomaly.enabled:
+        from infra.anomaly import Anomaly, AnomalyArgs
+
+        anomaly = Anomaly("anomaly", AnomalyArgs(context=ctx, topic_arns=topics.arns, key_arns=topics.key_arns))
+        outputs["anomalyBucket"] = anomaly.bucket_name
+        outputs["anomalyTopicArn"] = anomaly.topic_arn
+        outputs["anomalyFunctions"] = {"trainer": anomaly.trainer_name, "detector": anomaly.detector_name}
+        outputs["anomalyAlarmNames"] = anomaly.alarm_names
     # -- slo-alerting --
     if cfg.slo_alerting.enabled:
         from infra.slo_alerting import SloAlerting, SloAlertingArgs
