@@ -36,6 +36,7 @@ class DashboardsArgs:
     anomaly_alarm_names: AlarmNames = None
     slo_alarm_names: AlarmNames = None
     edge_function_name: str | None = None  # EmfEdge.function_name (physical)
+    anomaly_function_names: Sequence[str] = ()  # detector and trainer (their AWS/Lambda health metrics)
     # True when the slo-alerting component deployed its recording rules (the SLO board plots only those).
     slo_rules_deployed: bool = False
 
@@ -58,7 +59,8 @@ class Dashboards(pulumi.ComponentResource):
         alarms = AlarmInputs(edge=by_region(args.edge_alarm_names, home),
                              anomaly=by_region(args.anomaly_alarm_names, home),
                              slo=by_region(args.slo_alarm_names, home),
-                             edge_function_name=args.edge_function_name)
+                             edge_function_name=args.edge_function_name,
+                             anomaly_functions=tuple(args.anomaly_function_names))
         self.cloudwatch_names = {}
         for board in cloudwatch_dashboards(cfg, alarms):
             dash = aws.cloudwatch.Dashboard(

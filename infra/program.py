@@ -69,6 +69,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             context=ctx,
             edge_alarm_names=edge.alarm_names if cfg.emf_edge.enabled else None,
             edge_function_name=edge.function_name if cfg.emf_edge.enabled else None,
+            anomaly_alarm_names=anomaly.alarm_names if cfg.anomaly.enabled else None,
+            anomaly_function_names=[anomaly.detector_name, anomaly.trainer_name] if cfg.anomaly.enabled else [],
             slo_rules_deployed=bool(slo_alerting.prometheus_rules) if cfg.slo_alerting.enabled else False,
         ))
         outputs["cloudwatchDashboards"] = dashboards.cloudwatch_names

@@ -118,15 +118,26 @@ def test_anomaly_dashboard_covers_every_configured_metric(planned):
     cfg = result.plan.config
     body = _bodies(result)["anomaly"]
     per_metric: dict[str, set[str]] = {}
+    functions = set()
     for w in body["widgets"]:
         for flat, opts in (_metric_lines(w) if w["type"] == "metric" else []):
-            assert flat[0] == ANOMALY_NAMESPACE and opts["region"] == cfg.aws.region
+            assert opts["region"] == cfg.aws.region
+            if flat[0] == "AWS/Lambda":
+                functions.add(flat[3])
+                continue
+            assert flat[0] == ANOMALY_NAMESPACE
             if len(flat) == 4:
                 per_metric.setdefault(flat[3], set()).add(flat[1])
             else:
                 assert flat[1] == "DetectorErrors"
     wanted = {"Actual", "Predicted", "UpperBound", "LowerBound", "Score", "Confidence", "IsAnomaly", "ForecastAge"}
     assert per_metric == {m.name: wanted for m in cfg.anomaly.metrics}
+    assert functions == {"akidb-staging-anomaly-detector", "akidb-staging-anomaly-trainer"}
+    alarms = {a.inputs["name"] for a in result.plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+              if a.parent and a.parent.startswith("anomaly")}
+    shown = {arn.split(":alarm:")[1] for w in body["widgets"] if w["type"] == "alarm"
+             for arn in w["properties"]["alarms"]}
+    assert alarms and shown == alarms
 
 
 def test_cloudwatch_slo_board_uses_the_availability_objective_and_tiers(planned):

@@ -73,7 +73,7 @@ def _per_metric(cfg: StackConfig, metric: str) -> list[Widget]:
     ]
 
 
-def anomaly_dashboard(cfg: StackConfig, alarms: Sequence[AlarmRef]) -> Dashboard:
+def anomaly_dashboard(cfg: StackConfig, alarms: Sequence[AlarmRef], functions: Sequence[str] = ()) -> Dashboard:
     home = cfg.aws.region
     names = [m.name for m in cfg.anomaly.metrics]
     widgets: list[Widget] = [section(
@@ -91,8 +91,18 @@ def anomaly_dashboard(cfg: StackConfig, alarms: Sequence[AlarmRef]) -> Dashboard
                          hlines=[HLine(cfg.anomaly.forecast_max_age_hours,
                                        f"scoring stops at {cfg.anomaly.forecast_max_age_hours} h")],
                          y_min=0, y_label="hours"))
-    if alarms:
-        widgets.append(Alarms(width=8, height=6, title="Anomaly detector alarms", alarms=list(alarms)))
+    if functions:
+        widgets.append(Graph(width=8, height=6, title="Detector and trainer functions (AWS/Lambda)", region=home,
+                             period=DETECTOR_PERIOD_S, y_min=0,
+                             lines=[Metric("AWS/Lambda", name, home, dimensions=(("FunctionName", fn),), stat="Sum",
+                                           label=f"{fn.rsplit('-', 1)[-1]} {name.lower()}", color=color)
+                                    for fn, colors in zip(functions, ((RED, ORANGE), (PURPLE, GREY)), strict=False)
+                                    for name, color in zip(("Errors", "Throttles"), colors, strict=True)]))
+    by_region: dict[str, list[AlarmRef]] = {}
+    for ref in alarms:
+        by_region.setdefault(ref.region, []).append(ref)
+    for region, refs in sorted(by_region.items()):
+        widgets.append(Alarms(width=8, height=6, title=f"Anomaly detector alarms ({region})", alarms=refs))
     for metric in names:
         widgets.append(section(f"Metric {metric}"))
         widgets += _per_metric(cfg, metric)

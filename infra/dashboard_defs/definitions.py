@@ -25,6 +25,7 @@ class AlarmInputs:
     anomaly: Mapping[str, Sequence[str]] = field(default_factory=dict)
     slo: Mapping[str, Sequence[str]] = field(default_factory=dict)
     edge_function_name: str | None = None  # physical name of the Lambda@Edge function (its replicas' metrics)
+    anomaly_functions: Sequence[str] = ()  # physical names of the detector and trainer functions
 
 
 def refs(by_region: Mapping[str, Sequence[str]]) -> list[AlarmRef]:
@@ -45,7 +46,7 @@ def cloudwatch_dashboards(cfg: StackConfig, alarms: AlarmInputs) -> list[Dashboa
     if cfg.emf_edge.enabled:
         out.append(edge_dashboard(cfg, alarms.edge, alarms.edge_function_name))
     if cfg.anomaly.enabled:
-        out.append(anomaly_dashboard(cfg, refs(alarms.anomaly)))
+        out.append(anomaly_dashboard(cfg, refs(alarms.anomaly), alarms.anomaly_functions))
     if cfg.slo_alerting.enabled and cfg.emf_edge.enabled:
         out.append(slo_dashboard(cfg, alarms.edge, refs(alarms.slo)))
     return out
