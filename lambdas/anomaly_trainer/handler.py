@@ -23,7 +23,7 @@ from .forecast import ModelSettings, TrainingError, train, utc_iso
 
 log = logging.getLogger()
 log.setLevel(logging.INFO)
-HORIZON_DAYS = 7
+HORIZON_DAYS = 8  # the 7 days until the next weekly run, plus a day of slack for a late or failed run
 
 
 class TrainerFailed(RuntimeError):

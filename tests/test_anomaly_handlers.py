@@ -1,0 +1,359 @@
+"""Trainer and detector handlers on real Prophet fits, against moto (S3, CloudWatch, SNS, SQS) and a real local
+Prometheus-API HTTP server: the training outputs, the episode/no-renotify/recovery logic and every failure path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import boto3
+import pytest
+from anomaly_core import metrics as contract
+from anomaly_core.episodes import RECOVERY_POINTS
+from anomaly_core.scoring import HISTORY_POINTS, ConfidenceState
+from anomaly_core.settings import MetricSpec, Settings
+from anomaly_core.sources import Sources
+from anomaly_core.store import band_key, state_key
+from anomaly_detector import handler as detector
+from anomaly_trainer import handler as trainer
+from moto import mock_aws
+from prophet.serialize import model_from_json
+
+REGION = "us-east-1"
+BUCKET = "anomaly-test"
+STEP = 300
+DAY = 86400
+NOW = (int(time.time()) // STEP) * STEP
+CW_QUERY = "AkiDB/Test|Requests|Average|Service=api"
+
+
+def seasonal(t: float) -> float:
+    """A daily + weekly pattern around 100, with a little deterministic wiggle."""
+    day = 2 * math.pi * (t % DAY) / DAY
+    week = 2 * math.pi * (t % (7 * DAY)) / (7 * DAY)
+    return 100 + 20 * math.sin(day) + 5 * math.sin(week) + 1.5 * math.sin(t / 777.0)
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+class PromAPI(BaseHTTPRequestHandler):
+    """A minimal Prometheus HTTP API (query_range, query) serving the seasonal series; `mode` injects failures."""
+
+    mode = "ok"
+    latest: tuple[float, float] | None = None
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlparse(self.path)
+        q = dict(urllib.parse.parse_qsl(url.query))
+        if PromAPI.mode == "error":
+            self._send(500, {"status": "error", "error": "overloaded"})
+            return
+        if url.path == "/api/v1/query_range":
+            start, end, step = float(q["start"]), float(q["end"]), float(q["step"])
+            values, t = [], start
+            while t <= end:
+                values.append([t, str(seasonal(t))])
+                t += step
+            self._send(200, {"status": "success", "data": {"resultType": "matrix",
+                                                             "result": [{"metric": {}, "values": values}]}})
+        elif url.path == "/api/v1/query":
+            result = [] if PromAPI.latest is None else [{"metric": {}, "value": [PromAPI.latest[0],
+                                                                                 str(PromAPI.latest[1])]}]
+            self._send(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
+        else:
+            self._send(404, {"status": "error", "error": "not found"})
+
+    def _send(self, code: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def prometheus() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), PromAPI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _prom_mode() -> Iterator[None]:
+    PromAPI.mode, PromAPI.latest = "ok", None
+    yield
+    PromAPI.mode, PromAPI.latest = "ok", None
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        sns = boto3.client("sns", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        topic = sns.create_topic(Name="anomaly")["TopicArn"]
+        queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        yield {"s3": s3, "sns": sns, "sqs": sqs, "cloudwatch": boto3.client("cloudwatch", region_name=REGION),
+               "topic": topic, "queue": queue}
+
+
+def put_history(cw: Any, days: int) -> None:
+    start = NOW - days * DAY
+    data = [{"MetricName": "Requests", "Dimensions": [{"Name": "Service", "Value": "api"}],
+             "Timestamp": datetime.fromtimestamp(t, UTC), "Value": seasonal(t)}
+            for t in range(start, NOW, STEP)]
+    for i in range(0, len(data), 1000):
+        cw.put_metric_data(Namespace="AkiDB/Test", MetricData=data[i:i + 1000])
+
+
+def settings(*metrics: MetricSpec, prometheus_url: str | None = None, max_age_s: int = 192 * 3600) -> Settings:
+    return Settings(metrics=metrics, prometheus_url=prometheus_url, confidence_threshold=0.7, history_days=22,
+                    forecast_max_age_s=max_age_s)
+
+
+CW_METRIC = MetricSpec(name="request_rate", source="cloudwatch", query=CW_QUERY, seasonality_mode="multiplicative")
+
+
+def prom_metric(name: str = "latency", hourly: bool = False, limit: float = 0.15) -> MetricSpec:
+    return MetricSpec(name=name, source="prometheus", query="sum(rate(x[5m]))", hourly_seasonality=hourly,
+                      mape_limit=limit)
+
+
+def trainer_clients(aws: dict[str, Any], url: str | None = None) -> trainer.Clients:
+    return trainer.Clients(s3=aws["s3"], sources=Sources(cloudwatch=aws["cloudwatch"], prometheus_url=url))
+
+
+def detector_clients(aws: dict[str, Any], url: str | None = None) -> detector.Clients:
+    return detector.Clients(s3=aws["s3"], cloudwatch=aws["cloudwatch"], sns=aws["sns"],
+                            sources=Sources(cloudwatch=aws["cloudwatch"], prometheus_url=url))
+
+
+def get(aws: dict[str, Any], key: str) -> Any:
+    return json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def messages(aws: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    while True:
+        got = aws["sqs"].receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            return out
+        for msg in got:
+            out.append(json.loads(json.loads(msg["Body"])["Message"]))
+            aws["sqs"].delete_message(QueueUrl=aws["queue"], ReceiptHandle=msg["ReceiptHandle"])
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+def test_trainer_fits_cloudwatch_history_and_writes_model_and_band(aws: dict[str, Any]) -> None:
+    put_history(aws["cloudwatch"], 22)
+    out = trainer.run({}, settings(CW_METRIC), trainer_clients(aws), BUCKET, NOW)
+    assert out == {"trained": ["request_rate"], "flagged": []}
+    band = get(aws, band_key("request_rate"))
+    assert band["history_points"] == 22 * 288
+    assert band["validation"]["mape"] < 0.05 and band["validation"]["smape"] < 0.05
+    assert band["flagged"] is False and band["seasonality_mode"] == "multiplicative"
+    assert band["interval_width"] == 0.95
+    assert len(band["band"]) == trainer.HORIZON_DAYS * 288
+    assert band["band"][0][0] == NOW and band["band"][1][0] - band["band"][0][0] == STEP
+    assert all(lo <= yhat <= hi for _, yhat, lo, hi in band["band"])
+    # The model is Prophet JSON (never pickle), loadable, with weekly seasonality from 2 weeks of history.
+    model = model_from_json(aws["s3"].get_object(Bucket=BUCKET, Key=band["model_key"])["Body"].read().decode())
+    assert set(model.seasonalities) == {"daily", "weekly"}
+    assert model.interval_width == 0.95
+
+
+def test_trainer_on_demand_prometheus_hourly_only_where_it_helps_and_flagging(
+        aws: dict[str, Any], prometheus: str) -> None:
+    cfg = settings(prom_metric("latency", hourly=True), prom_metric("strict", limit=1e-6), prometheus_url=prometheus)
+    out = trainer.run({"metrics": ["latency", "strict"]}, cfg, trainer_clients(aws, prometheus), BUCKET, NOW)
+    assert out["trained"] == ["latency", "strict"] and out["flagged"] == ["strict"]
+    latency = get(aws, band_key("latency"))
+    # The series has no hourly component: the hourly term does not lower the validation error, so it is dropped.
+    model = model_from_json(aws["s3"].get_object(Bucket=BUCKET, Key=latency["model_key"])["Body"].read().decode())
+    assert latency["hourly"] is ("hourly" in model.seasonalities)
+    strict = get(aws, band_key("strict"))
+    assert strict["flagged"] is True and strict["validation"]["headline"] > strict["error_limit"]
+
+
+def test_trainer_failures_are_listed_and_other_metrics_still_trained(aws: dict[str, Any], prometheus: str) -> None:
+    put_history(aws["cloudwatch"], 22)
+    cfg = settings(CW_METRIC, prom_metric("latency"), prometheus_url=prometheus)
+    PromAPI.mode = "error"
+    with pytest.raises(trainer.TrainerFailed, match=r"latency: Prometheus /api/v1/query_range answered HTTP 500"):
+        trainer.run({}, cfg, trainer_clients(aws, prometheus), BUCKET, NOW)
+    assert get(aws, band_key("request_rate"))["metric"] == "request_rate"  # the healthy one was written
+
+
+@pytest.mark.parametrize(("event", "message"), [
+    ([], "event must be a JSON object"),
+    ({"metrics": "request_rate"}, "event.metrics must be a non-empty list"),
+    ({"metrics": ["nope"]}, "unknown metric 'nope'"),
+])
+def test_trainer_rejects_bad_events(aws: dict[str, Any], event: Any, message: str) -> None:
+    with pytest.raises(trainer.TrainerFailed, match=message):
+        trainer.run(event, settings(CW_METRIC), trainer_clients(aws), BUCKET, NOW)
+
+
+def test_trainer_short_or_empty_history_fails_clearly(aws: dict[str, Any]) -> None:
+    with pytest.raises(trainer.TrainerFailed, match="request_rate: the source returned no data"):
+        trainer.run({}, settings(CW_METRIC), trainer_clients(aws), BUCKET, NOW)
+    put_history(aws["cloudwatch"], 3)
+    with pytest.raises(trainer.TrainerFailed, match="too short to hold out 7 days"):
+        trainer.run({}, settings(CW_METRIC), trainer_clients(aws), BUCKET, NOW)
+
+
+# ---------------------------------------------------------------------------------------------- detector
+@pytest.fixture
+def trained(aws: dict[str, Any], prometheus: str) -> Settings:
+    """A real Prophet band for a Prometheus metric, and a detector state that has seen a normal day."""
+    cfg = settings(prom_metric("latency"), prometheus_url=prometheus)
+    trainer.run({}, cfg, trainer_clients(aws, prometheus), BUCKET, NOW)
+    state = ConfidenceState(residuals=[0.4 + 0.3 * math.sin(i) for i in range(HISTORY_POINTS)])
+    aws["s3"].put_object(Bucket=BUCKET, Key=state_key("latency"),
+                         Body=json.dumps({"confidence": state.to_json(), "episode": {}}).encode())
+    return cfg
+
+
+def detect(aws: dict[str, Any], cfg: Settings, url: str, at: float, value: float | None) -> dict[str, Any]:
+    PromAPI.latest = None if value is None else (at, value)
+    return detector.run(cfg, detector_clients(aws, url), detector.Targets(BUCKET, aws["topic"]), at + 30)
+
+
+def published(aws: dict[str, Any]) -> dict[tuple[str, tuple[tuple[str, str], ...]], list[float]]:
+    cw = aws["cloudwatch"]
+    out = {}
+    for metric in cw.list_metrics(Namespace=contract.NAMESPACE)["Metrics"]:
+        dims = tuple(sorted((d["Name"], d["Value"]) for d in metric["Dimensions"]))
+        resp = cw.get_metric_data(MetricDataQueries=[{"Id": "m", "MetricStat": {"Metric": metric, "Period": 60,
+                                                                                "Stat": "Maximum"}}],
+                                  StartTime=datetime.fromtimestamp(NOW - 3 * DAY, UTC),
+                                  EndTime=datetime.fromtimestamp(NOW + 10 * DAY, UTC))
+        out[(metric["MetricName"], dims)] = resp["MetricDataResults"][0]["Values"]
+    return out
+
+
+def test_detector_normal_value_publishes_the_contract_and_does_not_notify(
+        aws: dict[str, Any], prometheus: str, trained: Settings) -> None:
+    t = NOW + STEP
+    out = detect(aws, trained, prometheus, t, seasonal(t))
+    assert out["errors"] == 0 and out["metrics"]["latency"]["is_anomaly"] is False
+    seen = published(aws)
+    dim = ((contract.METRIC_DIMENSION, "latency"),)
+    for name in contract.PER_METRIC:
+        assert (name, dim) in seen, name
+    assert (contract.FORECAST_AGE, dim) in seen
+    assert seen[(contract.DETECTOR_ERRORS, ())] == [0.0]
+    assert seen[(contract.IS_ANOMALY, dim)] == [0.0]
+    lower, actual, upper = (seen[(name, dim)][0] for name in (contract.LOWER_BOUND, contract.ACTUAL,
+                                                              contract.UPPER_BOUND))
+    assert lower <= actual <= upper
+    assert messages(aws) == []
+
+
+def test_detector_notifies_once_per_episode_then_recovers(
+        aws: dict[str, Any], prometheus: str, trained: Settings) -> None:
+    t = NOW + STEP
+    events = []
+    # Five anomalous points (the value triples), then normal values until the episode ends.
+    for i in range(5 + RECOVERY_POINTS):
+        at = t + i * STEP
+        value = seasonal(at) * (3 if i < 5 else 1)
+        events.append(detect(aws, trained, prometheus, at, value)["metrics"]["latency"]["event"])
+    assert events == ["start", None, None, None, None, None, None, "end"]
+    sent = messages(aws)
+    assert [m["event"] for m in sent] == ["anomaly_start", "anomaly_end"]
+    assert sent[0]["metric"] == "latency" and sent[0]["confidence"] > 0.7 and sent[0]["value"] > sent[0]["upper"]
+    # The same timestamp read again (source lag) neither notifies nor advances the episode.
+    state = get(aws, state_key("latency"))
+    again = detect(aws, trained, prometheus, t + (4 + RECOVERY_POINTS) * STEP, seasonal(t) * 3)
+    assert again["metrics"]["latency"]["event"] is None and get(aws, state_key("latency")) == state
+
+
+def test_detector_below_threshold_does_not_notify(aws: dict[str, Any], prometheus: str, trained: Settings) -> None:
+    strict = Settings(metrics=trained.metrics, prometheus_url=prometheus, confidence_threshold=1.0)
+    t = NOW + STEP
+    out = detect(aws, strict, prometheus, t, seasonal(t) * 3)
+    assert out["metrics"]["latency"]["is_anomaly"] is True and out["metrics"]["latency"]["event"] is None
+    assert messages(aws) == []
+
+
+def errors_published(aws: dict[str, Any]) -> list[float]:
+    return published(aws)[(contract.DETECTOR_ERRORS, ())]
+
+
+@pytest.mark.parametrize(("case", "reason"), [
+    ("missing", "no data point in the last 15 minutes"),
+    ("nan", "is not a number"),
+    ("source-error", "answered HTTP 500"),
+    ("stale", "forecast is"),
+    ("outside-band", "outside the forecast band"),
+    ("flagged", "model flagged"),
+    ("malformed", "not a band document"),
+    ("no-forecast", "no forecast yet"),
+])
+def test_detector_failures_never_notify_and_count_as_errors(
+        aws: dict[str, Any], prometheus: str, trained: Settings, case: str, reason: str) -> None:
+    cfg, at, value = trained, NOW + STEP, 10_000.0  # a value far outside the band: would notify if scored
+    if case == "missing":
+        value = None
+    elif case == "nan":
+        value = math.nan
+    elif case == "source-error":
+        PromAPI.mode = "error"
+    elif case == "stale":
+        cfg = settings(*trained.metrics, prometheus_url=prometheus, max_age_s=60)
+        at = NOW + 3600
+    elif case == "outside-band":
+        at = NOW - 2 * DAY
+        cfg = settings(*trained.metrics, prometheus_url=prometheus, max_age_s=10 * DAY)
+    elif case in ("flagged", "malformed", "no-forecast"):
+        doc = get(aws, band_key("latency"))
+        if case == "flagged":
+            aws["s3"].put_object(Bucket=BUCKET, Key=band_key("latency"), Body=json.dumps({**doc, "flagged": True}))
+        elif case == "malformed":
+            aws["s3"].put_object(Bucket=BUCKET, Key=band_key("latency"), Body=b'{"trained_at_epoch": 1}')
+        else:
+            aws["s3"].delete_object(Bucket=BUCKET, Key=band_key("latency"))
+    if case == "stale":
+        PromAPI.latest = (at, value)
+        out = detector.run(cfg, detector_clients(aws, prometheus), detector.Targets(BUCKET, aws["topic"]), at)
+    else:
+        out = detect(aws, cfg, prometheus, at, value)
+    assert out["errors"] == 1
+    assert reason in out["metrics"]["latency"]["skipped"]
+    assert errors_published(aws) == [1.0]
+    assert messages(aws) == []
+
+
+def test_detector_handler_reads_baked_settings_and_env(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Any) -> None:
+    """The Lambda entry point: settings.json next to the handler, bucket and topic from the environment."""
+    monkeypatch.setenv("ANOMALY_BUCKET", BUCKET)
+    monkeypatch.setenv("ANOMALY_TOPIC_ARN", aws["topic"])
+    baked = tmp_path / "settings.json"
+    baked.write_text(json.dumps(settings(CW_METRIC).to_json()))
+    monkeypatch.setattr(detector, "__file__", str(baked.parent / "handler.py"))
+    out = detector.handler({"source": "aws.events"}, None)
+    assert out["errors"] == 1 and "no forecast yet" in out["metrics"]["request_rate"]["skipped"]
+    monkeypatch.delenv("ANOMALY_TOPIC_ARN")
+    with pytest.raises(Exception, match="ANOMALY_TOPIC_ARN is not set"):
+        detector.handler({}, None)
