@@ -78,6 +78,14 @@ plan: edge-model
 plan-all: edge-model
 package: edge-model
 # -- anomaly --
+.PHONY: anomaly-test bench-anomaly
+anomaly-test: venv
+	$(PY) -m pytest tests/test_anomaly*.py -q
+
+# NAB standard-profile scoring of the streaming detector on shared/nab-dev (not part of `make test`).
+NAB_DATA ?= /work/shared/nab-dev
+bench-anomaly: venv
+	$(PY) -m benchmarks.run_nab --data $(NAB_DATA) --rescore
 # -- slo-alerting --
 .PHONY: rules slo-check slo-replay slo-test
 # Regenerate rules/prometheus, rules/alertmanager and rules/tests from rules/slos.yaml (never edit them by hand).

@@ -1,0 +1,153 @@
+"""The anomaly component in both planned stacks, its config rules, and its plan-time rules (each made to fail)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.offline.plan import PlanResult
+from infra.packaging import BUILT, LIMITS
+from infra.validation import Plan, PlannedResource
+from infra.validation import anomaly as rules
+from lambdas.anomaly_core import metrics as contract
+
+FN = "aws:lambda/function:Function"
+
+
+def mine(result: PlanResult, token: str) -> list[PlannedResource]:
+    comp = {r.name for r in result.plan.of_type(rules.COMPONENT_TYPE)}
+    return [r for r in result.plan.of_type(token) if r.parent in comp]
+
+
+def policies(result: PlanResult) -> dict[str, dict[str, Any]]:
+    return {r.name: json.loads(r.inputs["policy"]) for r in mine(result, "aws:iam/rolePolicy:RolePolicy")}
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_stack_has_the_component_and_passes_validation(planned: dict[str, PlanResult], stack: str) -> None:
+    result = planned[stack]
+    assert result.violations == []
+    fns = {r.inputs["name"]: r for r in mine(result, FN)}
+    assert set(fns) == {f"akidb-{stack}-anomaly-trainer", f"akidb-{stack}-anomaly-detector"}
+    for fn in fns.values():
+        assert fn.inputs["runtime"] == "python3.12" and fn.inputs["tracingConfig"]["mode"] == "Active"
+    trainer = fns[f"akidb-{stack}-anomaly-trainer"]
+    # The trainer ships through S3 (lambda-s3) from an object whose source is the built zip.
+    assert trainer.inputs["s3Bucket"] and trainer.inputs["s3Key"].startswith("packages/anomaly_trainer")
+    assert trainer.inputs["ephemeralStorage"]["size"] >= 512 and trainer.inputs["environment"]["variables"][
+        "TMPDIR"] == "/tmp"
+    (obj,) = mine(result, "aws:s3/bucketObjectv2:BucketObjectv2")
+    pkg = BUILT[str(obj.inputs["source"]["path"])]
+    assert pkg.kind == "lambda-s3" and pkg.unpacked_bytes < LIMITS["lambda-s3"]["unpacked"]
+    with zipfile.ZipFile(pkg.path) as zf:
+        names = set(zf.namelist())
+        baked = json.loads(zf.read("anomaly_trainer/settings.json"))
+    assert "prophet/stan_model/prophet_model.bin" in names and "anomaly_core/scoring.py" in names
+    assert not any(n.startswith(("matplotlib/", "pandas/tests/")) for n in names)
+    assert [m["name"] for m in baked["metrics"]] == [m.name for m in result.plan.config.anomaly.metrics]
+    # The detector package is tiny: no Prophet, no pandas, no numpy.
+    detector = fns[f"akidb-{stack}-anomaly-detector"]
+    det_pkg = BUILT[str(detector.inputs["code"]["path"])]
+    with zipfile.ZipFile(det_pkg.path) as zf:
+        assert not any(n.startswith(("prophet/", "pandas/", "numpy/")) for n in zf.namelist())
+    assert det_pkg.compressed_bytes < 100_000
+    # Schedules, on-failure destinations, encrypted topic and queue.
+    schedules = {r.inputs["scheduleExpression"] for r in mine(result, "aws:cloudwatch/eventRule:EventRule")}
+    assert schedules == {"rate(5 minutes)", "cron(0 3 ? * SUN *)"}
+    assert len(mine(result, "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")) == 2
+    (topic,) = mine(result, "aws:sns/topic:Topic")
+    assert topic.inputs["kmsMasterKeyId"].startswith("arn:aws:kms:us-east-1:")
+    (queue,) = mine(result, "aws:sqs/queue:Queue")
+    assert queue.inputs["sqsManagedSseEnabled"] is True
+
+
+def test_least_privilege_policies(planned: dict[str, PlanResult]) -> None:
+    docs = policies(planned["staging"])
+    detector = docs["anomaly-detector-policy"]["Statement"]
+    put = [s for s in detector if "cloudwatch:PutMetricData" in s["Action"]]
+    assert put == [{"Action": ["cloudwatch:PutMetricData"], "Condition": {"StringEquals": {
+        "cloudwatch:namespace": contract.NAMESPACE}}, "Effect": "Allow", "Resource": "*",
+        "Sid": "PublishAnomalyMetrics"}]
+    kms = next(s for s in detector if s["Sid"] == "EncryptedTopic")
+    assert kms["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"] and kms["Resource"][0].startswith("arn:aws:kms:")
+    trainer = docs["anomaly-trainer-policy"]["Statement"]
+    assert not any("cloudwatch:PutMetricData" in s["Action"] or "sns:Publish" in s["Action"] for s in trainer)
+    amp = next(s for s in trainer if s["Sid"] == "ReadPrometheus")
+    assert amp["Resource"] == ["arn:aws:aps:us-east-1:111111111111:workspace/ws-0a1b2c3d-staging"] or \
+        amp["Resource"][0].endswith(":workspace/ws-0a1b2c3d-staging")
+
+
+def test_alarm_names_output_and_alarm_targets(planned: dict[str, PlanResult]) -> None:
+    result = planned["staging"]
+    names = result.outputs["anomalyAlarmNames"]
+    alarms = {r.inputs["name"]: r for r in mine(result, "aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert set(names) == {"us-east-1"} and set(names["us-east-1"]) == set(alarms)
+    kinds = {(a.inputs["namespace"], a.inputs["metricName"]) for a in alarms.values()}
+    assert {("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles"), (contract.NAMESPACE, contract.DETECTOR_ERRORS),
+            (contract.NAMESPACE, contract.FORECAST_AGE)} <= kinds
+    health = next(a for a in alarms.values() if a.inputs["metricName"] == contract.DETECTOR_ERRORS)
+    assert health.inputs["treatMissingData"] == "breaching"  # a detector that stops running is caught too
+    p2 = result.outputs["alertTopicArns"]["us-east-1"]["P2"]
+    assert all(a.inputs["alarmActions"] == [p2] for a in alarms.values())
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"detectSchedule": "every 5 minutes"}, "an EventBridge schedule"),
+    ({"forecastMaxAgeHours": 500}, "anomaly.forecastMaxAgeHours"),
+    ({"logRetentionDays": 10}, "anomaly.logRetentionDays"),
+    ({"metrics": [{"name": "x", "source": "cloudwatch", "query": "only-a-name"}]}, "Namespace|MetricName|Stat"),
+])
+def test_config_problems(run_stack: Any, override: dict[str, Any], message: str) -> None:
+    result = run_stack("staging", overrides={"anomaly": override})
+    assert any(message in p for p in result.config_problems), result.config_problems
+
+
+def test_disabled_component_creates_nothing(run_stack: Any) -> None:
+    result = run_stack("staging", overrides={"anomaly": {"enabled": False}})
+    assert not result.plan.of_type(rules.COMPONENT_TYPE) and "anomalyAlarmNames" not in result.outputs
+
+
+# ---------------------------------------------------------------------------------------------- rules fail
+def replaced(plan: Plan, target: PlannedResource, **inputs: Any) -> Plan:
+    changed = dataclasses.replace(target, inputs={**target.inputs, **inputs})
+    return Plan([changed if r is target else r for r in plan.resources], plan.config, plan.outputs)
+
+
+def test_rules_fail_on_bad_inputs(planned: dict[str, PlanResult]) -> None:
+    plan = planned["staging"].plan
+    for check in (rules.anomaly_alarms_follow_the_contract, rules.anomaly_functions_traced_and_bounded,
+                  rules.anomaly_bucket_keeps_bounded_history):
+        assert list(check(plan)) == []
+    alarm = next(a for a in mine(planned["staging"], "aws:cloudwatch/metricAlarm:MetricAlarm")
+                 if a.inputs["metricName"] == contract.FORECAST_AGE)
+    assert "not published" in next(iter(rules.anomaly_alarms_follow_the_contract(
+        replaced(plan, alarm, metricName="ForecastAgeSeconds")))).message
+    assert "dimensions" in next(iter(rules.anomaly_alarms_follow_the_contract(
+        replaced(plan, alarm, dimensions={"Name": "x"})))).message
+    fn = mine(planned["staging"], FN)[0]
+    assert "Active" in next(iter(rules.anomaly_functions_traced_and_bounded(
+        replaced(plan, fn, tracingConfig={"mode": "PassThrough"})))).message
+    assert "reservedConcurrentExecutions" in next(iter(rules.anomaly_functions_traced_and_bounded(
+        replaced(plan, fn, reservedConcurrentExecutions=5)))).message
+    lifecycle = mine(planned["staging"], "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[0]
+    assert "noncurrent" in next(iter(rules.anomaly_bucket_keeps_bounded_history(
+        replaced(plan, lifecycle, rules=[{"status": "Enabled", "id": "x"}])))).message
+    versioning = mine(planned["staging"], "aws:s3/bucketVersioning:BucketVersioning")[0]
+    assert "versioning" in next(iter(rules.anomaly_bucket_keeps_bounded_history(
+        replaced(plan, versioning, versioningConfiguration={"status": "Suspended"})))).message
+
+
+def test_contract_module_is_importable_from_infra() -> None:
+    assert contract.NAMESPACE == "AkiDB/AnomalyDetection"
+    assert list(contract.PER_METRIC) == ["IsAnomaly", "Score", "Confidence", "Actual", "Predicted", "UpperBound",
+                                         "LowerBound"]
+    assert contract.HEALTH == {"DetectorErrors": ("Count", ()), "ForecastAge": ("Seconds", ("Metric",))}
+    assert contract.dimensions(contract.SCORE, "cpu") == [{"Name": "Metric", "Value": "cpu"}]
+    with pytest.raises(ValueError, match="not a metric"):
+        contract.unit_of("Nope")
+    assert Path(contract.__file__).parent.name == "anomaly_core"

@@ -1,0 +1,176 @@
+"""Offline scoring: the NAB standard-profile scorer of benchmarks/, the score/confidence/episode core, and the
+`akidb-anomaly score` CLI (streaming, one row per input row, real Prophet refits)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from anomaly_core.episodes import RECOVERY_POINTS, Episode, step
+from anomaly_core.scoring import (
+    HISTORY_POINTS,
+    MIN_HISTORY_POINTS,
+    BandPoint,
+    ConfidenceState,
+    assess,
+    lookup,
+    score,
+)
+from anomaly_core.streaming import StreamParams, stream_scores
+
+from benchmarks.nab_scoring import (
+    A_FP,
+    best_threshold,
+    labels_for,
+    normalised,
+    probation_length,
+    scaled_sigmoid,
+    score_file,
+)
+from infra import anomaly_cli
+
+
+# ---------------------------------------------------------------------------------------------- NAB protocol
+def stamps(n: int) -> list[str]:
+    return [f"2024-01-01 {i // 12:02d}:{(i % 12) * 5:02d}:00" for i in range(n)]
+
+
+def test_nab_profile_earliest_detection_fp_cost_missed_window_and_probation() -> None:
+    ts = stamps(200)
+    labels = labels_for("f.csv", ts, [[ts[100], ts[119]], [ts[160], ts[169]]])
+    assert labels.windows == [(100, 119), (160, 169)] and labels.probation == probation_length(200) == 30
+    scores = [0.0] * 200
+    scores[5] = 0.9  # in probation: ignored
+    scores[50] = 0.9  # before any window: costs the full A_FP
+    scores[100] = 0.9  # earliest point of window 1: ~0.987
+    scores[110] = 0.95  # later in the same window: free
+    result = score_file(labels, scores, 0.5)
+    assert result.true_positives == 1 and result.false_negatives == 1 and result.false_positives == 1
+    assert result.score == pytest.approx(-A_FP + scaled_sigmoid(-1.0) - 1.0)
+    assert scaled_sigmoid(-1.0) == pytest.approx(0.98661, abs=1e-4) and scaled_sigmoid(3.5) == -1.0
+    # A later detection in a window is worth less than an earlier one.
+    late = [0.0] * 200
+    late[115] = 0.9
+    assert score_file(labels, late, 0.5).score < score_file(labels, [0.9 if i == 100 else 0 for i in range(200)],
+                                                            0.5).score
+    # Normalisation: never firing is 0, a perfect detector 100; the threshold sweep finds the perfect one.
+    assert normalised(score_file(labels, [0.0] * 200, 0.5).score, [labels]) == pytest.approx(0.0)
+    perfect = [0.0] * 200
+    perfect[100] = perfect[160] = 0.8
+    perfect[60] = 0.3  # a weaker false alarm the best threshold leaves out
+    th, raw = best_threshold([labels], [perfect])
+    assert 0.3 < th <= 0.8 and normalised(raw, [labels]) == pytest.approx(100.0)
+
+
+# ---------------------------------------------------------------------------------------------- scoring core
+def test_band_lookup_score_and_confidence() -> None:
+    band = [BandPoint(t, 10.0, 8.0, 12.0) for t in range(0, 3000, 300)]
+    assert lookup(band, 610) == band[2] and lookup(band, 5000) is None and lookup([], 0) is None
+    p = band[0]
+    assert score(11.0, p) == 0.0 and score(14.0, p) == pytest.approx(0.5) and 0 < score(5.0, p) < 1
+    state = ConfidenceState()
+    first, _ = assess(30.0, p, state)
+    assert first.is_anomaly and first.confidence == 0.0  # no history yet: no confidence
+    for _ in range(MIN_HISTORY_POINTS):
+        _, state = assess(10.5, p, state)
+    usual, after = assess(11.0, p, state)
+    big, _ = assess(40.0, p, state)
+    assert usual.confidence <= 0.25 and not usual.is_anomaly
+    assert big.confidence > 0.9 and big.onset == big.confidence and big.is_anomaly
+    # A series that leaves its band by this much every day is not news: the same excursion scores lower.
+    noisy = ConfidenceState(residuals=[1.0 if i % 2 else 14.0 for i in range(HISTORY_POINTS)])
+    assert assess(40.0, p, noisy)[0].confidence < big.confidence
+    # The onset fires once: right after a high confidence, the same value is not a new onset.
+    _, s2 = assess(40.0, p, state)
+    assert assess(40.0, p, s2)[0].onset == 0.0
+    # State survives a JSON round trip and rejects garbage without a traceback.
+    assert ConfidenceState.from_json(after.to_json()) == after
+    assert ConfidenceState.from_json({"residuals": ["x", math.nan, 1.0]}).residuals == [1.0]
+    assert ConfidenceState.from_json("garbage") == ConfidenceState()
+
+
+def test_episode_opens_once_and_closes_after_recovery_points() -> None:
+    ep = Episode()
+    ep, ev = step(ep, 0, 0.5, True, 0.7)
+    assert ev is None and not ep.open
+    ep, ev = step(ep, 300, 0.9, True, 0.7)
+    assert ev == "start" and ep.open and ep.started_at == 300
+    events = []
+    for i, inside in enumerate([False, True, False] + [True] * RECOVERY_POINTS):
+        ep, ev = step(ep, 600 + 300 * i, 0.95 if not inside else 0.0, not inside, 0.7)
+        events.append(ev)
+    assert events == [None] * (2 + RECOVERY_POINTS) + ["end"] and not ep.open
+    assert Episode.from_json(ep.to_json()) == ep and Episode.from_json(None) == Episode()
+
+
+def test_streaming_uses_only_the_past() -> None:
+    """The fitter is only ever given points before the next scored point (no look-ahead)."""
+    ts = [float(i * 300) for i in range(600)]
+    values = [float(i % 7) for i in range(600)]
+    seen: list[tuple[float, float]] = []
+
+    def fitter(h_ts, h_values, start, periods):  # type: ignore[no-untyped-def]
+        seen.append((max(h_ts), start))
+        return [(start + i * 300, 3.0, 0.0, 6.0) for i in range(periods)]
+
+    out = stream_scores(ts, values, fitter, StreamParams(refit_every_s=86400 // 4, min_history_s=3600))
+    assert len(out) == 600 and all(0 <= s <= 1 for s in out)
+    assert seen and all(last < start for last, start in seen)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def write_series(path: Path, n: int, spike_at: int) -> list[list[str]]:
+    rows = []
+    for i in range(n):
+        t = f"2024-03-{1 + i // 288:02d} {(i % 288) // 12:02d}:{(i % 12) * 5:02d}:00"
+        value = 50 + 20 * math.sin(2 * math.pi * i / 288) + (0.7 * math.sin(i * 1.3))
+        if i == spike_at:
+            value *= 4
+        rows.append([t, f"{value:.4f}"])
+    rows.insert(400, list(rows[400]))  # a duplicate timestamp: kept, in place
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", "value"])
+        w.writerows(rows)
+    return rows
+
+
+def test_cli_scores_every_row_in_order_and_finds_the_spike(tmp_path: Path) -> None:
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    rows = write_series(src, 4 * 288, spike_at=3 * 288 + 100)
+    assert anomaly_cli.main(["score", str(src), str(out)]) == 0
+    with out.open() as f:
+        got = list(csv.reader(f))
+    assert got[0] == ["timestamp", "value", "anomaly_score"]
+    assert [r[:2] for r in got[1:]] == rows
+    scores = [float(r[2]) for r in got[1:]]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    spike_row = 3 * 288 + 100 + 1  # +1: the duplicate row inserted before it
+    assert scores.index(max(scores)) == spike_row and max(scores) > 0.9
+    assert max(scores[:144]) == 0.0  # no model before half a day of history
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("time,value\n", "header must be 'timestamp,value'"),
+    ("timestamp,value\n2024-01-01 00:00:00,abc\n", "in.csv:2: value 'abc' is not a number"),
+    ("timestamp,value\n01/02/2024,1\n", "in.csv:2: timestamp '01/02/2024' is not one of the formats"),
+    ("timestamp,value\n2024-01-02 00:00:00,1\n2024-01-01 00:00:00,1\n", "non-decreasing order"),
+])
+def test_cli_rejects_bad_input_with_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    content: str, message: str) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text(content)
+    assert anomaly_cli.main(["score", str(src), str(tmp_path / "out.csv")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_is_installed_as_a_console_script(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "akidb-anomaly"
+    result = subprocess.run([str(exe), "score", str(tmp_path / "missing.csv"), str(tmp_path / "o.csv")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "cannot read" in result.stderr
