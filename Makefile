@@ -86,6 +86,7 @@ anomaly-test: venv
 NAB_DATA ?= /work/shared/nab-dev
 bench-anomaly: venv
 	$(PY) -m benchmarks.run_nab --data $(NAB_DATA) --rescore
+	$(PY) -m benchmarks.fit_report --data $(NAB_DATA)
 # -- slo-alerting --
 .PHONY: rules slo-check slo-replay slo-test
 # Regenerate rules/prometheus, rules/alertmanager and rules/tests from rules/slos.yaml (never edit them by hand).

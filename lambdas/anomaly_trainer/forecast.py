@@ -21,6 +21,7 @@ DAY_S = 86400
 STEP_S = 300
 HOLDOUT_DAYS = 7
 INTERVAL_WIDTH = 0.95
+HOURLY_MIN_GAIN = 0.02  # the hourly term must lower the validation error by 2% (relative) to be kept
 MIN_FIT_POINTS = 24  # two hours of 5-minute points: less than that is not a series worth a model
 
 
@@ -161,7 +162,7 @@ def train(ts: Sequence[float], values: Sequence[float], settings: ModelSettings,
     if settings.hourly:
         with_hourly = dataclasses.replace(settings, hourly=True)
         err_hourly = validate(ts, values, with_hourly)
-        if err_hourly.headline < err.headline:
+        if err_hourly.headline < err.headline * (1 - HOURLY_MIN_GAIN):
             chosen, err = with_hourly, err_hourly
     model = fit(ts, values, chosen)
     periods = horizon_days * DAY_S // STEP_S
