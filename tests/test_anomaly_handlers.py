@@ -357,3 +357,16 @@ def test_detector_handler_reads_baked_settings_and_env(aws: dict[str, Any], monk
     monkeypatch.delenv("ANOMALY_TOPIC_ARN")
     with pytest.raises(Exception, match="ANOMALY_TOPIC_ARN is not set"):
         detector.handler({}, None)
+
+
+def test_new_detector_state_starts_from_the_trainers_residuals(aws: dict[str, Any], prometheus: str) -> None:
+    """Right after the first training (no state yet) a clear anomaly notifies: no half-day blind period."""
+    cfg = settings(prom_metric("latency"), prometheus_url=prometheus)
+    trainer.run({}, cfg, trainer_clients(aws, prometheus), BUCKET, NOW)
+    seed = get(aws, band_key("latency"))["seed_residuals"]
+    assert len(seed) == HISTORY_POINTS and all(r >= 0 for r in seed)
+    t = NOW + STEP
+    out = detect(aws, cfg, prometheus, t, seasonal(t) * 3)
+    assert out["metrics"]["latency"]["event"] == "start"
+    assert [m["event"] for m in messages(aws)] == ["anomaly_start"]
+    assert len(get(aws, state_key("latency"))["confidence"]["residuals"]) == HISTORY_POINTS

@@ -56,4 +56,6 @@ def parse_band(doc: Any, key: str) -> tuple[dict[str, Any], list[BandPoint]]:
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise StoreError(f"{key}: malformed band document ({e})") from e
     meta = {k: v for k, v in doc.items() if k != "band"}
+    if not isinstance(meta.get("seed_residuals", []), list):
+        raise StoreError(f"{key}: seed_residuals must be a list")
     return meta, sorted(points, key=lambda p: p.ts)

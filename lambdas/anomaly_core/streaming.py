@@ -25,7 +25,7 @@ class StreamParams:
     """One parameter set for every series (no per-file tuning)."""
 
     refit_every_s: int = DAY_S // 4  # refits every 6 hours, like a trainer run more often than weekly
-    window_s: int = 14 * DAY_S  # bounded history per fit keeps each refit cheap
+    window_s: int = 7 * DAY_S  # bounded history per fit keeps each refit cheap
     min_history_s: int = DAY_S // 2  # no band (score 0) before half a day of history
     step_s: int = 300
 

@@ -21,7 +21,7 @@ from typing import Any
 from anomaly_core import metrics as m
 from anomaly_core import settings as settings_mod
 from anomaly_core.episodes import Episode, step
-from anomaly_core.scoring import ConfidenceState, assess, lookup
+from anomaly_core.scoring import HISTORY_POINTS, MIN_HISTORY_POINTS, ConfidenceState, assess, lookup
 from anomaly_core.settings import MetricSpec, Settings
 from anomaly_core.sources import SourceError, Sources, default_sources
 from anomaly_core.store import StoreError, band_key, get_json, parse_band, put_json, state_key
@@ -76,6 +76,11 @@ def detect_metric(metric: MetricSpec, cfg: Settings, clients: Clients, targets: 
         raise DetectionSkipped(f"timestamp {ts:.0f} is outside the forecast band")
     raw_state = get_json(clients.s3, targets.bucket, state_key(metric.name)) or {}
     state = ConfidenceState.from_json(raw_state.get("confidence"))
+    if len(state.residuals) < MIN_HISTORY_POINTS:
+        # A new (or reset) state starts from the trainer's in-sample residuals rather than half a day of silence.
+        seed = ConfidenceState.from_json({"residuals": meta.get("seed_residuals") or []})
+        state = ConfidenceState(residuals=(seed.residuals + state.residuals)[-HISTORY_POINTS:],
+                                confidences=state.confidences)
     episode = Episode.from_json(raw_state.get("episode"))
     if raw_state.get("last_ts") is not None and ts <= float(raw_state["last_ts"]):
         # Same point as the previous run (source lag): publish it again, but do not feed the state twice.

@@ -37,6 +37,7 @@ _prepare_tmp()
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from anomaly_core.scoring import HISTORY_POINTS, BandPoint, residual  # noqa: E402
 from prophet import Prophet  # noqa: E402
 from prophet.serialize import model_to_json  # noqa: E402
 
@@ -152,6 +153,9 @@ class TrainResult:
     hourly: bool
     history_points: int
     history_days: float
+    # In-sample residuals of the last HISTORY_POINTS points: the detector's starting memory, so a new or reset
+    # detector state can judge excursions at once instead of after half a day.
+    seed_residuals: list[float]
 
 
 def train(ts: Sequence[float], values: Sequence[float], settings: ModelSettings, now: float,
@@ -167,7 +171,17 @@ def train(ts: Sequence[float], values: Sequence[float], settings: ModelSettings,
     model = fit(ts, values, chosen)
     periods = horizon_days * DAY_S // STEP_S
     return TrainResult(model_json=model_to_json(model), band=band(model, now, periods), errors=err,
-                       hourly=chosen.hourly, history_points=len(ts), history_days=(ts[-1] - ts[0]) / DAY_S)
+                       hourly=chosen.hourly, history_points=len(ts), history_days=(ts[-1] - ts[0]) / DAY_S,
+                       seed_residuals=in_sample_residuals(model, ts, values))
+
+
+def in_sample_residuals(model: Prophet, ts: Sequence[float], values: Sequence[float]) -> list[float]:
+    recent = [(t, v) for t, v in zip(ts, values, strict=True) if v is not None and math.isfinite(v)]
+    recent = recent[-HISTORY_POINTS:]
+    np.random.seed(0)
+    fc = model.predict(pd.DataFrame({"ds": pd.to_datetime([t for t, _ in recent], unit="s")}))
+    return [round(residual(v, BandPoint(t, float(yh), float(lo), float(hi))), 6)
+            for (t, v), yh, lo, hi in zip(recent, fc["yhat"], fc["yhat_lower"], fc["yhat_upper"], strict=True)]
 
 
 def utc_iso(ts: float) -> str:

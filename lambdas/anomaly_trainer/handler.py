@@ -57,7 +57,8 @@ def train_metric(metric: MetricSpec, cfg: Settings, clients: Clients, bucket: st
     }
     clients.s3.put_object(Bucket=bucket, Key=meta["model_key"], Body=result.model_json.encode(),
                           ContentType="application/json")
-    put_json(clients.s3, bucket, band_key(metric.name), {**meta, "band": [list(r) for r in result.band]})
+    put_json(clients.s3, bucket, band_key(metric.name), {**meta, "seed_residuals": result.seed_residuals,
+                                                         "band": [list(r) for r in result.band]})
     if flagged:
         log.warning("metric %s flagged: validation error %.3f exceeds its limit %.3f; the detector will not "
                     "score it until a model passes", metric.name, result.errors.headline, metric.mape_limit)
