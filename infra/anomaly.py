@@ -151,8 +151,9 @@ class Anomaly(pulumi.ComponentResource):
                                conditions={"StringEquals": {"cloudwatch:namespace": contract.NAMESPACE}}),
                      statement(["s3:GetObject"], [objects("bands/"), objects("state/")], sid="ReadBandsAndState"),
                      statement(["s3:PutObject"], [objects("state/")], sid="WriteState"),
-                     statement(["s3:ListBucket"], [bucket_arn], sid="MissingKeyIsNoSuchKey",
-                               conditions={"StringLike": {"s3:prefix": ["bands/*", "state/*"]}}),
+                     # Without ListBucket a missing key answers AccessDenied, not NoSuchKey (no prefix condition:
+                     # GetObject's existence check carries no s3:prefix, so a condition would deny it).
+                     statement(["s3:ListBucket"], [bucket_arn], sid="MissingKeyIsNoSuchKey"),
                      statement(["sns:Publish"], [topic.arn], sid="Notify"),
                      statement(["kms:GenerateDataKey", "kms:Decrypt"], [key_arn], sid="EncryptedTopic")))
         detector_logs = aws.cloudwatch.LogGroup(f"{name}-detector-logs", name=f"/aws/lambda/{self.detector_name}",

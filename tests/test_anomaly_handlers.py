@@ -370,3 +370,13 @@ def test_new_detector_state_starts_from_the_trainers_residuals(aws: dict[str, An
     assert out["metrics"]["latency"]["event"] == "start"
     assert [m["event"] for m in messages(aws)] == ["anomaly_start"]
     assert len(get(aws, state_key("latency"))["confidence"]["residuals"]) == HISTORY_POINTS
+
+
+def test_detector_storage_error_is_counted_not_raised(aws: dict[str, Any], prometheus: str) -> None:
+    """An S3 error other than a missing key (here: the bucket is gone) skips the metric and counts it."""
+    cfg = settings(prom_metric("latency"), prometheus_url=prometheus)
+    out = detector.run(cfg, detector_clients(aws, prometheus), detector.Targets("no-such-bucket", aws["topic"]),
+                       NOW + 30)
+    assert out["errors"] == 1 and "reading s3://no-such-bucket/bands/latency/latest.json failed" in \
+        out["metrics"]["latency"]["skipped"]
+    assert errors_published(aws) == [1.0] and messages(aws) == []

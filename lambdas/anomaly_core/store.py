@@ -40,6 +40,8 @@ def get_json(s3: Any, bucket: str, key: str) -> Any | None:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except s3.exceptions.NoSuchKey:
         return None
+    except Exception as e:  # AccessDenied, throttling, network: this metric is skipped and counted, never a crash
+        raise StoreError(f"reading s3://{bucket}/{key} failed: {e}") from e
     try:
         return json.loads(body)
     except json.JSONDecodeError as e:
