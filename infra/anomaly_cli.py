@@ -44,7 +44,7 @@ def _fitter(hist_ts: Sequence[float], hist_values: Sequence[float], start: float
     from anomaly_trainer.forecast import ModelSettings, TrainingError, band, fit
 
     try:
-        model = fit(hist_ts, hist_values, ModelSettings(uncertainty_samples=200))
+        model = fit(hist_ts, hist_values, ModelSettings())
     except TrainingError:
         return []  # not enough finite history yet: no band, score 0 until the next refit
     return band(model, start, periods)
