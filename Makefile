@@ -41,7 +41,7 @@ plan-all: venv tools
 	$(PY) -m infra.offline.plan --stack prod
 
 package: venv
-	$(PY) -m infra.packaging --stack $(STACK)
+	$(PY) -m infra.packaging --stack $(STACK) --rebuild
 
 lint: venv
 	$(PY) -m ruff check .

@@ -220,7 +220,7 @@ def size_table(packages: list[LambdaPackage]) -> str:
         lim = p.limits
         comp_lim = f"/{lim['compressed'] / MiB:.0f}" if lim["compressed"] else "/-"
         lines.append(f"{p.path.name:<44} {p.kind:<12} {p.compressed_bytes / MiB:>6.2f}{comp_lim:>5} MiB "
-                     f"{p.unpacked_bytes / MiB:>6.1f}/{lim['unpacked'] / MiB:.0f} MiB  {p.sha256[:16]}")
+                     f"{p.unpacked_bytes / MiB:>6.2f}/{lim['unpacked'] / MiB:.0f} MiB  {p.sha256[:16]}")
     return "\n".join(lines)
 
 
@@ -228,14 +228,27 @@ def main(argv: list[str] | None = None) -> int:
     """`make package`: build every function as the stack's plan builds it, print sizes against limits."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--stack", default="staging")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="delete the built zips first (dependency downloads stay cached)")
     args = parser.parse_args(argv)
     from infra.offline.plan import run_plan
+
+    if args.rebuild:
+        for old in (BUILD_DIR / "lambdas").glob("*.zip"):
+            old.unlink()
 
     result = run_plan(args.stack, quiet=True)
     if result.config_problems:
         print("\n".join(result.config_problems), file=sys.stderr)
         return 2
-    packages = list(BUILT.values())
+    # Run as `python -m infra.packaging`, this module is `__main__`; the program registered its packages in
+    # the imported `infra.packaging`, so read that module's registry.
+    from infra import packaging as registry
+
+    packages = list(registry.BUILT.values())
+    if not packages:
+        print(f"no Lambda package is built by the {args.stack} stack's program", file=sys.stderr)
+        return 1
     print(size_table(packages))
     problems = [msg for p in packages for msg in p.problems()]
     for msg in problems:

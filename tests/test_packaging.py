@@ -75,3 +75,22 @@ def test_missing_handler_is_a_clear_error(tmp_path):
     (tmp_path / "lambdas" / "empty").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match=r"handler\.py is missing"):
         build_lambda("empty", lambdas_dir=tmp_path / "lambdas", out_dir=tmp_path)
+
+
+def test_make_package_rebuilds_every_function_to_the_same_bytes():
+    """Two `make package` runs (zips deleted and rebuilt each time) print identical hashes."""
+    import subprocess
+    import sys
+
+    from infra.paths import ROOT
+
+    def run() -> list[str]:
+        proc = subprocess.run([sys.executable, "-m", "infra.packaging", "--stack", "staging", "--rebuild"],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        rows = proc.stdout.splitlines()[1:]
+        assert {r.split()[0].split("-")[0].removesuffix(".zip") for r in rows} >= {
+            "edge_inference", "anomaly_detector", "anomaly_trainer", "runbook_automation"}
+        return rows
+
+    assert run() == run()
