@@ -83,7 +83,7 @@ anomaly-test: venv
 	$(PY) -m pytest tests/test_anomaly*.py -q
 
 # NAB standard-profile scoring of the streaming detector on shared/nab-dev (not part of `make test`).
-NAB_DATA ?= /work/shared/nab-dev
+NAB_DATA ?= ../shared/nab-dev
 bench-anomaly: venv
 	$(PY) -m benchmarks.run_nab --data $(NAB_DATA) --rescore
 	$(PY) -m benchmarks.fit_report --data $(NAB_DATA)
