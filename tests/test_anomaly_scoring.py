@@ -13,10 +13,13 @@ import pytest
 from anomaly_core.episodes import RECOVERY_POINTS, Episode, step
 from anomaly_core.scoring import (
     HISTORY_POINTS,
+    LIKELIHOOD_MIN_HISTORY,
+    LIKELIHOOD_WINDOW,
     MIN_HISTORY_POINTS,
     BandPoint,
     ConfidenceState,
     assess,
+    log_likelihood,
     lookup,
     score,
 )
@@ -75,6 +78,7 @@ def test_band_lookup_score_and_confidence() -> None:
     state = ConfidenceState()
     first, _ = assess(30.0, p, state)
     assert first.is_anomaly and first.confidence == 0.0  # no history yet: no confidence
+    assert first.likelihood == 0.0  # warm-up: no likelihood before LIKELIHOOD_MIN_HISTORY window means
     for _ in range(MIN_HISTORY_POINTS):
         _, state = assess(10.5, p, state)
     usual, after = assess(11.0, p, state)
@@ -82,7 +86,8 @@ def test_band_lookup_score_and_confidence() -> None:
     assert usual.confidence <= 0.25 and not usual.is_anomaly
     assert big.confidence > 0.9 and big.onset == big.confidence and big.is_anomaly
     # A series that leaves its band by this much every day is not news: the same excursion scores lower.
-    noisy = ConfidenceState(residuals=[1.0 if i % 2 else 14.0 for i in range(HISTORY_POINTS)])
+    noisy = ConfidenceState(residuals=[1.0 if i % 2 else 14.0 for i in range(HISTORY_POINTS)], means=state.means)
+    assert assess(40.0, p, noisy)[0].news < big.news
     assert assess(40.0, p, noisy)[0].confidence < big.confidence
     # The onset fires once: right after a high confidence, the same value is not a new onset.
     _, s2 = assess(40.0, p, state)
@@ -91,6 +96,56 @@ def test_band_lookup_score_and_confidence() -> None:
     assert ConfidenceState.from_json(after.to_json()) == after
     assert ConfidenceState.from_json({"residuals": ["x", math.nan, 1.0]}).residuals == [1.0]
     assert ConfidenceState.from_json("garbage") == ConfidenceState()
+
+
+def quiet_state(n: int) -> tuple[BandPoint, ConfidenceState]:
+    p = BandPoint(0, 10.0, 8.0, 12.0)
+    state = ConfidenceState()
+    for i in range(n):
+        _, state = assess(10.0 + 0.5 * math.sin(i), p, state)
+    return p, state
+
+
+def test_likelihood_makes_a_sustained_shift_prominent_and_a_lone_excursion_cheap() -> None:
+    p, state = quiet_state(LIKELIHOOD_MIN_HISTORY)
+    # One point a band width outside: its one-hour mean moves little.
+    lone, after_lone = assess(16.0, p, state)
+    back, _ = assess(10.0, p, after_lone)
+    # The same excursion held for an hour: the window mean climbs and the likelihood saturates.
+    s = state
+    held = []
+    for _ in range(LIKELIHOOD_WINDOW):
+        a, s = assess(16.0, p, s)
+        held.append(a)
+    assert held[-1].likelihood > 0.99 and lone.likelihood < 0.9
+    assert back.likelihood < lone.likelihood  # back inside the band: the hour's mean fades
+    # log_likelihood: 0 without enough history, 0.5 at a tail probability of 1e-5, never outside [0, 1].
+    assert log_likelihood(0.9, [0.0] * (LIKELIHOOD_MIN_HISTORY - 1)) == 0.0
+    hist = [0.0, 0.2] * LIKELIHOOD_MIN_HISTORY  # mean 0.1, std 0.1; z = 4.265 has tail probability 1e-5
+    assert log_likelihood(0.1 + 0.1 * 4.264891, hist) == pytest.approx(0.5, abs=1e-3)
+    assert log_likelihood(-5.0, hist) == 0.0 and log_likelihood(50.0, hist) == 1.0
+
+
+def test_likelihood_is_low_on_a_series_whose_band_score_is_always_noisy() -> None:
+    """The anomaly-free noisy series case: a distribution of wide window means makes the same mean unremarkable."""
+    p = BandPoint(0, 10.0, 8.0, 12.0)
+    noisy = ConfidenceState()
+    for i in range(2 * LIKELIHOOD_MIN_HISTORY):
+        _, noisy = assess(10.0 + (5.0 if i % 5 == 0 else 0.0), p, noisy)  # a band width out every 25 minutes
+    _, quiet = quiet_state(2 * LIKELIHOOD_MIN_HISTORY)
+    assert assess(16.0, p, noisy)[0].likelihood < assess(16.0, p, quiet)[0].likelihood
+
+
+def test_state_seeded_from_the_trainers_residuals_has_likelihood_history() -> None:
+    seed = [0.3 + 0.2 * math.sin(i) for i in range(HISTORY_POINTS)] + [3.0]  # the last one 2 half-widths out
+    state = ConfidenceState().seeded(seed)
+    assert len(state.residuals) == HISTORY_POINTS and len(state.means) >= LIKELIHOOD_MIN_HISTORY
+    assert state.scores[-1] == pytest.approx(2.0 / 3.0)  # z = 2 -> 2 / 3
+    assert len(state.scores) == LIKELIHOOD_WINDOW - 1
+    # A state with enough memory of its own keeps it.
+    _, own = quiet_state(LIKELIHOOD_MIN_HISTORY + 10)
+    assert own.seeded(seed) == own
+    assert ConfidenceState.from_json(own.to_json()) == own
 
 
 def test_episode_opens_once_and_closes_after_recovery_points() -> None:
@@ -123,12 +178,12 @@ def test_streaming_uses_only_the_past() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def write_series(path: Path, n: int, spike_at: int) -> list[list[str]]:
+def write_series(path: Path, n: int, spike_at: int, spike_len: int = 1) -> list[list[str]]:
     rows = []
     for i in range(n):
         t = f"2024-03-{1 + i // 288:02d} {(i % 288) // 12:02d}:{(i % 12) * 5:02d}:00"
         value = 50 + 20 * math.sin(2 * math.pi * i / 288) + (0.7 * math.sin(i * 1.3))
-        if i == spike_at:
+        if spike_at <= i < spike_at + spike_len:
             value *= 4
         rows.append([t, f"{value:.4f}"])
     rows.insert(400, list(rows[400]))  # a duplicate timestamp: kept, in place
@@ -141,7 +196,8 @@ def write_series(path: Path, n: int, spike_at: int) -> list[list[str]]:
 
 def test_cli_scores_every_row_in_order_and_finds_the_spike(tmp_path: Path) -> None:
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
-    rows = write_series(src, 4 * 288, spike_at=3 * 288 + 100)
+    # An hour at 4x the usual value (the likelihood stage makes a sustained shift prominent).
+    rows = write_series(src, 4 * 288, spike_at=3 * 288 + 100, spike_len=12)
     assert anomaly_cli.main(["score", str(src), str(out)]) == 0
     with out.open() as f:
         got = list(csv.reader(f))
@@ -150,7 +206,8 @@ def test_cli_scores_every_row_in_order_and_finds_the_spike(tmp_path: Path) -> No
     scores = [float(r[2]) for r in got[1:]]
     assert all(0.0 <= s <= 1.0 for s in scores)
     spike_row = 3 * 288 + 100 + 1  # +1: the duplicate row inserted before it
-    assert scores.index(max(scores)) == spike_row and max(scores) > 0.9
+    assert spike_row <= scores.index(max(scores)) < spike_row + 12
+    assert max(scores[spike_row:spike_row + 12]) > 1.05 * max(scores[:spike_row] + scores[spike_row + 12:])
     assert max(scores[:144]) == 0.0  # no model before half a day of history
 
 

@@ -5,10 +5,17 @@ Pure Python (no numpy): the detector package must stay tiny. A band is a sorted 
 
 - score: how far outside the 95% band the value is, in units of the band's half-width, squashed to [0, 1):
   z / (1 + z), so a value as far outside the band as the band is wide (z = 1) scores 0.5.
-- confidence: how unusual the excursion is FOR THIS SERIES: the residual (in half-widths) compared with the largest
+- news: how unusual the excursion is FOR THIS SERIES: the residual (in half-widths) compared with the largest
   of the last two days. A metric whose forecast misses by 3 band widths every day is not news when it does again;
   one that never left its band is. Inside the band the confidence stays at or below 0.25, up to the usual largest
   excursion at or below 0.5, and beyond it rises towards 1.
+- likelihood (after Numenta's AnomalyLikelihood): the mean band score of the last LIKELIHOOD_WINDOW points
+  compared with a Gaussian fitted on the history of those means (up to two weeks); the tail probability, on a log
+  scale (1 - tail = 0.99999 -> 0.5). One point outside the band moves a one-hour mean little (cheap), a sustained
+  shift moves it far (prominent); a noisy series has a wide distribution of means, so its excursions stay low.
+  0 until LIKELIHOOD_MIN_HISTORY means exist (warm-up, like NAB's probation).
+- confidence: the geometric mean of the two: an alert needs an excursion that is both larger than the series'
+  recent largest ones AND improbable against its long-run distribution of band scores.
 - onset: the confidence when it beats every confidence of the last day, else 0: the first point of an episode.
   The offline scorer outputs it (NAB counts only the earliest detection in a window; every later point above the
   threshold is a false positive), and it mirrors the detector's one-notification-per-episode rule.
@@ -19,7 +26,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 STEP_S = 300  # the 5-minute grid of bands and detections
 # A relative floor for the band half-width: a perfectly flat series has a zero-width band, and any rounding would
@@ -67,6 +74,11 @@ HISTORY_POINTS = 576  # two days of 5-minute residuals: what "usual" excursions 
 MIN_HISTORY_POINTS = 144  # half a day before any confidence is given
 ONSET_POINTS = 288  # an onset must beat every confidence of the last day (one alert per episode)
 NEWS_MARGIN = 1.2  # an excursion must exceed the recent largest one by 20% to be news
+LIKELIHOOD_WINDOW = 12  # one hour of band scores averaged: a lone noisy point is diluted, a shift is not
+LIKELIHOOD_HISTORY = 4032  # two weeks of window means for the Gaussian (Numenta uses a long history too)
+LIKELIHOOD_MIN_HISTORY = 144  # half a day of means before any likelihood (warm-up)
+LIKELIHOOD_MIN_STD = 0.01  # a perfectly quiet history would otherwise make any wobble infinitely unlikely
+_LOG_FLOOR = math.log(1e-10)  # tail probability 1e-10 (or below) -> log-likelihood 1
 
 
 @dataclass
@@ -75,10 +87,13 @@ class ConfidenceState:
 
     residuals: list[float] = field(default_factory=list)  # |actual - yhat| / half-width, oldest first
     confidences: list[float] = field(default_factory=list)  # last ONSET_POINTS confidences
+    scores: list[float] = field(default_factory=list)  # last LIKELIHOOD_WINDOW - 1 band scores
+    means: list[float] = field(default_factory=list)  # last LIKELIHOOD_HISTORY window means of band scores
 
     def to_json(self) -> dict[str, list[float]]:
         return {"residuals": [round(x, 6) for x in self.residuals],
-                "confidences": [round(x, 6) for x in self.confidences]}
+                "confidences": [round(x, 6) for x in self.confidences],
+                "scores": [round(x, 6) for x in self.scores], "means": [round(x, 6) for x in self.means]}
 
     @classmethod
     def from_json(cls, data: object) -> ConfidenceState:
@@ -88,19 +103,70 @@ class ConfidenceState:
             raw = data.get(key)
             values = [float(x) for x in raw if isinstance(x, int | float)] if isinstance(raw, list) else []
             return [x for x in values if math.isfinite(x)][-keep:]
-        return cls(residuals=floats("residuals", HISTORY_POINTS), confidences=floats("confidences", ONSET_POINTS))
+        return cls(residuals=floats("residuals", HISTORY_POINTS), confidences=floats("confidences", ONSET_POINTS),
+                   scores=floats("scores", LIKELIHOOD_WINDOW - 1), means=floats("means", LIKELIHOOD_HISTORY))
+
+    def seeded(self, seed_residuals: Sequence[float]) -> ConfidenceState:
+        """This state completed with a trainer's in-sample residuals (oldest first) where its memory is short.
+
+        A new or reset detector state then judges the next point against the model's own recent fit instead of
+        staying silent for half a day. The band scores are recovered from the residuals assuming a symmetric band
+        (Prophet's interval is close to it): excess = residual - 1 half-width.
+        """
+        seed = [x for x in seed_residuals if math.isfinite(x) and x >= 0]
+        out = self
+        if len(out.residuals) < MIN_HISTORY_POINTS:
+            out = replace(out, residuals=(seed + out.residuals)[-HISTORY_POINTS:])
+        if len(out.means) < LIKELIHOOD_MIN_HISTORY:
+            scores = [max(0.0, r - 1.0) / max(r, 1.0) for r in seed]  # z / (1 + z) with z = r - 1
+            means = [sum(scores[max(0, i - LIKELIHOOD_WINDOW + 1):i + 1]) / min(i + 1, LIKELIHOOD_WINDOW)
+                     for i in range(len(scores))]
+            out = replace(out, means=(means + out.means)[-LIKELIHOOD_HISTORY:],
+                          scores=(scores + out.scores)[-(LIKELIHOOD_WINDOW - 1):] if LIKELIHOOD_WINDOW > 1 else [])
+        return out
 
 
 @dataclass(frozen=True)
 class Assessment:
     score: float  # how far outside the band, scaled by its width, in [0, 1)
-    confidence: float  # how unusual that is for this series, in [0, 1)
+    confidence: float  # how unusual that is for this series, in [0, 1]: sqrt(news * likelihood)
     onset: float  # the confidence if it beats every one of the last day, else 0 (the offline anomaly score)
     is_anomaly: bool  # outside the 95% band
+    news: float = 0.0  # the excursion against the series' recent largest ones, in [0, 1)
+    likelihood: float = 0.0  # log-scaled likelihood of the recent mean band score, in [0, 1]
 
 
 def residual(value: float, point: BandPoint) -> float:
     return abs(value - point.yhat) / half_width(point)
+
+
+def _r6(x: float) -> float:
+    return round(x, 6)
+
+
+def log_likelihood(mean: float, history: Sequence[float]) -> float:
+    """How improbable `mean` is under a Gaussian fitted on `history`, log-scaled to [0, 1] (0 without history).
+
+    Numenta's AnomalyLikelihood: likelihood = 1 - tail probability; reported as log(tail) / log(1e-10), so
+    likelihood 0.99999 scores 0.5 and 1 - 1e-10 or more scores 1.
+    """
+    if len(history) < LIKELIHOOD_MIN_HISTORY:
+        return 0.0
+    mu = sum(history) / len(history)
+    sd = max(math.sqrt(sum((h - mu) ** 2 for h in history) / len(history)), LIKELIHOOD_MIN_STD)
+    tail = 0.5 * math.erfc((mean - mu) / (sd * math.sqrt(2.0)))
+    return max(0.0, min(1.0, math.log(max(tail, 1e-300) + 1e-10) / _LOG_FLOOR))
+
+
+def _news(r: float, history: Sequence[float]) -> float:
+    if len(history) < MIN_HISTORY_POINTS:
+        return 0.0  # too little history to know what is usual
+    if r <= 1.0:
+        return 0.25 * r  # inside the band: low
+    largest = max(history) * NEWS_MARGIN
+    ratio = r / largest if largest > 0 else 10.0
+    # Up to the recent largest excursion (x margin): at most 0.5; beyond it, 1 - 0.5/ratio -> 1.
+    return max(0.25, 0.5 * ratio) if ratio <= 1.0 else 1.0 - 0.5 / ratio
 
 
 def assess(value: float, point: BandPoint, state: ConfidenceState) -> tuple[Assessment, ConfidenceState]:
@@ -108,17 +174,18 @@ def assess(value: float, point: BandPoint, state: ConfidenceState) -> tuple[Asse
     s = score(value, point)
     r = residual(value, point)
     history = state.residuals[-HISTORY_POINTS:]
-    if len(history) < MIN_HISTORY_POINTS or r <= 1.0:
-        # Inside the band (r <= 1) or too little history to know what is usual: low confidence.
-        conf = 0.25 * min(r, 1.0) if len(history) >= MIN_HISTORY_POINTS else 0.0
-    else:
-        largest = max(history) * NEWS_MARGIN
-        ratio = r / largest if largest > 0 else 10.0
-        # Up to the recent largest excursion (x margin): at most 0.5; beyond it, 1 - 0.5/ratio -> 1.
-        conf = max(0.25, 0.5 * ratio) if ratio <= 1.0 else 1.0 - 0.5 / ratio
+    news = _news(r, history)
+    window = [*state.scores[-(LIKELIHOOD_WINDOW - 1):], s] if LIKELIHOOD_WINDOW > 1 else [s]
+    mean = sum(window) / len(window)
+    means = state.means[-LIKELIHOOD_HISTORY:]
+    lik = log_likelihood(mean, means)
+    conf = math.sqrt(news * lik)
     recent = state.confidences[-ONSET_POINTS:]
     onset = conf if conf > max(recent, default=0.0) else 0.0
-    new_state = ConfidenceState(residuals=[*history, r][-HISTORY_POINTS:],
-                                confidences=[*recent, conf][-ONSET_POINTS:])
-    return Assessment(score=s, confidence=conf, onset=onset, is_anomaly=value > point.upper or value < point.lower), \
-        new_state
+    kept = [_r6(x) for x in window]  # the state holds what its JSON holds: live and offline runs agree
+    new_state = ConfidenceState(residuals=[*history, _r6(r)][-HISTORY_POINTS:],
+                                confidences=[*recent, _r6(conf)][-ONSET_POINTS:],
+                                scores=kept[1:] if len(kept) == LIKELIHOOD_WINDOW else kept,
+                                means=[*means, _r6(mean)][-LIKELIHOOD_HISTORY:])
+    return Assessment(score=s, confidence=conf, onset=onset, is_anomaly=value > point.upper or value < point.lower,
+                      news=news, likelihood=lik), new_state

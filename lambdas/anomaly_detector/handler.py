@@ -1,7 +1,8 @@
 """Detector Lambda (every 5 minutes): per metric, latest value -> band -> score and confidence -> CloudWatch.
 
-Per metric it publishes IsAnomaly, Score, Confidence, Actual, Predicted, UpperBound, LowerBound (dimension
-Metric) and ForecastAge; notifies the anomaly topic once when an episode starts and once when it ends.
+Per metric it publishes IsAnomaly, Score, Confidence (news x anomaly likelihood, see anomaly_core.scoring),
+Actual, Predicted, UpperBound, LowerBound (dimension Metric) and ForecastAge; notifies the anomaly topic once
+when an episode starts and once when it ends.
 Missing data, NaN, a source error, a missing/flagged/stale forecast never notify: each is logged and counted
 in DetectorErrors (published on every run, 0 included) and the detector's own alarm catches them.
 Standard library + boto3 only (no Prophet, no pandas): the package stays a few tens of kB.
@@ -21,7 +22,7 @@ from typing import Any
 from anomaly_core import metrics as m
 from anomaly_core import settings as settings_mod
 from anomaly_core.episodes import Episode, step
-from anomaly_core.scoring import HISTORY_POINTS, MIN_HISTORY_POINTS, ConfidenceState, assess, lookup
+from anomaly_core.scoring import ConfidenceState, assess, lookup
 from anomaly_core.settings import MetricSpec, Settings
 from anomaly_core.sources import SourceError, Sources, default_sources
 from anomaly_core.store import StoreError, band_key, get_json, parse_band, put_json, state_key
@@ -75,12 +76,9 @@ def detect_metric(metric: MetricSpec, cfg: Settings, clients: Clients, targets: 
     if point is None:
         raise DetectionSkipped(f"timestamp {ts:.0f} is outside the forecast band")
     raw_state = get_json(clients.s3, targets.bucket, state_key(metric.name)) or {}
-    state = ConfidenceState.from_json(raw_state.get("confidence"))
-    if len(state.residuals) < MIN_HISTORY_POINTS:
-        # A new (or reset) state starts from the trainer's in-sample residuals rather than half a day of silence.
-        seed = ConfidenceState.from_json({"residuals": meta.get("seed_residuals") or []})
-        state = ConfidenceState(residuals=(seed.residuals + state.residuals)[-HISTORY_POINTS:],
-                                confidences=state.confidences)
+    # A new (or reset) state starts from the trainer's in-sample residuals rather than half a day of silence.
+    seed = ConfidenceState.from_json({"residuals": meta.get("seed_residuals") or []}).residuals
+    state = ConfidenceState.from_json(raw_state.get("confidence")).seeded(seed)
     episode = Episode.from_json(raw_state.get("episode"))
     if raw_state.get("last_ts") is not None and ts <= float(raw_state["last_ts"]):
         # Same point as the previous run (source lag): publish it again, but do not feed the state twice.
