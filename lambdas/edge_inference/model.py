@@ -6,7 +6,6 @@ into /tmp, checked against the SHA-256 baked at build time, and reused while the
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from .digest import file_sha256
 from .pooling import l2_normalise, mean_pool
 from .settings import Settings
 
@@ -39,18 +39,10 @@ class Encoded:
     truncated: bool
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_model(settings: Settings, s3: S3Getter, tmp_dir: Path = TMP_DIR) -> Path:
     """The model file in /tmp: reused when its hash matches (container kept its /tmp), else downloaded."""
     target = tmp_dir / f"edge-model-{settings.model_sha256[:16]}.onnx"
-    if target.exists() and _sha256(target) == settings.model_sha256:
+    if target.exists() and file_sha256(target) == settings.model_sha256:
         return target
     partial = target.with_suffix(f".part{os.getpid()}")
     try:
@@ -58,7 +50,7 @@ def fetch_model(settings: Settings, s3: S3Getter, tmp_dir: Path = TMP_DIR) -> Pa
     except Exception as exc:  # botocore raises many types; all mean the same thing here
         partial.unlink(missing_ok=True)
         raise ModelUnavailable(f"model download failed: {type(exc).__name__}") from exc
-    digest = _sha256(partial)
+    digest = file_sha256(partial)
     if digest != settings.model_sha256:
         partial.unlink(missing_ok=True)
         raise ModelUnavailable("model object does not match the SHA-256 baked at build time")
