@@ -21,6 +21,7 @@ from infra.context import StackContext
 from infra.iam import assume_role_policy, document, lambda_logs_statement, statement
 from infra.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
 from infra.packaging import RUNTIME, build_lambda
+from infra.severity_topics import AlertTopics
 from lambdas.anomaly_core import metrics as contract
 
 COMPONENT = "anomaly"
@@ -32,9 +33,7 @@ AMP_URL = re.compile(r"^https://aps-workspaces\.([a-z0-9-]+)\.amazonaws\.com/wor
 @dataclass
 class AnomalyArgs:
     context: StackContext
-    # topics.arns[region][severity] and topics.key_arns[region] (foundation SeverityTopics).
-    topic_arns: dict[str, dict[str, pulumi.Output[str]]]
-    key_arns: dict[str, pulumi.Output[str]]
+    topics: AlertTopics  # the foundation's severity topics and their KMS keys, per region
 
 
 def settings_json(cfg: AnomalyConfig) -> bytes:
@@ -63,7 +62,7 @@ class Anomaly(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         region = ctx.region
         account = ctx.account_id
-        key_arn = args.key_arns[region]
+        key_arn = args.topics.key_arns[region]
         n = ctx.naming
 
         # ---- storage: models, bands, detector state, the trainer package ----
@@ -189,7 +188,7 @@ class Anomaly(pulumi.ComponentResource):
 
         # ---- alarms (home region, to the home region's severity topics) ----
         self.alarm_names = {region: []}
-        ticket = args.topic_arns[region]["P2"]
+        ticket = args.topics.arns[region]["P2"]
         for kind, fn_name in (("trainer", self.trainer_name), ("detector", self.detector_name)):
             for metric_name, what in (("Errors", "errors"), ("Throttles", "throttles")):
                 self._alarm(f"{name}-{kind}-{what}", n.physical("anomaly", kind, what, max_len=MAX_ALARM_NAME),

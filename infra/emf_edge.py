@@ -27,6 +27,7 @@ from infra.context import StackContext
 from infra.edge_model import EdgeModel, ensure_model
 from infra.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME
 from infra.packaging import RUNTIME, LambdaPackage, build_lambda
+from infra.severity_topics import AlertTopics
 from lambdas.edge_inference import emf
 
 COMPONENT = "emf-edge"
@@ -81,8 +82,7 @@ def build_package(cfg: EmfEdgeConfig, bucket: str, bucket_region: str, model: Ed
 @dataclass
 class EmfEdgeArgs:
     context: StackContext
-    # topic_arns[region][severity]: the severity topics of every alarm region (SeverityTopics.arns).
-    topic_arns: dict[str, dict[str, pulumi.Output[str]]]
+    topics: AlertTopics  # the severity topics of every alarm region
 
 
 class EmfEdge(pulumi.ComponentResource):
@@ -98,7 +98,7 @@ class EmfEdge(pulumi.ComponentResource):
         cfg = ctx.config.emf_edge
         super().__init__(TOKEN, name, None, ctx.component_opts(COMPONENT, opts))
         child = pulumi.ResourceOptions(parent=self)
-        missing = [r for r in cfg.edge_regions if r not in args.topic_arns]
+        missing = [r for r in cfg.edge_regions if r not in args.topics.arns]
         if missing:
             raise ValueError(f"no severity topics for edge regions {missing}: SeverityTopics must cover them")
 
@@ -133,7 +133,7 @@ class EmfEdge(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, depends_on=[bucket]),
         )
         self.qualified_arn = function.qualified_arn
-        self.alarm_names = {region: self._alarms(name, ctx, region, args.topic_arns[region], child)
+        self.alarm_names = {region: self._alarms(name, ctx, region, args.topics.arns[region], child)
                             for region in cfg.edge_regions}
         self.distribution_domain = None
         if cfg.create_distribution:

@@ -32,7 +32,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     if cfg.emf_edge.enabled:
         from infra.emf_edge import EmfEdge, EmfEdgeArgs
 
-        edge = EmfEdge("emf-edge", EmfEdgeArgs(context=ctx, topic_arns=topics.arns))
+        edge = EmfEdge("emf-edge", EmfEdgeArgs(context=ctx, topics=topics.refs))
         outputs["edgeFunctionName"] = edge.function_name
         # Attach this version to the distribution's origin-request trigger (include body) when it is not ours.
         outputs["edgeFunctionQualifiedArn"] = edge.qualified_arn
@@ -45,7 +45,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     if cfg.anomaly.enabled:
         from infra.anomaly import Anomaly, AnomalyArgs
 
-        anomaly = Anomaly("anomaly", AnomalyArgs(context=ctx, topic_arns=topics.arns, key_arns=topics.key_arns))
+        anomaly = Anomaly("anomaly", AnomalyArgs(context=ctx, topics=topics.refs))
         outputs["anomalyBucket"] = anomaly.bucket_name
         outputs["anomalyTopicArn"] = anomaly.topic_arn
         outputs["anomalyFunctions"] = {"trainer": anomaly.trainer_name, "detector": anomaly.detector_name}
@@ -55,7 +55,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         from infra.slo_alerting import SloAlerting, SloAlertingArgs
 
         slo_alerting = SloAlerting("slo-alerting", SloAlertingArgs(
-            context=ctx, topic_arns=topics.arns, topic_key_arns=topics.key_arns))
+            context=ctx, topics=topics.refs))
         outputs["sloPrometheusRules"] = slo_alerting.prometheus_rules
         outputs["sloAlertmanagerSecret"] = slo_alerting.alertmanager_secret
         outputs["sloAlertmanagerRoutes"] = slo_alerting.alertmanager_routes

@@ -20,6 +20,14 @@ from infra.iam import statement
 from infra.naming import MAX_TOPIC_NAME
 
 SEVERITIES = ("P0", "P1", "P2")
+
+
+@dataclass(frozen=True)
+class AlertTopics:
+    """What a component needs of the severity topics: `arns[region][severity]`, `key_arns[region]`."""
+
+    arns: dict[str, dict[str, pulumi.Output[str]]]
+    key_arns: dict[str, pulumi.Output[str]]
 PUBLISHING_SERVICES = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
 COMPONENT = "foundation"
 
@@ -77,6 +85,7 @@ class SeverityTopics(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self),
                 )
                 self.arns[region][severity] = topic.arn
+        self.refs = AlertTopics(arns=self.arns, key_arns=self.key_arns)
         self.register_outputs({"arns": self.arns})
 
 

@@ -21,7 +21,7 @@ from infra import iam
 from infra.context import StackContext
 from infra.naming import MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
 from infra.packaging import build_lambda
-from infra.severity_topics import SEVERITIES
+from infra.severity_topics import SEVERITIES, AlertTopics
 from infra.slo_rules import (
     ROUTING_KEY_SECRET,
     LinkSettings,
@@ -44,9 +44,7 @@ PAGERDUTY_SNS_URL = "https://events.pagerduty.com/integration/{key}/enqueue"
 @dataclass
 class SloAlertingArgs:
     context: StackContext
-    # topic_arns[region][severity] and key_arns[region]: the foundation's severity topics (SeverityTopics).
-    topic_arns: dict[str, dict[str, pulumi.Output[str]]]
-    topic_key_arns: dict[str, pulumi.Output[str]]
+    topics: AlertTopics  # the foundation's severity topics and their KMS keys, per region
 
 
 def links_for(ctx: StackContext) -> LinkSettings:
@@ -150,7 +148,7 @@ class SloAlerting(pulumi.ComponentResource):
                 aws.sns.TopicSubscription(
                     f"{name}-{region}-{severity.lower()}-{'pagerduty' if to_pagerduty else 'tickets'}",
                     region=region,
-                    topic=args.topic_arns[region][severity],
+                    topic=args.topics.arns[region][severity],
                     protocol="https",
                     endpoint=endpoint,
                     endpoint_auto_confirms=to_pagerduty,  # PagerDuty confirms; the ticket hook confirms itself
@@ -207,7 +205,7 @@ class SloAlerting(pulumi.ComponentResource):
             aws.cloudwatch.LogGroup(f"{name}-logs-{fn.rsplit('-', 1)[-1]}", region=region,
                                     name=f"/aws/lambda/{fn}", retention_in_days=rb.log_retention_days,
                                     opts=child)
-        home_p2 = args.topic_arns[region]["P2"]
+        home_p2 = args.topics.arns[region]["P2"]
         settings = pulumi.Output.all(table.name, audit.arn, queue.url, secret.arn, home_p2).apply(
             lambda v: json.dumps({
                 "environment": ctx.config.environment, "table_name": v[0], "audit_topic_arn": v[1],
@@ -236,7 +234,7 @@ class SloAlerting(pulumi.ComponentResource):
             iam.statement(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], [queue.arn],
                           sid="ConsumeJobs"),
             iam.statement(["sns:Publish"], [audit.arn, home_p2], sid="AuditAndNotify"),
-            iam.statement(["kms:Decrypt", "kms:GenerateDataKey"], [key.arn, args.topic_key_arns[region]],
+            iam.statement(["kms:Decrypt", "kms:GenerateDataKey"], [key.arn, args.topics.key_arns[region]],
                           sid="Keys"),
             iam.statement(["autoscaling:DescribeAutoScalingGroups"], "*", sid="DescribeAsgs"),
         ]
