@@ -167,10 +167,10 @@ def _zip_bytes(entries: list[tuple[str, Path | bytes]]) -> tuple[bytes, int]:
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         for name, src in entries:
             data = src if isinstance(src, bytes) else src.read_bytes()
-            # Vendored programs keep their exec bit (e.g. prophet's compiled Stan model `prophet_model.bin`, run
-            # by cmdstanpy as a subprocess); other files are normalised to 0644.
-            executable = not isinstance(src, bytes) and os.access(src, os.X_OK) and (
-                name.endswith((".so", ".sh", ".bin")) or "/bin/" in name)
+            # A file keeps its exec bit as git or the wheel gave it (e.g. prophet's compiled Stan model
+            # `prophet_model.bin`, run by cmdstanpy as a subprocess): modes are normalised to 0755 or 0644 only,
+            # so the zip stays deterministic without a list of which suffixes may be programs.
+            executable = not isinstance(src, bytes) and os.access(src, os.X_OK)
             info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
             info.create_system = 3
             info.external_attr = (0o100755 if executable else 0o100644) << 16
