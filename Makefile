@@ -41,7 +41,7 @@ plan-all: venv tools
 	$(PY) -m infra.offline.plan --stack prod
 
 package: venv
-	$(PY) -m infra.packaging --stack $(STACK) --rebuild
+	$(PY) -m infra.offline.package --stack $(STACK) --rebuild
 
 lint: venv
 	$(PY) -m ruff check .
@@ -51,7 +51,7 @@ test: venv tools
 	$(PY) -m pytest
 
 docs: venv
-	$(PY) -m infra.config_reference
+	$(PY) -m infra.offline.generate docs
 
 clean:
 	rm -rf build
@@ -65,12 +65,12 @@ xray-test: venv
 	$(PY) -m pytest -q tests/test_xray_plan.py tests/test_xray_rules.py tests/test_xray_smoke.py
 # Post-deploy: one segment over UDP in the daemon protocol, then found with GetTraceSummaries (run in-cluster).
 xray-smoke: venv
-	$(PY) -m infra.xray_smoke --daemon $(XRAY_DAEMON) --region $(XRAY_REGION)
+	$(PY) -m infra.tools.xray_smoke --daemon $(XRAY_DAEMON) --region $(XRAY_REGION)
 # -- emf-edge --
 .PHONY: edge-model bench-edge
 # Export all-MiniLM-L6-v2 to ONNX and quantise it to INT8 once (cached in build/models by its inputs' hash).
 edge-model: venv
-	$(PY) -m infra.edge_model
+	$(PY) -m infra.offline.package --model-only
 bench-edge: edge-model
 	$(PY) -m benchmarks.bench_edge
 test: edge-model
@@ -91,7 +91,7 @@ bench-anomaly: venv
 .PHONY: rules slo-check slo-replay slo-test
 # Regenerate rules/prometheus, rules/alertmanager and rules/tests from rules/slos.yaml (never edit them by hand).
 rules: venv
-	$(PY) -m infra.slo_rules
+	$(PY) -m infra.offline.generate rules
 # What `make test` runs through pytest (tests/test_slo_rules.py), for humans: promtool and amtool on the files.
 slo-check: tools
 	promtool check rules rules/prometheus/*.yml
@@ -107,16 +107,16 @@ slo-check: tools
 	  --verify.receivers=tickets severity=P0 service=akidb-rest slo=availability
 # MTTD / noise replays through promtool, ours and the plan's rules (prints the table; ~2 min).
 slo-replay: venv tools
-	$(PY) -m infra.slo_replay
+	$(PY) -m infra.slo.replay
 slo-test: venv tools
 	$(PY) -m pytest -q tests/test_slo_rules.py tests/test_slo_alerting.py tests/test_slo_replay.py \
 	  tests/test_runbook_automation.py tests/test_alertmanager_inhibition.py
 # -- dashboards --
 .PHONY: dashboards dashboards-check dashboards-preview
 dashboards: venv tools  ## rewrite dashboards/ from the plan of every stack
-	$(PY) -m infra.dashboard_defs.render
+	$(PY) -m infra.offline.generate dashboards
 dashboards-check: venv tools  ## exit 1 when dashboards/ drifted from the definitions
-	$(PY) -m infra.dashboard_defs.render --check
+	$(PY) -m infra.offline.generate dashboards --check
 dashboards-preview: dashboards  ## PNG of each dashboard's layout with sample series, in build/dashboards-preview/
 	$(PY) -m infra.dashboard_defs.preview
 dashboards dashboards-check: edge-model

@@ -21,12 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from infra.artifacts.edge_model import EdgeModel, ensure_model, source_dir
+from infra.artifacts.edge_probe import LocalModelStore, origin_request_event
+from infra.artifacts.packaging import MiB
+from infra.components.emf_edge import baked_settings, build_package
 from infra.config import EmfEdgeConfig
-from infra.edge_model import EdgeModel, ensure_model, source_dir
-from infra.edge_probe import LocalModelStore, origin_request_event
-from infra.emf_edge import baked_settings, build_package
-from infra.packaging import MiB
-from infra.paths import ROOT
+from infra.core.paths import ROOT
 
 COLD_SCRIPT = """
 import sys, time, json
@@ -34,7 +34,7 @@ t0 = time.perf_counter()
 import numpy, onnxruntime, tokenizers  # noqa: F401  (what the zip's handler imports)
 sys.path.insert(0, {root!r})
 from lambdas.edge_inference.handler import App
-from infra.edge_probe import LocalModelStore
+from infra.artifacts.edge_probe import LocalModelStore
 t1 = time.perf_counter()
 from pathlib import Path
 app = App(settings_path=Path({settings!r}), s3_factory=lambda s: LocalModelStore(Path({model!r})),

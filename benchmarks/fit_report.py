@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from infra.anomaly_cli import read_input  # also puts lambdas/ on sys.path
+from infra.tools.anomaly_cli import read_input  # also puts lambdas/ on sys.path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from benchmarks.nab_scoring import best_threshold, labels_for, normalised, score_file
-from infra.anomaly_cli import parse_timestamp, score_series
+from infra.tools.anomaly_cli import parse_timestamp, score_series
 
 DEFAULT_DATA = Path("/work/shared/nab-dev")
 

@@ -7,9 +7,14 @@ from typing import Any
 
 import pulumi
 
+from infra.components.anomaly import Anomaly, AnomalyArgs
+from infra.components.dashboards import Dashboards, DashboardsArgs
+from infra.components.emf_edge import EmfEdge, EmfEdgeArgs
+from infra.components.severity_topics import SeverityTopics, SeverityTopicsArgs
+from infra.components.slo_alerting import SloAlerting, SloAlertingArgs
+from infra.components.xray import Tracing, TracingArgs
 from infra.config import StackConfig
-from infra.context import StackContext
-from infra.severity_topics import SeverityTopics, SeverityTopicsArgs
+from infra.core.context import StackContext
 
 
 def build(cfg: StackConfig) -> dict[str, Any]:
@@ -23,15 +28,11 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # Day components are added below, each guarded by its `enabled` switch (one block per component).
     # -- xray --
     if cfg.xray.enabled:
-        from infra.xray import Tracing, TracingArgs
-
         tracing = Tracing("tracing", TracingArgs(context=ctx, alert_topic_arn=topics.arns[ctx.region]["P1"]))
         outputs["xrayDaemonAddress"] = tracing.daemon_address
         outputs["xrayGroupArns"] = tracing.group_arns
     # -- emf-edge --
     if cfg.emf_edge.enabled:
-        from infra.emf_edge import EmfEdge, EmfEdgeArgs
-
         edge = EmfEdge("emf-edge", EmfEdgeArgs(context=ctx, topics=topics.refs))
         outputs["edgeFunctionName"] = edge.function_name
         # Attach this version to the distribution's origin-request trigger (include body) when it is not ours.
@@ -43,8 +44,6 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             outputs["edgeDistributionDomain"] = edge.distribution_domain
     # -- anomaly --
     if cfg.anomaly.enabled:
-        from infra.anomaly import Anomaly, AnomalyArgs
-
         anomaly = Anomaly("anomaly", AnomalyArgs(context=ctx, topics=topics.refs))
         outputs["anomalyBucket"] = anomaly.bucket_name
         outputs["anomalyTopicArn"] = anomaly.topic_arn
@@ -52,8 +51,6 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         outputs["anomalyAlarmNames"] = anomaly.alarm_names
     # -- slo-alerting --
     if cfg.slo_alerting.enabled:
-        from infra.slo_alerting import SloAlerting, SloAlertingArgs
-
         slo_alerting = SloAlerting("slo-alerting", SloAlertingArgs(
             context=ctx, topics=topics.refs))
         outputs["sloPrometheusRules"] = slo_alerting.prometheus_rules
@@ -63,8 +60,6 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         outputs["runbookWebhookUrl"] = slo_alerting.webhook_url
     # -- dashboards --
     if cfg.dashboards.enabled:
-        from infra.dashboards import Dashboards, DashboardsArgs
-
         dashboards = Dashboards("dashboards", DashboardsArgs(
             context=ctx,
             edge_alarm_names=edge.alarm_names if cfg.emf_edge.enabled else None,

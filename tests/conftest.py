@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from infra.paths import LAMBDAS_DIR, ROOT
+from infra.core.paths import LAMBDAS_DIR, ROOT
 
 # Lambda packages are top-level packages inside their zips; import them the same way in tests.
 sys.path.insert(0, str(LAMBDAS_DIR))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from infra.paths import RULES_DIR
+from infra.core.paths import RULES_DIR
 
 BINARY = "prometheus-alertmanager"
 

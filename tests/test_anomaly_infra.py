@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from infra.artifacts.packaging import LIMITS, read_package
 from infra.offline.plan import PlanResult
-from infra.packaging import BUILT, LIMITS
 from infra.validation import Plan, PlannedResource
 from infra.validation import anomaly as rules
 from lambdas.anomaly_core import metrics as contract
@@ -42,7 +42,7 @@ def test_stack_has_the_component_and_passes_validation(planned: dict[str, PlanRe
     assert trainer.inputs["ephemeralStorage"]["size"] >= 512 and trainer.inputs["environment"]["variables"][
         "TMPDIR"] == "/tmp"
     (obj,) = mine(result, "aws:s3/bucketObjectv2:BucketObjectv2")
-    pkg = BUILT[str(obj.inputs["source"]["path"])]
+    pkg = read_package(obj.inputs["source"]["path"])
     assert pkg.kind == "lambda-s3" and pkg.unpacked_bytes < LIMITS["lambda-s3"]["unpacked"]
     with zipfile.ZipFile(pkg.path) as zf:
         names = set(zf.namelist())
@@ -52,7 +52,7 @@ def test_stack_has_the_component_and_passes_validation(planned: dict[str, PlanRe
     assert [m["name"] for m in baked["metrics"]] == [m.name for m in result.plan.config.anomaly.metrics]
     # The detector package is tiny: no Prophet, no pandas, no numpy.
     detector = fns[f"akidb-{stack}-anomaly-detector"]
-    det_pkg = BUILT[str(detector.inputs["code"]["path"])]
+    det_pkg = read_package(detector.inputs["code"]["path"])
     with zipfile.ZipFile(det_pkg.path) as zf:
         assert not any(n.startswith(("prophet/", "pandas/", "numpy/")) for n in zf.namelist())
     assert det_pkg.compressed_bytes < 100_000

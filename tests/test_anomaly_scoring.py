@@ -34,7 +34,7 @@ from benchmarks.nab_scoring import (
     scaled_sigmoid,
     score_file,
 )
-from infra import anomaly_cli
+from infra.tools import anomaly_cli
 
 
 # ---------------------------------------------------------------------------------------------- NAB protocol

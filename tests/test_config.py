@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from infra.config import PROJECT, ConfigError, parse_stack_config, reference_rows
+from infra.core.paths import ROOT
 from infra.offline.stackfile import read_stack_file, with_overrides
-from infra.paths import ROOT
 
 
 def parse(stack: str = "staging", overrides=None, secrets=None, remove=()):
@@ -139,7 +139,7 @@ def test_plan_command_exits_non_zero_naming_the_key_without_traceback(tmp_path, 
 
 
 def test_readme_config_reference_is_current():
-    from infra.config_reference import updated_readme
+    from infra.config.reference import updated_readme
 
     text = (ROOT / "README.md").read_text()
     assert updated_readme(text) == text, "README.md config reference is stale: run `make docs`"

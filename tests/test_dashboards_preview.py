@@ -7,8 +7,8 @@ import shutil
 
 import matplotlib.image as mpimg
 
+from infra.core.paths import DASHBOARDS_DIR
 from infra.dashboard_defs import preview
-from infra.paths import DASHBOARDS_DIR
 
 
 def _png_size(path) -> tuple[int, int]:

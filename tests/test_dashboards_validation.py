@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from infra.components.dashboards import DASHBOARD_KEY_ANNOTATION
 from infra.dashboard_defs import promql
-from infra.dashboards import DASHBOARD_KEY_ANNOTATION
 from infra.validation import Plan, PlannedResource
 from infra.validation.dashboards import (
     CONFIG_MAP,

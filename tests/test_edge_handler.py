@@ -20,8 +20,8 @@ from edge_inference import emf, handler, trace
 from edge_inference.handler import App
 from moto import mock_aws
 
-from infra.edge_model import ensure_model
-from infra.edge_probe import origin_request_event
+from infra.artifacts.edge_model import ensure_model
+from infra.artifacts.edge_probe import origin_request_event
 
 BUCKET = "akidb-test-edge-models"
 KEY = "models/all-minilm-l6-v2/test/model.int8.onnx"

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from infra.edge_probe import run_sample
-from infra.emf_edge import log_group_name
+from infra.artifacts.edge_probe import run_sample
+from infra.artifacts.packaging import MiB, read_package
+from infra.components.emf_edge import log_group_name
 from infra.offline.plan import run_plan
 from infra.offline.stackfile import read_stack_file, with_overrides
-from infra.packaging import BUILT, MiB
 from infra.validation import Plan, PlannedResource
+from infra.validation import edge as edge_rules
 from infra.validation.edge import edge_emf_alarms_match, edge_function_restrictions, edge_regions_covered
 from lambdas.edge_inference import emf
 
@@ -139,7 +140,7 @@ def test_model_bucket_is_private_encrypted_versioned_and_holds_the_model(stacks)
 
 def _zip_settings(result) -> tuple[dict[str, Any], Any]:
     (fn,) = edge_resources(result, FUNCTION)
-    pkg = BUILT[fn.inputs["code"]["path"]]
+    pkg = read_package(fn.inputs["code"]["path"])
     with zipfile.ZipFile(pkg.path) as zf:
         names = set(zf.namelist())
         return json.loads(zf.read("edge_inference/settings.json")), (pkg, names)
@@ -238,7 +239,7 @@ def test_alarm_in_the_edge_namespace_without_a_function_fails(stacks):
 def test_alarm_check_agrees_with_the_emf_the_handler_emits(stacks):
     plan = stacks["staging"].plan
     (fn,) = plan.of_type(FUNCTION)
-    docs = run_sample(BUILT[fn.inputs["code"]["path"]].path, "eu-west-1")
+    docs = run_sample(read_package(fn.inputs["code"]["path"]).path, "eu-west-1")
     assert len(docs) == 3 and all(emf.problems(d) == [] for d in docs)
     assert docs[0]["CacheHit"] == 0 and "ModelLoadTime" in docs[0] and docs[1]["CacheHit"] == 1
     assert docs[2]["ClientErrorCount"] == 1 and all(d["EdgeRegion"] == "eu-west-1" for d in docs)
@@ -282,7 +283,8 @@ def test_edge_restrictions_fail_on_a_package_built_for_plain_lambda(stacks, monk
     plan = stacks["staging"].plan
     (fn,) = plan.of_type(FUNCTION)
     path = fn.inputs["code"]["path"]
-    monkeypatch.setitem(BUILT, path, dataclasses.replace(BUILT[path], kind="lambda"))
+    built = read_package(path)
+    monkeypatch.setattr(edge_rules, "read_package", lambda p: dataclasses.replace(built, kind="lambda"))
     assert any("'edge-origin'" in str(v) for v in edge_function_restrictions(plan))
 
 

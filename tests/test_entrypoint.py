@@ -9,9 +9,9 @@ import pulumi
 import pytest
 import yaml
 
+from infra.core.paths import ROOT
 from infra.offline.plan import collect, configure_mock_runtime
 from infra.offline.stackfile import read_stack_file, with_overrides
-from infra.paths import ROOT
 
 
 def _run_main(stack_file, seen: list | None = None):

@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from infra.packaging import LIMITS, LambdaPackage, MiB, build_lambda
+from infra.artifacts.packaging import LIMITS, LambdaPackage, MiB, build_lambda
 
 
 def _function(tmp_path, requirements: str = ""):
@@ -82,10 +82,10 @@ def test_make_package_rebuilds_every_function_to_the_same_bytes():
     import subprocess
     import sys
 
-    from infra.paths import ROOT
+    from infra.core.paths import ROOT
 
     def run() -> list[str]:
-        proc = subprocess.run([sys.executable, "-m", "infra.packaging", "--stack", "staging", "--rebuild"],
+        proc = subprocess.run([sys.executable, "-m", "infra.offline.package", "--stack", "staging", "--rebuild"],
                               cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         rows = proc.stdout.splitlines()[1:]

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from infra.core.paths import BUILD_DIR, ROOT
 from infra.offline.plan import plan_entries, run_plan
 from infra.offline.stackfile import SECRET_PLACEHOLDER_PREFIX
-from infra.paths import BUILD_DIR, ROOT
 from infra.validation import Plan, PlannedResource, validate
 from infra.validation.foundation import alarm_settings, iam_least_privilege, valid_period
 

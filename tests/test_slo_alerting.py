@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from infra.slo_rules import rule_files
-from infra.slo_spec import load_slos
+from infra.slo.rules import rule_files
+from infra.slo.spec import load_slos
 from infra.validation import Plan, PlannedResource
 from infra.validation import slo as rules
 

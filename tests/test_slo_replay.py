@@ -1,4 +1,4 @@
-"""Detection goals of the SLO alerts, measured by promtool replays (infra/slo_replay.py), and the same replays
+"""Detection goals of the SLO alerts, measured by promtool replays (infra/slo/replay.py), and the same replays
 against the plan's original rules for comparison. The measured figures are written to build/slo-replay.txt."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.paths import BUILD_DIR
-from infra.slo_replay import (
+from infra.core.paths import BUILD_DIR
+from infra.slo.replay import (
     ReplayResult,
     Scenario,
     error_incident,

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from infra import otel_collector as oc
+from infra.components import xray_collector as oc
 from infra.config import PINNED_IMAGE_PATTERN
 from infra.validation.kubernetes import pod_spec
 

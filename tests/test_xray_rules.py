@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from infra import otel_collector as oc
+from infra.components import xray_collector as oc
 from infra.validation import Plan, PlannedResource
 from infra.validation import kubernetes as kr
 from infra.validation import xray as xr

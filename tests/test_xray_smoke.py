@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from infra import xray_smoke as smoke
+from infra.tools import xray_smoke as smoke
 
 REGION = "us-east-1"
 

@@ -2,6 +2,6 @@
 
 `cloudwatch.py` / `grafana.py` are the models (widgets, panels, grid layout). `edge.py`, `anomaly.py`, `slo.py`
 build the CloudWatch dashboards; `grafana_boards.py` builds the Grafana ones. Every threshold and query comes
-from the definitions the alerts use (config sections, `lambdas/edge_inference/emf.py`, `infra/slo_spec.py`), so
+from the definitions the alerts use (config sections, `lambdas/edge_inference/emf.py`, `infra/slo/spec.py`), so
 changing an SLO or a threshold changes the alert and the dashboard together.
 """

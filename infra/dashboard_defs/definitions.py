@@ -14,6 +14,7 @@ from infra.dashboard_defs.anomaly import anomaly_dashboard
 from infra.dashboard_defs.cloudwatch import AlarmRef, Dashboard
 from infra.dashboard_defs.edge import edge_dashboard
 from infra.dashboard_defs.grafana import GrafanaDashboard
+from infra.dashboard_defs.grafana_boards import grafana_boards
 from infra.dashboard_defs.slo import slo_dashboard
 
 
@@ -53,6 +54,4 @@ def cloudwatch_dashboards(cfg: StackConfig, alarms: AlarmInputs) -> list[Dashboa
 
 
 def grafana_dashboards(cfg: StackConfig, slo_rules_deployed: bool) -> list[GrafanaDashboard]:
-    from infra.dashboard_defs.grafana_boards import grafana_boards
-
     return grafana_boards(cfg, slo_rules_deployed)

@@ -1,7 +1,7 @@
 """The Grafana dashboards for the in-cluster Prometheus: Golden Signals, and SLO & error budget.
 
-Every query is built from `infra/slo_spec.py`: the SLIs' selectors (Golden Signals read the same series the SLOs
-count), the recorded series names (the SLO board plots exactly what `infra/slo_rules.py` records, checked at plan
+Every query is built from `infra/slo/spec.py`: the SLIs' selectors (Golden Signals read the same series the SLOs
+count), the recorded series names (the SLO board plots exactly what `infra/slo/rules.py` records, checked at plan
 time against the deployed PrometheusRules), the burn-rate tiers (thresholds drawn on each panel) and the objective
 (read from the recorded `slo:objective:ratio` series, so a changed SLO changes rules and dashboards together).
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from infra.config import StackConfig
 from infra.dashboard_defs.grafana import GrafanaDashboard, Panel, Target, Threshold, row
 from infra.dashboard_defs.promql import metric_names
-from infra.slo_spec import (
+from infra.slo.spec import (
     BURN_ALERT,
     BURN_RATE_TIERS,
     SLO_DASHBOARD_UID,

@@ -26,7 +26,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from infra.paths import BUILD_DIR, DASHBOARDS_DIR
+from infra.core.paths import BUILD_DIR, DASHBOARDS_DIR
 
 matplotlib.rcParams["text.parse_math"] = False  # titles contain Grafana variables ($slo), not TeX
 OUT_DIR = BUILD_DIR / "dashboards-preview"

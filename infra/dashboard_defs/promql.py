@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from infra.paths import BUILD_DIR
+from infra.core.paths import BUILD_DIR
 
 CACHE_DIR = BUILD_DIR / "cache" / "promql"
 

@@ -1,7 +1,7 @@
 """Rendered dashboards under dashboards/: exactly what the plan deploys, checked in so reviewers see a change.
 
-`python -m infra.dashboard_defs.render` (`make dashboards`) plans every stack offline and writes the CloudWatch
-bodies and Grafana JSON found in the plan; `--check` only compares and exits 1 on drift (the test does the same).
+`make generate` (infra/offline/generate.py) plans every stack offline and writes the CloudWatch bodies and Grafana
+JSON found in the plan; `--check` only compares and exits 1 on drift (the test does the same).
 Reading them back from the plan, not re-rendering them, guarantees the files show what `pulumi up` sends,
 alarm names and account ids included. A file identical in every stack is written once (dashboards/<kind>/),
 otherwise per stack (dashboards/<stack>/<kind>/).
@@ -9,17 +9,14 @@ otherwise per stack (dashboards/<stack>/<kind>/).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from infra.paths import DASHBOARDS_DIR
-from infra.validation import Plan
-
-STACKS = ("staging", "prod")
+from infra.core.paths import DASHBOARDS_DIR
+from infra.core.plan import Plan
+from infra.validation.dashboards import DASHBOARD, grafana_config_maps
 
 
 def _pretty(doc: Any) -> str:
@@ -28,8 +25,6 @@ def _pretty(doc: Any) -> str:
 
 def plan_dashboards(plan: Plan) -> dict[str, dict[str, Any]]:
     """{"cloudwatch/<name>.json" | "grafana/<key>.json": parsed JSON} of one planned stack."""
-    from infra.validation.dashboards import DASHBOARD, grafana_config_maps
-
     out: dict[str, dict[str, Any]] = {}
     for dash in plan.of_type(DASHBOARD):
         out[f"cloudwatch/{dash.inputs['dashboardName']}.json"] = json.loads(dash.inputs["dashboardBody"])
@@ -59,10 +54,10 @@ def on_disk(root: Path = DASHBOARDS_DIR) -> dict[str, str]:
     return {str(p.relative_to(root)): p.read_text(encoding="utf-8") for p in sorted(root.rglob("*.json"))}
 
 
-def drift(expected: Mapping[str, str], actual: Mapping[str, str]) -> list[str]:
-    out = [f"missing: dashboards/{n}" for n in sorted(set(expected) - set(actual))]
-    out += [f"stale (no longer generated): dashboards/{n}" for n in sorted(set(actual) - set(expected))]
-    out += [f"differs: dashboards/{n}" for n in sorted(set(expected) & set(actual)) if expected[n] != actual[n]]
+def drift(expected: Mapping[str, str], actual: Mapping[str, str], folder: str = "dashboards") -> list[str]:
+    out = [f"missing: {folder}/{n}" for n in sorted(set(expected) - set(actual))]
+    out += [f"stale (no longer generated): {folder}/{n}" for n in sorted(set(actual) - set(expected))]
+    out += [f"differs: {folder}/{n}" for n in sorted(set(expected) & set(actual)) if expected[n] != actual[n]]
     return out
 
 
@@ -78,36 +73,3 @@ def write(expected: Mapping[str, str], root: Path = DASHBOARDS_DIR) -> list[str]
         if not any(d.iterdir()):
             d.rmdir()
     return sorted(expected)
-
-
-def plans_of(stacks: Sequence[str]) -> dict[str, Plan]:
-    from infra.offline.plan import run_plan
-
-    plans: dict[str, Plan] = {}
-    for stack in stacks:
-        result = run_plan(stack, quiet=True, write=False)
-        if result.plan is None:
-            raise SystemExit(f"stack {stack}: invalid config:\n  " + "\n  ".join(result.config_problems))
-        plans[stack] = result.plan
-    return plans
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare only; exit 1 when the files drifted")
-    args = parser.parse_args(argv)
-    expected = expected_files(plans_of(STACKS))
-    if args.check:
-        problems = drift(expected, on_disk())
-        for p in problems:
-            print(p)
-        if problems:
-            print("run `make dashboards` to regenerate")
-        return 1 if problems else 0
-    for name in write(expected):
-        print(f"dashboards/{name}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

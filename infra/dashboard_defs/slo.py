@@ -30,7 +30,7 @@ from infra.dashboard_defs.cloudwatch import (
     Widget,
     section,
 )
-from infra.slo_spec import BURN_RATE_TIERS, SLO_DASHBOARD_UID, Slo, duration_seconds, load_slos
+from infra.slo.spec import BURN_RATE_TIERS, SLO_DASHBOARD_UID, Slo, duration_seconds, load_slos
 from lambdas.edge_inference import emf
 
 PAGING = ("P0", "P1")

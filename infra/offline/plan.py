@@ -23,11 +23,14 @@ from typing import Any
 
 import pulumi
 
+from infra.artifacts.packaging import LambdaPackage, read_package
 from infra.config import PROJECT, ConfigError, load_stack_config
+from infra.core.paths import BUILD_DIR
+from infra.core.plan import Plan, PlannedResource, Violation
 from infra.offline.mocks import GLOBAL_AWS_PREFIXES, RecordingMocks, RecordingMonitor, Registration, as_plain
 from infra.offline.stackfile import StackFile, StackFileError, read_stack_file
-from infra.paths import BUILD_DIR
-from infra.validation import Plan, PlannedResource, Violation, validate
+from infra.program import build
+from infra.validation import validate
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_aws(\..*)?")
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_kubernetes(\..*)?")
@@ -43,6 +46,18 @@ class PlanResult:
     plan: Plan | None = None
     plan_path: Path | None = None
     seconds: float = 0.0
+
+    @property
+    def packages(self) -> list[LambdaPackage]:
+        """Every Lambda package the plan references (a function's `code` or an uploaded object's `source`)."""
+        found: dict[str, LambdaPackage] = {}
+        for res in self.resources:
+            for key in ("code", "source"):
+                archive = res.inputs.get(key)
+                pkg = read_package(archive.get("path")) if isinstance(archive, dict) else None
+                if pkg is not None:
+                    found[str(pkg.path)] = pkg
+        return sorted(found.values(), key=lambda p: p.path.name)
 
     @property
     def exit_code(self) -> int:
@@ -133,8 +148,6 @@ def run_plan(stack: str = "staging", *, config_path: Path | None = None, quiet: 
     """Run the program for `stack` offline, validate it, and (optionally) write plan.json.
 
     `stack_file` replaces the file on disk (tests pass edited copies)."""
-    from infra.program import build
-
     started = time.perf_counter()
     result = PlanResult(stack=stack)
     if stack_file is None:

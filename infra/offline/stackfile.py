@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from infra.config import PROJECT
-from infra.paths import ROOT
+from infra.core.paths import ROOT
 
 SECRET_PLACEHOLDER_PREFIX = "offline-secret-placeholder-"
 

@@ -14,10 +14,11 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from infra.components.dashboards import DASHBOARD_KEY_ANNOTATION
 from infra.config import AWS_REGION_PATTERN, StackConfig
 from infra.dashboard_defs import catalog, promql
 from infra.dashboard_defs.grafana import expressions
-from infra.dashboards import DASHBOARD_KEY_ANNOTATION
+from infra.dashboard_defs.grafana_boards import input_contract_metrics
 from infra.validation import Plan, PlannedResource, Violation, rule
 
 DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
@@ -228,8 +229,6 @@ def prometheus_metrics(plan: Plan) -> set[str]:
 
 
 def _input_contract(cfg: StackConfig) -> set[str]:
-    from infra.dashboard_defs.grafana_boards import input_contract_metrics
-
     return input_contract_metrics(cfg)
 
 

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from infra.packaging import BUILT
+from infra.artifacts.packaging import read_package
 from infra.validation import Plan, PlannedResource, Violation, rule
 
 EDGE_REGION = "us-east-1"
@@ -98,7 +98,7 @@ def edge_function_restrictions(plan: Plan) -> Iterator[Violation]:
         if trusted is None or not trusted >= EDGE_PRINCIPALS:
             problems.append(f"role must trust {sorted(EDGE_PRINCIPALS)}; it trusts {sorted(trusted or [])}")
         path = _package_path(fn)
-        pkg = BUILT.get(str(path)) if path else None
+        pkg = read_package(path)
         if pkg is not None and pkg.kind != "edge-origin":
             problems.append(f"package built as {pkg.kind!r}; build it as 'edge-origin' (50 MB compressed limit)")
         name = i.get("name")
@@ -127,7 +127,7 @@ def _alarm_metrics(alarm: PlannedResource) -> list[tuple[str, str, dict[str, str
 @cache
 def _emitted(zip_path: str, zip_sha256: str, region: str) -> tuple[frozenset[MetricKey], tuple[str, ...]]:
     """What the packaged handler publishes in `region` (cached per package and region: runs the real model)."""
-    from infra.edge_probe import published, run_sample
+    from infra.artifacts.edge_probe import published, run_sample
     from lambdas.edge_inference import emf
 
     docs = run_sample(Path(zip_path), region)
@@ -144,11 +144,11 @@ def _describe(found: set[MetricKey], namespace: str, metric: str) -> str:
 @rule
 def edge_emf_alarms_match(plan: Plan) -> Iterator[Violation]:
     """Every alarm on an edge namespace names a metric and dimension set the handler really emits there."""
-    from infra.edge_probe import unpack_baked  # imports the handler (onnxruntime): only for this rule
+    from infra.artifacts.edge_probe import unpack_baked  # imports the handler (onnxruntime): only for this rule
     functions: dict[str, PlannedResource] = {}
     for fn in edge_functions(plan):
         path = _package_path(fn)
-        pkg = BUILT.get(str(path)) if path else None
+        pkg = read_package(path)
         if pkg is None or pkg.function != "edge_inference":
             continue
         with tempfile.TemporaryDirectory() as tmp:
@@ -164,7 +164,8 @@ def edge_emf_alarms_match(plan: Plan) -> Iterator[Violation]:
                 yield Violation("edge_emf_alarms_match", alarm.label,
                                 f"watches namespace {namespace}, which no edge function in this plan emits")
                 continue
-            pkg = BUILT[str(_package_path(fn))]
+            pkg = read_package(_package_path(fn))
+            assert pkg is not None  # found above
             try:
                 found, doc_problems = _emitted(str(pkg.path), pkg.sha256, str(alarm.region))
             except Exception as exc:  # the handler could not run: the check cannot vouch for the alarm

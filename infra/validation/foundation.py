@@ -8,9 +8,9 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+from infra.artifacts.packaging import read_package
 from infra.config import LOG_RETENTION_DAYS
-from infra.context import REQUIRED_TAGS
-from infra.packaging import BUILT
+from infra.core.context import REQUIRED_TAGS
 from infra.validation import Plan, Violation, rule
 
 SUPPORTED_RUNTIMES = ("python3.12", "python3.13", "python3.14")
@@ -78,7 +78,7 @@ def unique_physical_names(plan: Plan) -> Iterator[Violation]:
 
 @rule
 def lambda_packages(plan: Plan) -> Iterator[Violation]:
-    """Runtime is current, code comes from infra.packaging, and the package is within its AWS limits."""
+    """Runtime is current, code comes from infra.artifacts.packaging, and the package is within its AWS limits."""
     for fn in plan.of_type("aws:lambda/function:Function"):
         runtime = fn.inputs.get("runtime")
         if runtime not in SUPPORTED_RUNTIMES:
@@ -86,9 +86,10 @@ def lambda_packages(plan: Plan) -> Iterator[Violation]:
                             f"runtime {runtime!r}; allowed: {', '.join(SUPPORTED_RUNTIMES)}")
         code = fn.inputs.get("code")
         path = code.get("path") if isinstance(code, dict) else None
-        pkg = BUILT.get(str(path)) if path else None
+        pkg = read_package(path)
         if path and pkg is None:
-            yield Violation("lambda_packages", fn.label, f"code {path} was not built by infra.packaging")
+            yield Violation("lambda_packages", fn.label, (f"code {path} was not built by infra.artifacts.packaging "
+                                                          "(no manifest beside it)"))
             continue
         if pkg is None:
             continue  # deployed from S3: the object's source is checked below
@@ -98,7 +99,7 @@ def lambda_packages(plan: Plan) -> Iterator[Violation]:
             yield Violation("lambda_packages", fn.label, msg)
     for obj in plan.of_type("aws:s3/bucketObjectv2:BucketObjectv2", "aws:s3/bucketObject:BucketObject"):
         source = obj.inputs.get("source")
-        pkg = BUILT.get(str(source.get("path"))) if isinstance(source, dict) else None
+        pkg = read_package(source.get("path")) if isinstance(source, dict) else None
         if pkg is not None:
             for msg in pkg.problems():
                 yield Violation("lambda_packages", obj.label, msg)

@@ -7,7 +7,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from infra.slo_spec import load_slos
+from infra.slo.rules import LinkSettings, rule_files
+from infra.slo.spec import load_slos
 from infra.validation import Plan, Violation, rule
 
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
@@ -28,7 +29,6 @@ def _topic_severity(topic: Any) -> str | None:
 @rule
 def slo_rules_match_definitions(plan: Plan) -> Iterator[Violation]:
     """Every deployed PrometheusRule is exactly what the generator makes of rules/slos.yaml for this stack."""
-    from infra.slo_rules import LinkSettings, rule_files
 
     cfg = plan.config
     if not (cfg.slo_alerting.enabled and cfg.kubernetes.enabled):

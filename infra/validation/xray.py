@@ -2,7 +2,7 @@
 contracts between the pieces (load balancer -> headless Service, xray-daemon Service -> agent, checksum ->
 ConfigMap, tail-sampling policies -> stack config, IRSA trust -> service account, sampling rules -> X-Ray).
 
-Collector configs are found as ConfigMaps with the key `collector.yaml` (infra/otel_collector.py) and parsed
+Collector configs are found as ConfigMaps with the key `collector.yaml` (infra/components/xray_collector.py) and parsed
 back from the planned YAML: what is checked is what the pods will read.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
-from infra import otel_collector as oc
+from infra.components import xray_collector as oc
+from infra.components.xray import CHECKSUM_ANNOTATION, DAEMON_SERVICE, IRSA_ANNOTATION, MAX_XRAY_NAME
 from infra.validation import Plan, PlannedResource, Violation, rule
 from infra.validation.kubernetes import k8s_objects, pod_spec
-from infra.xray import CHECKSUM_ANNOTATION, DAEMON_SERVICE, IRSA_ANNOTATION, MAX_XRAY_NAME
 
 KINDS = ("receivers", "processors", "exporters", "extensions", "connectors")
 PIPELINE_TYPES = ("traces", "metrics", "logs")

@@ -1,6 +1,6 @@
 """Settings baked into the package at build time (Lambda@Edge has no environment variables).
 
-`infra/emf_edge.py` writes `settings.json` into the zip from the stack config; it is read once per container.
+`infra/components/emf_edge.py` writes `settings.json` into the zip from the stack config; it is read once per container.
 A missing or invalid file is a deployment fault: it raises, and the handler answers 5xx.
 """
 

@@ -1,6 +1,6 @@
 """Post-deploy smoke test of the tracing pipeline: send one X-Ray segment the way akidb-rest does, find it in X-Ray.
 
-    python -m infra.xray_smoke --daemon xray-daemon.observability.svc.cluster.local:2000 --region us-east-1
+    python -m infra.tools.xray_smoke --daemon xray-daemon.observability.svc.cluster.local:2000 --region us-east-1
 
 It builds a real segment (new trace ID `1-<8 hex epoch>-<24 hex>`), sends it as one UDP datagram in the
 daemon protocol (`{"format": "json", "version": 1}\\n<segment JSON>`), then polls `GetTraceSummaries` over the
@@ -135,7 +135,7 @@ def find_trace(client: Any, trace_id: str, start: float, end: float, *, timeout_
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m infra.xray_smoke", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m infra.tools.xray_smoke", description=__doc__.split("\n\n")[0])
     parser.add_argument("--daemon", required=True, help="host:port of the daemon (the xray-daemon Service)")
     parser.add_argument("--region", required=True, help="AWS region the gateway exports to (the stack's home)")
     parser.add_argument("--service-name", default="akidb-xray-smoke", help="segment name (X-Ray service)")

@@ -24,10 +24,10 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import otel_collector as oc
-from infra.context import StackContext
-from infra.iam import document, statement
-from infra.naming import MAX_IAM_ROLE_NAME
+from infra.components import xray_collector as oc
+from infra.core.context import StackContext
+from infra.core.iam import document, statement
+from infra.core.naming import MAX_IAM_ROLE_NAME
 
 COMPONENT = "xray"
 DAEMON_SERVICE = "xray-daemon"  # the address akidb-rest already uses: keep it
@@ -193,7 +193,7 @@ class Tracing(pulumi.ComponentResource):
         ctx = self._ctx
         ns = ctx.config.kubernetes.namespace
         provider_arn = ctx.config.kubernetes.oidc_provider_arn
-        assert provider_arn  # guaranteed by a cross-field rule of infra/config.py when xray is enabled
+        assert provider_arn  # guaranteed by a cross-field rule of infra/config/__init__.py when xray is enabled
         role = aws.iam.Role(
             f"{self._name}-{tier}-role",
             name=ctx.naming.physical("xray", tier, max_len=MAX_IAM_ROLE_NAME),

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from infra.slo_rules import BUDGET_FILE, DEFAULT_LINKS, META_FILE, SLO_FILE, LinkSettings, _burn_alert
-from infra.slo_spec import (
+from infra.slo.rules import BUDGET_FILE, DEFAULT_LINKS, META_FILE, SLO_FILE, LinkSettings, burn_alert, meta_alerts
+from infra.slo.spec import (
     ABSENT_ALERT,
     BUCKET_ALERT,
     BURN_ALERT,
@@ -79,7 +79,7 @@ def _series(slo: Slo, ratio: float, interval_s: int, steps: int, *, rps: float =
 
 def render_burn_annotations(slo: Slo, tier: BurnRateTier, burn: float, links: LinkSettings) -> dict[str, str]:
     """What Prometheus renders for a burn alert whose long window burns at `burn` (mirrors the templates)."""
-    ann = dict(_burn_alert(slo, tier, links)["annotations"])
+    ann = dict(burn_alert(slo, tier, links)["annotations"])
     long_s = duration_seconds(tier.long_window)
     consumed = burn * slo.error_budget * 100 * long_s / (slo.window_days * 86400 * slo.error_budget)
     ann["summary"] = (f"{slo.service} {slo.name}: error budget burning at {burn:.1f}x ({tier.severity} "
@@ -116,7 +116,7 @@ def _tier_file(tier: BurnRateTier, slos: Sequence[Slo], links: LinkSettings) -> 
                 "alertname": BURN_ALERT,
                 "eval_time": _fmt_duration(eval_s),
                 "exp_alerts": [{
-                    "exp_labels": {**_burn_alert(slo, t, links)["labels"], **slo.labels},
+                    "exp_labels": {**burn_alert(slo, t, links)["labels"], **slo.labels},
                     "exp_annotations": render_burn_annotations(slo, t, hi, links),
                 } for t in expected],
             }],
@@ -138,7 +138,7 @@ def _tier_file(tier: BurnRateTier, slos: Sequence[Slo], links: LinkSettings) -> 
             "promql_expr_test": [
                 {"expr": tier_sel, "eval_time": _fmt_duration(eval_s), "exp_samples": [{
                     "labels": _labels_text({"__name__": "ALERTS", "alertname": BURN_ALERT, "alertstate": "firing",
-                                            **_burn_alert(slo, tier, links)["labels"]}),
+                                            **burn_alert(slo, tier, links)["labels"]}),
                     "value": 1}]},
                 {"expr": tier_sel, "eval_time": _fmt_duration(after), "exp_samples": []},
             ],
@@ -166,7 +166,7 @@ def _guard_file(slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
             "input_series": _series(slo, 0.5, interval_s, steps, rps=rps),
             "alert_rule_test": [{
                 "alertname": BURN_ALERT, "eval_time": "1h",
-                "exp_alerts": [{"exp_labels": {**_burn_alert(slo, t, links)["labels"], **slo.labels},
+                "exp_alerts": [{"exp_labels": {**burn_alert(slo, t, links)["labels"], **slo.labels},
                                 "exp_annotations": render_burn_annotations(slo, t, burn, links)}
                                for t in expected],
             }],
@@ -184,9 +184,8 @@ def _guard_file(slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
 
 
 def _meta_file(slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
-    from infra.slo_rules import _meta_alerts
 
-    meta = _meta_alerts(slos, links)
+    meta = meta_alerts(slos, links)
 
     def alert(name: str, slo: Slo | None) -> dict[str, Any]:
         rule = next(r for r in meta if r["alert"] == name and (slo is None or r["labels"].get("slo") == slo.name))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from infra.paths import LAMBDAS_DIR
+from infra.core.paths import LAMBDAS_DIR
 
 if str(LAMBDAS_DIR) not in sys.path:
     # The Lambda folders are top-level packages in their zips; import them the same way here.

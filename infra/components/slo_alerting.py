@@ -1,7 +1,7 @@
 """Day 4: SLO alerting — PrometheusRules and Alertmanager routing generated from rules/slos.yaml, severity-topic
 subscriptions (PagerDuty / tickets) in every alarm region, and the PagerDuty webhook runbook automation.
 
-What is deployed comes from the same generator as the checked-in files under rules/ (infra/slo_rules.py), only
+What is deployed comes from the same generator as the checked-in files under rules/ (infra/slo/rules.py), only
 rendered with this stack's link bases. Secrets (the PagerDuty routing key and webhook secret) only ever travel as
 Pulumi secret Outputs: into a Kubernetes Secret the Alertmanager mounts, into SNS subscription endpoints, and into
 a Secrets Manager secret the webhook function reads at init.
@@ -17,20 +17,15 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import iam
-from infra.context import StackContext
-from infra.naming import MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
-from infra.packaging import build_lambda
-from infra.severity_topics import SEVERITIES, AlertTopics
-from infra.slo_rules import (
-    ROUTING_KEY_SECRET,
-    LinkSettings,
-    alertmanager_config,
-    dump,
-    expected_receiver,
-    rule_files,
-)
-from infra.slo_spec import load_slos
+from infra.artifacts.packaging import build_lambda
+from infra.components.severity_topics import SEVERITIES, AlertTopics
+from infra.core import iam
+from infra.core.context import StackContext
+from infra.core.naming import MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
+from infra.slo.alertmanager import ROUTING_KEY_SECRET, alertmanager_config, expected_receiver
+from infra.slo.render import dump
+from infra.slo.rules import LinkSettings, rule_files
+from infra.slo.spec import load_slos
 
 COMPONENT = "slo-alerting"
 TOKEN = "akidb:slo-alerting:SloAlerting"

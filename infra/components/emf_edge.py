@@ -1,6 +1,6 @@
 """Day 2: the Lambda@Edge embedding function, its model bucket, replica log groups and per-region alarms.
 
-- The model (all-MiniLM-L6-v2, ONNX INT8, built by `infra/edge_model.py`) goes to an encrypted, versioned,
+- The model (all-MiniLM-L6-v2, ONNX INT8, built by `infra/artifacts/edge_model.py`) goes to an encrypted, versioned,
   private bucket under a content-addressed key; the zip holds code, tokenizer and dependencies only.
 - Lambda@Edge reads no environment variables: bucket, key, hash, namespace and model name are baked into the
   zip as `settings.json` (the zip name carries their hash, so each stack gets its own package).
@@ -21,13 +21,13 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam
+from infra.artifacts.edge_model import EdgeModel, ensure_model
+from infra.artifacts.packaging import RUNTIME, LambdaPackage, build_lambda
+from infra.components.severity_topics import AlertTopics
 from infra.config import EmfEdgeConfig
-from infra.context import StackContext
-from infra.edge_model import EdgeModel, ensure_model
-from infra.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME
-from infra.packaging import RUNTIME, LambdaPackage, build_lambda
-from infra.severity_topics import AlertTopics
+from infra.core import iam
+from infra.core.context import StackContext
+from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME
 from lambdas.edge_inference import emf
 
 COMPONENT = "emf-edge"

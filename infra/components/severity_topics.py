@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.context import StackContext
-from infra.iam import statement
-from infra.naming import MAX_TOPIC_NAME
+from infra.core.context import StackContext
+from infra.core.iam import statement
+from infra.core.naming import MAX_TOPIC_NAME
 
 SEVERITIES = ("P0", "P1", "P2")
 

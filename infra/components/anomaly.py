@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.artifacts.packaging import RUNTIME, build_lambda
+from infra.components.severity_topics import AlertTopics
 from infra.config import AnomalyConfig
-from infra.context import StackContext
-from infra.iam import assume_role_policy, document, lambda_logs_statement, statement
-from infra.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
-from infra.packaging import RUNTIME, build_lambda
-from infra.severity_topics import AlertTopics
+from infra.core.context import StackContext
+from infra.core.iam import assume_role_policy, document, lambda_logs_statement, statement
+from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
 from lambdas.anomaly_core import metrics as contract
 
 COMPONENT = "anomaly"

@@ -6,7 +6,7 @@ is fed to `promtool test rules` together with a rule file, and probe expressions
 report the first and last firing time of every alert. promtool prints the value of a probe whose expectation
 fails, so probes expect nothing and their results are read from the report.
 
-`python -m infra.slo_replay` (`make slo-replay`) prints the MTTD table for the generated rules and for the
+`python -m infra.slo.replay` (`make slo-replay`) prints the MTTD table for the generated rules and for the
 plan's original rules (rules/reference/plan-original.rules.yml).
 """
 
@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from infra.paths import RULES_DIR
-from infra.slo_rules import rule_files
-from infra.slo_spec import BURN_RATE_TIERS, duration_seconds, load_slos
+from infra.core.paths import RULES_DIR
+from infra.slo.render import dump as dump_rules
+from infra.slo.rules import SLO_FILE, rule_files
+from infra.slo.spec import BURN_RATE_TIERS, duration_seconds, load_slos
 
 ORIGINAL_RULES = RULES_DIR / "reference" / "plan-original.rules.yml"
 JOB = "akidb-rest"
@@ -246,8 +247,6 @@ def normal_month(days: int = 30, step_s: int = 60, seed: int = 42) -> Scenario:
 
 def generated_rules(tmp: Path, tier_names: Sequence[str] | None = None) -> list[Path]:
     """The generated SLO rules (same generator as rules/prometheus), optionally only some tiers."""
-    from infra.slo_rules import SLO_FILE
-    from infra.slo_rules import dump as dump_rules
 
     tiers = [t for t in BURN_RATE_TIERS if tier_names is None or t.name in tier_names]
     if not tiers:

@@ -14,7 +14,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.config import StackConfig
-from infra.naming import Naming
+from infra.core.naming import Naming
 
 REQUIRED_TAGS = ("service", "environment", "component", "owner")
 

@@ -16,7 +16,6 @@ per-stack: its name carries a hash of them.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import fnmatch
 import hashlib
@@ -30,7 +29,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.paths import BUILD_DIR, LAMBDAS_DIR
+from infra.core.paths import BUILD_DIR, LAMBDAS_DIR
 
 RUNTIME = "python3.12"
 RUNTIME_PYTHON = "3.12"
@@ -86,8 +85,25 @@ class LambdaPackage:
         return out
 
 
-# Every package built by this process, by path: the offline plan prints them and validation checks limits.
-BUILT: dict[str, LambdaPackage] = {}
+def manifest_path(zip_path: Path | str) -> Path:
+    """Where the build step records a package's kind and sizes, beside the zip the plan references."""
+    return Path(zip_path).with_suffix(".json")
+
+
+def read_package(zip_path: Path | str | None) -> LambdaPackage | None:
+    """The package built at `zip_path` (read from its manifest), or None when the path is not a built package.
+
+    Validation finds packages through the plan (the `code`/`source` path of a resource), never through state
+    kept by this process, so the same rules can run in the engine's policy pack.
+    """
+    if not zip_path:
+        return None
+    manifest = manifest_path(zip_path)
+    if not manifest.exists() or not Path(zip_path).exists():
+        return None
+    raw = json.loads(manifest.read_text())
+    return LambdaPackage(function=raw["function"], kind=raw["kind"], path=Path(zip_path), sha256=raw["sha256"],
+                         compressed_bytes=raw["compressed_bytes"], unpacked_bytes=raw["unpacked_bytes"])
 
 
 def _sha256(data: bytes) -> str:
@@ -210,7 +226,9 @@ def build_lambda(function: str, *, kind: str = "lambda", baked: dict[str, bytes]
         unpacked = sum(i.file_size for i in zf.infolist())
     pkg = LambdaPackage(function=function, kind=kind, path=out, sha256=_sha256(data),
                         compressed_bytes=len(data), unpacked_bytes=unpacked)
-    BUILT[str(out)] = pkg
+    manifest_path(out).write_text(json.dumps({
+        "function": pkg.function, "kind": pkg.kind, "sha256": pkg.sha256,
+        "compressed_bytes": pkg.compressed_bytes, "unpacked_bytes": pkg.unpacked_bytes}, indent=2) + "\n")
     return pkg
 
 
@@ -222,39 +240,3 @@ def size_table(packages: list[LambdaPackage]) -> str:
         lines.append(f"{p.path.name:<44} {p.kind:<12} {p.compressed_bytes / MiB:>6.2f}{comp_lim:>5} MiB "
                      f"{p.unpacked_bytes / MiB:>6.2f}/{lim['unpacked'] / MiB:.0f} MiB  {p.sha256[:16]}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`make package`: build every function as the stack's plan builds it, print sizes against limits."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--stack", default="staging")
-    parser.add_argument("--rebuild", action="store_true",
-                        help="delete the built zips first (dependency downloads stay cached)")
-    args = parser.parse_args(argv)
-    from infra.offline.plan import run_plan
-
-    if args.rebuild:
-        for old in (BUILD_DIR / "lambdas").glob("*.zip"):
-            old.unlink()
-
-    result = run_plan(args.stack, quiet=True)
-    if result.config_problems:
-        print("\n".join(result.config_problems), file=sys.stderr)
-        return 2
-    # Run as `python -m infra.packaging`, this module is `__main__`; the program registered its packages in
-    # the imported `infra.packaging`, so read that module's registry.
-    from infra import packaging as registry
-
-    packages = list(registry.BUILT.values())
-    if not packages:
-        print(f"no Lambda package is built by the {args.stack} stack's program", file=sys.stderr)
-        return 1
-    print(size_table(packages))
-    problems = [msg for p in packages for msg in p.problems()]
-    for msg in problems:
-        print(f"LIMIT: {msg}", file=sys.stderr)
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,10 +17,10 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.context import StackContext
+from infra.core.context import StackContext
+from infra.core.naming import MAX_DASHBOARD_NAME
 from infra.dashboard_defs.cloudwatch import Dashboard
 from infra.dashboard_defs.definitions import AlarmInputs, by_region, cloudwatch_dashboards, grafana_dashboards
-from infra.naming import MAX_DASHBOARD_NAME
 
 COMPONENT = "dashboards"
 # Marks our ConfigMaps in the plan, so the rules find the dashboards without guessing from names.

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.edge_model import MODELS_DIR
+from infra.artifacts.edge_model import MODELS_DIR
 from lambdas.edge_inference import emf
 from lambdas.edge_inference.handler import App
 

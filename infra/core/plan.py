@@ -1,0 +1,65 @@
+"""The planned stack as the engine would see it: what the offline plan records and the validation rules read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.config import StackConfig
+
+
+@dataclass(frozen=True)
+class PlannedResource:
+    """One registered resource, as the engine would see it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    region: str | None
+    inputs: dict[str, Any]
+    custom: bool
+    provider: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """Nested input by dotted path: `plan_res.get("metadata.name")`."""
+        node: Any = self.inputs
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    @property
+    def label(self) -> str:
+        return f"{self.type} {self.name}"
+
+
+@dataclass
+class Plan:
+    resources: list[PlannedResource]
+    config: StackConfig
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, *tokens: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type in tokens]
+
+    def with_prefix(self, prefix: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type.startswith(prefix)]
+
+    def children_of(self, component: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.parent == component]
+
+    def by_urn(self, urn: str) -> PlannedResource | None:
+        return next((r for r in self.resources if r.urn == urn), None)
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    resource: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.rule}] {self.resource}: {self.message}"

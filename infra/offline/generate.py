@@ -1,0 +1,95 @@
+"""`make generate`: rewrite every checked-in generated artifact from its one definition; `--check` only compares.
+
+- rules/prometheus, rules/tests, rules/alertmanager  <- rules/slos.yaml (infra/slo/generate.py)
+- dashboards/                                       <- the offline plan of every stack (infra/dashboard_defs/render.py)
+- README.md config reference                        <- the config schema (infra/config/reference.py)
+
+`python -m infra.offline.generate [rules|dashboards|docs ...] [--check]`: no argument means all three.
+Exit codes: 0 current (or written), 1 drift found with --check, 2 invalid definitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from infra.config.reference import updated_readme
+from infra.core.paths import DASHBOARDS_DIR, ROOT, RULES_DIR
+from infra.core.plan import Plan
+from infra.dashboard_defs import render
+from infra.offline.plan import run_plan
+from infra.slo import generate as slo_generate
+from infra.slo.spec import SloSpecError, load_slos
+
+STACKS = ("staging", "prod")
+TARGETS = ("rules", "dashboards", "docs")
+
+
+def plans_of(stacks: Sequence[str]) -> dict[str, Plan]:
+    plans: dict[str, Plan] = {}
+    for stack in stacks:
+        result = run_plan(stack, quiet=True, write=False)
+        if result.plan is None:
+            raise SystemExit(f"stack {stack}: invalid config:\n  " + "\n  ".join(result.config_problems))
+        plans[stack] = result.plan
+    return plans
+
+
+def _rules(check: bool) -> list[str]:
+    files = slo_generate.generated_files(load_slos())
+    if check:
+        on_disk = {str(p.relative_to(RULES_DIR)): p.read_text(encoding="utf-8")
+                   for sub in ("prometheus", "alertmanager", "tests") for p in sorted((RULES_DIR / sub).glob("*.yml"))}
+        return render.drift(files, on_disk, folder="rules")
+    for path in slo_generate.write(load_slos()):
+        print(path.relative_to(ROOT))
+    return []
+
+
+def _dashboards(check: bool) -> list[str]:
+    expected = render.expected_files(plans_of(STACKS))
+    if check:
+        return render.drift(expected, render.on_disk())
+    for name in render.write(expected):
+        print(f"{DASHBOARDS_DIR.name}/{name}")
+    return []
+
+
+def _docs(check: bool) -> list[str]:
+    path = ROOT / "README.md"
+    text = path.read_text(encoding="utf-8")
+    new = updated_readme(text)
+    if check:
+        return [] if new == text else ["differs: README.md (config reference)"]
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    print("README.md (config reference)")
+    return []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("targets", nargs="*", metavar="TARGET", help=f"one of {', '.join(TARGETS)} (default: all)")
+    parser.add_argument("--check", action="store_true", help="compare only; exit 1 when a file drifted")
+    args = parser.parse_args(argv)
+    unknown = [t for t in args.targets if t not in TARGETS]
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(unknown)}; allowed: {', '.join(TARGETS)}")
+    steps = {"rules": _rules, "dashboards": _dashboards, "docs": _docs}
+    problems: list[str] = []
+    try:
+        for target in args.targets or TARGETS:
+            problems += steps[target](args.check)
+    except SloSpecError as err:
+        print(err, file=sys.stderr)
+        return 2
+    for p in problems:
+        print(p)
+    if problems:
+        print("run `make generate` to regenerate")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
