@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from infra.config import PROJECT, ConfigError, parse_stack_config, reference_rows
+from infra.config import PROJECT, ConfigError, parse_stack_config
+from infra.config.reference import reference_rows
 from infra.core.paths import ROOT
 from infra.offline.stackfile import read_stack_file, with_overrides
 

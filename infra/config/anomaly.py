@@ -1,0 +1,62 @@
+"""Day 3 settings: Prophet training, the scheduled detector and the metrics they watch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from infra.config.schema import LOG_RETENTION_DAYS, setting
+
+
+@dataclass(frozen=True)
+class AnomalyMetricSettings:
+    name: str = setting(doc="metric id (used in S3 keys and the CloudWatch dimension)", pattern=r"^[a-z0-9_]{1,64}$")
+    source: Literal["cloudwatch", "prometheus"] = setting(doc="where the history and the live value come from",
+                                                          choices=("cloudwatch", "prometheus"))
+    query: str = setting(doc="PromQL expression, or CloudWatch 'Namespace|MetricName|Stat|Dim=Value,...'")
+    seasonality_mode: Literal["additive", "multiplicative"] = setting(
+        "additive", doc="Prophet seasonality mode", choices=("additive", "multiplicative"))
+    hourly_seasonality: bool = setting(False, doc="add an hourly term (period=1/24 day)")
+    mape_limit: float = setting(0.15, doc="validation error above which the model is flagged",
+                                exclusive_minimum=0.0, maximum=10.0)
+
+
+def _default_anomaly_metrics() -> list[AnomalyMetricSettings]:
+    prom = "prometheus"
+    return [
+        AnomalyMetricSettings(name="request_latency_p95", source=prom,
+                              query='histogram_quantile(0.95, sum by (le) (rate('
+                                    'akidb_request_duration_seconds_bucket{job="akidb-rest"}[5m])))'),
+        AnomalyMetricSettings(name="request_rate", source=prom,
+                              query='sum(rate(akidb_requests_total{job="akidb-rest"}[5m]))',
+                              seasonality_mode="multiplicative"),
+        AnomalyMetricSettings(name="active_connections", source=prom,
+                              query='sum(akidb_active_connections{job="akidb-rest"})'),
+        AnomalyMetricSettings(name="cpu_usage_percent", source=prom,
+                              query='avg(akidb_cpu_usage_percent{job="akidb-rest"})'),
+        AnomalyMetricSettings(name="memory_usage_bytes", source=prom,
+                              query='sum(akidb_memory_usage_bytes{job="akidb-rest"})'),
+    ]
+
+
+@dataclass(frozen=True)
+class AnomalyConfig:
+    enabled: bool = setting(True, doc="deploy the Prophet trainer and the anomaly detector")
+    metrics: list[AnomalyMetricSettings] = setting(default_factory=_default_anomaly_metrics, min_items=1,
+                                                   doc="metrics forecast and watched")
+    prometheus_url: str | None = setting(None, doc="Prometheus HTTP API reachable from the Lambdas (AMP or VPC)",
+                                         pattern=r"^https?://\S+$")
+    confidence_threshold: float = setting(0.7, doc="confidence above which an anomaly is notified",
+                                          minimum=0.0, maximum=1.0)
+    detect_schedule: str = setting("rate(5 minutes)", doc="detector schedule expression")
+    train_schedule: str = setting("cron(0 3 ? * SUN *)", doc="trainer schedule expression")
+    history_days: int = setting(90, doc="days of 5-minute history fetched for training", minimum=14, maximum=365)
+    forecast_max_age_hours: int = setting(192, doc="forecast age beyond which the detector stops scoring "
+                                          "(the band covers 8 days: the weekly run plus a day of slack)",
+                                          minimum=1, maximum=192)
+    trainer_memory_mb: int = setting(3008, doc="trainer memory (Prophet fits on 90 days)", minimum=1024,
+                                     maximum=10240)
+    log_retention_days: int = setting(30, doc="retention of the trainer and detector log groups",
+                                      choices=LOG_RETENTION_DAYS)
+    noncurrent_version_days: int = setting(30, doc="days old model/band/state versions are kept",
+                                           minimum=1, maximum=3650)

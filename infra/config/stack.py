@@ -1,0 +1,60 @@
+"""The whole stack config: one section per component, the shared providers, and the secret keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+
+from infra.config.anomaly import AnomalyConfig
+from infra.config.dashboards import DashboardsConfig
+from infra.config.emf_edge import EmfEdgeConfig
+from infra.config.schema import setting
+from infra.config.shared import AwsSettings, KubernetesSettings
+from infra.config.slo_alerting import SloAlertingConfig
+from infra.config.xray import XrayConfig
+
+# Top-level keys set with `pulumi config set --secret`. Value: (doc, required_when).
+SECRET_KEYS: dict[str, str] = {
+    "kubeconfig": "kubeconfig of the target cluster (optional: ambient kubeconfig otherwise)",
+    "pagerdutyRoutingKey": "PagerDuty Events API v2 routing key (required when sloAlerting.pagingEnabled)",
+    "pagerdutyCloudwatchKey": "PagerDuty Amazon CloudWatch integration key: P0/P1 severity topics subscribe to "
+                              "it (required when sloAlerting.pagingEnabled)",
+    "pagerdutyWebhookSecret": "PagerDuty V3 webhook signing secret (required when runbooks are enabled)",
+}
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secret values, only ever as secret Outputs."""
+
+    kubeconfig: pulumi.Output[str] | None = None
+    pagerduty_routing_key: pulumi.Output[str] | None = None
+    pagerduty_cloudwatch_key: pulumi.Output[str] | None = None
+    pagerduty_webhook_secret: pulumi.Output[str] | None = None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    environment: Literal["staging", "prod"] = setting(doc="environment name (tags, names)",
+                                                      choices=("staging", "prod"))
+    owner: str = setting("sre", doc="owner tag", pattern=r"^[\w.@-]{1,64}$")
+    service: str = setting("akidb", doc="service tag and name prefix", pattern=r"^[a-z][a-z0-9-]{1,20}$")
+    protect_stateful: bool = setting(False, doc="protect buckets and keys from deletion (prod)")
+    aws: AwsSettings = setting(default_factory=AwsSettings, doc="AWS provider")
+    kubernetes: KubernetesSettings = setting(default_factory=KubernetesSettings, doc="Kubernetes provider")
+    xray: XrayConfig = setting(default_factory=XrayConfig, doc="Day 1: tracing")
+    emf_edge: EmfEdgeConfig = setting(default_factory=EmfEdgeConfig, doc="Day 2: edge function and metrics")
+    anomaly: AnomalyConfig = setting(default_factory=AnomalyConfig, doc="Day 3: anomaly detection")
+    slo_alerting: SloAlertingConfig = setting(default_factory=SloAlertingConfig, doc="Day 4: SLO alerting")
+    dashboards: DashboardsConfig = setting(default_factory=DashboardsConfig, doc="Day 5: dashboards")
+    secrets: Secrets = field(default_factory=Secrets, metadata={"doc": "secret keys", "internal": True})
+
+    @property
+    def alarm_regions(self) -> list[str]:
+        """Every region an alarm (and so a severity topic) lives in: home first, then edge regions."""
+        regions = [self.aws.region]
+        if self.emf_edge.enabled:
+            regions += [r for r in self.emf_edge.edge_regions if r not in regions]
+        return regions
