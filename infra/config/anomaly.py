@@ -49,7 +49,7 @@ class AnomalyConfig:
                                          format="url")
     confidence_threshold: float = setting(0.7, doc="confidence above which an anomaly is notified",
                                           minimum=0.0, maximum=1.0)
-    detect_schedule: str = setting("rate(5 minutes)", doc="detector schedule expression (at least every 5 minutes)",
+    detect_schedule: str = setting("rate(5 minutes)", doc="detector schedule expression (every 5 minutes)",
                                    format="schedule")
     train_schedule: str = setting("cron(0 3 ? * SUN *)", doc="trainer schedule expression", format="schedule")
     history_days: int = setting(90, doc="days of 5-minute history fetched for training", minimum=14, maximum=365)

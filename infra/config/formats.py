@@ -204,6 +204,16 @@ def parse_schedule(expr: str) -> Schedule:
     return Schedule(cron=tuple(expanded))
 
 
+def interval_s(schedule: Schedule) -> int | None:
+    """The time between two runs when it is constant (rate, or a cron firing every hour of every day at evenly
+    spaced minutes); None otherwise."""
+    gap = max_gap_s(schedule)
+    if gap is None or schedule.rate_s is not None:
+        return gap
+    assert schedule.cron is not None and schedule.cron[0] is not None
+    return gap if len(schedule.cron[0]) * gap == 3600 else None
+
+
 def max_gap_s(schedule: Schedule) -> int | None:
     """Longest time between two runs, when it can be told from the expression alone (None otherwise)."""
     if schedule.rate_s is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.config.formats import ScheduleError, max_gap_s, parse_schedule
+from infra.config.formats import ScheduleError, interval_s, parse_schedule
 from infra.config.schema import ABSENT, PROJECT, Problem
 from infra.config.stack import StackConfig
 
@@ -81,13 +81,14 @@ def cross_field_problems(cfg: StackConfig, present_secrets: set[str], stack: str
                              "a CloudWatch query is 'Namespace|MetricName|Stat[|Dim=Value,...]'"))
     # Schedules are checked field by field by their format; this is what the detector's own alarm needs.
     try:
-        gap = max_gap_s(parse_schedule(cfg.anomaly.detect_schedule))
+        every = interval_s(parse_schedule(cfg.anomaly.detect_schedule))
     except ScheduleError:
-        gap = None
-    if cfg.anomaly.enabled and (gap is None or gap > DETECTOR_ALARM_PERIOD_S):
+        every = None
+    if cfg.anomaly.enabled and every != DETECTOR_ALARM_PERIOD_S:
         p.append(Problem(f"{ns}:anomaly.detectSchedule", cfg.anomaly.detect_schedule,
-                         "must run at least every 5 minutes, e.g. rate(5 minutes): the DetectorErrors alarm has "
-                         "5-minute periods with missing data breaching, and the forecast band is on a 5-minute grid"))
+                         "must run every 5 minutes: rate(5 minutes) or cron(0/5 * * * ? *). The DetectorErrors "
+                         "alarm has 5-minute periods with missing data breaching (a slower schedule breaches it), "
+                         "and the forecast band is on a 5-minute grid (a faster one scores the same point again)"))
     stack_flag = f" -s {stack}" if stack else ""
     for key, why in required_secrets(cfg).items():
         if key not in present_secrets:

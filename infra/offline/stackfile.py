@@ -151,7 +151,11 @@ def read_stack_file(stack: str, path: Path | None = None) -> StackFile:
     if not path.exists():
         known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
         raise StackFileError(f"no stack file {path.name} for stack '{stack}'; known stacks: {', '.join(known)}")
-    doc = load_yaml(path.read_text(encoding="utf-8"), path.name) or {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise StackFileError(f"{path.name} is not UTF-8 text (byte {err.start}): the CLI reads YAML as UTF-8") from None
+    doc = load_yaml(text, path.name) or {}
     if not isinstance(doc, dict) or not isinstance(doc.get("config") or {}, dict):
         raise StackFileError(f"{path.name}: expected a mapping with a 'config:' mapping")
     values: dict[str, str] = {}
