@@ -23,7 +23,7 @@ class AnomalyMetricSettings:
 
 
 def _default_anomaly_metrics() -> list[AnomalyMetricSettings]:
-    prom = "prometheus"
+    prom: Literal["prometheus"] = "prometheus"
     return [
         AnomalyMetricSettings(name="request_latency_p95", source=prom,
                               query='histogram_quantile(0.95, sum by (le) (rate('

@@ -91,7 +91,7 @@ class _Parser:
             if not ok:
                 self.fail(key, raw, allowed)
                 return ABSENT
-            val = int(raw) if tp is int else float(raw)
+            val: Any = int(raw) if tp is int else float(raw)
             lo, hi = meta.get("minimum"), meta.get("maximum")
             xlo, xhi = meta.get("exclusive_minimum"), meta.get("exclusive_maximum")
             if ((lo is not None and val < lo) or (hi is not None and val > hi)
@@ -102,16 +102,16 @@ class _Parser:
             if not isinstance(raw, str):
                 self.fail(key, raw, allowed)
                 return ABSENT
-            val = raw
             # The whole string, ASCII classes: no trailing newline, no Arabic-Indic digits as account ids.
-            if meta.get("pattern") and not re.fullmatch(meta["pattern"], val, re.ASCII):
+            if meta.get("pattern") and not re.fullmatch(meta["pattern"], raw, re.ASCII):
                 self.fail(key, raw, allowed)
                 return ABSENT
             fmt = FORMATS[meta["format"]] if meta.get("format") else None
-            if fmt is not None and not fmt.check(val):
-                why = fmt.why(val) if fmt.why else None
+            if fmt is not None and not fmt.check(raw):
+                why = fmt.why(raw) if fmt.why else None
                 self.fail(key, raw, f"must be {fmt.doc}" + (f" ({why})" if why else ""))
                 return ABSENT
+            val = raw
         else:  # pragma: no cover - a field type this parser does not know is a programming error
             raise TypeError(f"unsupported config field type {tp!r} at {key}")
         if meta.get("choices") is not None and val not in meta["choices"]:

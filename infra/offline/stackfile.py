@@ -64,7 +64,7 @@ for _tag, _regexp, _first in (
      r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)",
      list("-+.0123456789")),
 ):
-    _StrictLoader.add_implicit_resolver(_tag, re.compile(rf"^(?:{_regexp})$"), _first)
+    _StrictLoader.add_implicit_resolver(_tag, re.compile(rf"^(?:{_regexp})$"), _first)  # type: ignore[no-untyped-call]
 
 
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
@@ -80,7 +80,7 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
         if not isinstance(key, str):
             raise yaml.constructor.ConstructorError(
                 None, None, f"key {key!r} must be a string", key_node.start_mark)
@@ -98,7 +98,11 @@ def _unsupported(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _StrictLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
-_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))  # the CLI's YAML 1.2 reading: a date is a string
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 for _tag in ("binary", "omap", "pairs", "set"):
     _StrictLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _unsupported)
 
