@@ -9,8 +9,9 @@ from infra.config.schema import LOG_RETENTION_DAYS, setting
 
 @dataclass(frozen=True)
 class EdgeAlarmSettings:
+    # CloudWatch takes 10, 20, 30 or multiples of 60; rules.py narrows that to what the metrics' resolution allows.
     period_s: int = setting(60, doc="alarm period (a multiple of 60: the edge metrics are standard resolution)",
-                            minimum=60, maximum=86400)
+                            minimum=10, maximum=86400)
     evaluation_periods: int = setting(3, doc="N of the M-of-N rule", minimum=1, maximum=1440)
     datapoints_to_alarm: int = setting(2, doc="M of the M-of-N rule", minimum=1, maximum=1440)
     # A latency threshold beyond the origin-request timeout (30 s) could never be crossed.
