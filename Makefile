@@ -34,11 +34,11 @@ tools:
 	@promtool --version 2>&1 | head -1; amtool --version 2>&1 | head -1
 
 plan: venv tools
-	$(PY) -m infra.offline.plan --stack $(STACK)
+	$(PY) -m infra.offline.plan --stack $(STACK) --offline-secrets
 
 plan-all: venv tools
-	$(PY) -m infra.offline.plan --stack staging
-	$(PY) -m infra.offline.plan --stack prod
+	$(PY) -m infra.offline.plan --stack staging --offline-secrets
+	$(PY) -m infra.offline.plan --stack prod --offline-secrets
 
 package: venv
 	$(PY) -m infra.offline.package --stack $(STACK) --rebuild

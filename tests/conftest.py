@@ -3,6 +3,10 @@
 `run_stack("staging", overrides={...})` runs the whole program for a stack file (optionally edited), waits for
 every registration, then returns the PlanResult to assert on: collect first, then assert (asserting inside an
 `apply` races with later registrations; shared/FACTS.md section 2).
+
+Secrets: the stack files hold none, so the harness stands in for the ones a config needs, explicitly, the way
+`python -m infra.offline.plan --offline-secrets` does (`offline_secrets=False` to see the missing-secret errors).
+A key passed in `remove` is removed after the stand-ins are added: it stays missing.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_a
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_kubernetes(\..*)?")
 
 from infra.offline.plan import PlanResult, run_plan  # noqa: E402
-from infra.offline.stackfile import read_stack_file, with_overrides  # noqa: E402
+from infra.offline.stackfile import read_stack_file, with_offline_secrets, with_overrides  # noqa: E402
 
 STACKS = ("staging", "prod")
 
@@ -40,10 +44,12 @@ RunStack = Callable[..., PlanResult]
 @pytest.fixture
 def run_stack() -> RunStack:
     def run(stack: str = "staging", overrides: dict[str, Any] | None = None,
-            secrets: dict[str, str] | None = None, remove: tuple[str, ...] = ()) -> PlanResult:
-        stack_file = read_stack_file(stack)
-        if overrides or secrets or remove:
-            stack_file = with_overrides(stack_file, overrides or {}, secrets, remove)
+            secrets: dict[str, str] | None = None, remove: tuple[str, ...] = (),
+            offline_secrets: bool = True) -> PlanResult:
+        stack_file = with_overrides(read_stack_file(stack), overrides or {}, secrets)
+        if offline_secrets:
+            stack_file, _ = with_offline_secrets(stack_file)
+        stack_file = with_overrides(stack_file, {}, remove=remove)
         return run_plan(stack, stack_file=stack_file, quiet=True, write=False)
 
     return run
@@ -52,7 +58,7 @@ def run_stack() -> RunStack:
 @pytest.fixture(scope="session")
 def planned() -> dict[str, PlanResult]:
     """Each checked-in stack planned once per session (read-only: do not mutate)."""
-    return {stack: run_plan(stack, quiet=True, write=False) for stack in STACKS}
+    return {stack: run_plan(stack, quiet=True, write=False, offline_secrets=True) for stack in STACKS}
 
 
 @pytest.fixture

@@ -31,7 +31,8 @@ def plan_stack(stack: str, extra: dict[str, Any] | None = None):
     overrides = json.loads(json.dumps(ONLY_EDGE))
     for key, value in (extra or {}).items():
         overrides.setdefault(key, {}).update(value)
-    return run_plan(stack, stack_file=with_overrides(read_stack_file(stack), overrides), quiet=True, write=False)
+    return run_plan(stack, stack_file=with_overrides(read_stack_file(stack), overrides), quiet=True, write=False,
+                    offline_secrets=True)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import yaml
 
 from infra.core.paths import ROOT
 from infra.offline.plan import collect, configure_mock_runtime
-from infra.offline.stackfile import read_stack_file, with_overrides
+from infra.offline.stackfile import read_stack_file, with_offline_secrets, with_overrides
 
 
 def _run_main(stack_file, seen: list | None = None):
@@ -38,7 +38,7 @@ def test_pulumi_yaml_points_at_the_program():
 
 
 def test_main_registers_the_same_resources_as_the_offline_plan(planned):
-    monitor = _run_main(read_stack_file("staging"))
+    monitor = _run_main(with_offline_secrets(read_stack_file("staging"))[0])
     via_main = sorted((r.type, r.name) for r in collect(monitor, "staging"))
     via_plan = sorted((r.type, r.name) for r in planned["staging"].resources)
     assert via_main == via_plan

@@ -17,7 +17,7 @@ from infra.validation.foundation import alarm_settings, iam_least_privilege, val
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_plan_command_writes_plan_json(stack):
-    proc = subprocess.run([sys.executable, "-m", "infra.offline.plan", "--stack", stack],
+    proc = subprocess.run([sys.executable, "-m", "infra.offline.plan", "--stack", stack, "--offline-secrets"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Resources per component:" in proc.stdout and "Total:" in proc.stdout

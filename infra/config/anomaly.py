@@ -13,7 +13,8 @@ class AnomalyMetricSettings:
     name: str = setting(doc="metric id (used in S3 keys and the CloudWatch dimension)", pattern=r"^[a-z0-9_]{1,64}$")
     source: Literal["cloudwatch", "prometheus"] = setting(doc="where the history and the live value come from",
                                                           choices=("cloudwatch", "prometheus"))
-    query: str = setting(doc="PromQL expression, or CloudWatch 'Namespace|MetricName|Stat|Dim=Value,...'")
+    query: str = setting(doc="PromQL expression, or CloudWatch 'Namespace|MetricName|Stat|Dim=Value,...'",
+                         format="query")
     seasonality_mode: Literal["additive", "multiplicative"] = setting(
         "additive", doc="Prophet seasonality mode", choices=("additive", "multiplicative"))
     hourly_seasonality: bool = setting(False, doc="add an hourly term (period=1/24 day)")
@@ -22,7 +23,7 @@ class AnomalyMetricSettings:
 
 
 def _default_anomaly_metrics() -> list[AnomalyMetricSettings]:
-    prom = "prometheus"
+    prom: Literal["prometheus"] = "prometheus"
     return [
         AnomalyMetricSettings(name="request_latency_p95", source=prom,
                               query='histogram_quantile(0.95, sum by (le) (rate('
@@ -45,11 +46,12 @@ class AnomalyConfig:
     metrics: list[AnomalyMetricSettings] = setting(default_factory=_default_anomaly_metrics, min_items=1,
                                                    doc="metrics forecast and watched")
     prometheus_url: str | None = setting(None, doc="Prometheus HTTP API reachable from the Lambdas (AMP or VPC)",
-                                         pattern=r"^https?://\S+$")
+                                         format="url")
     confidence_threshold: float = setting(0.7, doc="confidence above which an anomaly is notified",
                                           minimum=0.0, maximum=1.0)
-    detect_schedule: str = setting("rate(5 minutes)", doc="detector schedule expression")
-    train_schedule: str = setting("cron(0 3 ? * SUN *)", doc="trainer schedule expression")
+    detect_schedule: str = setting("rate(5 minutes)", doc="detector schedule expression (every 5 minutes)",
+                                   format="schedule")
+    train_schedule: str = setting("cron(0 3 ? * SUN *)", doc="trainer schedule expression", format="schedule")
     history_days: int = setting(90, doc="days of 5-minute history fetched for training", minimum=14, maximum=365)
     forecast_max_age_hours: int = setting(192, doc="forecast age beyond which the detector stops scoring "
                                           "(the band covers 8 days: the weekly run plus a day of slack)",

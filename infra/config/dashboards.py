@@ -14,6 +14,6 @@ class DashboardsConfig:
                                   pattern=r"^[\w ./-]{1,100}$")
     grafana_folder_annotation: str = setting(
         "grafana_folder", doc="annotation key the sidecar reads the folder from (sidecar.dashboards.folderAnnotation)",
-        pattern=r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([\w.-]{0,61}[A-Za-z0-9])?$")
+        format="k8s_label_key")
     grafana_dashboard_label: str = setting("grafana_dashboard", doc="label (value \"1\") Grafana's sidecar watches",
-                                           pattern=r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([\w.-]{0,61}[A-Za-z0-9])?$")
+                                           format="k8s_label_key")

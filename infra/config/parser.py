@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
 import types
 import typing
@@ -14,9 +15,14 @@ from typing import Any, Literal
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from infra.config.rules import cross_field_problems
+from infra.config.formats import FORMATS
+from infra.config.rules import cross_field_problems, required_secrets
 from infra.config.schema import ABSENT, PROJECT, ConfigError, Problem, camel, constraint_text, describe
 from infra.config.stack import SECRET_KEYS, Secrets, StackConfig
+
+# Namespaces of provider and engine config (`aws:region`, `pulumi:disable-default-providers`): read by the
+# providers and the engine, not by this program. Any other namespace is a typo of the project's.
+PROVIDER_NAMESPACES = ("pulumi", "aws", "kubernetes")
 
 
 class _Parser:
@@ -51,7 +57,13 @@ class _Parser:
             if not isinstance(raw, dict):
                 self.fail(key, raw, f"must be {describe(tp)}")
                 return ABSENT
-            return {str(k): self.value(args[1], v, f"{key}.{k}", meta) for k, v in raw.items()}
+            key_format = meta.get("key_format")
+            out = {}
+            for k, v in raw.items():
+                if key_format and not FORMATS[key_format].check(str(k)):
+                    self.fail(f"{key}.{k}", k, f"key must be {FORMATS[key_format].doc}")
+                out[str(k)] = self.value(args[1], v, f"{key}.{k}", meta)
+            return out
         return self.scalar(tp, raw, key, meta)
 
     def scalar(self, tp: Any, raw: Any, key: str, meta: Mapping[str, Any]) -> Any:
@@ -71,12 +83,15 @@ class _Parser:
             return raw
         if tp in (int, float):
             ok = isinstance(raw, (int, float)) and not isinstance(raw, bool)
-            if tp is int and ok and float(raw) != int(raw):
+            if ok and isinstance(raw, float) and not math.isfinite(raw):
+                self.fail(key, raw, f"{allowed} (NaN and infinities are not numbers a service accepts)")
+                return ABSENT
+            if tp is int and ok and isinstance(raw, float) and not raw.is_integer():
                 ok = False
             if not ok:
                 self.fail(key, raw, allowed)
                 return ABSENT
-            val = tp(raw)
+            val: Any = int(raw) if tp is int else float(raw)
             lo, hi = meta.get("minimum"), meta.get("maximum")
             xlo, xhi = meta.get("exclusive_minimum"), meta.get("exclusive_maximum")
             if ((lo is not None and val < lo) or (hi is not None and val > hi)
@@ -87,10 +102,16 @@ class _Parser:
             if not isinstance(raw, str):
                 self.fail(key, raw, allowed)
                 return ABSENT
-            val = raw
-            if meta.get("pattern") and not re.match(meta["pattern"], val):
+            # The whole string, ASCII classes: no trailing newline, no Arabic-Indic digits as account ids.
+            if meta.get("pattern") and not re.fullmatch(meta["pattern"], raw, re.ASCII):
                 self.fail(key, raw, allowed)
                 return ABSENT
+            fmt = FORMATS[meta["format"]] if meta.get("format") else None
+            if fmt is not None and not fmt.check(raw):
+                why = fmt.why(raw) if fmt.why else None
+                self.fail(key, raw, f"must be {fmt.doc}" + (f" ({why})" if why else ""))
+                return ABSENT
+            val = raw
         else:  # pragma: no cover - a field type this parser does not know is a programming error
             raise TypeError(f"unsupported config field type {tp!r} at {key}")
         if meta.get("choices") is not None and val not in meta["choices"]:
@@ -134,49 +155,103 @@ def _secret_keys() -> set[str]:
     return set(runtime_config._SECRET_KEYS.get()) | set(runtime_config.get_config_secret_keys_env())
 
 
-def _decode(raw: Any) -> Any:
-    """Pulumi hands structured config over as JSON text and scalars as strings."""
-    if not isinstance(raw, str):
+def _takes_text(tp: Any) -> bool:
+    """A field whose config value is the string itself (never JSON-decoded: `owner: "123"` is the text 123)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return all(_takes_text(a) for a in typing.get_args(tp) if a is not type(None))
+    if typing.get_origin(tp) is Literal:
+        return all(isinstance(a, str) for a in typing.get_args(tp))
+    return tp is str
+
+
+def _decode(raw: Any, tp: Any) -> Any:
+    """Pulumi hands structured config over as JSON text and scalars as strings; strings stay strings."""
+    if not isinstance(raw, str) or _takes_text(tp):
         return raw
     try:
         return json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON (JSONDecodeError), or beyond int/recursion limits
         return raw
 
 
-def parse_stack_config(values: Mapping[str, Any], secret_keys: set[str],
-                       secret_reader: Callable[[str], pulumi.Output[str] | None] | None = None) -> StackConfig:
-    """Parse fully qualified project config values; raise ConfigError with every problem."""
-    parser = _Parser()
-    prefix = f"{PROJECT}:"
+def _top_level_fields() -> dict[str, Any]:
+    hints = typing.get_type_hints(StackConfig)
+    return {camel(f.name): hints[f.name] for f in dataclasses.fields(StackConfig) if not f.metadata.get("internal")}
+
+
+def _closest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return f" (did you mean '{PROJECT}:{close[0]}'?)" if close else ""
+
+
+def _split(values: Mapping[str, Any], secret_keys: set[str], parser: _Parser,
+           stack: str | None) -> tuple[dict[str, Any], set[str]]:
+    """Project keys (decoded) and the present secrets; every key outside the known namespaces is a problem."""
+    fields = _top_level_fields()
+    choices = sorted(set(fields) | set(SECRET_KEYS))
+    stack_flag = f" -s {stack}" if stack else ""
     raw: dict[str, Any] = {}
     present_secrets: set[str] = set()
     for full_key, value in values.items():
-        if not full_key.startswith(prefix):
+        namespace, sep, key = full_key.partition(":")
+        if not sep:
+            namespace, key = PROJECT, full_key
+        if namespace in PROVIDER_NAMESPACES:
+            if full_key == "pulumi:disable-default-providers":
+                decoded = _decode(value, list)
+                if not (isinstance(decoded, list) and all(isinstance(v, str) for v in decoded)):
+                    parser.fail(full_key, decoded, 'must be a list of provider names, e.g. ["*"]')
             continue
-        key = full_key[len(prefix):]
+        if namespace != PROJECT:
+            parser.fail(full_key, "...", f"unknown namespace '{namespace}'{_closest(key, choices)}: project "
+                        f"settings live under '{PROJECT}:', provider settings under "
+                        + ", ".join(f"'{n}:'" for n in PROVIDER_NAMESPACES))
+            continue
         if key in SECRET_KEYS:
-            if full_key not in secret_keys:
-                parser.fail(full_key, "<plain text>",
-                            f"must be a secret: pulumi config set --secret {key} ... ({SECRET_KEYS[key]})")
+            if f"{PROJECT}:{key}" not in secret_keys:
+                parser.fail(f"{PROJECT}:{key}", "<plain text>",
+                            f"must be a secret ({SECRET_KEYS[key]}): pulumi config rm {key}{stack_flag}; "
+                            f"pulumi config set --secret {key}{stack_flag}")
             present_secrets.add(key)
             continue
-        raw[key] = _decode(value)
+        if key not in fields:
+            parser.fail(f"{PROJECT}:{key}", _decode(value, Any),
+                        f"unknown key{_closest(key, choices).replace(PROJECT + ':', '')}; allowed keys: "
+                        f"{', '.join(choices)}")
+            continue
+        raw[key] = _decode(value, fields[key])
+    return raw, present_secrets
 
-    top_fields = {camel(f.name) for f in dataclasses.fields(StackConfig) if not f.metadata.get("internal")}
-    unknown = [k for k in raw if k not in top_fields]
-    for key in unknown:
-        choices = sorted(top_fields | set(SECRET_KEYS))
-        close = difflib.get_close_matches(key, choices, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        parser.fail(f"{PROJECT}:{key}", raw.pop(key), f"unknown key{hint}; allowed keys: {', '.join(choices)}")
 
+def _parse(values: Mapping[str, Any], secret_keys: set[str],
+           stack: str | None) -> tuple[StackConfig | None, set[str], list[Problem]]:
+    parser = _Parser()
+    raw, present_secrets = _split(values, secret_keys, parser, stack)
     cfg = parser.section(StackConfig, raw, PROJECT)
     # section() reports nested paths as "<project>.<key>": show them the way `pulumi config` spells them.
     problems = [Problem(p.key.replace(f"{PROJECT}.", f"{PROJECT}:", 1), p.value, p.allowed) for p in parser.problems]
-    if cfg is not ABSENT and not problems:
-        problems += cross_field_problems(cfg, present_secrets)
-    if problems:
+    if cfg is ABSENT or problems:
+        return None, present_secrets, problems
+    return cfg, present_secrets, cross_field_problems(cfg, present_secrets, stack)
+
+
+def missing_secret_keys(values: Mapping[str, Any], secret_keys: set[str]) -> list[str]:
+    """Secret keys this config requires and does not set (what an offline stand-in may fill); [] when the
+    config has other problems (they are reported first)."""
+    cfg, present, _ = _parse(values, secret_keys, None)
+    if cfg is None:
+        return []
+    return sorted(k for k in required_secrets(cfg) if k not in present)
+
+
+def parse_stack_config(values: Mapping[str, Any], secret_keys: set[str],
+                       secret_reader: Callable[[str], pulumi.Output[str] | None] | None = None,
+                       stack: str | None = None) -> StackConfig:
+    """Parse fully qualified config values; raise ConfigError with every problem.
+
+    `stack` names the stack in the commands the messages give (`pulumi config set --secret KEY -s STACK`)."""
+    cfg, present_secrets, problems = _parse(values, secret_keys, stack)
+    if problems or cfg is None:
         raise ConfigError(problems)
 
     read = secret_reader or (lambda k: None)
@@ -194,4 +269,5 @@ def parse_stack_config(values: Mapping[str, Any], secret_keys: set[str],
 def load_stack_config() -> StackConfig:
     """Read and validate the current stack's config from the Pulumi runtime."""
     conf = pulumi.Config(PROJECT)
-    return parse_stack_config(_all_config(), _secret_keys(), secret_reader=conf.get_secret)
+    return parse_stack_config(_all_config(), _secret_keys(), secret_reader=conf.get_secret,
+                              stack=pulumi.get_stack())

@@ -2,23 +2,44 @@
 
 from __future__ import annotations
 
-import re
-
-from infra.config.schema import ABSENT, PROJECT, Problem, camel
+from infra.config.formats import ScheduleError, interval_s, parse_schedule
+from infra.config.schema import ABSENT, PROJECT, Problem
 from infra.config.stack import StackConfig
+
+# The edge function's EMF metrics are standard resolution (lambdas/edge_inference/emf.py sets no
+# StorageResolution): CloudWatch keeps them per minute, so a 10/20/30 s alarm period would see no data.
+EDGE_METRICS_HIGH_RESOLUTION = False
+# The DetectorErrors health alarm (infra/components/anomaly.py) has 5-minute periods with missing data breaching:
+# it assumes a detector run in every 5 minutes.
+DETECTOR_ALARM_PERIOD_S = 300
 
 
 def _valid_alarm_period(period: int) -> bool:
-    return period in (10, 20, 30) or period % 60 == 0
+    return (EDGE_METRICS_HIGH_RESOLUTION and period in (10, 20, 30)) or period % 60 == 0
 
 
-def cross_field_problems(cfg: StackConfig, present_secrets: set[str]) -> list[Problem]:
+def required_secrets(cfg: StackConfig) -> dict[str, str]:
+    """Secret keys this config needs, with why."""
+    slo = cfg.slo_alerting
+    out: dict[str, str] = {}
+    if slo.enabled and slo.paging_enabled:
+        out["pagerdutyRoutingKey"] = "required (as a secret) when sloAlerting.pagingEnabled is true"
+        out["pagerdutyCloudwatchKey"] = ("required (as a secret) when sloAlerting.pagingEnabled is true (the P0/P1 "
+                                         "topics' PagerDuty subscription; a CloudWatch integration key, not the "
+                                         "Events API v2 one)")
+    if slo.enabled and slo.runbooks.enabled:
+        out["pagerdutyWebhookSecret"] = "required (as a secret) when sloAlerting.runbooks.enabled is true"
+    return out
+
+
+def cross_field_problems(cfg: StackConfig, present_secrets: set[str], stack: str | None = None) -> list[Problem]:
     p: list[Problem] = []
     ns = PROJECT
     alarms = cfg.emf_edge.alarms
     if not _valid_alarm_period(alarms.period_s):
         p.append(Problem(f"{ns}:emfEdge.alarms.periodS", alarms.period_s,
-                         "CloudWatch accepts 10, 20, 30 or a multiple of 60 seconds"))
+                         "must be a multiple of 60 seconds: the edge EMF metrics are standard resolution (10, 20 "
+                         "and 30 s periods need high-resolution metrics)"))
     if alarms.period_s < 3600 and alarms.period_s * alarms.evaluation_periods > 86400:
         p.append(Problem(f"{ns}:emfEdge.alarms.evaluationPeriods", alarms.evaluation_periods,
                          f"periodS x evaluationPeriods must be <= 86400 s (periodS is {alarms.period_s})"))
@@ -58,26 +79,21 @@ def cross_field_problems(cfg: StackConfig, present_secrets: set[str]) -> list[Pr
         if m.source == "cloudwatch" and len(m.query.split("|")) < 3:
             p.append(Problem(f"{ns}:anomaly.metrics[{i}].query", m.query,
                              "a CloudWatch query is 'Namespace|MetricName|Stat[|Dim=Value,...]'"))
-    for key in ("detect_schedule", "train_schedule"):
-        expr = getattr(cfg.anomaly, key)
-        if not re.match(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+ \S+ \S+ \S+ \S+ \S+\))$", expr):
-            p.append(Problem(f"{ns}:anomaly.{camel(key)}", expr,
-                             "an EventBridge schedule: rate(N minutes|hours|days) or "
-                             "cron(min hour day-of-month month day-of-week year)"))
-    if cfg.anomaly.detect_schedule.startswith("rate(") and "day" in cfg.anomaly.detect_schedule:
+    # Schedules are checked field by field by their format; this is what the detector's own alarm needs.
+    try:
+        every = interval_s(parse_schedule(cfg.anomaly.detect_schedule))
+    except ScheduleError:
+        every = None
+    if cfg.anomaly.enabled and every != DETECTOR_ALARM_PERIOD_S:
         p.append(Problem(f"{ns}:anomaly.detectSchedule", cfg.anomaly.detect_schedule,
-                         "the forecast band is on a 5-minute grid: detect at least hourly"))
+                         "must run every 5 minutes: rate(5 minutes) or cron(0/5 * * * ? *). The DetectorErrors "
+                         "alarm has 5-minute periods with missing data breaching (a slower schedule breaches it), "
+                         "and the forecast band is on a 5-minute grid (a faster one scores the same point again)"))
+    stack_flag = f" -s {stack}" if stack else ""
+    for key, why in required_secrets(cfg).items():
+        if key not in present_secrets:
+            p.append(Problem(f"{ns}:{key}", ABSENT, f"{why}; run: pulumi config set --secret {key}{stack_flag}"))
     slo = cfg.slo_alerting
-    if slo.enabled and slo.paging_enabled and "pagerdutyRoutingKey" not in present_secrets:
-        p.append(Problem(f"{ns}:pagerdutyRoutingKey", ABSENT,
-                         "required (as a secret) when sloAlerting.pagingEnabled is true"))
-    if slo.enabled and slo.paging_enabled and "pagerdutyCloudwatchKey" not in present_secrets:
-        p.append(Problem(f"{ns}:pagerdutyCloudwatchKey", ABSENT,
-                         "required (as a secret) when sloAlerting.pagingEnabled is true (the P0/P1 topics' "
-                         "PagerDuty subscription; a CloudWatch integration key, not the Events API v2 one)"))
-    if slo.enabled and slo.runbooks.enabled and "pagerdutyWebhookSecret" not in present_secrets:
-        p.append(Problem(f"{ns}:pagerdutyWebhookSecret", ABSENT,
-                         "required (as a secret) when sloAlerting.runbooks.enabled is true"))
     rb = slo.runbooks
     if rb.scale_out_asg is not None and rb.scale_out_asg not in rb.allowed_asgs:
         p.append(Problem(f"{ns}:sloAlerting.runbooks.scaleOutAsg", rb.scale_out_asg,

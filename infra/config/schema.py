@@ -11,16 +11,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from infra.config.formats import AWS_REGIONS, FORMATS
+
 PROJECT = "akidb-observability"
 
 # CloudWatch Logs accepts only these retention values (PutRetentionPolicy).
 LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )
-AWS_REGION_PATTERN = (r"^(us|eu|ap|ca|sa|me|af|il|mx)-"
-                      r"(north|south|east|west|central|northeast|southeast|northwest|southwest)-\d$")
-ROLE_ARN_PATTERN = r"^arn:aws:iam::\d{12}:role/[\w+=,.@/-]{1,512}$"
-OIDC_PROVIDER_ARN_PATTERN = r"^arn:aws:iam::\d{12}:oidc-provider/[\w.-]+(/[\w.-]+)*$"
+# The real commercial regions (formats.AWS_REGIONS), as a pattern for code that checks with re.
+AWS_REGION_PATTERN = "^(?:" + "|".join(re.escape(r) for r in AWS_REGIONS) + ")$"
+# IAM: a role name is 1-64 characters after a path of at most 512; an OIDC provider URL at most 255.
+ROLE_ARN_PATTERN = r"^arn:aws:iam::\d{12}:role/(?=[\w+=,.@/-]{1,576}$)(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$"
+OIDC_PROVIDER_ARN_PATTERN = r"^arn:aws:iam::\d{12}:oidc-provider/(?=[\w./-]{1,255}$)[\w.-]+(/[\w.-]+)*$"
 # An image reference pinned by tag (not latest) or digest.
 PINNED_IMAGE_PATTERN = r"^[\w.-]+(:\d+)?(/[\w.-]+)+(:(?!latest$)[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$"
 K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -37,9 +40,17 @@ def setting(
     choices: tuple[Any, ...] | None = None,
     pattern: str | None = None,
     min_items: int | None = None,
+    format: str | None = None,
+    key_format: str | None = None,
     default_factory: Callable[[], Any] | None = None,
 ) -> Any:
-    """A config field with its constraints; `doc` is shown in error messages and the README table."""
+    """A config field with its constraints; `doc` is shown in error messages and the README table.
+
+    `pattern` must match the whole string (ASCII classes); `format` names a check of infra/config/formats.py (for
+    a list: each item; for a map: each value), `key_format` one for each key of a map."""
+    for name in (format, key_format):
+        if name is not None and name not in FORMATS:
+            raise ValueError(f"unknown format {name!r}; known: {', '.join(FORMATS)}")
     meta = {
         "doc": doc,
         "minimum": minimum,
@@ -49,6 +60,8 @@ def setting(
         "choices": choices,
         "pattern": pattern,
         "min_items": min_items,
+        "format": format,
+        "key_format": key_format,
     }
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
@@ -71,8 +84,21 @@ class Problem:
     allowed: str
 
     def __str__(self) -> str:
-        shown = "<missing>" if self.value is ABSENT else json.dumps(self.value, default=str)
-        return f"{self.key} = {shown}: {self.allowed}"
+        return f"{self.key} = {shown(self.value)}: {self.allowed}"
+
+
+SHOWN_CHARS = 120
+
+
+def shown(value: Any) -> str:
+    """A value as JSON, cut to SHOWN_CHARS (a 100,000-character string must not become the error message)."""
+    if value is ABSENT:
+        return "<missing>"
+    try:
+        text = json.dumps(value, default=str)
+    except (ValueError, RecursionError):
+        text = repr(type(value))
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
 
 
 class ConfigError(Exception):
@@ -125,4 +151,8 @@ def constraint_text(meta: Mapping[str, Any]) -> str:
         parts.append("one of " + ", ".join(json.dumps(c) for c in meta["choices"]))
     if meta.get("pattern"):
         parts.append(f"matching {meta['pattern']}")
+    if meta.get("key_format"):
+        parts.append(f"keys: {FORMATS[meta['key_format']].doc}")
+    if meta.get("format"):
+        parts.append(("values: " if meta.get("key_format") else "") + FORMATS[meta["format"]].doc)
     return " ".join(parts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.config.schema import K8S_NAME_PATTERN, LOG_RETENTION_DAYS, setting
+from infra.config.schema import LOG_RETENTION_DAYS, setting
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,13 @@ class SloAlertingConfig:
     enabled: bool = setting(True, doc="deploy SLO rules, routing, severity subscriptions and runbooks")
     paging_enabled: bool = setting(False, doc="page PagerDuty (prod); otherwise everything goes to tickets")
     runbook_base_url: str = setting("https://runbooks.akidb.internal", doc="base URL of runbook links",
-                                    pattern=r"^https://\S+$")
+                                    format="https_url")
     grafana_base_url: str = setting("https://grafana.akidb.internal", doc="base URL of dashboard links",
-                                    pattern=r"^https://\S+$")
+                                    format="https_url")
     runbooks: RunbookSettings = setting(default_factory=RunbookSettings, doc="runbook automation guardrails")
-    ticket_webhook_url: str = setting("https://tickets.akidb.internal/alertmanager", pattern=r"^https://\S+$",
+    ticket_webhook_url: str = setting("https://tickets.akidb.internal/alertmanager", format="https_url",
                                       doc="ticket/chat receiver of P2 (and of everything when paging is off)")
-    heartbeat_webhook_url: str = setting("https://heartbeat.akidb.internal/ping", pattern=r"^https://\S+$",
+    heartbeat_webhook_url: str = setting("https://heartbeat.akidb.internal/ping", format="https_url",
                                          doc="dead-man's-switch receiver of the always-firing heartbeat")
-    alertmanager_secret_name: str = setting("alertmanager-akidb", pattern=K8S_NAME_PATTERN,
+    alertmanager_secret_name: str = setting("alertmanager-akidb", format="k8s_name",
                                             doc="Secret holding alertmanager.yaml (the Alertmanager's configSecret)")

@@ -6,14 +6,18 @@ from dataclasses import dataclass
 
 from infra.config.schema import PINNED_IMAGE_PATTERN, setting
 
+_SERVICE_CHAR = r"[A-Za-z0-9_.:/%&#=+\\@*?-]"  # X-Ray segment-name characters and the * ? wildcards
+
 
 @dataclass(frozen=True)
 class SamplingRuleSettings:
-    service_name: str = setting(doc="X-Ray service name the rule matches ('*' for any)")
+    # X-Ray CreateSamplingRule: ServiceName at most 64 characters; segment-name characters plus the * ? wildcards.
+    service_name: str = setting(doc="X-Ray service name the rule matches ('*' for any)",
+                                pattern=rf"{_SERVICE_CHAR}(?:[ {_SERVICE_CHAR[1:-1]}]{{0,62}}{_SERVICE_CHAR})?")
     fixed_rate: float = setting(doc="head-sampling fraction after the reservoir", minimum=0.0, maximum=1.0)
     reservoir_size: int = setting(1, doc="traces per second always sampled", minimum=0, maximum=100000)
     priority: int = setting(100, doc="lower wins", minimum=1, maximum=9999)
-    url_path: str = setting("*", doc="URL path the rule matches")
+    url_path: str = setting("*", doc="URL path the rule matches", pattern=r"[!-~]{1,128}")
     http_method: str = setting("*", doc="HTTP method the rule matches",
                                choices=("*", "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"))
 

@@ -1,9 +1,13 @@
 """The offline plan (`make plan STACK=<name>`): the real program under Pulumi's mock runtime.
 
-The stack file is parsed and fed as config (secure values as placeholders), the program runs to completion,
+The stack file is parsed and fed as config, the program runs to completion,
 and then: a summary is printed, `build/<stack>/plan.json` is written (one entry per resource, inputs resolved,
 secrets as "[secret]"), and every plan-time validation rule runs. Exit codes: 0 clean, 1 violations,
 2 invalid stack config (one line per problem, no traceback).
+
+Secrets: the stack files hold none (the CLI would fail on a placeholder). A missing secret is an invalid config
+with the `pulumi config set --secret` command to run, unless `--offline-secrets` is given: then stand-ins (marked
+secret) fill the secrets the config needs, and the summary lists which values were stood in.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from infra.config import PROJECT, ConfigError, load_stack_config
 from infra.core.paths import BUILD_DIR
 from infra.core.plan import Plan, PlannedResource, Violation
 from infra.offline.mocks import GLOBAL_AWS_PREFIXES, RecordingMocks, RecordingMonitor, Registration, as_plain
-from infra.offline.stackfile import StackFile, StackFileError, read_stack_file
+from infra.offline.stackfile import StackFile, StackFileError, read_stack_file, with_offline_secrets
 from infra.program import build
 from infra.validation import validate
 
@@ -46,6 +50,7 @@ class PlanResult:
     plan: Plan | None = None
     plan_path: Path | None = None
     seconds: float = 0.0
+    stood_in: list[str] = field(default_factory=list)  # secret keys given offline stand-ins
 
     @property
     def packages(self) -> list[LambdaPackage]:
@@ -144,10 +149,12 @@ def _region(reg: Registration, providers: dict[str, Registration]) -> str | None
 
 
 def run_plan(stack: str = "staging", *, config_path: Path | None = None, quiet: bool = False,
-             write: bool = True, stack_file: StackFile | None = None) -> PlanResult:
+             write: bool = True, stack_file: StackFile | None = None,
+             offline_secrets: bool = False) -> PlanResult:
     """Run the program for `stack` offline, validate it, and (optionally) write plan.json.
 
-    `stack_file` replaces the file on disk (tests pass edited copies)."""
+    `stack_file` replaces the file on disk (tests pass edited copies). `offline_secrets` stands in for the secrets
+    the config needs and the file cannot give offline (never implicit: the CLI has no such fallback)."""
     started = time.perf_counter()
     result = PlanResult(stack=stack)
     if stack_file is None:
@@ -156,6 +163,12 @@ def run_plan(stack: str = "staging", *, config_path: Path | None = None, quiet: 
         except StackFileError as err:
             result.config_problems = [str(err)]
             return result
+    if offline_secrets:
+        stack_file, result.stood_in = with_offline_secrets(stack_file)
+    elif stack_file.encrypted:
+        result.config_problems = [f"{key}: encrypted (`secure:`) values cannot be decrypted offline; rerun with "
+                                  f"--offline-secrets to plan with a stand-in" for key in stack_file.encrypted]
+        return result
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     monitor = configure_mock_runtime(stack_file)
@@ -245,6 +258,9 @@ def summary(result: PlanResult) -> str:
     custom = [r for r in result.resources if r.custom and not r.type.startswith("pulumi:providers:")]
     components = [r for r in result.resources if not r.custom]
     lines = [f"Offline plan of stack '{result.stack}' ({PROJECT}), mock runtime, {result.seconds:.2f} s", ""]
+    if result.stood_in:
+        lines += [f"Stand-in secrets (--offline-secrets; set the real ones with `pulumi config set --secret KEY "
+                  f"-s {result.stack}`): " + ", ".join(result.stood_in), ""]
 
     def top_component(r: PlannedResource) -> str:
         # Walk up to the day's component (a direct child of the stack).
@@ -288,9 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="staging", help="stack name (Pulumi.<stack>.yaml), default staging")
     parser.add_argument("--config", type=Path, help="use this stack file instead of Pulumi.<stack>.yaml")
     parser.add_argument("--debug", action="store_true", help="show a traceback when the program itself fails")
+    parser.add_argument("--offline-secrets", action="store_true",
+                        help="stand in for the secrets the config needs (missing or encrypted); lists them")
     args = parser.parse_args(argv)
     try:
-        result = run_plan(args.stack, config_path=args.config)
+        result = run_plan(args.stack, config_path=args.config, offline_secrets=args.offline_secrets)
     except Exception as err:
         if args.debug:
             traceback.print_exc()

@@ -1,22 +1,34 @@
 """Read `Pulumi.<stack>.yaml` the way the CLI hands it to a program: namespaced keys, string values.
 
-Secure values cannot be decrypted offline: each becomes a placeholder marked secret, so the program sees a
-secret exactly where the real run would, and the plan can prove no placeholder leaks into plain text.
+As strict as the CLI's own reader: a duplicate key is an error (with its line), scalars follow YAML 1.2's core
+schema like the CLI's Go parser (`yes`, `on`, `1:30`, `2020-01-01` stay strings; `.nan` is a float the config
+parser then rejects), and a `secure:` value that is not ciphertext is refused (the CLI fails on it with "could not
+decrypt configuration value" before the program runs).
+
+Secrets offline: ciphertext cannot be decrypted here, and a missing secret is reported by the config parser with
+the command to set it. Only `with_offline_secrets()` (the plan's `--offline-secrets` switch, and the test
+harness) stands in for them: each stand-in is a placeholder marked secret, listed so the plan can print which
+values were stood in and prove none leaks into plain text.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from infra.config import PROJECT
+from infra.config.parser import missing_secret_keys
 from infra.core.paths import ROOT
 
-SECRET_PLACEHOLDER_PREFIX = "offline-secret-placeholder-"
+STAND_IN_PREFIX = "offline-secret-stand-in-"
+SECRET_PLACEHOLDER_PREFIX = STAND_IN_PREFIX  # the name the plan's leak check and its tests use
+# Pulumi ciphertext: `v1:<nonce>:<ciphertext>` (passphrase and cloud KMS providers) or the service's base64 blob.
+CIPHERTEXT = re.compile(r"v1:[A-Za-z0-9+/]+={0,2}:[A-Za-z0-9+/]+={0,2}|[A-Za-z0-9+/]{16,}={0,2}", re.ASCII)
 
 
 class StackFileError(Exception):
@@ -28,24 +40,98 @@ class StackFile:
     stack: str
     values: dict[str, str]
     secret_keys: list[str]
+    # Keys holding ciphertext (`secure:`), which only a stand-in can replace offline.
+    encrypted: list[str] = field(default_factory=list)
+    # Keys given a stand-in value by with_offline_secrets().
+    stood_in: list[str] = field(default_factory=list)
 
     @property
     def placeholders(self) -> list[str]:
-        return [v for k, v in self.values.items() if k in self.secret_keys]
+        return [v for k, v in self.values.items() if k in self.secret_keys and v.startswith(STAND_IN_PREFIX)]
 
 
-def _has_secure(value: Any) -> bool:
+# ------------------------------------------------------------------------------------------------ YAML
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema scalars and no duplicate keys (what the CLI's Go parser does)."""
+
+
+_StrictLoader.yaml_implicit_resolvers = {}
+for _tag, _regexp, _first in (
+    ("tag:yaml.org,2002:null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"true|True|TRUE|false|False|FALSE", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", list("-+0123456789")),
+    ("tag:yaml.org,2002:float",
+     r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)",
+     list("-+.0123456789")),
+):
+    _StrictLoader.add_implicit_resolver(_tag, re.compile(rf"^(?:{_regexp})$"), _first)  # type: ignore[no-untyped-call]
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    if len(text.lstrip("+-")) > 30:  # beyond any setting; also keeps int() away from its 4,300-digit limit
+        raise yaml.constructor.ConstructorError(None, None, f"integer {text[:20]}... is too long", node.start_mark)
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-")
+    base = 16 if digits.startswith("0x") else 8 if digits.startswith("0o") else 10
+    return sign * int(digits[2:] if base != 10 else digits, base)
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if not isinstance(key, str):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} must be a string", key_node.start_mark)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}' on line {key_node.start_mark.line + 1} (first on line "
+                f"{seen[key] + 1}); the Pulumi CLI rejects duplicate keys", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+def _unsupported(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag} is not a config value", node.start_mark)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_StrictLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))  # the CLI's YAML 1.2 reading: a date is a string
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+for _tag in ("binary", "omap", "pairs", "set"):
+    _StrictLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _unsupported)
+
+
+def load_yaml(text: str, name: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as err:
+        raise StackFileError(f"{name} is not a valid stack file: {err}") from None
+    except RecursionError:
+        raise StackFileError(f"{name} is nested too deeply to be a stack file") from None
+
+
+# ------------------------------------------------------------------------------------------------ secrets
+def _secure_values(value: Any, where: str) -> list[tuple[str, Any]]:
+    """(path, payload) of every `{secure: ...}` inside a value."""
     if isinstance(value, dict):
-        return ("secure" in value and len(value) == 1) or any(_has_secure(v) for v in value.values())
+        if set(value) == {"secure"}:
+            return [(where, value["secure"])]
+        return [hit for k, v in value.items() for hit in _secure_values(v, f"{where}.{k}")]
     if isinstance(value, list):
-        return any(_has_secure(v) for v in value)
-    return False
+        return [hit for i, v in enumerate(value) for hit in _secure_values(v, f"{where}[{i}]")]
+    return []
 
 
 def _replace_secure(value: Any, key: str) -> Any:
     if isinstance(value, dict):
         if set(value) == {"secure"}:
-            return SECRET_PLACEHOLDER_PREFIX + key.split(":", 1)[-1]
+            return STAND_IN_PREFIX + key.split(":", 1)[-1]
         return {k: _replace_secure(v, f"{key}.{k}") for k, v in value.items()}
     if isinstance(value, list):
         return [_replace_secure(v, f"{key}[{i}]") for i, v in enumerate(value)]
@@ -57,9 +143,7 @@ def _as_config_string(value: Any) -> str:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return json.dumps(value)
-    return json.dumps(value)
+    return json.dumps(value)  # numbers (NaN as `NaN`, for the parser to reject by key), lists, maps
 
 
 def stack_file_path(stack: str) -> Path:
@@ -72,20 +156,52 @@ def read_stack_file(stack: str, path: Path | None = None) -> StackFile:
         known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
         raise StackFileError(f"no stack file {path.name} for stack '{stack}'; known stacks: {', '.join(known)}")
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise StackFileError(f"{path.name} is not valid YAML: {err}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("config", {}), dict):
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise StackFileError(f"{path.name} is not UTF-8 text (byte {err.start}): the CLI reads YAML as UTF-8") from None
+    doc = load_yaml(text, path.name) or {}
+    if not isinstance(doc, dict) or not isinstance(doc.get("config") or {}, dict):
         raise StackFileError(f"{path.name}: expected a mapping with a 'config:' mapping")
     values: dict[str, str] = {}
     secret_keys: list[str] = []
+    encrypted: list[str] = []
+    problems: list[str] = []
     for key, value in (doc.get("config") or {}).items():
         full = key if ":" in key else f"{PROJECT}:{key}"
-        if _has_secure(value):
+        secure = _secure_values(value, full)
+        for where, payload in secure:
+            if not (isinstance(payload, str) and CIPHERTEXT.fullmatch(payload)):
+                problems.append(
+                    f"{where}: `secure:` holds {json.dumps(payload)[:60]}, which is not ciphertext: the Pulumi CLI "
+                    f"stops with 'could not decrypt configuration value' before the program runs. Remove it and "
+                    f"run: pulumi config set --secret {full.split(':', 1)[1]} -s {stack}")
+        if secure:
             secret_keys.append(full)
+            encrypted.append(full)
             value = _replace_secure(value, full)
-        values[full] = _as_config_string(value)
-    return StackFile(stack=stack, values=values, secret_keys=secret_keys)
+        try:
+            values[full] = _as_config_string(value)
+        except (ValueError, RecursionError):
+            problems.append(f"{full}: value cannot be handed to the program as config")
+    if problems:
+        raise StackFileError(f"{path.name}: " + "\n".join(problems))
+    return StackFile(stack=stack, values=values, secret_keys=secret_keys, encrypted=encrypted)
+
+
+def with_offline_secrets(stack_file: StackFile) -> tuple[StackFile, list[str]]:
+    """Stand-ins for the secrets this config needs and the file cannot give offline (missing or encrypted).
+
+    Only the offline plan's explicit `--offline-secrets` and the test harness call this. Returns the new stack
+    file and the stood-in keys (also in `StackFile.stood_in`)."""
+    missing = missing_secret_keys(stack_file.values, set(stack_file.secret_keys))
+    stood_in = sorted(set(stack_file.encrypted) | {f"{PROJECT}:{k}" for k in missing})
+    values = dict(stack_file.values)
+    secret_keys = list(stack_file.secret_keys)
+    for full in stood_in:
+        values[full] = STAND_IN_PREFIX + full.split(":", 1)[1]
+        if full not in secret_keys:
+            secret_keys.append(full)
+    return replace(stack_file, values=values, secret_keys=secret_keys, stood_in=stood_in), stood_in
 
 
 def with_overrides(stack_file: StackFile, overrides: dict[str, Any],
@@ -112,7 +228,7 @@ def with_overrides(stack_file: StackFile, overrides: dict[str, Any],
         values[full] = value
         if full not in secret_keys:
             secret_keys.append(full)
-    return StackFile(stack=stack_file.stack, values=values, secret_keys=secret_keys)
+    return replace(stack_file, values=values, secret_keys=secret_keys)
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -120,3 +236,4 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for k, v in extra.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+

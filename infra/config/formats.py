@@ -1,0 +1,285 @@
+"""String formats a setting can require (`setting(format=...)`): what AWS, Kubernetes and the Lambdas accept.
+
+Each format is a check plus the sentence shown when it fails, so the plan rejects what the service (or our own
+function at run time) would reject, with the rule named. Patterns use `re.fullmatch` with ASCII classes only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import re
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Commercial partition (`aws`), the partition this program's ARNs are built for (botocore endpoints.json; a test
+# compares). GovCloud, China and ISO partitions are other partitions, not regions of this one.
+AWS_REGIONS = (
+    "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
+    "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
+    "ap-southeast-6", "ap-southeast-7", "ca-central-1", "ca-west-1", "eu-central-1", "eu-central-2", "eu-north-1",
+    "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3", "il-central-1", "me-central-1",
+    "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2",
+)
+
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_K8S_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"  # DNS-1123 label: lower case, 63 characters
+_K8S_LABEL_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+
+
+def full(pattern: str, text: str) -> bool:
+    """The whole string matches (no trailing newline), with ASCII-only classes (no Arabic-Indic digits)."""
+    return re.fullmatch(pattern, text, re.ASCII) is not None
+
+
+def is_dns_name(text: str) -> bool:
+    """A public DNS host name: at most 253 characters, 2+ labels of letters, digits and inner hyphens."""
+    labels = text.split(".")
+    return (len(text) <= 253 and len(labels) >= 2 and all(full(_DNS_LABEL, label) for label in labels)
+            and not labels[-1].isdigit())
+
+
+def is_k8s_subdomain(text: str) -> bool:
+    """DNS-1123 subdomain (most Kubernetes object names, label-key prefixes): 253 characters, lower case."""
+    return len(text) <= 253 and all(full(_K8S_DNS_LABEL, label) for label in text.split("."))
+
+
+def is_k8s_label_key(text: str) -> bool:
+    """`[prefix/]name`: prefix a DNS-1123 subdomain, name 1-63 alphanumerics with `-_.` inside."""
+    prefix, _, name = text.rpartition("/")
+    if "/" in text and not is_k8s_subdomain(prefix):
+        return False
+    return full(_K8S_LABEL_NAME, name)
+
+
+def is_k8s_label_value(text: str) -> bool:
+    return text == "" or full(_K8S_LABEL_NAME, text)
+
+
+def is_url(text: str, schemes: tuple[str, ...]) -> bool:
+    """An absolute URL the Lambdas' urllib accepts: printable ASCII, no whitespace, a valid host, a valid port."""
+    if not full(r"[!-~]{1,2048}", text):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(text)
+        _ = parts.port  # raises on a port that is not a number in 0..65535
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    if parts.scheme not in schemes or "@" in parts.netloc or parts.fragment:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return is_dns_name(host)
+
+
+def is_emf_dimension_value(text: str) -> bool:
+    """CloudWatch dimension value: 1-1024 printable ASCII characters, not only blanks."""
+    return full(r"[ -~]{1,1024}", text) and text.strip() != ""
+
+
+def is_query(text: str) -> bool:
+    """A query the detector accepts: not blank (its own settings check), printable, at most 10,000 characters."""
+    return text.strip() != "" and len(text) <= 10_000 and full(r"[ -~\t\n]+", text)
+
+
+# ------------------------------------------------------------------------------------ EventBridge schedules
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+
+
+@dataclass(frozen=True)
+class CronField:
+    name: str
+    low: int
+    high: int
+    names: tuple[str, ...] = ()  # JAN=1.. / SUN=1..
+    question: bool = False  # `?` allowed (day-of-month, day-of-week)
+    slash: bool = True
+
+
+CRON_FIELDS = (
+    CronField("minutes", 0, 59),
+    CronField("hours", 0, 23),
+    CronField("day-of-month", 1, 31, question=True),
+    CronField("month", 1, 12, _MONTHS),
+    CronField("day-of-week", 1, 7, _DAYS, question=True, slash=False),
+    CronField("year", 1970, 2199),
+)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A parsed schedule: `rate_s` for rate(), the expanded cron fields otherwise (None: `?`/L/W/# forms)."""
+
+    rate_s: int | None = None
+    cron: tuple[frozenset[int] | None, ...] | None = None
+
+
+class ScheduleError(ValueError):
+    pass
+
+
+def _number(text: str, f: CronField) -> int:
+    if f.names and text.upper() in f.names:
+        return f.names.index(text.upper()) + 1
+    if not full(r"[0-9]{1,4}", text):
+        raise ScheduleError(f"{f.name}: {text!r} is not a number{' or name' if f.names else ''}")
+    value = int(text)
+    if not f.low <= value <= f.high:
+        raise ScheduleError(f"{f.name}: {value} is outside {f.low}-{f.high}")
+    return value
+
+
+def _cron_item(item: str, f: CronField) -> set[int] | None:
+    """Values of one comma-separated item; None for the calendar forms (L, W, #) that do not expand simply."""
+    if f.name == "day-of-month" and (full(r"L(-[0-9]{1,2})?|LW|[0-9]{1,2}W", item)):
+        if item.endswith("W") and item != "LW":
+            _number(item[:-1], f)
+        return None
+    if f.name == "day-of-week" and (full(r"L|[0-9A-Za-z]{1,3}L|[0-9A-Za-z]{1,3}#[1-5]", item)):
+        head = item.split("#")[0].removesuffix("L")
+        if head:
+            _number(head, f)
+        return None
+    base, slash, step_text = item.partition("/")
+    if slash and not f.slash:
+        raise ScheduleError(f"{f.name}: '/' is not allowed in this field")
+    if base == "*":
+        lo, hi = f.low, f.high
+    elif "-" in base:
+        a, _, b = base.partition("-")
+        lo, hi = _number(a, f), _number(b, f)
+        if lo > hi:
+            raise ScheduleError(f"{f.name}: range {base} runs backwards")
+    else:
+        lo = _number(base, f)
+        hi = f.high if slash else lo
+    step = 1
+    if slash:
+        if not full(r"[0-9]{1,4}", step_text) or int(step_text) < 1:
+            raise ScheduleError(f"{f.name}: increment {step_text!r} must be a positive number")
+        step = int(step_text)
+    return set(range(lo, hi + 1, step))
+
+
+def parse_schedule(expr: str) -> Schedule:
+    """An EventBridge schedule expression, checked the way EventBridge checks it (rules + Scheduler docs)."""
+    rate = re.fullmatch(r"rate\(([0-9]+) (minute|minutes|hour|hours|day|days)\)", expr, re.ASCII)
+    if rate:
+        value, unit = int(rate.group(1)), rate.group(2)
+        if value < 1:
+            raise ScheduleError("rate value must be a positive integer")
+        if (value == 1) != (not unit.endswith("s")):
+            raise ScheduleError(f"use the {'singular' if value == 1 else 'plural'} unit for {value}: "
+                                f"rate({value} {unit.rstrip('s') + ('' if value == 1 else 's')})")
+        return Schedule(rate_s=value * {"minute": 60, "hour": 3600, "day": 86400}[unit.rstrip("s")])
+    cron = re.fullmatch(r"cron\(([^()]*)\)", expr, re.ASCII)
+    if not cron:
+        raise ScheduleError("not rate(N unit) or cron(6 fields)")
+    fields = cron.group(1).split(" ")
+    if len(fields) != 6 or any(not part for part in fields):
+        raise ScheduleError(f"cron needs 6 fields separated by single spaces, got {len(fields)}")
+    dom, dow = fields[2], fields[4]
+    if (dom == "?") == (dow == "?"):
+        raise ScheduleError("exactly one of day-of-month and day-of-week must be '?'")
+    expanded: list[frozenset[int] | None] = []
+    for text, f in zip(fields, CRON_FIELDS, strict=True):
+        if text == "?":
+            if not f.question:
+                raise ScheduleError(f"{f.name}: '?' is only allowed in day-of-month or day-of-week")
+            expanded.append(None)
+            continue
+        items = text.split(",")
+        if f.name == "day-of-week" and "#" in text and len(items) > 1:
+            raise ScheduleError("day-of-week: a '#' item must be the only one")
+        values: set[int] | None = set()
+        for item in items:
+            got = _cron_item(item, f)
+            values = None if got is None or values is None else values | got
+        expanded.append(frozenset(values) if values is not None else None)
+    return Schedule(cron=tuple(expanded))
+
+
+def interval_s(schedule: Schedule) -> int | None:
+    """The time between two runs when it is constant (rate, or a cron firing every hour of every day at evenly
+    spaced minutes); None otherwise."""
+    gap = max_gap_s(schedule)
+    if gap is None or schedule.rate_s is not None:
+        return gap
+    assert schedule.cron is not None and schedule.cron[0] is not None
+    return gap if len(schedule.cron[0]) * gap == 3600 else None
+
+
+def max_gap_s(schedule: Schedule) -> int | None:
+    """Longest time between two runs, when it can be told from the expression alone (None otherwise)."""
+    if schedule.rate_s is not None:
+        return schedule.rate_s
+    assert schedule.cron is not None
+    minutes, hours, dom, month, dow, year = schedule.cron
+    every = (minutes is not None and hours == frozenset(range(24)) and month == frozenset(range(1, 13))
+             and year == frozenset(range(1970, 2200))
+             and (dom == frozenset(range(1, 32)) or dow == frozenset(range(1, 8))))
+    if not every or minutes is None:
+        return None
+    ordered = sorted(minutes)
+    gaps = [b - a for a, b in itertools.pairwise(ordered)] + [ordered[0] + 60 - ordered[-1]]
+    return max(gaps) * 60
+
+
+def is_schedule(text: str) -> bool:
+    try:
+        parse_schedule(text)
+    except ScheduleError:
+        return False
+    return True
+
+
+def schedule_problem(text: str) -> str | None:
+    try:
+        parse_schedule(text)
+    except ScheduleError as err:
+        return str(err)
+    return None
+
+
+@dataclass(frozen=True)
+class Format:
+    doc: str
+    check: Callable[[str], bool]
+    # A more precise reason than `doc` for a given value (schedules say which field is wrong).
+    why: Callable[[str], str | None] | None = None
+
+
+FORMATS: dict[str, Format] = {
+    "aws_region": Format("an AWS commercial region (formats.AWS_REGIONS)", lambda s: s in AWS_REGIONS,
+                         lambda s: "known: " + ", ".join(AWS_REGIONS)),
+    "dns_name": Format("a DNS host name (labels of letters, digits and inner hyphens, 253 characters at most)",
+                       is_dns_name),
+    "url": Format("an http(s) URL: 1-2048 printable ASCII characters without spaces, a valid host name or IP, "
+                  "no credentials",
+                  lambda s: is_url(s, ("http", "https"))),
+    "https_url": Format("an https URL: 1-2048 printable ASCII characters without spaces, a valid host name or IP, "
+                        "no credentials",
+                        lambda s: is_url(s, ("https",))),
+    "k8s_namespace": Format("a DNS-1123 label: 1-63 lower-case letters, digits and inner hyphens",
+                            lambda s: full(_K8S_DNS_LABEL, s)),
+    "k8s_name": Format("a DNS-1123 subdomain: lower-case labels of letters, digits and inner hyphens, "
+                       "253 characters at most", is_k8s_subdomain),
+    "k8s_label_key": Format("a Kubernetes label/annotation key: [DNS-1123 prefix/]name, name 1-63 characters "
+                            "of letters, digits and inner '-_.'", is_k8s_label_key),
+    "k8s_label_value": Format("a Kubernetes label value: empty or 1-63 letters, digits and inner '-_.'",
+                              is_k8s_label_value),
+    "emf_dimension_value": Format("a CloudWatch dimension value: 1-1024 printable ASCII characters, not blank",
+                                  is_emf_dimension_value),
+    "query": Format("a non-blank query of printable ASCII (tabs and newlines allowed), 10,000 characters at most",
+                    is_query),
+    "printable": Format("1-1024 printable ASCII characters, no leading or trailing blank",
+                        lambda s: full(r"[!-~](?:[ -~]{0,1022}[!-~])?", s)),
+    "schedule": Format("an EventBridge schedule: rate(1 minute|hour|day), rate(N minutes|hours|days) with N > 1, "
+                       "or cron(minutes hours day-of-month month day-of-week year) with '?' in exactly one of the "
+                       "two day fields", is_schedule, schedule_problem),
+}
