@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
 import pytest
 
+from infra.config import PROJECT
 from infra.core import iam
 from infra.core.plan import Plan, PlannedResource
 from infra.offline.preview import PreviewResult, computed_by_aws, report, run_preview
+from infra.offline.stackfile import read_stack_file, with_overrides
 from infra.validation.preview import UNKNOWN, known_at_preview, review_critical_unknowns
 
 STACKS = ("staging", "prod")
@@ -90,3 +93,13 @@ def test_an_arn_read_from_a_computed_output_is_caught(monkeypatch: pytest.Monkey
     kinds = {v.message.split(" unknown")[0] for v in result.violations}
     assert {"policy", "alarm action", "lambda setting"} <= kinds, kinds
     assert result.exit_code == 1
+
+
+def test_known_at_preview_with_the_account_id_from_the_invoke() -> None:
+    """Without a single allowed account the id comes from aws.get_caller_identity, which a preview runs too."""
+    stack_file = read_stack_file("staging")
+    aws_settings = json.loads(stack_file.values[f"{PROJECT}:aws"])
+    aws_settings["allowedAccountIds"] = []
+    result = run_preview("staging", stack_file=with_overrides(stack_file, {"aws": aws_settings}))
+    assert result.config is not None and result.config.aws.allowed_account_ids == []
+    assert result.violations == [] and result.fixable_unknowns == {}
