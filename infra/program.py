@@ -52,7 +52,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # -- slo-alerting --
     if cfg.slo_alerting.enabled:
         slo_alerting = SloAlerting("slo-alerting", SloAlertingArgs(
-            context=ctx, topics=topics.refs))
+            context=ctx, topics=topics.refs,
+            edge_function_name=edge.function_name if cfg.emf_edge.enabled else "",
+            edge_regions=edge.regions if cfg.emf_edge.enabled else []))
         outputs["sloPrometheusRules"] = slo_alerting.prometheus_rules
         outputs["sloAlertmanagerSecret"] = slo_alerting.alertmanager_secret
         outputs["sloAlertmanagerRoutes"] = slo_alerting.alertmanager_routes

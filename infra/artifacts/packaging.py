@@ -33,8 +33,9 @@ from infra.core.paths import BUILD_DIR, LAMBDAS_DIR
 
 RUNTIME = "python3.12"
 RUNTIME_PYTHON = "3.12"
+ARCHITECTURE = "x86_64"  # the only architecture WHEEL_PLATFORMS fetch wheels for (and Lambda@Edge's only one)
 # python3.12 runs on Amazon Linux 2023 (glibc 2.34): wheels up to manylinux_2_34 are loadable there.
-WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+WHEEL_PLATFORMS = tuple(f"{tag}_{ARCHITECTURE}" for tag in ("manylinux_2_28", "manylinux_2_17", "manylinux2014"))
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 MiB = 1024 * 1024
 
@@ -68,6 +69,16 @@ class LambdaPackage:
     @property
     def handler(self) -> str:
         return f"{self.function}.handler.handler"
+
+    @property
+    def runtime(self) -> str:
+        """The Lambda runtime whose Python the vendored wheels were fetched for."""
+        return RUNTIME
+
+    @property
+    def architecture(self) -> str:
+        """The CPU architecture of the vendored wheels: a function must run on this one."""
+        return ARCHITECTURE
 
     @property
     def limits(self) -> dict[str, int]:

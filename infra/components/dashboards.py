@@ -23,6 +23,7 @@ from infra.dashboard_defs.cloudwatch import Dashboard
 from infra.dashboard_defs.definitions import AlarmInputs, by_region, cloudwatch_dashboards, grafana_dashboards
 
 COMPONENT = "dashboards"
+TOKEN = "akidb:dashboards:Dashboards"
 # Marks our ConfigMaps in the plan, so the rules find the dashboards without guessing from names.
 DASHBOARD_KEY_ANNOTATION = "akidb.io/dashboard"
 
@@ -46,13 +47,20 @@ def body_json(dashboard: Dashboard, account_id: str) -> str:
     return json.dumps(dashboard.body(account_id), indent=1, sort_keys=False)
 
 
+def _body(board: Dashboard, account_id: pulumi.Input[str]) -> pulumi.Input[str]:
+    """Plain text when the account id is (from config); else resolved from the invoke, known at preview too."""
+    if isinstance(account_id, str):
+        return body_json(board, account_id)
+    return pulumi.Output.from_input(account_id).apply(lambda acct: body_json(board, acct))
+
+
 class Dashboards(pulumi.ComponentResource):
     cloudwatch_names: dict[str, pulumi.Output[str]]
     grafana_config_maps: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: DashboardsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         ctx = args.context
-        super().__init__("akidb:dashboards:Dashboards", name, None, ctx.component_opts(COMPONENT, opts))
+        super().__init__(TOKEN, name, None, ctx.component_opts(COMPONENT, opts))
         cfg = ctx.config
         home = ctx.region
         child = pulumi.ResourceOptions(parent=self)
@@ -66,7 +74,7 @@ class Dashboards(pulumi.ComponentResource):
             dash = aws.cloudwatch.Dashboard(
                 f"{name}-{board.key}",
                 dashboard_name=ctx.naming.physical(board.key, max_len=MAX_DASHBOARD_NAME),
-                dashboard_body=ctx.account_id.apply(lambda acct, b=board: body_json(b, acct)),
+                dashboard_body=_body(board, ctx.account_id),
                 region=home,
                 opts=child)
             self.cloudwatch_names[board.key] = dash.dashboard_name

@@ -22,12 +22,15 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.artifacts.edge_model import EdgeModel, ensure_model
-from infra.artifacts.packaging import RUNTIME, LambdaPackage, build_lambda
+from infra.artifacts.packaging import LambdaPackage, build_lambda
+from infra.blocks.alarms import metric_alarm
+from infra.blocks.bucket import PrivateBucket
+from infra.blocks.function import FunctionSpec, LogicalNames, PythonFunction
 from infra.components.severity_topics import AlertTopics
 from infra.config import EmfEdgeConfig
 from infra.core import iam
 from infra.core.context import StackContext
-from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME
+from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, Naming
 from lambdas.edge_inference import emf
 
 COMPONENT = "emf-edge"
@@ -79,6 +82,11 @@ def build_package(cfg: EmfEdgeConfig, bucket: str, bucket_region: str, model: Ed
                         baked={"settings.json": settings.encode(), "tokenizer.json": model.tokenizer.read_bytes()})
 
 
+def function_name(naming: Naming, cfg: EmfEdgeConfig) -> str:
+    """The edge function's physical name (`EmfEdge.function_name`; other components receive it from there)."""
+    return naming.physical(cfg.function_name, max_len=MAX_LAMBDA_NAME)
+
+
 @dataclass
 class EmfEdgeArgs:
     context: StackContext
@@ -90,6 +98,7 @@ class EmfEdge(pulumi.ComponentResource):
     qualified_arn: pulumi.Output[str]
     alarm_names: dict[str, list[str]]  # region -> physical alarm names
     log_group_names: dict[str, str]  # region -> log group name (the same name in every region)
+    regions: list[str]  # where replicas run (and log, and are alarmed on)
     model_bucket: str
     distribution_domain: pulumi.Output[str] | None
 
@@ -102,38 +111,39 @@ class EmfEdge(pulumi.ComponentResource):
         if missing:
             raise ValueError(f"no severity topics for edge regions {missing}: SeverityTopics must cover them")
 
-        self.function_name = ctx.naming.physical(cfg.function_name, max_len=64)
+        self.function_name = function_name(ctx.naming, cfg)
         model = ensure_model(quiet=True)
         bucket = self._model_bucket(name, ctx, model, child)
         pkg = build_package(cfg, self.model_bucket, ctx.region, model)
-        role = self._role(name, ctx, bucket, model)
-        self.log_group_names = {}
-        for region in cfg.edge_regions:
-            aws.cloudwatch.LogGroup(
-                f"{name}-logs-{region}", region=region, name=log_group_name(self.function_name),
-                retention_in_days=cfg.log_retention_days, opts=child)
-            self.log_group_names[region] = log_group_name(self.function_name)
-
-        function = aws.lambda_.Function(
-            f"{name}-function",
-            region=EDGE_FUNCTION_REGION,
-            name=self.function_name,
-            description=f"POST /embed at the edge: {cfg.model_name} embeddings with EMF metrics",
-            role=role.arn,
-            runtime=RUNTIME,
-            handler=pkg.handler,
-            code=pulumi.FileArchive(str(pkg.path)),
-            source_code_hash=pkg.source_code_hash,
-            architectures=["x86_64"],
-            memory_size=cfg.memory_mb,
-            timeout=cfg.timeout_s,
-            publish=True,
-            # Replicas are deleted hours after the association goes: deleting the function would fail.
-            skip_destroy=True,
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, depends_on=[bucket]),
-        )
+        self.regions = list(cfg.edge_regions)
+        self.log_group_names = {region: log_group_name(self.function_name) for region in cfg.edge_regions}
+        edge = PythonFunction(
+            LogicalNames(function=f"{name}-function", role=f"{name}-role", policy=f"{name}-policy",
+                         logs=f"{name}-logs-{{region}}"),
+            FunctionSpec(
+                name=self.function_name,
+                role_name=ctx.naming.physical(cfg.function_name, "role", max_len=MAX_IAM_ROLE_NAME),
+                role_description="Lambda@Edge embedding function (replicas in every edge region)",
+                trusted_services=("lambda.amazonaws.com", "edgelambda.amazonaws.com"),
+                package=pkg,
+                region=EDGE_FUNCTION_REGION,
+                description=f"POST /embed at the edge: {cfg.model_name} embeddings with EMF metrics",
+                memory_mb=cfg.memory_mb,
+                timeout_s=cfg.timeout_s,
+                publish=True,
+                # Replicas are deleted hours after the association goes: deleting the function would fail.
+                retain=True,
+                log_retention_days=cfg.log_retention_days,
+                log_groups=[(region, log_group_name(self.function_name)) for region in cfg.edge_regions],
+                log_statement_sid="ReplicaLogs",
+                statements_before_logs=[iam.statement(["s3:GetObject"], [f"{bucket.arn}/{model_key(model)}"],
+                                                      sid="ReadModel")],
+                depends_on=[bucket.bucket],
+            ),
+            parent=self, ctx=ctx)
+        function = edge.function
         self.qualified_arn = function.qualified_arn
-        self.alarm_names = {region: self._alarms(name, ctx, region, args.topics.arns[region], child)
+        self.alarm_names = {region: self._alarms(name, ctx, region, args.topics.arns[region])
                             for region in cfg.edge_regions}
         self.distribution_domain = None
         if cfg.create_distribution:
@@ -149,64 +159,18 @@ class EmfEdge(pulumi.ComponentResource):
 
     # ------------------------------------------------------------------------------------------------- model
     def _model_bucket(self, name: str, ctx: StackContext, model: EdgeModel,
-                      child: pulumi.ResourceOptions) -> aws.s3.Bucket:
+                      child: pulumi.ResourceOptions) -> PrivateBucket:
         self.model_bucket = ctx.naming.physical("edge-models", ctx.region, max_len=MAX_BUCKET_NAME)
-        stateful = pulumi.ResourceOptions(parent=self, protect=ctx.protect())
-        bucket = aws.s3.Bucket(f"{name}-models", region=ctx.region, bucket=self.model_bucket, opts=stateful)
-        aws.s3.BucketVersioning(
-            f"{name}-models-versioning", region=ctx.region, bucket=bucket.bucket,
-            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-            opts=child)
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-models-sse", region=ctx.region, bucket=bucket.bucket,
-            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.
-                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="AES256"),
-            )],
-            opts=child)
-        block = aws.s3.BucketPublicAccessBlock(
-            f"{name}-models-public-access", region=ctx.region, bucket=bucket.bucket,
-            block_public_acls=True, block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
-            opts=child)
-        aws.s3.BucketPolicy(
-            f"{name}-models-tls-only", region=ctx.region, bucket=bucket.bucket,
-            policy=iam.document(iam.statement(
-                ["s3:*"], [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")], sid="DenyInsecureTransport",
-                effect="Deny", principals={"AWS": "*"}, conditions={"Bool": {"aws:SecureTransport": "false"}})),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[block]))
+        bucket = PrivateBucket(f"{name}-models", parent=self, ctx=ctx, name=self.model_bucket, region=ctx.region)
         aws.s3.BucketObjectv2(
-            f"{name}-model-object", region=ctx.region, bucket=bucket.bucket, key=model_key(model),
+            f"{name}-model-object", region=ctx.region, bucket=bucket.bucket.bucket, key=model_key(model),
             source=pulumi.FileAsset(str(model.onnx_int8)), content_type="application/octet-stream",
             opts=child)
         return bucket
 
-    # --------------------------------------------------------------------------------------------------- IAM
-    def _role(self, name: str, ctx: StackContext, bucket: aws.s3.Bucket, model: EdgeModel) -> aws.iam.Role:
-        cfg = ctx.config.emf_edge
-        retained = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
-        role = aws.iam.Role(
-            f"{name}-role",
-            name=ctx.naming.physical(cfg.function_name, "role", max_len=MAX_IAM_ROLE_NAME),
-            assume_role_policy=iam.assume_role_policy("lambda.amazonaws.com", "edgelambda.amazonaws.com"),
-            description="Lambda@Edge embedding function (replicas in every edge region)",
-            opts=retained)
-        log_arns = [pulumi.Output.concat("arn:aws:logs:", region, ":", ctx.account_id, ":log-group:",
-                                         log_group_name(self.function_name), ":*")
-                    for region in cfg.edge_regions]
-        aws.iam.RolePolicy(
-            f"{name}-policy", role=role.id,
-            policy=iam.document(
-                iam.statement(["s3:GetObject"], [pulumi.Output.concat(bucket.arn, "/", model_key(model))],
-                              sid="ReadModel"),
-                iam.statement(["logs:CreateLogStream", "logs:PutLogEvents"], log_arns, sid="ReplicaLogs"),
-            ),
-            opts=retained)
-        return role
-
     # ------------------------------------------------------------------------------------------------ alarms
-    def _alarms(self, name: str, ctx: StackContext, region: str, topics: dict[str, pulumi.Output[str]],
-                child: pulumi.ResourceOptions) -> list[str]:
+    def _alarms(self, name: str, ctx: StackContext, region: str,
+                topics: dict[str, pulumi.Input[str]]) -> list[str]:
         cfg = ctx.config.emf_edge
         a = cfg.alarms
         dims = {emf.EDGE_REGION: region}  # replicas in `region` emit EdgeRegion=<region> (AWS_REGION)
@@ -240,11 +204,9 @@ class EmfEdge(pulumi.ComponentResource):
         for kind, spec in specs.items():
             severity, description = ALARM_KINDS[kind]
             alarm_name = ctx.naming.physical("edge", kind, region, max_len=MAX_ALARM_NAME)
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-{kind}-{region}", name=alarm_name,
-                alarm_description=f"[{severity}] {description} ({region}). Runbook: edge-inference",
-                alarm_actions=[topics[severity]], ok_actions=[topics[severity]],
-                opts=child, **spec)
+            metric_alarm(f"{name}-{kind}-{region}", parent=self, name=alarm_name,
+                         description=f"[{severity}] {description} ({region}). Runbook: edge-inference",
+                         topic_arn=topics[severity], **spec)
             names.append(alarm_name)
         return names
 

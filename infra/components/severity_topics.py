@@ -9,27 +9,38 @@ added by slo-alerting.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.core import iam
 from infra.core.context import StackContext
 from infra.core.iam import statement
 from infra.core.naming import MAX_TOPIC_NAME
 
 SEVERITIES = ("P0", "P1", "P2")
+PUBLISHING_SERVICES = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
+COMPONENT = "foundation"
+TOKEN = "akidb:foundation:SeverityTopics"
 
 
 @dataclass(frozen=True)
 class AlertTopics:
-    """What a component needs of the severity topics: `arns[region][severity]`, `key_arns[region]`."""
+    """What a component needs of the severity topics, per region.
+
+    `arns[region][severity]`: built from the topic names (known at preview), each depending on its topic;
+    `key_arns[region]`: the topics' KMS key (its ARN holds a random key id: computed by AWS);
+    `key_aliases[region]`: the key's alias, which policies name instead (`iam.key_alias_condition`).
+    """
 
     arns: dict[str, dict[str, pulumi.Output[str]]]
     key_arns: dict[str, pulumi.Output[str]]
-PUBLISHING_SERVICES = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
-COMPONENT = "foundation"
+    key_aliases: dict[str, str]
+
+
+def key_alias(naming_prefix: str) -> str:
+    return f"alias/{naming_prefix}-alerts"
 
 
 @dataclass
@@ -42,13 +53,16 @@ class SeverityTopics(pulumi.ComponentResource):
 
     arns: dict[str, dict[str, pulumi.Output[str]]]
     key_arns: dict[str, pulumi.Output[str]]
+    refs: AlertTopics
 
     def __init__(self, name: str, args: SeverityTopicsArgs, opts: pulumi.ResourceOptions | None = None):
         ctx = args.context
-        super().__init__("akidb:foundation:SeverityTopics", name, None, ctx.component_opts(COMPONENT, opts))
+        super().__init__(TOKEN, name, None, ctx.component_opts(COMPONENT, opts))
         account = ctx.account_id
+        arns = ctx.arns
         self.arns = {}
         self.key_arns = {}
+        aliases: dict[str, str] = {}
         for region in ctx.config.alarm_regions:
             key = aws.kms.Key(
                 f"{name}-{region}-key",
@@ -56,56 +70,51 @@ class SeverityTopics(pulumi.ComponentResource):
                 description=f"{ctx.naming.prefix} alert topics ({region})",
                 enable_key_rotation=True,
                 deletion_window_in_days=30,
-                policy=account.apply(lambda acct: _key_policy(acct)),
+                policy=iam.document(*_key_statements(arns.root(), account)),
                 opts=pulumi.ResourceOptions(parent=self, protect=ctx.protect()),
             )
+            aliases[region] = key_alias(ctx.naming.prefix)
             aws.kms.Alias(
                 f"{name}-{region}-key-alias",
                 region=region,
-                name=f"alias/{ctx.naming.prefix}-alerts",
+                name=aliases[region],
                 target_key_id=key.key_id,
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.key_arns[region] = key.arn
             self.arns[region] = {}
             for severity in SEVERITIES:
+                topic_name = ctx.naming.physical("alerts", severity.lower(), max_len=MAX_TOPIC_NAME)
                 topic = aws.sns.Topic(
                     f"{name}-{region}-{severity.lower()}",
                     region=region,
-                    name=ctx.naming.physical("alerts", severity.lower(), max_len=MAX_TOPIC_NAME),
+                    name=topic_name,
                     kms_master_key_id=key.arn,
                     opts=pulumi.ResourceOptions(parent=self),
                 )
+                topic_arn = iam.known_after(topic, arns.topic(region, topic_name))
                 aws.sns.TopicPolicy(
                     f"{name}-{region}-{severity.lower()}-policy",
                     region=region,
-                    arn=topic.arn,
-                    policy=pulumi.Output.all(topic.arn, account).apply(
-                        lambda a: json.dumps(_topic_policy(a[0], a[1]), sort_keys=True)),
+                    arn=topic_arn,
+                    policy=iam.document(_topic_statement(topic_arn, account)),
                     opts=pulumi.ResourceOptions(parent=self),
                 )
-                self.arns[region][severity] = topic.arn
-        self.refs = AlertTopics(arns=self.arns, key_arns=self.key_arns)
+                self.arns[region][severity] = topic_arn
+        self.refs = AlertTopics(arns=self.arns, key_arns=self.key_arns, key_aliases=aliases)
         self.register_outputs({"arns": self.arns})
 
 
-def _key_policy(account: str) -> str:
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [
-            statement(["kms:*"], "*", sid="AccountAdministers",
-                      principals={"AWS": f"arn:aws:iam::{account}:root"}),
-            statement(["kms:Decrypt", "kms:GenerateDataKey*"], "*", sid="AlarmServicesEncrypt",
-                      principals={"Service": PUBLISHING_SERVICES},
-                      conditions={"StringEquals": {"aws:SourceAccount": account}}),
-        ],
-    }, sort_keys=True)
+def _key_statements(root: pulumi.Input[str], account: pulumi.Input[str]) -> list[iam.Statement]:
+    return [
+        statement(["kms:*"], "*", sid="AccountAdministers", principals={"AWS": root}),
+        statement(["kms:Decrypt", "kms:GenerateDataKey*"], "*", sid="AlarmServicesEncrypt",
+                  principals={"Service": PUBLISHING_SERVICES},
+                  conditions={"StringEquals": {"aws:SourceAccount": account}}),
+    ]
 
 
-def _topic_policy(topic_arn: str, account: str) -> dict:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [statement(["sns:Publish"], topic_arn, sid="AlarmServicesPublish",
-                                principals={"Service": PUBLISHING_SERVICES},
-                                conditions={"StringEquals": {"aws:SourceAccount": account}})],
-    }
+def _topic_statement(topic_arn: pulumi.Input[str], account: pulumi.Input[str]) -> iam.Statement:
+    return statement(["sns:Publish"], topic_arn, sid="AlarmServicesPublish",
+                     principals={"Service": PUBLISHING_SERVICES},
+                     conditions={"StringEquals": {"aws:SourceAccount": account}})

@@ -10,6 +10,7 @@ a Secrets Manager secret the webhook function reads at init.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +19,11 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.artifacts.packaging import build_lambda
+from infra.blocks.function import FunctionSpec, LogicalNames, PythonFunction
 from infra.components.severity_topics import SEVERITIES, AlertTopics
 from infra.core import iam
 from infra.core.context import StackContext
+from infra.core.iam import known_after
 from infra.core.naming import MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
 from infra.slo.alertmanager import ROUTING_KEY_SECRET, alertmanager_config, expected_receiver
 from infra.slo.render import dump
@@ -40,6 +43,9 @@ PAGERDUTY_SNS_URL = "https://events.pagerduty.com/integration/{key}/enqueue"
 class SloAlertingArgs:
     context: StackContext
     topics: AlertTopics  # the foundation's severity topics and their KMS keys, per region
+    # The edge function the runbooks act on (EmfEdge.function_name) and its regions; empty without emf-edge.
+    edge_function_name: str = ""
+    edge_regions: Sequence[str] = ()
 
 
 def links_for(ctx: StackContext) -> LinkSettings:
@@ -157,20 +163,24 @@ class SloAlerting(pulumi.ComponentResource):
     def _runbooks(self, name: str, ctx: StackContext, args: SloAlertingArgs,
                   child: pulumi.ResourceOptions) -> pulumi.Output[str]:
         cfg, rb = ctx.config.slo_alerting, ctx.config.slo_alerting.runbooks
-        region, account = ctx.region, ctx.account_id
+        region, arns, n = ctx.region, ctx.arns, ctx.naming
         stateful = pulumi.ResourceOptions(parent=self, protect=ctx.protect())
         key = aws.kms.Key(
-            f"{name}-runbooks-key", region=region, description=f"{ctx.naming.prefix} runbook automation",
+            f"{name}-runbooks-key", region=region, description=f"{n.prefix} runbook automation",
             enable_key_rotation=True, deletion_window_in_days=30,
-            policy=account.apply(lambda a: json.dumps({"Version": "2012-10-17", "Statement": [
-                iam.statement(["kms:*"], "*", sid="AccountAdministers",
-                              principals={"AWS": f"arn:aws:iam::{a}:root"})]}, sort_keys=True)),
+            policy=iam.document(iam.statement(["kms:*"], "*", sid="AccountAdministers",
+                                              principals={"AWS": arns.root()})),
             opts=stateful)
-        audit = aws.sns.Topic(f"{name}-audit", region=region,
-                              name=ctx.naming.physical("runbook-audit", max_len=MAX_TOPIC_NAME),
-                              kms_master_key_id=key.arn, opts=child)
+        # Policies name the key by this alias: its ARN holds an id AWS picks, unknown until it exists.
+        key_alias = f"alias/{n.prefix}-runbooks"
+        aws.kms.Alias(f"{name}-runbooks-key-alias", region=region, name=key_alias, target_key_id=key.key_id,
+                      opts=child)
+        audit_name = n.physical("runbook-audit", max_len=MAX_TOPIC_NAME)
+        audit = aws.sns.Topic(f"{name}-audit", region=region, name=audit_name, kms_master_key_id=key.arn, opts=child)
+        audit_arn = arns.topic(region, audit_name)
+        secret_name = n.physical("pagerduty-webhook-secret")
         secret = aws.secretsmanager.Secret(
-            f"{name}-webhook-secret", region=region, name=ctx.naming.physical("pagerduty-webhook-secret"),
+            f"{name}-webhook-secret", region=region, name=secret_name,
             description="PagerDuty V3 webhook signing secret (from the Pulumi secret pagerdutyWebhookSecret)",
             kms_key_id=key.arn, recovery_window_in_days=7, opts=child)
         webhook_secret = ctx.config.secrets.pagerduty_webhook_secret
@@ -178,87 +188,95 @@ class SloAlerting(pulumi.ComponentResource):
             raise ValueError("sloAlerting.runbooks.enabled needs the secret pagerdutyWebhookSecret")
         aws.secretsmanager.SecretVersion(f"{name}-webhook-secret-value", region=region, secret_id=secret.id,
                                          secret_string=pulumi.Output.secret(webhook_secret), opts=child)
+        table_name = n.physical("runbook-state")
         table = aws.dynamodb.Table(
-            f"{name}-state", region=region, name=ctx.naming.physical("runbook-state"),
+            f"{name}-state", region=region, name=table_name,
             billing_mode="PAY_PER_REQUEST", hash_key="pk",
             attributes=[aws.dynamodb.TableAttributeArgs(name="pk", type="S")],
             ttl=aws.dynamodb.TableTtlArgs(attribute_name="expires_at", enabled=True),
             server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True, kms_key_arn=key.arn),
             point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
             opts=stateful)
-        dlq = aws.sqs.Queue(f"{name}-jobs-dlq", region=region, name=ctx.naming.physical("runbook-jobs-dlq"),
+        dlq_name, queue_name = n.physical("runbook-jobs-dlq"), n.physical("runbook-jobs")
+        dlq = aws.sqs.Queue(f"{name}-jobs-dlq", region=region, name=dlq_name,
                             kms_master_key_id=key.arn, message_retention_seconds=14 * 86400, opts=child)
         queue = aws.sqs.Queue(
-            f"{name}-jobs", region=region, name=ctx.naming.physical("runbook-jobs"), kms_master_key_id=key.arn,
+            f"{name}-jobs", region=region, name=queue_name, kms_master_key_id=key.arn,
             visibility_timeout_seconds=6 * WORKER_TIMEOUT_S, message_retention_seconds=86400,
-            redrive_policy=dlq.arn.apply(lambda arn: json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 3})),
+            redrive_policy=iam.json_text({"deadLetterTargetArn": known_after(dlq, arns.queue(region, dlq_name)),
+                                          "maxReceiveCount": 3}, sort_keys=False),
             opts=child)
+        queue_arn = arns.queue(region, queue_name)
 
-        receiver_name = ctx.naming.physical("runbook-webhook", max_len=MAX_LAMBDA_NAME)
-        worker_name = ctx.naming.physical("runbook-worker", max_len=MAX_LAMBDA_NAME)
-        for fn in (receiver_name, worker_name):
-            aws.cloudwatch.LogGroup(f"{name}-logs-{fn.rsplit('-', 1)[-1]}", region=region,
-                                    name=f"/aws/lambda/{fn}", retention_in_days=rb.log_retention_days,
-                                    opts=child)
+        receiver_name = n.physical("runbook-webhook", max_len=MAX_LAMBDA_NAME)
+        worker_name = n.physical("runbook-worker", max_len=MAX_LAMBDA_NAME)
         home_p2 = args.topics.arns[region]["P2"]
-        settings = pulumi.Output.all(table.name, audit.arn, queue.url, secret.arn, home_p2).apply(
-            lambda v: json.dumps({
-                "environment": ctx.config.environment, "table_name": v[0], "audit_topic_arn": v[1],
-                "queue_url": v[2], "secret_arn": v[3], "notify_topic_arn": v[4], "dry_run": rb.dry_run,
-                "allowed_asgs": rb.allowed_asgs, "scale_out_asg": rb.scale_out_asg,
-                "scale_out_step": rb.scale_out_step, "max_capacity": rb.max_capacity,
-                "max_actions_per_hour": rb.max_actions_per_hour,
-                "edge_function_name": ctx.naming.physical(ctx.config.emf_edge.function_name, max_len=64),
-                "edge_regions": ctx.config.emf_edge.edge_regions,
-                "runbook_base_url": cfg.runbook_base_url, "grafana_base_url": cfg.grafana_base_url,
-            }, sort_keys=True))
+        # Every value built from names (known at preview); each depends on what it names.
+        settings = iam.json_text({
+            "environment": ctx.config.environment, "table_name": known_after(table, table_name),
+            "audit_topic_arn": known_after(audit, audit_arn),
+            "queue_url": known_after(queue, arns.queue_url(region, queue_name)),
+            # The name, which GetSecretValue takes as SecretId: the ARN ends in a suffix AWS picks.
+            "secret_arn": known_after(secret, secret_name),
+            "notify_topic_arn": home_p2, "dry_run": rb.dry_run,
+            "allowed_asgs": rb.allowed_asgs, "scale_out_asg": rb.scale_out_asg,
+            "scale_out_step": rb.scale_out_step, "max_capacity": rb.max_capacity,
+            "max_actions_per_hour": rb.max_actions_per_hour,
+            "edge_function_name": args.edge_function_name,
+            "edge_regions": list(args.edge_regions),
+            "runbook_base_url": cfg.runbook_base_url, "grafana_base_url": cfg.grafana_base_url,
+        })
 
-        kms_use = iam.statement(["kms:Decrypt", "kms:GenerateDataKey"], [key.arn], sid="RunbookKey")
-        receiver_role = self._role(name, ctx, "webhook", receiver_name, [
-            iam.statement(["secretsmanager:GetSecretValue"], [secret.arn], sid="WebhookSecret"),
-            iam.statement(["dynamodb:PutItem"], [table.arn], sid="Dedupe"),
-            iam.statement(["sqs:SendMessage"], [queue.arn], sid="QueueJobs"),
-            iam.statement(["sns:Publish"], [audit.arn], sid="Audit"),
-            kms_use,
-        ], child)
-        asg_arns = [pulumi.Output.concat("arn:aws:autoscaling:", region, ":", account,
-                                         ":autoScalingGroup:*:autoScalingGroupName/", asg)
-                    for asg in rb.allowed_asgs]
+        runbook_key = iam.key_alias_condition(key_alias)
+        receiver_statements = [
+            iam.statement(["secretsmanager:GetSecretValue"], [arns.secret(region, secret_name)], sid="WebhookSecret"),
+            iam.statement(["dynamodb:PutItem"], [arns.table(region, table_name)], sid="Dedupe"),
+            iam.statement(["sqs:SendMessage"], [queue_arn], sid="QueueJobs"),
+            iam.statement(["sns:Publish"], [audit_arn], sid="Audit"),
+            iam.statement(["kms:Decrypt", "kms:GenerateDataKey"], [arns.any_key(region)], sid="RunbookKey",
+                          conditions=runbook_key),
+        ]
+        asg_arns = [arns.autoscaling_group(region, asg) for asg in rb.allowed_asgs]
         worker_statements = [
-            iam.statement(["dynamodb:UpdateItem"], [table.arn], sid="ActionBudget"),
-            iam.statement(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], [queue.arn],
+            iam.statement(["dynamodb:UpdateItem"], [arns.table(region, table_name)], sid="ActionBudget"),
+            iam.statement(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], [queue_arn],
                           sid="ConsumeJobs"),
-            iam.statement(["sns:Publish"], [audit.arn, home_p2], sid="AuditAndNotify"),
-            iam.statement(["kms:Decrypt", "kms:GenerateDataKey"], [key.arn, args.topics.key_arns[region]],
-                          sid="Keys"),
+            iam.statement(["sns:Publish"], [audit_arn, home_p2], sid="AuditAndNotify"),
+            iam.statement(["kms:Decrypt", "kms:GenerateDataKey"], [arns.any_key(region)], sid="Keys",
+                          conditions=iam.key_alias_condition(key_alias, args.topics.key_aliases[region])),
             iam.statement(["autoscaling:DescribeAutoScalingGroups"], "*", sid="DescribeAsgs"),
         ]
         if asg_arns:
             worker_statements.append(iam.statement(
                 ["autoscaling:SetDesiredCapacity", "autoscaling:UpdateAutoScalingGroup"], asg_arns,
                 sid="ScaleAllowListedAsgs"))
-        worker_role = self._role(name, ctx, "worker", worker_name, worker_statements, child)
 
         pkg = build_lambda(FUNCTION_FOLDER, kind="lambda")
-        common: dict[str, Any] = {
-            "region": region, "runtime": "python3.12", "code": pulumi.FileArchive(str(pkg.path)),
-            "source_code_hash": pkg.source_code_hash, "architectures": ["arm64"],
-            "environment": aws.lambda_.FunctionEnvironmentArgs(variables={"RUNBOOK_SETTINGS": settings}),
-        }
-        receiver = aws.lambda_.Function(
-            f"{name}-webhook", name=receiver_name, role=receiver_role.arn, handler=pkg.handler,
-            description="PagerDuty V3 webhook: verify, dedupe, queue the runbook (202)",
-            memory_size=256, timeout=RECEIVER_TIMEOUT_S, opts=child, **common)
-        worker = aws.lambda_.Function(
-            f"{name}-worker", name=worker_name, role=worker_role.arn,
-            handler=pkg.handler.removesuffix(".handler") + ".worker",
-            description="Runs queued runbooks with guardrails and audits every decision",
-            memory_size=256, timeout=WORKER_TIMEOUT_S, reserved_concurrent_executions=2, opts=child, **common)
-        aws.lambda_.EventSourceMapping(
-            f"{name}-worker-jobs", region=region, event_source_arn=queue.arn, function_name=worker.arn,
-            batch_size=5, function_response_types=["ReportBatchItemFailures"], opts=child)
 
-        api = aws.apigatewayv2.Api(f"{name}-api", region=region, name=ctx.naming.physical("runbook-webhook"),
+        def function(suffix: str, function_name: str, statements: list[iam.Statement],
+                     **spec: Any) -> PythonFunction:
+            return PythonFunction(
+                LogicalNames(function=f"{name}-{suffix}", role=f"{name}-{suffix}-role",
+                             policy=f"{name}-{suffix}-policy", logs=f"{name}-logs-{suffix}"),
+                FunctionSpec(name=function_name, package=pkg, region=region, statements=statements,
+                             role_name=n.physical("runbook", suffix, "role", max_len=MAX_IAM_ROLE_NAME),
+                             role_description=f"runbook automation {suffix}",
+                             log_retention_days=rb.log_retention_days, memory_mb=256,
+                             environment={"RUNBOOK_SETTINGS": settings}, **spec),
+                parent=self, ctx=ctx)
+
+        receiver = function("webhook", receiver_name, receiver_statements, timeout_s=RECEIVER_TIMEOUT_S,
+                            description="PagerDuty V3 webhook: verify, dedupe, queue the runbook (202)")
+        worker = function("worker", worker_name, worker_statements, timeout_s=WORKER_TIMEOUT_S,
+                          handler=pkg.handler.removesuffix(".handler") + ".worker", reserved_concurrency=2,
+                          description="Runs queued runbooks with guardrails and audits every decision")
+        aws.lambda_.EventSourceMapping(
+            f"{name}-worker-jobs", region=region, event_source_arn=known_after(queue, queue_arn),
+            function_name=worker.arn, batch_size=5, function_response_types=["ReportBatchItemFailures"],
+            opts=child)
+
+        api_name = n.physical("runbook-webhook")
+        api = aws.apigatewayv2.Api(f"{name}-api", region=region, name=api_name,
                                    protocol_type="HTTP", description="PagerDuty V3 webhooks", opts=child)
         integration = aws.apigatewayv2.Integration(
             f"{name}-api-integration", region=region, api_id=api.id, integration_type="AWS_PROXY",
@@ -266,34 +284,23 @@ class SloAlerting(pulumi.ComponentResource):
             timeout_milliseconds=5000, opts=child)
         aws.apigatewayv2.Route(f"{name}-api-route", region=region, api_id=api.id, route_key=WEBHOOK_ROUTE,
                                target=pulumi.Output.concat("integrations/", integration.id), opts=child)
+        access_logs_name = f"/aws/apigateway/{api_name}"
         access_logs = aws.cloudwatch.LogGroup(
-            f"{name}-api-logs", region=region, name=f"/aws/apigateway/{ctx.naming.physical('runbook-webhook')}",
+            f"{name}-api-logs", region=region, name=access_logs_name,
             retention_in_days=rb.log_retention_days, opts=child)
         aws.apigatewayv2.Stage(
             f"{name}-api-stage", region=region, api_id=api.id, name="$default", auto_deploy=True,
             default_route_settings=aws.apigatewayv2.StageDefaultRouteSettingsArgs(
                 throttling_burst_limit=20, throttling_rate_limit=10),
             access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
-                destination_arn=access_logs.arn,
+                destination_arn=known_after(access_logs, arns.log_group(region, access_logs_name)),
                 format=json.dumps({"requestId": "$context.requestId", "ip": "$context.identity.sourceIp",
                                    "route": "$context.routeKey", "status": "$context.status",
                                    "latencyMs": "$context.responseLatency"})),
             opts=child)
+        # The API id is AWS's pick: this source ARN stays unknown until the API exists.
         aws.lambda_.Permission(
-            f"{name}-api-invoke", region=region, action="lambda:InvokeFunction", function=receiver.name,
+            f"{name}-api-invoke", region=region, action="lambda:InvokeFunction", function=receiver.function.name,
             principal="apigateway.amazonaws.com",
             source_arn=pulumi.Output.concat(api.execution_arn, "/*/POST/pagerduty"), opts=child)
         return pulumi.Output.concat(api.api_endpoint, "/pagerduty")
-
-    def _role(self, name: str, ctx: StackContext, suffix: str, function_name: str,
-              statements: list[dict[str, Any]], child: pulumi.ResourceOptions) -> aws.iam.Role:
-        role = aws.iam.Role(
-            f"{name}-{suffix}-role",
-            name=ctx.naming.physical("runbook", suffix, "role", max_len=MAX_IAM_ROLE_NAME),
-            assume_role_policy=iam.assume_role_policy("lambda.amazonaws.com"),
-            description=f"runbook automation {suffix}", opts=child)
-        aws.iam.RolePolicy(
-            f"{name}-{suffix}-policy", role=role.id,
-            policy=iam.document(iam.lambda_logs_statement(ctx.region, ctx.account_id, function_name), *statements),
-            opts=child)
-        return role

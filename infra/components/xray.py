@@ -26,10 +26,11 @@ import pulumi_kubernetes as k8s
 
 from infra.components import xray_collector as oc
 from infra.core.context import StackContext
-from infra.core.iam import document, statement
+from infra.core.iam import document, known_after, statement
 from infra.core.naming import MAX_IAM_ROLE_NAME
 
 COMPONENT = "xray"
+TOKEN = "akidb:xray:Tracing"
 DAEMON_SERVICE = "xray-daemon"  # the address akidb-rest already uses: keep it
 AGENT = "adot-agent"
 GATEWAY = "adot-gateway"
@@ -161,7 +162,7 @@ class Tracing(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TracingArgs, opts: pulumi.ResourceOptions | None = None):
         ctx = args.context
-        super().__init__("akidb:xray:Tracing", name, None, ctx.component_opts(COMPONENT, opts))
+        super().__init__(TOKEN, name, None, ctx.component_opts(COMPONENT, opts))
         self._ctx = ctx
         self._name = name
         cfg = ctx.config.xray
@@ -194,9 +195,10 @@ class Tracing(pulumi.ComponentResource):
         ns = ctx.config.kubernetes.namespace
         provider_arn = ctx.config.kubernetes.oidc_provider_arn
         assert provider_arn  # guaranteed by a cross-field rule of infra/config/__init__.py when xray is enabled
+        role_name = ctx.naming.physical("xray", tier, max_len=MAX_IAM_ROLE_NAME)
         role = aws.iam.Role(
             f"{self._name}-{tier}-role",
-            name=ctx.naming.physical("xray", tier, max_len=MAX_IAM_ROLE_NAME),
+            name=role_name,
             description=f"IRSA role of {ns}/{tier} (X-Ray only)",
             assume_role_policy=irsa_trust_policy(provider_arn, ns, tier),
             max_session_duration=3600,
@@ -204,14 +206,14 @@ class Tracing(pulumi.ComponentResource):
         )
         policy = aws.iam.RolePolicy(
             f"{self._name}-{tier}-xray",
-            role=role.id,
+            role=role.name,
             name=f"xray-{tier}",
             policy=document(statement(actions, "*", sid="XRay")),
             opts=self._child(),
         )
         sa = k8s.core.v1.ServiceAccount(
             f"{self._name}-{tier}-sa",
-            metadata=self._meta(tier, tier, annotations={IRSA_ANNOTATION: role.arn}),
+            metadata=self._meta(tier, tier, annotations={IRSA_ANNOTATION: known_after(role, ctx.arns.role(role_name))}),
             automount_service_account_token=False,
             opts=self._child(),
         )

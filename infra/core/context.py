@@ -14,6 +14,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.config import StackConfig
+from infra.core.iam import Arns
 from infra.core.naming import Naming
 
 REQUIRED_TAGS = ("service", "environment", "component", "owner")
@@ -24,7 +25,7 @@ class StackContext:
     config: StackConfig
     _aws: dict[str, aws.Provider] = field(default_factory=dict)
     _k8s: k8s.Provider | None = None
-    _account_id: pulumi.Output[str] | None = None
+    _account_id: pulumi.Input[str] | None = None
 
     @property
     def naming(self) -> Naming:
@@ -73,12 +74,23 @@ class StackContext:
         return self._k8s
 
     @property
-    def account_id(self) -> pulumi.Output[str]:
+    def account_id(self) -> pulumi.Input[str]:
+        """The account id as a plain string when the stack allows exactly one account (a deploy into any other
+        fails anyway), else read by `aws.get_caller_identity`: an invoke, which a real preview runs too."""
         if self._account_id is None:
-            ident = aws.get_caller_identity_output(
-                opts=pulumi.InvokeOutputOptions(provider=self.aws_provider("foundation")))
-            self._account_id = ident.account_id
+            allowed = self.config.aws.allowed_account_ids
+            if len(allowed) == 1:
+                self._account_id = str(allowed[0])
+            else:
+                ident = aws.get_caller_identity_output(
+                    opts=pulumi.InvokeOutputOptions(provider=self.aws_provider("foundation")))
+                self._account_id = ident.account_id
         return self._account_id
+
+    @property
+    def arns(self) -> Arns:
+        """ARNs built from physical names (known at preview), for policies, alarm actions and settings."""
+        return Arns(account=self.account_id, home_region=self.region)
 
     def component_opts(self, component: str,
                        opts: pulumi.ResourceOptions | None = None) -> pulumi.ResourceOptions:

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+from pulumi.output import Unknown
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
+
+from infra.validation.preview import UNKNOWN
 
 ACCOUNT_ID = "123456789012"
 SECRET_SIG_KEY = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
@@ -36,6 +39,7 @@ class Registration:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     custom: bool
+    protect: bool = False
 
 
 def _short(name: str) -> str:
@@ -53,9 +57,16 @@ def unwrap_secrets(value: Any) -> Any:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self, home_region: str = "us-east-1", account_id: str | None = None) -> None:
+    """`preview=True`: what a first `pulumi preview` of a new stack sees. Every resource returns its inputs only
+    (no id, no ARN, nothing AWS computes), so with `set_mocks(preview=True)` every computed output is unknown,
+    an `apply` over one never runs, and whatever is built from one reaches its resource as unknown. Invokes
+    still answer, as they do in a real preview."""
+
+    def __init__(self, home_region: str = "us-east-1", account_id: str | None = None,
+                 preview: bool = False) -> None:
         self.home_region = home_region
         self.account_id = account_id or ACCOUNT_ID
+        self.preview = preview
         self.provider_regions: dict[str, str] = {}
         self.lock = threading.Lock()
         self.invokes: list[tuple[str, dict[str, Any]]] = []
@@ -67,6 +78,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         outputs: dict[str, Any] = dict(args.inputs)
         if token.startswith("pulumi:providers:"):
             return f"{name}_id", outputs
+        if self.preview:
+            # An empty id is an unknown id (what the AWS provider answers for a create in a preview).
+            return "", outputs
         if token.startswith("kubernetes:"):
             return self._kubernetes(token, name, inputs, outputs)
         if not token.startswith("aws:"):
@@ -199,7 +213,7 @@ class RecordingMonitor(MockMonitor):
         state = self.resources[response.urn].state if response.urn in self.resources else {}
         reg = Registration(urn=response.urn, type=request.type, name=request.name, parent_urn=request.parent,
                            provider_ref=request.provider or None, inputs=dict(inputs), outputs=dict(state),
-                           custom=bool(request.custom))
+                           custom=bool(request.custom), protect=bool(request.protect))
         mocks: RecordingMocks = self.mocks  # type: ignore[assignment]
         if request.type == "pulumi:providers:aws":
             with mocks.lock:
@@ -210,10 +224,13 @@ class RecordingMonitor(MockMonitor):
 
 
 def as_plain(value: Any) -> Any:
-    """JSON-able form of recorded inputs: assets by path, secrets redacted, unknowns as None."""
+    """JSON-able form of recorded inputs: assets by path, secrets redacted, unknowns (preview) as UNKNOWN."""
+    if isinstance(value, Unknown):
+        return UNKNOWN
     if isinstance(value, dict):
         if value.get(SECRET_SIG_KEY) == SECRET_SIG_VALUE:
-            return "[secret]"
+            # Unknown-ness is no secret: a preview shows an unknown secret as unknown.
+            return UNKNOWN if isinstance(value.get("value"), Unknown) else "[secret]"
         return {k: as_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [as_plain(v) for v in value]

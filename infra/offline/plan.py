@@ -95,8 +95,9 @@ def _aws_settings(stack_file: StackFile) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
-def configure_mock_runtime(stack_file: StackFile) -> RecordingMonitor:
-    """Fresh config and mocks for one run of the program (also used by the test harness)."""
+def configure_mock_runtime(stack_file: StackFile, *, preview: bool = False) -> RecordingMonitor:
+    """Fresh config and mocks for one run of the program (also used by the test harness and, with
+    `preview=True`, by infra/offline/preview.py: a first preview, no computed outputs)."""
     aws_settings = _aws_settings(stack_file)
     home_region = str(aws_settings.get("region") or "us-east-1")
     accounts = aws_settings.get("allowedAccountIds") or []
@@ -104,9 +105,10 @@ def configure_mock_runtime(stack_file: StackFile) -> RecordingMonitor:
         del os.environ[var]  # they leak through set_all_config (FACTS section 2)
     pulumi.runtime.set_all_config(dict(stack_file.values), list(stack_file.secret_keys))
     mocks = RecordingMocks(home_region=home_region,
-                           account_id=str(accounts[0]) if isinstance(accounts, list) and accounts else None)
+                           account_id=str(accounts[0]) if isinstance(accounts, list) and accounts else None,
+                           preview=preview)
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack_file.stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack_file.stack, preview=preview, monitor=monitor)
     return monitor
 
 

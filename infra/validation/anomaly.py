@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from infra.components import anomaly
 from infra.validation import Plan, PlannedResource, Violation, rule
 from lambdas.anomaly_core import metrics as contract
 
-COMPONENT_TYPE = "akidb:anomaly:Anomaly"
+COMPONENT_TYPE = anomaly.TOKEN
 
 
 def _members(plan: Plan) -> list[PlannedResource]:

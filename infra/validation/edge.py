@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from infra.artifacts.packaging import read_package
+from infra.components import emf_edge
 from infra.validation import Plan, PlannedResource, Violation, rule
 
 EDGE_REGION = "us-east-1"
-EDGE_TOKEN = "akidb:emf-edge:EmfEdge"
+EDGE_TOKEN = emf_edge.TOKEN
 FUNCTION = "aws:lambda/function:Function"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 ORIGIN_MAX_MEMORY_MB = 10240

@@ -1,0 +1,188 @@
+"""The offline preview (`python -m infra.offline.preview --stack S`): the program as a first `pulumi preview`
+of a new stack sees it, with no computed outputs.
+
+Mocks answer every resource with its inputs only (`RecordingMocks(preview=True)` under `set_mocks(preview=True)`):
+no id, no ARN, nothing AWS computes, so every input built from a computed output arrives unknown, as
+`output<T>` in a real preview. Invokes still answer (a real preview runs them). Prints, per resource, the inputs
+that are unknown, and fails (exit 1) when one is in a policy document, an alarm action, a dashboard body or a
+Lambda function's settings (rule `known_at_preview`, infra/validation/preview.py). Exit 2: invalid stack config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+
+from infra.config import PROJECT, ConfigError, StackConfig, load_stack_config
+from infra.core.plan import Plan, PlannedResource, Violation
+from infra.offline.plan import collect, configure_mock_runtime
+from infra.offline.stackfile import StackFile, StackFileError, read_stack_file
+from infra.program import build
+from infra.validation.preview import known_at_preview, review_critical_unknowns, unknown_paths
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_aws(\..*)?")
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_kubernetes(\..*)?")
+
+
+_KEY_ARN = "the KMS key's ARN, which holds the key id AWS picks"
+_API_ID = "the API id AWS picks"
+# What may stay unknown at a first preview: values AWS computes when it creates a resource. (type, input path
+# without list indexes) -> why. Anything else unknown is named in the report as fixable.
+COMPUTED_BY_AWS: dict[tuple[str, str], str] = {
+    ("aws:kms/alias:Alias", "targetKeyId"): "the key id AWS picks",
+    ("aws:sns/topic:Topic", "kmsMasterKeyId"): _KEY_ARN,
+    ("aws:sqs/queue:Queue", "kmsMasterKeyId"): _KEY_ARN,
+    ("aws:secretsmanager/secret:Secret", "kmsKeyId"): _KEY_ARN,
+    ("aws:dynamodb/table:Table", "serverSideEncryption.kmsKeyArn"): _KEY_ARN,
+    ("aws:secretsmanager/secretVersion:SecretVersion", "secretId"): "the secret's ARN (AWS appends a random suffix)",
+    ("aws:apigatewayv2/integration:Integration", "apiId"): _API_ID,
+    ("aws:apigatewayv2/route:Route", "apiId"): _API_ID,
+    ("aws:apigatewayv2/stage:Stage", "apiId"): _API_ID,
+    ("aws:apigatewayv2/route:Route", "target"): "the integration id AWS picks",
+    ("aws:lambda/permission:Permission", "sourceArn"): "the API's execution ARN, which holds the API id",
+    ("aws:cloudfront/distribution:Distribution", "orderedCacheBehaviors.lambdaFunctionAssociations.lambdaArn"):
+        "the function version number Lambda assigns on publish",
+}
+
+
+def computed_by_aws(resource_type: str, path: str) -> str | None:
+    """Why `path` of a `resource_type` is truly computed by AWS, or None when it could be built from names."""
+    return COMPUTED_BY_AWS.get((resource_type, re.sub(r"\[\d+\]", "", path)))
+
+
+@dataclass
+class PreviewResult:
+    stack: str
+    resources: list[PlannedResource] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    config_problems: list[str] = field(default_factory=list)
+    protected: list[str] = field(default_factory=list)  # URNs registered with protect=True
+    config: StackConfig | None = None
+
+    @property
+    def managed(self) -> list[PlannedResource]:
+        """Resources a provider creates (not components, not providers): what the counts are about."""
+        return [r for r in self.resources if r.custom and not r.type.startswith("pulumi:providers:")]
+
+    @property
+    def unknowns(self) -> dict[str, list[str]]:
+        """Resource label -> its input paths unknown at preview (resources with none are left out)."""
+        out = {}
+        for res in self.managed:
+            paths = unknown_paths(res.inputs)
+            if paths:
+                out[res.label] = paths
+        return out
+
+    @property
+    def fixable_unknowns(self) -> dict[str, list[str]]:
+        """Unknown inputs that AWS does not compute: each could be built from names (see COMPUTED_BY_AWS)."""
+        out = {}
+        for res in self.managed:
+            paths = [p for p in unknown_paths(res.inputs) if computed_by_aws(res.type, p) is None]
+            if paths:
+                out[res.label] = paths
+        return out
+
+    @property
+    def critical_counts(self) -> Counter[str]:
+        """Kind (policy, alarm action, dashboard body, lambda setting) -> unknown inputs of that kind."""
+        counts: Counter[str] = Counter()
+        for res in self.managed:
+            for kind, paths in review_critical_unknowns(res).items():
+                counts[kind] += len(paths)
+        return counts
+
+    @property
+    def exit_code(self) -> int:
+        if self.config_problems:
+            return 2
+        return 1 if self.violations else 0
+
+
+def run_preview(stack: str = "staging", *, config_path: Path | None = None,
+                stack_file: StackFile | None = None) -> PreviewResult:
+    """Run the program for `stack` as a first preview sees it and check what must be known there."""
+    result = PreviewResult(stack=stack)
+    if stack_file is None:
+        try:
+            stack_file = read_stack_file(stack, config_path)
+        except StackFileError as err:
+            result.config_problems = [str(err)]
+            return result
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    monitor = configure_mock_runtime(stack_file, preview=True)
+    holder: dict[str, StackConfig] = {}
+
+    def program() -> None:
+        holder["config"] = load_stack_config()
+        build(holder["config"])
+
+    try:
+        pulumi.runtime.test(program)()
+    except ConfigError as err:
+        result.config_problems = [str(p) for p in err.problems]
+        return result
+    finally:
+        pulumi.runtime.reset_options()
+        loop.close()
+        asyncio.set_event_loop(None)
+    result.config = holder["config"]
+    result.resources = collect(monitor, stack)
+    result.protected = sorted(reg.urn for reg in monitor.recorded if reg.protect)
+    result.violations = list(known_at_preview(Plan(resources=result.resources, config=result.config)))
+    return result
+
+
+def report(result: PreviewResult) -> str:
+    managed, unknowns = result.managed, result.unknowns
+    critical = result.critical_counts
+    kinds = ("policy", "alarm action", "dashboard body", "lambda setting")
+    lines = [f"Offline preview of stack '{result.stack}' ({PROJECT}): a first `pulumi preview`, no computed outputs",
+             "",
+             f"Resources with unknown inputs: {len(unknowns)} of {len(managed)}",
+             "Unknown review-critical inputs: " + ", ".join(f"{k} {critical.get(k, 0)}" for k in kinds),
+             ""]
+    types = {r.label: r.type for r in managed}
+
+    def why(label: str, path: str) -> str:
+        return computed_by_aws(types[label], path) or "NOT computed by AWS: build it from names"
+
+    if unknowns:
+        lines.append("Unknown inputs (shown as output<T> by a first preview), and why:")
+        lines += [f"  {label}: {path} ({why(label, path)})"
+                  for label, paths in sorted(unknowns.items()) for path in paths]
+    if result.violations:
+        lines += ["", f"{len(result.violations)} violation(s):", *[f"  {v}" for v in result.violations]]
+    else:
+        lines += ["", "Policies, alarm actions, dashboard bodies and Lambda settings: all known at preview."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Offline first-preview run: which inputs are unknown.")
+    parser.add_argument("--stack", default="staging", help="stack name (Pulumi.<stack>.yaml), default staging")
+    parser.add_argument("--config", type=Path, help="use this stack file instead of Pulumi.<stack>.yaml")
+    args = parser.parse_args(argv)
+    result = run_preview(args.stack, config_path=args.config)
+    if result.config_problems:
+        print(f"Invalid stack config for '{args.stack}' ({len(result.config_problems)} problem(s)):",
+              file=sys.stderr)
+        for line in result.config_problems:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    print(report(result))
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
