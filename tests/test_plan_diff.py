@@ -7,6 +7,8 @@ from typing import Any
 
 from infra.offline.diff import comment_marker, diff_plans, main, render, render_markdown
 from infra.offline.plan import PlanResult, plan_document, plan_text
+from infra.offline.retained import render as render_imports
+from infra.offline.retained import retained
 
 
 def _doc(*resources: dict[str, Any], stack: str = "staging") -> dict[str, Any]:
@@ -108,3 +110,23 @@ def test_bad_plan_file_is_a_clear_error(tmp_path: Any, capsys: Any) -> None:
     bad.write_text("[]")
     assert main(["--stack", "staging", "--plan", str(bad), "--new", str(bad)]) == 2
     assert "expected a JSON object" in capsys.readouterr().err
+
+
+def test_import_lines_cover_every_retained_resource(planned: dict[str, PlanResult]) -> None:
+    for stack, result in planned.items():
+        doc = plan_document(result)
+        expected = {(r["type"], r["name"]) for r in doc["resources"]
+                    if r.get("custom") and ((r.get("options") or {}).get("retainOnDelete")
+                                            or (r.get("options") or {}).get("protect")
+                                            or r["inputs"].get("skipDestroy"))}
+        assert expected, f"{stack}: nothing retained (the edge function must be)"
+        items = retained(doc)
+        assert {(i.type, i.name) for i in items} == expected
+        text = render_imports(stack, items)
+        for item in items:
+            entry = next(r for r in doc["resources"] if (r["type"], r["name"]) == (item.type, item.name))
+            physical = entry["inputs"].get("name") or entry["inputs"].get("bucket") or entry["inputs"].get("role")
+            assert physical is None or physical in item.import_id, (stack, item)
+            assert "None" not in item.import_id and "Stack$" not in item.command(stack)
+            assert item.command(stack) in text and f"--protect={'true' if item.protect else 'false'}" in text
+        assert text.count("pulumi import ") == len(items)
