@@ -2,7 +2,8 @@
 
 One StackValidationPolicy per rule of `infra.validation.RULES` (the registry `make plan` runs): the engine's
 resources become `PlannedResource`s (infra.validation.engine_plan), the stack's config is read from
-`Pulumi.<stack>.yaml` (the stack named in the URNs), and each rule reports its violations on the resource's URN.
+`Pulumi.<stack>.yaml` (the stack named in the URNs: the pack runs from this checkout with `--policy-pack policy/`),
+and each rule reports its violations on the resource's URN.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from pulumi_policy import (  # noqa: E402
     StackValidationPolicy,
 )
 
-from infra.config import ConfigError  # noqa: E402
+from infra.config import PROJECT, SECRET_KEYS, ConfigError  # noqa: E402
 from infra.config.parser import parse_stack_config  # noqa: E402
-from infra.offline.stackfile import StackFileError, read_stack_file  # noqa: E402
+from infra.offline.stackfile import StackFileError, read_stack_file, with_overrides  # noqa: E402
 from infra.validation import Plan, engine_plan, load_rules, rule_description, stack_of_urn  # noqa: E402
 
 PACK_NAME = "akidb-observability-rules"
@@ -41,6 +42,10 @@ def plan_of(resources: list[Any]) -> Plan:
     stack = stacks.pop()
     try:
         stack_file = read_stack_file(stack)
+        # The rules read no secret, and the engine has already run the program (which reports a missing secret
+        # itself): a secret absent from the file is marked present so the settings the rules need can be read.
+        absent = {k: "[secret]" for k in SECRET_KEYS if f"{PROJECT}:{k}" not in stack_file.secret_keys}
+        stack_file = with_overrides(stack_file, {}, absent)
         config = parse_stack_config(stack_file.values, set(stack_file.secret_keys))
     except StackFileError as err:
         raise ValueError(str(err)) from None

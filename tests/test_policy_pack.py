@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.util
 import re
 import runpy
+import subprocess
+import sys
 import tomllib
 from types import ModuleType
 from typing import Any
@@ -18,10 +20,9 @@ from pulumi_policy import EnforcementLevel, PolicyResource, PolicyResourceOption
 from pulumi_policy.policy import PolicyProviderResource
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from infra.config import PROJECT, SECRET_KEYS
+from infra.config import PROJECT
 from infra.core.paths import ROOT
 from infra.offline.plan import PlanResult
-from infra.offline.stackfile import read_stack_file, with_overrides
 from infra.validation import Plan, PlannedResource, _known, load_rules, validate
 
 PACK_DIR = ROOT / "policy"
@@ -100,23 +101,13 @@ def staging(planned: dict[str, PlanResult]) -> PlanResult:
     return planned["staging"]
 
 
-def _pack_with_stack_file(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The pack, reading the checked-in stack file with the secrets `pulumi config set --secret` would add."""
-    module = _pack_module()
-    stack_file = read_stack_file("staging")
-    missing = {k: f"test-{k}" for k in SECRET_KEYS if f"{PROJECT}:{k}" not in stack_file.secret_keys}
-    monkeypatch.setattr(module, "read_stack_file", lambda stack: with_overrides(stack_file, {}, missing))
-    return module
-
-
-def test_clean_stack_is_clean_in_both_runners(staging: PlanResult, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clean_stack_is_clean_in_both_runners(staging: PlanResult) -> None:
     assert staging.violations == []
-    reported = _run_pack(_pack_with_stack_file(monkeypatch), _engine_resources(staging.resources, "staging"))
+    reported = _run_pack(_pack_module(), _engine_resources(staging.resources, "staging"))
     assert reported == []
 
 
-def test_violating_resource_is_reported_by_both_runners(staging: PlanResult,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_violating_resource_is_reported_by_both_runners(staging: PlanResult) -> None:
     # An unencrypted topic on the ambient default provider: `explicit_providers` and `encryption_at_rest`.
     bad = PlannedResource(urn=f"urn:pulumi:staging::{PROJECT}::aws:sns/topic:Topic::stray", type="aws:sns/topic:Topic",
                           name="stray", parent=None, region="us-east-1", inputs={"name": "stray"}, custom=True,
@@ -131,7 +122,7 @@ def test_violating_resource_is_reported_by_both_runners(staging: PlanResult,
     assert {v.resource for v in offline} <= set(urn_of)
     assert "explicit_providers" in {v.rule for v in offline if v.resource == bad.label}
 
-    reported = _run_pack(_pack_with_stack_file(monkeypatch), _engine_resources(resources, "staging"))
+    reported = _run_pack(_pack_module(), _engine_resources(resources, "staging"))
     assert sorted((name, urn) for name, _, urn in reported) == sorted((v.rule, urn_of[v.resource]) for v in offline)
     for v in offline:
         assert any(name == v.rule and v.message in message for name, message, _ in reported), v
@@ -141,3 +132,43 @@ def test_unknown_values_at_preview_become_none() -> None:
     props = unknown_checking_proxy({"name": "a", "arn": UNKNOWN_STRING_VALUE, "tags": {"x": UNKNOWN_STRING_VALUE}})
     assert _known(props) == {"name": "a", "arn": None, "tags": {"x": None}}
 
+
+
+def test_pack_serves_the_analyzer_protocol_the_engine_speaks() -> None:
+    """Started as the CLI starts a Python pack (`python policy/`, port on stdout), then asked over gRPC."""
+    import grpc
+    from google.protobuf import empty_pb2, struct_pb2
+    from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
+
+    proc = subprocess.Popen([sys.executable, str(PACK_DIR)], cwd=PACK_DIR, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline().strip())  # type: ignore[union-attr]
+        stub = analyzer_pb2_grpc.AnalyzerStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=60)
+        assert sorted(p.name for p in info.policies) == sorted(load_rules())
+
+        stack_urn = f"urn:pulumi:staging::{PROJECT}::pulumi:pulumi:Stack::{PROJECT}-staging"
+        provider_urn = f"urn:pulumi:staging::{PROJECT}::pulumi:providers:aws::default_7_51_1"
+        topic_urn = f"urn:pulumi:staging::{PROJECT}::aws:sns/topic:Topic::stray"
+
+        def props(values: dict[str, Any]) -> struct_pb2.Struct:
+            out = struct_pb2.Struct()
+            out.update(values)
+            return out
+
+        provider = analyzer_pb2.AnalyzerProviderResource(type="pulumi:providers:aws", urn=provider_urn,
+                                                         name="default_7_51_1", properties=props({}))
+        request = analyzer_pb2.AnalyzeStackRequest(resources=[
+            analyzer_pb2.AnalyzerResource(type="pulumi:pulumi:Stack", urn=stack_urn, name=f"{PROJECT}-staging",
+                                          properties=props({})),
+            analyzer_pb2.AnalyzerResource(type="aws:sns/topic:Topic", urn=topic_urn, name="stray", parent=stack_urn,
+                                          properties=props({"name": "akidb-stray"}), provider=provider),
+        ])
+        response = stub.AnalyzeStack(request, timeout=120)
+        found = {(d.policyName, d.urn) for d in response.diagnostics}
+        assert ("explicit_providers", topic_urn) in found, found
+        assert all(d.enforcementLevel == analyzer_pb2.MANDATORY for d in response.diagnostics)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
