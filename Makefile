@@ -126,9 +126,11 @@ dashboards dashboards-check: edge-model
 .PHONY: plan-diff import-retained requirements
 AGAINST ?=
 PLAN ?=
+MARKDOWN ?=
 # What `pulumi preview --diff` would print for this change, from the offline plans of both sides.
 plan-diff: venv tools
-	$(PY) -m infra.offline.diff --stack $(STACK) $(if $(PLAN),--plan $(PLAN),$(if $(AGAINST),--against $(AGAINST)))
+	$(PY) -m infra.offline.diff --stack $(STACK) $(if $(PLAN),--plan $(PLAN),$(if $(AGAINST),--against $(AGAINST))) \
+	  $(if $(MARKDOWN),--markdown $(MARKDOWN))
 # `pulumi import` lines, from config, for the resources a destroy keeps (retainOnDelete, skipDestroy, protect).
 import-retained: venv tools
 	$(PY) -m infra.offline.retained --stack $(STACK)

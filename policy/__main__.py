@@ -20,6 +20,7 @@ if str(ROOT) not in sys.path:
 
 from pulumi_policy import (  # noqa: E402
     EnforcementLevel,
+    Policy,
     PolicyPack,
     ReportViolation,
     StackValidationArgs,
@@ -76,7 +77,7 @@ def validation_for(rule_name: str) -> Callable[[StackValidationArgs, ReportViola
     return validate
 
 
-def policies() -> list[StackValidationPolicy]:
+def policies() -> list[Policy]:
     return [StackValidationPolicy(name=name, description=rule_description(name),
                                   validate=validation_for(name), enforcement_level=EnforcementLevel.MANDATORY)
             for name in sorted(load_rules())]
