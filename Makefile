@@ -15,6 +15,8 @@ help:
 	@echo "make test                        every test (installs what it needs)"
 	@echo "make package [STACK=...]         build the Lambda zips, print sizes against AWS limits"
 	@echo "make lint                        ruff"
+	@echo "make plan-diff [STACK=] [AGAINST=REF|PLAN=FILE]  what pulumi preview --diff would show (default: merge base with main)"
+	@echo "make import-retained STACK=...    pulumi import lines for what a destroy leaves behind"
 
 $(VENV)/.installed: pyproject.toml
 	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
@@ -46,7 +48,7 @@ package: venv
 lint: venv
 	$(PY) -m ruff check .
 
-test: venv tools
+test: venv tools $(VENV)/.policy-sdk
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -120,3 +122,24 @@ dashboards-check: venv tools  ## exit 1 when dashboards/ drifted from the defini
 dashboards-preview: dashboards  ## PNG of each dashboard's layout with sample series, in build/dashboards-preview/
 	$(PY) -m infra.dashboard_defs.preview
 dashboards dashboards-check: edge-model
+# -- engine: plan diff, retained resources, policy pack, workflow checks --
+.PHONY: plan-diff import-retained requirements
+AGAINST ?=
+PLAN ?=
+MARKDOWN ?=
+# What `pulumi preview --diff` would print for this change, from the offline plans of both sides.
+plan-diff: venv tools
+	$(PY) -m infra.offline.diff --stack $(STACK) $(if $(PLAN),--plan $(PLAN),$(if $(AGAINST),--against $(AGAINST))) \
+	  $(if $(MARKDOWN),--markdown $(MARKDOWN))
+# `pulumi import` lines, from config, for the resources a destroy keeps (retainOnDelete, skipDestroy, protect).
+import-retained: venv tools
+	$(PY) -m infra.offline.retained --stack $(STACK)
+# requirements.txt (read by `pulumi install`) from pyproject.toml.
+requirements: venv
+	$(PY) -m infra.offline.requirements
+plan-diff import-retained: edge-model
+# The policy pack's SDK in the dev venv for tests/test_policy_pack.py. --no-deps: its protobuf~=5.29 pin would
+# break onnx (protobuf>=6.31); the SDK runs on protobuf 6 (the pack itself gets its own venv in CI).
+$(VENV)/.policy-sdk: $(VENV)/.installed policy/requirements.txt
+	$(VENV)/bin/pip install --quiet --no-deps $$(grep '^pulumi-policy==' policy/requirements.txt)
+	touch $@

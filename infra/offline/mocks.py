@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -39,7 +39,12 @@ class Registration:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     custom: bool
-    protect: bool = False
+    # Resource options the engine acts on at delete/replace time (protect, retainOnDelete, deleteBeforeReplace).
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def protect(self) -> bool:
+        return bool(self.options.get("protect"))
 
 
 def _short(name: str) -> str:
@@ -197,6 +202,19 @@ class RecordingMocks(pulumi.runtime.Mocks):
             "infra/offline/mocks.py")
 
 
+def _options(request: Any) -> dict[str, Any]:
+    """The delete/replace options set on a registration (only those that differ from the default)."""
+    out: dict[str, Any] = {}
+    for key in ("protect", "retainOnDelete", "deleteBeforeReplace"):
+        if getattr(request, key, False):
+            out[key] = True
+    for key in ("ignoreChanges", "replaceOnChanges"):
+        values = sorted(getattr(request, key, []) or [])
+        if values:
+            out[key] = values
+    return out
+
+
 class RecordingMonitor(MockMonitor):
     """Records each registration with the parent and provider the plain mock monitor drops."""
 
@@ -213,7 +231,7 @@ class RecordingMonitor(MockMonitor):
         state = self.resources[response.urn].state if response.urn in self.resources else {}
         reg = Registration(urn=response.urn, type=request.type, name=request.name, parent_urn=request.parent,
                            provider_ref=request.provider or None, inputs=dict(inputs), outputs=dict(state),
-                           custom=bool(request.custom), protect=bool(request.protect))
+                           custom=bool(request.custom), options=_options(request))
         mocks: RecordingMocks = self.mocks  # type: ignore[assignment]
         if request.type == "pulumi:providers:aws":
             with mocks.lock:

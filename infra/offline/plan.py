@@ -8,6 +8,9 @@ secrets as "[secret]"), and every plan-time validation rule runs. Exit codes: 0 
 Secrets: the stack files hold none (the CLI would fail on a placeholder). A missing secret is an invalid config
 with the `pulumi config set --secret` command to run, unless `--offline-secrets` is given: then stand-ins (marked
 secret) fill the secrets the config needs, and the summary lists which values were stood in.
+
+plan.json is byte-identical for the same config (reviewed as a diff, compared by `make plan-diff`): resources
+sorted by URN, keys sorted, paths relative to the project root, no timings.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ import pulumi
 
 from infra.artifacts.packaging import LambdaPackage, read_package
 from infra.config import PROJECT, ConfigError, load_stack_config
-from infra.core.paths import BUILD_DIR
+from infra.core.paths import BUILD_DIR, ROOT
 from infra.core.plan import Plan, PlannedResource, Violation
-from infra.offline.mocks import GLOBAL_AWS_PREFIXES, RecordingMocks, RecordingMonitor, Registration, as_plain
+from infra.offline.mocks import RecordingMocks, RecordingMonitor, Registration, as_plain
 from infra.offline.stackfile import StackFile, StackFileError, read_stack_file, with_offline_secrets
 from infra.program import build
-from infra.validation import validate
+from infra.validation import resource_region, validate
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_aws(\..*)?")
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_kubernetes(\..*)?")
@@ -51,6 +54,8 @@ class PlanResult:
     plan_path: Path | None = None
     seconds: float = 0.0
     stood_in: list[str] = field(default_factory=list)  # secret keys given offline stand-ins
+    # Resource options by URN (protect, retainOnDelete, ...), for the diff and the retained-resource list.
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def packages(self) -> list[LambdaPackage]:
@@ -137,17 +142,8 @@ def _provider_name(ref: str | None) -> str | None:
 
 
 def _region(reg: Registration, providers: dict[str, Registration]) -> str | None:
-    if reg.type.startswith("pulumi:providers:aws"):
-        return reg.inputs.get("region")
-    if not reg.type.startswith("aws:") or reg.type.startswith(GLOBAL_AWS_PREFIXES):
-        return None
-    if reg.inputs.get("region"):
-        return str(reg.inputs["region"])
-    if reg.provider_ref:
-        prov = providers.get(reg.provider_ref.rsplit("::", 1)[0])
-        if prov is not None:
-            return prov.inputs.get("region")
-    return None
+    prov = providers.get(reg.provider_ref.rsplit("::", 1)[0]) if reg.provider_ref else None
+    return resource_region(reg.type, reg.inputs, prov.inputs if prov is not None else None)
 
 
 def run_plan(stack: str = "staging", *, config_path: Path | None = None, quiet: bool = False,
@@ -192,6 +188,7 @@ def run_plan(stack: str = "staging", *, config_path: Path | None = None, quiet: 
         loop.close()
         asyncio.set_event_loop(None)
     result.resources = collect(monitor, stack)
+    result.options = {reg.urn: reg.options for reg in monitor.recorded if reg.options}
     result.outputs = holder.get("outputs", {})
     result.plan = Plan(resources=result.resources, config=holder["config"], outputs=result.outputs)
     result.violations = validate(result.plan)
@@ -228,31 +225,57 @@ def _leaked_secrets(result: PlanResult, stack_file: StackFile) -> list[Violation
     return out
 
 
+ROOT_PREFIX = str(ROOT) + "/"
+
+
+def _portable(value: Any) -> Any:
+    """Paths under the project root as relative paths, so two checkouts write the same plan."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    if isinstance(value, str) and value.startswith(ROOT_PREFIX):
+        return value[len(ROOT_PREFIX):]
+    return value
+
+
+
 def plan_entries(result: PlanResult) -> list[dict[str, Any]]:
+    """One entry per resource, sorted by URN (registration order varies between runs)."""
     entries = []
-    for r in result.resources:
-        entry: dict[str, Any] = {"type": r.type, "name": r.name, "parent": r.parent}
+    for r in sorted(result.resources, key=lambda res: res.urn):
+        entry: dict[str, Any] = {"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent}
         if r.region is not None:
             entry["region"] = r.region
         entry["custom"] = r.custom
         if r.provider:
             entry["provider"] = r.provider
-        entry["inputs"] = r.inputs
+        if result.options.get(r.urn):
+            entry["options"] = result.options[r.urn]
+        entry["inputs"] = _portable(r.inputs)
         entries.append(entry)
     return entries
+
+
+def plan_document(result: PlanResult) -> dict[str, Any]:
+    return {
+        "stack": result.stack,
+        "project": PROJECT,
+        "resources": plan_entries(result),
+        "outputs": _portable(result.outputs),
+        "violations": sorted(str(v) for v in result.violations),
+    }
+
+
+def plan_text(doc: dict[str, Any]) -> str:
+    """The exact bytes of plan.json (sorted keys, two-space indent, final newline)."""
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def write_plan(result: PlanResult) -> Path:
     path = BUILD_DIR / result.stack / "plan.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "stack": result.stack,
-        "project": PROJECT,
-        "resources": plan_entries(result),
-        "outputs": result.outputs,
-        "violations": [str(v) for v in result.violations],
-    }
-    path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    path.write_text(plan_text(plan_document(result)))
     return path
 
 

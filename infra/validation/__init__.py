@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
+from infra.config import StackConfig
 from infra.core.plan import Plan, PlannedResource, Violation
+from infra.offline.mocks import GLOBAL_AWS_PREFIXES
 
-__all__ = ["RULES", "Plan", "PlannedResource", "Rule", "Violation", "rule", "validate", "violations"]
+__all__ = ["RULES", "Plan", "PlannedResource", "Rule", "Violation", "engine_plan", "load_rules", "resource_region",
+           "rule", "rule_description", "stack_of_urn", "validate", "violations"]
 
 
 Rule = Callable[[Plan], Iterable[Violation]]
@@ -26,13 +30,16 @@ def rule(fn: Rule) -> Rule:
     return fn
 
 
-def _load_rule_modules() -> None:
+def load_rules() -> dict[str, Rule]:
+    """Import every rule module of this package; the registry both runners use (offline plan, policy pack)."""
     for mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{mod.name}")
+    return RULES
+
 
 
 def validate(plan: Plan) -> list[Violation]:
-    _load_rule_modules()
+    load_rules()
     out: list[Violation] = []
     for check in RULES.values():
         out.extend(check(plan))
@@ -42,3 +49,78 @@ def validate(plan: Plan) -> list[Violation]:
 def violations(rule_name: str, items: Iterable[tuple[str, str]]) -> Iterator[Violation]:
     for resource, message in items:
         yield Violation(rule_name, resource, message)
+
+
+# ---- runner glue: the same rules over the engine's resources (policy/__main__.py, `--policy-pack policy/`) ----
+
+def rule_description(name: str) -> str:
+    """The first line of a rule's docstring (what the policy pack shows for it)."""
+    doc = (RULES[name].__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else f"plan-time rule {name} (infra/validation)"
+
+
+def stack_of_urn(urn: str) -> str:
+    """`urn:pulumi:<stack>::<project>::<type>::<name>` -> `<stack>`."""
+    if not urn.startswith("urn:pulumi:") or "::" not in urn:
+        raise ValueError(f"not a Pulumi URN: {urn!r} (expected urn:pulumi:<stack>::<project>::<type>::<name>)")
+    return urn[len("urn:pulumi:"):].split("::", 1)[0]
+
+
+def resource_region(type_token: str, inputs: Mapping[str, Any],
+                    provider_inputs: Mapping[str, Any] | None) -> str | None:
+    """Where an AWS resource lives: its own `region` input, else its provider's; None for global services."""
+    if type_token.startswith("pulumi:providers:aws"):
+        return inputs.get("region")
+    if not type_token.startswith("aws:") or type_token.startswith(GLOBAL_AWS_PREFIXES):
+        return None
+    if inputs.get("region"):
+        return str(inputs["region"])
+    if provider_inputs is not None and provider_inputs.get("region"):
+        return str(provider_inputs["region"])
+    return None
+
+
+def engine_plan(resources: Sequence[Any], config: StackConfig) -> Plan:
+    """A Plan from the policy SDK's `PolicyResource`s (resource_type, props, urn, name, parent, provider).
+
+    Props are what the engine has for the resource: inputs at preview, inputs and outputs after an update;
+    values unknown at preview become None, as in the offline plan."""
+    planned = []
+    for res in resources:
+        props = _known(res.props)
+        parent = getattr(res, "parent", None)
+        parent_name = None if parent is None or parent.resource_type == "pulumi:pulumi:Stack" else parent.name
+        provider = getattr(res, "provider", None)
+        custom = provider is not None or res.resource_type.startswith("pulumi:providers:")
+        planned.append(PlannedResource(
+            urn=res.urn, type=res.resource_type, name=res.name, parent=parent_name,
+            region=resource_region(res.resource_type, props, _known(provider.props) if provider else None),
+            inputs=props, custom=custom, provider=provider.name if provider else None, outputs=props))
+    return Plan(resources=[r for r in planned if r.type != "pulumi:pulumi:Stack"], config=config)
+
+
+def _known(value: Any) -> Any:
+    """A plain copy of the SDK's props proxy; a value unknown at preview (the proxy raises on it) becomes None."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key in list(value.keys()):
+            try:
+                out[key] = _known(value[key])
+            except Exception as err:  # pulumi_policy.proxy.UnknownValueError, not importable here
+                if type(err).__name__ != "UnknownValueError":
+                    raise
+                out[key] = None
+        return out
+    if isinstance(value, (list, tuple)):
+        items = []
+        for i in range(len(value)):
+            try:
+                items.append(_known(value[i]))
+            except Exception as err:
+                if type(err).__name__ != "UnknownValueError":
+                    raise
+                items.append(None)
+        return items
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the engine's numbers are floats; the offline plan records ints
+    return value
