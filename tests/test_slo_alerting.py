@@ -32,7 +32,8 @@ def test_both_stacks_plan_the_component_cleanly(planned, stack: str) -> None:
     assert result.config_problems == []
     assert _mine(result) == []
     plan = result.plan
-    assert len(plan.of_type(PROM_RULE)) == 3
+    s = plan.config.slo_alerting
+    assert len(plan.of_type(PROM_RULE)) == len(rule_files(list(s.slos), symptoms=s.symptoms))
     for r in plan.of_type(PROM_RULE):
         assert r.inputs["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     for token in ("aws:apigatewayv2/api:Api", "aws:apigatewayv2/route:Route", "aws:apigatewayv2/stage:Stage",
@@ -74,7 +75,9 @@ def test_deployed_rules_are_the_generated_ones_with_the_stack_links(run_stack) -
     assert result.exit_code in (0, 1) and not _mine(result)
     text = json.dumps([r.inputs["spec"] for r in result.plan.of_type(PROM_RULE)])
     assert "https://rb.example.org/error-budget-fast-burn" in text
-    assert len(rule_files(load_slos())) == len(result.plan.of_type(PROM_RULE))
+    s = result.plan.config.slo_alerting
+    assert s.slos == tuple(load_slos())  # loaded once with the config, the same definitions
+    assert len(rule_files(list(s.slos), symptoms=s.symptoms)) == len(result.plan.of_type(PROM_RULE))
 
 
 def test_worker_may_scale_only_the_named_asgs(planned) -> None:

@@ -22,10 +22,16 @@ from infra.components.severity_topics import SEVERITIES, AlertTopics
 from infra.core import iam
 from infra.core.context import StackContext
 from infra.core.naming import MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
-from infra.slo.alertmanager import ROUTING_KEY_SECRET, alertmanager_config, expected_receiver
+from infra.slo.alertmanager import (
+    ROUTING_KEY_SECRET,
+    SLACK_SECRET,
+    Maintenance,
+    alertmanager_config,
+    expected_receivers,
+)
 from infra.slo.render import dump
 from infra.slo.rules import LinkSettings, rule_files
-from infra.slo.spec import load_slos
+from infra.slo.spec import Slo
 
 COMPONENT = "slo-alerting"
 TOKEN = "akidb:slo-alerting:SloAlerting"
@@ -45,7 +51,21 @@ class SloAlertingArgs:
 def links_for(ctx: StackContext) -> LinkSettings:
     cfg = ctx.config.slo_alerting
     return LinkSettings(runbook_base_url=cfg.runbook_base_url, grafana_base_url=cfg.grafana_base_url,
-                        ticket_webhook_url=cfg.ticket_webhook_url, heartbeat_webhook_url=cfg.heartbeat_webhook_url)
+                        ticket_webhook_url=cfg.ticket_webhook_url, heartbeat_webhook_url=cfg.heartbeat_webhook_url,
+                        chat_channel=cfg.chat_channel)
+
+
+def maintenance_for(ctx: StackContext) -> list[Maintenance]:
+    return [Maintenance(w.service, tuple(w.weekdays), w.start, w.end)
+            for w in ctx.config.slo_alerting.maintenance_windows]
+
+
+def stack_alertmanager_config(ctx: StackContext) -> dict[str, Any]:
+    """The Alertmanager config this stack deploys (also what the plan-time rules compare against)."""
+    cfg = ctx.config.slo_alerting
+    return alertmanager_config(cfg.slos, links_for(ctx), paging=cfg.paging_enabled,
+                               chat=ctx.config.secrets.slack_webhook_url is not None,
+                               maintenance=maintenance_for(ctx))
 
 
 class SloAlerting(pulumi.ComponentResource):
@@ -60,10 +80,11 @@ class SloAlerting(pulumi.ComponentResource):
         cfg = ctx.config.slo_alerting
         super().__init__(TOKEN, name, None, ctx.component_opts(COMPONENT, opts))
         child = pulumi.ResourceOptions(parent=self)
-        slos = load_slos()
+        slos = list(cfg.slos)
         links = links_for(ctx)
         self.prometheus_rules, self.alertmanager_secret = [], None
-        self.alertmanager_routes = {sev: expected_receiver(sev, paging=cfg.paging_enabled)
+        chat = ctx.config.secrets.slack_webhook_url is not None
+        self.alertmanager_routes = {sev: ",".join(expected_receivers(sev, paging=cfg.paging_enabled, chat=chat))
                                     for sev in (*SEVERITIES, "heartbeat")}
         if ctx.config.kubernetes.enabled:
             self._kubernetes(name, ctx, slos, links, child)
@@ -80,11 +101,11 @@ class SloAlerting(pulumi.ComponentResource):
         })
 
     # ------------------------------------------------------------------------------------------ Kubernetes
-    def _kubernetes(self, name: str, ctx: StackContext, slos: list, links: LinkSettings,
+    def _kubernetes(self, name: str, ctx: StackContext, slos: list[Slo], links: LinkSettings,
                     child: pulumi.ResourceOptions) -> None:
         kcfg, cfg = ctx.config.kubernetes, ctx.config.slo_alerting
         labels = {"app.kubernetes.io/part-of": "akidb-observability", "app.kubernetes.io/component": COMPONENT}
-        for file_name, doc in rule_files(slos, links).items():
+        for file_name, doc in rule_files(slos, links, symptoms=cfg.symptoms).items():
             stem = file_name.removesuffix(".rules.yml")
             rule_name = ctx.naming.k8s("akidb", stem)
             k8s.apiextensions.CustomResource(
@@ -100,7 +121,7 @@ class SloAlerting(pulumi.ComponentResource):
             self.prometheus_rules.append(rule_name)
         # The Alertmanager (its spec.configSecret) reads this Secret; no key in it: routing_key_file points to
         # the next Secret, which the Alertmanager mounts through spec.secrets.
-        config = dump(alertmanager_config(slos, links, paging=cfg.paging_enabled))
+        config = dump(stack_alertmanager_config(ctx))
         k8s.core.v1.Secret(
             f"{name}-alertmanager-config",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=cfg.alertmanager_secret_name, namespace=kcfg.namespace,
@@ -118,6 +139,16 @@ class SloAlerting(pulumi.ComponentResource):
                                                     labels=labels),
                 type="Opaque",
                 string_data={"routing-key": pulumi.Output.secret(key)},
+                opts=child,
+            )
+        slack = ctx.config.secrets.slack_webhook_url
+        if slack is not None:
+            # Mounted through the Alertmanager's spec.secrets; the config reads it with api_url_file.
+            k8s.core.v1.Secret(
+                f"{name}-slack-webhook",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=SLACK_SECRET, namespace=kcfg.namespace, labels=labels),
+                type="Opaque",
+                string_data={"webhook-url": pulumi.Output.secret(slack)},
                 opts=child,
             )
 

@@ -16,6 +16,7 @@ from pulumi.runtime import config as runtime_config
 
 from infra.config.rules import cross_field_problems
 from infra.config.schema import ABSENT, PROJECT, ConfigError, Problem, camel, constraint_text, describe
+from infra.config.slo_alerting import load_slo_definitions
 from infra.config.stack import SECRET_KEYS, Secrets, StackConfig
 
 
@@ -176,6 +177,8 @@ def parse_stack_config(values: Mapping[str, Any], secret_keys: set[str],
     problems = [Problem(p.key.replace(f"{PROJECT}.", f"{PROJECT}:", 1), p.value, p.allowed) for p in parser.problems]
     if cfg is not ABSENT and not problems:
         problems += cross_field_problems(cfg, present_secrets)
+    slos, symptoms, definition_problems = load_slo_definitions()  # rules/: one report with the config's
+    problems += definition_problems
     if problems:
         raise ConfigError(problems)
 
@@ -187,8 +190,10 @@ def parse_stack_config(values: Mapping[str, Any], secret_keys: set[str],
                                   if "pagerdutyCloudwatchKey" in present_secrets else None),
         pagerduty_webhook_secret=(read("pagerdutyWebhookSecret")
                                   if "pagerdutyWebhookSecret" in present_secrets else None),
+        slack_webhook_url=read("slackWebhookUrl") if "slackWebhookUrl" in present_secrets else None,
     )
-    return dataclasses.replace(cfg, secrets=secrets)
+    slo_alerting = dataclasses.replace(cfg.slo_alerting, slos=slos, symptoms=symptoms)
+    return dataclasses.replace(cfg, secrets=secrets, slo_alerting=slo_alerting)
 
 
 def load_stack_config() -> StackConfig:

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from infra.slo.rules import LinkSettings, rule_files
-from infra.slo.spec import load_slos
 from infra.validation import Plan, Violation, rule
 
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
@@ -35,8 +34,10 @@ def slo_rules_match_definitions(plan: Plan) -> Iterator[Violation]:
         return
     s = cfg.slo_alerting
     links = LinkSettings(runbook_base_url=s.runbook_base_url, grafana_base_url=s.grafana_base_url,
-                         ticket_webhook_url=s.ticket_webhook_url, heartbeat_webhook_url=s.heartbeat_webhook_url)
-    expected = {json.dumps(doc["groups"], sort_keys=True) for doc in rule_files(load_slos(), links).values()}
+                         ticket_webhook_url=s.ticket_webhook_url, heartbeat_webhook_url=s.heartbeat_webhook_url,
+                         chat_channel=s.chat_channel)
+    expected = {json.dumps(doc["groups"], sort_keys=True)
+                for doc in rule_files(list(s.slos), links, symptoms=s.symptoms).values()}
     deployed = plan.of_type(PROMETHEUS_RULE)
     found = set()
     for r in deployed:
