@@ -177,3 +177,57 @@ def test_secret_in_function_environment_is_caught(planned) -> None:
     bad = _mutate(plan, lambda r: r.type == "aws:lambda/function:Function" and "webhook" in r.name,
                   lambda i: i["environment"]["variables"].update(WEBHOOK_SECRET="[secret]"))
     assert _messages(rules.no_secret_in_function_environment, bad)
+
+
+def test_chat_receiver_and_maintenance_windows_from_the_stack(run_stack) -> None:
+    """With a Slack webhook secret the Alertmanager gets a chat receiver reading the mounted Secret; with a
+    Chatbot channel every region's P2 topic reaches chat; maintenance windows become time_intervals."""
+    import yaml
+
+    from infra.slo.alertmanager import (
+        RECEIVER_CHAT,
+        SLACK_SECRET,
+        SLACK_URL_FILE,
+        Maintenance,
+        alertmanager_config,
+        maintenance_interval_name,
+    )
+
+    window = {"service": "akidb-rest", "weekdays": ["saturday:sunday"], "start": "01:00", "end": "03:00"}
+    result = run_stack("prod", overrides={"sloAlerting": {
+        "chatbot": {"slackTeamId": "T0123ABCD", "slackChannelId": "C0123ABCD"}, "maintenanceWindows": [window]}},
+        secrets={"slackWebhookUrl": "https://hooks.slack.com/services/T0/B0/secret-part"})
+    assert result.config_problems == [] and not _mine(result)
+    plan = result.plan
+    secret = next(r for r in plan.of_type("kubernetes:core/v1:Secret") if r.inputs["metadata"]["name"] == SLACK_SECRET)
+    assert secret.inputs["stringData"] == "[secret]"
+    assert result.outputs["sloAlertmanagerRoutes"]["P2"] == f"tickets,{RECEIVER_CHAT}"
+    # The deployed config is a Secret (redacted in the plan): rebuild it from the parsed stack config.
+    s = plan.config.slo_alerting
+    am = alertmanager_config(list(s.slos), paging=True, chat=True, maintenance=[
+        Maintenance(w.service, tuple(w.weekdays), w.start, w.end) for w in s.maintenance_windows])
+    chat = next(r for r in am["receivers"] if r["name"] == RECEIVER_CHAT)["slack_configs"][0]
+    assert chat["api_url_file"] == SLACK_URL_FILE and "secret-part" not in yaml.safe_dump(am)
+    assert am["time_intervals"] == [{"name": maintenance_interval_name("akidb-rest"), "time_intervals": [
+        {"weekdays": ["saturday:sunday"], "times": [{"start_time": "01:00", "end_time": "03:00"}]}]}]
+    bots = plan.of_type("aws:chatbot/slackChannelConfiguration:SlackChannelConfiguration")
+    assert len(bots) == 1 and bots[0].inputs["guardrailPolicyArns"] == ["arn:aws:iam::aws:policy/AWSDenyAll"]
+    topics = bots[0].inputs["snsTopicArns"]
+    assert len(topics) == len(plan.config.alarm_regions) and all(t.endswith("-alerts-p2") for t in topics)
+
+
+def test_edge_outage_pages_once_per_region_through_a_suppressible_composite(planned) -> None:
+    from infra.components.edge_composite import MAINTENANCE_METRIC
+
+    plan = planned["prod"].plan
+    composites = plan.of_type("aws:cloudwatch/compositeAlarm:CompositeAlarm")
+    regions = plan.config.emf_edge.edge_regions
+    assert sorted(str(c.region) for c in composites) == sorted(regions)
+    for c in composites:
+        assert "errors" in c.inputs["alarmRule"] and c.inputs["alarmActions"][0].endswith("-alerts-p1")
+        assert "maintenance" in c.inputs["actionsSuppressor"]["alarm"]
+    edge_alarms = [a for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+                   if "-edge-" in a.inputs["name"]]
+    suppressors = [a for a in edge_alarms if a.inputs.get("metricName") == MAINTENANCE_METRIC]
+    assert len(suppressors) == len(regions)
+    assert all(a.inputs["alarmActions"][0].endswith("-alerts-p2") for a in edge_alarms)  # regional: tickets

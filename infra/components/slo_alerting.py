@@ -74,6 +74,7 @@ class SloAlerting(pulumi.ComponentResource):
     alertmanager_routes: dict[str, str]  # severity -> receiver (the config itself is a Secret: redacted in plans)
     subscriptions: dict[str, dict[str, str]]  # region -> severity -> "pagerduty" | "tickets"
     webhook_url: pulumi.Output[str] | None
+    chat_channel: str | None  # the AWS Chatbot configuration P2 notifies, when configured
 
     def __init__(self, name: str, args: SloAlertingArgs, opts: pulumi.ResourceOptions | None = None):
         ctx = args.context
@@ -89,6 +90,7 @@ class SloAlerting(pulumi.ComponentResource):
         if ctx.config.kubernetes.enabled:
             self._kubernetes(name, ctx, slos, links, child)
         self.subscriptions = self._subscriptions(name, ctx, args, child)
+        self.chat_channel = self._chatbot(name, ctx, args, child) if cfg.chatbot is not None else None
         self.webhook_url = None
         if cfg.runbooks.enabled:
             self.webhook_url = self._runbooks(name, ctx, args, child)
@@ -183,6 +185,27 @@ class SloAlerting(pulumi.ComponentResource):
                 )
                 out[region][severity] = "pagerduty" if to_pagerduty else "tickets"
         return out
+
+    # ------------------------------------------------------------------------------------------------ chat
+    def _chatbot(self, name: str, ctx: StackContext, args: SloAlertingArgs,
+                 child: pulumi.ResourceOptions) -> str:
+        """P2 of every alarm region -> the Slack channel through AWS Chatbot (SNS cannot post to a Slack
+        webhook: Slack would never confirm the subscription). The channel role may do nothing."""
+        chat = ctx.config.slo_alerting.chatbot
+        assert chat is not None
+        role = aws.iam.Role(
+            f"{name}-chatbot-role", name=ctx.naming.physical("chatbot", "role", max_len=MAX_IAM_ROLE_NAME),
+            assume_role_policy=iam.assume_role_policy("chatbot.amazonaws.com"),
+            description="AWS Chatbot channel role: notifications only, no permissions", opts=child)
+        config_name = ctx.naming.physical("alerts-chat", max_len=128)
+        aws.chatbot.SlackChannelConfiguration(
+            f"{name}-chatbot", region=chat.region, configuration_name=config_name, iam_role_arn=role.arn,
+            slack_team_id=chat.slack_team_id, slack_channel_id=chat.slack_channel_id,
+            sns_topic_arns=[args.topics.arns[r]["P2"] for r in ctx.config.alarm_regions],
+            # Nobody in the channel may run commands through it.
+            guardrail_policy_arns=["arn:aws:iam::aws:policy/AWSDenyAll"], logging_level="ERROR",
+            opts=child)
+        return config_name
 
     # -------------------------------------------------------------------------------------- runbook automation
     def _runbooks(self, name: str, ctx: StackContext, args: SloAlertingArgs,

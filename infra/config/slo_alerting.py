@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from infra.config.schema import K8S_NAME_PATTERN, LOG_RETENTION_DAYS, Problem, setting
+from infra.config.schema import AWS_REGION_PATTERN, K8S_NAME_PATTERN, LOG_RETENTION_DAYS, Problem, setting
 from infra.slo.spec import SLO_FILE, Slo, SloSpecError, load_slos
 from infra.slo.symptoms import SYMPTOMS_FILE, SymptomSpec, load_symptoms
 
@@ -35,6 +35,16 @@ class MaintenanceWindow:
 
 
 @dataclass(frozen=True)
+class ChatbotSettings:
+    """AWS Chatbot: the CloudWatch side of the chat receiver (the Slack workspace must be authorised once in the
+    console; these ids are not secrets)."""
+
+    slack_team_id: str = setting(doc="Slack workspace id (T...)", pattern=r"^T[A-Z0-9]{6,14}\Z")
+    slack_channel_id: str = setting(doc="Slack channel id (C...)", pattern=r"^[CG][A-Z0-9]{6,14}\Z")
+    region: str = setting("us-west-2", doc="region of the Chatbot control plane", pattern=AWS_REGION_PATTERN)
+
+
+@dataclass(frozen=True)
 class SloAlertingConfig:
     enabled: bool = setting(True, doc="deploy SLO rules, routing, severity subscriptions and runbooks")
     paging_enabled: bool = setting(False, doc="page PagerDuty (prod); otherwise everything goes to tickets")
@@ -51,6 +61,8 @@ class SloAlertingConfig:
                                             doc="Secret holding alertmanager.yaml (the Alertmanager's configSecret)")
     chat_channel: str = setting("#akidb-alerts", pattern=r"^#[a-z0-9_-]{1,80}$",
                                 doc="Slack channel of informational and P2 alerts (webhook: secret slackWebhookUrl)")
+    chatbot: ChatbotSettings | None = setting(None, doc="AWS Chatbot channel the P2 severity topics of every alarm "
+                                              "region notify (none: CloudWatch P2 goes to tickets only)")
     maintenance_windows: list[MaintenanceWindow] = setting(
         default_factory=list, doc="recurring windows in which a service's alerts are muted (Alertmanager "
         "time_intervals); the deploy workflow raises the CloudWatch suppressor for ad-hoc ones")
