@@ -22,6 +22,7 @@ from infra.slo.replay import (
     stops_after_end,
     sustained_burn,
 )
+from infra.slo.spec import load_slos
 
 REPORT = BUILD_DIR / "slo-replay.txt"
 PAGE_WITHIN_S = 5 * 60
@@ -104,7 +105,9 @@ def test_plan_rules_comparison(incident_results) -> None:
 def test_sustained_4x_burn_opens_a_ticket_within_a_day_and_never_pages(rulesets) -> None:
     # 5-minute steps over 3 healthy days + 30 h of leak: every window of 1h and more, so tickets and the
     # 1h/6h paging tiers; the 10m/2m tier needs 1-minute steps: replayed over the first day of the leak.
-    sc = sustained_burn(0.002, 30, warmup_s=3 * 86400, step_s=300)
+    # 4x the availability budget rate (0.2% errors at 99.95%): from the definition, not today's number.
+    leak = 4 * next(s for s in load_slos() if s.kind == "availability").error_budget
+    sc = sustained_burn(leak, 30, warmup_s=3 * 86400, step_s=300)
     assert sc.onset_s is not None
     for rules in ("generated", "plan"):
         r = replay(sc, rulesets[rules], rules)
@@ -115,7 +118,7 @@ def test_sustained_4x_burn_opens_a_ticket_within_a_day_and_never_pages(rulesets)
         if rules == "generated":
             assert after is not None and 0 < after <= 86400, r.firings
             assert r.pages() == [], r.pages()
-    fine = sustained_burn(0.002, 24, warmup_s=7 * 3600, step_s=60)
+    fine = sustained_burn(leak, 24, warmup_s=7 * 3600, step_s=60)
     r = replay(fine, rulesets["generated-paging"], "generated-paging")
     _report(f"{fine.name}: generated P0/P1 tiers: {len(r.pages())} pages (promtool {r.seconds:.1f}s)")
     assert r.pages() == [], r.pages()

@@ -92,7 +92,7 @@ def test_openslo_round_trip() -> None:
     ('le="0.03"', 'le="0.030"', 'export that bucket as le="0.03"'),
     ('"0.005,0.01,0.025,0.03,', '"0.005,0.01,0.025,', "is not a bucket"),
     ("value: 0.03", "value: 0.05", "op: lte and value: 0.03"),
-    ("target: 0.9995", "target: 1.5", "target in [0.5, 1)"),
+    ("target: 0.", "target: 1.", "target in [0.5, 1)"),
     ("budgetingMethod: Occurrences\n  timeWindow:\n    - duration: 30d\n      isRolling: true\n  indicator:\n"
      "    metadata:\n      name: akidb-rest-non-5xx",
      "budgetingMethod: Timeslices\n  timeWindow:\n    - duration: 30d\n      isRolling: true\n  indicator:\n"
