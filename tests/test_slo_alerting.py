@@ -231,3 +231,17 @@ def test_edge_outage_pages_once_per_region_through_a_suppressible_composite(plan
     suppressors = [a for a in edge_alarms if a.inputs.get("metricName") == MAINTENANCE_METRIC]
     assert len(suppressors) == len(regions)
     assert all(a.inputs["alarmActions"][0].endswith("-alerts-p2") for a in edge_alarms)  # regional: tickets
+
+
+def test_bad_maintenance_window_is_caught(planned) -> None:
+    from infra.config.slo_alerting import MaintenanceWindow
+
+    plan = planned["prod"].plan
+    s = plan.config.slo_alerting
+    windows = [MaintenanceWindow("akidb-rest", ["monday"], "04:00", "03:00"),
+               MaintenanceWindow("no-such-service", ["monday"], "01:00", "02:00")]
+    bad = dataclasses.replace(plan, config=dataclasses.replace(
+        plan.config, slo_alerting=dataclasses.replace(s, maintenance_windows=windows)))
+    msgs = _messages(rules.maintenance_windows_valid, bad)
+    assert any("is not after start" in m for m in msgs) and any("has no alerts" in m for m in msgs)
+    assert _messages(rules.maintenance_windows_valid, plan) == []

@@ -24,6 +24,7 @@ import pulumi_aws as aws
 from infra.core.context import StackContext
 from infra.core.naming import MAX_ALARM_NAME
 
+TOKEN = "akidb:emf-edge:EdgeOutage"
 MAINTENANCE_NAMESPACE = "AkiDB/Maintenance"
 MAINTENANCE_METRIC = "MaintenanceActive"
 MAINTENANCE_DIMENSION = "Service"
@@ -37,7 +38,9 @@ def edge_composites(parent: pulumi.Resource, name: str, ctx: StackContext, funct
     """Per edge Region: the maintenance suppressor and the paging composite. Returns region -> {"composite",
     "suppressor"} physical names. `alarm_names[region]` are the regional alarms; the one whose name contains
     `paging_alarm_kind` decides the page."""
-    child = pulumi.ResourceOptions(parent=parent)
+    # Their own component under emf-edge: the regional alarms stay the edge's four per Region, these are the fan-in.
+    group = pulumi.ComponentResource(TOKEN, "edge-outage", None, pulumi.ResourceOptions(parent=parent))
+    child = pulumi.ResourceOptions(parent=group)
     out: dict[str, dict[str, str]] = {}
     for region, names in alarm_names.items():
         paging = [n for n in names if f"-{paging_alarm_kind}-" in n]
@@ -65,4 +68,5 @@ def edge_composites(parent: pulumi.Resource, name: str, ctx: StackContext, funct
                 alarm=suppressor.name, wait_period=SUPPRESSOR_WAIT_S, extension_period=SUPPRESSOR_EXTENSION_S),
             opts=child)
         out[region] = {"composite": composite_name, "suppressor": suppressor_name}
+    group.register_outputs({"alarms": out})
     return out

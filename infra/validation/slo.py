@@ -119,3 +119,19 @@ def no_secret_in_function_environment(plan: Plan) -> Iterator[Violation]:
         if "[secret]" in env or "whsec" in env.lower():
             yield Violation("no_secret_in_function_environment", fn.label,
                             "a secret in the environment; store it in Secrets Manager and read it at init")
+
+
+@rule
+def maintenance_windows_valid(plan: Plan) -> Iterator[Violation]:
+    """A maintenance window ends after it starts (Alertmanager refuses the whole config otherwise) and mutes a
+    service that has alerts."""
+    s = plan.config.slo_alerting
+    services = {slo.service for slo in s.slos} | ({s.symptoms.service} if s.symptoms else set())
+    for i, w in enumerate(s.maintenance_windows):
+        where = f"sloAlerting.maintenanceWindows[{i}]"
+        if w.end <= w.start:
+            yield Violation("maintenance_windows_valid", where,
+                            f"end {w.end} is not after start {w.start} (HH:MM, UTC, within one day)")
+        if w.service not in services:
+            yield Violation("maintenance_windows_valid", where,
+                            f"service {w.service!r} has no alerts; services: {', '.join(sorted(services))}")
