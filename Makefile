@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 BOOTSTRAP_PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv tools plan plan-all package test lint docs clean
+.PHONY: help venv tools plan plan-all package test lint generate docs clean
 
 help:
 	@echo "make plan [STACK=staging|prod]  offline plan of a stack (the main job)"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint                        ruff"
 	@echo "make plan-diff [STACK=] [AGAINST=REF|PLAN=FILE]  what pulumi preview --diff would show (default: merge base with main)"
 	@echo "make import-retained STACK=...    pulumi import lines for what a destroy leaves behind"
+	@echo "make generate                    rewrite every generated file (rules/, dashboards/, README reference)"
 
 $(VENV)/.installed: pyproject.toml
 	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
@@ -51,6 +52,11 @@ lint: venv
 test: venv tools $(VENV)/.policy-sdk
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# Every checked-in generated artifact at once: rules/ (from rules/slos.yaml and rules/symptoms.yaml), dashboards/
+# (from the plans), the README's config reference. `make rules`, `make dashboards`, `make docs` do one part each.
+generate: venv tools edge-model
+	$(PY) -m infra.offline.generate
 
 docs: venv
 	$(PY) -m infra.offline.generate docs
@@ -91,7 +97,8 @@ bench-anomaly: venv
 	$(PY) -m benchmarks.fit_report --data $(NAB_DATA)
 # -- slo-alerting --
 .PHONY: rules slo-check slo-replay slo-test
-# Regenerate rules/prometheus, rules/alertmanager and rules/tests from rules/slos.yaml (never edit them by hand).
+# Regenerate rules/prometheus, rules/alertmanager and rules/tests from rules/slos.yaml and rules/symptoms.yaml
+# (never edit them by hand); part of `make generate`.
 rules: venv
 	$(PY) -m infra.offline.generate rules
 # What `make test` runs through pytest (tests/test_slo_rules.py), for humans: promtool and amtool on the files.
@@ -104,7 +111,7 @@ slo-check: tools
 	amtool config routes test --config.file=rules/alertmanager/alertmanager-paging.yml \
 	  --verify.receivers=pagerduty-error severity=P1 service=akidb-rest slo=availability
 	amtool config routes test --config.file=rules/alertmanager/alertmanager-paging.yml \
-	  --verify.receivers=tickets severity=P2 service=akidb-rest slo=availability
+	  --verify.receivers=tickets,chat severity=P2 service=akidb-rest slo=availability
 	amtool config routes test --config.file=rules/alertmanager/alertmanager-tickets-only.yml \
 	  --verify.receivers=tickets severity=P0 service=akidb-rest slo=availability
 # MTTD / noise replays through promtool, ours and the plan's rules (prints the table; ~2 min).

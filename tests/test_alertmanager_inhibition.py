@@ -31,7 +31,10 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     key.write_text("test-routing-key\n")
     text = (RULES_DIR / "alertmanager" / "alertmanager-paging.yml").read_text()
     config = tmp / "alertmanager.yml"
-    config.write_text(text.replace("/etc/alertmanager/secrets/alertmanager-pagerduty/routing-key", str(key)))
+    slack = tmp / "slack-url"
+    slack.write_text("https://hooks.slack.invalid/services/T0/B0/x\n")
+    config.write_text(text.replace("/etc/alertmanager/secrets/alertmanager-pagerduty/routing-key", str(key))
+                      .replace("/etc/alertmanager/secrets/alertmanager-slack/webhook-url", str(slack)))
     port = _free_port()
     proc = subprocess.Popen([BINARY, f"--config.file={config}", f"--storage.path={tmp / 'data'}",
                              f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
@@ -82,3 +85,32 @@ def test_p0_inhibits_p1_and_p2_of_the_same_slo_only(alertmanager: str) -> None:
     assert state[("availability", "P1")]["state"] == "suppressed" and state[("availability", "P1")]["inhibitedBy"]
     assert state[("availability", "P2")]["state"] == "suppressed"
     assert state[("latency", "P1")]["state"] == "active"  # another SLO is not inhibited
+
+
+def test_service_down_inhibits_the_alerts_it_explains(alertmanager: str) -> None:
+    """A ServiceDown of akidb-rest silences its burn-rate, absent-metric and traffic-drop alerts, not another
+    service's."""
+    from infra.slo.spec import ABSENT_ALERT
+    from infra.slo.symptoms import SERVICE_DOWN_ALERT, TRAFFIC_DROP_ALERT
+
+    def alert(name: str, service: str, **labels: str) -> dict[str, Any]:
+        return {"labels": {"alertname": name, "service": service, **labels}, "annotations": {"summary": name}}
+
+    _post(alertmanager, [
+        alert(SERVICE_DOWN_ALERT, "svc-down", severity="P0", job="svc-down"),
+        alert("SLOErrorBudgetBurn", "svc-down", severity="P1", slo="availability", tier="page-slow"),
+        alert(ABSENT_ALERT, "svc-down", severity="P1", slo="latency", tier="monitoring"),
+        alert(TRAFFIC_DROP_ALERT, "svc-down", severity="P1"),
+        alert(TRAFFIC_DROP_ALERT, "svc-up", severity="P1"),
+    ])
+    state: dict[tuple[str, str], dict[str, Any]] = {}
+    for _ in range(50):
+        state = {(a["labels"]["alertname"], a["labels"]["service"]): a["status"] for a in _alerts(alertmanager)
+                 if a["labels"]["service"] in ("svc-down", "svc-up")}
+        if len(state) == 5 and state[("SLOErrorBudgetBurn", "svc-down")]["inhibitedBy"]:
+            break
+        time.sleep(0.2)
+    assert state[(SERVICE_DOWN_ALERT, "svc-down")]["state"] == "active"
+    for name in ("SLOErrorBudgetBurn", ABSENT_ALERT, TRAFFIC_DROP_ALERT):
+        assert state[(name, "svc-down")]["state"] == "suppressed", name
+    assert state[(TRAFFIC_DROP_ALERT, "svc-up")]["state"] == "active"

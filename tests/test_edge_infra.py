@@ -80,7 +80,8 @@ def test_alarms_in_every_edge_region_with_own_region_topics(stacks, stack):
         assert p95["dimensions"] == {"EdgeRegion": region} and p95["namespace"] == cfg.namespace
         assert by_metric[("InferenceLatency", "Average")].inputs["threshold"] == cfg.alarms.inference_latency_avg_ms
         errors = by_metric[("ErrorCount", "Sum")].inputs
-        assert errors["threshold"] == cfg.alarms.error_count and errors["alarmActions"][0].endswith("-p1")
+        # Regional alarms ticket; the Region's edge-outage composite pages (infra/components/edge_composite.py).
+        assert errors["threshold"] == cfg.alarms.error_count and errors["alarmActions"][0].endswith("-p2")
         rate = by_metric[(None, None)].inputs
         expr = next(q for q in rate["metricQueries"] if q.get("expression"))
         assert expr["returnData"] is True and f">= {cfg.alarms.cache_hit_min_requests}" in expr["expression"]

@@ -32,7 +32,8 @@ def test_both_stacks_plan_the_component_cleanly(planned, stack: str) -> None:
     assert result.config_problems == []
     assert _mine(result) == []
     plan = result.plan
-    assert len(plan.of_type(PROM_RULE)) == 3
+    s = plan.config.slo_alerting
+    assert len(plan.of_type(PROM_RULE)) == len(rule_files(list(s.slos), symptoms=s.symptoms))
     for r in plan.of_type(PROM_RULE):
         assert r.inputs["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     for token in ("aws:apigatewayv2/api:Api", "aws:apigatewayv2/route:Route", "aws:apigatewayv2/stage:Stage",
@@ -74,7 +75,9 @@ def test_deployed_rules_are_the_generated_ones_with_the_stack_links(run_stack) -
     assert result.exit_code in (0, 1) and not _mine(result)
     text = json.dumps([r.inputs["spec"] for r in result.plan.of_type(PROM_RULE)])
     assert "https://rb.example.org/error-budget-fast-burn" in text
-    assert len(rule_files(load_slos())) == len(result.plan.of_type(PROM_RULE))
+    s = result.plan.config.slo_alerting
+    assert s.slos == tuple(load_slos())  # loaded once with the config, the same definitions
+    assert len(rule_files(list(s.slos), symptoms=s.symptoms)) == len(result.plan.of_type(PROM_RULE))
 
 
 def test_worker_may_scale_only_the_named_asgs(planned) -> None:
@@ -176,3 +179,71 @@ def test_secret_in_function_environment_is_caught(planned) -> None:
     bad = _mutate(plan, lambda r: r.type == "aws:lambda/function:Function" and "webhook" in r.name,
                   lambda i: i["environment"]["variables"].update(WEBHOOK_SECRET="[secret]"))
     assert _messages(rules.no_secret_in_function_environment, bad)
+
+
+def test_chat_receiver_and_maintenance_windows_from_the_stack(run_stack) -> None:
+    """With a Slack webhook secret the Alertmanager gets a chat receiver reading the mounted Secret; with a
+    Chatbot channel every region's P2 topic reaches chat; maintenance windows become time_intervals."""
+    import yaml
+
+    from infra.slo.alertmanager import (
+        RECEIVER_CHAT,
+        SLACK_SECRET,
+        SLACK_URL_FILE,
+        Maintenance,
+        alertmanager_config,
+        maintenance_interval_name,
+    )
+
+    window = {"service": "akidb-rest", "weekdays": ["saturday:sunday"], "start": "01:00", "end": "03:00"}
+    result = run_stack("prod", overrides={"sloAlerting": {
+        "chatbot": {"slackTeamId": "T0123ABCD", "slackChannelId": "C0123ABCD"}, "maintenanceWindows": [window]}},
+        secrets={"slackWebhookUrl": "https://hooks.slack.com/services/T0/B0/secret-part"})
+    assert result.config_problems == [] and not _mine(result)
+    plan = result.plan
+    secret = next(r for r in plan.of_type("kubernetes:core/v1:Secret") if r.inputs["metadata"]["name"] == SLACK_SECRET)
+    assert secret.inputs["stringData"] == "[secret]"
+    assert result.outputs["sloAlertmanagerRoutes"]["P2"] == f"tickets,{RECEIVER_CHAT}"
+    # The deployed config is a Secret (redacted in the plan): rebuild it from the parsed stack config.
+    s = plan.config.slo_alerting
+    am = alertmanager_config(list(s.slos), paging=True, chat=True, maintenance=[
+        Maintenance(w.service, tuple(w.weekdays), w.start, w.end) for w in s.maintenance_windows])
+    chat = next(r for r in am["receivers"] if r["name"] == RECEIVER_CHAT)["slack_configs"][0]
+    assert chat["api_url_file"] == SLACK_URL_FILE and "secret-part" not in yaml.safe_dump(am)
+    assert am["time_intervals"] == [{"name": maintenance_interval_name("akidb-rest"), "time_intervals": [
+        {"weekdays": ["saturday:sunday"], "times": [{"start_time": "01:00", "end_time": "03:00"}]}]}]
+    bots = plan.of_type("aws:chatbot/slackChannelConfiguration:SlackChannelConfiguration")
+    assert len(bots) == 1 and bots[0].inputs["guardrailPolicyArns"] == ["arn:aws:iam::aws:policy/AWSDenyAll"]
+    topics = bots[0].inputs["snsTopicArns"]
+    assert len(topics) == len(plan.config.alarm_regions) and all(t.endswith("-alerts-p2") for t in topics)
+
+
+def test_edge_outage_pages_once_per_region_through_a_suppressible_composite(planned) -> None:
+    from infra.components.edge_composite import MAINTENANCE_METRIC
+
+    plan = planned["prod"].plan
+    composites = plan.of_type("aws:cloudwatch/compositeAlarm:CompositeAlarm")
+    regions = plan.config.emf_edge.edge_regions
+    assert sorted(str(c.region) for c in composites) == sorted(regions)
+    for c in composites:
+        assert "errors" in c.inputs["alarmRule"] and c.inputs["alarmActions"][0].endswith("-alerts-p1")
+        assert "maintenance" in c.inputs["actionsSuppressor"]["alarm"]
+    edge_alarms = [a for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+                   if "-edge-" in a.inputs["name"]]
+    suppressors = [a for a in edge_alarms if a.inputs.get("metricName") == MAINTENANCE_METRIC]
+    assert len(suppressors) == len(regions)
+    assert all(a.inputs["alarmActions"][0].endswith("-alerts-p2") for a in edge_alarms)  # regional: tickets
+
+
+def test_bad_maintenance_window_is_caught(planned) -> None:
+    from infra.config.slo_alerting import MaintenanceWindow
+
+    plan = planned["prod"].plan
+    s = plan.config.slo_alerting
+    windows = [MaintenanceWindow("akidb-rest", ["monday"], "04:00", "03:00"),
+               MaintenanceWindow("no-such-service", ["monday"], "01:00", "02:00")]
+    bad = dataclasses.replace(plan, config=dataclasses.replace(
+        plan.config, slo_alerting=dataclasses.replace(s, maintenance_windows=windows)))
+    msgs = _messages(rules.maintenance_windows_valid, bad)
+    assert any("is not after start" in m for m in msgs) and any("has no alerts" in m for m in msgs)
+    assert _messages(rules.maintenance_windows_valid, plan) == []

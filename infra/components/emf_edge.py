@@ -26,6 +26,7 @@ from infra.artifacts.packaging import LambdaPackage, build_lambda
 from infra.blocks.alarms import metric_alarm
 from infra.blocks.bucket import PrivateBucket
 from infra.blocks.function import FunctionSpec, LogicalNames, PythonFunction
+from infra.components.edge_composite import edge_composites
 from infra.components.severity_topics import AlertTopics
 from infra.config import EmfEdgeConfig
 from infra.core import iam
@@ -41,11 +42,12 @@ EDGE_FUNCTION_REGION = "us-east-1"  # Lambda@Edge functions can only be created 
 CACHING_DISABLED_POLICY_ID = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 ALL_METHODS = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]
 
-# Alarm kind -> (severity, description). Errors are user-visible: P1; latency and cold starts: P2 (tickets).
+# Alarm kind -> (severity, description). Every regional alarm tickets (P2); errors are user-visible and page
+# through the Region's edge-outage composite (infra/components/edge_composite.py), once per outage.
 ALARM_KINDS: dict[str, tuple[str, str]] = {
     "inference-latency-p95": ("P2", "p95 inference latency of the edge embedding function is above its threshold"),
     "inference-latency-avg": ("P2", "average inference latency of the edge embedding function is above threshold"),
-    "errors": ("P1", "the edge embedding function answers 5xx (model unavailable or internal error)"),
+    "errors": ("P2", "the edge embedding function answers 5xx (model unavailable or internal error)"),
     "cache-hit-rate": ("P2", "too many requests hit a cold container (model load on the request path)"),
 }
 
@@ -145,6 +147,9 @@ class EmfEdge(pulumi.ComponentResource):
         self.qualified_arn = function.qualified_arn
         self.alarm_names = {region: self._alarms(name, ctx, region, args.topics.arns[region])
                             for region in cfg.edge_regions}
+        # One page per outage: a composite per Region pages on the errors alarm, with a maintenance suppressor.
+        self.composite_alarms = edge_composites(self, name, ctx, self.function_name, self.alarm_names, "errors",
+                                                args.topics.arns)
         self.distribution_domain = None
         if cfg.create_distribution:
             self.distribution_domain = self._distribution(name, cfg, function.qualified_arn, child)

@@ -25,10 +25,16 @@ from infra.core import iam
 from infra.core.context import StackContext
 from infra.core.iam import known_after
 from infra.core.naming import MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
-from infra.slo.alertmanager import ROUTING_KEY_SECRET, alertmanager_config, expected_receiver
+from infra.slo.alertmanager import (
+    ROUTING_KEY_SECRET,
+    SLACK_SECRET,
+    Maintenance,
+    alertmanager_config,
+    expected_receivers,
+)
 from infra.slo.render import dump
 from infra.slo.rules import LinkSettings, rule_files
-from infra.slo.spec import load_slos
+from infra.slo.spec import Slo
 
 COMPONENT = "slo-alerting"
 TOKEN = "akidb:slo-alerting:SloAlerting"
@@ -51,7 +57,21 @@ class SloAlertingArgs:
 def links_for(ctx: StackContext) -> LinkSettings:
     cfg = ctx.config.slo_alerting
     return LinkSettings(runbook_base_url=cfg.runbook_base_url, grafana_base_url=cfg.grafana_base_url,
-                        ticket_webhook_url=cfg.ticket_webhook_url, heartbeat_webhook_url=cfg.heartbeat_webhook_url)
+                        ticket_webhook_url=cfg.ticket_webhook_url, heartbeat_webhook_url=cfg.heartbeat_webhook_url,
+                        chat_channel=cfg.chat_channel)
+
+
+def maintenance_for(ctx: StackContext) -> list[Maintenance]:
+    return [Maintenance(w.service, tuple(w.weekdays), w.start, w.end)
+            for w in ctx.config.slo_alerting.maintenance_windows]
+
+
+def stack_alertmanager_config(ctx: StackContext) -> dict[str, Any]:
+    """The Alertmanager config this stack deploys (also what the plan-time rules compare against)."""
+    cfg = ctx.config.slo_alerting
+    return alertmanager_config(cfg.slos, links_for(ctx), paging=cfg.paging_enabled,
+                               chat=ctx.config.secrets.slack_webhook_url is not None,
+                               maintenance=maintenance_for(ctx))
 
 
 class SloAlerting(pulumi.ComponentResource):
@@ -60,20 +80,23 @@ class SloAlerting(pulumi.ComponentResource):
     alertmanager_routes: dict[str, str]  # severity -> receiver (the config itself is a Secret: redacted in plans)
     subscriptions: dict[str, dict[str, str]]  # region -> severity -> "pagerduty" | "tickets"
     webhook_url: pulumi.Output[str] | None
+    chat_channel: str | None  # the AWS Chatbot configuration P2 notifies, when configured
 
     def __init__(self, name: str, args: SloAlertingArgs, opts: pulumi.ResourceOptions | None = None):
         ctx = args.context
         cfg = ctx.config.slo_alerting
         super().__init__(TOKEN, name, None, ctx.component_opts(COMPONENT, opts))
         child = pulumi.ResourceOptions(parent=self)
-        slos = load_slos()
+        slos = list(cfg.slos)
         links = links_for(ctx)
         self.prometheus_rules, self.alertmanager_secret = [], None
-        self.alertmanager_routes = {sev: expected_receiver(sev, paging=cfg.paging_enabled)
+        chat = ctx.config.secrets.slack_webhook_url is not None
+        self.alertmanager_routes = {sev: ",".join(expected_receivers(sev, paging=cfg.paging_enabled, chat=chat))
                                     for sev in (*SEVERITIES, "heartbeat")}
         if ctx.config.kubernetes.enabled:
             self._kubernetes(name, ctx, slos, links, child)
         self.subscriptions = self._subscriptions(name, ctx, args, child)
+        self.chat_channel = self._chatbot(name, ctx, args, child) if cfg.chatbot is not None else None
         self.webhook_url = None
         if cfg.runbooks.enabled:
             self.webhook_url = self._runbooks(name, ctx, args, child)
@@ -86,11 +109,11 @@ class SloAlerting(pulumi.ComponentResource):
         })
 
     # ------------------------------------------------------------------------------------------ Kubernetes
-    def _kubernetes(self, name: str, ctx: StackContext, slos: list, links: LinkSettings,
+    def _kubernetes(self, name: str, ctx: StackContext, slos: list[Slo], links: LinkSettings,
                     child: pulumi.ResourceOptions) -> None:
         kcfg, cfg = ctx.config.kubernetes, ctx.config.slo_alerting
         labels = {"app.kubernetes.io/part-of": "akidb-observability", "app.kubernetes.io/component": COMPONENT}
-        for file_name, doc in rule_files(slos, links).items():
+        for file_name, doc in rule_files(slos, links, symptoms=cfg.symptoms).items():
             stem = file_name.removesuffix(".rules.yml")
             rule_name = ctx.naming.k8s("akidb", stem)
             k8s.apiextensions.CustomResource(
@@ -106,7 +129,7 @@ class SloAlerting(pulumi.ComponentResource):
             self.prometheus_rules.append(rule_name)
         # The Alertmanager (its spec.configSecret) reads this Secret; no key in it: routing_key_file points to
         # the next Secret, which the Alertmanager mounts through spec.secrets.
-        config = dump(alertmanager_config(slos, links, paging=cfg.paging_enabled))
+        config = dump(stack_alertmanager_config(ctx))
         k8s.core.v1.Secret(
             f"{name}-alertmanager-config",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=cfg.alertmanager_secret_name, namespace=kcfg.namespace,
@@ -124,6 +147,16 @@ class SloAlerting(pulumi.ComponentResource):
                                                     labels=labels),
                 type="Opaque",
                 string_data={"routing-key": pulumi.Output.secret(key)},
+                opts=child,
+            )
+        slack = ctx.config.secrets.slack_webhook_url
+        if slack is not None:
+            # Mounted through the Alertmanager's spec.secrets; the config reads it with api_url_file.
+            k8s.core.v1.Secret(
+                f"{name}-slack-webhook",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=SLACK_SECRET, namespace=kcfg.namespace, labels=labels),
+                type="Opaque",
+                string_data={"webhook-url": pulumi.Output.secret(slack)},
                 opts=child,
             )
 
@@ -158,6 +191,27 @@ class SloAlerting(pulumi.ComponentResource):
                 )
                 out[region][severity] = "pagerduty" if to_pagerduty else "tickets"
         return out
+
+    # ------------------------------------------------------------------------------------------------ chat
+    def _chatbot(self, name: str, ctx: StackContext, args: SloAlertingArgs,
+                 child: pulumi.ResourceOptions) -> str:
+        """P2 of every alarm region -> the Slack channel through AWS Chatbot (SNS cannot post to a Slack
+        webhook: Slack would never confirm the subscription). The channel role may do nothing."""
+        chat = ctx.config.slo_alerting.chatbot
+        assert chat is not None
+        role = aws.iam.Role(
+            f"{name}-chatbot-role", name=ctx.naming.physical("chatbot", "role", max_len=MAX_IAM_ROLE_NAME),
+            assume_role_policy=iam.assume_role_policy("chatbot.amazonaws.com"),
+            description="AWS Chatbot channel role: notifications only, no permissions", opts=child)
+        config_name = ctx.naming.physical("alerts-chat", max_len=128)
+        aws.chatbot.SlackChannelConfiguration(
+            f"{name}-chatbot", region=chat.region, configuration_name=config_name, iam_role_arn=role.arn,
+            slack_team_id=chat.slack_team_id, slack_channel_id=chat.slack_channel_id,
+            sns_topic_arns=[args.topics.arns[r]["P2"] for r in ctx.config.alarm_regions],
+            # Nobody in the channel may run commands through it.
+            guardrail_policy_arns=["arn:aws:iam::aws:policy/AWSDenyAll"], logging_level="ERROR",
+            opts=child)
+        return config_name
 
     # -------------------------------------------------------------------------------------- runbook automation
     def _runbooks(self, name: str, ctx: StackContext, args: SloAlertingArgs,

@@ -18,6 +18,7 @@ from pulumi.runtime import config as runtime_config
 from infra.config.formats import FORMATS
 from infra.config.rules import cross_field_problems, required_secrets
 from infra.config.schema import ABSENT, PROJECT, ConfigError, Problem, camel, constraint_text, describe
+from infra.config.slo_alerting import load_slo_definitions
 from infra.config.stack import SECRET_KEYS, Secrets, StackConfig
 
 # Namespaces of provider and engine config (`aws:region`, `pulumi:disable-default-providers`): read by the
@@ -251,6 +252,8 @@ def parse_stack_config(values: Mapping[str, Any], secret_keys: set[str],
 
     `stack` names the stack in the commands the messages give (`pulumi config set --secret KEY -s STACK`)."""
     cfg, present_secrets, problems = _parse(values, secret_keys, stack)
+    slos, symptoms, definition_problems = load_slo_definitions()  # rules/: one report with the config's
+    problems += definition_problems
     if problems or cfg is None:
         raise ConfigError(problems)
 
@@ -262,8 +265,10 @@ def parse_stack_config(values: Mapping[str, Any], secret_keys: set[str],
                                   if "pagerdutyCloudwatchKey" in present_secrets else None),
         pagerduty_webhook_secret=(read("pagerdutyWebhookSecret")
                                   if "pagerdutyWebhookSecret" in present_secrets else None),
+        slack_webhook_url=read("slackWebhookUrl") if "slackWebhookUrl" in present_secrets else None,
     )
-    return dataclasses.replace(cfg, secrets=secrets)
+    slo_alerting = dataclasses.replace(cfg.slo_alerting, slos=slos, symptoms=symptoms)
+    return dataclasses.replace(cfg, secrets=secrets, slo_alerting=slo_alerting)
 
 
 def load_stack_config() -> StackConfig:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from infra.config.schema import LOG_RETENTION_DAYS, setting
+from infra.config.schema import AWS_REGION_PATTERN, LOG_RETENTION_DAYS, Problem, setting
+from infra.slo.spec import SLO_FILE, Slo, SloSpecError, load_slos
+from infra.slo.symptoms import SYMPTOMS_FILE, SymptomSpec, load_symptoms
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,26 @@ class RunbookSettings:
 
 
 @dataclass(frozen=True)
+class MaintenanceWindow:
+    service: str = setting(doc="service label whose alerts the window mutes", pattern=r"^[a-z][a-z0-9-]{0,62}$")
+    weekdays: list[str] = setting(doc="weekday names or ranges, e.g. tuesday or monday:friday", min_items=1,
+                                  pattern=r"^(monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+                                          r"(:(monday|tuesday|wednesday|thursday|friday|saturday|sunday))?\Z")
+    start: str = setting(doc="start time HH:MM (UTC)", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z")
+    end: str = setting(doc="end time HH:MM (UTC), after start", pattern=r"^([01][0-9]|2[0-4]):[0-5][0-9]\Z")
+
+
+@dataclass(frozen=True)
+class ChatbotSettings:
+    """AWS Chatbot: the CloudWatch side of the chat receiver (the Slack workspace must be authorised once in the
+    console; these ids are not secrets)."""
+
+    slack_team_id: str = setting(doc="Slack workspace id (T...)", pattern=r"^T[A-Z0-9]{6,14}\Z")
+    slack_channel_id: str = setting(doc="Slack channel id (C...)", pattern=r"^[CG][A-Z0-9]{6,14}\Z")
+    region: str = setting("us-west-2", doc="region of the Chatbot control plane", pattern=AWS_REGION_PATTERN)
+
+
+@dataclass(frozen=True)
 class SloAlertingConfig:
     enabled: bool = setting(True, doc="deploy SLO rules, routing, severity subscriptions and runbooks")
     paging_enabled: bool = setting(False, doc="page PagerDuty (prod); otherwise everything goes to tickets")
@@ -37,3 +59,37 @@ class SloAlertingConfig:
                                          doc="dead-man's-switch receiver of the always-firing heartbeat")
     alertmanager_secret_name: str = setting("alertmanager-akidb", format="k8s_name",
                                             doc="Secret holding alertmanager.yaml (the Alertmanager's configSecret)")
+    chat_channel: str = setting("#akidb-alerts", pattern=r"^#[a-z0-9_-]{1,80}$",
+                                doc="Slack channel of informational and P2 alerts (webhook: secret slackWebhookUrl)")
+    chatbot: ChatbotSettings | None = setting(None, doc="AWS Chatbot channel the P2 severity topics of every alarm "
+                                              "region notify (none: CloudWatch P2 goes to tickets only)")
+    maintenance_windows: list[MaintenanceWindow] = setting(
+        default_factory=list, doc="recurring windows in which a service's alerts are muted (Alertmanager "
+        "time_intervals); the deploy workflow raises the CloudWatch suppressor for ad-hoc ones")
+    # rules/slos.yaml and rules/symptoms.yaml, loaded and validated once with the config (load_slo_definitions),
+    # then passed to the components, the dashboards and the plan's validation.
+    slos: tuple[Slo, ...] = field(default=(), metadata={"doc": "SLO definitions", "internal": True})
+    symptoms: SymptomSpec | None = field(default=None, metadata={"doc": "symptom alerts", "internal": True})
+
+
+class DefinitionProblem(Problem):
+    """A problem of rules/slos.yaml or rules/symptoms.yaml, reported with the config's problems."""
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.allowed}"
+
+
+def load_slo_definitions() -> tuple[tuple[Slo, ...], SymptomSpec | None, list[Problem]]:
+    """The SLO and symptom definitions, or the problems that make them unusable (never an exception)."""
+    problems: list[Problem] = []
+    slos: tuple[Slo, ...] = ()
+    symptoms: SymptomSpec | None = None
+    try:
+        slos = tuple(load_slos())
+    except SloSpecError as err:
+        problems += [DefinitionProblem(str(SLO_FILE.name), None, p) for p in err.problems]
+    try:
+        symptoms = load_symptoms(slos)
+    except SloSpecError as err:
+        problems += [DefinitionProblem(str(SYMPTOMS_FILE.name), None, p) for p in err.problems]
+    return slos, symptoms, problems

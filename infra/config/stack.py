@@ -22,6 +22,8 @@ SECRET_KEYS: dict[str, str] = {
     "pagerdutyCloudwatchKey": "PagerDuty Amazon CloudWatch integration key: P0/P1 severity topics subscribe to "
                               "it (required when sloAlerting.pagingEnabled)",
     "pagerdutyWebhookSecret": "PagerDuty V3 webhook signing secret (required when runbooks are enabled)",
+    "slackWebhookUrl": "Slack incoming-webhook URL of the chat receiver (P2 and informational alerts; optional: "
+                       "without it they go to tickets only)",
 }
 
 
@@ -33,6 +35,7 @@ class Secrets:
     pagerduty_routing_key: pulumi.Output[str] | None = None
     pagerduty_cloudwatch_key: pulumi.Output[str] | None = None
     pagerduty_webhook_secret: pulumi.Output[str] | None = None
+    slack_webhook_url: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ from typing import Any
 
 from infra.config import StackConfig
 
+# AWS services without regions: their resources take no `region`, their ARNs have an empty region field.
+GLOBAL_AWS_PREFIXES = ("aws:iam/", "aws:cloudfront/", "aws:route53/", "aws:organizations/", "aws:shield/")
+
 
 @dataclass(frozen=True)
 class PlannedResource:

@@ -17,10 +17,10 @@ from infra.dashboard_defs.promql import metric_names
 from infra.slo.spec import (
     BURN_ALERT,
     BURN_RATE_TIERS,
+    GOLDEN_SIGNALS_UID,
     SLO_DASHBOARD_UID,
     Slo,
     error_budget_remaining_metric,
-    load_slos,
     objective_metric,
     sli_error_ratio_metric,
 )
@@ -33,7 +33,6 @@ SATURATION = (
     ("Memory", "sum", "akidb_memory_usage_bytes", "bytes"),
     ("Active connections", "sum", "akidb_active_connections", "short"),
 )
-GOLDEN_SIGNALS_UID = "akidb-golden-signals"
 SEL = '{service="$service",slo="$slo"}'
 
 
@@ -49,9 +48,12 @@ def _latency(slos: list[Slo]) -> Slo | None:
 
 
 def input_contract_metrics(cfg: StackConfig) -> set[str]:
-    """Metrics akidb-rest exports that the stack reads: SLI selectors, saturation gauges, anomaly inputs."""
+    """Metrics the stack reads from the cluster: SLI selectors, saturation gauges, anomaly inputs, and the inputs
+    of the symptom alerts (up, working set, memory limits, requests in progress)."""
     names: set[str] = {m for _, _, m, _ in SATURATION}
-    for slo in load_slos():
+    if cfg.slo_alerting.symptoms is not None:
+        names |= cfg.slo_alerting.symptoms.input_metrics()
+    for slo in cfg.slo_alerting.slos:
         for sel in (slo.total_selector, slo.bad_selector, slo.good_selector):
             if sel is not None:
                 names.add(sel.metric)
@@ -157,7 +159,7 @@ def slo_board(slos: list[Slo]) -> GrafanaDashboard:
 
 def grafana_boards(cfg: StackConfig, slo_rules_deployed: bool) -> list[GrafanaDashboard]:
     """Golden Signals always; the SLO board only where the SLO recording rules are deployed (else it is empty)."""
-    slos = load_slos()
+    slos = list(cfg.slo_alerting.slos)
     boards = [golden_signals(slos)]
     if slo_rules_deployed:
         boards.append(slo_board(slos))

@@ -30,7 +30,7 @@ from infra.dashboard_defs.cloudwatch import (
     Widget,
     section,
 )
-from infra.slo.spec import BURN_RATE_TIERS, SLO_DASHBOARD_UID, Slo, duration_seconds, load_slos
+from infra.slo.spec import BURN_RATE_TIERS, SLO_DASHBOARD_UID, Slo, duration_seconds
 from lambdas.edge_inference import emf
 
 PAGING = ("P0", "P1")
@@ -82,7 +82,7 @@ def _budget(cfg: StackConfig, slo: Slo, region: str) -> Graph:
 
 def slo_dashboard(cfg: StackConfig, edge_alarms: Mapping[str, Sequence[str]],
                   slo_alarms: Sequence[AlarmRef]) -> Dashboard:
-    slo = next(s for s in load_slos() if s.kind == "availability")
+    slo = next(s for s in cfg.slo_alerting.slos if s.kind == "availability")
     grafana = f"{cfg.slo_alerting.grafana_base_url.rstrip('/')}/d/{SLO_DASHBOARD_UID}/"
     widgets: list[Widget] = [Text(width=24, height=3, markdown=(
         f"## Edge availability against the `{slo.name}` SLO ({slo.objective:.10g} over {slo.window})\n"

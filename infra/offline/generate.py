@@ -1,6 +1,6 @@
 """`make generate`: rewrite every checked-in generated artifact from its one definition; `--check` only compares.
 
-- rules/prometheus, rules/tests, rules/alertmanager  <- rules/slos.yaml (infra/slo/generate.py)
+- rules/prometheus, rules/tests, rules/alertmanager  <- rules/slos.yaml + rules/symptoms.yaml (infra/slo/generate.py)
 - dashboards/                                       <- the offline plan of every stack (infra/dashboard_defs/render.py)
 - README.md config reference                        <- the config schema (infra/config/reference.py)
 
@@ -21,6 +21,7 @@ from infra.dashboard_defs import render
 from infra.offline.plan import run_plan
 from infra.slo import generate as slo_generate
 from infra.slo.spec import SloSpecError, load_slos
+from infra.slo.symptoms import load_symptoms
 
 STACKS = ("staging", "prod")
 TARGETS = ("rules", "dashboards", "docs")
@@ -37,12 +38,13 @@ def plans_of(stacks: Sequence[str]) -> dict[str, Plan]:
 
 
 def _rules(check: bool) -> list[str]:
-    files = slo_generate.generated_files(load_slos())
+    slos = load_slos()
+    files = slo_generate.generated_files(slos, load_symptoms(slos))
     if check:
         on_disk = {str(p.relative_to(RULES_DIR)): p.read_text(encoding="utf-8")
                    for sub in ("prometheus", "alertmanager", "tests") for p in sorted((RULES_DIR / sub).glob("*.yml"))}
         return render.drift(files, on_disk, folder="rules")
-    for path in slo_generate.write(load_slos()):
+    for path in slo_generate.write(slos, load_symptoms(slos)):
         print(path.relative_to(ROOT))
     return []
 

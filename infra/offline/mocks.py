@@ -19,6 +19,7 @@ from pulumi.output import Unknown
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
+from infra.core.plan import GLOBAL_AWS_PREFIXES
 from infra.validation.preview import UNKNOWN
 
 ACCOUNT_ID = "123456789012"
@@ -26,7 +27,6 @@ SECRET_SIG_KEY = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
 SECRET_SIG_VALUE = rpc._special_secret_sig  # "1b47061264138c4ac30d75fd1eb44270"
 
 # Resource types that exist once per account, not per region.
-GLOBAL_AWS_PREFIXES = ("aws:iam/", "aws:cloudfront/", "aws:route53/", "aws:organizations/", "aws:shield/")
 
 
 @dataclass

@@ -1,30 +1,60 @@
-"""Alertmanager routing generated for the SLO alerts: P0/P1 to PagerDuty, P2 to tickets, the heartbeat to the
-dead-man's switch; with paging off, everything to tickets."""
+"""Alertmanager routing generated for the SLO and symptom alerts: P0/P1 to PagerDuty, P2 to tickets and chat,
+informational alerts to chat, the heartbeat to the dead-man's switch; with paging off, pages become tickets.
+Maintenance windows mute a service's alerts (time_intervals); a ServiceDown inhibits what it explains."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from infra.slo.rules import DEFAULT_LINKS, LinkSettings
-from infra.slo.spec import HEARTBEAT_ALERT, Slo
+from infra.slo.spec import ABSENT_ALERT, BUCKET_ALERT, BURN_ALERT, HEARTBEAT_ALERT, Slo
+from infra.slo.symptoms import EXPLAINED_BY_SERVICE_DOWN, SERVICE_DOWN_ALERT
 
 # Alertmanager receivers (names are what `amtool config routes test --verify.receivers` checks).
 RECEIVER_P0 = "pagerduty-critical"
 RECEIVER_P1 = "pagerduty-error"
 RECEIVER_TICKETS = "tickets"
 RECEIVER_HEARTBEAT = "deadmans-switch"
+RECEIVER_CHAT = "chat"
 # Where the prometheus-operator mounts Secrets listed in the Alertmanager's spec.secrets.
 ROUTING_KEY_SECRET = "alertmanager-pagerduty"
 ROUTING_KEY_FILE = f"/etc/alertmanager/secrets/{ROUTING_KEY_SECRET}/routing-key"
+SLACK_SECRET = "alertmanager-slack"
+SLACK_URL_FILE = f"/etc/alertmanager/secrets/{SLACK_SECRET}/webhook-url"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    """A recurring window (UTC) in which one service's alerts are muted."""
+
+    service: str
+    weekdays: tuple[str, ...]
+    start: str
+    end: str
+
+
+# The window the checked-in configs carry (so amtool checks the time_intervals syntax); stacks set their own
+# with sloAlerting.maintenanceWindows.
+EXAMPLE_MAINTENANCE = (Maintenance("akidb-rest", ("tuesday",), "02:00", "03:00"),)
+
+
+def maintenance_interval_name(service: str) -> str:
+    return f"maintenance-{service}"
 
 
 def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS, *, paging: bool,
-                        routing_key_file: str = ROUTING_KEY_FILE) -> dict[str, Any]:
-    """P0 -> PagerDuty critical, P1 -> PagerDuty error, P2 -> tickets; with paging off, everything -> tickets.
+                        routing_key_file: str = ROUTING_KEY_FILE, chat: bool = True,
+                        slack_url_file: str = SLACK_URL_FILE,
+                        maintenance: Sequence[Maintenance] = EXAMPLE_MAINTENANCE) -> dict[str, Any]:
+    """P0 -> PagerDuty critical, P1 -> PagerDuty error, P2 -> tickets and chat, info -> chat; with paging off,
+    P0/P1 -> tickets (and chat).
 
-    The routing key is never in this text: `routing_key_file` points to a Secret the component creates from the
-    Pulumi secret and the Alertmanager mounts.
+    No secret is in this text: `routing_key_file` and `slack_url_file` point to Secrets the component creates
+    from Pulumi secrets and the Alertmanager mounts. Without a chat webhook (`chat=False`) there is no chat
+    receiver and P2/info go to tickets only.
     """
     del slos  # the routes key on labels every generated alert carries; kept for symmetry with rule_files()
 
@@ -58,10 +88,45 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
         {"name": RECEIVER_HEARTBEAT, "webhook_configs": [{"url": links.heartbeat_webhook_url,
                                                           "send_resolved": False}]},
     ]
+    if chat:
+        receivers.append({"name": RECEIVER_CHAT, "slack_configs": [{
+            "api_url_file": slack_url_file, "channel": links.chat_channel, "send_resolved": True,
+            "title": "[{{ .Status | toUpper }}] {{ .CommonLabels.severity }} {{ .CommonLabels.alertname }} "
+                     "{{ .CommonLabels.service }}",
+            "text": "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ end }}",
+            "title_link": first("dashboard"),
+            "actions": [{"type": "button", "text": "runbook", "url": first("runbook_url")},
+                        {"type": "button", "text": "dashboard", "url": first("dashboard")}],
+        }]})
     if paging:
         receivers += [{"name": RECEIVER_P0, "pagerduty_configs": [pagerduty("critical")]},
                       {"name": RECEIVER_P1, "pagerduty_configs": [pagerduty("error")]}]
-    return {
+    # P2 goes to the ticket system and, with `continue`, to chat as well.
+    p2_continue = {"continue": True} if chat else {}
+    severity_routes: list[dict[str, Any]] = [
+        {"receiver": page0, "matchers": ['severity="P0"'],
+         "group_wait": "5s", "group_interval": "1m", "repeat_interval": "1h"},
+        {"receiver": page1, "matchers": ['severity="P1"'],
+         "group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h"},
+        {"receiver": RECEIVER_TICKETS, "matchers": ['severity="P2"'],
+         "group_wait": "5m", "group_interval": "30m", "repeat_interval": "24h", **p2_continue},
+    ]
+    if chat:
+        severity_routes += [
+            {"receiver": RECEIVER_CHAT, "matchers": ['severity="P2"'],
+             "group_wait": "5m", "group_interval": "30m", "repeat_interval": "24h"},
+            {"receiver": RECEIVER_CHAT, "matchers": ['severity="info"'],
+             "group_wait": "5m", "group_interval": "30m", "repeat_interval": "24h"},
+        ]
+    by_service: dict[str, list[Maintenance]] = {}
+    for window in maintenance:
+        by_service.setdefault(window.service, []).append(window)
+    # A service with maintenance windows gets its own branch (the same severity routes, muted in its windows);
+    # every other service falls through to the shared severity routes. The heartbeat is never muted.
+    muted = [{"matchers": [f'service="{svc}"'], "mute_time_intervals": [maintenance_interval_name(svc)],
+              "routes": [dict(r) for r in severity_routes]} for svc in sorted(by_service)]
+    explained = (BURN_ALERT, ABSENT_ALERT, BUCKET_ALERT, *EXPLAINED_BY_SERVICE_DOWN)
+    config: dict[str, Any] = {
         "global": {"resolve_timeout": "5m"},
         "route": {
             "receiver": RECEIVER_TICKETS,
@@ -72,26 +137,41 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
             "routes": [
                 {"receiver": RECEIVER_HEARTBEAT, "matchers": [f'alertname="{HEARTBEAT_ALERT}"'],
                  "group_wait": "0s", "group_interval": "1m", "repeat_interval": "1m"},
-                {"receiver": page0, "matchers": ['severity="P0"'],
-                 "group_wait": "5s", "group_interval": "1m", "repeat_interval": "1h"},
-                {"receiver": page1, "matchers": ['severity="P1"'],
-                 "group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h"},
-                {"receiver": RECEIVER_TICKETS, "matchers": ['severity="P2"'],
-                 "group_wait": "5m", "group_interval": "30m", "repeat_interval": "24h"},
+                *muted,
+                *severity_routes,
             ],
         },
-        # A P0 for a service+SLO already pages: its P1/P2 tiers would only repeat it.
-        "inhibit_rules": [{"source_matchers": ['severity="P0"'], "target_matchers": ['severity=~"P1|P2"'],
-                           "equal": ["service", "slo"]}],
+        "inhibit_rules": [
+            # A P0 for a service+SLO already pages: its P1/P2 tiers would only repeat it.
+            {"source_matchers": ['severity="P0"'], "target_matchers": ['severity=~"P1|P2"'],
+             "equal": ["service", "slo"]},
+            # A service that is down explains its burn-rate, absent-metric, traffic and target alerts.
+            {"source_matchers": [f'alertname="{SERVICE_DOWN_ALERT}"'],
+             "target_matchers": [f'alertname=~"{"|".join(explained)}"'],
+             "equal": ["service"]},
+        ],
         "receivers": receivers,
     }
+    if by_service:
+        config["time_intervals"] = [{"name": maintenance_interval_name(svc), "time_intervals": [
+            {"weekdays": list(w.weekdays), "times": [{"start_time": w.start, "end_time": w.end}]}
+            for w in windows]} for svc, windows in sorted(by_service.items())]
+    return config
+
+
+def expected_receivers(severity: str, *, paging: bool, chat: bool = True) -> list[str]:
+    """Every receiver an alert of `severity` reaches, in route order (what amtool prints)."""
+    if severity == "heartbeat":
+        return [RECEIVER_HEARTBEAT]
+    if severity == "info":
+        return [RECEIVER_CHAT] if chat else [RECEIVER_TICKETS]
+    if severity == "P2":
+        return [RECEIVER_TICKETS, RECEIVER_CHAT] if chat else [RECEIVER_TICKETS]
+    if paging:
+        return [RECEIVER_P0 if severity == "P0" else RECEIVER_P1]
+    return [RECEIVER_TICKETS]
 
 
 def expected_receiver(severity: str, *, paging: bool) -> str:
-    if severity == "heartbeat":
-        return RECEIVER_HEARTBEAT
-    if paging and severity == "P0":
-        return RECEIVER_P0
-    if paging and severity == "P1":
-        return RECEIVER_P1
-    return RECEIVER_TICKETS
+    """The first receiver of `severity` (the one that pages, or the ticket)."""
+    return expected_receivers(severity, paging=paging)[0]

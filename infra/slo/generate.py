@@ -9,22 +9,26 @@ from infra.core.paths import RULES_DIR
 from infra.slo.alertmanager import alertmanager_config
 from infra.slo.render import dump
 from infra.slo.rules import rule_files
-from infra.slo.spec import Slo
+from infra.slo.spec import DEFAULT_LINKS, Slo
+from infra.slo.symptom_tests import burst_test_file, symptom_test_files
+from infra.slo.symptoms import SymptomSpec
 from infra.slo.unit_tests import unit_test_files
 
 
-def generated_files(slos: Sequence[Slo]) -> dict[str, str]:
+def generated_files(slos: Sequence[Slo], symptoms: SymptomSpec) -> dict[str, str]:
     """Path relative to rules/ -> text, for every generated file."""
-    files = {f"prometheus/{name}": dump(doc) for name, doc in rule_files(slos).items()}
+    files = {f"prometheus/{name}": dump(doc) for name, doc in rule_files(slos, symptoms=symptoms).items()}
     files["alertmanager/alertmanager-paging.yml"] = dump(alertmanager_config(slos, paging=True))
     files["alertmanager/alertmanager-tickets-only.yml"] = dump(alertmanager_config(slos, paging=False))
     files |= {f"tests/{name}": dump(doc) for name, doc in unit_test_files(slos).items()}
+    files |= {f"tests/{name}": dump(doc) for name, doc in symptom_test_files(symptoms, DEFAULT_LINKS).items()}
+    files["tests/burst.test.yml"] = dump(burst_test_file(slos, DEFAULT_LINKS))
     return files
 
 
-def write(slos: Sequence[Slo], root: Path = RULES_DIR) -> list[Path]:
+def write(slos: Sequence[Slo], symptoms: SymptomSpec, root: Path = RULES_DIR) -> list[Path]:
     written = []
-    files = generated_files(slos)
+    files = generated_files(slos, symptoms)
     for sub in ("prometheus", "alertmanager", "tests"):
         for old in (root / sub).glob("*.yml"):
             if f"{sub}/{old.name}" not in files:

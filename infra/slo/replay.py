@@ -27,8 +27,9 @@ import yaml
 
 from infra.core.paths import RULES_DIR
 from infra.slo.render import dump as dump_rules
-from infra.slo.rules import SLO_FILE, rule_files
+from infra.slo.rules import META_FILE, SLO_FILE, SYMPTOMS_RULE_FILE, rule_files
 from infra.slo.spec import BURN_RATE_TIERS, duration_seconds, load_slos
+from infra.slo.symptoms import IN_PROGRESS, MEMORY_LIMIT, UP, WORKING_SET, load_symptoms
 
 ORIGINAL_RULES = RULES_DIR / "reference" / "plan-original.rules.yml"
 JOB = "akidb-rest"
@@ -48,7 +49,7 @@ class Scenario:
     onset_s: int | None = None  # incident start and end (for MTTD / time to stop paging)
     end_s: int | None = None
     seed: int = 15
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)  # more input series (promtool notation), e.g. gauges
 
     def counters(self) -> dict[str, np.ndarray]:
         """Cumulative counters sampled every step (Poisson counts of requests, errors and slow requests)."""
@@ -96,6 +97,7 @@ class Firing:
     labels: dict[str, str]
     first_s: float
     last_s: float
+    episodes: int = 1  # separate times it started firing (an alert that fires twice is two notifications)
 
 
 @dataclass
@@ -117,7 +119,9 @@ class ReplayResult:
 def _probes(duration_s: int, step_s: int) -> list[str]:
     rng = f"[{duration_s}s:{step_s}s]"
     sel = 'ALERTS{alertstate="firing",severity=~"P0|P1|P2"}'
-    return [f"min_over_time(timestamp({sel}){rng})", f"max_over_time(timestamp({sel}){rng})"]
+    started = f"({sel} unless {sel} offset {step_s}s)"
+    return [f"min_over_time(timestamp({sel}){rng})", f"max_over_time(timestamp({sel}){rng})",
+            f"sum_over_time({started}{rng})"]
 
 
 _GOT = re.compile(r'\{([^{}]*)\} ([-+0-9.eE]+|NaN)')
@@ -150,7 +154,8 @@ def replay(scenario: Scenario, rules: Sequence[Path], rules_name: str) -> Replay
         "tests": [{
             "name": scenario.name,
             "interval": f"{scenario.step_s}s",
-            "input_series": [{"series": k, "values": _values(v)} for k, v in counters.items()],
+            "input_series": [{"series": k, "values": _values(v)} for k, v in counters.items()]
+            + [{"series": k, "values": v} for k, v in scenario.extra.items()],
             "promql_expr_test": [{"expr": p, "eval_time": f"{scenario.duration_s}s", "exp_samples": []}
                                  for p in probes],
         }],
@@ -167,10 +172,13 @@ def replay(scenario: Scenario, rules: Sequence[Path], rules_name: str) -> Replay
         raise RuntimeError(f"promtool failed on {scenario.name}:\n{proc.stdout}\n{proc.stderr}")
     first = {json.dumps(lbl, sort_keys=True): v for lbl, v in got.get(probes[0], [])}
     last = {json.dumps(lbl, sort_keys=True): v for lbl, v in got.get(probes[1], [])}
+    starts = {json.dumps({k: v for k, v in lbl.items() if k != "__name__"}, sort_keys=True): v
+              for lbl, v in got.get(probes[2], [])}
     firings = []
     for key, t0 in sorted(first.items(), key=lambda kv: kv[1]):
         labels = json.loads(key)
-        firings.append(Firing(labels.pop("alertname", "?"), labels, t0, last.get(key, t0)))
+        episodes = max(1, int(starts.get(key, 1)))
+        firings.append(Firing(labels.pop("alertname", "?"), labels, t0, last.get(key, t0), episodes))
     return ReplayResult(scenario.name, rules_name, firings, seconds)
 
 
@@ -214,7 +222,7 @@ def sustained_burn(share: float = 0.002, hours: int = 30, warmup_s: int = 3 * DA
                     _window(BASE_ERRORS, share, warmup_s, end), _flat(BASE_SLOW), warmup_s, None)
 
 
-def normal_month(days: int = 30, step_s: int = 60, seed: int = 42) -> Scenario:
+def normal_month(days: int = 30, step_s: int = 60, seed: int = 42, deploy_bump: float = 0.0) -> Scenario:
     """~600 req/s with a daily cycle, a nightly low-traffic hour, Poisson noise, 0.01% errors, 0.02% slow, and
     isolated 30-second blips of 2-6% errors or slow requests (three of each a day, at random times)."""
     rng = np.random.default_rng(seed)
@@ -236,8 +244,39 @@ def normal_month(days: int = 30, step_s: int = 60, seed: int = 42) -> Scenario:
             return out
         return share
 
-    return Scenario(f"normal month ({days} d)", days * DAY, step_s, rate,
-                    blips(BASE_ERRORS, blips_err, size_err), blips(BASE_SLOW, blips_slow, size_slow), seed=seed)
+    def errors(t: np.ndarray) -> np.ndarray:
+        out = blips(BASE_ERRORS, blips_err, size_err)(t)
+        if deploy_bump:
+            # A weekly deploy (day 1 of each week, 14:00): DEPLOY_BUMP_S of `deploy_bump` errors while pods roll.
+            for start in range(DAY + 14 * 3600, days * DAY, 7 * DAY):
+                out[start:start + DEPLOY_BUMP_S] = deploy_bump
+        return out
+
+    name = f"normal month ({days} d{', weekly deploys' if deploy_bump else ''})"
+    return Scenario(name, days * DAY, step_s, rate, errors, blips(BASE_SLOW, blips_slow, size_slow), seed=seed)
+
+
+DEPLOY_BUMP_S = 120
+DEPLOY_BUMP = 0.03  # 3% errors for 2 minutes: 0.28% of the 30-day budget at 99.95%
+
+
+def _healthy_gauges(days: int, step_s: int) -> dict[str, str]:
+    """The symptom alerts' inputs in a healthy month: two targets up, a working set breathing between 40% and 60%
+    of its limit every day (allocation and GC), a few requests in progress following the traffic."""
+    n = days * DAY // step_s
+    t = np.arange(n + 1) * step_s
+    limit = 2.0 * 1024 ** 3
+    phase = 2 * np.pi * (t % DAY) / DAY
+    out: dict[str, str] = {}
+    for i in range(2):
+        pod = f'container="{JOB}",namespace="akidb",pod="{JOB}-{i}"'
+        out[f'{UP}{{instance="10.0.0.{i + 1}:8080",job="{JOB}"}}'] = f"1x{n}"
+        out[f'{MEMORY_LIMIT}{{{pod},resource="memory",unit="byte"}}'] = f"{int(limit)}x{n}"
+        ws = (0.5 + 0.1 * np.sin(phase + i)) * limit
+        out[f"{WORKING_SET}{{{pod}}}"] = " ".join(str(int(v)) for v in ws)
+        busy = 4 + 3 * np.sin(phase - np.pi / 2)
+        out[f'{IN_PROGRESS}{{instance="10.0.0.{i + 1}:8080",job="{JOB}"}}'] = " ".join(str(int(v)) for v in busy)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -290,6 +329,35 @@ def month_plan(tmp: Path, days: int = 30) -> dict[str, list[tuple[Scenario, list
     if coarse:
         runs.append((normal_month(days, 300), generated_rules(tmp, coarse)))
     return {"generated": runs, "plan, le fixed": [(normal_month(days, 300), original_rules(tmp, fix_bucket=True))]}
+
+
+BUDGET_TICKET_STEP_S = 900  # the 1d/3d ticket tiers: windows >= 2h hold 8+ samples at 15-minute steps
+
+
+def alert_budget_plan(tmp: Path, days: int = 30) -> list[tuple[Scenario, list[Path]]]:
+    """The healthy month with weekly deploys through EVERY Prometheus rule, each at the coarsest step its windows
+    allow: the 2m-window tier at 1 minute, the other paging tiers and the symptom alerts at 5 minutes, the ticket
+    tiers at 15 minutes; absent/bucket/budget rules with the symptoms (heartbeat excluded: it always fires)."""
+    slos = load_slos()
+    files = rule_files(slos, symptoms=load_symptoms(slos))
+    rest = tmp / "symptoms-meta.rules.yml"
+    meta = [g | {"rules": [r for r in g["rules"] if r.get("labels", {}).get("severity") != "heartbeat"]}
+            for g in files[META_FILE]["groups"]]
+    rest.write_text(dump_rules({"groups": files[SYMPTOMS_RULE_FILE]["groups"] + meta}), encoding="utf-8")
+    fine = [t.name for t in BURN_RATE_TIERS if month_step_s([t.name]) == 60]
+    mid = [t.name for t in BURN_RATE_TIERS if month_step_s([t.name]) == 300 and t.severity in ("P0", "P1")]
+    tickets = [t.name for t in BURN_RATE_TIERS if t.severity == "P2"]
+    assert set(fine) | set(mid) | set(tickets) == {t.name for t in BURN_RATE_TIERS}
+
+    def month(step: int, gauges: bool = False) -> Scenario:
+        sc = normal_month(days, step, deploy_bump=DEPLOY_BUMP)
+        if gauges:
+            sc.extra = _healthy_gauges(days, step)
+        return sc
+
+    runs = [(month(60), generated_rules(tmp, fine)), (month(300, gauges=True), [*generated_rules(tmp, mid), rest])]
+    runs.append((month(BUDGET_TICKET_STEP_S), generated_rules(tmp, tickets)))
+    return runs
 
 
 def mttd(result: ReplayResult, scenario: Scenario, slo: str) -> float | None:

@@ -16,7 +16,6 @@ Rule files:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from infra.slo.spec import (
@@ -24,9 +23,11 @@ from infra.slo.spec import (
     BUCKET_ALERT,
     BURN_ALERT,
     BURN_RATE_TIERS,
+    DEFAULT_LINKS,
     HEARTBEAT_ALERT,
     SLO_DASHBOARD_UID,
     BurnRateTier,
+    LinkSettings,
     Slo,
     duration_seconds,
     error_budget_remaining_metric,
@@ -34,27 +35,14 @@ from infra.slo.spec import (
     sli_error_ratio_metric,
     sli_total_rate_metric,
 )
+from infra.slo.symptoms import SYMPTOMS_RULE_FILE, SymptomSpec, symptom_rule_file
 
 SLO_FILE = "slo.rules.yml"
 BUDGET_FILE = "slo-budget.rules.yml"
 META_FILE = "slo-meta.rules.yml"
-RULE_FILES = (SLO_FILE, BUDGET_FILE, META_FILE)
+RULE_FILES = (SLO_FILE, BUDGET_FILE, META_FILE, SYMPTOMS_RULE_FILE)
 PAGING = ("P0", "P1")
 
-
-
-
-@dataclass(frozen=True)
-class LinkSettings:
-    """What differs per stack in the generated text: link bases and receivers' endpoints."""
-
-    runbook_base_url: str = "https://runbooks.akidb.internal"
-    grafana_base_url: str = "https://grafana.akidb.internal"
-    ticket_webhook_url: str = "https://tickets.akidb.internal/alertmanager"
-    heartbeat_webhook_url: str = "https://heartbeat.akidb.internal/ping"
-
-
-DEFAULT_LINKS = LinkSettings()
 
 # --------------------------------------------------------------------------------------------------------------
 # Prometheus rules
@@ -174,7 +162,8 @@ def meta_alerts(slos: Sequence[Slo], links: LinkSettings) -> list[dict[str, Any]
 
 
 def rule_files(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS,
-               tiers: Sequence[BurnRateTier] = BURN_RATE_TIERS) -> dict[str, dict[str, Any]]:
+               tiers: Sequence[BurnRateTier] = BURN_RATE_TIERS,
+               symptoms: SymptomSpec | None = None) -> dict[str, dict[str, Any]]:
     """File name -> {"groups": [...]} (plain Prometheus rule file format).
 
     One group per SLO holds every recording its alerts read (rules in a group run in order; groups run
@@ -197,12 +186,16 @@ def rule_files(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS,
                       f"  / on(service, slo) (1 - {objective_metric()}{_sel(slo)})\n"),
              "labels": slo.labels},
         ]})
-    return {
+    files = {
         SLO_FILE: {"groups": main},
         BUDGET_FILE: {"groups": budget},
         META_FILE: {"groups": [{"name": "slo-meta", "rules": meta_alerts(slos, links)}]},
     }
+    if symptoms is not None:
+        files[SYMPTOMS_RULE_FILE] = symptom_rule_file(symptoms, links)
+    return files
 
 
-def all_groups(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS) -> list[dict[str, Any]]:
-    return [g for f in rule_files(slos, links).values() for g in f["groups"]]
+def all_groups(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS,
+               symptoms: SymptomSpec | None = None) -> list[dict[str, Any]]:
+    return [g for f in rule_files(slos, links, symptoms=symptoms).values() for g in f["groups"]]

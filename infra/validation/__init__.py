@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from infra.config import StackConfig
-from infra.core.plan import Plan, PlannedResource, Violation
-from infra.offline.mocks import GLOBAL_AWS_PREFIXES
+from infra.core.plan import GLOBAL_AWS_PREFIXES, Plan, PlannedResource, Violation
 
 __all__ = ["RULES", "Plan", "PlannedResource", "Rule", "Violation", "engine_plan", "load_rules", "resource_region",
            "rule", "rule_description", "stack_of_urn", "validate", "violations"]

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from infra.slo.rules import LinkSettings, rule_files
-from infra.slo.spec import load_slos
 from infra.validation import Plan, Violation, rule
 
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
@@ -35,8 +34,10 @@ def slo_rules_match_definitions(plan: Plan) -> Iterator[Violation]:
         return
     s = cfg.slo_alerting
     links = LinkSettings(runbook_base_url=s.runbook_base_url, grafana_base_url=s.grafana_base_url,
-                         ticket_webhook_url=s.ticket_webhook_url, heartbeat_webhook_url=s.heartbeat_webhook_url)
-    expected = {json.dumps(doc["groups"], sort_keys=True) for doc in rule_files(load_slos(), links).values()}
+                         ticket_webhook_url=s.ticket_webhook_url, heartbeat_webhook_url=s.heartbeat_webhook_url,
+                         chat_channel=s.chat_channel)
+    expected = {json.dumps(doc["groups"], sort_keys=True)
+                for doc in rule_files(list(s.slos), links, symptoms=s.symptoms).values()}
     deployed = plan.of_type(PROMETHEUS_RULE)
     found = set()
     for r in deployed:
@@ -118,3 +119,19 @@ def no_secret_in_function_environment(plan: Plan) -> Iterator[Violation]:
         if "[secret]" in env or "whsec" in env.lower():
             yield Violation("no_secret_in_function_environment", fn.label,
                             "a secret in the environment; store it in Secrets Manager and read it at init")
+
+
+@rule
+def maintenance_windows_valid(plan: Plan) -> Iterator[Violation]:
+    """A maintenance window ends after it starts (Alertmanager refuses the whole config otherwise) and mutes a
+    service that has alerts."""
+    s = plan.config.slo_alerting
+    services = {slo.service for slo in s.slos} | ({s.symptoms.service} if s.symptoms else set())
+    for i, w in enumerate(s.maintenance_windows):
+        where = f"sloAlerting.maintenanceWindows[{i}]"
+        if w.end <= w.start:
+            yield Violation("maintenance_windows_valid", where,
+                            f"end {w.end} is not after start {w.start} (HH:MM, UTC, within one day)")
+        if w.service not in services:
+            yield Violation("maintenance_windows_valid", where,
+                            f"service {w.service!r} has no alerts; services: {', '.join(sorted(services))}")
