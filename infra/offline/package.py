@@ -36,10 +36,10 @@ def _model(force: bool) -> int:
 
 def _zip_levels() -> int:
     functions = sorted(p.parent.name for p in LAMBDAS_DIR.glob("*/requirements.txt"))
-    print(f"{'function':<20} {'level':>5} {'MiB':>8} {'seconds':>8}")
-    for function, level, size, seconds in zip_level_table(functions):
+    print(f"{'function':<20} {'level':>5} {'MiB':>8} {'wall s':>8} {'CPU s':>8}")
+    for function, level, size, seconds, cpu in zip_level_table(functions):
         chosen = "  <- ZIP_LEVEL" if level == ZIP_LEVEL else ""
-        print(f"{function:<20} {level:>5} {size / MiB:>8.2f} {seconds:>8.2f}{chosen}", flush=True)
+        print(f"{function:<20} {level:>5} {size / MiB:>8.2f} {seconds:>8.2f} {cpu:>8.2f}{chosen}", flush=True)
     return 0
 
 
