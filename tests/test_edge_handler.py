@@ -178,9 +178,12 @@ BAD_INPUTS = [
     ("deeply nested text", origin_request_event(raw=b'{"text":' * 100_000), 400, "nests too deeply"),
     ("lone surrogate", origin_request_event(raw=b'{"text": "\\ud800"}'), 400, "unpaired surrogate"),
     ("lone surrogate in a text body", embed_event("x", encoding="text"), 400, "not valid UTF-8"),
+    # Found by the fuzz pass: a text the tokenizer drops entirely embedded [CLS] [SEP] as if it were content.
+    ("only control characters", embed_event("\x00\u200b\x7f"), 400, "nothing the model reads"),
 ]
 BAD_INPUTS[10][1]["Records"][0]["cf"]["request"]["body"]["data"] = "not*base64!"
-BAD_INPUTS[-1][1]["Records"][0]["cf"]["request"]["body"]["data"] = '{"text": "a\udfffb"}'
+next(c[1] for c in BAD_INPUTS if c[0] == "lone surrogate in a text body")["Records"][0]["cf"]["request"]["body"][
+    "data"] = '{"text": "a\udfffb"}'
 
 
 @pytest.mark.parametrize(("case", "event", "status", "reason"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])

@@ -18,12 +18,14 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from .digest import file_sha256
+from .events import ClientError
 from .pooling import l2_normalise, mean_pool
 from .settings import Settings
 
 TMP_DIR = Path("/tmp")
 # First tokenizer window, in characters per kept token: English averages ~4.5 characters a token, CJK 1.
 _FIRST_WINDOW_TOKENS_TO_CHARS = 4
+_SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 
 
 class ModelUnavailable(Exception):
@@ -119,6 +121,9 @@ class Encoder:
 
     def encode(self, text: str) -> Encoded:
         enc, truncated = self.tokenize(text)
+        if len(enc.ids) <= _SPECIAL_TOKENS:  # e.g. only control or format characters, which the tokenizer drops
+            raise ClientError(400, "field 'text' has nothing the model reads (only control or format characters); "
+                                   "send words")
         ids = np.asarray([enc.ids], dtype=np.int64)
         mask = np.asarray([enc.attention_mask], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask,
