@@ -76,9 +76,11 @@ xray-smoke: venv
 	$(PY) -m infra.tools.xray_smoke --daemon $(XRAY_DAEMON) --region $(XRAY_REGION)
 # -- emf-edge --
 .PHONY: edge-model bench-edge
-# Export all-MiniLM-L6-v2 to ONNX and quantise it to INT8 once (cached in build/models by its inputs' hash).
+# The slow first-run steps, in parallel: export all-MiniLM-L6-v2 to ONNX and quantise it (cached in build/models
+# by its inputs' hash) while every function's wheels are downloaded (cached in build/cache/deps by content).
 edge-model: venv
 	$(PY) -m infra.offline.package --model-only
+# The edge function against sentence-transformers in one process: the source of the README's edge figures.
 bench-edge: edge-model
 	$(PY) -m benchmarks.bench_edge
 test: edge-model

@@ -173,8 +173,17 @@ BAD_INPUTS = [
     ("wrong path", embed_event("x", uri="/search"), 404, "POST /embed"),
     ("wrong content type", embed_event("x", headers={"Content-Type": "text/plain"}), 415, "application/json"),
     ("text too long", embed_event("word " * 30000), 413, "at most"),
+    # Reproducers of issue 12: both answered 500 and counted ErrorCount (the P1 alarm's metric).
+    ("1,000 nested arrays", origin_request_event(raw=b"[" * 1000), 400, "nests too deeply"),
+    ("deeply nested text", origin_request_event(raw=b'{"text":' * 100_000), 400, "nests too deeply"),
+    ("lone surrogate", origin_request_event(raw=b'{"text": "\\ud800"}'), 400, "unpaired surrogate"),
+    ("lone surrogate in a text body", embed_event("x", encoding="text"), 400, "not valid UTF-8"),
+    # Found by the fuzz pass: a text the tokenizer drops entirely embedded [CLS] [SEP] as if it were content.
+    ("only control characters", embed_event("\x00\u200b\x7f"), 400, "nothing the model reads"),
 ]
 BAD_INPUTS[10][1]["Records"][0]["cf"]["request"]["body"]["data"] = "not*base64!"
+next(c[1] for c in BAD_INPUTS if c[0] == "lone surrogate in a text body")["Records"][0]["cf"]["request"]["body"][
+    "data"] = '{"text": "a\udfffb"}'
 
 
 @pytest.mark.parametrize(("case", "event", "status", "reason"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])

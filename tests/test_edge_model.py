@@ -16,39 +16,11 @@ import numpy as np
 import pytest
 
 from infra.artifacts.edge_model import EdgeModel, cache_key, ensure_model, pipeline_meta, source_dir
+from infra.artifacts.edge_probe import REFERENCE_SENTENCES as SENTENCES
 from infra.artifacts.edge_probe import LocalModelStore, origin_request_event
 from infra.components.emf_edge import baked_settings
 from infra.config import EmfEdgeConfig
 from lambdas.edge_inference.handler import App
-
-SENTENCES = [
-    "A man is eating food.",
-    "A man is eating a piece of bread.",
-    "The girl is carrying a baby.",
-    "A man is riding a horse.",
-    "A woman is playing violin.",
-    "Two men pushed carts through the woods.",
-    "A monkey is playing drums.",
-    "What is the capital of France?",
-    "Paris is the capital and most populous city of France.",
-    "Vector databases index embeddings for approximate nearest-neighbour search.",
-    "HNSW graphs trade memory for query latency.",
-    "ERROR 503: upstream connect error or disconnect/reset before headers",
-    "p95 latency rose from 12 ms to 48 ms after the 14:05 UTC deploy",
-    "¿Dónde está la biblioteca?",
-    "Der schnelle braune Fuchs springt über den faulen Hund.",
-    "東京は日本の首都です。",
-    "I love this product!!! 😍😍",
-    "ok",
-    "SELECT * FROM vectors WHERE id = 42;",
-    "def add(a, b): return a + b",
-    "The quick brown fox jumps over the lazy dog.",
-    "Lambda@Edge replicas run in the region closest to the viewer.",
-    "   leading and trailing spaces   ",
-    "UPPER CASE TEXT IS LOWERCASED BY THE TOKENIZER",
-    # Longer than 128 tokens: both sides truncate at the model's 128 (tokenizer.json).
-    " ".join(["Observability means metrics, logs and traces that explain an incident quickly."] * 20),
-]
 
 
 @pytest.fixture(scope="module")

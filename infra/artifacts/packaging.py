@@ -25,7 +25,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,9 @@ ARCHITECTURE = "x86_64"  # the only architecture WHEEL_PLATFORMS fetch wheels fo
 # python3.12 runs on Amazon Linux 2023 (glibc 2.34): wheels up to manylinux_2_34 are loadable there.
 WHEEL_PLATFORMS = tuple(f"{tag}_{ARCHITECTURE}" for tag in ("manylinux_2_28", "manylinux_2_17", "manylinux2014"))
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+# Deflate level, chosen by measurement (`python -m infra.offline.package --zip-levels`, table in the README):
+# level 9 costs ~5x the CPU of level 1 for 13% smaller zips, and both zips stay far below their limits.
+ZIP_LEVEL = 1
 MiB = 1024 * 1024
 
 # AWS limits (Lambda quotas; CloudFront "Restrictions on Lambda@Edge").
@@ -149,6 +154,9 @@ def vendor_dependencies(requirements: Path, cache_root: Path | None = None) -> P
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
+    started = time.perf_counter()
+    _progress(f"vendoring {requirements.parent.name}: pip downloads {', '.join(reqs)} for {RUNTIME} "
+              "(first run only, cached by content)...")
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
            "--target", str(target), "--implementation", "cp", "--python-version", RUNTIME_PYTHON,
            "--only-binary=:all:", *[a for p in WHEEL_PLATFORMS for a in ("--platform", p)], *reqs]
@@ -157,7 +165,20 @@ def vendor_dependencies(requirements: Path, cache_root: Path | None = None) -> P
         shutil.rmtree(target, ignore_errors=True)
         raise RuntimeError(f"vendoring {requirements} for {RUNTIME} failed:\n{result.stderr.strip()[-2000:]}")
     (target / ".complete").write_text("\n".join(reqs))
+    _progress(f"vendoring {requirements.parent.name}: done in {time.perf_counter() - started:.1f} s")
     return target
+
+
+def vendor_all(lambdas_dir: Path = LAMBDAS_DIR) -> list[Path]:
+    """Vendor every function's requirements at once: the pip runs wait on the network, so they overlap."""
+    files = sorted(lambdas_dir.glob("*/requirements.txt"))
+    with ThreadPoolExecutor(max_workers=max(1, len(files))) as pool:
+        return [p for p in pool.map(vendor_dependencies, files) if p is not None]
+
+
+def _progress(message: str) -> None:
+    """What a slow first-run step is doing and how long it took (stderr: the plan's stdout stays its own)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def _entries(function: str, function_dir: Path, deps: Path | None,
@@ -188,10 +209,10 @@ def _entries(function: str, function_dir: Path, deps: Path | None,
     return sorted(entries.items())
 
 
-def _zip_bytes(entries: list[tuple[str, Path | bytes]]) -> tuple[bytes, int]:
+def _zip_bytes(entries: list[tuple[str, Path | bytes]], level: int = ZIP_LEVEL) -> tuple[bytes, int]:
     buf = io.BytesIO()
     unpacked = 0
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
         for name, src in entries:
             data = src if isinstance(src, bytes) else src.read_bytes()
             # A file keeps its exec bit as git or the wheel gave it (e.g. prophet's compiled Stan model
@@ -202,7 +223,7 @@ def _zip_bytes(entries: list[tuple[str, Path | bytes]]) -> tuple[bytes, int]:
             info.create_system = 3
             info.external_attr = (0o100755 if executable else 0o100644) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data, compresslevel=9)
+            zf.writestr(info, data, compresslevel=level)
             unpacked += len(data)
     return buf.getvalue(), unpacked
 
@@ -219,7 +240,7 @@ def build_lambda(function: str, *, kind: str = "lambda", baked: dict[str, bytes]
     baked = dict(baked or {})
     deps = vendor_dependencies(function_dir / "requirements.txt")
     entries = _entries(function, function_dir, deps, baked, lambdas_dir)
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"deflate-level={ZIP_LEVEL}".encode())
     for name, src in entries:
         digest.update(name.encode())
         digest.update(src if isinstance(src, bytes) else src.read_bytes())
@@ -228,7 +249,11 @@ def build_lambda(function: str, *, kind: str = "lambda", baked: dict[str, bytes]
     out = (out_dir or BUILD_DIR / "lambdas") / f"{function}{suffix}.zip"
     key_file = out.with_suffix(".key")
     if not (use_cache and out.exists() and key_file.exists() and key_file.read_text() == content_key):
+        started = time.perf_counter()
         data, _ = _zip_bytes(entries)
+        if deps is not None:  # only the packages with vendored wheels take long enough to mention
+            _progress(f"zipped {out.name}: {len(data) / MiB:.1f} MiB at deflate level {ZIP_LEVEL} in "
+                      f"{time.perf_counter() - started:.1f} s")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(data)
         key_file.write_text(content_key)
@@ -241,6 +266,23 @@ def build_lambda(function: str, *, kind: str = "lambda", baked: dict[str, bytes]
         "function": pkg.function, "kind": pkg.kind, "sha256": pkg.sha256,
         "compressed_bytes": pkg.compressed_bytes, "unpacked_bytes": pkg.unpacked_bytes}, indent=2) + "\n")
     return pkg
+
+
+def zip_level_table(functions: list[str], levels: range = range(1, 10),
+                    lambdas_dir: Path = LAMBDAS_DIR) -> list[tuple[str, int, int, float, float]]:
+    """(function, level, compressed bytes, wall s, CPU s) per deflate level: the measurement behind ZIP_LEVEL.
+
+    CPU seconds are the robust figure on a shared machine (deflate is one thread of pure CPU work)."""
+    rows = []
+    for function in functions:
+        function_dir = lambdas_dir / function
+        entries = _entries(function, function_dir, vendor_dependencies(function_dir / "requirements.txt"), {},
+                           lambdas_dir)
+        for level in levels:
+            started, cpu = time.perf_counter(), time.process_time()
+            data, _ = _zip_bytes(entries, level)
+            rows.append((function, level, len(data), time.perf_counter() - started, time.process_time() - cpu))
+    return rows
 
 
 def size_table(packages: list[LambdaPackage]) -> str:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 EMBED_PATH = "/embed"
-MAX_TEXT_CHARS = 100_000  # far above 128 tokens; bounds tokenizer work on abusive inputs
+MAX_TEXT_CHARS = 100_000  # far above 128 tokens; the encoder tokenizes only a prefix (model.py), so this bounds
+# the body's decoding and validation, not the tokenizer's work
 
 
 class ClientError(Exception):
@@ -73,11 +74,16 @@ def read_text(req: EdgeRequest) -> str:
         except (binascii.Error, ValueError) as exc:
             raise ClientError(400, "body is not valid base64") from exc
     else:
-        raw = data.encode()
+        try:
+            raw = data.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates cannot come from a real UTF-8 body
+            raise ClientError(400, "body is not valid UTF-8") from exc
     if not raw.strip():
         raise ClientError(400, 'empty body; send a JSON object {"text": "..."}')
     try:
         payload = json.loads(raw)
+    except RecursionError as exc:  # e.g. 1,000 nested '[': the parser's depth limit, the caller's doing
+        raise ClientError(400, 'body nests too deeply; send a flat JSON object {"text": "..."}') from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise ClientError(400, f'body is not valid JSON ({type(exc).__name__}); send {{"text": "..."}}') from exc
     if not isinstance(payload, dict):
@@ -92,10 +98,23 @@ def read_text(req: EdgeRequest) -> str:
         raise ClientError(400, f"field 'text' must be a string, got {type(text).__name__}")
     if not text.strip():
         raise ClientError(400, "field 'text' is empty; send a non-empty string")
+    bad = _unpaired_surrogate(text)
+    if bad is not None:  # JSON may escape them ("\\ud800"); they are not text and the tokenizer refuses them
+        raise ClientError(400, f"field 'text' holds an unpaired surrogate (U+{ord(text[bad]):04X}) at index {bad}; "
+                               "send valid Unicode text")
     if len(text) > MAX_TEXT_CHARS:
         raise ClientError(413, f"field 'text' has {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted "
                                "(only the first 128 tokens are embedded)")
     return text
+
+
+def _unpaired_surrogate(text: str) -> int | None:
+    """Index of the first lone surrogate code point, or None when `text` is valid Unicode (cheap: one encode)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return int(exc.start)
+    return None
 
 
 def response(status: int, body: dict[str, Any], trace_header: str,
