@@ -28,7 +28,9 @@ class AlertTopics:
 
     arns: dict[str, dict[str, pulumi.Output[str]]]
     key_arns: dict[str, pulumi.Output[str]]
-PUBLISHING_SERVICES = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
+# budgets/costalerts: Day 5's budget and cost-anomaly notifications to P2 (infra/components/cost.py).
+PUBLISHING_SERVICES = ["budgets.amazonaws.com", "cloudwatch.amazonaws.com", "costalerts.amazonaws.com",
+                       "events.amazonaws.com"]
 COMPONENT = "foundation"
 
 
