@@ -83,6 +83,7 @@ class UsageAssumptions:
     notifications_per_month: float = setting(2000, doc="SNS notifications (alarms, tickets, pages)", minimum=0)
     webhook_requests_per_month: float = setting(500, doc="PagerDuty webhook deliveries", minimum=0)
     pagerduty_users: float = setting(10, doc="PagerDuty seats (the plan's $4/user)", minimum=0)
+    cluster_nodes: float = setting(6, doc="Kubernetes nodes (one collector agent pod each)", minimum=0)
 
 
 @dataclass(frozen=True)
