@@ -24,11 +24,12 @@ from infra.config.dashboards import SyntheticsSettings, schedule_minutes
 from infra.core import iam
 from infra.core.context import StackContext
 from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME
+from lambdas.canary import probes
 
 SYNTHETICS_NAMESPACE = "CloudWatchSynthetics"  # the runtime's own metrics (SuccessPercent, Duration)
-PROBE_NAMESPACE = "AkiDB/Synthetics"  # = lambdas/canary/probes.py NAMESPACE (EMF of every check)
-CHECK_DIMENSION = "Check"
-EMBED_CHECK = "embed"
+PROBE_NAMESPACE = probes.NAMESPACE  # the EMF of every check (lambdas/canary/probes.py is the definition)
+CHECK_DIMENSION = probes.DIMENSION
+EMBED_CHECK = probes.EMBED_CHECK
 CANARY_FOLDER = "canary"
 MAX_CANARY_NAME = 255
 
@@ -43,7 +44,8 @@ class ProbeResult:
 
 
 def check_names(s: SyntheticsSettings, edge_url: str | None) -> list[str]:
-    return ([EMBED_CHECK] if edge_url else []) + ([f"health{p}" for p in s.health_paths] if s.rest_url else [])
+    return ([EMBED_CHECK] if edge_url else []) + ([probes.health_check_name(p) for p in s.health_paths]
+                                                  if s.rest_url else [])
 
 
 def canary_name(ctx: StackContext, region: str) -> str:
@@ -147,7 +149,7 @@ def _alarms(name: str, ctx: StackContext, region: str, cname: str, checks: list[
     m_of_n = {"evaluation_periods": s.evaluation_periods, "datapoints_to_alarm": s.datapoints_to_alarm}
     for check in checks:
         edge = check == EMBED_CHECK
-        what = "edge POST /embed through CloudFront" if edge else f"REST GET {check.removeprefix('health')}"
+        what = "edge POST /embed through CloudFront" if edge else f"REST health check {check}"
         # No data means no proof the path works: breaching (the canary-health alarm says why).
         alarm(f"{check}-availability", "P1" if edge else "P2",
               f"Synthetic probe from {region}: {what} failed in {s.datapoints_to_alarm} of the last "

@@ -147,10 +147,15 @@ def check_embed(s: ProbeSettings) -> Check:
     return check
 
 
+def health_check_name(path: str) -> str:
+    """`Check` value of a health endpoint: /health/ready -> health-ready."""
+    return path.strip("/").replace("/", "-") or "root"
+
+
 def check_health(s: ProbeSettings, path: str) -> Check:
     assert s.rest_url is not None
     status, _, data, ms, error = _request(s.rest_url.rstrip("/") + path, "GET", None, {}, s.request_timeout_s)
-    check = Check(f"health{path}", ok=False, latency_ms=ms, status=status)
+    check = Check(health_check_name(path), ok=False, latency_ms=ms, status=status)
     if error:
         check.problems.append(error)
     elif status != 200:
@@ -174,7 +179,8 @@ def emf_record(check: Check, canary: str, now_ms: int) -> dict[str, Any]:
 
 def check_names(s: ProbeSettings) -> list[str]:
     """The `Check` dimension values this canary publishes (infra reads them for alarms and dashboards)."""
-    return ([EMBED_CHECK] if s.edge_url else []) + ([f"health{p}" for p in s.health_paths] if s.rest_url else [])
+    return ([EMBED_CHECK] if s.edge_url else []) + ([health_check_name(p) for p in s.health_paths]
+                                                    if s.rest_url else [])
 
 
 def run(s: ProbeSettings, emit: Callable[[str], None]) -> list[Check]:
