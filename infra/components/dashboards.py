@@ -82,11 +82,17 @@ class Dashboards(pulumi.ComponentResource):
         cfg = ctx.config
         home = ctx.region
         child = pulumi.ResourceOptions(parent=self)
+        self._day5(name, ctx, args)
+        day5_alarms: dict[str, list[str]] = {}
+        for source in (self.probes.alarm_names, self.alerting_path_alarms):
+            for region, names in source.items():
+                day5_alarms.setdefault(region, []).extend(names)
         alarms = AlarmInputs(edge=by_region(args.edge_alarm_names, home),
                              anomaly=by_region(args.anomaly_alarm_names, home),
                              slo=by_region(args.slo_alarm_names, home),
                              edge_function_name=args.edge_function_name,
-                             anomaly_functions=tuple(args.anomaly_function_names))
+                             anomaly_functions=tuple(args.anomaly_function_names),
+                             probes=day5_alarms if self.probes.canary_names else {})
         self.cloudwatch_names = {}
         for board in cloudwatch_dashboards(cfg, alarms):
             dash = aws.cloudwatch.Dashboard(
@@ -113,7 +119,6 @@ class Dashboards(pulumi.ComponentResource):
                     data={f"{gboard.key}.json": json.dumps(gboard.to_json(), indent=1)},
                     opts=child)
                 self.grafana_config_maps[gboard.key] = cm.metadata.apply(lambda m: m.name)
-        self._day5(name, ctx, args)
         outputs: dict[str, Any] = {"cloudwatchDashboards": self.cloudwatch_names,
                                    "grafanaConfigMaps": self.grafana_config_maps,
                                    "probes": self.probes.canary_names, "cost": self.cost_watch}

@@ -20,18 +20,18 @@ import pulumi_aws as aws
 
 from infra.artifacts.canary_package import HANDLER, build_canary
 from infra.components.severity_topics import AlertTopics
-from infra.config.dashboards import SyntheticsSettings, schedule_minutes
+from infra.config.dashboards import schedule_minutes
 from infra.core import iam
 from infra.core.context import StackContext
 from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME
+from infra.dashboard_defs import probes as probes_board
 from lambdas.canary import probes
 
-SYNTHETICS_NAMESPACE = "CloudWatchSynthetics"  # the runtime's own metrics (SuccessPercent, Duration)
+SYNTHETICS_NAMESPACE = probes_board.SYNTHETICS_NAMESPACE  # the runtime's own metrics (SuccessPercent...)
 PROBE_NAMESPACE = probes.NAMESPACE  # the EMF of every check (lambdas/canary/probes.py is the definition)
 CHECK_DIMENSION = probes.DIMENSION
 EMBED_CHECK = probes.EMBED_CHECK
 CANARY_FOLDER = "canary"
-MAX_CANARY_NAME = 255
 
 
 @dataclass
@@ -43,13 +43,8 @@ class ProbeResult:
     alarm_names: dict[str, list[str]] = field(default_factory=dict)  # region -> alarm names
 
 
-def check_names(s: SyntheticsSettings, edge_url: str | None) -> list[str]:
-    return ([EMBED_CHECK] if edge_url else []) + ([probes.health_check_name(p) for p in s.health_paths]
-                                                  if s.rest_url else [])
-
-
 def canary_name(ctx: StackContext, region: str) -> str:
-    return ctx.naming.physical("probe", region, max_len=MAX_CANARY_NAME).lower()
+    return probes_board.canary_name(ctx.config, region)
 
 
 def create_probes(name: str, ctx: StackContext, topics: AlertTopics, parent: pulumi.Resource,
@@ -59,7 +54,10 @@ def create_probes(name: str, ctx: StackContext, topics: AlertTopics, parent: pul
     child = pulumi.ResourceOptions(parent=parent)
     account = ctx.account_id
     pkg = build_canary(CANARY_FOLDER)
-    result = ProbeResult(checks=check_names(s, "set" if edge_url else None))
+    result = ProbeResult(checks=probes_board.probe_checks(ctx.config))
+    if (probes.EMBED_CHECK in result.checks) != (edge_url is not None):
+        raise ValueError("the edge URL and the planned checks disagree (dashboards.synthetics.edgeUrl / "
+                         "emfEdge.createDistribution)")
     minutes = schedule_minutes(s.schedule)
     buckets = {region: _artifact_bucket(name, ctx, region, child) for region in s.probe_regions}
     bucket_arns = [b.arn for b in buckets.values()]
