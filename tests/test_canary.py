@@ -263,5 +263,14 @@ def test_config_problems_are_reported(run_stack: Any) -> None:
     text = "\n".join(result.config_problems)
     assert "probeRegions" in text and "distinct" in text
     assert "timeoutS = 700: must not exceed the schedule's 600 s" in text
+
+
+def test_a_probe_region_gets_its_own_severity_topics(run_stack: Any) -> None:
     result = run_stack("staging", overrides={"dashboards": {"synthetics": {"probeRegions": ["eu-central-1"]}}})
-    assert any("probeRegions" in p and "alarm region" in p for p in result.config_problems)
+    assert result.config_problems == [] and [str(v) for v in result.violations] == []
+    assert "eu-central-1" in result.plan.config.alarm_regions
+    topics = [t for t in result.plan.of_type("aws:sns/topic:Topic") if t.region == "eu-central-1"]
+    assert len(topics) == 3
+    alarms = [a for a in result.plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+              if a.region == "eu-central-1" and a.inputs.get("namespace") == PROBE_NAMESPACE]
+    assert alarms and all(":eu-central-1:" in a.inputs["alarmActions"][0] for a in alarms)

@@ -203,7 +203,7 @@ def test_slo_board_draws_every_tier_and_is_the_one_alerts_link_to():
 
 
 def test_disabled_components_get_no_widgets(run_stack):
-    # Without the edge there is nothing at the edge to probe (and no topics in its regions): probes off too.
+    # The probes board reads only the probes: switch them off too to see no CloudWatch dashboard at all.
     result = run_stack("staging", overrides={"emfEdge": {"enabled": False}, "anomaly": {"enabled": False},
                                              "dashboards": {"synthetics": {"enabled": False}}})
     assert _mine(result) == []

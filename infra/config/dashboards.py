@@ -118,21 +118,15 @@ class DashboardsConfig:
     cost: CostSettings = setting(default_factory=CostSettings, doc="budgets, cost anomalies, the estimate")
 
 
-def cross_field_problems(d: DashboardsConfig, ns: str, *, stack_distribution: bool,
-                         alarm_regions: list[str]) -> list[Problem]:
-    """Rules of the Day 5 section no single field can check (`stack_distribution`: emf-edge creates one;
-    `alarm_regions`: where severity topics exist, so where a probe's alarms can notify)."""
+def cross_field_problems(d: DashboardsConfig, ns: str, *, stack_distribution: bool) -> list[Problem]:
+    """Rules of the Day 5 section no single field can check (`stack_distribution`: emf-edge creates one).
+    Probe regions are alarm regions (StackConfig.alarm_regions), so each has its severity topics."""
     p: list[Problem] = []
     s = d.synthetics
     key = f"{ns}:dashboards.synthetics"
     if d.enabled and s.enabled and not (s.edge_url or stack_distribution or s.rest_url):
         p.append(Problem(f"{key}.edgeUrl", None, "set edgeUrl and/or restUrl (https://...), or disable synthetics: "
                                                  "a canary needs something to probe"))
-    outside = [r for r in s.probe_regions if r not in alarm_regions]
-    if d.enabled and s.enabled and outside:
-        p.append(Problem(f"{key}.probeRegions", s.probe_regions,
-                         f"{', '.join(outside)} is not an alarm region (home + emfEdge.edgeRegions: "
-                         f"{', '.join(alarm_regions)}): its alarms would have no topic to notify"))
     if len(set(s.probe_regions)) != len(s.probe_regions):
         p.append(Problem(f"{key}.probeRegions", s.probe_regions, "regions must be distinct"))
     if s.datapoints_to_alarm > s.evaluation_periods:

@@ -87,7 +87,7 @@ def cross_field_problems(cfg: StackConfig, present_secrets: set[str]) -> list[Pr
         p.append(Problem(f"{ns}:sloAlerting.runbooks.allowedAsgs", rb.allowed_asgs, "names must be distinct"))
     if cfg.environment == "prod" and not cfg.protect_stateful:
         p.append(Problem(f"{ns}:protectStateful", False, "prod must protect its stateful resources"))
-    p += dashboards_problems(cfg.dashboards, ns, alarm_regions=cfg.alarm_regions,
+    p += dashboards_problems(cfg.dashboards, ns,
                              stack_distribution=cfg.emf_edge.enabled and cfg.emf_edge.create_distribution)
     if cfg.dashboards.enabled and not cfg.kubernetes.enabled:
         pass  # CloudWatch dashboards still deploy; Grafana ConfigMaps are skipped (see infra/components/dashboards.py).

@@ -214,7 +214,12 @@ PATH_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
 
 @rule
 def alerting_path_watched(plan: Plan) -> Iterator[Violation]:
-    """Every notification path (topic, queue, function, API, canary) has an alarm of its own."""
+    """Every notification path (topic, queue, function, API, canary) has an alarm of its own.
+
+    Off only when the operator switched the watching off (dashboards.enabled / dashboards.alertingPath.enabled)."""
+    d = plan.config.dashboards
+    if not (d.enabled and d.alerting_path.enabled):
+        return
     for kind, label, region, ident in notification_paths(plan):
         namespace, metrics, dim = PATH_METRICS[kind]
         if not _watched(plan, namespace, metrics, dim, ident, region):
