@@ -38,10 +38,13 @@ tools:
 
 plan: venv tools
 	$(PY) -m infra.offline.plan --stack $(STACK) --offline-secrets
+	$(PY) -m infra.offline.cost_report --stack $(STACK)
 
 plan-all: venv tools
 	$(PY) -m infra.offline.plan --stack staging --offline-secrets
 	$(PY) -m infra.offline.plan --stack prod --offline-secrets
+	$(PY) -m infra.offline.cost_report --stack staging
+	$(PY) -m infra.offline.cost_report --stack prod
 
 package: venv
 	$(PY) -m infra.offline.package --stack $(STACK) --rebuild
@@ -152,3 +155,14 @@ plan-diff import-retained: edge-model
 $(VENV)/.policy-sdk: $(VENV)/.installed policy/requirements.txt
 	$(VENV)/bin/pip install --quiet --no-deps $$(grep '^pulumi-policy==' policy/requirements.txt)
 	touch $@
+# -- dashboards: Day 5 probes, alerting path, cost, restore drill --
+.PHONY: cost dr-drill day5-test
+# Monthly cost estimate of the last plan of STACK (per component and type; exit 1 above dashboards.cost.ceilingUsd).
+cost: venv
+	@test -f build/$(STACK)/plan.json || $(PY) -m infra.offline.plan --stack $(STACK) --offline-secrets >/dev/null
+	$(PY) -m infra.offline.cost_report --stack $(STACK)
+# Delete the detector's band/state and a model in a versioned bucket (moto), restore them, check it resumes.
+dr-drill: venv
+	$(PY) -m infra.tools.dr_drill
+day5-test: venv
+	$(PY) -m pytest -q tests/test_canary.py tests/test_alerting_path.py tests/test_cost.py tests/test_dr_drill.py

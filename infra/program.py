@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 
 from infra.components.anomaly import Anomaly, AnomalyArgs
-from infra.components.dashboards import Dashboards, DashboardsArgs
+from infra.components.dashboards import Dashboards, DashboardsArgs, day5_watch_inputs
 from infra.components.emf_edge import EmfEdge, EmfEdgeArgs
 from infra.components.severity_topics import SeverityTopics, SeverityTopicsArgs
 from infra.components.slo_alerting import SloAlerting, SloAlertingArgs
@@ -69,6 +69,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             anomaly_alarm_names=anomaly.alarm_names if cfg.anomaly.enabled else None,
             anomaly_function_names=[anomaly.detector_name, anomaly.trainer_name] if cfg.anomaly.enabled else [],
             slo_rules_deployed=bool(slo_alerting.prometheus_rules) if cfg.slo_alerting.enabled else False,
+            **day5_watch_inputs(cfg, topics, edge if cfg.emf_edge.enabled else None,
+                                anomaly if cfg.anomaly.enabled else None,
+                                slo_alerting if cfg.slo_alerting.enabled else None),
         ))
         outputs["cloudwatchDashboards"] = dashboards.cloudwatch_names
         outputs["grafanaDashboardConfigMaps"] = dashboards.grafana_config_maps

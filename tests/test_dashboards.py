@@ -54,7 +54,7 @@ def test_drift_is_reported():
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_every_stack_gets_its_dashboards(planned, stack):
     result = planned[stack]
-    assert set(_bodies(result)) == {"edge", "anomaly", "slo"}
+    assert set(_bodies(result)) == {"edge", "anomaly", "slo", "probes"}
     keys = {k for cm in grafana_config_maps(result.plan) for k in cm.inputs["data"]}
     assert keys == {"golden-signals.json", "slo.json"}
     assert _mine(result) == []
@@ -203,7 +203,9 @@ def test_slo_board_draws_every_tier_and_is_the_one_alerts_link_to():
 
 
 def test_disabled_components_get_no_widgets(run_stack):
-    result = run_stack("staging", overrides={"emfEdge": {"enabled": False}, "anomaly": {"enabled": False}})
+    # The probes board reads only the probes: switch them off too to see no CloudWatch dashboard at all.
+    result = run_stack("staging", overrides={"emfEdge": {"enabled": False}, "anomaly": {"enabled": False},
+                                             "dashboards": {"synthetics": {"enabled": False}}})
     assert _mine(result) == []
     assert result.plan.of_type(DASHBOARD) == []  # edge, anomaly and the edge SLO board all read disabled parts
     assert grafana_config_maps(result.plan)
@@ -212,7 +214,7 @@ def test_disabled_components_get_no_widgets(run_stack):
 def test_without_slo_alerting_there_is_no_slo_board(run_stack):
     result = run_stack("staging", overrides={"sloAlerting": {"enabled": False}})
     assert result.config_problems == [] and _mine(result) == []
-    assert set(_bodies(result)) == {"edge", "anomaly"}
+    assert set(_bodies(result)) == {"edge", "anomaly", "probes"}
     assert {k for cm in grafana_config_maps(result.plan) for k in cm.inputs["data"]} == {"golden-signals.json"}
 
 
@@ -220,7 +222,7 @@ def test_without_kubernetes_only_cloudwatch_is_deployed(run_stack):
     result = run_stack("staging", overrides={"kubernetes": {"enabled": False}, "xray": {"enabled": False}})
     assert result.config_problems == [] and _mine(result) == []
     assert grafana_config_maps(result.plan) == []
-    assert len(result.plan.of_type(DASHBOARD)) == 3
+    assert len(result.plan.of_type(DASHBOARD)) == 4  # edge, anomaly, slo, probes
 
 
 def test_bad_dashboard_settings_are_config_errors(run_stack):

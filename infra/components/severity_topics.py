@@ -20,7 +20,6 @@ from infra.core.iam import statement
 from infra.core.naming import MAX_TOPIC_NAME
 
 SEVERITIES = ("P0", "P1", "P2")
-PUBLISHING_SERVICES = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
 COMPONENT = "foundation"
 TOKEN = "akidb:foundation:SeverityTopics"
 
@@ -41,6 +40,11 @@ class AlertTopics:
 
 def key_alias(naming_prefix: str) -> str:
     return f"alias/{naming_prefix}-alerts"
+
+
+# budgets/costalerts: Day 5's budget and cost-anomaly notifications to P2 (infra/components/cost.py).
+PUBLISHING_SERVICES = ["budgets.amazonaws.com", "cloudwatch.amazonaws.com", "costalerts.amazonaws.com",
+                       "events.amazonaws.com"]
 
 
 @dataclass

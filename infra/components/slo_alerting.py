@@ -98,6 +98,10 @@ class SloAlerting(pulumi.ComponentResource):
         self.subscriptions = self._subscriptions(name, ctx, args, child)
         self.chat_channel = self._chatbot(name, ctx, args, child) if cfg.chatbot is not None else None
         self.webhook_url = None
+        # What Day 5 watches of the runbook path (infra/components/alerting_path.py); empty without runbooks.
+        self.runbook_queue_arns: dict[str, pulumi.Output[str]] = {}
+        self.runbook_function_names: dict[str, str] = {}
+        self.runbook_api_id: pulumi.Output[str] | None = None
         if cfg.runbooks.enabled:
             self.webhook_url = self._runbooks(name, ctx, args, child)
         self.register_outputs({
@@ -357,4 +361,7 @@ class SloAlerting(pulumi.ComponentResource):
             f"{name}-api-invoke", region=region, action="lambda:InvokeFunction", function=receiver.function.name,
             principal="apigateway.amazonaws.com",
             source_arn=pulumi.Output.concat(api.execution_arn, "/*/POST/pagerduty"), opts=child)
+        self.runbook_queue_arns = {"runbook-jobs": queue.arn, "runbook-jobs-dlq": dlq.arn}
+        self.runbook_function_names = {"runbook-webhook": receiver_name, "runbook-worker": worker_name}
+        self.runbook_api_id = api.id
         return pulumi.Output.concat(api.api_endpoint, "/pagerduty")

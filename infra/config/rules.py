@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from infra.config.dashboards import cross_field_problems as dashboards_problems
 from infra.config.formats import ScheduleError, interval_s, parse_schedule
 from infra.config.schema import ABSENT, PROJECT, Problem
 from infra.config.stack import StackConfig
@@ -102,6 +103,8 @@ def cross_field_problems(cfg: StackConfig, present_secrets: set[str], stack: str
         p.append(Problem(f"{ns}:sloAlerting.runbooks.allowedAsgs", rb.allowed_asgs, "names must be distinct"))
     if cfg.environment == "prod" and not cfg.protect_stateful:
         p.append(Problem(f"{ns}:protectStateful", False, "prod must protect its stateful resources"))
+    p += dashboards_problems(cfg.dashboards, ns,
+                             stack_distribution=cfg.emf_edge.enabled and cfg.emf_edge.create_distribution)
     if cfg.dashboards.enabled and not cfg.kubernetes.enabled:
         pass  # CloudWatch dashboards still deploy; Grafana ConfigMaps are skipped (see infra/components/dashboards.py).
     return p

@@ -56,8 +56,10 @@ class StackConfig:
 
     @property
     def alarm_regions(self) -> list[str]:
-        """Every region an alarm (and so a severity topic) lives in: home first, then edge regions."""
+        """Every region an alarm (and so a severity topic) lives in: home first, then edge and probe regions."""
         regions = [self.aws.region]
         if self.emf_edge.enabled:
             regions += [r for r in self.emf_edge.edge_regions if r not in regions]
+        if self.dashboards.enabled and self.dashboards.synthetics.enabled:  # probe alarms live where probes run
+            regions += [r for r in self.dashboards.synthetics.probe_regions if r not in regions]
         return regions

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.config import StackConfig
+from infra.dashboard_defs.probes import probe_checks
 from lambdas.anomaly_core import metrics as anomaly_metrics_contract
+from lambdas.canary import probes
 from lambdas.edge_inference import emf
 
 # Anomaly detector output contract (lambdas/anomaly_core/metrics.py): per forecast metric with dimension
@@ -26,6 +28,8 @@ AWS_METRICS: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {
                                   "LambdaExecutionError", "LambdaValidationError"}), frozenset({"us-east-1"})),
     "AWS/SNS": (frozenset({"NumberOfMessagesPublished", "NumberOfNotificationsFailed"}), None),
     "AWS/Events": (frozenset({"Invocations", "FailedInvocations"}), None),
+    # Synthetics' own metrics (per canary, in the canary's region; Day 5 probes).
+    "CloudWatchSynthetics": (frozenset({"SuccessPercent", "Duration", "Failed"}), None),
 }
 
 Dims = tuple[tuple[str, str], ...]
@@ -72,8 +76,17 @@ def anomaly_metrics(cfg: StackConfig) -> set[Emitted]:
     return out
 
 
+def probe_metrics(cfg: StackConfig) -> set[Emitted]:
+    """The synthetic probes' EMF (lambdas/canary/probes.py): per check, in each probe region."""
+    s = cfg.dashboards.synthetics
+    if not (cfg.dashboards.enabled and s.enabled):
+        return set()
+    return {Emitted(probes.NAMESPACE, name, dims(**{probes.DIMENSION: check}), region)
+            for region in s.probe_regions for check in probe_checks(cfg) for name, _ in probes.METRICS}
+
+
 def stack_metrics(cfg: StackConfig) -> set[Emitted]:
-    return edge_metrics(cfg) | anomaly_metrics(cfg)
+    return edge_metrics(cfg) | anomaly_metrics(cfg) | probe_metrics(cfg)
 
 
 def check_metric(cfg: StackConfig, namespace: str, name: str, dimensions: Dims, region: str,

@@ -15,6 +15,7 @@ from infra.dashboard_defs.cloudwatch import AlarmRef, Dashboard
 from infra.dashboard_defs.edge import edge_dashboard
 from infra.dashboard_defs.grafana import GrafanaDashboard
 from infra.dashboard_defs.grafana_boards import grafana_boards
+from infra.dashboard_defs.probes import probes_dashboard
 from infra.dashboard_defs.slo import slo_dashboard
 
 
@@ -27,6 +28,7 @@ class AlarmInputs:
     slo: Mapping[str, Sequence[str]] = field(default_factory=dict)
     edge_function_name: str | None = None  # physical name of the Lambda@Edge function (its replicas' metrics)
     anomaly_functions: Sequence[str] = ()  # physical names of the detector and trainer functions
+    probes: Mapping[str, Sequence[str]] = field(default_factory=dict)  # Day 5 probe + alerting-path alarms
 
 
 def refs(by_region: Mapping[str, Sequence[str]]) -> list[AlarmRef]:
@@ -50,6 +52,8 @@ def cloudwatch_dashboards(cfg: StackConfig, alarms: AlarmInputs) -> list[Dashboa
         out.append(anomaly_dashboard(cfg, refs(alarms.anomaly), alarms.anomaly_functions))
     if cfg.slo_alerting.enabled and cfg.emf_edge.enabled:
         out.append(slo_dashboard(cfg, alarms.edge, refs(alarms.slo)))
+    if cfg.dashboards.synthetics.enabled and alarms.probes:
+        out.append(probes_dashboard(cfg, alarms.probes))
     return out
 
 

@@ -1,0 +1,69 @@
+"""Cost watched (Day 5): a tag-scoped AWS Budget per environment and a Cost Anomaly Detection monitor.
+
+Scope: the stack's own resources, i.e. tagged `environment=<env>` AND `component` in the stack's components
+(every AWS resource carries both through the providers' default tags, `infra/core/context.py`); the rest of the
+account (AkiDB itself) is not counted. Those tag keys are activated as cost allocation tags here, without which
+Budgets and Cost Explorer cannot filter on them. Actual (`actualAlertPercents`) and forecast
+(`forecastAlertPercent`) alerts and anomalies go to the home region's P2 topic (its policy lets
+budgets.amazonaws.com and costalerts.amazonaws.com publish: `infra/components/severity_topics.py`).
+
+Resources are children of the dashboards component (`parent`), created with explicit inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.core.context import StackContext
+
+SCOPE_TAG_KEYS = ("environment", "component")
+
+
+def create_cost_watch(name: str, ctx: StackContext, p2_topic_arn: pulumi.Input[str], components: Sequence[str],
+                      parent: pulumi.Resource) -> dict[str, str]:
+    """`components`: the `component` tag values of the stack's AWS providers (what the budget counts)."""
+    c = ctx.config.dashboards.cost
+    child = pulumi.ResourceOptions(parent=parent)
+    env = ctx.config.environment
+    components = sorted(components)
+    for key in SCOPE_TAG_KEYS:
+        aws.costexplorer.CostAllocationTag(f"{name}-cost-tag-{key}", tag_key=key, status="Active", opts=child)
+    notifications = [aws.budgets.BudgetNotificationArgs(
+        comparison_operator="GREATER_THAN", notification_type="ACTUAL", threshold=pct, threshold_type="PERCENTAGE",
+        subscriber_sns_topic_arns=[p2_topic_arn]) for pct in c.actual_alert_percents]
+    notifications.append(aws.budgets.BudgetNotificationArgs(
+        comparison_operator="GREATER_THAN", notification_type="FORECASTED", threshold=c.forecast_alert_percent,
+        threshold_type="PERCENTAGE", subscriber_sns_topic_arns=[p2_topic_arn]))
+    budget_name = ctx.naming.physical("monthly-cost")
+    aws.budgets.Budget(
+        f"{name}-budget", name=budget_name, budget_type="COST", time_unit="MONTHLY",
+        limit_amount=f"{c.monthly_budget_usd:.2f}", limit_unit="USD",
+        filter_expression=aws.budgets.BudgetFilterExpressionArgs(ands=[
+            aws.budgets.BudgetFilterExpressionAndArgs(tags=aws.budgets.BudgetFilterExpressionAndTagsArgs(
+                key="environment", values=[env], match_options=["EQUALS"])),
+            aws.budgets.BudgetFilterExpressionAndArgs(tags=aws.budgets.BudgetFilterExpressionAndTagsArgs(
+                key="component", values=components, match_options=["EQUALS"])),
+        ]),
+        notifications=notifications, opts=child)
+    monitor_name = ctx.naming.physical("cost-anomalies")
+    # A custom monitor on one cost allocation tag (the service does not take an AND of tags): the component
+    # values; in an account shared by staging and prod this covers both stacks' components.
+    monitor = aws.costexplorer.AnomalyMonitor(
+        f"{name}-cost-monitor", name=monitor_name, monitor_type="CUSTOM",
+        monitor_specification=json.dumps({"Tags": {"Key": "component", "Values": components,
+                                                   "MatchOptions": ["EQUALS"]}}, sort_keys=True),
+        opts=child)
+    aws.costexplorer.AnomalySubscription(
+        f"{name}-cost-anomaly-subscription", name=ctx.naming.physical("cost-anomalies-p2"), frequency="IMMEDIATE",
+        monitor_arn_lists=[monitor.arn],
+        subscribers=[aws.costexplorer.AnomalySubscriptionSubscriberArgs(type="SNS", address=p2_topic_arn)],
+        threshold_expression=aws.costexplorer.AnomalySubscriptionThresholdExpressionArgs(
+            dimension=aws.costexplorer.AnomalySubscriptionThresholdExpressionDimensionArgs(
+                key="ANOMALY_TOTAL_IMPACT_ABSOLUTE", match_options=["GREATER_THAN_OR_EQUAL"],
+                values=[f"{c.anomaly_threshold_usd:g}"])),
+        opts=child)
+    return {"budget": budget_name, "anomalyMonitor": monitor_name}

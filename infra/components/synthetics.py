@@ -1,0 +1,172 @@
+"""Synthetic probes (Day 5): one CloudWatch Synthetics canary per probe region, seen from outside like a user.
+
+Each canary POSTs a fixed sentence to `/embed` through the CloudFront distribution (status, 384 finite floats,
+latency, the X-Amzn-Trace-Id root kept) and GETs the REST tier's health endpoints; code in `lambdas/canary/`,
+packaged by `infra.artifacts.canary_package`. Every check writes EMF (`AkiDB/Synthetics`, dimension `Check`)
+in the probe's region, so per region the edge gets a user-perspective availability SLI (`Success` of the embed
+check) and latency (`Latency`), each with its own alarm, and the canary's own health (runs at all) from
+`CloudWatchSynthetics`. This also sees what request-based SLOs cannot: traffic that never arrives.
+
+Resources are children of the dashboards component (`parent`), created with explicit inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.artifacts.canary_package import HANDLER, build_canary
+from infra.components.severity_topics import AlertTopics
+from infra.config.dashboards import schedule_minutes
+from infra.core import iam
+from infra.core.context import StackContext
+from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME
+from infra.dashboard_defs import probes as probes_board
+from lambdas.canary import probes
+
+SYNTHETICS_NAMESPACE = probes_board.SYNTHETICS_NAMESPACE  # the runtime's own metrics (SuccessPercent...)
+PROBE_NAMESPACE = probes.NAMESPACE  # the EMF of every check (lambdas/canary/probes.py is the definition)
+CHECK_DIMENSION = probes.DIMENSION
+EMBED_CHECK = probes.EMBED_CHECK
+CANARY_FOLDER = "canary"
+
+
+@dataclass
+class ProbeResult:
+    """What the dashboards and the rules need per probe region."""
+
+    canary_names: dict[str, str] = field(default_factory=dict)  # region -> canary name
+    checks: list[str] = field(default_factory=list)  # `Check` dimension values every canary publishes
+    alarm_names: dict[str, list[str]] = field(default_factory=dict)  # region -> alarm names
+
+
+def canary_name(ctx: StackContext, region: str) -> str:
+    return probes_board.canary_name(ctx.config, region)
+
+
+def create_probes(name: str, ctx: StackContext, topics: AlertTopics, parent: pulumi.Resource,
+                  edge_url: pulumi.Input[str] | None) -> ProbeResult:
+    """Canaries, their artifact buckets, one execution role and the per-region alarms, under `parent`."""
+    s = ctx.config.dashboards.synthetics
+    child = pulumi.ResourceOptions(parent=parent)
+    account = ctx.account_id
+    pkg = build_canary(CANARY_FOLDER)
+    result = ProbeResult(checks=probes_board.probe_checks(ctx.config))
+    if (probes.EMBED_CHECK in result.checks) != (edge_url is not None):
+        raise ValueError("the edge URL and the planned checks disagree (dashboards.synthetics.edgeUrl / "
+                         "emfEdge.createDistribution)")
+    minutes = schedule_minutes(s.schedule)
+    buckets = {region: _artifact_bucket(name, ctx, region, child) for region in s.probe_regions}
+    bucket_arns = [b.arn for b in buckets.values()]
+    role = aws.iam.Role(
+        f"{name}-probe-role", name=ctx.naming.physical("probe", "role", max_len=MAX_IAM_ROLE_NAME),
+        assume_role_policy=iam.assume_role_policy("lambda.amazonaws.com"),
+        description="CloudWatch Synthetics canaries (artifacts, logs, their own metrics)", opts=child)
+    log_groups = [pulumi.Output.concat("arn:aws:logs:", region, ":", account, ":log-group:/aws/lambda/cwsyn-",
+                                       canary_name(ctx, region), "-*") for region in s.probe_regions]
+    aws.iam.RolePolicy(f"{name}-probe-policy", role=role.id, policy=iam.document(
+        iam.statement(["s3:PutObject", "s3:GetObject"], [pulumi.Output.concat(a, "/*") for a in bucket_arns],
+                      sid="Artifacts"),
+        iam.statement(["s3:GetBucketLocation"], bucket_arns, sid="ArtifactBuckets"),
+        iam.statement(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                      [pulumi.Output.concat(lg, "*") for lg in log_groups] + log_groups, sid="CanaryLogs"),
+        iam.statement(["cloudwatch:PutMetricData"], "*", sid="SyntheticsMetrics",
+                      conditions={"StringEquals": {"cloudwatch:namespace": SYNTHETICS_NAMESPACE}}),
+    ), opts=child)
+    for region in s.probe_regions:
+        cname = canary_name(ctx, region)
+        settings = pulumi.Output.from_input(edge_url).apply(lambda url, c=cname: json.dumps({
+            "canary": c, "edge_url": url, "rest_url": s.rest_url, "health_paths": s.health_paths,
+            "embed_text": s.embed_text, "embed_dimensions": s.embed_dimensions,
+            "max_latency_ms": s.max_latency_ms,
+            # every check must fit in the run: split the timeout between them, with a margin
+            "request_timeout_s": round(max(1.0, (s.timeout_s - 2) / max(1, len(result.checks))), 1),
+        }, sort_keys=True))
+        aws.synthetics.Canary(
+            f"{name}-probe-{region}", region=region, name=cname, runtime_version=s.runtime_version,
+            zip_file=str(pkg.path), handler=HANDLER, execution_role_arn=role.arn,
+            artifact_s3_location=pulumi.Output.concat("s3://", buckets[region].bucket, "/runs/"),
+            artifact_config=aws.synthetics.CanaryArtifactConfigArgs(
+                s3_encryption=aws.synthetics.CanaryArtifactConfigS3EncryptionArgs(encryption_mode="SSE_S3")),
+            schedule=aws.synthetics.CanaryScheduleArgs(expression=s.schedule, duration_in_seconds=0),
+            run_config=aws.synthetics.CanaryRunConfigArgs(
+                timeout_in_seconds=s.timeout_s, memory_in_mb=s.memory_mb, active_tracing=False,
+                environment_variables={"CANARY_SETTINGS": settings}),
+            success_retention_period=s.success_retention_days, failure_retention_period=s.failure_retention_days,
+            start_canary=True, delete_lambda=True, opts=child)
+        result.canary_names[region] = cname
+        result.alarm_names[region] = _alarms(name, ctx, region, cname, result.checks, minutes,
+                                             topics.arns[region], child)
+    return result
+
+
+def _artifact_bucket(name: str, ctx: StackContext, region: str, child: pulumi.ResourceOptions) -> aws.s3.Bucket:
+    """Run artifacts (logs, HAR, results) expire after `artifactExpirationDays`: nothing here is a record."""
+    s = ctx.config.dashboards.synthetics
+    bucket = aws.s3.Bucket(f"{name}-probe-artifacts-{region}", region=region,
+                           bucket=ctx.naming.physical("probe-artifacts", region, max_len=MAX_BUCKET_NAME),
+                           force_destroy=True, opts=child)
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        f"{name}-probe-artifacts-{region}-sse", region=region, bucket=bucket.bucket,
+        rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+            apply_server_side_encryption_by_default=aws.s3.
+            BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(sse_algorithm="AES256"))],
+        opts=child)
+    aws.s3.BucketPublicAccessBlock(
+        f"{name}-probe-artifacts-{region}-block", region=region, bucket=bucket.bucket, block_public_acls=True,
+        block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True, opts=child)
+    aws.s3.BucketLifecycleConfiguration(
+        f"{name}-probe-artifacts-{region}-lifecycle", region=region, bucket=bucket.bucket,
+        rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="expire-runs", status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=s.artifact_expiration_days),
+            abort_incomplete_multipart_upload=aws.s3.
+            BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=1))],
+        opts=child)
+    return bucket
+
+
+def _alarms(name: str, ctx: StackContext, region: str, cname: str, checks: list[str], minutes: int,
+            topics: dict[str, pulumi.Output[str]], child: pulumi.ResourceOptions) -> list[str]:
+    s = ctx.config.dashboards.synthetics
+    period = minutes * 60
+    names: list[str] = []
+
+    def alarm(key: str, severity: str, description: str, **kwargs: object) -> None:
+        alarm_name = ctx.naming.physical("probe", region, key, max_len=MAX_ALARM_NAME)
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-probe-{region}-{key.replace('/', '-')}", region=region, name=alarm_name,
+            alarm_description=description, period=period, alarm_actions=[topics[severity]],
+            ok_actions=[topics[severity]], opts=child, **kwargs)  # type: ignore[arg-type]
+        names.append(alarm_name)
+
+    m_of_n = {"evaluation_periods": s.evaluation_periods, "datapoints_to_alarm": s.datapoints_to_alarm}
+    for check in checks:
+        edge = check == EMBED_CHECK
+        what = "edge POST /embed through CloudFront" if edge else f"REST health check {check}"
+        # No data means no proof the path works: breaching (the canary-health alarm says why).
+        alarm(f"{check}-availability", "P1" if edge else "P2",
+              f"Synthetic probe from {region}: {what} failed in {s.datapoints_to_alarm} of the last "
+              f"{s.evaluation_periods} runs (user-perspective availability)",
+              namespace=PROBE_NAMESPACE, metric_name="Success", dimensions={CHECK_DIMENSION: check},
+              statistic="Average", comparison_operator="LessThanThreshold", threshold=1.0,
+              treat_missing_data="breaching", **m_of_n)
+        if edge:
+            alarm(f"{check}-latency", "P2",
+                  f"Synthetic probe from {region}: POST /embed average latency above "
+                  f"{s.max_latency_ms * 0.5:.0f} ms (half the per-check limit) in {s.datapoints_to_alarm} of "
+                  f"{s.evaluation_periods} runs",
+                  namespace=PROBE_NAMESPACE, metric_name="Latency", dimensions={CHECK_DIMENSION: check},
+                  statistic="Average", comparison_operator="GreaterThanThreshold",
+                  threshold=s.max_latency_ms * 0.5, treat_missing_data="notBreaching", **m_of_n)
+    # The canary's own failure: it stopped running (no SuccessPercent sample at all).
+    alarm("canary-not-running", "P2",
+          f"Canary {cname} has not reported a run for {2 * minutes} minutes: the probes are blind",
+          namespace=SYNTHETICS_NAMESPACE, metric_name="SuccessPercent", dimensions={"CanaryName": cname},
+          statistic="SampleCount", comparison_operator="LessThanThreshold", threshold=1.0,
+          evaluation_periods=2, datapoints_to_alarm=2, treat_missing_data="breaching")
+    return names

@@ -1,0 +1,276 @@
+"""Synthetic probes: the canary code against a local HTTP server (127.0.0.1 only), from its packaged zip too,
+and the planned canaries, alarms and rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from canary import handler as canary_handler
+from canary import probes
+
+from infra.artifacts.canary_package import ENTRY, HANDLER, build_canary
+from infra.components.synthetics import PROBE_NAMESPACE, SYNTHETICS_NAMESPACE, canary_name
+from infra.config.dashboards import CANARY_RUNTIMES, schedule_minutes
+from infra.core.context import StackContext
+from infra.validation.day5 import canary_runtime_and_schedule
+
+DIMS = 384
+
+
+class FakeEdge(BaseHTTPRequestHandler):
+    """POST /embed like the edge function (trace root kept), GET /health/*; `mode` injects failures."""
+
+    mode = "ok"
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        trace = self.headers.get(probes.TRACE_HEADER, "")
+        root = re.search(r"Root=([^;]+)", trace)
+        out_trace = f"Root={root.group(1) if root else '1-00000000-000000000000000000000000'};Parent=1;Sampled=1"
+        n = {"short": DIMS - 1}.get(FakeEdge.mode, DIMS)
+        vector: list[Any] = [0.01 * (i % 7) for i in range(n)]
+        if FakeEdge.mode == "nan":
+            vector[3] = "NaN"
+        headers = {probes.TRACE_HEADER: out_trace}
+        if FakeEdge.mode == "no-trace":
+            headers = {}
+        if FakeEdge.mode == "other-root":
+            headers = {probes.TRACE_HEADER: "Root=1-11111111-222222222222222222222222;Parent=1;Sampled=1"}
+        if FakeEdge.mode == "slow":
+            time.sleep(0.5)
+        status = 503 if FakeEdge.mode == "503" else 200
+        assert body == {"text": "probe sentence"}
+        self._send(status, {"embedding": vector, "dimensions": n}, headers)
+
+    def do_GET(self) -> None:
+        if self.path == "/health/ready" and FakeEdge.mode == "not-ready":
+            self._send(503, {"status": "not ready"}, {})
+        elif self.path in ("/health/live", "/health/ready"):
+            self._send(200, {"status": "ok"}, {})
+        else:
+            self._send(404, {"error": "no"}, {})
+
+    def _send(self, code: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), FakeEdge)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _mode() -> Iterator[None]:
+    FakeEdge.mode = "ok"
+    yield
+    FakeEdge.mode = "ok"
+
+
+def emf_problems(doc: dict[str, Any]) -> list[str]:
+    """What would make CloudWatch drop the record's metrics (the EMF specification, shared/FACTS.md 5)."""
+    out = []
+    meta = doc.get("_aws") or {}
+    if not isinstance(meta.get("Timestamp"), int):
+        out.append("no integer _aws.Timestamp")
+    for directive in meta.get("CloudWatchMetrics") or []:
+        for dims in directive["Dimensions"]:
+            out += [f"dimension {d} has no string value" for d in dims if not isinstance(doc.get(d), str)]
+        for m in directive["Metrics"]:
+            value = doc.get(m["Name"])
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                out.append(f"metric {m['Name']} has no numeric value")
+    return out
+
+
+def settings(url: str, **kw: Any) -> probes.ProbeSettings:
+    base = probes.ProbeSettings(canary="c", edge_url=url, rest_url=url, health_paths=("/health/live", "/health/ready"),
+                                embed_text="probe sentence", embed_dimensions=DIMS, max_latency_ms=250,
+                                request_timeout_s=5)
+    return dataclasses.replace(base, **kw)
+
+
+def test_all_checks_pass_and_emit_valid_emf_per_check(server: str) -> None:
+    lines: list[str] = []
+    checks = probes.run(settings(server), lines.append)
+    assert [c.name for c in checks] == probes.check_names(settings(server)) == [
+        "embed", "health-live", "health-ready"]
+    records = [json.loads(line) for line in lines]
+    assert len(records) == len(checks)
+    for rec, check in zip(records, checks, strict=True):
+        assert emf_problems(rec) == []
+        directive = rec["_aws"]["CloudWatchMetrics"][0]
+        assert directive["Namespace"] == PROBE_NAMESPACE == probes.NAMESPACE
+        assert directive["Dimensions"] == [[probes.DIMENSION]]
+        assert rec["Check"] == check.name and rec["Success"] == 1 and rec["Latency"] >= 0
+
+
+@pytest.mark.parametrize(("mode", "check", "message"), [
+    ("503", "embed", "status 503"),
+    ("short", "embed", f"{DIMS - 1} values, expected {DIMS}"),
+    ("nan", "embed", "not finite numbers"),
+    ("no-trace", "embed", "no valid X-Amzn-Trace-Id"),
+    ("other-root", "embed", "is not the one sent"),
+    ("slow", "embed", "limit 250 ms"),
+    ("not-ready", "health-ready", "status 503"),
+])
+def test_each_failure_fails_the_run_and_publishes_success_zero(server: str, mode: str, check: str,
+                                                               message: str) -> None:
+    FakeEdge.mode = mode
+    lines: list[str] = []
+    with pytest.raises(probes.CanaryFailure, match=re.escape(message)):
+        probes.run(settings(server), lines.append)
+    by_check = {json.loads(line)["Check"]: json.loads(line) for line in lines}
+    assert by_check[check]["Success"] == 0
+    assert all(r["Success"] == 1 for name, r in by_check.items() if name != check)
+
+
+def test_unreachable_endpoint_is_a_failure_not_a_traceback() -> None:
+    s = settings("http://127.0.0.1:9", rest_url=None, request_timeout_s=2)
+    with pytest.raises(probes.CanaryFailure, match="embed: no response"):
+        probes.run(s, lambda _line: None)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("nope", "not JSON"),
+    ("[]", "must be a JSON object"),
+    (json.dumps({"canary": "c", "embed_text": "x", "embed_dimensions": 384, "max_latency_ms": 1,
+                 "request_timeout_s": 1}), "nothing to probe"),
+    (json.dumps({"canary": "c", "embed_text": "x", "embed_dimensions": "384", "max_latency_ms": 1,
+                 "request_timeout_s": 1, "edge_url": "https://x"}), "embed_dimensions"),
+    (json.dumps({"canary": "c", "embed_text": "x", "embed_dimensions": 384, "max_latency_ms": 1,
+                 "request_timeout_s": 1, "edge_url": "ftp://x"}), "edge_url"),
+])
+def test_bad_settings_are_named(raw: str, message: str) -> None:
+    with pytest.raises(probes.SettingsError, match=message):
+        probes.ProbeSettings.from_json(raw)
+
+
+def test_handler_reads_settings_from_the_environment(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CANARY_SETTINGS", raising=False)
+    with pytest.raises(probes.SettingsError, match="CANARY_SETTINGS is not set"):
+        canary_handler.handler()
+    monkeypatch.setenv("CANARY_SETTINGS", json.dumps({
+        "canary": "c", "edge_url": server, "rest_url": None, "health_paths": [], "embed_text": "probe sentence",
+        "embed_dimensions": DIMS, "max_latency_ms": 2000, "request_timeout_s": 5}))
+    assert list(canary_handler.handler()["checks"]) == ["embed"]
+
+
+def test_packaged_zip_runs_from_the_synthetics_layout(server: str, tmp_path: Path) -> None:
+    pkg = build_canary(out_dir=tmp_path / "out")
+    names = zipfile.ZipFile(pkg.path).namelist()
+    assert f"python/{ENTRY}.py" in names and "python/canary/probes.py" in names
+    assert all(n.startswith("python/") for n in names)
+    zipfile.ZipFile(pkg.path).extractall(tmp_path / "unpacked")
+    env = {**os.environ, "CANARY_SETTINGS": json.dumps({
+        "canary": "c", "edge_url": server, "rest_url": server, "health_paths": ["/health/live"],
+        "embed_text": "probe sentence", "embed_dimensions": DIMS, "max_latency_ms": 2000, "request_timeout_s": 5})}
+    module, func = HANDLER.rsplit(".", 1)
+    code = f"import sys; sys.path.insert(0, 'python'); import {module} as m; print(m.{func}())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "unpacked", env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    emf_lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{"')]
+    assert [r["Check"] for r in emf_lines] == ["embed", "health-live"]
+    # the same bytes again: deterministic package
+    assert build_canary(out_dir=tmp_path / "again").sha256 == pkg.sha256
+
+
+# ------------------------------------------------------------------------------------------------ the plan
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_one_canary_per_probe_region_with_its_alarms(planned: dict[str, Any], stack: str) -> None:
+    result = planned[stack]
+    cfg = result.plan.config
+    s = cfg.dashboards.synthetics
+    ctx = StackContext(cfg)
+    canaries = {c.region: c for c in result.plan.of_type("aws:synthetics/canary:Canary")}
+    assert sorted(canaries) == sorted(s.probe_regions)
+    alarms = result.plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    for region, c in canaries.items():
+        assert c.inputs["name"] == canary_name(ctx, region)
+        assert c.inputs["runtimeVersion"] in CANARY_RUNTIMES
+        assert c.get("schedule.expression") == s.schedule
+        settings_json = json.loads(c.get("runConfig.environmentVariables.CANARY_SETTINGS"))
+        assert probes.ProbeSettings.from_json(json.dumps(settings_json)).edge_url == s.edge_url
+        here = [a for a in alarms if a.region == region]
+        embed = [a for a in here if a.inputs.get("namespace") == PROBE_NAMESPACE
+                 and a.inputs.get("dimensions") == {"Check": "embed"} and a.inputs["metricName"] == "Success"]
+        assert len(embed) == 1 and embed[0].inputs["period"] == schedule_minutes(s.schedule) * 60
+        assert embed[0].inputs["alarmActions"][0].endswith("alerts-p1")
+        health = {a.inputs["dimensions"]["Check"] for a in here if a.inputs.get("namespace") == PROBE_NAMESPACE
+                  and a.inputs["metricName"] == "Success"} - {"embed"}
+        assert health == {probes.health_check_name(p) for p in s.health_paths}
+        own = [a for a in here if a.inputs.get("namespace") == SYNTHETICS_NAMESPACE
+               and a.inputs.get("dimensions") == {"CanaryName": c.inputs["name"]}]
+        assert own and own[0].inputs["treatMissingData"] == "breaching"
+
+
+def _mutated(result: Any, **changes: Any) -> Any:
+    plan = result.plan
+    canary = plan.of_type("aws:synthetics/canary:Canary")[0]
+    inputs = {**canary.inputs, **changes}
+    resources = [dataclasses.replace(r, inputs=inputs) if r is canary else r for r in plan.resources]
+    return dataclasses.replace(plan, resources=resources)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"runtimeVersion": "syn-python-selenium-1.0"}, "runtimeVersion"),
+    ({"schedule": {"expression": "rate(2 hours)", "durationInSeconds": 0}}, "schedule"),
+    ({"schedule": {"expression": "rate(5 minutes)", "durationInSeconds": 60}}, "durationInSeconds"),
+    ({"zipFile": "/tmp/not-built.zip"}, "not built"),
+    ({"artifactS3Location": "s3://someone-elses-bucket/"}, "not a bucket of this stack"),
+    ({"artifactConfig": {}}, "unencrypted"),
+])
+def test_canary_rule_fails_on_bad_canaries(planned: dict[str, Any], change: dict[str, Any], message: str) -> None:
+    assert list(canary_runtime_and_schedule(planned["staging"].plan)) == []
+    found = list(canary_runtime_and_schedule(_mutated(planned["staging"], **change)))
+    assert any(message in v.message for v in found), found
+
+
+def test_config_problems_are_reported(run_stack: Any) -> None:
+    result = run_stack("staging", overrides={"dashboards": {"synthetics": {
+        "schedule": "rate(7 hours)", "probeRegions": ["us-east-1", "us-east-1"]}}})
+    text = "\n".join(result.config_problems)
+    assert "dashboards.synthetics.schedule" in text
+    result = run_stack("staging", overrides={"dashboards": {"synthetics": {"probeRegions": ["us-east-1", "us-east-1"],
+                                                                           "schedule": "rate(10 minutes)",
+                                                                           "timeoutS": 700}}})
+    text = "\n".join(result.config_problems)
+    assert "probeRegions" in text and "distinct" in text
+    assert "timeoutS = 700: must not exceed the schedule's 600 s" in text
+
+
+def test_a_probe_region_gets_its_own_severity_topics(run_stack: Any) -> None:
+    result = run_stack("staging", overrides={"dashboards": {"synthetics": {"probeRegions": ["eu-central-1"]}}})
+    assert result.config_problems == [] and [str(v) for v in result.violations] == []
+    assert "eu-central-1" in result.plan.config.alarm_regions
+    topics = [t for t in result.plan.of_type("aws:sns/topic:Topic") if t.region == "eu-central-1"]
+    assert len(topics) == 3
+    alarms = [a for a in result.plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+              if a.region == "eu-central-1" and a.inputs.get("namespace") == PROBE_NAMESPACE]
+    assert alarms and all(":eu-central-1:" in a.inputs["alarmActions"][0] for a in alarms)
