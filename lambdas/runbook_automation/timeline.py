@@ -248,15 +248,20 @@ def _datum(name: str, value: float, at: float, unit: str, f: Figures) -> list[di
     return [{**base, "Dimensions": per_service}, {**base, "Dimensions": []}]
 
 
+def _values(data: list[dict[str, Any]]) -> str:
+    return json.dumps({d["MetricName"]: d["Value"] for d in data}, sort_keys=True)
+
+
 def _once(deps: Any, incident_id: str, flag: str, data: list[dict[str, Any]]) -> bool:
-    """Claim `flag` on the summary item, publish, and drop the claim again if publishing fails."""
+    """Claim `flag` on the summary item (holding what is published), publish, and drop the claim again if
+    publishing fails."""
     s = deps.settings
     key = {"pk": {"S": f"incident#{incident_id}"}, "sk": {"S": SUMMARY_SK}}
     try:
         deps.dynamodb.update_item(
-            TableName=s.timeline_table_name, Key=key, UpdateExpression="SET #f = :t, expires_at = :exp",
+            TableName=s.timeline_table_name, Key=key, UpdateExpression="SET #f = :v, expires_at = :exp",
             ConditionExpression="attribute_not_exists(#f)", ExpressionAttributeNames={"#f": flag},
-            ExpressionAttributeValues={":t": {"BOOL": True},
+            ExpressionAttributeValues={":v": {"S": _values(data)},
                                        ":exp": {"N": str(int(deps.now()) + s.timeline_retention_days * 86400)}})
     except ClientError as e:
         if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -295,9 +300,11 @@ def publish(deps: Any, incident_id: str) -> dict[str, Any]:
                 data += _datum(name, value, at, "Seconds", f)
         if data and _once(deps, incident_id, "figures_published", data):
             out["published"] += sorted({d["MetricName"] for d in data})
-        elif summary.get("figures_published"):
-            LOG.info(json.dumps({"decision": "timeline-late", "incident": incident_id,
-                                 "reason": "figures were published before this event arrived"}))
+        elif data and summary.get("figures_published", {}).get("S") not in (None, _values(data)):
+            # CloudWatch cannot take a data point back: say so, with both versions, for the weekly review.
+            LOG.warning(json.dumps({"decision": "timeline-late", "incident": incident_id,
+                                    "published": summary["figures_published"]["S"], "now": _values(data),
+                                    "reason": "an event arrived after the figures were published"}))
     LOG.info(json.dumps({**out, "figures": f.__dict__}, default=str))
     return out
 
