@@ -156,12 +156,16 @@ def sign(body: bytes, secret: str = SECRET) -> str:
 def http_event(body: bytes, signature: str | None = None, webhook_id: str | None = "wh-1",
                b64: bool = False) -> dict[str, Any]:
     headers = {"Content-Type": "application/json"}
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:  # API Gateway hands binary bodies over base64-encoded
+        b64 = True
     if signature is not None:
         headers["X-PagerDuty-Signature"] = signature
     if webhook_id is not None:
         headers["X-Webhook-Id"] = webhook_id
     return {"version": "2.0", "routeKey": "POST /pagerduty", "headers": headers,
-            "body": base64.b64encode(body).decode() if b64 else body.decode("utf-8", "surrogatepass"),
+            "body": base64.b64encode(body).decode() if b64 else body.decode("utf-8"),
             "isBase64Encoded": b64,
             "requestContext": {"http": {"method": "POST", "sourceIp": "203.0.113.9"}}}
 
