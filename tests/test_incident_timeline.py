@@ -16,6 +16,8 @@ from runbook_automation import handler as h
 from runbook_automation import timeline
 from runbook_env import NAMESPACE, REGION, TIMELINE_TABLE, Env, call, iso, sign
 
+from infra.dashboard_defs import outcomes
+
 DATA = Path(__file__).parent / "data" / "pagerduty_v3_timeline.json"
 DETAIL_TIMES = ("condition_started_at", "StateChangeTime")
 
@@ -201,3 +203,79 @@ def _deps() -> Any:
 ])
 def test_correlation_reads_alertmanager_and_cloudwatch_details(details: Any, want: dict[str, Any]) -> None:
     assert timeline.correlate({"custom_details": details}) == want
+
+
+# ------------------------------------------------------------------------------------------------ infrastructure
+def _policy(plan: Any, role: str) -> list[dict[str, Any]]:
+    doc = next(json.loads(p.inputs["policy"]) for p in plan.of_type("aws:iam/rolePolicy:RolePolicy")
+               if p.name.endswith(f"-{role}-policy"))
+    return list(doc["Statement"])
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_timeline_table_keeps_records_encrypted_recoverable_and_protected(planned: Any, stack: str) -> None:
+    result = planned[stack]
+    tables = [t for t in result.plan.of_type("aws:dynamodb/table:Table") if "incident-timeline" in t.name]
+    assert len(tables) == 1
+    t = tables[0].inputs
+    assert t["ttl"] == {"attributeName": "expires_at", "enabled": True}
+    assert t["serverSideEncryption"]["enabled"] is True and t["serverSideEncryption"]["kmsKeyArn"]
+    assert t["pointInTimeRecovery"] == {"enabled": True}
+    assert t["deletionProtectionEnabled"] is result.plan.config.protect_stateful
+    assert (t["hashKey"], t["rangeKey"]) == ("pk", "sk")
+    settings = next(json.loads(f.inputs["environment"]["variables"]["RUNBOOK_SETTINGS"])
+                    for f in result.plan.of_type("aws:lambda/function:Function") if f.name.endswith("-worker"))
+    assert settings["timeline_table_name"] == t["name"]
+    from runbook_automation.settings import parse
+    parsed = parse(json.dumps(settings))  # the function accepts what the stack gives it
+    assert parsed.metrics_namespace == outcomes.OUTCOME_NAMESPACE
+
+
+def test_worker_may_raise_max_size_only_up_to_max_capacity(planned: Any) -> None:
+    plan = planned["prod"].plan
+    statements = _policy(plan, "worker")
+    update = [s for s in statements if "autoscaling:UpdateAutoScalingGroup" in s["Action"]]
+    assert len(update) == 1 and update[0]["Action"] == ["autoscaling:UpdateAutoScalingGroup"]
+    bound = update[0]["Condition"]["NumericLessThanEquals"]["autoscaling:MaxSize"]
+    assert int(bound) == plan.config.slo_alerting.runbooks.max_capacity
+    assert update[0]["Condition"]["Null"]["autoscaling:MinSize"] == "true"
+    metrics = next(s for s in statements if s["Action"] == ["cloudwatch:PutMetricData"])
+    assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": outcomes.OUTCOME_NAMESPACE}}
+    receiver = next(s for s in _policy(plan, "webhook") if s.get("Sid") == "Dedupe")
+    assert receiver["Action"] == ["dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+
+
+def test_a_week_that_misses_a_target_opens_a_ticket(planned: Any) -> None:
+    plan = planned["prod"].plan
+    alarms = {a.inputs["metricName"]: a.inputs for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+              if a.inputs.get("namespace") == outcomes.OUTCOME_NAMESPACE}
+    targets = {t.metric: t for t in outcomes.TARGETS if t.limit is not None}
+    assert set(alarms) == set(targets)
+    p2 = next(t for t in plan.of_type("aws:sns/topic:Topic") if t.name.endswith(f"{plan.config.aws.region}-p2"))
+    for metric, alarm in alarms.items():
+        assert alarm["threshold"] == targets[metric].limit and alarm["period"] == 7 * 86400
+        assert alarm.get("extendedStatistic", alarm.get("statistic")) == targets[metric].statistic
+        assert alarm["alarmActions"] == [p2.outputs["arn"]] and alarm["alarmDescription"].startswith("[ticket]")
+        assert alarm["treatMissingData"] == "notBreaching"  # a quiet week is a good week
+
+
+def test_dashboards_draw_what_the_timeline_publishes_against_the_targets() -> None:
+    assert (outcomes.TIME_TO_DETECT, outcomes.TIME_TO_ACKNOWLEDGE, outcomes.TIME_TO_RESOLVE, outcomes.PAGES) == (
+        timeline.TIME_TO_DETECT, timeline.TIME_TO_ACKNOWLEDGE, timeline.TIME_TO_RESOLVE, timeline.PAGES)
+    assert outcomes.DIMENSIONS == timeline.DIMENSIONS
+    assert timeline_settings_default() == outcomes.OUTCOME_NAMESPACE
+    widgets = outcomes.outcome_widget_dicts("us-east-1", "111111111111")
+    drawn = {m[1] for w in widgets for m in w["properties"]["metrics"] if len(m) > 2}
+    assert drawn == {t.metric for t in outcomes.TARGETS}
+    for t in outcomes.TARGETS:
+        lines = [h["value"] for w in widgets if t.title in w["properties"]["title"]
+                 for h in w["properties"].get("annotations", {}).get("horizontal", [])]
+        assert lines == ([t.limit, t.limit] if t.limit else [])
+    panels = outcomes.grafana_outcome_panels("us-east-1")
+    assert [p["targets"][0]["metricName"] for p in panels] == [t.metric for t in outcomes.TARGETS]
+    assert all(q["statistic"] in ("p50", "p90", "Sum") for p in panels for q in p["targets"])
+
+
+def timeline_settings_default() -> str:
+    from runbook_automation.settings import Settings
+    return str(Settings.__dataclass_fields__["metrics_namespace"].default)

@@ -18,6 +18,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.artifacts.packaging import build_lambda
+from infra.components.incident_timeline import bounded_scale_statements, incident_timeline, webhook_dedupe_statement
 from infra.components.severity_topics import SEVERITIES, AlertTopics
 from infra.core import iam
 from infra.core.context import StackContext
@@ -201,8 +202,11 @@ class SloAlerting(pulumi.ComponentResource):
                                     name=f"/aws/lambda/{fn}", retention_in_days=rb.log_retention_days,
                                     opts=child)
         home_p2 = args.topics.arns[region]["P2"]
-        settings = pulumi.Output.all(table.name, audit.arn, queue.url, secret.arn, home_p2).apply(
-            lambda v: json.dumps({
+        timeline = incident_timeline(self, ctx, name=name, region=region, key_arn=key.arn, queue_arn=queue.arn,
+                                     ticket_topic_arn=home_p2)
+        settings = pulumi.Output.all(table.name, audit.arn, queue.url, secret.arn, home_p2,
+                                     timeline.table.name).apply(
+            lambda v: json.dumps({**timeline.settings, "timeline_table_name": v[5],
                 "environment": ctx.config.environment, "table_name": v[0], "audit_topic_arn": v[1],
                 "queue_url": v[2], "secret_arn": v[3], "notify_topic_arn": v[4], "dry_run": rb.dry_run,
                 "allowed_asgs": rb.allowed_asgs, "scale_out_asg": rb.scale_out_asg,
@@ -216,7 +220,7 @@ class SloAlerting(pulumi.ComponentResource):
         kms_use = iam.statement(["kms:Decrypt", "kms:GenerateDataKey"], [key.arn], sid="RunbookKey")
         receiver_role = self._role(name, ctx, "webhook", receiver_name, [
             iam.statement(["secretsmanager:GetSecretValue"], [secret.arn], sid="WebhookSecret"),
-            iam.statement(["dynamodb:PutItem"], [table.arn], sid="Dedupe"),
+            webhook_dedupe_statement(table.arn),
             iam.statement(["sqs:SendMessage"], [queue.arn], sid="QueueJobs"),
             iam.statement(["sns:Publish"], [audit.arn], sid="Audit"),
             kms_use,
@@ -232,11 +236,8 @@ class SloAlerting(pulumi.ComponentResource):
             iam.statement(["kms:Decrypt", "kms:GenerateDataKey"], [key.arn, args.topics.key_arns[region]],
                           sid="Keys"),
             iam.statement(["autoscaling:DescribeAutoScalingGroups"], "*", sid="DescribeAsgs"),
+            *timeline.worker_statements, *bounded_scale_statements(asg_arns, rb.max_capacity),
         ]
-        if asg_arns:
-            worker_statements.append(iam.statement(
-                ["autoscaling:SetDesiredCapacity", "autoscaling:UpdateAutoScalingGroup"], asg_arns,
-                sid="ScaleAllowListedAsgs"))
         worker_role = self._role(name, ctx, "worker", worker_name, worker_statements, child)
 
         pkg = build_lambda(FUNCTION_FOLDER, kind="lambda")
