@@ -38,6 +38,7 @@ tools:
 
 plan: venv tools
 	$(PY) -m infra.offline.plan --stack $(STACK) --offline-secrets
+	$(PY) -m infra.offline.preview --stack $(STACK) --offline-secrets
 	$(PY) -m infra.offline.cost_report --stack $(STACK)
 
 plan-all: venv tools

@@ -21,7 +21,7 @@ STATEFUL = ("aws:s3/bucket:Bucket", "aws:kms/key:Key", "aws:dynamodb/table:Table
 
 @pytest.fixture(scope="module")
 def previewed() -> dict[str, PreviewResult]:
-    return {stack: run_preview(stack) for stack in STACKS}
+    return {stack: run_preview(stack, offline_secrets=True) for stack in STACKS}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -89,7 +89,7 @@ def test_an_arn_read_from_a_computed_output_is_caught(monkeypatch: pytest.Monkey
         return resource.arn  # type: ignore[attr-defined, no-any-return]
 
     monkeypatch.setattr(iam, "known_after", computed)
-    result = run_preview("staging")
+    result = run_preview("staging", offline_secrets=True)
     kinds = {v.message.split(" unknown")[0] for v in result.violations}
     assert {"policy", "alarm action", "lambda setting"} <= kinds, kinds
     assert result.exit_code == 1
@@ -100,6 +100,6 @@ def test_known_at_preview_with_the_account_id_from_the_invoke() -> None:
     stack_file = read_stack_file("staging")
     aws_settings = json.loads(stack_file.values[f"{PROJECT}:aws"])
     aws_settings["allowedAccountIds"] = []
-    result = run_preview("staging", stack_file=with_overrides(stack_file, {"aws": aws_settings}))
+    result = run_preview("staging", stack_file=with_overrides(stack_file, {"aws": aws_settings}), offline_secrets=True)
     assert result.config is not None and result.config.aws.allowed_account_ids == []
     assert result.violations == [] and result.fixable_unknowns == {}

@@ -2,96 +2,23 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from runbook_automation import handler as h
 from runbook_automation import runbooks
+from runbook_automation import settings as settings_mod
 from runbook_automation.audit import Audit
+from runbook_automation.delivery import MAX_BODY_BYTES
 from runbook_automation.settings import Settings, SettingsError, parse
 from runbook_automation.signature import verify
-
-REGION = "us-east-1"
-SECRET = "whsec-test-secret"
-ASG = "akidb-prod-rest-ondemand"
-
-
-class Env:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.mp = monkeypatch
-        self.sns = boto3.client("sns", region_name=REGION)
-        self.sqs = boto3.client("sqs", region_name=REGION)
-        self.ddb = boto3.client("dynamodb", region_name=REGION)
-        self.asg = boto3.client("autoscaling", region_name=REGION)
-        sm = boto3.client("secretsmanager", region_name=REGION)
-        self.secret_arn = sm.create_secret(Name="akidb-prod-pagerduty-webhook", SecretString=SECRET)["ARN"]
-        self.audit_topic = self.sns.create_topic(Name="audit")["TopicArn"]
-        self.notify_topic = self.sns.create_topic(Name="alerts-p2")["TopicArn"]
-        self.queue_url = self.sqs.create_queue(QueueName="jobs")["QueueUrl"]
-        self.audit_q = self._subscribe(self.audit_topic, "audit-copy")
-        self.notify_q = self._subscribe(self.notify_topic, "notify-copy")
-        self.ddb.create_table(TableName="runbook-state", BillingMode="PAY_PER_REQUEST",
-                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
-        self.asg.create_launch_configuration(LaunchConfigurationName="lc", ImageId="ami-12c6146b",
-                                             InstanceType="t3.micro")
-        for name in (ASG, "akidb-prod-rest-spot", "not-allowed"):
-            self.asg.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName="lc",
-                                               MinSize=0, MaxSize=10, DesiredCapacity=4,
-                                               AvailabilityZones=[f"{REGION}a"])
-        self.configure()
-
-    def _subscribe(self, topic: str, name: str) -> str:
-        url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn,
-                           Attributes={"RawMessageDelivery": "true"})
-        return url
-
-    def configure(self, **overrides: Any) -> None:
-        settings = {
-            "environment": "prod", "table_name": "runbook-state", "audit_topic_arn": self.audit_topic,
-            "queue_url": self.queue_url, "secret_arn": self.secret_arn, "notify_topic_arn": self.notify_topic,
-            "dry_run": False, "allowed_asgs": [ASG, "akidb-prod-rest-spot"], "scale_out_asg": ASG,
-            "scale_out_step": 2, "max_capacity": 8, "max_actions_per_hour": 3,
-            "edge_function_name": "akidb-edge-inference", "edge_regions": ["us-east-1", "eu-west-1"],
-            "runbook_base_url": "https://runbooks.akidb.internal", "grafana_base_url": "https://grafana.x",
-            **overrides,
-        }
-        self.mp.setenv("RUNBOOK_SETTINGS", json.dumps(settings))
-        h._reset()
-
-    def drain(self, url: str) -> list[dict[str, Any]]:
-        out = []
-        while True:
-            msgs = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-            if not msgs:
-                return out
-            for m in msgs:
-                out.append(json.loads(m["Body"]) if m["Body"].startswith("{") else {"raw": m["Body"]})
-                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-
-    def desired(self, name: str = ASG) -> int:
-        g = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
-        return int(g["DesiredCapacity"])
-
-    def max_size(self, name: str = ASG) -> int:
-        g = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
-        return int(g["MaxSize"])
-
-    def run_queued_jobs(self) -> dict[str, Any]:
-        msgs = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in msgs]
-        for m in msgs:
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
-        return h.worker({"Records": records})
+from runbook_env import ASG, REGION, SECRET, TITLE, Env, call, incident, sign
 
 
 @pytest.fixture
@@ -102,37 +29,6 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     with mock_aws():
         yield Env(monkeypatch)
     h._reset()
-
-
-def incident(title: str, event_type: str = "incident.triggered") -> bytes:
-    return json.dumps({"event": {
-        "id": "01DEN4HPBQAAAG05V5QQYBRZMF", "event_type": event_type, "resource_type": "incident",
-        "occurred_at": "2026-11-23T10:00:00Z",
-        "data": {"id": "PGR0VU2", "type": "incident", "title": title, "urgency": "high",
-                 "html_url": "https://acme.pagerduty.com/incidents/PGR0VU2", "status": "triggered"},
-    }}).encode()
-
-
-def sign(body: bytes, secret: str = SECRET) -> str:
-    return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def call(body: bytes, signature: str | None = None, webhook_id: str | None = "wh-1",
-         b64: bool = False) -> dict[str, Any]:
-    headers = {"Content-Type": "application/json"}
-    if signature is not None:
-        headers["X-PagerDuty-Signature"] = signature
-    if webhook_id is not None:
-        headers["X-Webhook-Id"] = webhook_id
-    event = {"version": "2.0", "routeKey": "POST /pagerduty", "headers": headers,
-             "body": base64.b64encode(body).decode() if b64 else body.decode(), "isBase64Encoded": b64,
-             "requestContext": {"http": {"method": "POST", "sourceIp": "203.0.113.9"}}}
-    resp = h.handler(event)
-    resp["json"] = json.loads(resp["body"])
-    return resp
-
-
-TITLE = "akidb-rest availability: error budget burning at 100.0x (P0 page-quick) [runbook:error-budget-fast-burn]"
 
 
 # ------------------------------------------------------------------------------------------------ signatures
@@ -241,7 +137,7 @@ def test_unknown_runbook_is_rejected_clearly(env: Env) -> None:
     assert resp["statusCode"] == 422
     assert "unknown runbook 'reboot-everything'" in resp["json"]["error"]
     assert "error-budget-fast-burn" in resp["json"]["error"]
-    assert env.drain(env.queue_url) == []
+    assert env.runbook_jobs() == []
     assert env.drain(env.audit_q)[0]["decision"] == "rejected"
 
 
@@ -276,16 +172,18 @@ def test_missing_asg_is_refused(env: Env) -> None:
     assert any("does not exist" in a.get("reason", "") for a in env.drain(env.audit_q))
 
 
-@pytest.mark.parametrize(("body", "headers", "status", "text"), [
-    (b"{not json", {}, 400, "PagerDuty V3 webhook"),
-    (incident(TITLE), {"webhook_id": None}, 400, "X-Webhook-Id"),
-    (incident(TITLE, "incident.resolved"), {}, 202, "incident.resolved runs no runbook"),
-    (incident("no token in this title"), {}, 202, "names no [runbook:<id>]"),
+@pytest.mark.parametrize(("make_body", "status", "text"), [
+    (lambda: b"{not json", 400, "PagerDuty V3 webhook"),
+    (lambda: incident(TITLE, event_id="01 spaces"), 400, "event.id must be"),
+    (lambda: incident(TITLE, "incident.resolved"), 202, "incident.resolved runs no runbook"),
+    (lambda: incident("no token in this title"), 202, "names no [runbook:<id>]"),
 ])
-def test_malformed_or_irrelevant_deliveries(env: Env, body: bytes, headers: dict, status: int, text: str) -> None:
-    resp = call(body, sign(body), **headers)
+def test_malformed_or_irrelevant_deliveries(env: Env, make_body: Callable[[], bytes], status: int,
+                                            text: str) -> None:
+    body = make_body()  # built when the test runs: deliveries go stale after an hour
+    resp = call(body, sign(body))
     assert resp["statusCode"] == status and text in json.dumps(resp["json"])
-    assert env.drain(env.queue_url) == []
+    assert env.runbook_jobs() == []
 
 
 @pytest.mark.parametrize(("raw", "text"), [
@@ -295,7 +193,144 @@ def test_malformed_or_irrelevant_deliveries(env: Env, body: bytes, headers: dict
     ('{"environment": "p", "table_name": "t", "audit_topic_arn": "a", "max_capacity": 0}', "max_capacity"),
     ('{"environment": "p", "table_name": "t", "audit_topic_arn": "a", "scale_out_asg": "x"}', "not in allowed"),
     ('{"environment": "p", "table_name": "t", "audit_topic_arn": "a", "colour": "x"}', "unknown setting"),
+    ('{"environment": "p", "table_name": "t", "audit_topic_arn": "a", "timeline_settle_s": 901}', "settle"),
 ])
 def test_bad_settings_are_named(raw: str | None, text: str) -> None:
     with pytest.raises(SettingsError, match=text):
         parse(raw)
+
+
+# ------------------------------------------------------------------------------- hardening (issue 12 findings)
+def test_replay_with_a_fresh_webhook_id_is_a_duplicate_of_the_signed_event_id(env: Env) -> None:
+    body = incident(TITLE)
+    codes = [call(body, sign(body), webhook_id=f"wh-fresh-{i}")["statusCode"] for i in range(5)]
+    assert codes == [202, 200, 200, 200, 200]
+    assert len(env.runbook_jobs()) == 1
+
+
+def test_the_unsigned_webhook_id_header_is_not_needed(env: Env) -> None:
+    body = incident(TITLE)
+    assert call(body, sign(body), webhook_id=None)["statusCode"] == 202
+
+
+@pytest.mark.parametrize(("age_s", "status"), [(0, 202), (3000, 202), (3700, 400), (6 * 365 * 86400, 400),
+                                               (-200, 202), (-400, 400)])
+def test_stale_or_future_events_are_refused(env: Env, age_s: float, status: int) -> None:
+    body = incident(TITLE, occurred_at=time.time() - age_s)
+    resp = call(body, sign(body))
+    assert resp["statusCode"] == status, resp["json"]
+    if status == 400:
+        assert "event.occurred_at" in resp["json"]["error"]
+        assert env.runbook_jobs() == []
+
+
+def test_dedupe_window_outlives_the_freshness_window() -> None:
+    limits = settings_mod._INTS
+    assert limits["max_event_age_s"][1] + limits["clock_skew_s"][1] < h.DEDUPE_TTL_S
+
+
+def test_a_failed_enqueue_releases_the_claim_so_the_retry_runs_the_job(env: Env,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    body = incident(TITLE)
+    h._init()
+    sqs = h._state["sqs"]
+    real = sqs.send_message
+    failures = iter([ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage")])
+
+    def flaky(**kwargs: Any) -> Any:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real(**kwargs)
+
+    monkeypatch.setattr(sqs, "send_message", flaky)
+    first = call(body, sign(body))
+    assert first["statusCode"] == 503 and "retry" in first["json"]["error"]
+    retry = call(body, sign(body))
+    assert retry["statusCode"] == 202 and retry["json"]["status"] == "accepted"
+    env.run_queued_jobs()
+    assert env.desired() == 6
+
+
+def test_a_pending_claim_of_a_crashed_invocation_expires(env: Env) -> None:
+    body = incident(TITLE)
+    event_id = json.loads(body)["event"]["id"]
+    env.ddb.put_item(TableName="runbook-state", Item={
+        "pk": {"S": f"event#{event_id}"}, "status": {"S": "pending"}, "claim": {"S": "dead"},
+        "claimed_at": {"N": str(int(time.time()) - h.CLAIM_LEASE_S - 1)}, "expires_at": {"N": "9999999999"}})
+    assert call(body, sign(body))["statusCode"] == 202
+    assert len(env.runbook_jobs()) == 1
+
+
+def test_a_throttled_action_refunds_its_budget_and_the_redelivery_acts(env: Env,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    env.configure(max_actions_per_hour=1, timeline_table_name="")
+    body = incident(TITLE)
+    call(body, sign(body))
+    messages = env.sqs.receive_message(QueueUrl=env.queue_url, MaxNumberOfMessages=10)["Messages"]
+    records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]
+    h._init()
+    autoscaling = h._state["autoscaling"]
+    real = autoscaling.set_desired_capacity
+    throttled = iter([ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"}},
+                                  "SetDesiredCapacity")])
+
+    def flaky(**kwargs: Any) -> Any:
+        failure = next(throttled, None)
+        if failure is not None:
+            raise failure
+        return real(**kwargs)
+
+    monkeypatch.setattr(autoscaling, "set_desired_capacity", flaky)
+    first = h.worker({"Records": records})
+    assert first["batchItemFailures"] == [{"itemIdentifier": records[0]["messageId"]}]
+    assert env.desired() == 4
+    again = h.worker({"Records": records})  # SQS redelivers the failed record
+    assert again == {"batchItemFailures": []}
+    assert env.desired() == 6
+    decisions = [a["decision"] for a in env.drain(env.audit_q)]
+    assert decisions == ["accepted", "error", "acted"]
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(("event_json", "text"), [
+    ('{"id": "01A", "event_type": "incident.triggered", "resource_type": "incident", "occurred_at": "%s", '
+     '"data": [1, 2]}', "event.data must be an object"),
+    ('{"id": "01A", "event_type": "incident.triggered", "resource_type": "incident", "occurred_at": "%s", '
+     '"data": "PGR0VU2"}', "event.data must be an object"),
+    ('{"id": "01A", "event_type": "incident.triggered", "resource_type": "incident", "occurred_at": "%s", '
+     '"data": ' + _nested(5000) + '}', "must be JSON"),
+    ('{"id": "01A", "event_type": "incident.triggered", "occurred_at": "%s", "data": {"id": ' + _nested(5000)
+     + '}}', "must be JSON"),
+    ('{"id": ["01A"], "event_type": "incident.triggered", "occurred_at": "%s", "data": {}}', "event.id must be"),
+    ('{"id": "01A", "event_type": "incident.triggered", "occurred_at": 1700000000, "data": {}}', "ISO 8601"),
+    ('{"id": "01A", "event_type": "incident.triggered", "occurred_at": "%s", "data": {"id": null}}',
+     "event.data.id"),
+])
+def test_signed_but_malformed_bodies_answer_400(env: Env, event_json: str, text: str) -> None:
+    from runbook_env import iso
+    raw = '{"event": ' + (event_json % iso(time.time()) if "%s" in event_json else event_json) + '}'
+    body = raw.encode()
+    resp = call(body, sign(body))
+    assert resp["statusCode"] == 400 and text in resp["json"]["error"], resp["json"]
+    assert env.drain(env.queue_url) == []
+
+
+def test_unsigned_requests_are_refused_before_any_aws_call(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    h._reset()
+
+    def no_aws(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an AWS client was created for an unsigned request")
+
+    monkeypatch.setattr(boto3, "client", no_aws)
+    body = incident(TITLE)
+    for signature in (None, "", "v1=deadbeef", "garbage", "v1=" + "g" * 64, "v1=" + "0" * 64 + "," * 2000):
+        assert call(body, signature)["statusCode"] == 401
+
+
+def test_oversized_bodies_are_refused(env: Env) -> None:
+    body = b"{" + b" " * MAX_BODY_BYTES + b"}"
+    assert call(body, sign(body))["statusCode"] == 413

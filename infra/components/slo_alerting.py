@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 
 from infra.artifacts.packaging import build_lambda
 from infra.blocks.function import FunctionSpec, LogicalNames, PythonFunction
+from infra.components.incident_timeline import bounded_scale_statements, incident_timeline, webhook_dedupe_statement
 from infra.components.severity_topics import SEVERITIES, AlertTopics
 from infra.core import iam
 from infra.core.context import StackContext
@@ -269,8 +270,11 @@ class SloAlerting(pulumi.ComponentResource):
         receiver_name = n.physical("runbook-webhook", max_len=MAX_LAMBDA_NAME)
         worker_name = n.physical("runbook-worker", max_len=MAX_LAMBDA_NAME)
         home_p2 = args.topics.arns[region]["P2"]
+        timeline = incident_timeline(self, ctx, name=name, region=region, key_arn=key.arn, queue_arn=queue_arn,
+                                     ticket_topic_arn=home_p2)
         # Every value built from names (known at preview); each depends on what it names.
         settings = iam.json_text({
+            **timeline.settings, "timeline_table_name": known_after(timeline.table, timeline.table_name),
             "environment": ctx.config.environment, "table_name": known_after(table, table_name),
             "audit_topic_arn": known_after(audit, audit_arn),
             "queue_url": known_after(queue, arns.queue_url(region, queue_name)),
@@ -288,7 +292,7 @@ class SloAlerting(pulumi.ComponentResource):
         runbook_key = iam.key_alias_condition(key_alias)
         receiver_statements = [
             iam.statement(["secretsmanager:GetSecretValue"], [arns.secret(region, secret_name)], sid="WebhookSecret"),
-            iam.statement(["dynamodb:PutItem"], [arns.table(region, table_name)], sid="Dedupe"),
+            webhook_dedupe_statement(arns.table(region, table_name)),
             iam.statement(["sqs:SendMessage"], [queue_arn], sid="QueueJobs"),
             iam.statement(["sns:Publish"], [audit_arn], sid="Audit"),
             iam.statement(["kms:Decrypt", "kms:GenerateDataKey"], [arns.any_key(region)], sid="RunbookKey",
@@ -303,11 +307,8 @@ class SloAlerting(pulumi.ComponentResource):
             iam.statement(["kms:Decrypt", "kms:GenerateDataKey"], [arns.any_key(region)], sid="Keys",
                           conditions=iam.key_alias_condition(key_alias, args.topics.key_aliases[region])),
             iam.statement(["autoscaling:DescribeAutoScalingGroups"], "*", sid="DescribeAsgs"),
+            *timeline.worker_statements, *bounded_scale_statements(asg_arns, rb.max_capacity),
         ]
-        if asg_arns:
-            worker_statements.append(iam.statement(
-                ["autoscaling:SetDesiredCapacity", "autoscaling:UpdateAutoScalingGroup"], asg_arns,
-                sid="ScaleAllowListedAsgs"))
 
         pkg = build_lambda(FUNCTION_FOLDER, kind="lambda")
 

@@ -60,14 +60,18 @@ def create_probes(name: str, ctx: StackContext, topics: AlertTopics, parent: pul
                          "emfEdge.createDistribution)")
     minutes = schedule_minutes(s.schedule)
     buckets = {region: _artifact_bucket(name, ctx, region, child) for region in s.probe_regions}
-    bucket_arns = [b.arn for b in buckets.values()]
+    # ARNs from the physical names (known at a first preview), each depending on what it names.
+    bucket_arns = [iam.known_after(b, ctx.arns.bucket(
+        ctx.naming.physical("probe-artifacts", region, max_len=MAX_BUCKET_NAME))) for region, b in buckets.items()]
+    role_name = ctx.naming.physical("probe", "role", max_len=MAX_IAM_ROLE_NAME)
     role = aws.iam.Role(
-        f"{name}-probe-role", name=ctx.naming.physical("probe", "role", max_len=MAX_IAM_ROLE_NAME),
+        f"{name}-probe-role", name=role_name,
         assume_role_policy=iam.assume_role_policy("lambda.amazonaws.com"),
         description="CloudWatch Synthetics canaries (artifacts, logs, their own metrics)", opts=child)
     log_groups = [pulumi.Output.concat("arn:aws:logs:", region, ":", account, ":log-group:/aws/lambda/cwsyn-",
                                        canary_name(ctx, region), "-*") for region in s.probe_regions]
-    aws.iam.RolePolicy(f"{name}-probe-policy", role=role.id, policy=iam.document(
+    role_arn = iam.known_after(role, ctx.arns.role(role_name))
+    aws.iam.RolePolicy(f"{name}-probe-policy", role=iam.known_after(role, role_name), policy=iam.document(
         iam.statement(["s3:PutObject", "s3:GetObject"], [pulumi.Output.concat(a, "/*") for a in bucket_arns],
                       sid="Artifacts"),
         iam.statement(["s3:GetBucketLocation"], bucket_arns, sid="ArtifactBuckets"),
@@ -87,7 +91,7 @@ def create_probes(name: str, ctx: StackContext, topics: AlertTopics, parent: pul
         }, sort_keys=True))
         aws.synthetics.Canary(
             f"{name}-probe-{region}", region=region, name=cname, runtime_version=s.runtime_version,
-            zip_file=str(pkg.path), handler=HANDLER, execution_role_arn=role.arn,
+            zip_file=str(pkg.path), handler=HANDLER, execution_role_arn=role_arn,
             artifact_s3_location=pulumi.Output.concat("s3://", buckets[region].bucket, "/runs/"),
             artifact_config=aws.synthetics.CanaryArtifactConfigArgs(
                 s3_encryption=aws.synthetics.CanaryArtifactConfigS3EncryptionArgs(encryption_mode="SSE_S3")),

@@ -24,7 +24,7 @@ import pulumi
 from infra.config import PROJECT, ConfigError, StackConfig, load_stack_config
 from infra.core.plan import Plan, PlannedResource, Violation
 from infra.offline.plan import collect, configure_mock_runtime
-from infra.offline.stackfile import StackFile, StackFileError, read_stack_file
+from infra.offline.stackfile import StackFile, StackFileError, read_stack_file, with_offline_secrets
 from infra.program import build
 from infra.validation.preview import known_at_preview, review_critical_unknowns, unknown_paths
 
@@ -109,8 +109,10 @@ class PreviewResult:
 
 
 def run_preview(stack: str = "staging", *, config_path: Path | None = None,
-                stack_file: StackFile | None = None) -> PreviewResult:
-    """Run the program for `stack` as a first preview sees it and check what must be known there."""
+                stack_file: StackFile | None = None, offline_secrets: bool = False) -> PreviewResult:
+    """Run the program for `stack` as a first preview sees it and check what must be known there.
+
+    `offline_secrets`: stand-ins for the secrets the config needs (as `plan --offline-secrets`)."""
     result = PreviewResult(stack=stack)
     if stack_file is None:
         try:
@@ -118,6 +120,8 @@ def run_preview(stack: str = "staging", *, config_path: Path | None = None,
         except StackFileError as err:
             result.config_problems = [str(err)]
             return result
+    if offline_secrets:
+        stack_file, _ = with_offline_secrets(stack_file)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     monitor = configure_mock_runtime(stack_file, preview=True)
@@ -172,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Offline first-preview run: which inputs are unknown.")
     parser.add_argument("--stack", default="staging", help="stack name (Pulumi.<stack>.yaml), default staging")
     parser.add_argument("--config", type=Path, help="use this stack file instead of Pulumi.<stack>.yaml")
+    parser.add_argument("--offline-secrets", action="store_true",
+                        help="stand in for the secrets the config needs (offline only)")
     args = parser.parse_args(argv)
-    result = run_preview(args.stack, config_path=args.config)
+    result = run_preview(args.stack, config_path=args.config, offline_secrets=args.offline_secrets)
     if result.config_problems:
         print(f"Invalid stack config for '{args.stack}' ({len(result.config_problems)} problem(s)):",
               file=sys.stderr)

@@ -1,9 +1,14 @@
-"""PagerDuty V3 webhooks -> runbooks.
+"""PagerDuty V3 webhooks -> runbooks and the incident timeline.
 
-`handler` (API Gateway HTTP API, payload 2.0) verifies the signature (401 otherwise), ignores duplicate
-deliveries (X-Webhook-Id, DynamoDB conditional put), picks the runbook named in the incident title
-(`[runbook:<id>]`, written there by the Alertmanager config), rejects unknown runbooks (422), queues the job on
-SQS and answers 202 in milliseconds. `worker` (SQS) runs the runbook with its guardrails. Both audit every
+`handler` (API Gateway HTTP API, payload 2.0), cheapest check first: a signature header that cannot match is
+refused (401) before the secret is read or any AWS call is made, so unsigned floods stay cheap; then the HMAC
+(401), then the signed body (delivery.py: 400 naming the field when malformed, stale or from the future). The
+delivery is deduplicated on the signed `event.id` with a claim (a DynamoDB conditional put) that is marked
+`queued` only after the job reached SQS and deleted if queueing failed, so PagerDuty's retry runs it; a claim
+left `pending` by a crashed invocation expires after CLAIM_LEASE_S. Every incident lifecycle event is queued for
+the timeline (timeline.py); `incident.triggered` also carries the runbook named in the incident title
+(`[runbook:<id>]`, written there by the Alertmanager config; unknown ids -> 422). The answer is 202 in
+milliseconds. `worker` (SQS) records the timeline and runs the runbook with its guardrails. Both audit every
 decision. The webhook secret is read from Secrets Manager once per container, never from the environment.
 """
 
@@ -14,18 +19,24 @@ import binascii
 import json
 import re
 import time
+import uuid
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from . import settings as settings_mod
+from . import timeline
 from .audit import LOG, Audit
+from .delivery import MAX_BODY_BYTES, BadDelivery, Delivery, looks_signed, parse
 from .runbooks import RUNBOOKS, Deps, Job, run
 from .signature import verify
 
 RUNBOOK_TOKEN = re.compile(r"\[runbook:([a-z0-9][a-z0-9-]{0,62})\]")
+# Longer than the freshness window (settings.max_event_age_s <= 1 day): a replay is either a duplicate or stale.
 DEDUPE_TTL_S = 7 * 86400
+CLAIM_LEASE_S = 60  # > the receiver's timeout (4 s): a pending claim this old belongs to a dead invocation
+KIND_INCIDENT_EVENT = "incident-event"
 _state: dict[str, Any] = {}
 
 
@@ -38,7 +49,8 @@ def _init() -> dict[str, Any]:
     if not _state:
         s = settings_mod.load()
         _state.update(settings=s, sns=boto3.client("sns"), dynamodb=boto3.client("dynamodb"),
-                      sqs=boto3.client("sqs"), autoscaling=boto3.client("autoscaling"))
+                      sqs=boto3.client("sqs"), autoscaling=boto3.client("autoscaling"),
+                      cloudwatch=boto3.client("cloudwatch"))
         _state["audit"] = Audit(_state["sns"], s.audit_topic_arn, s.environment)
     return _state
 
@@ -47,7 +59,7 @@ def _secret(st: dict[str, Any]) -> bytes:
     if "secret" not in st:
         sm = boto3.client("secretsmanager")
         st["secret"] = sm.get_secret_value(SecretId=st["settings"].secret_arn)["SecretString"].encode()
-    return st["secret"]
+    return bytes(st["secret"])
 
 
 def _response(code: int, **body: Any) -> dict[str, Any]:
@@ -57,78 +69,163 @@ def _response(code: int, **body: Any) -> dict[str, Any]:
 
 def _raw_body(event: dict[str, Any]) -> bytes:
     body = event.get("body") or ""
+    if not isinstance(body, str):
+        raise ValueError("body is not text")
     if event.get("isBase64Encoded"):
         return base64.b64decode(body, validate=True)
     return body.encode("utf-8")
 
 
+def _headers(event: dict[str, Any]) -> dict[str, str]:
+    raw = event.get("headers")
+    return {str(k).lower(): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+
+def _unauthenticated(event: dict[str, Any]) -> dict[str, Any]:
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, dict) else None
+    LOG.warning(json.dumps({"decision": "unauthenticated",
+                            "source_ip": http.get("sourceIp") if isinstance(http, dict) else None}))
+    return _response(401, error="missing or invalid X-PagerDuty-Signature")
+
+
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    st = _init()
-    s, audit = st["settings"], st["audit"]
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    if not isinstance(event, dict):
+        return _response(400, error="not an API Gateway HTTP API (payload 2.0) event")
+    headers = _headers(event)
+    signature = headers.get("x-pagerduty-signature")
+    if not looks_signed(signature):  # no secret, no client, no AWS call for what cannot match
+        return _unauthenticated(event)
     try:
         body = _raw_body(event)
     except (binascii.Error, ValueError):
-        return _response(400, error="body is not valid base64")
-    if not verify(_secret(st), body, headers.get("x-pagerduty-signature")):
-        LOG.warning(json.dumps({"decision": "unauthenticated", "source_ip": (event.get("requestContext") or {})
-                                .get("http", {}).get("sourceIp")}))
-        return _response(401, error="missing or invalid X-PagerDuty-Signature")
-    webhook_id = headers.get("x-webhook-id", "")
-    if not webhook_id or len(webhook_id) > 200:
-        return _response(400, error="X-Webhook-Id header is required (at most 200 characters)")
+        return _response(400, error="body is not valid base64 (isBase64Encoded) or not text")
+    if len(body) > MAX_BODY_BYTES:
+        return _response(413, error=f"body is {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted")
+    st = _init()
+    s, audit = st["settings"], st["audit"]
+    if not verify(_secret(st), body, signature):
+        return _unauthenticated(event)
     try:
-        payload = json.loads(body)
-        ev = payload["event"]
-        event_type, data = str(ev["event_type"]), ev.get("data") or {}
-    except (ValueError, KeyError, TypeError):
-        return _response(400, error="body must be a PagerDuty V3 webhook: {\"event\": {\"event_type\": ..., "
-                                    "\"data\": {...}}}")
+        delivery = parse(body, now=time.time(), max_age_s=s.max_event_age_s, skew_s=s.clock_skew_s)
+    except BadDelivery as e:
+        LOG.warning(json.dumps({"decision": "malformed", "reason": str(e)}))
+        return _response(400, error=str(e))
+    if delivery.resource_type != "incident":
+        return _response(202, status="ignored", reason=f"event type {delivery.event_type} runs no runbook")
+    job, code, answer, audit_entry = _decide(delivery)
+    message = {"kind": KIND_INCIDENT_EVENT, "event": timeline.timeline_event(delivery),
+               "job": job.__dict__ if job else None}
+    claim = _claim(st, delivery.event_id)
+    if claim is None:
+        LOG.info(json.dumps({"decision": "duplicate", "event_id": delivery.event_id}))
+        return _response(200, status="duplicate", event_id=delivery.event_id)
+    try:
+        st["sqs"].send_message(QueueUrl=s.queue_url, MessageBody=json.dumps(message, sort_keys=True))
+    except (ClientError, BotoCoreError) as e:
+        _release(st, delivery.event_id, claim)
+        LOG.error(json.dumps({"decision": "queue-failed", "event_id": delivery.event_id, "error": str(e)}))
+        return _response(503, error="could not queue the event; the claim was released, retry")
+    _mark_queued(st, delivery.event_id, claim)
+    if audit_entry is not None:
+        audit.record(audit_entry.pop("decision"), event_id=delivery.event_id, dry_run=s.dry_run, **audit_entry)
+    if job is not None:
+        answer["dry_run"] = s.dry_run
+    return _response(code, **answer)
+
+
+def _decide(d: Delivery) -> tuple[Job | None, int, dict[str, Any], dict[str, Any] | None]:
+    """For an `incident.triggered`: the runbook job its title names (if known), the answer (code, body) and the
+    audit entry to write once the event is queued (so that a duplicate delivery is not audited twice)."""
+    if d.event_type != "incident.triggered":
+        return None, 202, {"status": "recorded", "reason": f"event type {d.event_type} runs no runbook"}, None
+    data, incident = d.data, d.data["id"]
+    title = str(data.get("title", ""))[:1024]
+    match = RUNBOOK_TOKEN.search(title)
+    if not match:
+        return None, 202, {"status": "ignored", "reason": "the incident title names no [runbook:<id>]"}, \
+            {"decision": "ignored", "reason": "incident names no runbook", "incident": incident}
+    runbook = match.group(1)
+    if runbook not in RUNBOOKS:
+        return None, 422, {"error": f"unknown runbook {runbook!r}; known runbooks: {', '.join(sorted(RUNBOOKS))}"}, \
+            {"decision": "rejected", "reason": f"unknown runbook {runbook!r}", "incident": incident}
+    job = Job(runbook=runbook, incident_id=str(incident), title=title, webhook_id=d.event_id,
+              urgency=str(data.get("urgency", ""))[:20], html_url=str(data.get("html_url", ""))[:500])
+    return job, 202, {"status": "accepted", "runbook": runbook}, \
+        {"decision": "accepted", "runbook": runbook, "incident": incident}
+
+
+def _claim(st: dict[str, Any], event_id: str) -> str | None:
+    """A pending claim on the signed event id, or None when another delivery holds or has queued it."""
+    s, now, token = st["settings"], int(time.time()), uuid.uuid4().hex
     try:
         st["dynamodb"].put_item(
             TableName=s.table_name,
-            Item={"pk": {"S": f"webhook#{webhook_id}"}, "expires_at": {"N": str(int(time.time()) + DEDUPE_TTL_S)}},
-            ConditionExpression="attribute_not_exists(pk)")
+            Item={"pk": {"S": f"event#{event_id}"}, "status": {"S": "pending"}, "claim": {"S": token},
+                  "claimed_at": {"N": str(now)}, "expires_at": {"N": str(now + DEDUPE_TTL_S)}},
+            ConditionExpression="attribute_not_exists(pk) OR (#s = :pending AND claimed_at < :stale)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":pending": {"S": "pending"}, ":stale": {"N": str(now - CLAIM_LEASE_S)}})
     except ClientError as e:
         if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            LOG.info(json.dumps({"decision": "duplicate", "webhook_id": webhook_id}))
-            return _response(200, status="duplicate", webhook_id=webhook_id)
+            return None
         raise
-    if event_type != "incident.triggered":
-        return _response(202, status="ignored", reason=f"event type {event_type} runs no runbook")
-    title = str(data.get("title", ""))
-    match = RUNBOOK_TOKEN.search(title)
-    if not match:
-        audit.record("ignored", reason="incident names no runbook", incident=data.get("id"), webhook_id=webhook_id)
-        return _response(202, status="ignored", reason="the incident title names no [runbook:<id>]")
-    runbook = match.group(1)
-    if runbook not in RUNBOOKS:
-        audit.record("rejected", reason=f"unknown runbook {runbook!r}", incident=data.get("id"),
-                     webhook_id=webhook_id)
-        return _response(422, error=f"unknown runbook {runbook!r}; known runbooks: {', '.join(sorted(RUNBOOKS))}")
-    job = Job(runbook=runbook, incident_id=str(data.get("id", "")), title=title, webhook_id=webhook_id,
-              urgency=str(data.get("urgency", "")), html_url=str(data.get("html_url", "")))
-    st["sqs"].send_message(QueueUrl=s.queue_url, MessageBody=json.dumps(job.__dict__, sort_keys=True))
-    audit.record("accepted", runbook=runbook, incident=job.incident_id, webhook_id=webhook_id,
-                 dry_run=s.dry_run)
-    return _response(202, status="accepted", runbook=runbook, dry_run=s.dry_run)
+    return token
+
+
+def _release(st: dict[str, Any], event_id: str, token: str) -> None:
+    """Undo our claim (only ours: the condition) so that PagerDuty's retry is not taken for a duplicate."""
+    try:
+        st["dynamodb"].delete_item(TableName=st["settings"].table_name, Key={"pk": {"S": f"event#{event_id}"}},
+                                   ConditionExpression="claim = :mine",
+                                   ExpressionAttributeValues={":mine": {"S": token}})
+    except (ClientError, BotoCoreError) as e:  # the lease still frees it after CLAIM_LEASE_S
+        LOG.error(json.dumps({"decision": "release-failed", "event_id": event_id, "error": str(e)}))
+
+
+def _mark_queued(st: dict[str, Any], event_id: str, token: str) -> None:
+    try:
+        st["dynamodb"].update_item(TableName=st["settings"].table_name, Key={"pk": {"S": f"event#{event_id}"}},
+                                   UpdateExpression="SET #s = :queued", ConditionExpression="claim = :mine",
+                                   ExpressionAttributeNames={"#s": "status"},
+                                   ExpressionAttributeValues={":queued": {"S": "queued"}, ":mine": {"S": token}})
+    except (ClientError, BotoCoreError) as e:  # queued already; at worst a retry after the lease queues it again
+        LOG.error(json.dumps({"decision": "mark-failed", "event_id": event_id, "error": str(e)}))
 
 
 def worker(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """SQS batch: run each job; report only transient AWS failures for retry (refusals are final)."""
+    """SQS batch: record timeline events, publish settled incidents, run runbook jobs; only transient AWS
+    failures are reported for retry (refusals are final)."""
     st = _init()
     deps = Deps(settings=st["settings"], audit=st["audit"], autoscaling=st["autoscaling"],
-                dynamodb=st["dynamodb"], sns=st["sns"])
+                dynamodb=st["dynamodb"], sns=st["sns"], sqs=st["sqs"], cloudwatch=st["cloudwatch"])
     failures = []
     for record in event.get("Records", []):
         try:
-            job = Job.from_json(record["body"])
-        except (ValueError, KeyError, TypeError) as e:
+            message = json.loads(record["body"])
+            if not isinstance(message, dict):
+                raise TypeError("a job is a JSON object")
+            kind = message.get("kind")
+            job = Job.from_dict(message["job"]) if kind == KIND_INCIDENT_EVENT and message.get("job") \
+                else (Job.from_dict(message) if kind is None else None)
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
             st["audit"].record("refused", reason=f"malformed job: {e}", message_id=record.get("messageId"))
             continue
         try:
-            run(deps, job)
-        except ClientError as e:
-            st["audit"].record("error", runbook=job.runbook, incident=job.incident_id, error=str(e))
+            # The timeline first: it is idempotent, so a retry caused by the runbook below repeats nothing.
+            if kind == KIND_INCIDENT_EVENT:
+                timeline.record(deps, message["event"])
+            elif kind == timeline.KIND_PUBLISH:
+                timeline.publish(deps, str(message.get("incident_id", "")))
+            elif kind is not None:
+                st["audit"].record("refused", reason=f"unknown job kind {kind!r}",
+                                   message_id=record.get("messageId"))
+            if job is not None:
+                run(deps, job)
+        except timeline.BadTimelineEvent as e:
+            st["audit"].record("refused", reason=f"malformed timeline event: {e}",
+                               message_id=record.get("messageId"))
+        except (ClientError, BotoCoreError) as e:
+            st["audit"].record("error", runbook=job.runbook if job else None, kind=kind, error=str(e))
             failures.append({"itemIdentifier": record.get("messageId")})
     return {"batchItemFailures": failures}

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from .audit import Audit
+from .audit import LOG, Audit
 from .settings import Settings
 
 
@@ -35,7 +35,12 @@ class Job:
 
     @classmethod
     def from_json(cls, text: str) -> Job:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: object) -> Job:
+        if not isinstance(data, dict) or not isinstance(data.get("runbook"), str):
+            raise TypeError("a job is an object with a runbook")
         return cls(**{k: str(data.get(k, "")) for k in cls.__dataclass_fields__})
 
 
@@ -46,24 +51,31 @@ class Deps:
     autoscaling: Any
     dynamodb: Any
     sns: Any
+    sqs: Any = None
+    cloudwatch: Any = None
     now: Callable[[], float] = time.time
 
 
 class ActionBudget:
-    """At most `max_actions_per_hour` actions per runbook per clock hour (a DynamoDB conditional counter)."""
+    """At most `max_actions_per_hour` actions per runbook per clock hour (a DynamoDB conditional counter).
+
+    Taken right before the AWS call that acts and refunded when that call fails, so an action that did not
+    happen (throttled, AccessDenied, a network error) costs no budget and the SQS redelivery can still act."""
 
     def __init__(self, deps: Deps) -> None:
         self.d = deps
 
-    def take(self, runbook: str) -> bool:
+    def take(self, runbook: str) -> str | None:
+        """The counter's key when a unit was taken (pass it to `refund`), None when the budget is spent."""
         s = self.d.settings
         if s.max_actions_per_hour == 0:
-            return False
+            return None
         hour = int(self.d.now() // 3600)
+        key = f"actions#{runbook}#{hour}"
         try:
             self.d.dynamodb.update_item(
                 TableName=s.table_name,
-                Key={"pk": {"S": f"actions#{runbook}#{hour}"}},
+                Key={"pk": {"S": key}},
                 UpdateExpression="SET #c = if_not_exists(#c, :zero) + :one, expires_at = :exp",
                 ConditionExpression="attribute_not_exists(#c) OR #c < :max",
                 ExpressionAttributeNames={"#c": "count"},
@@ -71,11 +83,36 @@ class ActionBudget:
                                            ":max": {"N": str(s.max_actions_per_hour)},
                                            ":exp": {"N": str((hour + 2) * 3600)}},
             )
-            return True
+            return key
         except ClientError as e:
             if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
+                return None
             raise
+
+    def refund(self, key: str) -> None:
+        """Give back the unit of a failed action (the same hour's counter; never below zero)."""
+        self.d.dynamodb.update_item(
+            TableName=self.d.settings.table_name, Key={"pk": {"S": key}},
+            UpdateExpression="SET #c = #c - :one", ConditionExpression="#c > :zero",
+            ExpressionAttributeNames={"#c": "count"},
+            ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"}})
+
+    def act(self, runbook: str, action: Callable[[], object]) -> bool:
+        """Run `action` under one unit of budget: False (nothing done) when spent; the unit is refunded and the
+        error re-raised (for SQS to redeliver) when the action fails."""
+        key = self.take(runbook)
+        if key is None:
+            return False
+        try:
+            action()
+        except (ClientError, BotoCoreError) as failure:
+            try:
+                self.refund(key)
+            except (ClientError, BotoCoreError) as e:
+                LOG.error(json.dumps({"decision": "refund-failed", "key": key, "error": str(e),
+                                      "action_error": str(failure)}))
+            raise
+        return True
 
 
 def _scale_out(deps: Deps, job: Job, why: str) -> dict[str, Any]:
@@ -97,15 +134,17 @@ def _scale_out(deps: Deps, job: Job, why: str) -> dict[str, Any]:
     plan = {"current": current, "desired": desired, "asg_max_size": asg_max, "why": why}
     if s.dry_run:
         return audit.record("dry-run", action="scale-out", **plan, **base)
-    if not ActionBudget(deps).take(job.runbook):
+    def scale() -> None:
+        if desired > asg_max:  # the IAM policy allows UpdateAutoScalingGroup only with MaxSize <= maxCapacity
+            deps.autoscaling.update_auto_scaling_group(AutoScalingGroupName=asg, MaxSize=desired,
+                                                       DesiredCapacity=desired)
+        else:
+            deps.autoscaling.set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=desired,
+                                                  HonorCooldown=False)
+
+    if not ActionBudget(deps).act(job.runbook, scale):
         return audit.record("refused", reason=f"action budget spent ({s.max_actions_per_hour} per hour)",
                             **plan, **base)
-    if desired > asg_max:
-        deps.autoscaling.update_auto_scaling_group(AutoScalingGroupName=asg, MaxSize=desired,
-                                                   DesiredCapacity=desired)
-    else:
-        deps.autoscaling.set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=desired,
-                                              HonorCooldown=False)
     return audit.record("acted", action="scale-out", **plan, **base)
 
 
@@ -118,11 +157,14 @@ def _notify(deps: Deps, job: Job, context: str) -> dict[str, Any]:
                "runbook_url": f"{s.runbook_base_url.rstrip('/')}/{job.runbook}", "context": context}
     if s.dry_run:
         return deps.audit.record("dry-run", action="notify", message=message, **base)
-    if not ActionBudget(deps).take(job.runbook):
+
+    def publish() -> None:
+        deps.sns.publish(TopicArn=s.notify_topic_arn, Subject=f"[runbook {job.runbook}] {job.title}"[:100],
+                         Message=json.dumps(message, indent=2, sort_keys=True))
+
+    if not ActionBudget(deps).act(job.runbook, publish):
         return deps.audit.record("refused", reason=f"action budget spent ({s.max_actions_per_hour} per hour)",
                                  **base)
-    deps.sns.publish(TopicArn=s.notify_topic_arn, Subject=f"[runbook {job.runbook}] {job.title}"[:100],
-                     Message=json.dumps(message, indent=2, sort_keys=True))
     return deps.audit.record("acted", action="notify", message=message, **base)
 
 

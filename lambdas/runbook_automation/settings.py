@@ -30,11 +30,23 @@ class Settings:
     edge_regions: tuple[str, ...] = ()
     runbook_base_url: str = ""
     grafana_base_url: str = ""
+    # Incident timeline (timeline.py): its table, the CloudWatch namespace of the outcome metrics, how long the
+    # records are kept, and how long an incident must be quiet before its figures are published.
+    timeline_table_name: str = ""
+    metrics_namespace: str = "AkiDB/Incidents"
+    timeline_retention_days: int = 400
+    timeline_settle_s: int = 300
+    # Freshness of signed events: older than max_event_age_s or ahead of the clock by more than clock_skew_s is
+    # refused (a replay of a captured body outlives the dedupe record's TTL only beyond this window).
+    max_event_age_s: int = 3600
+    clock_skew_s: int = 300
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 _REQUIRED = ("environment", "table_name", "audit_topic_arn")
-_INTS = {"scale_out_step": (1, 50), "max_capacity": (1, 1000), "max_actions_per_hour": (0, 60)}
+_INTS = {"scale_out_step": (1, 50), "max_capacity": (1, 1000), "max_actions_per_hour": (0, 60),
+         "timeline_retention_days": (1, 3650), "timeline_settle_s": (0, 900),  # 900: SQS's longest delay
+         "max_event_age_s": (60, 86400), "clock_skew_s": (0, 900)}
 
 
 def parse(raw: str | None) -> Settings:
