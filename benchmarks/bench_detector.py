@@ -99,11 +99,12 @@ def one(endpoint: str, n: int, now: float) -> dict[str, Any]:
     cw = session.client("cloudwatch")
     clients = detector.Clients(s3=session.client("s3"), cloudwatch=cw, sns=sns, sources=Sources(cloudwatch=cw))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     out = detector.run(cfg, clients, detector.Targets(BUCKET, topic), now)
-    took = time.perf_counter() - t0
+    took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"n": n, "seconds": took, "peak_rss_mb": rss, "rss_before_mb": rss_before, "errors": out["errors"]}
+    return {"n": n, "seconds": took, "cpu_seconds": cpu, "peak_rss_mb": rss, "rss_before_mb": rss_before,
+            "errors": out["errors"]}
 
 
 def _free_port() -> int:
@@ -140,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             except OSError:
                 time.sleep(0.1)
         rows = []
-        print(f"{'metrics':>7} {'seconds':>8} {'ms/metric':>9} {'peak RSS MB':>11} {'RSS at start MB':>15} "
-              f"{'errors':>6}")
+        print(f"{'metrics':>7} {'seconds':>8} {'ms/metric':>9} {'detector CPU s':>14} {'peak RSS MB':>11} "
+              f"{'RSS at start MB':>15} {'errors':>6}")
         for n in args.sizes:
             now = _now()
             seed(endpoint, n, now)
@@ -150,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                                  text=True)
             row = json.loads(got.stdout.strip().splitlines()[-1])
             rows.append(row)
-            print(f"{n:>7} {row['seconds']:>8.2f} {1000 * row['seconds'] / n:>9.1f} {row['peak_rss_mb']:>11.1f} "
+            print(f"{n:>7} {row['seconds']:>8.2f} {1000 * row['seconds'] / n:>9.1f} {row['cpu_seconds']:>14.2f} "
+                  f"{row['peak_rss_mb']:>11.1f} "
                   f"{row['rss_before_mb']:>15.1f} {row['errors']:>6}")
             # A clean moto for the next size (moto's reset endpoint).
             urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30)

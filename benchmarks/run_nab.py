@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{prod.caught:>6} of {prod.windows:<4}{mark}")
     if args.sweep:
         print("parameter sweep (normalised score at each setting's own best threshold, all dev files):")
-        grid = [("spatial_tolerance", x) for x in (0.02, 0.05, 0.1, 0.2, 10.0)] + \
+        grid = [("spatial_tolerance", x) for x in (0.05, 0.1, 0.15, 0.2, 0.3, 10.0)] + \
                [("recurring_damp", x) for x in (1.0, 0.75, 0.5, 0.25)] + \
                [("recurring_ratio", x) for x in (0.3, 0.5, 0.7)] + [("shape", x) for x in (True, False)]
         for field, value in grid:

@@ -372,7 +372,7 @@ def test_new_detector_state_starts_from_the_trainers_residuals(aws: dict[str, An
     kept = get(aws, state_key("latency"))["confidence"]
     assert len(kept["residuals"]) == RESIDUAL_MEMORY
     # The anomaly-likelihood memory lives in the same state object: seeded window means + this point's mean.
-    assert len(kept["means"]) == HISTORY_POINTS + 1 and len(kept["scores"]) == LIKELIHOOD_WINDOW - 1
+    assert len(kept["means"]) == RESIDUAL_MEMORY + 1 and len(kept["scores"]) == LIKELIHOOD_WINDOW - 1
     assert kept["scores"][-1] > 0.5  # this point's band score (3x the seasonal value)
 
 

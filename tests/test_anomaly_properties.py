@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -35,6 +36,8 @@ STEP = 300
 NOW = 1_800_000_000.0
 HEALTHY = MetricSpec(name="healthy", source="prometheus", query="sum(up)")
 FUZZED = MetricSpec(name="fuzzed", source="prometheus", query="sum(rate(x[5m]))")
+# The suite's fixed budget; a longer fuzz pass: ANOMALY_FUZZ_EXAMPLES=400 pytest tests/test_anomaly_properties.py
+FUZZ_EXAMPLES = int(os.environ.get("ANOMALY_FUZZ_EXAMPLES", "60"))
 CFG = Settings(metrics=(HEALTHY, FUZZED), prometheus_url="http://prometheus.invalid", confidence_threshold=0.7)
 
 
@@ -181,7 +184,7 @@ def put_raw(aws: dict[str, Any], key: str, doc: Any) -> None:
     aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=json.dumps(doc).encode())  # NaN written as JSON NaN
 
 
-@settings(max_examples=60, derandomize=True, deadline=None, database=None,
+@settings(max_examples=FUZZ_EXAMPLES, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(band=bands(), state=states, answer=answers, value=number, fail_state_write=st.booleans(),
        fail_publish=st.booleans())

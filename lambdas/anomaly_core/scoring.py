@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -86,9 +87,10 @@ LIKELIHOOD_WINDOW = 12  # one hour of band scores averaged: a lone noisy point i
 LIKELIHOOD_HISTORY = 4032  # two weeks of window means for the Gaussian (Numenta uses a long history too)
 LIKELIHOOD_MIN_HISTORY = 144  # half a day of means before any likelihood (warm-up)
 LIKELIHOOD_MIN_STD = 0.01  # a perfectly quiet history would otherwise make any wobble infinitely unlikely
-SPATIAL_TOLERANCE = 0.05  # Numenta's spatialTolerance: 5% of the running range beyond its min/max
+SPATIAL_TOLERANCE = 0.15  # beyond the running min/max by 15% of the range (Numenta: 5%; dev plateau 0.1-0.2)
 RANGE_DAYS = 14  # the running range is the min/max of the last two weeks (a scale change is forgotten)
 SHAPE_HISTORY = 2016  # one week of window spreads for the shape likelihood
+STATS_EVERY = 12  # points between refits of the level and shape Gaussians (one hour)
 SHAPE_MIN_STD = 0.1  # in half-widths: a spread that wobbles by a tenth of the band is not a change of shape
 DAY_POINTS = 288
 WEEK_POINTS = 7 * DAY_POINTS
@@ -110,13 +112,14 @@ class ConfidenceState:
     spreads: list[float] = field(default_factory=list)  # last SHAPE_HISTORY window spreads of signed residuals
     ranges: list[list[float]] = field(default_factory=list)  # [day number, min, max] of the last RANGE_DAYS days
     seen: int = 0  # points assessed (the spatial rule waits for MIN_HISTORY_POINTS)
+    stats: list[list[float]] = field(default_factory=list)  # [mean, std] of the level and shape Gaussians, or []
 
     def to_json(self) -> dict[str, object]:
         return {"residuals": [round(x, 6) for x in self.residuals],
                 "confidences": [round(x, 6) for x in self.confidences],
                 "scores": [round(x, 6) for x in self.scores], "means": [round(x, 6) for x in self.means],
                 "signed": [round(x, 6) for x in self.signed], "spreads": [round(x, 6) for x in self.spreads],
-                "ranges": [list(r) for r in self.ranges], "seen": self.seen}
+                "ranges": [list(r) for r in self.ranges], "seen": self.seen, "stats": [list(f) for f in self.stats]}
 
     @classmethod
     def from_json(cls, data: object) -> ConfidenceState:
@@ -131,10 +134,14 @@ class ConfidenceState:
                   and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in r)
                   ] if isinstance(raw_ranges, list) else []
         seen = data.get("seen")
+        raw_stats = data.get("stats")
+        stats = [[float(x) for x in f] for f in raw_stats if isinstance(f, list) and len(f) in (0, 2) and all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x >= -1e9 for x in f)
+        ] if isinstance(raw_stats, list) else []
         return cls(residuals=floats("residuals", RESIDUAL_MEMORY), confidences=floats("confidences", ONSET_POINTS),
                    scores=floats("scores", LIKELIHOOD_WINDOW - 1), means=floats("means", LIKELIHOOD_HISTORY),
                    signed=floats("signed", LIKELIHOOD_WINDOW - 1), spreads=floats("spreads", SHAPE_HISTORY),
-                   ranges=ranges[-RANGE_DAYS:],
+                   ranges=ranges[-RANGE_DAYS:], stats=stats if len(stats) == 2 else [],
                    seen=seen if isinstance(seen, int) and not isinstance(seen, bool) and seen >= 0 else 0)
 
     def seeded(self, seed_residuals: Sequence[float]) -> ConfidenceState:
@@ -178,18 +185,29 @@ def _r6(x: float) -> float:
     return round(x, 6)
 
 
-def log_likelihood(mean: float, history: Sequence[float], min_std: float = LIKELIHOOD_MIN_STD) -> float:
-    """How improbable `mean` is under a Gaussian fitted on `history`, log-scaled to [0, 1] (0 without history).
+def gaussian(history: Sequence[float], min_std: float = LIKELIHOOD_MIN_STD) -> tuple[float, float] | None:
+    """(mean, std floored at min_std) of `history`, None before LIKELIHOOD_MIN_HISTORY values (warm-up)."""
+    n = len(history)
+    if n < LIKELIHOOD_MIN_HISTORY:
+        return None
+    mu = sum(history) / n
+    var = max(0.0, sum(map(operator.mul, history, history)) / n - mu * mu)  # C-level loops
+    return mu, max(math.sqrt(var), min_std)
 
-    Numenta's AnomalyLikelihood: likelihood = 1 - tail probability; reported as log(tail) / log(1e-10), so
-    likelihood 0.99999 scores 0.5 and 1 - 1e-10 or more scores 1.
-    """
-    if len(history) < LIKELIHOOD_MIN_HISTORY:
+
+def tail_score(x: float, fitted: tuple[float, float] | None) -> float:
+    """Numenta's AnomalyLikelihood: 1 - tail probability, reported as log(tail) / log(1e-10), so likelihood
+    0.99999 scores 0.5 and 1 - 1e-10 or more scores 1 (0 without a fitted Gaussian)."""
+    if fitted is None:
         return 0.0
-    mu = sum(history) / len(history)
-    sd = max(math.sqrt(sum((h - mu) ** 2 for h in history) / len(history)), min_std)
-    tail = 0.5 * math.erfc((mean - mu) / (sd * math.sqrt(2.0)))
+    mu, sd = fitted
+    tail = 0.5 * math.erfc((x - mu) / (sd * math.sqrt(2.0)))
     return max(0.0, min(1.0, math.log(max(tail, 1e-300) + 1e-10) / _LOG_FLOOR))
+
+
+def log_likelihood(mean: float, history: Sequence[float], min_std: float = LIKELIHOOD_MIN_STD) -> float:
+    """How improbable `mean` is under a Gaussian fitted on `history`, log-scaled to [0, 1] (0 without history)."""
+    return tail_score(mean, gaussian(history, min_std))
 
 
 def _news(r: float, history: Sequence[float]) -> float:
@@ -214,6 +232,10 @@ class ScoringParams:
 
 
 DEFAULT_PARAMS = ScoringParams()
+
+
+def _fitted(stored: Sequence[float]) -> tuple[float, float] | None:
+    return (stored[0], max(stored[1], 1e-12)) if len(stored) == 2 else None
 
 
 def _spread(xs: Sequence[float]) -> float:
@@ -262,13 +284,18 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
     window = [*state.scores[-(LIKELIHOOD_WINDOW - 1):], s] if LIKELIHOOD_WINDOW > 1 else [s]
     mean = sum(window) / len(window)
     means = state.means[-LIKELIHOOD_HISTORY:]
-    lik = log_likelihood(mean, means)
+    # The Gaussians are refitted every STATS_EVERY points (an hour) and kept in the state: fitting them on every
+    # point made a 90-day replay cost O(history) per point; an hour's lag on a 2-week history changes nothing.
+    refresh = state.seen % STATS_EVERY == 0 or len(state.stats) != 2
+    level_fit = gaussian(means) if refresh else _fitted(state.stats[0])
+    shape_fit = gaussian(state.spreads[-SHAPE_HISTORY:], SHAPE_MIN_STD) if refresh else _fitted(state.stats[1])
+    lik = tail_score(mean, level_fit)
     level = math.sqrt(news * lik)
     signed_r = (value - point.yhat) / half_width(point)
     signed = [*state.signed[-(LIKELIHOOD_WINDOW - 1):], signed_r]
     spread = _spread(signed)
     spreads = state.spreads[-SHAPE_HISTORY:]
-    shape_lik = log_likelihood(spread, spreads, SHAPE_MIN_STD) if params.shape else 0.0
+    shape_lik = tail_score(spread, shape_fit) if params.shape else 0.0
     shape = math.sqrt(news * shape_lik)
     before = _same_time_before(memory)
     recurring = r > 1.0 and before >= params.recurring_ratio * r
@@ -286,6 +313,7 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
                                 means=[*means, _r6(mean)][-LIKELIHOOD_HISTORY:],
                                 signed=kept_signed[1:] if len(kept_signed) == LIKELIHOOD_WINDOW else kept_signed,
                                 spreads=[*spreads, _r6(spread)][-SHAPE_HISTORY:],
-                                ranges=_ranges_with(state.ranges, day, _r6(value)), seen=state.seen + 1)
+                                ranges=_ranges_with(state.ranges, day, _r6(value)), seen=state.seen + 1,
+                                stats=[[_r6(x) for x in f] if f else [] for f in (level_fit, shape_fit)])
     return Assessment(score=s, confidence=conf, onset=onset, is_anomaly=value > point.upper or value < point.lower,
                       news=news, likelihood=lik, shape=shape_lik, spatial=spatial, recurring=recurring), new_state
