@@ -92,15 +92,19 @@ plan: edge-model
 plan-all: edge-model
 package: edge-model
 # -- anomaly --
-.PHONY: anomaly-test bench-anomaly
+.PHONY: anomaly-test bench-anomaly bench-detector
 anomaly-test: venv
 	$(PY) -m pytest tests/test_anomaly*.py -q
 
-# NAB standard-profile scoring of the streaming detector on shared/nab-dev (not part of `make test`).
+# NAB standard-profile scoring of the streaming detector on shared/nab-dev (not part of `make test`): per-file
+# and total dev score, the threshold curve, the parameter sweep and the production view at the shipped threshold.
 NAB_DATA ?= ../shared/nab-dev
 bench-anomaly: venv
-	$(PY) -m benchmarks.run_nab --data $(NAB_DATA) --rescore
+	$(PY) -m benchmarks.run_nab --data $(NAB_DATA) --rescore --sweep
 	$(PY) -m benchmarks.fit_report --data $(NAB_DATA)
+# One detector invocation for 1, 20, 100 and 1,000 metrics against a moto server: time, peak RSS, linear fit.
+bench-detector: venv
+	$(PY) -m benchmarks.bench_detector
 # -- slo-alerting --
 .PHONY: rules slo-check slo-replay slo-test
 # Regenerate rules/prometheus, rules/alertmanager and rules/tests from rules/slos.yaml and rules/symptoms.yaml

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from anomaly_core import metrics as contract
 from anomaly_core.episodes import RECOVERY_POINTS
-from anomaly_core.scoring import HISTORY_POINTS, LIKELIHOOD_WINDOW, ConfidenceState
+from anomaly_core.scoring import HISTORY_POINTS, LIKELIHOOD_WINDOW, RESIDUAL_MEMORY, ConfidenceState
 from anomaly_core.settings import MetricSpec, Settings
 from anomaly_core.sources import Sources
 from anomaly_core.store import band_key, state_key
@@ -364,15 +364,15 @@ def test_new_detector_state_starts_from_the_trainers_residuals(aws: dict[str, An
     cfg = settings(prom_metric("latency"), prometheus_url=prometheus)
     trainer.run({}, cfg, trainer_clients(aws, prometheus), BUCKET, NOW)
     seed = get(aws, band_key("latency"))["seed_residuals"]
-    assert len(seed) == HISTORY_POINTS and all(r >= 0 for r in seed)
+    assert len(seed) == RESIDUAL_MEMORY and all(r >= 0 for r in seed)
     t = NOW + STEP
     out = detect(aws, cfg, prometheus, t, seasonal(t) * 3)
     assert out["metrics"]["latency"]["event"] == "start"
     assert [m["event"] for m in messages(aws)] == ["anomaly_start"]
     kept = get(aws, state_key("latency"))["confidence"]
-    assert len(kept["residuals"]) == HISTORY_POINTS
+    assert len(kept["residuals"]) == RESIDUAL_MEMORY
     # The anomaly-likelihood memory lives in the same state object: seeded window means + this point's mean.
-    assert len(kept["means"]) == HISTORY_POINTS + 1 and len(kept["scores"]) == LIKELIHOOD_WINDOW - 1
+    assert len(kept["means"]) == RESIDUAL_MEMORY + 1 and len(kept["scores"]) == LIKELIHOOD_WINDOW - 1
     assert kept["scores"][-1] > 0.5  # this point's band score (3x the seasonal value)
 
 

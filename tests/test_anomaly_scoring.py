@@ -16,6 +16,7 @@ from anomaly_core.scoring import (
     LIKELIHOOD_MIN_HISTORY,
     LIKELIHOOD_WINDOW,
     MIN_HISTORY_POINTS,
+    RESIDUAL_MEMORY,
     BandPoint,
     ConfidenceState,
     assess,
@@ -23,8 +24,9 @@ from anomaly_core.scoring import (
     lookup,
     score,
 )
-from anomaly_core.streaming import StreamParams, stream_scores
+from anomaly_core.streaming import StreamParams, accepted_points, stream_scores
 
+from benchmarks import synthetic
 from benchmarks.nab_scoring import (
     A_FP,
     best_threshold,
@@ -118,7 +120,7 @@ def test_likelihood_makes_a_sustained_shift_prominent_and_a_lone_excursion_cheap
         a, s = assess(16.0, p, s)
         held.append(a)
     assert held[-1].likelihood > 0.99 and lone.likelihood < 0.9
-    assert back.likelihood < lone.likelihood  # back inside the band: the hour's mean fades
+    assert back.likelihood <= lone.likelihood + 1e-6  # back inside the band: the hour's mean does not grow
     # log_likelihood: 0 without enough history, 0.5 at a tail probability of 1e-5, never outside [0, 1].
     assert log_likelihood(0.9, [0.0] * (LIKELIHOOD_MIN_HISTORY - 1)) == 0.0
     hist = [0.0, 0.2] * LIKELIHOOD_MIN_HISTORY  # mean 0.1, std 0.1; z = 4.265 has tail probability 1e-5
@@ -139,7 +141,7 @@ def test_likelihood_is_low_on_a_series_whose_band_score_is_always_noisy() -> Non
 def test_state_seeded_from_the_trainers_residuals_has_likelihood_history() -> None:
     seed = [0.3 + 0.2 * math.sin(i) for i in range(HISTORY_POINTS)] + [3.0]  # the last one 2 half-widths out
     state = ConfidenceState().seeded(seed)
-    assert len(state.residuals) == HISTORY_POINTS and len(state.means) >= LIKELIHOOD_MIN_HISTORY
+    assert len(state.residuals) == min(len(seed), RESIDUAL_MEMORY) and len(state.means) >= LIKELIHOOD_MIN_HISTORY
     assert state.scores[-1] == pytest.approx(2.0 / 3.0)  # z = 2 -> 2 / 3
     assert len(state.scores) == LIKELIHOOD_WINDOW - 1
     # A state with enough memory of its own keeps it.
@@ -172,7 +174,7 @@ def test_streaming_uses_only_the_past() -> None:
         seen.append((max(h_ts), start))
         return [(start + i * 300, 3.0, 0.0, 6.0) for i in range(periods)]
 
-    out = stream_scores(ts, values, fitter, StreamParams(refit_every_s=86400 // 4, min_history_s=3600))
+    out = stream_scores(ts, values, fitter, StreamParams(refit_every_s=86400 // 4, warmup_refits_s=(3600,)))
     assert len(out) == 600 and all(0 <= s <= 1 for s in out)
     assert seen and all(last < start for last, start in seen)
 
@@ -215,7 +217,6 @@ def test_cli_scores_every_row_in_order_and_finds_the_spike(tmp_path: Path) -> No
     ("time,value\n", "header must be 'timestamp,value'"),
     ("timestamp,value\n2024-01-01 00:00:00,abc\n", "in.csv:2: value 'abc' is not a number"),
     ("timestamp,value\n01/02/2024,1\n", "in.csv:2: timestamp '01/02/2024' is not one of the formats"),
-    ("timestamp,value\n2024-01-02 00:00:00,1\n2024-01-01 00:00:00,1\n", "non-decreasing order"),
 ])
 def test_cli_rejects_bad_input_with_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                     content: str, message: str) -> None:
@@ -231,3 +232,59 @@ def test_cli_is_installed_as_a_console_script(tmp_path: Path) -> None:
     result = subprocess.run([str(exe), "score", str(tmp_path / "missing.csv"), str(tmp_path / "o.csv")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- robustness
+def rolling_fitter(h_ts, h_values, start, periods):  # type: ignore[no-untyped-def]
+    """A cheap stand-in for Prophet: yesterday's value at the same time, +- 2 sd of the day-over-day change."""
+    if len(h_values) < 2 * 288:
+        mu = sum(h_values) / len(h_values)
+        sd = math.sqrt(sum((v - mu) ** 2 for v in h_values) / len(h_values))
+        return [(start + i * 300, mu, mu - 3 * sd, mu + 3 * sd) for i in range(periods)]
+    diffs = [h_values[i] - h_values[i - 288] for i in range(len(h_values) - 288, len(h_values))]
+    sd = max(math.sqrt(sum(d * d for d in diffs) / len(diffs)), 1e-6)
+    day = h_values[-288:]
+    return [(start + i * 300, day[i % 288], day[i % 288] - 2 * sd, day[i % 288] + 2 * sd) for i in range(periods)]
+
+
+@pytest.mark.parametrize("kind", ["variance_change", "short_spike", "daily_cron", "scale_change",
+                                  "counter_restart", "constant", "messy_timestamps"])
+def test_real_source_quirks_are_scored_never_fatal(kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    ts, values, _ = getattr(synthetic, kind)()
+    with caplog.at_level("WARNING"):
+        out = stream_scores(ts, values, rolling_fitter, StreamParams(refit_every_s=86400))
+    assert len(out) == len(ts) and all(0.0 <= s <= 1.0 for s in out)
+    if kind == "messy_timestamps":
+        text = caplog.text
+        assert "timestamp repeats the previous one" in text and "timestamp steps back" in text
+        keep, reasons = accepted_points(ts, values)
+        assert keep.count(False) == sum(reasons.values()) == 2
+
+
+@pytest.mark.parametrize("kind", ["variance_change", "short_spike", "scale_change"])
+def test_each_synthetic_event_is_found_at_once(kind: str) -> None:
+    """The kinds the old detector lost: within two hours of the event an onset beats every one before it."""
+    ts, values, events = getattr(synthetic, kind)()
+    out = stream_scores(ts, values, rolling_fitter, StreamParams(refit_every_s=86400))
+    at = events[0]
+    before = max(out[2 * 288:at])
+    first = next(i for i in range(at, len(out)) if out[i] > before)
+    assert first < at + 24 and out[first] > 0.5, (first, at, out[first], before)
+
+
+def test_a_daily_cron_spike_is_damped_after_it_recurs() -> None:
+    ts, values, _ = synthetic.daily_cron()
+    out = stream_scores(ts, values, rolling_fitter, StreamParams(refit_every_s=86400))
+    first = max(out[288 + 36:288 + 38])
+    later = [max(out[d * 288 + 36:d * 288 + 38]) for d in range(2, 8)]
+    assert first > 0.5 and max(later) < 0.5, (first, later)
+
+
+def test_cli_accepts_a_timestamp_stepping_back_with_a_logged_reason(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    src.write_text("timestamp,value\n2024-01-02 00:00:00,1\n2024-01-01 00:00:00,1\n2024-01-02 00:05:00,1\n")
+    with caplog.at_level("WARNING"):
+        assert anomaly_cli.main(["score", str(src), str(out)]) == 0
+    assert "timestamp steps back" in caplog.text
+    assert len(out.read_text().splitlines()) == 4

@@ -1,7 +1,9 @@
 """`akidb-anomaly score INPUT.csv OUTPUT.csv`: offline streaming scoring of a NAB-layout series.
 
 Reads `timestamp,value`, writes `timestamp,value,anomaly_score` with one row per input row in input order
-(duplicate timestamps included), scores in [0, 1]. It runs the trainer's Prophet fit and the detector's
+(duplicate timestamps included), scores in [0, 1]. A row whose timestamp repeats or steps back (CloudWatch and
+Prometheus can return that) is scored 0 and left out of the history, with a logged reason: never an exit.
+It runs the trainer's Prophet fit and the detector's
 band -> score -> confidence code (lambdas/anomaly_trainer, lambdas/anomaly_core) in streaming fashion.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -39,7 +42,7 @@ def parse_timestamp(text: str) -> float:
     raise InputError(f"timestamp {text!r} is not one of the formats 'YYYY-MM-DD HH:MM:SS[.ffffff]' or ISO 8601")
 
 
-def _fitter(hist_ts: Sequence[float], hist_values: Sequence[float], start: float,
+def band_fitter(hist_ts: Sequence[float], hist_values: Sequence[float], start: float,
             periods: int) -> list[tuple[float, float, float, float]]:
     from anomaly_trainer.forecast import ModelSettings, TrainingError, band, fit
 
@@ -51,7 +54,7 @@ def _fitter(hist_ts: Sequence[float], hist_values: Sequence[float], start: float
 
 
 def score_series(ts: Sequence[float], values: Sequence[float], params: StreamParams | None = None) -> list[float]:
-    return stream_scores(ts, values, _fitter, params or StreamParams())
+    return stream_scores(ts, values, band_fitter, params or StreamParams())
 
 
 def read_input(path: Path) -> tuple[list[str], list[str], list[float], list[float]]:
@@ -79,8 +82,6 @@ def read_input(path: Path) -> tuple[list[str], list[str], list[float], list[floa
                 values.append(value)
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror}") from None
-    if ts != sorted(ts):
-        raise InputError(f"{path}: timestamps must be in non-decreasing order (streaming input)")
     return raw_ts, raw_values, ts, values
 
 
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("input", type=Path)
     sc.add_argument("output", type=Path)
     args = parser.parse_args(argv)
+    # Rows the stream leaves out (a timestamp that steps back or repeats, a gap, a non-number) are logged, not fatal.
+    logging.basicConfig(level=logging.WARNING, format="akidb-anomaly: %(message)s")
     try:
         n = score_file(args.input, args.output)
     except InputError as e:

@@ -6,6 +6,7 @@ consecutive points back inside the band (15 minutes: a value hovering at the ban
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +24,26 @@ class Episode:
         return {"open": self.open, "started_at": self.started_at, "peak_confidence": self.peak_confidence,
                 "inside_run": self.inside_run}
 
+    @property
+    def id(self) -> str:
+        """Stable for the whole episode (its start time): the key of its notifications."""
+        return f"{self.started_at:.0f}" if self.started_at is not None else "none"
+
     @classmethod
     def from_json(cls, data: Any) -> Episode:
+        """The stored episode; a field of the wrong type resets it (a closed episode) rather than failing."""
         if not isinstance(data, dict):
             return cls()
-        started = data.get("started_at")
+        started, peak, inside = data.get("started_at"), data.get("peak_confidence", 0.0), data.get("inside_run", 0)
+        numbers = (started, peak) if started is not None else (peak,)
+        if not isinstance(data.get("open", False), bool) or not isinstance(inside, int) or isinstance(inside, bool) \
+                or not all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+                           for x in numbers):
+            return cls()
+        if data.get("open") and started is None:
+            return cls()
         return cls(open=bool(data.get("open")), started_at=float(started) if started is not None else None,
-                   peak_confidence=float(data.get("peak_confidence", 0.0)), inside_run=int(data.get("inside_run", 0)))
+                   peak_confidence=float(peak), inside_run=max(0, inside))
 
 
 def step(ep: Episode, ts: float, confidence: float, is_anomaly: bool, threshold: float) -> tuple[Episode, str | None]:

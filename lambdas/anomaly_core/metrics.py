@@ -25,6 +25,8 @@ LOWER_BOUND = "LowerBound"  # yhat_lower (95% interval)
 DETECTOR_ERRORS = "DetectorErrors"  # Count, no dimensions: missing data, NaN, source errors, stale/absent forecast
 FORECAST_AGE = "ForecastAge"  # Seconds, dimension Metric: age of the forecast band used for that metric
 
+MAX_ABS_VALUE = 2.0 ** 360  # PutMetricData rejects values beyond +-2^360 (and NaN, +-Infinity)
+
 # Metric name -> CloudWatch unit, per-metric series in dashboard order.
 PER_METRIC: dict[str, str] = {
     IS_ANOMALY: "None",

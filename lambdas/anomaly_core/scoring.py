@@ -16,6 +16,14 @@ Pure Python (no numpy): the detector package must stay tiny. A band is a sorted 
   0 until LIKELIHOOD_MIN_HISTORY means exist (warm-up, like NAB's probation).
 - confidence: the geometric mean of the two: an alert needs an excursion that is both larger than the series'
   recent largest ones AND improbable against its long-run distribution of band scores.
+- shape (variance change around an unchanged mean): the spread of the last LIKELIHOOD_WINDOW signed residuals
+  against the history of that spread, with the same log-likelihood; confidence takes the larger of level and
+  shape, so a series that starts to oscillate inside an unchanged mean is no longer damped to nothing.
+- spatial (Numenta's spatial-anomaly rule): a value beyond the range seen over the last RANGE_DAYS days by more
+  than SPATIAL_TOLERANCE of that range is an anomaly whatever the band says (a short spike the hourly mean
+  would average away); 0.5 at the tolerance, towards 1 beyond it.
+- recurring: an excursion the series also made at the same time yesterday or last week (+-5 minutes; a cron job)
+  is damped by RECURRING_DAMP: it is the series' habit, not news.
 - onset: the confidence when it beats every confidence of the last day, else 0: the first point of an episode.
   The offline scorer outputs it (NAB counts only the earliest detection in a window; every later point above the
   threshold is a false positive), and it mirrors the detector's one-notification-per-episode rule.
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -78,6 +87,16 @@ LIKELIHOOD_WINDOW = 12  # one hour of band scores averaged: a lone noisy point i
 LIKELIHOOD_HISTORY = 4032  # two weeks of window means for the Gaussian (Numenta uses a long history too)
 LIKELIHOOD_MIN_HISTORY = 144  # half a day of means before any likelihood (warm-up)
 LIKELIHOOD_MIN_STD = 0.01  # a perfectly quiet history would otherwise make any wobble infinitely unlikely
+SPATIAL_TOLERANCE = 0.15  # beyond the running min/max by 15% of the range (Numenta: 5%; dev plateau 0.1-0.2)
+RANGE_DAYS = 14  # the running range is the min/max of the last two weeks (a scale change is forgotten)
+SHAPE_HISTORY = 2016  # one week of window spreads for the shape likelihood
+STATS_EVERY = 12  # points between refits of the level and shape Gaussians (one hour)
+SHAPE_MIN_STD = 0.1  # in half-widths: a spread that wobbles by a tenth of the band is not a change of shape
+DAY_POINTS = 288
+WEEK_POINTS = 7 * DAY_POINTS
+RESIDUAL_MEMORY = WEEK_POINTS + 2  # same time last week, +-1 point
+RECURRING_RATIO = 0.5  # the same-time excursion yesterday/last week was at least half as large
+RECURRING_DAMP = 0.5
 _LOG_FLOOR = math.log(1e-10)  # tail probability 1e-10 (or below) -> log-likelihood 1
 
 
@@ -89,11 +108,18 @@ class ConfidenceState:
     confidences: list[float] = field(default_factory=list)  # last ONSET_POINTS confidences
     scores: list[float] = field(default_factory=list)  # last LIKELIHOOD_WINDOW - 1 band scores
     means: list[float] = field(default_factory=list)  # last LIKELIHOOD_HISTORY window means of band scores
+    signed: list[float] = field(default_factory=list)  # last LIKELIHOOD_WINDOW - 1 signed residuals
+    spreads: list[float] = field(default_factory=list)  # last SHAPE_HISTORY window spreads of signed residuals
+    ranges: list[list[float]] = field(default_factory=list)  # [day number, min, max] of the last RANGE_DAYS days
+    seen: int = 0  # points assessed (the spatial rule waits for MIN_HISTORY_POINTS)
+    stats: list[list[float]] = field(default_factory=list)  # [mean, std] of the level and shape Gaussians, or []
 
-    def to_json(self) -> dict[str, list[float]]:
+    def to_json(self) -> dict[str, object]:
         return {"residuals": [round(x, 6) for x in self.residuals],
                 "confidences": [round(x, 6) for x in self.confidences],
-                "scores": [round(x, 6) for x in self.scores], "means": [round(x, 6) for x in self.means]}
+                "scores": [round(x, 6) for x in self.scores], "means": [round(x, 6) for x in self.means],
+                "signed": [round(x, 6) for x in self.signed], "spreads": [round(x, 6) for x in self.spreads],
+                "ranges": [list(r) for r in self.ranges], "seen": self.seen, "stats": [list(f) for f in self.stats]}
 
     @classmethod
     def from_json(cls, data: object) -> ConfidenceState:
@@ -103,8 +129,20 @@ class ConfidenceState:
             raw = data.get(key)
             values = [float(x) for x in raw if isinstance(x, int | float)] if isinstance(raw, list) else []
             return [x for x in values if math.isfinite(x)][-keep:]
-        return cls(residuals=floats("residuals", HISTORY_POINTS), confidences=floats("confidences", ONSET_POINTS),
-                   scores=floats("scores", LIKELIHOOD_WINDOW - 1), means=floats("means", LIKELIHOOD_HISTORY))
+        raw_ranges = data.get("ranges")
+        ranges = [[float(x) for x in r] for r in raw_ranges if isinstance(r, list) and len(r) == 3
+                  and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in r)
+                  ] if isinstance(raw_ranges, list) else []
+        seen = data.get("seen")
+        raw_stats = data.get("stats")
+        stats = [[float(x) for x in f] for f in raw_stats if isinstance(f, list) and len(f) in (0, 2) and all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x >= -1e9 for x in f)
+        ] if isinstance(raw_stats, list) else []
+        return cls(residuals=floats("residuals", RESIDUAL_MEMORY), confidences=floats("confidences", ONSET_POINTS),
+                   scores=floats("scores", LIKELIHOOD_WINDOW - 1), means=floats("means", LIKELIHOOD_HISTORY),
+                   signed=floats("signed", LIKELIHOOD_WINDOW - 1), spreads=floats("spreads", SHAPE_HISTORY),
+                   ranges=ranges[-RANGE_DAYS:], stats=stats if len(stats) == 2 else [],
+                   seen=seen if isinstance(seen, int) and not isinstance(seen, bool) and seen >= 0 else 0)
 
     def seeded(self, seed_residuals: Sequence[float]) -> ConfidenceState:
         """This state completed with a trainer's in-sample residuals (oldest first) where its memory is short.
@@ -116,7 +154,7 @@ class ConfidenceState:
         seed = [x for x in seed_residuals if math.isfinite(x) and x >= 0]
         out = self
         if len(out.residuals) < MIN_HISTORY_POINTS:
-            out = replace(out, residuals=(seed + out.residuals)[-HISTORY_POINTS:])
+            out = replace(out, residuals=(seed + out.residuals)[-RESIDUAL_MEMORY:])
         if len(out.means) < LIKELIHOOD_MIN_HISTORY:
             scores = [max(0.0, r - 1.0) / max(r, 1.0) for r in seed]  # z / (1 + z) with z = r - 1
             means = [sum(scores[max(0, i - LIKELIHOOD_WINDOW + 1):i + 1]) / min(i + 1, LIKELIHOOD_WINDOW)
@@ -134,6 +172,9 @@ class Assessment:
     is_anomaly: bool  # outside the 95% band
     news: float = 0.0  # the excursion against the series' recent largest ones, in [0, 1)
     likelihood: float = 0.0  # log-scaled likelihood of the recent mean band score, in [0, 1]
+    shape: float = 0.0  # log-scaled likelihood of the recent spread of residuals, in [0, 1]
+    spatial: float = 0.0  # beyond the running range (Numenta's spatial anomaly), in [0, 1)
+    recurring: bool = False  # the same excursion happened at the same time yesterday or last week
 
 
 def residual(value: float, point: BandPoint) -> float:
@@ -144,18 +185,29 @@ def _r6(x: float) -> float:
     return round(x, 6)
 
 
-def log_likelihood(mean: float, history: Sequence[float]) -> float:
-    """How improbable `mean` is under a Gaussian fitted on `history`, log-scaled to [0, 1] (0 without history).
+def gaussian(history: Sequence[float], min_std: float = LIKELIHOOD_MIN_STD) -> tuple[float, float] | None:
+    """(mean, std floored at min_std) of `history`, None before LIKELIHOOD_MIN_HISTORY values (warm-up)."""
+    n = len(history)
+    if n < LIKELIHOOD_MIN_HISTORY:
+        return None
+    mu = sum(history) / n
+    var = max(0.0, sum(map(operator.mul, history, history)) / n - mu * mu)  # C-level loops
+    return mu, max(math.sqrt(var), min_std)
 
-    Numenta's AnomalyLikelihood: likelihood = 1 - tail probability; reported as log(tail) / log(1e-10), so
-    likelihood 0.99999 scores 0.5 and 1 - 1e-10 or more scores 1.
-    """
-    if len(history) < LIKELIHOOD_MIN_HISTORY:
+
+def tail_score(x: float, fitted: tuple[float, float] | None) -> float:
+    """Numenta's AnomalyLikelihood: 1 - tail probability, reported as log(tail) / log(1e-10), so likelihood
+    0.99999 scores 0.5 and 1 - 1e-10 or more scores 1 (0 without a fitted Gaussian)."""
+    if fitted is None:
         return 0.0
-    mu = sum(history) / len(history)
-    sd = max(math.sqrt(sum((h - mu) ** 2 for h in history) / len(history)), LIKELIHOOD_MIN_STD)
-    tail = 0.5 * math.erfc((mean - mu) / (sd * math.sqrt(2.0)))
+    mu, sd = fitted
+    tail = 0.5 * math.erfc((x - mu) / (sd * math.sqrt(2.0)))
     return max(0.0, min(1.0, math.log(max(tail, 1e-300) + 1e-10) / _LOG_FLOOR))
+
+
+def log_likelihood(mean: float, history: Sequence[float], min_std: float = LIKELIHOOD_MIN_STD) -> float:
+    """How improbable `mean` is under a Gaussian fitted on `history`, log-scaled to [0, 1] (0 without history)."""
+    return tail_score(mean, gaussian(history, min_std))
 
 
 def _news(r: float, history: Sequence[float]) -> float:
@@ -169,23 +221,99 @@ def _news(r: float, history: Sequence[float]) -> float:
     return max(0.25, 0.5 * ratio) if ratio <= 1.0 else 1.0 - 0.5 / ratio
 
 
-def assess(value: float, point: BandPoint, state: ConfidenceState) -> tuple[Assessment, ConfidenceState]:
+@dataclass(frozen=True)
+class ScoringParams:
+    """The few knobs of the confidence stage (one set for every series; the benchmark sweeps them)."""
+
+    spatial_tolerance: float = SPATIAL_TOLERANCE
+    recurring_ratio: float = RECURRING_RATIO
+    recurring_damp: float = RECURRING_DAMP
+    shape: bool = True
+
+
+DEFAULT_PARAMS = ScoringParams()
+
+
+def _fitted(stored: Sequence[float]) -> tuple[float, float] | None:
+    return (stored[0], max(stored[1], 1e-12)) if len(stored) == 2 else None
+
+
+def _spread(xs: Sequence[float]) -> float:
+    mu = sum(xs) / len(xs)
+    return math.sqrt(sum((x - mu) ** 2 for x in xs) / len(xs))
+
+
+def _spatial(value: float, ranges: Sequence[Sequence[float]], seen: int, tolerance: float) -> float:
+    if seen < MIN_HISTORY_POINTS or not ranges:
+        return 0.0
+    lo = min(r[1] for r in ranges)
+    hi = max(r[2] for r in ranges)
+    span = hi - lo
+    if span <= 0:
+        return 0.0  # a constant history has no range to be outside of; the band judges it
+    beyond = max(value - hi, lo - value) / span
+    return 1.0 - 0.5 * tolerance / beyond if beyond > tolerance else 0.0
+
+
+def _same_time_before(history: Sequence[float]) -> float:
+    """The largest residual at the same time yesterday and last week (+-1 point), 0 without that history."""
+    out = 0.0
+    for lag in (DAY_POINTS, WEEK_POINTS):
+        if len(history) >= lag + 1:
+            out = max(out, *history[len(history) - lag - 1:len(history) - lag + 2])
+    return out
+
+
+def _ranges_with(ranges: Sequence[Sequence[float]], day: float, value: float) -> list[list[float]]:
+    kept = [list(r) for r in ranges if r[0] > day - RANGE_DAYS]
+    if kept and kept[-1][0] == day:
+        kept[-1] = [day, min(kept[-1][1], value), max(kept[-1][2], value)]
+    else:
+        kept.append([day, value, value])
+    return kept[-RANGE_DAYS:]
+
+
+def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | None = None,
+           params: ScoringParams = DEFAULT_PARAMS) -> tuple[Assessment, ConfidenceState]:
     """Score one observation from the band and the state built from earlier points only."""
     s = score(value, point)
     r = residual(value, point)
-    history = state.residuals[-HISTORY_POINTS:]
+    memory = state.residuals[-RESIDUAL_MEMORY:]
+    history = memory[-HISTORY_POINTS:]
     news = _news(r, history)
     window = [*state.scores[-(LIKELIHOOD_WINDOW - 1):], s] if LIKELIHOOD_WINDOW > 1 else [s]
     mean = sum(window) / len(window)
     means = state.means[-LIKELIHOOD_HISTORY:]
-    lik = log_likelihood(mean, means)
-    conf = math.sqrt(news * lik)
+    # The Gaussians are refitted every STATS_EVERY points (an hour) and kept in the state: fitting them on every
+    # point made a 90-day replay cost O(history) per point; an hour's lag on a 2-week history changes nothing.
+    refresh = state.seen % STATS_EVERY == 0 or len(state.stats) != 2
+    level_fit = gaussian(means) if refresh else _fitted(state.stats[0])
+    shape_fit = gaussian(state.spreads[-SHAPE_HISTORY:], SHAPE_MIN_STD) if refresh else _fitted(state.stats[1])
+    lik = tail_score(mean, level_fit)
+    level = math.sqrt(news * lik)
+    signed_r = (value - point.yhat) / half_width(point)
+    signed = [*state.signed[-(LIKELIHOOD_WINDOW - 1):], signed_r]
+    spread = _spread(signed)
+    spreads = state.spreads[-SHAPE_HISTORY:]
+    shape_lik = tail_score(spread, shape_fit) if params.shape else 0.0
+    shape = math.sqrt(news * shape_lik)
+    before = _same_time_before(memory)
+    recurring = r > 1.0 and before >= params.recurring_ratio * r
+    conf = max(level, shape) * (params.recurring_damp if recurring else 1.0)
+    spatial = _spatial(value, state.ranges, state.seen, params.spatial_tolerance)
+    conf = max(conf, spatial)
     recent = state.confidences[-ONSET_POINTS:]
     onset = conf if conf > max(recent, default=0.0) else 0.0
+    day = math.floor((ts if ts is not None else point.ts) / 86400)
     kept = [_r6(x) for x in window]  # the state holds what its JSON holds: live and offline runs agree
-    new_state = ConfidenceState(residuals=[*history, _r6(r)][-HISTORY_POINTS:],
+    kept_signed = [_r6(x) for x in signed]
+    new_state = ConfidenceState(residuals=[*memory, _r6(r)][-RESIDUAL_MEMORY:],
                                 confidences=[*recent, _r6(conf)][-ONSET_POINTS:],
                                 scores=kept[1:] if len(kept) == LIKELIHOOD_WINDOW else kept,
-                                means=[*means, _r6(mean)][-LIKELIHOOD_HISTORY:])
+                                means=[*means, _r6(mean)][-LIKELIHOOD_HISTORY:],
+                                signed=kept_signed[1:] if len(kept_signed) == LIKELIHOOD_WINDOW else kept_signed,
+                                spreads=[*spreads, _r6(spread)][-SHAPE_HISTORY:],
+                                ranges=_ranges_with(state.ranges, day, _r6(value)), seen=state.seen + 1,
+                                stats=[[_r6(x) for x in f] if f else [] for f in (level_fit, shape_fit)])
     return Assessment(score=s, confidence=conf, onset=onset, is_anomaly=value > point.upper or value < point.lower,
-                      news=news, likelihood=lik), new_state
+                      news=news, likelihood=lik, shape=shape_lik, spatial=spatial, recurring=recurring), new_state

@@ -39,7 +39,7 @@ class MetricSpec:
 class Settings:
     metrics: tuple[MetricSpec, ...]
     prometheus_url: str | None = None
-    confidence_threshold: float = 0.7
+    confidence_threshold: float = 0.6  # the stack default (infra/config/anomaly.py), chosen by measurement
     history_days: int = 90
     forecast_max_age_s: int = 192 * 3600
     namespace: str = NAMESPACE
@@ -88,7 +88,7 @@ def parse(raw: Any) -> Settings:
     url = raw.get("prometheusUrl")
     if any(m.source == "prometheus" for m in specs) and not url:
         raise SettingsError("prometheusUrl is required when a metric's source is prometheus")
-    threshold = raw.get("confidenceThreshold", 0.7)
+    threshold = raw.get("confidenceThreshold", Settings.confidence_threshold)
     if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
         raise SettingsError(f"confidenceThreshold {threshold!r} must be within [0, 1]")
     return Settings(metrics=specs, prometheus_url=url, confidence_threshold=float(threshold),

@@ -15,7 +15,8 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -82,6 +83,47 @@ def cloudwatch_series(client: Any, query: str, start: float, end: float) -> list
     return sorted(points.items())
 
 
+CW_MAX_QUERIES = 500  # GetMetricData accepts up to 500 MetricDataQueries per call
+
+
+def cloudwatch_latest_batch(client: Any, metrics: Sequence[MetricSpec], now: float
+                            ) -> dict[str, tuple[float, float] | SourceError | None]:
+    """The newest point of each metric within LATEST_LOOKBACK_S, in one paginated GetMetricData call."""
+    out: dict[str, tuple[float, float] | SourceError | None] = {}
+    queries, ids = [], {}
+    for i, metric in enumerate(metrics):
+        try:
+            q = CloudWatchQuery.parse(metric.query)
+        except SourceError as e:
+            out[metric.name] = e
+            continue
+        qid = f"m{i}"
+        ids[qid] = metric.name
+        queries.append({**q.data_query(), "Id": qid})
+        out[metric.name] = None
+    if not queries:
+        return out
+    kwargs: dict[str, Any] = {"MetricDataQueries": queries, "ScanBy": "TimestampAscending",
+                              "StartTime": datetime.fromtimestamp(now - LATEST_LOOKBACK_S, UTC),
+                              "EndTime": datetime.fromtimestamp(now, UTC)}
+    try:
+        while True:
+            resp = client.get_metric_data(**kwargs)
+            for result in resp.get("MetricDataResults", []):
+                name = ids.get(result.get("Id"))
+                pairs = sorted(zip(result.get("Timestamps", []), result.get("Values", []), strict=False))
+                if name is not None and pairs:
+                    out[name] = (pairs[-1][0].timestamp(), float(pairs[-1][1]))
+            token = resp.get("NextToken")
+            if not token:
+                break
+            kwargs["NextToken"] = token
+    except Exception as e:  # the whole batch failed: each of its metrics is counted
+        err = SourceError(f"CloudWatch GetMetricData failed: {e}")
+        return {**{n: out[n] for n in out if isinstance(out[n], SourceError)}, **{n: err for n in ids.values()}}
+    return out
+
+
 Signer = Callable[[urllib.request.Request], None]
 
 
@@ -137,6 +179,10 @@ def _finite(value: Any) -> float:
     return x if math.isfinite(x) else math.nan
 
 
+def _malformed(query: str, what: Exception) -> SourceError:
+    return SourceError(f"Prometheus answer for {query!r} is malformed ({type(what).__name__}: {what})")
+
+
 def prometheus_series(base_url: str, query: str, start: float, end: float,
                       signer: Signer | None) -> list[tuple[float, float]]:
     points: dict[float, float] = {}
@@ -146,9 +192,12 @@ def prometheus_series(base_url: str, query: str, start: float, end: float,
         stop = min(end, t + chunk)
         data = _prom_get(base_url, "/api/v1/query_range",
                          {"query": query, "start": f"{t:.0f}", "end": f"{stop:.0f}", "step": str(STEP_S)}, signer)
-        for series in _single_series(data, query):
-            for ts, value in series.get("values", []):
-                points[float(ts)] = _finite(value)
+        try:
+            for series in _single_series(data, query):
+                for ts, value in series.get("values", []):
+                    points[float(ts)] = _finite(value)
+        except (TypeError, ValueError, AttributeError, OverflowError) as e:
+            raise _malformed(query, e) from e
         t = stop + STEP_S
     return sorted(points.items())
 
@@ -158,8 +207,17 @@ def prometheus_latest(base_url: str, query: str, at: float, signer: Signer | Non
     result = _single_series(data, query)
     if not result:
         return None
-    ts, value = result[0].get("value", [None, None])
-    return float(ts), _finite(value)
+    try:
+        ts, value = result[0].get("value", [None, None])
+        stamp = float(ts)
+    except (TypeError, ValueError, AttributeError, OverflowError) as e:
+        raise _malformed(query, e) from e
+    if not math.isfinite(stamp):
+        raise SourceError(f"Prometheus answer for {query!r} has a non-finite timestamp {ts!r}")
+    try:
+        return stamp, _finite(value)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise _malformed(query, e) from e
 
 
 @dataclass
@@ -184,6 +242,29 @@ class Sources:
         if found is None or now - found[0] > LATEST_LOOKBACK_S:
             return None
         return found
+
+    def latest_many(self, metrics: Sequence[MetricSpec], now: float,
+                    workers: int = 8) -> dict[str, tuple[float, float] | SourceError | None]:
+        """`latest` for many metrics at once: CloudWatch in GetMetricData calls of up to 500 queries, Prometheus
+        queries in parallel. A failure is returned (not raised) for the metric it concerns."""
+        out: dict[str, tuple[float, float] | SourceError | None] = {}
+        cw = [m for m in metrics if m.source == "cloudwatch"]
+        for i in range(0, len(cw), CW_MAX_QUERIES):
+            out.update(cloudwatch_latest_batch(self.cloudwatch, cw[i:i + CW_MAX_QUERIES], now))
+        prom = [m for m in metrics if m.source != "cloudwatch"]
+
+        def one(metric: MetricSpec) -> tuple[float, float] | SourceError | None:
+            try:
+                return self.latest(metric, now)
+            except SourceError as e:
+                return e
+            except Exception as e:  # an unexpected answer is this metric's failure, never the run's
+                return SourceError(f"reading {metric.name} failed unexpectedly: {type(e).__name__}: {e}")
+
+        if prom:
+            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(prom)))) as pool:
+                out.update(zip((m.name for m in prom), pool.map(one, prom), strict=True))
+        return out
 
     def _url(self) -> str:
         if not self.prometheus_url:

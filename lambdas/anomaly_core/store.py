@@ -3,11 +3,14 @@
 - models/<metric>/<trained_at>.json   Prophet model as JSON (prophet.serialize.model_to_json; never pickle)
 - bands/<metric>/latest.json          forecast band (ts, yhat, lower, upper on the 5-minute grid) + metadata
 - state/<metric>.json                 detector state: confidence memory and the open anomaly episode
+- state/notices/<metric>/<episode>.<event>.<attempt>.json   one notification claimed (created with
+                                      If-None-Match: *, so a second claim of the same notice fails)
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from .scoring import BandPoint
@@ -29,9 +32,61 @@ def state_key(metric: str) -> str:
     return f"state/{metric}.json"
 
 
+def notice_key(metric: str, episode_id: str, event: str, attempt: int) -> str:
+    return f"state/notices/{metric}/{episode_id}.{event}.{attempt}.json"
+
+
 def put_json(s3: Any, bucket: str, key: str, doc: Any) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc, separators=(",", ":")).encode(),
                   ContentType="application/json")
+
+
+def _error_code(e: Exception) -> str:
+    response = getattr(e, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def put_json_if(s3: Any, bucket: str, key: str, doc: Any, etag: str | None) -> str:
+    """Write `doc` only if the object is still the version read (ETag), or still absent (etag None).
+
+    Returns the new ETag. StoreError on any failure, naming a lost race (PreconditionFailed) as such: two
+    writers never both believe they saved.
+    """
+    body = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+    try:
+        resp = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition)
+    except Exception as e:  # throttling, access denied, precondition: this metric is skipped and counted
+        if _error_code(e) in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise StoreError(f"s3://{bucket}/{key} changed since it was read (concurrent writer)") from e
+        raise StoreError(f"writing s3://{bucket}/{key} failed: {e}") from e
+    return str(resp.get("ETag", ""))
+
+
+def claim(s3: Any, bucket: str, key: str, doc: Any) -> bool:
+    """Create `key` if it does not exist: True when this call created it, False when it already existed."""
+    try:
+        put_json_if(s3, bucket, key, doc, None)
+    except StoreError as e:
+        if "concurrent writer" in str(e):
+            return False
+        raise
+    return True
+
+
+def get_json_tagged(s3: Any, bucket: str, key: str) -> tuple[Any | None, str | None]:
+    """(parsed object, ETag), or (None, None) when it does not exist; StoreError otherwise."""
+    try:
+        resp = s3.get_object(Bucket=bucket, Key=key)
+        body = resp["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None, None
+    except Exception as e:
+        raise StoreError(f"reading s3://{bucket}/{key} failed: {e}") from e
+    try:
+        return json.loads(body), str(resp.get("ETag", ""))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StoreError(f"s3://{bucket}/{key} is not valid JSON: {e}") from e
 
 
 def get_json(s3: Any, bucket: str, key: str) -> Any | None:
@@ -44,7 +99,7 @@ def get_json(s3: Any, bucket: str, key: str) -> Any | None:
         raise StoreError(f"reading s3://{bucket}/{key} failed: {e}") from e
     try:
         return json.loads(body)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise StoreError(f"s3://{bucket}/{key} is not valid JSON: {e}") from e
 
 
@@ -54,9 +109,14 @@ def parse_band(doc: Any, key: str) -> tuple[dict[str, Any], list[BandPoint]]:
         raise StoreError(f"{key}: not a band document (no 'band' list)")
     try:
         points = [BandPoint(float(r[0]), float(r[1]), float(r[2]), float(r[3])) for r in doc["band"]]
-        float(doc["trained_at_epoch"])
-    except (KeyError, TypeError, ValueError, IndexError) as e:
+        trained_at = float(doc["trained_at_epoch"])
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as e:
         raise StoreError(f"{key}: malformed band document ({e})") from e
+    if not math.isfinite(trained_at):
+        raise StoreError(f"{key}: trained_at_epoch must be a finite number, got {trained_at}")
+    # A non-finite row (NaN from a bad fit) is left out: that timestamp then has no band and is skipped.
+    points = [p for p in points if all(math.isfinite(x) for x in (p.ts, p.yhat, p.lower, p.upper))
+              and p.lower <= p.upper]
     meta = {k: v for k, v in doc.items() if k != "band"}
     if not isinstance(meta.get("seed_residuals", []), list):
         raise StoreError(f"{key}: seed_residuals must be a list")

@@ -5,6 +5,11 @@ Actual, Predicted, UpperBound, LowerBound (dimension Metric) and ForecastAge; no
 when an episode starts and once when it ends.
 Missing data, NaN, a source error, a missing/flagged/stale forecast never notify: each is logged and counted
 in DetectorErrors (published on every run, 0 included) and the detector's own alarm catches them.
+One metric's failure of any kind (a NaN band, a malformed source answer, a throttled state write, an SNS error,
+a state field of the wrong type) is that metric's error: the others are scored and DetectorErrors is published.
+Notifications are idempotent: the episode and the notice it owes are saved before publishing, and each notice is
+claimed with a create-only S3 write (If-None-Match: *), so neither a failed save nor a retry sends it twice.
+Reads are batched: S3 objects in parallel, CloudWatch latest values in GetMetricData calls of 500 queries.
 Standard library + boto3 only (no Prophet, no pandas): the package stays a few tens of kB.
 """
 
@@ -14,6 +19,8 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +32,17 @@ from anomaly_core.episodes import Episode, step
 from anomaly_core.scoring import ConfidenceState, assess, lookup
 from anomaly_core.settings import MetricSpec, Settings
 from anomaly_core.sources import SourceError, Sources, default_sources
-from anomaly_core.store import StoreError, band_key, get_json, parse_band, put_json, state_key
+from anomaly_core.store import (
+    StoreError,
+    band_key,
+    claim,
+    get_json,
+    get_json_tagged,
+    notice_key,
+    parse_band,
+    put_json_if,
+    state_key,
+)
 
 log = logging.getLogger()
 log.setLevel(logging.INFO)
@@ -33,6 +50,13 @@ log.setLevel(logging.INFO)
 
 class DetectionSkipped(Exception):
     """This metric cannot be scored this run (the reason is the message); counted, never paged."""
+
+
+class PublishFailed(RuntimeError):
+    """PutMetricData failed for at least one batch (after every batch was tried)."""
+
+
+PUT_METRIC_DATA_MAX = 1000  # PutMetricData: up to 1000 metrics per call (and 1 MB; 1000 datums are ~200 kB)
 
 
 @dataclass
@@ -54,56 +78,144 @@ def _datum(name: str, value: float, metric_name: str | None, at: datetime) -> di
             "Unit": m.unit_of(name), "Timestamp": at}
 
 
+@dataclass(frozen=True)
+class Prefetched:
+    """What one run reads for one metric, fetched for all metrics at once (S3 in parallel, sources batched)."""
+
+    band: Any | StoreError | None
+    state: tuple[Any | None, str | None] | StoreError
+    latest: tuple[float, float] | SourceError | None
+
+
+def _finite_datum(name: str, value: float, metric_name: str | None, at: datetime) -> dict[str, Any]:
+    if not math.isfinite(value) or abs(value) > m.MAX_ABS_VALUE:
+        raise DetectionSkipped(f"{name} = {value} cannot be published (CloudWatch takes finite values within "
+                               f"+-2^360)")
+    return _datum(name, value, metric_name, at)
+
+
+def _last_ts(raw_state: dict[str, Any]) -> float | None:
+    last = raw_state.get("last_ts")
+    if isinstance(last, int | float) and not isinstance(last, bool) and math.isfinite(last):
+        return float(last)
+    if last is not None:
+        log.warning("state last_ts %r is not a number: ignored", last)
+    return None
+
+
 def detect_metric(metric: MetricSpec, cfg: Settings, clients: Clients, targets: Targets, now: float,
-                  data: list[dict[str, Any]]) -> dict[str, Any]:
-    doc = get_json(clients.s3, targets.bucket, band_key(metric.name))
-    if doc is None:
+                  data: list[dict[str, Any]], pre: Prefetched) -> dict[str, Any]:
+    """Score one metric; every datum is appended to `data` only once the metric is fully scored."""
+    if isinstance(pre.band, StoreError):
+        raise pre.band
+    if pre.band is None:
         raise DetectionSkipped("no forecast yet (run the trainer)")
-    meta, band = parse_band(doc, band_key(metric.name))
+    meta, band = parse_band(pre.band, band_key(metric.name))
     age = max(0.0, now - float(meta["trained_at_epoch"]))
-    data.append(_datum(m.FORECAST_AGE, age, metric.name, datetime.fromtimestamp(now, UTC)))
+    mine = [_finite_datum(m.FORECAST_AGE, age, metric.name, datetime.fromtimestamp(now, UTC))]
     if meta.get("flagged"):
+        data.extend(mine)
         raise DetectionSkipped(f"model flagged: validation error {meta.get('validation')} above its limit")
     if age > cfg.forecast_max_age_s:
+        data.extend(mine)
         raise DetectionSkipped(f"forecast is {age / 3600:.1f} h old, limit {cfg.forecast_max_age_s / 3600:.0f} h")
-    latest = clients.sources.latest(metric, now)
-    if latest is None:
+    if isinstance(pre.latest, SourceError):
+        raise pre.latest
+    if pre.latest is None:
         raise DetectionSkipped("no data point in the last 15 minutes")
-    ts, value = latest
+    ts, value = pre.latest
     if not math.isfinite(value):
         raise DetectionSkipped(f"latest value at {ts:.0f} is not a number ({value})")
     point = lookup(band, ts)
     if point is None:
         raise DetectionSkipped(f"timestamp {ts:.0f} is outside the forecast band")
-    raw_state = get_json(clients.s3, targets.bucket, state_key(metric.name)) or {}
+    if isinstance(pre.state, StoreError):
+        raise pre.state
+    raw, etag = pre.state
+    if raw is not None and not isinstance(raw, dict):
+        log.warning("metric %s: state is a %s, not an object: starting a new state", metric.name, type(raw).__name__)
+    raw_state: dict[str, Any] = raw if isinstance(raw, dict) else {}
     # A new (or reset) state starts from the trainer's in-sample residuals rather than half a day of silence.
     seed = ConfidenceState.from_json({"residuals": meta.get("seed_residuals") or []}).residuals
     state = ConfidenceState.from_json(raw_state.get("confidence")).seeded(seed)
     episode = Episode.from_json(raw_state.get("episode"))
-    if raw_state.get("last_ts") is not None and ts <= float(raw_state["last_ts"]):
-        # Same point as the previous run (source lag): publish it again, but do not feed the state twice.
-        assessment, _ = assess(value, point, state)
+    pending = _pending(raw_state.get("pending"))
+    last_ts = _last_ts(raw_state)
+    if last_ts is not None and ts <= last_ts:
+        # Same point as the previous run (source lag) or a step back: publish it again, feed the state nothing.
+        assessment, _ = assess(value, point, state, ts)
         new_state, new_episode, event = state, episode, None
     else:
-        assessment, new_state = assess(value, point, state)
+        assessment, new_state = assess(value, point, state, ts)
         new_episode, event = step(episode, ts, assessment.confidence, assessment.is_anomaly,
                                   cfg.confidence_threshold)
     at = datetime.fromtimestamp(ts, UTC)
     for name, val in ((m.IS_ANOMALY, 1.0 if assessment.is_anomaly else 0.0), (m.SCORE, assessment.score),
                       (m.CONFIDENCE, assessment.confidence), (m.ACTUAL, value), (m.PREDICTED, point.yhat),
                       (m.UPPER_BOUND, point.upper), (m.LOWER_BOUND, point.lower)):
-        data.append(_datum(name, val, metric.name, at))
+        mine.append(_finite_datum(name, val, metric.name, at))
     if event is not None:
-        notify(clients.sns, targets.topic_arn, metric, event, ts, value, point, assessment, new_episode, episode)
-    put_json(clients.s3, targets.bucket, state_key(metric.name),
-             {"confidence": new_state.to_json(), "episode": new_episode.to_json(),
-              "last_ts": max(ts, float(raw_state.get("last_ts") or 0))})
+        message = notice(metric, event, ts, value, point, assessment, new_episode, episode)
+        pending = [*pending, {"event": event, "episode": (new_episode if event == "start" else episode).id,
+                              "attempt": 0, "message": message}]
+    doc = {"confidence": new_state.to_json(), "episode": new_episode.to_json(), "pending": pending,
+           "last_ts": max(ts, last_ts or 0.0)}
+    # Idempotent notification: the episode (and the notice it owes) is stored BEFORE anything is published; the
+    # notice is then claimed with a create-only write, so a failed save after publishing never sends it twice.
+    if event is not None or pending != _pending(raw_state.get("pending")) or last_ts is None or ts > last_ts:
+        etag = put_json_if(clients.s3, targets.bucket, state_key(metric.name), doc, etag)
+    data.extend(mine)
+    sent, failed = deliver(clients, targets, metric, pending)
+    if sent or failed:
+        # A failed notice gets a new attempt number: its claim exists, so retrying under it would count as sent.
+        retry = [{k: v for k, v in p.items() if k != "error"} | {"attempt": p["attempt"] + 1} for p in failed]
+        put_json_if(clients.s3, targets.bucket, state_key(metric.name), {**doc, "pending": retry}, etag)
+    if failed:
+        raise DetectionSkipped(f"notification failed ({failed[0]['error']}); retried next run")
     return {"value": value, "score": assessment.score, "confidence": assessment.confidence,
             "is_anomaly": assessment.is_anomaly, "event": event}
 
 
-def notify(sns: Any, topic_arn: str, metric: MetricSpec, event: str, ts: float, value: float, point: Any,
-           assessment: Any, new_episode: Episode, old_episode: Episode) -> None:
+MAX_PENDING = 4  # notices owed at most (a start and an end, twice): older ones are dropped with a warning
+
+
+def _pending(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        return []
+    ok = [p for p in raw if isinstance(p, dict) and p.get("event") in ("start", "end")
+          and isinstance(p.get("episode"), str) and isinstance(p.get("attempt"), int)
+          and not isinstance(p.get("attempt"), bool) and isinstance(p.get("message"), dict)]
+    if len(ok) > MAX_PENDING:
+        log.warning("dropping %d undelivered notices: only the last %d are kept", len(ok) - MAX_PENDING, MAX_PENDING)
+    return ok[-MAX_PENDING:]
+
+
+def deliver(clients: Clients, targets: Targets, metric: MetricSpec,
+            pending: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(delivered or already delivered, failed) among the owed notices."""
+    sent: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for p in pending:
+        key = notice_key(metric.name, p["episode"], p["event"], p["attempt"])
+        if not claim(clients.s3, targets.bucket, key, {"metric": metric.name, "event": p["event"]}):
+            log.info("metric %s: notice %s already sent (claim exists): not sent again", metric.name, key)
+            sent.append(p)
+            continue
+        msg = p["message"]
+        try:
+            clients.sns.publish(TopicArn=targets.topic_arn, Subject=str(msg["subject"])[:100],
+                                Message=json.dumps(msg["body"]),
+                                MessageAttributes={"metric": {"DataType": "String", "StringValue": metric.name},
+                                                   "event": {"DataType": "String", "StringValue": p["event"]}})
+            sent.append(p)
+        except Exception as e:  # SNS throttled/unavailable: still owed, retried next run under a new attempt
+            log.warning("metric %s: publishing %s failed: %s", metric.name, p["event"], e)
+            failed.append({**p, "error": str(e)[:200]})
+    return sent, failed
+
+
+def notice(metric: MetricSpec, event: str, ts: float, value: float, point: Any, assessment: Any,
+           new_episode: Episode, old_episode: Episode) -> dict[str, Any]:
     when = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if event == "start":
         subject = f"Anomaly: {metric.name} outside its forecast band"
@@ -115,28 +227,84 @@ def notify(sns: Any, topic_arn: str, metric: MetricSpec, event: str, ts: float, 
         subject = f"Recovered: {metric.name} back inside its forecast band"
         text = (f"{metric.name} = {value:.6g} at {when} is back inside its band since three points; the episode "
                 f"started {started} (peak confidence {old_episode.peak_confidence:.2f}).")
-    sns.publish(TopicArn=topic_arn, Subject=subject[:100], Message=json.dumps({
+    return {"subject": subject, "body": {
         "event": "anomaly_start" if event == "start" else "anomaly_end", "metric": metric.name, "timestamp": when,
         "value": value, "predicted": point.yhat, "lower": point.lower, "upper": point.upper,
-        "score": assessment.score, "confidence": assessment.confidence, "text": text}),
-        MessageAttributes={"metric": {"DataType": "String", "StringValue": metric.name},
-                           "event": {"DataType": "String", "StringValue": event}})
+        "score": assessment.score, "confidence": assessment.confidence, "text": text}}
+
+
+S3_READERS = 16  # parallel GetObject calls: S3 has no batch read, and each call waits ~10-30 ms
+
+
+CHUNK_METRICS = 16  # metrics read and scored together (~1 MB each parsed): memory stays bounded at any count
+
+
+def prefetch(metrics: list[MetricSpec], clients: Clients, targets: Targets, now: float) -> dict[str, Prefetched]:
+    def band(metric: MetricSpec) -> Any | StoreError | None:
+        try:
+            return get_json(clients.s3, targets.bucket, band_key(metric.name))
+        except StoreError as e:
+            return e
+
+    def state(metric: MetricSpec) -> tuple[Any | None, str | None] | StoreError:
+        try:
+            return get_json_tagged(clients.s3, targets.bucket, state_key(metric.name))
+        except StoreError as e:
+            return e
+
+    with ThreadPoolExecutor(max_workers=max(1, min(S3_READERS, 2 * len(metrics)))) as pool:
+        bands = pool.map(band, metrics)
+        states = pool.map(state, metrics)
+        bands_l, states_l = list(bands), list(states)
+    try:
+        latest = clients.sources.latest_many(metrics, now)
+    except Exception as e:  # a bug in the batch reader must not cost the whole run: every metric counts it
+        latest = {metric.name: SourceError(f"reading the sources failed: {type(e).__name__}: {e}")
+                  for metric in metrics}
+    return {metric.name: Prefetched(b, s, latest.get(metric.name)) for metric, b, s in
+            zip(metrics, bands_l, states_l, strict=True)}
+
+
+def _chunked_prefetch(cfg: Settings, clients: Clients, targets: Targets,
+                      now: float) -> Iterator[tuple[MetricSpec, Prefetched]]:
+    metrics = list(cfg.metrics)
+    for i in range(0, len(metrics), CHUNK_METRICS):
+        chunk = metrics[i:i + CHUNK_METRICS]
+        try:
+            pre = prefetch(chunk, clients, targets, now)
+        except Exception as e:  # e.g. the thread pool cannot start: each metric of the chunk counts it
+            err = StoreError(f"reading the chunk failed: {type(e).__name__}: {e}")
+            pre = {metric.name: Prefetched(err, err, None) for metric in chunk}
+        for metric in chunk:
+            yield metric, pre.pop(metric.name)
 
 
 def run(cfg: Settings, clients: Clients, targets: Targets, now: float) -> dict[str, Any]:
     data: list[dict[str, Any]] = []
     results: dict[str, Any] = {}
     errors = 0
-    for metric in cfg.metrics:
+    for metric, pre in _chunked_prefetch(cfg, clients, targets, now):
         try:
-            results[metric.name] = detect_metric(metric, cfg, clients, targets, now, data)
+            results[metric.name] = detect_metric(metric, cfg, clients, targets, now, data, pre)
         except (DetectionSkipped, SourceError, StoreError) as e:
             errors += 1
             results[metric.name] = {"skipped": str(e)}
             log.warning("metric %s not scored: %s", metric.name, e)
-    data.append(_datum(m.DETECTOR_ERRORS, errors, None, datetime.fromtimestamp(now, UTC)))
-    for i in range(0, len(data), 500):  # PutMetricData takes up to 1000 datums per call
-        clients.cloudwatch.put_metric_data(Namespace=m.NAMESPACE, MetricData=data[i:i + 500])
+        except Exception as e:  # anything unforeseen in one metric's data: counted, the others still scored
+            errors += 1
+            results[metric.name] = {"skipped": f"unexpected {type(e).__name__}: {e}"}
+            log.exception("metric %s not scored: unexpected error", metric.name)
+    # DetectorErrors goes first: if a later call fails, the health metric has already been published.
+    data.insert(0, _datum(m.DETECTOR_ERRORS, errors, None, datetime.fromtimestamp(now, UTC)))
+    failures = []
+    for i in range(0, len(data), PUT_METRIC_DATA_MAX):
+        try:
+            clients.cloudwatch.put_metric_data(Namespace=m.NAMESPACE, MetricData=data[i:i + PUT_METRIC_DATA_MAX])
+        except Exception as e:  # the other batches are still sent; the run then fails so Lambda Errors sees it
+            failures.append(f"PutMetricData batch {i // PUT_METRIC_DATA_MAX}: {e}")
+            log.error("PutMetricData failed: %s", e)
+    if failures:
+        raise PublishFailed("; ".join(failures))
     return {"errors": errors, "metrics": results}
 
 

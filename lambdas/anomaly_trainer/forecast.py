@@ -37,7 +37,7 @@ _prepare_tmp()
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from anomaly_core.scoring import HISTORY_POINTS, BandPoint, residual  # noqa: E402
+from anomaly_core.scoring import RESIDUAL_MEMORY, BandPoint, residual  # noqa: E402
 from prophet import Prophet  # noqa: E402
 from prophet.serialize import model_to_json  # noqa: E402
 
@@ -153,8 +153,8 @@ class TrainResult:
     hourly: bool
     history_points: int
     history_days: float
-    # In-sample residuals of the last HISTORY_POINTS points: the detector's starting memory, so a new or reset
-    # detector state can judge excursions at once instead of after half a day.
+    # In-sample residuals of the last RESIDUAL_MEMORY points (a week, for same-time-last-week comparisons): the
+    # detector's starting memory, so a new or reset detector state can judge excursions at once.
     seed_residuals: list[float]
 
 
@@ -177,7 +177,7 @@ def train(ts: Sequence[float], values: Sequence[float], settings: ModelSettings,
 
 def in_sample_residuals(model: Prophet, ts: Sequence[float], values: Sequence[float]) -> list[float]:
     recent = [(t, v) for t, v in zip(ts, values, strict=True) if v is not None and math.isfinite(v)]
-    recent = recent[-HISTORY_POINTS:]
+    recent = recent[-RESIDUAL_MEMORY:]
     np.random.seed(0)
     fc = model.predict(pd.DataFrame({"ds": pd.to_datetime([t for t, _ in recent], unit="s")}))
     return [round(residual(v, BandPoint(t, float(yh), float(lo), float(hi))), 6)

@@ -1,0 +1,83 @@
+"""Synthetic 5-minute series with known events, for tests and tuning beside shared/nab-dev (seeded, reproducible).
+
+Each generator returns (timestamps, values, event indices). The kinds are the losses issue 15 names: a change of
+variance around an unchanged mean, a short spike far outside everything seen, a daily spike at the same minute
+(a cron job: NOT an anomaly after the first days), a sudden change of scale (a deploy), a counter restart, plus
+the awkward inputs real sources return (timestamps that repeat or step back, gaps, a constant series).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+STEP_S = 300
+DAY_POINTS = 288
+START = 1_700_000_000.0 // 86400 * 86400  # midnight UTC
+
+
+def _base(n: int, rng: random.Random, noise: float = 2.0) -> list[float]:
+    return [50 + 20 * math.sin(2 * math.pi * i / DAY_POINTS) + rng.gauss(0, noise) for i in range(n)]
+
+
+def stamps(n: int) -> list[float]:
+    return [START + i * STEP_S for i in range(n)]
+
+
+def variance_change(days: int = 6, at_day: float = 4.5, seed: int = 1) -> tuple[list[float], list[float], list[int]]:
+    rng = random.Random(seed)
+    n, at = days * DAY_POINTS, int(at_day * DAY_POINTS)
+    values = _base(n, rng)
+    for i in range(at, n):
+        values[i] += rng.gauss(0, 12.0)  # same mean, six times the spread
+    return stamps(n), values, [at]
+
+
+def short_spike(days: int = 6, at_day: float = 4.3, seed: int = 2) -> tuple[list[float], list[float], list[int]]:
+    rng = random.Random(seed)
+    n, at = days * DAY_POINTS, int(at_day * DAY_POINTS)
+    values = _base(n, rng)
+    values[at] = 400.0  # one point far beyond the running range
+    return stamps(n), values, [at]
+
+
+def daily_cron(days: int = 8, seed: int = 3) -> tuple[list[float], list[float], list[int]]:
+    """A spike at 03:00 every day: the first one or two are news, the later ones are the series' habit."""
+    rng = random.Random(seed)
+    n = days * DAY_POINTS
+    values = _base(n, rng)
+    for d in range(days):
+        for k in range(2):
+            values[d * DAY_POINTS + 36 + k] += 60.0
+    return stamps(n), values, []
+
+
+def scale_change(days: int = 6, at_day: float = 4.0, seed: int = 4) -> tuple[list[float], list[float], list[int]]:
+    rng = random.Random(seed)
+    n, at = days * DAY_POINTS, int(at_day * DAY_POINTS)
+    values = _base(n, rng)
+    return stamps(n), [v * (10.0 if i >= at else 1.0) for i, v in enumerate(values)], [at]
+
+
+def counter_restart(days: int = 4, at_day: float = 3.0) -> tuple[list[float], list[float], list[int]]:
+    n, at = days * DAY_POINTS, int(at_day * DAY_POINTS)
+    values, total = [], 0.0
+    for i in range(n):
+        total = 0.0 if i == at else total + 10 + 5 * math.sin(2 * math.pi * i / DAY_POINTS)
+        values.append(total)
+    return stamps(n), values, [at]
+
+
+def constant(days: int = 3, value: float = 7.0) -> tuple[list[float], list[float], list[int]]:
+    n = days * DAY_POINTS
+    return stamps(n), [value] * n, []
+
+
+def messy_timestamps(days: int = 3, seed: int = 5) -> tuple[list[float], list[float], list[int]]:
+    """Repeats, a step back and a two-hour gap, as CloudWatch and Prometheus can return them."""
+    n = DAY_POINTS * days
+    t, values = stamps(n), _base(n, random.Random(seed))
+    t[400] = t[399]  # a repeated timestamp
+    t[500] = t[480]  # one late point stepping back
+    del t[600:624], values[600:624]  # a gap of two hours
+    return t, values, []
