@@ -31,7 +31,7 @@ class PrivateBucket:
 
     def __init__(self, logical: str, *, parent: pulumi.Resource, ctx: StackContext, name: str,
                  region: str | None = None, kms_key_arn: pulumi.Input[str] | None = None,
-                 noncurrent_version_days: int | None = None,
+                 noncurrent_version_days: int | None = None, expiration_days: int | None = None,
                  suffixes: Mapping[str, str] | None = None) -> None:
         unknown = set(suffixes or {}) - set(DEFAULT_SUFFIXES)
         if unknown:
@@ -71,15 +71,18 @@ class PrivateBucket:
                 principals={"AWS": "*"}, conditions={"Bool": {"aws:SecureTransport": "false"}})),
             # With the public access block in place first, S3 checks the policy is not public.
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[block]))
-        if noncurrent_version_days is not None:
+        if noncurrent_version_days is not None or expiration_days is not None:
+            # `expiration_days`: objects that are no record (run artifacts) expire; old versions follow them.
+            noncurrent = noncurrent_version_days if noncurrent_version_days is not None else 1
             aws.s3.BucketLifecycleConfiguration(
                 f"{logical}-{sfx['lifecycle']}", region=region, bucket=bucket_ref,
                 rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="expire-old-versions", status="Enabled",
+                    id="expire-old-versions" if expiration_days is None else "expire-objects", status="Enabled",
                     filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    expiration=(aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=expiration_days)
+                                if expiration_days is not None else None),
                     noncurrent_version_expiration=aws.s3.
-                    BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                        noncurrent_days=noncurrent_version_days),
+                    BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(noncurrent_days=noncurrent),
                     abort_incomplete_multipart_upload=aws.s3.
                     BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=1))],
                 opts=child)

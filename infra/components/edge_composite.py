@@ -17,6 +17,7 @@ the composite stays quiet `extension_period` longer, so a deploy's brief error b
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -32,12 +33,23 @@ SUPPRESSOR_WAIT_S = 120  # a suppressor raised right after a composite fires sti
 SUPPRESSOR_EXTENSION_S = 600  # quiet for 10 minutes after the deploy stops raising it
 
 
-def edge_composites(parent: pulumi.Resource, name: str, ctx: StackContext, function_name: str,
-                    alarm_names: Mapping[str, Sequence[str]], paging_alarm_kind: str,
-                    topics: Mapping[str, Mapping[str, pulumi.Input[str]]]) -> dict[str, dict[str, str]]:
+@dataclass(frozen=True)
+class EdgeOutageArgs:
+    """Explicit inputs of the fan-in: the edge function, its regional alarms and the severity topics."""
+
+    function_name: str
+    alarm_names: Mapping[str, Sequence[str]]  # region -> the edge's regional alarm names
+    paging_alarm_kind: str  # the regional alarm whose name contains it decides the page
+    topics: Mapping[str, Mapping[str, pulumi.Input[str]]]  # region -> severity -> topic ARN
+
+
+def edge_composites(parent: pulumi.Resource, name: str, ctx: StackContext,
+                    args: EdgeOutageArgs) -> dict[str, dict[str, str]]:
     """Per edge Region: the maintenance suppressor and the paging composite. Returns region -> {"composite",
     "suppressor"} physical names. `alarm_names[region]` are the regional alarms; the one whose name contains
     `paging_alarm_kind` decides the page."""
+    function_name, alarm_names, paging_alarm_kind, topics = (
+        args.function_name, args.alarm_names, args.paging_alarm_kind, args.topics)
     # Their own component under emf-edge: the regional alarms stay the edge's four per Region, these are the fan-in.
     group = pulumi.ComponentResource(TOKEN, "edge-outage", None, pulumi.ResourceOptions(parent=parent))
     child = pulumi.ResourceOptions(parent=group)

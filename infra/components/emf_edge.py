@@ -26,7 +26,7 @@ from infra.artifacts.packaging import LambdaPackage, build_lambda
 from infra.blocks.alarms import metric_alarm
 from infra.blocks.bucket import PrivateBucket
 from infra.blocks.function import FunctionSpec, LogicalNames, PythonFunction
-from infra.components.edge_composite import edge_composites
+from infra.components.edge_composite import EdgeOutageArgs, edge_composites
 from infra.components.severity_topics import AlertTopics
 from infra.config import EmfEdgeConfig
 from infra.core import iam
@@ -148,8 +148,9 @@ class EmfEdge(pulumi.ComponentResource):
         self.alarm_names = {region: self._alarms(name, ctx, region, args.topics.arns[region])
                             for region in cfg.edge_regions}
         # One page per outage: a composite per Region pages on the errors alarm, with a maintenance suppressor.
-        self.composite_alarms = edge_composites(self, name, ctx, self.function_name, self.alarm_names, "errors",
-                                                args.topics.arns)
+        self.composite_alarms = edge_composites(self, name, ctx, EdgeOutageArgs(
+            function_name=self.function_name, alarm_names=self.alarm_names, paging_alarm_kind="errors",
+            topics=args.topics.arns))
         self.distribution_domain = None
         if cfg.create_distribution:
             self.distribution_domain = self._distribution(name, cfg, function.qualified_arn, child)

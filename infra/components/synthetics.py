@@ -19,6 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.artifacts.canary_package import HANDLER, build_canary
+from infra.blocks.bucket import PrivateBucket
 from infra.components.severity_topics import AlertTopics
 from infra.config.dashboards import schedule_minutes
 from infra.core import iam
@@ -110,28 +111,10 @@ def create_probes(name: str, ctx: StackContext, topics: AlertTopics, parent: pul
 def _artifact_bucket(name: str, ctx: StackContext, region: str, child: pulumi.ResourceOptions) -> aws.s3.Bucket:
     """Run artifacts (logs, HAR, results) expire after `artifactExpirationDays`: nothing here is a record."""
     s = ctx.config.dashboards.synthetics
-    bucket = aws.s3.Bucket(f"{name}-probe-artifacts-{region}", region=region,
-                           bucket=ctx.naming.physical("probe-artifacts", region, max_len=MAX_BUCKET_NAME),
-                           force_destroy=True, opts=child)
-    aws.s3.BucketServerSideEncryptionConfiguration(
-        f"{name}-probe-artifacts-{region}-sse", region=region, bucket=bucket.bucket,
-        rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-            apply_server_side_encryption_by_default=aws.s3.
-            BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(sse_algorithm="AES256"))],
-        opts=child)
-    aws.s3.BucketPublicAccessBlock(
-        f"{name}-probe-artifacts-{region}-block", region=region, bucket=bucket.bucket, block_public_acls=True,
-        block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True, opts=child)
-    aws.s3.BucketLifecycleConfiguration(
-        f"{name}-probe-artifacts-{region}-lifecycle", region=region, bucket=bucket.bucket,
-        rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
-            id="expire-runs", status="Enabled",
-            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=s.artifact_expiration_days),
-            abort_incomplete_multipart_upload=aws.s3.
-            BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=1))],
-        opts=child)
-    return bucket
+    assert child.parent is not None
+    return PrivateBucket(f"{name}-probe-artifacts-{region}", parent=child.parent, ctx=ctx, region=region,
+                         name=ctx.naming.physical("probe-artifacts", region, max_len=MAX_BUCKET_NAME),
+                         expiration_days=s.artifact_expiration_days, suffixes={"public_access": "block"}).bucket
 
 
 def _alarms(name: str, ctx: StackContext, region: str, cname: str, checks: list[str], minutes: int,
