@@ -14,7 +14,8 @@ from infra.offline.plan import PlanResult, plan_document, plan_text
 def test_two_plans_of_the_same_config_have_the_same_bytes(planned: dict[str, PlanResult]) -> None:
     # The second run is another process with another hash seed: set and dict order must not leak into the file.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_CONFIG")} | {"PYTHONHASHSEED": "12345"}
-    proc = subprocess.run([sys.executable, "-m", "infra.offline.plan", "--stack", "staging"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "infra.offline.plan", "--stack", "staging", "--offline-secrets"],
+                          cwd=ROOT, env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     written = (BUILD_DIR / "staging" / "plan.json").read_text()

@@ -362,7 +362,9 @@ class SloAlerting(pulumi.ComponentResource):
             f"{name}-api-invoke", region=region, action="lambda:InvokeFunction", function=receiver.function.name,
             principal="apigateway.amazonaws.com",
             source_arn=pulumi.Output.concat(api.execution_arn, "/*/POST/pagerduty"), opts=child)
-        self.runbook_queue_arns = {"runbook-jobs": queue.arn, "runbook-jobs-dlq": dlq.arn}
+        # Built from the names: the alerting-path alarms name the queues by them, known at a first preview.
+        self.runbook_queue_arns = {"runbook-jobs": known_after(queue, queue_arn),
+                                   "runbook-jobs-dlq": known_after(dlq, arns.queue(region, dlq_name))}
         self.runbook_function_names = {"runbook-webhook": receiver_name, "runbook-worker": worker_name}
         self.runbook_api_id = api.id
         return pulumi.Output.concat(api.api_endpoint, "/pagerduty")

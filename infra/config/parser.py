@@ -26,6 +26,10 @@ from infra.config.stack import SECRET_KEYS, Secrets, StackConfig
 PROVIDER_NAMESPACES = ("pulumi", "aws", "kubernetes")
 
 
+# The magnitude any numeric setting without its own bound may have (beyond it: a typo).
+MAX_UNBOUNDED_NUMBER = 1e15
+
+
 class _Parser:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
@@ -98,6 +102,12 @@ class _Parser:
             if ((lo is not None and val < lo) or (hi is not None and val > hi)
                     or (xlo is not None and val <= xlo) or (xhi is not None and val >= xhi)):
                 self.fail(key, raw, allowed)
+                return ABSENT
+            if (hi is None and xhi is None and abs(val) > MAX_UNBOUNDED_NUMBER) or (
+                    lo is None and xlo is None and abs(val) > MAX_UNBOUNDED_NUMBER):
+                # A field without an explicit bound still takes no value no AWS API or counter would: 1e300
+                # dollars or requests is a typo, not a setting.
+                self.fail(key, raw, f"{allowed}; at most {MAX_UNBOUNDED_NUMBER:.0e} in magnitude")
                 return ABSENT
         elif tp is str:
             if not isinstance(raw, str):

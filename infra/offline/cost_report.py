@@ -15,7 +15,7 @@ from infra.config import ConfigError, parse_stack_config
 from infra.core.paths import BUILD_DIR
 from infra.core.plan import Plan, PlannedResource
 from infra.offline.cost import estimate, report
-from infra.offline.stackfile import StackFileError, read_stack_file
+from infra.offline.stackfile import StackFileError, read_stack_file, with_offline_secrets
 
 
 def load_plan(stack: str, path: Path) -> Plan:
@@ -24,7 +24,8 @@ def load_plan(stack: str, path: Path) -> Plan:
                                  parent=r.get("parent"), region=r.get("region"), inputs=r.get("inputs") or {},
                                  custom=bool(r.get("custom")), provider=r.get("provider"))
                  for r in doc["resources"]]
-    stack_file = read_stack_file(stack)
+    # The estimate reads sizes and counts, never secrets: stand-ins keep it working before they are set.
+    stack_file, _ = with_offline_secrets(read_stack_file(stack))
     cfg = parse_stack_config(stack_file.values, set(stack_file.secret_keys))
     return Plan(resources=resources, config=cfg, outputs=doc.get("outputs") or {})
 

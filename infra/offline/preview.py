@@ -48,6 +48,9 @@ COMPUTED_BY_AWS: dict[tuple[str, str], str] = {
     ("aws:apigatewayv2/stage:Stage", "apiId"): _API_ID,
     ("aws:apigatewayv2/route:Route", "target"): "the integration id AWS picks",
     ("aws:lambda/permission:Permission", "sourceArn"): "the API's execution ARN, which holds the API id",
+    ("aws:cloudwatch/metricAlarm:MetricAlarm", "dimensions.ApiId"): _API_ID,
+    ("aws:costexplorer/anomalySubscription:AnomalySubscription", "monitorArnLists"):
+        "the cost monitor's ARN, which holds an id AWS picks",
     ("aws:cloudfront/distribution:Distribution", "orderedCacheBehaviors.lambdaFunctionAssociations.lambdaArn"):
         "the function version number Lambda assigns on publish",
 }
