@@ -247,3 +247,19 @@ def test_bad_maintenance_window_is_caught(planned) -> None:
     msgs = _messages(rules.maintenance_windows_valid, bad)
     assert any("is not after start" in m for m in msgs) and any("has no alerts" in m for m in msgs)
     assert _messages(rules.maintenance_windows_valid, plan) == []
+
+
+def test_webhook_route_has_its_own_throttle_and_the_state_table_resists_deletion(planned) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: one shared throttle let an unrelated flood starve deliveries; the prod table lacked
+    deletion protection (Pulumi's protect only guards `pulumi destroy`)."""
+    from infra.components import slo_alerting
+
+    for result in planned.values():
+        (stage,) = result.plan.of_type("aws:apigatewayv2/stage:Stage")
+        (route,) = stage.inputs["routeSettings"]
+        assert route["routeKey"] == slo_alerting.WEBHOOK_ROUTE
+        assert route["throttlingRateLimit"] == slo_alerting.WEBHOOK_ROUTE_RPS
+        assert stage.inputs["defaultRouteSettings"]["throttlingRateLimit"] < route["throttlingRateLimit"]
+        tables = result.plan.of_type("aws:dynamodb/table:Table")
+        assert tables and all(t.inputs.get("deletionProtectionEnabled", False) is result.plan.config.protect_stateful
+                              for t in tables)

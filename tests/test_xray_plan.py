@@ -209,3 +209,22 @@ def test_disabled_xray_plans_nothing_of_it(run_stack):
     result = run_stack("staging", overrides={"xray": {"enabled": False}})
     assert result.violations == [], [str(v) for v in result.violations]
     assert not _xray(result) and "xrayDaemonAddress" not in result.outputs
+
+
+def test_each_collector_tier_admits_only_its_senders(planned) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: only the agents reach the gateway (IRSA writes to X-Ray), only the cluster's pods the agents."""
+    from infra.components import xray
+
+    for result in planned.values():
+        policies = {r.inputs["metadata"]["name"]: r.inputs["spec"]
+                    for r in result.plan.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
+        gateway = policies[f"{xray.GATEWAY}-ingress"]
+        assert gateway["podSelector"]["matchLabels"] == xray.labels(xray.GATEWAY)
+        assert gateway["ingress"][0]["from"] == [{"podSelector": {"matchLabels": xray.labels(xray.AGENT)}}]
+        assert {p["port"] for p in gateway["ingress"][0]["ports"]} == {
+            p["containerPort"] for p in xray.GATEWAY_PORTS}
+        agent = policies[f"{xray.AGENT}-ingress"]
+        assert agent["ingress"][0]["from"] == [{"namespaceSelector": {}}]
+        assert {p["port"] for p in agent["ingress"][0]["ports"]} == {p["containerPort"] for p in xray.AGENT_PORTS}
+        # Nothing else is admitted: the other rule opens the health port only.
+        assert [r["ports"] for r in gateway["ingress"][1:]] == [[{"protocol": "TCP", "port": oc.HEALTH_PORT}]]

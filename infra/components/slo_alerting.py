@@ -41,6 +41,8 @@ COMPONENT = "slo-alerting"
 TOKEN = "akidb:slo-alerting:SloAlerting"
 FUNCTION_FOLDER = "runbook_automation"
 WEBHOOK_ROUTE = "POST /pagerduty"
+WEBHOOK_ROUTE_RPS, WEBHOOK_ROUTE_BURST = 50, 100  # the webhook route's own throttle
+DEFAULT_ROUTE_RPS, DEFAULT_ROUTE_BURST = 5, 10  # every other path: nothing legitimate calls it
 RECEIVER_TIMEOUT_S = 4  # PagerDuty waits 5 s for a 2xx
 WORKER_TIMEOUT_S = 60
 PAGERDUTY_SNS_URL = "https://events.pagerduty.com/integration/{key}/enqueue"
@@ -255,6 +257,8 @@ class SloAlerting(pulumi.ComponentResource):
             ttl=aws.dynamodb.TableTtlArgs(attribute_name="expires_at", enabled=True),
             server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True, kms_key_arn=key.arn),
             point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+            # Pulumi's protect guards `pulumi destroy`; this guards the console and the API too (issue 12).
+            deletion_protection_enabled=ctx.protect(),
             opts=stateful)
         dlq_name, queue_name = n.physical("runbook-jobs-dlq"), n.physical("runbook-jobs")
         dlq = aws.sqs.Queue(f"{name}-jobs-dlq", region=region, name=dlq_name,
@@ -349,8 +353,14 @@ class SloAlerting(pulumi.ComponentResource):
             retention_in_days=rb.log_retention_days, opts=child)
         aws.apigatewayv2.Stage(
             f"{name}-api-stage", region=region, api_id=api.id, name="$default", auto_deploy=True,
+            # Anything but the webhook route gets next to nothing; the webhook route its own budget, far above
+            # PagerDuty's delivery rate. Unsigned requests on it are refused by the receiver's signature-shape
+            # check before any AWS call, so a flood costs little (API Gateway cannot tell signed from unsigned).
             default_route_settings=aws.apigatewayv2.StageDefaultRouteSettingsArgs(
-                throttling_burst_limit=20, throttling_rate_limit=10),
+                throttling_burst_limit=DEFAULT_ROUTE_BURST, throttling_rate_limit=DEFAULT_ROUTE_RPS),
+            route_settings=[aws.apigatewayv2.StageRouteSettingArgs(
+                route_key=WEBHOOK_ROUTE, throttling_burst_limit=WEBHOOK_ROUTE_BURST,
+                throttling_rate_limit=WEBHOOK_ROUTE_RPS)],
             access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
                 destination_arn=known_after(access_logs, arns.log_group(region, access_logs_name)),
                 format=json.dumps({"requestId": "$context.requestId", "ip": "$context.identity.sourceIp",

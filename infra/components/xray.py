@@ -178,6 +178,7 @@ class Tracing(pulumi.ComponentResource):
 
         self._gateway(cfg.collector_image, cfg.gateway_replicas, gateway_cm, gateway_sum, gateway_deps)
         self._agent(cfg.collector_image, agent_cm, agent_sum, agent_deps)
+        self._network_policies()
         self._sampling_rules()
         self.group_arns = self._groups_and_insights(args.alert_topic_arn)
         self.register_outputs({"daemonAddress": self.daemon_address, "groupArns": self.group_arns})
@@ -293,6 +294,28 @@ class Tracing(pulumi.ComponentResource):
             },
             opts=self._child(),
         )
+
+    def _network_policies(self) -> None:
+        """Only the agents may reach the gateway (it writes to X-Ray with its IRSA role); only pods of this
+        cluster may reach the agents. Health checks stay open to the kubelet; egress (X-Ray, STS) is not limited."""
+        health = {"protocol": "TCP", "port": oc.HEALTH_PORT}
+        for tier, ports, sources in (
+                (GATEWAY, GATEWAY_PORTS, [{"podSelector": {"matchLabels": labels(AGENT)}}]),
+                (AGENT, AGENT_PORTS, [{"namespaceSelector": {}}])):
+            k8s.networking.v1.NetworkPolicy(
+                f"{self._name}-{tier}-ingress",
+                metadata=self._meta(f"{tier}-ingress", tier),
+                spec={
+                    "podSelector": {"matchLabels": labels(tier)},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        {"from": sources,
+                         "ports": [{"protocol": p["protocol"], "port": p["containerPort"]} for p in ports]},
+                        {"ports": [health]},
+                    ],
+                },
+                opts=self._child(),
+            )
 
     # ------------------------------------------------------------------------------------------------ AWS
     def _sampling_rules(self) -> None:
