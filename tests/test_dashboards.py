@@ -54,7 +54,7 @@ def test_drift_is_reported():
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_every_stack_gets_its_dashboards(planned, stack):
     result = planned[stack]
-    assert set(_bodies(result)) == {"edge", "anomaly", "slo", "probes"}
+    assert set(_bodies(result)) == {"edge", "anomaly", "slo", "probes", "outcomes"}
     keys = {k for cm in grafana_config_maps(result.plan) for k in cm.inputs["data"]}
     assert keys == {"golden-signals.json", "slo.json"}
     assert _mine(result) == []
@@ -203,9 +203,11 @@ def test_slo_board_draws_every_tier_and_is_the_one_alerts_link_to():
 
 
 def test_disabled_components_get_no_widgets(run_stack):
-    # The probes board reads only the probes: switch them off too to see no CloudWatch dashboard at all.
+    # The probes board reads only the probes, the outcomes board the runbook webhook's incident timeline: switch
+    # them off too to see no CloudWatch dashboard at all.
     result = run_stack("staging", overrides={"emfEdge": {"enabled": False}, "anomaly": {"enabled": False},
-                                             "dashboards": {"synthetics": {"enabled": False}}})
+                                             "dashboards": {"synthetics": {"enabled": False}},
+                                             "sloAlerting": {"runbooks": {"enabled": False}}})
     assert _mine(result) == []
     assert result.plan.of_type(DASHBOARD) == []  # edge, anomaly and the edge SLO board all read disabled parts
     assert grafana_config_maps(result.plan)
@@ -222,7 +224,7 @@ def test_without_kubernetes_only_cloudwatch_is_deployed(run_stack):
     result = run_stack("staging", overrides={"kubernetes": {"enabled": False}, "xray": {"enabled": False}})
     assert result.config_problems == [] and _mine(result) == []
     assert grafana_config_maps(result.plan) == []
-    assert len(result.plan.of_type(DASHBOARD)) == 4  # edge, anomaly, slo, probes
+    assert len(result.plan.of_type(DASHBOARD)) == 5  # edge, anomaly, slo, probes, outcomes
 
 
 def test_bad_dashboard_settings_are_config_errors(run_stack):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.config import StackConfig
+from infra.dashboard_defs import outcomes
 from infra.dashboard_defs.probes import probe_checks
 from lambdas.anomaly_core import metrics as anomaly_metrics_contract
 from lambdas.canary import probes
@@ -85,8 +86,16 @@ def probe_metrics(cfg: StackConfig) -> set[Emitted]:
             for region in s.probe_regions for check in probe_checks(cfg) for name, _ in probes.METRICS}
 
 
+def outcome_metrics(cfg: StackConfig) -> set[Emitted]:
+    """The incident timeline's figures (lambdas/runbook_automation/timeline.py), stack-wide series in the home
+    region (the per-service ones are read through SEARCH)."""
+    if not (cfg.slo_alerting.enabled and cfg.slo_alerting.runbooks.enabled):
+        return set()
+    return {Emitted(outcomes.OUTCOME_NAMESPACE, t.metric, (), cfg.aws.region) for t in outcomes.TARGETS}
+
+
 def stack_metrics(cfg: StackConfig) -> set[Emitted]:
-    return edge_metrics(cfg) | anomaly_metrics(cfg) | probe_metrics(cfg)
+    return edge_metrics(cfg) | anomaly_metrics(cfg) | probe_metrics(cfg) | outcome_metrics(cfg)
 
 
 def check_metric(cfg: StackConfig, namespace: str, name: str, dimensions: Dims, region: str,

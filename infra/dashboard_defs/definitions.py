@@ -15,6 +15,7 @@ from infra.dashboard_defs.cloudwatch import AlarmRef, Dashboard
 from infra.dashboard_defs.edge import edge_dashboard
 from infra.dashboard_defs.grafana import GrafanaDashboard
 from infra.dashboard_defs.grafana_boards import grafana_boards
+from infra.dashboard_defs.outcomes import outcomes_dashboard
 from infra.dashboard_defs.probes import probes_dashboard
 from infra.dashboard_defs.slo import slo_dashboard
 
@@ -54,6 +55,8 @@ def cloudwatch_dashboards(cfg: StackConfig, alarms: AlarmInputs) -> list[Dashboa
         out.append(slo_dashboard(cfg, alarms.edge, refs(alarms.slo)))
     if cfg.dashboards.synthetics.enabled and alarms.probes:
         out.append(probes_dashboard(cfg, alarms.probes))
+    if cfg.slo_alerting.enabled and cfg.slo_alerting.runbooks.enabled:  # the incident timeline's figures
+        out.append(outcomes_dashboard(cfg))
     return out
 
 

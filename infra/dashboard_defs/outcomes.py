@@ -12,7 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from infra.dashboard_defs.cloudwatch import BLUE, ORANGE, RED, Expression, Graph, HLine, Metric, Widget
+from infra.config import StackConfig
+from infra.dashboard_defs.cloudwatch import (
+    BLUE,
+    ORANGE,
+    RED,
+    Dashboard,
+    Expression,
+    Graph,
+    HLine,
+    Metric,
+    Widget,
+    section,
+)
 
 OUTCOME_NAMESPACE = "AkiDB/Incidents"
 WEEK_S = 7 * 86400
@@ -94,3 +106,13 @@ def grafana_outcome_panels(region: str, namespace: str = OUTCOME_NAMESPACE,
                         for i, stat in enumerate(stats)],
         })
     return panels
+
+
+def outcomes_dashboard(cfg: StackConfig) -> Dashboard:
+    """Day 5: what the incident timeline measured, week by week, against the plan's targets."""
+    home = cfg.aws.region
+    note = ("From the PagerDuty incident timeline (signed V3 webhooks): time to detect = trigger - condition start, "
+            "to acknowledge and to resolve from the trigger. Red lines are the plan's targets; a week above one "
+            "opens a ticket.")
+    return Dashboard(key="outcomes", title="AkiDB outcomes: detection, response and pages against the plan",
+                     widgets=[section("Incident outcomes", note), *outcome_widgets(home)], start="-P90D")

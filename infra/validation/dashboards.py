@@ -139,7 +139,9 @@ def metric_widget_problems(cfg: StackConfig, widget: dict[str, Any], emitted: se
         if "expression" in opts:
             has_math = True
             # Metric math ids start lower-case; functions (SUM, METRICS, ...) are upper-case.
-            unknown = sorted(set(_MATH_ID.findall(str(opts["expression"]))) - ids)
+            # Quoted text (a SEARCH query, a stat such as 'p50') holds no ids.
+            bare = re.sub(r"'[^']*'|\"[^\"]*\"", "", str(opts["expression"]))
+            unknown = sorted(set(_MATH_ID.findall(bare)) - ids)
             if unknown:
                 problems.append(f"'{title}': expression {opts['expression']!r} refers to {', '.join(unknown)}, "
                                 f"not an id of this widget ({', '.join(sorted(ids)) or 'none'})")
