@@ -66,7 +66,8 @@ class EdgeModel:
 
     @property
     def meta(self) -> dict[str, object]:
-        return json.loads(self.meta_file.read_text())
+        meta: dict[str, object] = json.loads(self.meta_file.read_text())  # written by this module: an object
+        return meta
 
     @property
     def sha256(self) -> str:
@@ -142,7 +143,8 @@ def _export(src: Path, out: Path) -> None:
             self.bert = AutoModel.from_pretrained(str(src))
 
         def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-            return self.bert(input_ids=input_ids).last_hidden_state
+            hidden: torch.Tensor = self.bert(input_ids=input_ids).last_hidden_state  # transformers is untyped
+            return hidden
 
     model = Encoder().eval()
     ids = torch.ones((1, 16), dtype=torch.int64)
