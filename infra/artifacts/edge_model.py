@@ -66,8 +66,7 @@ class EdgeModel:
 
     @property
     def meta(self) -> dict[str, object]:
-        meta: dict[str, object] = json.loads(self.meta_file.read_text())  # written by this module: an object
-        return meta
+        return json.loads(self.meta_file.read_text())
 
     @property
     def sha256(self) -> str:
@@ -143,8 +142,7 @@ def _export(src: Path, out: Path) -> None:
             self.bert = AutoModel.from_pretrained(str(src))
 
         def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-            hidden: torch.Tensor = self.bert(input_ids=input_ids).last_hidden_state  # transformers is untyped
-            return hidden
+            return self.bert(input_ids=input_ids).last_hidden_state
 
     model = Encoder().eval()
     ids = torch.ones((1, 16), dtype=torch.int64)
