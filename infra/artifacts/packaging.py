@@ -185,10 +185,10 @@ def _entries(function: str, function_dir: Path, deps: Path | None,
              baked: dict[str, bytes], lambdas_dir: Path) -> list[tuple[str, Path | bytes]]:
     entries: dict[str, Path | bytes] = {}
     for f in _walk(function_dir):
-        rel = f.relative_to(function_dir)
-        if rel.parts[0] in {"requirements.txt", "include.txt", "exclude.txt"}:
+        rel_path = f.relative_to(function_dir)
+        if rel_path.parts[0] in {"requirements.txt", "include.txt", "exclude.txt"}:
             continue
-        entries[f"{function}/{rel.as_posix()}"] = f
+        entries[f"{function}/{rel_path.as_posix()}"] = f
     for extra in _read_lines(function_dir / "include.txt"):
         src = lambdas_dir / extra
         if not src.is_dir():

@@ -157,7 +157,7 @@ class PythonFunction:
             skip_destroy=True if spec.retain else None,
             opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=spec.retain or None,
                                         depends_on=[policy, *log_groups, *spec.depends_on]),
-            **code,  # type: ignore[arg-type]
+            **code,
         )
         self.arn = iam.known_after(self.function, arns.function(home, spec.name))
         self.invoke_arn = iam.known_after(self.function, arns.function_invoke(home, spec.name))

@@ -70,7 +70,7 @@ def create_alerting_path_alarms(name: str, ctx: StackContext, inputs: AlertingPa
         target = inputs.topics.arns[region][severity]
         aws.cloudwatch.MetricAlarm(
             f"{name}-path-{region}-{key}", region=region, name=alarm_name, alarm_description=description,
-            period=PERIOD_S, alarm_actions=[target], ok_actions=[target], opts=child, **kwargs)  # type: ignore[arg-type]
+            period=PERIOD_S, alarm_actions=[target], ok_actions=[target], opts=child, **kwargs)
         out.setdefault(region, []).append(alarm_name)
 
     for region, by_severity in inputs.topics.arns.items():

@@ -74,7 +74,9 @@ def _body(board: Dashboard, account_id: pulumi.Input[str]) -> pulumi.Input[str]:
     """Plain text when the account id is (from config); else resolved from the invoke, known at preview too."""
     if isinstance(account_id, str):
         return body_json(board, account_id)
-    return pulumi.Output.from_input(account_id).apply(lambda acct: body_json(board, acct))
+    # Annotated: without the target type mypy cannot pick a from_input overload for Awaitable | Output.
+    account: pulumi.Output[str] = pulumi.Output.from_input(account_id)
+    return account.apply(lambda acct: body_json(board, acct))
 
 
 class Dashboards(pulumi.ComponentResource):

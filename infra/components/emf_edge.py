@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,7 +177,7 @@ class EmfEdge(pulumi.ComponentResource):
 
     # ------------------------------------------------------------------------------------------------ alarms
     def _alarms(self, name: str, ctx: StackContext, region: str,
-                topics: dict[str, pulumi.Input[str]]) -> list[str]:
+                topics: Mapping[str, pulumi.Input[str]]) -> list[str]:
         cfg = ctx.config.emf_edge
         a = cfg.alarms
         dims = {emf.EDGE_REGION: region}  # replicas in `region` emit EdgeRegion=<region> (AWS_REGION)
@@ -262,4 +263,5 @@ class EmfEdge(pulumi.ComponentResource):
                 geo_restriction=aws.cloudfront.DistributionRestrictionsGeoRestrictionArgs(restriction_type="none")),
             viewer_certificate=aws.cloudfront.DistributionViewerCertificateArgs(cloudfront_default_certificate=True),
             opts=child)
-        return dist.domain_name
+        domain_name: pulumi.Output[str] = dist.domain_name  # pulumi_aws is not followed (pyproject): Any here
+        return domain_name

@@ -8,6 +8,7 @@ target" alarms (tickets, to the P2 topic). Called by SloAlerting._runbooks with 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +83,7 @@ def webhook_dedupe_statement(table_arn: pulumi.Input[str]) -> dict[str, Any]:
                          sid="Dedupe")
 
 
-def bounded_scale_statements(asg_arns: list[pulumi.Output[str]], max_capacity: int) -> list[dict[str, Any]]:
+def bounded_scale_statements(asg_arns: Sequence[pulumi.Input[str]], max_capacity: int) -> list[dict[str, Any]]:
     """Scale only the allow-listed ASGs, and UpdateAutoScalingGroup only to a MaxSize <= maxCapacity with nothing
     else changed that IAM can see (autoscaling:MaxSize/MinSize/LaunchConfigurationName/VPCZoneIdentifiers/
     InstanceTypes are condition keys of UpdateAutoScalingGroup). IAM has no key for DesiredCapacity: AWS itself

@@ -34,8 +34,8 @@ from infra.slo.alertmanager import (
     expected_receivers,
 )
 from infra.slo.render import dump
-from infra.slo.rules import LinkSettings, rule_files
-from infra.slo.spec import Slo
+from infra.slo.rules import rule_files
+from infra.slo.spec import LinkSettings, Slo
 
 COMPONENT = "slo-alerting"
 TOKEN = "akidb:slo-alerting:SloAlerting"
@@ -148,22 +148,25 @@ class SloAlerting(pulumi.ComponentResource):
         self.alertmanager_secret = cfg.alertmanager_secret_name
         key = ctx.config.secrets.pagerduty_routing_key
         if cfg.paging_enabled and key is not None:
+            # Annotated: without the target type mypy infers Output.secret's type variable as Never.
+            routing_key: pulumi.Output[str] = pulumi.Output.secret(key)
             k8s.core.v1.Secret(
                 f"{name}-pagerduty-routing-key",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=ROUTING_KEY_SECRET, namespace=kcfg.namespace,
                                                     labels=labels),
                 type="Opaque",
-                string_data={"routing-key": pulumi.Output.secret(key)},
+                string_data={"routing-key": routing_key},
                 opts=child,
             )
         slack = ctx.config.secrets.slack_webhook_url
         if slack is not None:
+            slack_url: pulumi.Output[str] = pulumi.Output.secret(slack)
             # Mounted through the Alertmanager's spec.secrets; the config reads it with api_url_file.
             k8s.core.v1.Secret(
                 f"{name}-slack-webhook",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=SLACK_SECRET, namespace=kcfg.namespace, labels=labels),
                 type="Opaque",
-                string_data={"webhook-url": pulumi.Output.secret(slack)},
+                string_data={"webhook-url": slack_url},
                 opts=child,
             )
 
@@ -247,8 +250,9 @@ class SloAlerting(pulumi.ComponentResource):
         webhook_secret = ctx.config.secrets.pagerduty_webhook_secret
         if webhook_secret is None:
             raise ValueError("sloAlerting.runbooks.enabled needs the secret pagerdutyWebhookSecret")
+        webhook_secret_value: pulumi.Output[str] = pulumi.Output.secret(webhook_secret)
         aws.secretsmanager.SecretVersion(f"{name}-webhook-secret-value", region=region, secret_id=secret.id,
-                                         secret_string=pulumi.Output.secret(webhook_secret), opts=child)
+                                         secret_string=webhook_secret_value, opts=child)
         table_name = n.physical("runbook-state")
         table = aws.dynamodb.Table(
             f"{name}-state", region=region, name=table_name,

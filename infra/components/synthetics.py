@@ -83,13 +83,17 @@ def create_probes(name: str, ctx: StackContext, topics: AlertTopics, parent: pul
     ), opts=child)
     for region in s.probe_regions:
         cname = canary_name(ctx, region)
-        settings = pulumi.Output.from_input(edge_url).apply(lambda url, c=cname: json.dumps({
-            "canary": c, "edge_url": url, "rest_url": s.rest_url, "health_paths": s.health_paths,
-            "embed_text": s.embed_text, "embed_dimensions": s.embed_dimensions,
-            "max_latency_ms": s.max_latency_ms,
-            # every check must fit in the run: split the timeout between them, with a margin
-            "request_timeout_s": round(max(1.0, (s.timeout_s - 2) / max(1, len(result.checks))), 1),
-        }, sort_keys=True))
+
+        def settings_json(url: str | None, c: str = cname) -> str:
+            return json.dumps({
+                "canary": c, "edge_url": url, "rest_url": s.rest_url, "health_paths": s.health_paths,
+                "embed_text": s.embed_text, "embed_dimensions": s.embed_dimensions,
+                "max_latency_ms": s.max_latency_ms,
+                # every check must fit in the run: split the timeout between them, with a margin
+                "request_timeout_s": round(max(1.0, (s.timeout_s - 2) / max(1, len(result.checks))), 1),
+            }, sort_keys=True)
+
+        settings = pulumi.Output.from_input(edge_url).apply(settings_json)
         aws.synthetics.Canary(
             f"{name}-probe-{region}", region=region, name=cname, runtime_version=s.runtime_version,
             zip_file=str(pkg.path), handler=HANDLER, execution_role_arn=role_arn,
@@ -128,7 +132,7 @@ def _alarms(name: str, ctx: StackContext, region: str, cname: str, checks: list[
         aws.cloudwatch.MetricAlarm(
             f"{name}-probe-{region}-{key.replace('/', '-')}", region=region, name=alarm_name,
             alarm_description=description, period=period, alarm_actions=[topics[severity]],
-            ok_actions=[topics[severity]], opts=child, **kwargs)  # type: ignore[arg-type]
+            ok_actions=[topics[severity]], opts=child, **kwargs)
         names.append(alarm_name)
 
     m_of_n = {"evaluation_periods": s.evaluation_periods, "datapoints_to_alarm": s.datapoints_to_alarm}

@@ -25,7 +25,11 @@ def statement(actions: list[str], resources: Sequence[Any] | pulumi.Input[str], 
         stmt["Sid"] = sid
     if principals is not None:
         stmt["Principal"] = principals
-    stmt["Resource"] = resources if isinstance(resources, (str, pulumi.Output)) else list(resources)
+    # One ARN (plain, Output or awaitable) stays as it is; a sequence of ARNs becomes a list.
+    if isinstance(resources, Sequence) and not isinstance(resources, str):
+        stmt["Resource"] = list(resources)
+    else:
+        stmt["Resource"] = resources
     if conditions:
         stmt["Condition"] = conditions
     return stmt

@@ -115,9 +115,9 @@ def check_metric(cfg: StackConfig, namespace: str, name: str, dimensions: Dims, 
     same_name = sorted({(e.dimensions, e.region) for e in catalog if (e.namespace, e.name) == (namespace, name)})
     if not same_name:
         return f"{namespace} {name} is emitted by nothing in this stack"
-    regions = sorted({r for _, r in same_name})
-    if region not in regions:
-        return f"{namespace} {name} is emitted in {', '.join(regions)}, not {region}"
+    emitting_regions = sorted({r for _, r in same_name})
+    if region not in emitting_regions:
+        return f"{namespace} {name} is emitted in {', '.join(emitting_regions)}, not {region}"
     sets = sorted({str(dict(d)) for d, r in same_name if r == region})
     return (f"{namespace} {name} with dimensions {dict(dimensions)} is not emitted in {region}; "
             f"emitted dimension sets: {', '.join(sets)}")

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from infra.core.paths import BUILD_DIR, DASHBOARDS_DIR
 
@@ -106,7 +107,7 @@ def _draw_cw(ax: Axes, widget: dict[str, Any]) -> None:
         names = [a.rsplit(":alarm:", 1)[-1] for a in props.get("alarms", [])]
         for i, name in enumerate(names[:8]):
             y = 0.9 - i * 0.12
-            ax.add_patch(plt.Rectangle((0.01, y - 0.04), 0.1, 0.09, color="#2ca02c", transform=ax.transAxes))
+            ax.add_patch(Rectangle((0.01, y - 0.04), 0.1, 0.09, color="#2ca02c", transform=ax.transAxes))
             ax.text(0.06, y, "OK", color="white", fontsize=6, ha="center", va="center", transform=ax.transAxes)
             ax.text(0.13, y, name, fontsize=6, va="center", transform=ax.transAxes)
         return
@@ -128,7 +129,8 @@ def _draw_cw(ax: Axes, widget: dict[str, Any]) -> None:
     series = [sample_series(title, label, i, hlines, share) for i, (label, _) in enumerate(lines)]
     colors = [c for _, c in lines]
     if props.get("stacked") and series:
-        ax.stackplot(x, *series, labels=[lbl for lbl, _ in lines], colors=colors, alpha=0.8)
+        # A None colour is the default colour at run time; matplotlib's stubs do not allow it in `colors`.
+        ax.stackplot(x, *series, labels=[lbl for lbl, _ in lines], colors=colors, alpha=0.8)  # type: ignore[arg-type]
     else:
         for s, (label, color) in zip(series, lines, strict=True):
             ax.plot(x, s, label=label, color=color, lw=1)
@@ -200,9 +202,9 @@ def _draw_grafana(ax: Axes, panel: dict[str, Any]) -> None:
                 if value >= limit:
                     color = c
             shown = f"{value:.0%}" if unit == "percentunit" else f"{value:.0f} {unit}"
-            x = (i + 0.5) / max(len(legends), 1)
-            ax.text(x, 0.45, shown, fontsize=16, ha="center", color=color, transform=ax.transAxes)
-            ax.text(x, 0.15, legend, fontsize=6, ha="center", transform=ax.transAxes)
+            x_pos = (i + 0.5) / max(len(legends), 1)
+            ax.text(x_pos, 0.45, shown, fontsize=16, ha="center", color=color, transform=ax.transAxes)
+            ax.text(x_pos, 0.15, legend, fontsize=6, ha="center", transform=ax.transAxes)
         return
     draw = defaults.get("custom", {}).get("thresholdsStyle", {}).get("mode", "off") != "off"
     share = unit == "percentunit" and defaults.get("max") == 1

@@ -13,7 +13,18 @@ from collections.abc import Mapping, Sequence
 from infra.config import StackConfig
 from infra.config.dashboards import schedule_minutes
 from infra.core.naming import Naming
-from infra.dashboard_defs.cloudwatch import PALETTE, RED, AlarmRef, Alarms, Dashboard, Graph, HLine, Metric, section
+from infra.dashboard_defs.cloudwatch import (
+    PALETTE,
+    RED,
+    AlarmRef,
+    Alarms,
+    Dashboard,
+    Graph,
+    HLine,
+    Metric,
+    Widget,
+    section,
+)
 from lambdas.canary import probes
 
 SYNTHETICS_NAMESPACE = "CloudWatchSynthetics"
@@ -45,7 +56,7 @@ def probes_dashboard(cfg: StackConfig, alarms: Mapping[str, Sequence[str]]) -> D
     colors = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(regions)}
     checks = probe_checks(cfg)
     home = cfg.aws.region
-    widgets = [section("Synthetic probes",
+    widgets: list[Widget] = [section("Synthetic probes",
                        f"One canary per probe region, {s.schedule}: POST /embed through CloudFront (384 floats, "
                        "trace header kept) and the REST health endpoints. Success is the share of passing runs.")]
     if probes.EMBED_CHECK in checks:

@@ -108,7 +108,7 @@ def import_id(entry: dict[str, Any], doc: dict[str, Any]) -> str:
     for key in ("name", "bucket", "alarmName", "dashboardName"):
         if inputs.get(key):
             return str(inputs[key])
-    return "<id: see the pulumi-aws import docs for " + t + ">"
+    return f"<id: see the pulumi-aws import docs for {t}>"
 
 
 def _same_key(alias: dict[str, Any], key: dict[str, Any]) -> bool:

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infra.slo.rules import DEFAULT_LINKS, LinkSettings
-from infra.slo.spec import ABSENT_ALERT, BUCKET_ALERT, BURN_ALERT, HEARTBEAT_ALERT, Slo
+from infra.slo.spec import ABSENT_ALERT, BUCKET_ALERT, BURN_ALERT, DEFAULT_LINKS, HEARTBEAT_ALERT, LinkSettings, Slo
 from infra.slo.symptoms import EXPLAINED_BY_SERVICE_DOWN, SERVICE_DOWN_ALERT
 
 # Alertmanager receivers (names are what `amtool config routes test --verify.receivers` checks).

@@ -27,9 +27,9 @@ import yaml
 
 from infra.core.paths import RULES_DIR
 from infra.slo.render import dump as dump_rules
-from infra.slo.rules import META_FILE, SLO_FILE, SYMPTOMS_RULE_FILE, rule_files
+from infra.slo.rules import META_FILE, SLO_FILE, rule_files
 from infra.slo.spec import BURN_RATE_TIERS, duration_seconds, load_slos
-from infra.slo.symptoms import IN_PROGRESS, MEMORY_LIMIT, UP, WORKING_SET, load_symptoms
+from infra.slo.symptoms import IN_PROGRESS, MEMORY_LIMIT, SYMPTOMS_RULE_FILE, UP, WORKING_SET, load_symptoms
 
 ORIGINAL_RULES = RULES_DIR / "reference" / "plan-original.rules.yml"
 JOB = "akidb-rest"
@@ -61,9 +61,14 @@ class Scenario:
         req = rng.poisson(lam)
         err = rng.binomial(req, np.clip(self.error_share(t), 0, 1))
         slow = rng.binomial(req, np.clip(self.slow_share(t), 0, 1))
-        per_step = lambda x: x.reshape(n, self.step_s).sum(axis=1)  # noqa: E731
+        def per_step(x: np.ndarray) -> np.ndarray:
+            totals: np.ndarray = x.reshape(n, self.step_s).sum(axis=1)
+            return totals
+
+        def cum(x: np.ndarray) -> np.ndarray:
+            return np.concatenate([[0], np.cumsum(x)])
+
         req_s, err_s, slow_s = per_step(req), per_step(err), per_step(slow)
-        cum = lambda x: np.concatenate([[0], np.cumsum(x)])  # noqa: E731
         return {
             f'akidb_requests_total{{job="{JOB}",status="200"}}': cum(req_s - err_s),
             f'akidb_requests_total{{job="{JOB}",status="500"}}': cum(err_s),

@@ -370,6 +370,8 @@ def slo_from_openslo(doc: Any, index: int = 0) -> tuple[Slo | None, list[str]]:
                  f"(known: {', '.join(RUNBOOK_IDS)})")
     if p:
         return None, p
+    # No problem reported means the checks above held (restated for the type checker).
+    assert isinstance(service, str) and isinstance(target, int | float)
     return Slo(
         name=name, service=service, kind=kind, objective=float(target), window_days=window_days,
         description=str(spec.get("description", "")), display_name=str(_get(doc, "metadata.displayName") or name),

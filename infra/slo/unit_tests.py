@@ -12,14 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from infra.slo.rules import BUDGET_FILE, DEFAULT_LINKS, META_FILE, SLO_FILE, LinkSettings, burn_alert, meta_alerts
+from infra.slo.rules import BUDGET_FILE, META_FILE, SLO_FILE, burn_alert, meta_alerts
 from infra.slo.spec import (
     ABSENT_ALERT,
     BUCKET_ALERT,
     BURN_ALERT,
     BURN_RATE_TIERS,
+    DEFAULT_LINKS,
     HEARTBEAT_ALERT,
     BurnRateTier,
+    LinkSettings,
     Slo,
     duration_seconds,
     error_budget_remaining_metric,

@@ -152,6 +152,8 @@ def run_drill(log: Callable[[str], None] = lambda _line: None) -> DrillResult:
             if out["errors"]:
                 raise RuntimeError(f"detector failed before the disaster: {out}")
         before = get_json(s3, BUCKET, state_key(METRIC))
+        if before is None:
+            raise RuntimeError(f"the detector wrote no state to s3://{BUCKET}/{state_key(METRIC)} before the disaster")
         result.steps.append(("detector, 3 runs before the disaster", 0.0,
                              f"state last_ts={before['last_ts']:.0f}, "
                              f"{len(before['confidence']['residuals'])} residuals"))
@@ -183,6 +185,8 @@ def run_drill(log: Callable[[str], None] = lambda _line: None) -> DrillResult:
         after_run = detector.run(cfg, det_clients, targets, t + 30)
         result.errors_after_restore = int(after_run["errors"])
         after = get_json(s3, BUCKET, state_key(METRIC))
+        if after is None:
+            raise RuntimeError(f"the detector wrote no state to s3://{BUCKET}/{state_key(METRIC)} after the restore")
         # The restored memory continues (its residuals plus this run's), instead of a fresh seeded state.
         old, new = before["confidence"]["residuals"], after["confidence"]["residuals"]
         # (the history is a bounded window: the oldest residual may have rolled out.)

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from infra.config import AWS_REGION_PATTERN
 
@@ -125,7 +125,7 @@ def find_trace(client: Any, trace_id: str, start: float, end: float, *, timeout_
             page = client.get_trace_summaries(**kwargs)
             for summary in page.get("TraceSummaries", []):
                 if summary.get("Id") == trace_id:
-                    return summary
+                    return cast(dict[str, Any], summary)  # boto3 is untyped: the response is Any
             token = page.get("NextToken")
             if not token:
                 break

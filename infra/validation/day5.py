@@ -73,7 +73,8 @@ def canary_runtime_and_schedule(plan: Plan) -> Iterator[Violation]:
 def _provider_component(provider: PlannedResource) -> str | None:
     raw = provider.inputs.get("defaultTags")
     tags = (json.loads(raw) if isinstance(raw, str) else raw or {}).get("tags", {})
-    return tags.get("component")
+    component = tags.get("component")
+    return component if isinstance(component, str) else None
 
 
 def _topic_policy_allows(plan: Plan, topic_arn: str, service: str) -> bool:
@@ -170,8 +171,8 @@ def notification_paths(plan: Plan) -> list[tuple[str, str, str | None, str]]:
             for arn in n.get("subscriberSnsTopicArns") or []:
                 region, topic = _arn_region_name(str(arn))
                 out[("topic", region, topic)] = f"SNS topic {topic} ({region})"
-    for q in plan.of_type("aws:sqs/queue:Queue"):
-        policy = q.inputs.get("redrivePolicy")
+    for queue in plan.of_type("aws:sqs/queue:Queue"):
+        policy = queue.inputs.get("redrivePolicy")
         if isinstance(policy, str):
             region, dlq = _arn_region_name(json.loads(policy).get("deadLetterTargetArn", ""))
             out[("queue", region, dlq)] = f"SQS queue {dlq} ({region})"

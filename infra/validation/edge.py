@@ -160,12 +160,12 @@ def edge_emf_alarms_match(plan: Plan) -> Iterator[Violation]:
         for namespace, metric, dims, _stat in _alarm_metrics(alarm):
             if namespace not in watched_namespaces:
                 continue
-            fn = functions.get(namespace)
-            if fn is None:
+            emitting = functions.get(namespace)
+            if emitting is None:
                 yield Violation("edge_emf_alarms_match", alarm.label,
                                 f"watches namespace {namespace}, which no edge function in this plan emits")
                 continue
-            pkg = read_package(_package_path(fn))
+            pkg = read_package(_package_path(emitting))
             assert pkg is not None  # found above
             try:
                 found, doc_problems = _emitted(str(pkg.path), pkg.sha256, str(alarm.region))

@@ -7,7 +7,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from infra.slo.rules import LinkSettings, rule_files
+from infra.slo.rules import rule_files
+from infra.slo.spec import LinkSettings
 from infra.validation import Plan, Violation, rule
 
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"

@@ -8,9 +8,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .metrics import NAMESPACE
+
+# Prophet's two seasonality modes.
+SeasonalityMode = Literal["additive", "multiplicative"]
 
 SETTINGS_FILE = "settings.json"
 NAME_PATTERN = re.compile(r"^[a-z0-9_]{1,64}$")
@@ -25,7 +28,7 @@ class MetricSpec:
     name: str
     source: str  # "cloudwatch" | "prometheus"
     query: str
-    seasonality_mode: str = "additive"
+    seasonality_mode: SeasonalityMode = "additive"
     hourly_seasonality: bool = False
     mape_limit: float = 0.15
 

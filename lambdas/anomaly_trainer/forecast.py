@@ -38,6 +38,7 @@ _prepare_tmp()
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from anomaly_core.scoring import RESIDUAL_MEMORY, BandPoint, residual  # noqa: E402
+from anomaly_core.settings import SeasonalityMode  # noqa: E402
 from prophet import Prophet  # noqa: E402
 from prophet.serialize import model_to_json  # noqa: E402
 
@@ -53,7 +54,7 @@ class TrainingError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSettings:
-    seasonality_mode: str = "additive"
+    seasonality_mode: SeasonalityMode = "additive"
     hourly: bool = False
     uncertainty_samples: int = 1000  # Prophet's default: fewer samples made the band (and NAB score) jump +-6 points
     changepoint_prior_scale: float = 0.05

@@ -55,8 +55,9 @@ class ProbeSettings:
             raise SettingsError(f"CANARY_SETTINGS is not JSON ({err}); expected an object") from err
         if not isinstance(raw, dict):
             raise SettingsError("CANARY_SETTINGS must be a JSON object")
-        required = {"canary": str, "embed_text": str, "embed_dimensions": int, "max_latency_ms": (int, float),
-                    "request_timeout_s": (int, float)}
+        required: dict[str, type | tuple[type, ...]] = {
+            "canary": str, "embed_text": str, "embed_dimensions": int, "max_latency_ms": (int, float),
+            "request_timeout_s": (int, float)}
         for key, tp in required.items():
             if not isinstance(raw.get(key), tp):
                 raise SettingsError(f"CANARY_SETTINGS.{key} = {raw.get(key)!r}: expected {tp}")

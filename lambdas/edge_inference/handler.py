@@ -29,7 +29,7 @@ UNCONFIGURED_MODEL = "unconfigured"
 
 
 def _default_s3(settings: Settings) -> S3Getter:
-    import boto3  # type: ignore[import-untyped]  # the runtime provides it; lazy so tests and the plan need no AWS
+    import boto3  # the runtime provides it; lazy so tests and the plan need no AWS
 
     client: S3Getter = boto3.client("s3", region_name=settings.bucket_region)
     return client

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type information
+import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from .digest import file_sha256
