@@ -250,3 +250,16 @@ def test_pagerduty_templates_parse(tmp_path: Path) -> None:
     broken = run("amtool", "template", "render", f"--template.glob={tmp_path / 'none.tmpl'}",
                  "--template.text={{ range $i $a := .Alerts }}")
     assert broken.returncode != 0
+
+
+def test_pagerduty_details_carry_what_the_incident_timeline_correlates_on() -> None:
+    """Without severity and the condition start in the details, MTTD is never published for Alertmanager pages."""
+    from lambdas.runbook_automation import timeline
+
+    cfg = alertmanager_config(load_slos(), paging=True)
+    for receiver in cfg["receivers"]:
+        for pd in receiver.get("pagerduty_configs", []):
+            details = pd["details"]
+            assert "severity" in details and ".CommonLabels.severity" in details["severity"]
+            (start_key,) = [k for k in details if k in timeline.CONDITION_START_KEYS]
+            assert "StartsAt" in details[start_key]

@@ -67,6 +67,11 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
         "firing": "{{ .Alerts.Firing | len }}",
         "service": "{{ .CommonLabels.service }}",
         "slo": "{{ .CommonLabels.slo }}",
+        # The incident timeline (lambdas/runbook_automation/timeline.py) correlates pages by these: time to detect
+        # is the trigger minus the first alert's start.
+        "severity": "{{ .CommonLabels.severity }}",
+        "condition_started_at": ('{{ range $i, $a := .Alerts }}{{ if eq $i 0 }}'
+                                 '{{ $a.StartsAt.Format "2006-01-02T15:04:05Z07:00" }}{{ end }}{{ end }}'),
         "tiers": "{{ range .Alerts.Firing }}{{ .Labels.tier }} {{ end }}",
         "burn_rate": first("burn_rate"),
         "budget_consumed": first("budget_consumed"),
