@@ -31,7 +31,7 @@ from typing import Any
 import pulumi
 
 from infra.artifacts.packaging import LambdaPackage, read_package
-from infra.config import PROJECT, ConfigError, load_stack_config
+from infra.config import PROJECT, ConfigError, StackConfig, load_stack_config
 from infra.core.paths import BUILD_DIR, ROOT
 from infra.core.plan import Plan, PlannedResource, Violation
 from infra.offline.mocks import RecordingMocks, RecordingMonitor, Registration, as_plain
@@ -146,6 +146,57 @@ def _region(reg: Registration, providers: dict[str, Registration]) -> str | None
     return resource_region(reg.type, reg.inputs, prov.inputs if prov is not None else None)
 
 
+def prepare_stack_file(stack: str, config_path: Path | None, stack_file: StackFile | None, *,
+                       offline_secrets: bool) -> tuple[StackFile | None, list[str], list[str]]:
+    """The stack file a run uses: (file or None, stood-in secret keys, problems). Stand-ins only when asked for;
+    encrypted values cannot be decrypted offline, so without the switch they are a problem, as the CLI's would be."""
+    if stack_file is None:
+        try:
+            stack_file = read_stack_file(stack, config_path)
+        except StackFileError as err:
+            return None, [], [str(err)]
+    if offline_secrets:
+        stack_file, stood_in = with_offline_secrets(stack_file)
+        return stack_file, stood_in, []
+    if stack_file.encrypted:
+        return None, [], [f"{key}: encrypted (`secure:`) values cannot be decrypted offline; rerun with "
+                          f"--offline-secrets to plan with a stand-in" for key in stack_file.encrypted]
+    return stack_file, [], []
+
+
+@dataclass
+class ProgramRun:
+    """One run of the program under the mock runtime: the parsed config, what was registered, the outputs."""
+
+    config: StackConfig
+    monitor: RecordingMonitor
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def run_program(stack_file: StackFile, *, preview: bool = False) -> ProgramRun:
+    """Run `build()` once on a fresh event loop and mock runtime; raises ConfigError for an invalid config.
+
+    With `preview`, computed outputs stay unknown (a first `pulumi preview`) and the outputs are not resolved."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    monitor = configure_mock_runtime(stack_file, preview=preview)
+    holder: dict[str, Any] = {}
+
+    def program() -> Any:
+        cfg = load_stack_config()
+        holder["config"] = cfg
+        outputs = build(cfg)
+        return None if preview else _resolve(outputs, stack_file.placeholders, holder)
+
+    try:
+        pulumi.runtime.test(program)()
+    finally:
+        pulumi.runtime.reset_options()
+        loop.close()
+        asyncio.set_event_loop(None)
+    return ProgramRun(config=holder["config"], monitor=monitor, outputs=holder.get("outputs", {}))
+
+
 def run_plan(stack: str = "staging", *, config_path: Path | None = None, quiet: bool = False,
              write: bool = True, stack_file: StackFile | None = None,
              offline_secrets: bool = False) -> PlanResult:
@@ -155,42 +206,20 @@ def run_plan(stack: str = "staging", *, config_path: Path | None = None, quiet: 
     the config needs and the file cannot give offline (never implicit: the CLI has no such fallback)."""
     started = time.perf_counter()
     result = PlanResult(stack=stack)
+    stack_file, result.stood_in, result.config_problems = prepare_stack_file(
+        stack, config_path, stack_file, offline_secrets=offline_secrets)
     if stack_file is None:
-        try:
-            stack_file = read_stack_file(stack, config_path)
-        except StackFileError as err:
-            result.config_problems = [str(err)]
-            return result
-    if offline_secrets:
-        stack_file, result.stood_in = with_offline_secrets(stack_file)
-    elif stack_file.encrypted:
-        result.config_problems = [f"{key}: encrypted (`secure:`) values cannot be decrypted offline; rerun with "
-                                  f"--offline-secrets to plan with a stand-in" for key in stack_file.encrypted]
         return result
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    monitor = configure_mock_runtime(stack_file)
-    holder: dict[str, Any] = {}
-
-    def program() -> Any:
-        cfg = load_stack_config()
-        holder["config"] = cfg
-        outputs = build(cfg)
-        return _resolve(outputs, stack_file.placeholders, holder)
-
     try:
-        pulumi.runtime.test(program)()
+        run = run_program(stack_file)
     except ConfigError as err:
         result.config_problems = [str(p) for p in err.problems]
         return result
-    finally:
-        pulumi.runtime.reset_options()
-        loop.close()
-        asyncio.set_event_loop(None)
+    monitor = run.monitor
     result.resources = collect(monitor, stack)
     result.options = {reg.urn: reg.options for reg in monitor.recorded if reg.options}
-    result.outputs = holder.get("outputs", {})
-    result.plan = Plan(resources=result.resources, config=holder["config"], outputs=result.outputs)
+    result.outputs = run.outputs
+    result.plan = Plan(resources=result.resources, config=run.config, outputs=result.outputs)
     result.violations = validate(result.plan)
     result.violations += _leaked_secrets(result, stack_file)
     if write:

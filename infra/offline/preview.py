@@ -11,7 +11,6 @@ Lambda function's settings (rule `known_at_preview`, infra/validation/preview.py
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import sys
 import warnings
@@ -19,13 +18,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pulumi
-
-from infra.config import PROJECT, ConfigError, StackConfig, load_stack_config
+from infra.config import PROJECT, ConfigError, StackConfig
 from infra.core.plan import Plan, PlannedResource, Violation
-from infra.offline.plan import collect, configure_mock_runtime
-from infra.offline.stackfile import StackFile, StackFileError, read_stack_file, with_offline_secrets
-from infra.program import build
+from infra.offline.plan import collect, prepare_stack_file, run_program
+from infra.offline.stackfile import StackFile
 from infra.validation.preview import known_at_preview, review_critical_unknowns, unknown_paths
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_aws(\..*)?")
@@ -117,33 +113,17 @@ def run_preview(stack: str = "staging", *, config_path: Path | None = None,
 
     `offline_secrets`: stand-ins for the secrets the config needs (as `plan --offline-secrets`)."""
     result = PreviewResult(stack=stack)
+    stack_file, _, result.config_problems = prepare_stack_file(stack, config_path, stack_file,
+                                                                offline_secrets=offline_secrets)
     if stack_file is None:
-        try:
-            stack_file = read_stack_file(stack, config_path)
-        except StackFileError as err:
-            result.config_problems = [str(err)]
-            return result
-    if offline_secrets:
-        stack_file, _ = with_offline_secrets(stack_file)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    monitor = configure_mock_runtime(stack_file, preview=True)
-    holder: dict[str, StackConfig] = {}
-
-    def program() -> None:
-        holder["config"] = load_stack_config()
-        build(holder["config"])
-
+        return result
     try:
-        pulumi.runtime.test(program)()
+        run = run_program(stack_file, preview=True)
     except ConfigError as err:
         result.config_problems = [str(p) for p in err.problems]
         return result
-    finally:
-        pulumi.runtime.reset_options()
-        loop.close()
-        asyncio.set_event_loop(None)
-    result.config = holder["config"]
+    monitor = run.monitor
+    result.config = run.config
     result.resources = collect(monitor, stack)
     result.protected = sorted(reg.urn for reg in monitor.recorded if reg.protect)
     result.violations = list(known_at_preview(Plan(resources=result.resources, config=result.config)))
