@@ -33,22 +33,13 @@ from infra.slo.symptoms import (
     SymptomSpec,
     symptom_alerts,
 )
+from infra.slo.unit_tests import fmt_duration as _fmt
+from infra.slo.unit_tests import fmt_num as _num
 
 SERVICE_DOWN_LIMIT_S = 180  # issue 14: a target that stops answering pages within 3 minutes
 TRAFFIC_DROP_LIMIT_S = 600  # ... and traffic that stops, within 10 minutes
 BURST_MAX_S = 180  # a burst "over within 3 minutes"
 DAY, WEEK = 86400, 7 * 86400
-
-
-def _fmt(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def _num(x: float) -> str:
-    return f"{x:.12g}"
 
 
 def counter(increments: Sequence[float]) -> str:

@@ -31,14 +31,16 @@ from infra.slo.spec import (
 RPS = 10.0  # request rate of the synthetic series: enough for every tier's low-traffic guard
 
 
-def _fmt_duration(seconds: int) -> str:
+def fmt_duration(seconds: int) -> str:
+    """A duration as promtool writes it (the largest whole unit)."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
 
 
-def _num(x: float) -> str:
+def fmt_num(x: float) -> str:
+    """A float for a promtool test, which compares exactly: 12 significant digits."""
     return f"{x:.12g}"
 
 
@@ -55,15 +57,15 @@ def _series(slo: Slo, ratio: float, interval_s: int, steps: int, *, rps: float =
 
     def counter(inc: float) -> str:
         if stop_after is None or stop_after >= steps:
-            return f"0+{_num(inc)}x{steps}"
-        return f"0+{_num(inc)}x{stop_after} {_num(inc * stop_after)}+0x{steps - stop_after}"
+            return f"0+{fmt_num(inc)}x{steps}"
+        return f"0+{fmt_num(inc)}x{stop_after} {fmt_num(inc * stop_after)}+0x{steps - stop_after}"
 
     def counter_good() -> str:
         good_inc = total_inc - bad_inc
         if stop_after is None or stop_after >= steps:
-            return f"0+{_num(good_inc)}x{steps}"
+            return f"0+{fmt_num(good_inc)}x{steps}"
         base = good_inc * stop_after
-        return f"0+{_num(good_inc)}x{stop_after} {_num(base)}+{_num(total_inc)}x{steps - stop_after}"
+        return f"0+{fmt_num(good_inc)}x{stop_after} {fmt_num(base)}+{fmt_num(total_inc)}x{steps - stop_after}"
 
     if slo.kind == "availability":
         assert slo.bad_selector is not None
@@ -75,7 +77,7 @@ def _series(slo: Slo, ratio: float, interval_s: int, steps: int, *, rps: float =
     assert slo.good_selector is not None
     return [
         {"series": str(slo.good_selector), "values": counter_good()},
-        {"series": str(slo.total_selector), "values": f"0+{_num(total_inc)}x{steps}"},
+        {"series": str(slo.total_selector), "values": f"0+{fmt_num(total_inc)}x{steps}"},
     ]
 
 
@@ -112,11 +114,11 @@ def _tier_file(tier: BurnRateTier, slos: Sequence[Slo], links: LinkSettings) -> 
         expected = [t for t in BURN_RATE_TIERS if _fires(t, hi, RPS, slo, interval_s, eval_s)]
         tests.append({
             "name": f"{slo.name}: {tier.name} fires at {hi:g}x with every tier at or below that burn",
-            "interval": _fmt_duration(interval_s),
+            "interval": fmt_duration(interval_s),
             "input_series": _series(slo, hi * slo.error_budget, interval_s, steps),
             "alert_rule_test": [{
                 "alertname": BURN_ALERT,
-                "eval_time": _fmt_duration(eval_s),
+                "eval_time": fmt_duration(eval_s),
                 "exp_alerts": [{
                     "exp_labels": {**burn_alert(slo, t, links)["labels"], **slo.labels},
                     "exp_annotations": render_burn_annotations(slo, t, hi, links),
@@ -126,28 +128,28 @@ def _tier_file(tier: BurnRateTier, slos: Sequence[Slo], links: LinkSettings) -> 
         tier_sel = f'ALERTS{{alertname="{BURN_ALERT}",slo="{slo.name}",tier="{tier.name}"}}'
         tests.append({
             "name": f"{slo.name}: {tier.name} stays silent at {lo:g}x",
-            "interval": _fmt_duration(interval_s),
+            "interval": fmt_duration(interval_s),
             "input_series": _series(slo, lo * slo.error_budget, interval_s, steps),
-            "promql_expr_test": [{"expr": tier_sel, "eval_time": _fmt_duration(eval_s), "exp_samples": []}],
+            "promql_expr_test": [{"expr": tier_sel, "eval_time": fmt_duration(eval_s), "exp_samples": []}],
         })
         # Errors stop at eval_s; one short window (+2 steps) later the tier has resolved.
         stop = eval_s // interval_s
         after = eval_s + short_s + 2 * interval_s
         tests.append({
             "name": f"{slo.name}: {tier.name} resolves one short window ({tier.short_window}) after recovery",
-            "interval": _fmt_duration(interval_s),
+            "interval": fmt_duration(interval_s),
             "input_series": _series(slo, hi * slo.error_budget, interval_s, steps + 8, stop_after=stop),
             "promql_expr_test": [
-                {"expr": tier_sel, "eval_time": _fmt_duration(eval_s), "exp_samples": [{
+                {"expr": tier_sel, "eval_time": fmt_duration(eval_s), "exp_samples": [{
                     "labels": _labels_text({"__name__": "ALERTS", "alertname": BURN_ALERT, "alertstate": "firing",
                                             **burn_alert(slo, tier, links)["labels"]}),
                     "value": 1}]},
-                {"expr": tier_sel, "eval_time": _fmt_duration(after), "exp_samples": []},
+                {"expr": tier_sel, "eval_time": fmt_duration(after), "exp_samples": []},
             ],
         })
     return {
         "rule_files": [f"../prometheus/{SLO_FILE}"],
-        "evaluation_interval": _fmt_duration(interval_s),
+        "evaluation_interval": fmt_duration(interval_s),
         "tests": tests,
     }
 
