@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-import boto3
 import pytest
 from anomaly_core import metrics as contract
 from anomaly_core.episodes import RECOVERY_POINTS
@@ -23,8 +22,8 @@ from anomaly_core.settings import MetricSpec, Settings
 from anomaly_core.sources import Sources
 from anomaly_core.store import band_key, state_key
 from anomaly_detector import handler as detector
+from anomaly_env import anomaly_aws
 from anomaly_trainer import handler as trainer
-from moto import mock_aws
 from prophet.serialize import model_from_json
 
 REGION = "us-east-1"
@@ -99,22 +98,9 @@ def _prom_mode() -> Iterator[None]:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        sns = boto3.client("sns", region_name=REGION)
-        sqs = boto3.client("sqs", region_name=REGION)
-        topic = sns.create_topic(Name="anomaly")["TopicArn"]
-        queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-        yield {"s3": s3, "sns": sns, "sqs": sqs, "cloudwatch": boto3.client("cloudwatch", region_name=REGION),
-               "topic": topic, "queue": queue}
-
+def aws() -> Iterator[dict[str, Any]]:
+    with anomaly_aws(REGION, BUCKET) as env:
+        yield env
 
 def put_history(cw: Any, days: int) -> None:
     start = NOW - days * DAY

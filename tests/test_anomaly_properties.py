@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
-import boto3
 import pytest
 from anomaly_core import metrics as contract
 from anomaly_core import sources as sources_mod
@@ -26,9 +25,9 @@ from anomaly_core.settings import MetricSpec, Settings
 from anomaly_core.sources import SourceError, Sources
 from anomaly_core.store import band_key, state_key
 from anomaly_detector import handler as detector
+from anomaly_env import anomaly_aws
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
 REGION = "us-east-1"
 BUCKET = "anomaly-props"
@@ -101,19 +100,8 @@ class Faulty:
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[dict[str, Any]]:
-    with mock.patch.dict("os.environ", {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                                        "AWS_DEFAULT_REGION": REGION}), mock_aws():
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        sns = boto3.client("sns", region_name=REGION)
-        sqs = boto3.client("sqs", region_name=REGION)
-        topic = sns.create_topic(Name="anomaly")["TopicArn"]
-        queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-        yield {"s3": s3, "sns": sns, "sqs": sqs, "cloudwatch": boto3.client("cloudwatch", region_name=REGION),
-               "topic": topic, "queue": queue}
-
+    with anomaly_aws(REGION, BUCKET) as env:
+        yield env
 
 def reset(aws: dict[str, Any]) -> None:
     s3 = aws["s3"]
