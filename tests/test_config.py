@@ -122,8 +122,9 @@ def test_at_least_one_edge_region():
     assert any("emfEdge.edgeRegions" in m and "at least 1" in m for m in msgs)
 
 
-def test_image_must_be_pinned():
-    image = "public.ecr.aws/aws-observability/aws-otel-collector:latest"
+@pytest.mark.parametrize("image", ["public.ecr.aws/aws-observability/aws-otel-collector:latest",
+                                   "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"])
+def test_image_must_be_pinned_by_digest(image):
     msgs = problems(overrides={"xray": {"collectorImage": image}})
     assert any("xray.collectorImage" in m for m in msgs)
 
@@ -247,7 +248,7 @@ def test_nan_in_an_integer_field_of_the_yaml_file_is_named_not_a_crash(tmp_path)
     ({"aws": {"assumeRoleArn": "arn:aws:iam::111111111111:role/deployer\n"}}, "aws.assumeRoleArn"),
     ({"kubernetes": {"oidcProviderArn": "arn:aws:iam::111111111111:oidc-provider/oidc.eks.x/id/AB\n"}},
      "kubernetes.oidcProviderArn"),
-    ({"xray": {"collectorImage": "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3\n"}},
+    ({"xray": {"collectorImage": "public.ecr.aws/aws-observability/aws-otel-collector@sha256:" + "0" * 64 + "\n"}},
      "xray.collectorImage"),
     ({"emfEdge": {"functionName": "edge-inference\n"}}, "emfEdge.functionName"),
     ({"aws": {"allowedAccountIds": ["\u0661" * 12]}}, "aws.allowedAccountIds[0]"),

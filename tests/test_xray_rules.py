@@ -73,6 +73,7 @@ def test_the_planned_stack_passes_every_rule(base, rule):
 
 # ------------------------------------------------------------------------------------------------- kubernetes
 @pytest.mark.parametrize("image", ["public.ecr.aws/aws-observability/aws-otel-collector:latest",
+                                   "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3",
                                    "public.ecr.aws/aws-observability/aws-otel-collector", "otel"])
 def test_unpinned_image_is_a_violation(base, image):
     bad = _mutate(base, _named("DaemonSet", "adot-agent"), lambda i: _container(i).update(image=image))
@@ -305,8 +306,11 @@ def test_sampling_rule_limits_are_violations(base):
 
 
 @pytest.mark.parametrize("image, pinned", [
-    ("busybox:1.36", True), ("registry.local:5000/team/app:v1.2", True), ("a/b@sha256:" + "0" * 64, True),
-    ("busybox", False), ("busybox:latest", False), ("registry.local:5000/team/app", False), ("a/b:", False),
+    ("a/b@sha256:" + "0" * 64, True), ("registry.local:5000/team/app:v1.2@sha256:" + "a" * 64, True),
+    ("busybox@sha256:" + "f" * 64, True),
+    ("busybox:1.36", False), ("registry.local:5000/team/app:v1.2", False), ("busybox", False),
+    ("busybox:latest", False), ("registry.local:5000/team/app", False), ("a/b:", False),
+    ("a/b@sha256:" + "0" * 63, False), ("a/b@sha256:" + "G" * 64, False), ("@sha256:" + "0" * 64, False),
 ])
 def test_image_pinned_forms(image, pinned):
     assert kr.image_pinned(image) is pinned

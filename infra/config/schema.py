@@ -25,7 +25,9 @@ AWS_REGION_PATTERN = "^(?:" + "|".join(re.escape(r) for r in AWS_REGIONS) + ")$"
 ROLE_ARN_PATTERN = r"^arn:aws:iam::\d{12}:role/(?=[\w+=,.@/-]{1,576}$)(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$"
 OIDC_PROVIDER_ARN_PATTERN = r"^arn:aws:iam::\d{12}:oidc-provider/(?=[\w./-]{1,255}$)[\w.-]+(/[\w.-]+)*$"
 # An image reference pinned by tag (not latest) or digest.
-PINNED_IMAGE_PATTERN = r"^[\w.-]+(:\d+)?(/[\w.-]+)+(:(?!latest$)[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$"
+# A tag can be moved to other bytes; only a digest pins what runs. `name[:tag]@sha256:<digest>`: the tag, when
+# kept, is for the reader (the runtime pulls by digest).
+PINNED_IMAGE_PATTERN = r"^[\w.-]+(:\d+)?(/[\w.-]+)+(:[\w][\w.-]{0,127})?@sha256:[0-9a-f]{64}$"
 K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 

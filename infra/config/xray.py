@@ -25,8 +25,11 @@ class SamplingRuleSettings:
 @dataclass(frozen=True)
 class XrayConfig:
     enabled: bool = setting(True, doc="deploy the tracing pipeline")
-    collector_image: str = setting("public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3",
-                                   doc="ADOT collector image, pinned by tag or digest", pattern=PINNED_IMAGE_PATTERN)
+    # v0.43.3 (the multi-arch index digest; the tag is kept here because a digest names no version)
+    collector_image: str = setting("public.ecr.aws/aws-observability/aws-otel-collector@sha256:"
+                                   "8aa9ea5f67b8d318f7d6af24677e3c70f7098bc0631147cb5fa91addbe980b06",
+                                   doc="ADOT collector image, pinned by digest (name[:tag]@sha256:<64 hex>)",
+                                   pattern=PINNED_IMAGE_PATTERN)
     gateway_replicas: int = setting(2, doc="tail-sampling gateway replicas", minimum=2, maximum=20)
     latency_threshold_ms: int = setting(100, doc="traces slower than this are always kept", minimum=1, maximum=60000)
     sampling_fraction: float = setting(0.10, doc="fraction of healthy, fast traces kept",

@@ -1,6 +1,6 @@
 """Rules for every Kubernetes object in the plan, whichever component created it.
 
-- images pinned (tag other than latest, or digest);
+- images pinned by digest (a tag, even a version tag, can be re-pointed to other bytes);
 - every container has CPU and memory requests and limits;
 - every container runs non-root, with a read-only root filesystem, all capabilities dropped, no privilege
   escalation, not privileged (pod-level runAsNonRoot counts);
@@ -39,12 +39,13 @@ _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 
 
 def image_pinned(image: str) -> bool:
-    """Pinned = a digest, or a tag other than `latest` (`busybox:1.36`, `registry:5000/a/b:v1`)."""
-    if _DIGEST.search(image):
-        return True
-    name, _, tag = image.rpartition(":")
+    """Pinned = a digest (`a/b@sha256:<64 hex>`, `registry:5000/a/b:v1@sha256:...`); a tag alone is not."""
+    name = _DIGEST.sub("", image)
+    if name == image or not name or " " in name:
+        return False
+    repo, _, tag = name.rpartition(":")
     # A colon before the last slash is a registry port, not a tag.
-    return bool(name) and "/" not in tag and tag != "latest" and bool(_TAG.match(tag)) and " " not in name
+    return "/" in tag or not repo or bool(_TAG.match(tag))
 
 
 def k8s_objects(plan: Plan) -> list[PlannedResource]:
@@ -89,8 +90,8 @@ def k8s_images_pinned(plan: Plan) -> Iterator[Violation]:
         image = str(c.get("image") or "")
         if not image_pinned(image):
             yield Violation("k8s_images_pinned", obj.label,
-                            f"{where}: image {image!r} is not pinned (use a version tag other than latest, "
-                            "or @sha256:<digest>)")
+                            f"{where}: image {image!r} is not pinned by digest (use name[:tag]@sha256:<64 hex>; "
+                            "a tag can be re-pointed)")
 
 
 @rule
