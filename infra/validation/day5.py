@@ -243,8 +243,6 @@ def stores_restorable(plan: Plan) -> Iterator[Violation]:
     lifecycles = _by_bucket(plan, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
     for b in plan.of_type("aws:s3/bucket:Bucket"):
         bucket = str(b.inputs.get("bucket"))
-        if "probe-artifacts" in bucket:
-            continue  # run artifacts are disposable by design (expire, never restored)
         if versioned.get(bucket) != "Enabled":
             yield Violation(name, b.label, "bucket holds state but versioning is not Enabled")
         life = lifecycles.get(bucket)
