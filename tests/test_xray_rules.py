@@ -59,7 +59,7 @@ def _k8s(kind: str, api: str, inputs: dict, name: str = "x") -> PlannedResource:
                            name=name, parent=None, region=None, inputs=body, custom=True, provider="kubernetes")
 
 
-ALL_RULES = [kr.k8s_images_pinned, kr.k8s_container_resources, kr.k8s_security_context,
+ALL_RULES = [kr.k8s_images_pinned, kr.k8s_network_policy, kr.k8s_container_resources, kr.k8s_security_context,
              kr.k8s_rbac_least_privilege, kr.k8s_openapi_schema, xr.otel_collector_references,
              xr.otel_collector_connected, xr.xray_tail_sampling_matches_config, xr.xray_load_balancer_target,
              xr.xray_daemon_service, xr.xray_config_checksum, xr.irsa_scoped_to_service_account,
@@ -303,6 +303,28 @@ def test_sampling_rule_limits_are_violations(base):
     no_default = Plan([r for r in base.resources if not (r.type == "aws:xray/samplingRule:SamplingRule"
                                                          and r.inputs["serviceName"] == "*")], base.config)
     assert "no catch-all rule (serviceName '*')" in _messages(xr.xray_sampling_rules, no_default)
+
+
+def _without_network_policy(plan: Plan, name: str) -> Plan:
+    return Plan(resources=[r for r in plan.resources if not _named("NetworkPolicy", name)(r)], config=plan.config,
+                outputs=plan.outputs)
+
+
+def test_a_workload_without_an_ingress_network_policy_is_a_violation(base):
+    bare = _without_network_policy(base, "adot-gateway-ingress")
+    found = list(kr.k8s_network_policy(bare))
+    # Only the gateway: the agents' policy has another podSelector and does not cover it.
+    assert [v.resource.split()[0] for v in found] == ["kubernetes:apps/v1:Deployment"]
+    assert "no ingress NetworkPolicy" in found[0].message and "adot-gateway" in found[0].message
+
+
+def test_a_network_policy_of_another_namespace_or_egress_only_does_not_count(base):
+    moved = _mutate(base, _named("NetworkPolicy", "adot-gateway-ingress"),
+                    lambda i: i["metadata"].update(namespace="default"))
+    assert list(kr.k8s_network_policy(moved))
+    egress_only = _mutate(base, _named("NetworkPolicy", "adot-gateway-ingress"),
+                          lambda i: i["spec"].update(policyTypes=["Egress"]))
+    assert list(kr.k8s_network_policy(egress_only))
 
 
 @pytest.mark.parametrize("image, pinned", [

@@ -4,6 +4,8 @@
 - every container has CPU and memory requests and limits;
 - every container runs non-root, with a read-only root filesystem, all capabilities dropped, no privilege
   escalation, not privileged (pod-level runAsNonRoot counts);
+- every workload's pods selected by an ingress NetworkPolicy of their namespace (default-open pods are reachable
+  by every pod of the cluster);
 - RBAC: no binding to cluster-admin (or admin/edit), no wildcard verbs/resources/apiGroups;
 - every object valid against the Kubernetes OpenAPI schema of `kubernetes.clusterVersion` (kubernetes-validate,
   strict: unknown fields are errors). Custom resources (PrometheusRule, AlertmanagerConfig, ...) have no schema
@@ -92,6 +94,37 @@ def k8s_images_pinned(plan: Plan) -> Iterator[Violation]:
             yield Violation("k8s_images_pinned", obj.label,
                             f"{where}: image {image!r} is not pinned by digest (use name[:tag]@sha256:<64 hex>; "
                             "a tag can be re-pointed)")
+
+
+def pod_labels(obj: PlannedResource) -> dict[str, str]:
+    """The labels of the pods a workload creates (a Pod's own, else its pod template's)."""
+    path = POD_SPEC_PATHS.get(str(obj.inputs.get("kind")))
+    labels = _dig(obj.inputs, (*path[:-1], "metadata", "labels")) if path else None
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+def _selects(selector: Any, labels: dict[str, str]) -> bool:
+    """matchLabels only: a selector with matchExpressions is not evaluated here and counts as not selecting."""
+    if not isinstance(selector, dict) or selector.get("matchExpressions"):
+        return False
+    wanted = selector.get("matchLabels") or {}
+    return all(labels.get(str(k)) == str(v) for k, v in wanted.items())
+
+
+@rule
+def k8s_network_policy(plan: Plan) -> Iterator[Violation]:
+    policies = [(_dig(r.inputs, ("metadata", "namespace")), r.inputs.get("spec") or {}) for r in k8s_objects(plan)
+                if r.inputs.get("kind") == "NetworkPolicy"]
+    ingress = [(ns, spec.get("podSelector")) for ns, spec in policies
+               if "Ingress" in (spec.get("policyTypes") or ["Ingress"])]
+    for obj in k8s_objects(plan):
+        if pod_spec(obj) is None:
+            continue
+        ns, labels = _dig(obj.inputs, ("metadata", "namespace")), pod_labels(obj)
+        if not any(pns == ns and _selects(selector, labels) for pns, selector in ingress):
+            yield Violation("k8s_network_policy", obj.label,
+                            f"no ingress NetworkPolicy in namespace {ns!r} selects its pods {labels}: any pod of "
+                            "the cluster can reach them")
 
 
 @rule
