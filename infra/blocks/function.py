@@ -118,7 +118,10 @@ class PythonFunction:
         for region, group_name in targets:
             log_groups.append(aws.cloudwatch.LogGroup(
                 names.logs.format(region=region or home), region=region, name=group_name,
-                retention_in_days=spec.log_retention_days, kms_key_id=spec.log_kms_key_arn, opts=child))
+                retention_in_days=spec.log_retention_days,
+                kms_key_id=(spec.log_kms_key_arn if spec.log_kms_key_arn is not None
+                            else ctx.regional_key(region or home)),
+                opts=child))
         self.log_group_names = sorted({group_name for _, group_name in targets})
 
         self.role = aws.iam.Role(

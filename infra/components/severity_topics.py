@@ -71,10 +71,10 @@ class SeverityTopics(pulumi.ComponentResource):
             key = aws.kms.Key(
                 f"{name}-{region}-key",
                 region=region,
-                description=f"{ctx.naming.prefix} alert topics ({region})",
+                description=f"{ctx.naming.prefix} alert topics and log groups ({region})",
                 enable_key_rotation=True,
                 deletion_window_in_days=30,
-                policy=iam.document(*_key_statements(arns.root(), account)),
+                policy=iam.document(*_key_statements(arns, account, region)),
                 opts=pulumi.ResourceOptions(parent=self, protect=ctx.protect()),
             )
             aliases[region] = key_alias(ctx.naming.prefix)
@@ -86,6 +86,7 @@ class SeverityTopics(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.key_arns[region] = key.arn
+            ctx.register_regional_key(region, key.arn)
             self.arns[region] = {}
             for severity in SEVERITIES:
                 topic_name = ctx.naming.physical("alerts", severity.lower(), max_len=MAX_TOPIC_NAME)
@@ -109,12 +110,17 @@ class SeverityTopics(pulumi.ComponentResource):
         self.register_outputs({"arns": self.arns})
 
 
-def _key_statements(root: pulumi.Input[str], account: pulumi.Input[str]) -> list[iam.Statement]:
+def _key_statements(arns: iam.Arns, account: pulumi.Input[str], region: str) -> list[iam.Statement]:
     return [
-        statement(["kms:*"], "*", sid="AccountAdministers", principals={"AWS": root}),
+        statement(["kms:*"], "*", sid="AccountAdministers", principals={"AWS": arns.root()}),
         statement(["kms:Decrypt", "kms:GenerateDataKey*"], "*", sid="AlarmServicesEncrypt",
                   principals={"Service": PUBLISHING_SERVICES},
                   conditions={"StringEquals": {"aws:SourceAccount": account}}),
+        # CloudWatch Logs encrypts this region's log groups of this account, and only those (the encryption
+        # context names the log group: AWS's documented key policy for log group encryption).
+        statement(["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"], "*",
+                  sid="LogsEncrypt", principals={"Service": f"logs.{region}.amazonaws.com"},
+                  conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": arns.log_group(region, "*")}}),
     ]
 
 

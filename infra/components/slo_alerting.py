@@ -354,7 +354,7 @@ class SloAlerting(pulumi.ComponentResource):
         access_logs_name = f"/aws/apigateway/{api_name}"
         access_logs = aws.cloudwatch.LogGroup(
             f"{name}-api-logs", region=region, name=access_logs_name,
-            retention_in_days=rb.log_retention_days, opts=child)
+            retention_in_days=rb.log_retention_days, kms_key_id=ctx.regional_key(region), opts=child)
         aws.apigatewayv2.Stage(
             f"{name}-api-stage", region=region, api_id=api.id, name="$default", auto_deploy=True,
             # Anything but the webhook route gets next to nothing; the webhook route its own budget, far above

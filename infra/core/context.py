@@ -26,6 +26,19 @@ class StackContext:
     _aws: dict[str, aws.Provider] = field(default_factory=dict)
     _k8s: k8s.Provider | None = None
     _account_id: pulumi.Input[str] | None = None
+    # The stack's KMS key per region (SeverityTopics makes one per alarm region): topics and log groups use it.
+    _regional_keys: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+
+    def register_regional_key(self, region: str, key_arn: pulumi.Input[str]) -> None:
+        self._regional_keys[region] = key_arn
+
+    def regional_key(self, region: str) -> pulumi.Input[str]:
+        """The KMS key log groups of `region` are encrypted with."""
+        if region not in self._regional_keys:
+            raise ValueError(f"no stack KMS key in region {region!r} (keys exist in "
+                             f"{sorted(self._regional_keys) or 'no region'}: one per alarm region, made by "
+                             "SeverityTopics, which the program creates before every other component)")
+        return self._regional_keys[region]
 
     @property
     def naming(self) -> Naming:

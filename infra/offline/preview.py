@@ -37,6 +37,8 @@ COMPUTED_BY_AWS: dict[tuple[str, str], str] = {
     ("aws:sns/topic:Topic", "kmsMasterKeyId"): _KEY_ARN,
     ("aws:sqs/queue:Queue", "kmsMasterKeyId"): _KEY_ARN,
     ("aws:secretsmanager/secret:Secret", "kmsKeyId"): _KEY_ARN,
+    # CloudWatch Logs takes the key's ARN only (no alias ARN: AssociateKmsKey / CreateLogGroup kmsKeyId).
+    ("aws:cloudwatch/logGroup:LogGroup", "kmsKeyId"): _KEY_ARN,
     ("aws:dynamodb/table:Table", "serverSideEncryption.kmsKeyArn"): _KEY_ARN,
     ("aws:secretsmanager/secretVersion:SecretVersion", "secretId"): "the secret's ARN (AWS appends a random suffix)",
     ("aws:apigatewayv2/integration:Integration", "apiId"): _API_ID,

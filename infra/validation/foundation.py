@@ -168,6 +168,10 @@ def encryption_at_rest(plan: Plan) -> Iterator[Violation]:
     for t in plan.of_type("aws:sns/topic:Topic"):
         if not t.inputs.get("kmsMasterKeyId"):
             yield Violation("encryption_at_rest", t.label, "topic is not KMS-encrypted (kmsMasterKeyId)")
+    for lg in plan.of_type("aws:cloudwatch/logGroup:LogGroup"):
+        if not lg.inputs.get("kmsKeyId"):
+            yield Violation("encryption_at_rest", lg.label, "log group has no KMS key (kmsKeyId): the stack's "
+                            "regional key makes each use of the logs visible in CloudTrail and revocable")
     buckets = plan.of_type("aws:s3/bucket:Bucket")
     sse = {r.inputs.get("bucket") for r in plan.of_type(
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")}
