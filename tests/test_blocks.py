@@ -132,3 +132,22 @@ def test_component_types_are_the_exported_tokens(planned: dict[str, PlanResult])
     for stack in STACKS:
         components = {r.type for r in planned[stack].resources if not r.custom}
         assert components and components <= set(tokens), components - set(tokens)
+
+
+def test_every_log_group_uses_its_regions_stack_key(planned: dict[str, PlanResult]) -> None:
+    import dataclasses
+
+    from infra.validation.foundation import encryption_at_rest
+
+    for stack in STACKS:
+        plan = planned[stack].plan
+        keys = {k.region: k.outputs.get("arn") for k in plan.of_type("aws:kms/key:Key")
+                if "alert topics and log groups" in str(k.inputs.get("description"))}
+        groups = plan.of_type("aws:cloudwatch/logGroup:LogGroup")
+        assert groups
+        for group in groups:
+            assert group.inputs.get("kmsKeyId") == keys[group.region], group.label
+        bare = dataclasses.replace(plan, resources=[
+            dataclasses.replace(r, inputs={k: v for k, v in r.inputs.items() if k != "kmsKeyId"})
+            if r is groups[0] else r for r in plan.resources])
+        assert [v.resource for v in encryption_at_rest(bare)] == [groups[0].label]
