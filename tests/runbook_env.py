@@ -55,7 +55,7 @@ class Env:
         self.asg = boto3.client("autoscaling", region_name=REGION)
         self.cw = boto3.client("cloudwatch", region_name=REGION)
         sm = boto3.client("secretsmanager", region_name=REGION)
-        self.secret_arn = sm.create_secret(Name="akidb-prod-pagerduty-webhook", SecretString=SECRET)["ARN"]
+        self.secret_id = sm.create_secret(Name="akidb-prod-pagerduty-webhook", SecretString=SECRET)["ARN"]
         self.audit_topic = self.sns.create_topic(Name="audit")["TopicArn"]
         self.notify_topic = self.sns.create_topic(Name="alerts-p2")["TopicArn"]
         self.queue_url = self.sqs.create_queue(QueueName="jobs")["QueueUrl"]
@@ -87,7 +87,7 @@ class Env:
     def configure(self, **overrides: Any) -> None:
         settings = {
             "environment": "prod", "table_name": "runbook-state", "audit_topic_arn": self.audit_topic,
-            "queue_url": self.queue_url, "secret_arn": self.secret_arn, "notify_topic_arn": self.notify_topic,
+            "queue_url": self.queue_url, "secret_id": self.secret_id, "notify_topic_arn": self.notify_topic,
             "dry_run": False, "allowed_asgs": [ASG, "akidb-prod-rest-spot"], "scale_out_asg": ASG,
             "scale_out_step": 2, "max_capacity": 8, "max_actions_per_hour": 3,
             "edge_function_name": "akidb-edge-inference", "edge_regions": ["us-east-1", "eu-west-1"],

@@ -98,8 +98,8 @@ def test_webhook_secret_never_in_the_function_environment(planned) -> None:
             env = json.loads(fn.inputs["environment"]["variables"]["RUNBOOK_SETTINGS"])
             # The secret by name (GetSecretValue takes it as SecretId): its ARN ends in a suffix AWS picks.
             secrets = [s.inputs["name"] for s in planned["prod"].plan.of_type("aws:secretsmanager/secret:Secret")]
-            assert env["secret_arn"] in secrets
-            assert not any("secret" in k and k != "secret_arn" for k in env)
+            assert env["secret_id"] in secrets
+            assert not any("secret" in k and k != "secret_id" for k in env)
 
 
 def test_config_rules_for_runbooks(run_stack) -> None:

@@ -287,7 +287,7 @@ class SloAlerting(pulumi.ComponentResource):
             "audit_topic_arn": known_after(audit, audit_arn),
             "queue_url": known_after(queue, arns.queue_url(region, queue_name)),
             # The name, which GetSecretValue takes as SecretId: the ARN ends in a suffix AWS picks.
-            "secret_arn": known_after(secret, secret_name),
+            "secret_id": known_after(secret, secret_name),
             "notify_topic_arn": home_p2, "dry_run": rb.dry_run,
             "allowed_asgs": rb.allowed_asgs, "scale_out_asg": rb.scale_out_asg,
             "scale_out_step": rb.scale_out_step, "max_capacity": rb.max_capacity,

@@ -58,7 +58,7 @@ def _init() -> dict[str, Any]:
 def _secret(st: dict[str, Any]) -> bytes:
     if "secret" not in st:
         sm = boto3.client("secretsmanager")
-        st["secret"] = sm.get_secret_value(SecretId=st["settings"].secret_arn)["SecretString"].encode()
+        st["secret"] = sm.get_secret_value(SecretId=st["settings"].secret_id)["SecretString"].encode()
     return bytes(st["secret"])
 
 

@@ -18,7 +18,7 @@ class Settings:
     table_name: str
     audit_topic_arn: str
     queue_url: str = ""
-    secret_arn: str = ""
+    secret_id: str = ""  # the webhook signing secret, by name (GetSecretValue takes a name or an ARN)
     notify_topic_arn: str = ""
     dry_run: bool = True
     allowed_asgs: tuple[str, ...] = ()
