@@ -139,7 +139,8 @@ def test_no_secret_in_the_repository_beyond_the_audited_baseline():
 
 def test_detect_secrets_finds_a_planted_key(tmp_path):
     planted = tmp_path / "leak.py"
-    planted.write_text('AWS_SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"\n'
-                       'token = "ghp_1234567890abcdefghijklmnopqrstuvwxyzAB"\n')
+    key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # pragma: allowlist secret
+    token = "ghp_1234567890abcdefghijklmnopqrstuvwxyzAB"  # pragma: allowlist secret
+    planted.write_text(f'AWS_SECRET_ACCESS_KEY = "{key}"\ntoken = "{token}"\n')
     found = scan([str(planted)], root=tmp_path)
     assert found, "detect-secrets found nothing in a file holding an AWS secret key and a GitHub token"

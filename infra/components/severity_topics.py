@@ -116,11 +116,15 @@ def _key_statements(arns: iam.Arns, account: pulumi.Input[str], region: str) -> 
         statement(["kms:Decrypt", "kms:GenerateDataKey*"], "*", sid="AlarmServicesEncrypt",
                   principals={"Service": PUBLISHING_SERVICES},
                   conditions={"StringEquals": {"aws:SourceAccount": account}}),
-        # CloudWatch Logs encrypts this region's log groups of this account, and only those (the encryption
-        # context names the log group: AWS's documented key policy for log group encryption).
-        statement(["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"], "*",
+        # CloudWatch Logs encrypts this region's log groups of this account, and only those: the encryption
+        # context names the log group (AWS's key policy for log group encryption, with the context key compared
+        # as the String KMS documents it as). DescribeKey carries no encryption context, so it has its own
+        # statement (a condition on a key absent from the request would deny it).
+        statement(["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*"], "*",
                   sid="LogsEncrypt", principals={"Service": f"logs.{region}.amazonaws.com"},
-                  conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": arns.log_group(region, "*")}}),
+                  conditions={"StringLike": {"kms:EncryptionContext:aws:logs:arn": arns.log_group(region, "*")}}),
+        statement(["kms:DescribeKey"], "*", sid="LogsDescribeKey",
+                  principals={"Service": f"logs.{region}.amazonaws.com"}),
     ]
 
 
