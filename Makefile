@@ -146,7 +146,8 @@ PLAN ?=
 MARKDOWN ?=
 # What `pulumi preview --diff` would print for this change, from the offline plans of both sides.
 plan-diff: venv tools
-	$(PY) -m infra.offline.diff --stack $(STACK) $(if $(PLAN),--plan $(PLAN),$(if $(AGAINST),--against $(AGAINST))) \
+	$(PY) -m infra.offline.diff --stack $(STACK) --offline-secrets \
+	  $(if $(PLAN),--plan $(PLAN),$(if $(AGAINST),--against $(AGAINST))) \
 	  $(if $(MARKDOWN),--markdown $(MARKDOWN))
 # `pulumi import` lines, from config, for the resources a destroy keeps (retainOnDelete, skipDestroy, protect).
 import-retained: venv tools

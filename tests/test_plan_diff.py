@@ -105,6 +105,17 @@ def test_saved_plans_from_the_command_line(tmp_path: Any, capsys: Any) -> None:
     assert (tmp_path / "c.md").read_text().startswith(comment_marker("staging"))
 
 
+def test_against_a_git_ref_plans_it_in_a_worktree(planned: dict[str, PlanResult], tmp_path: Any,
+                                                  capsys: Any) -> None:
+    """What the PR workflow runs: the base ref planned in a worktree, with the same stand-in secrets as the
+    working tree (the stack files hold none), compared with this tree's plan."""
+    new = tmp_path / "new.json"
+    new.write_text(plan_text(plan_document(planned["staging"])))
+    assert main(["--stack", "staging", "--against", "HEAD", "--offline-secrets", "--new", str(new)]) == 0, \
+        capsys.readouterr().err
+    assert "Plan diff of stack 'staging' against HEAD" in capsys.readouterr().out
+
+
 def test_bad_plan_file_is_a_clear_error(tmp_path: Any, capsys: Any) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("[]")

@@ -19,6 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.artifacts.canary_package import HANDLER, build_canary
+from infra.blocks.alarms import metric_alarm
 from infra.blocks.bucket import PrivateBucket
 from infra.components.severity_topics import AlertTopics
 from infra.config.dashboards import schedule_minutes
@@ -60,7 +61,7 @@ def create_probes(name: str, ctx: StackContext, topics: AlertTopics, parent: pul
         raise ValueError("the edge URL and the planned checks disagree (dashboards.synthetics.edgeUrl / "
                          "emfEdge.createDistribution)")
     minutes = schedule_minutes(s.schedule)
-    buckets = {region: _artifact_bucket(name, ctx, region, child) for region in s.probe_regions}
+    buckets = {region: _artifact_bucket(name, ctx, region, parent) for region in s.probe_regions}
     # ARNs from the physical names (known at a first preview), each depending on what it names.
     bucket_arns = [iam.known_after(b, ctx.arns.bucket(
         ctx.naming.physical("probe-artifacts", region, max_len=MAX_BUCKET_NAME))) for region, b in buckets.items()]
@@ -108,31 +109,28 @@ def create_probes(name: str, ctx: StackContext, topics: AlertTopics, parent: pul
             start_canary=True, delete_lambda=True, opts=child)
         result.canary_names[region] = cname
         result.alarm_names[region] = _alarms(name, ctx, region, cname, result.checks, minutes,
-                                             topics.arns[region], child)
+                                             topics.arns[region], parent)
     return result
 
 
-def _artifact_bucket(name: str, ctx: StackContext, region: str, child: pulumi.ResourceOptions) -> aws.s3.Bucket:
+def _artifact_bucket(name: str, ctx: StackContext, region: str, parent: pulumi.Resource) -> aws.s3.Bucket:
     """Run artifacts (logs, HAR, results) expire after `artifactExpirationDays`: nothing here is a record."""
     s = ctx.config.dashboards.synthetics
-    assert child.parent is not None
-    return PrivateBucket(f"{name}-probe-artifacts-{region}", parent=child.parent, ctx=ctx, region=region,
+    return PrivateBucket(f"{name}-probe-artifacts-{region}", parent=parent, ctx=ctx, region=region,
                          name=ctx.naming.physical("probe-artifacts", region, max_len=MAX_BUCKET_NAME),
                          expiration_days=s.artifact_expiration_days, suffixes={"public_access": "block"}).bucket
 
 
 def _alarms(name: str, ctx: StackContext, region: str, cname: str, checks: list[str], minutes: int,
-            topics: dict[str, pulumi.Output[str]], child: pulumi.ResourceOptions) -> list[str]:
+            topics: dict[str, pulumi.Output[str]], parent: pulumi.Resource) -> list[str]:
     s = ctx.config.dashboards.synthetics
     period = minutes * 60
     names: list[str] = []
 
     def alarm(key: str, severity: str, description: str, **kwargs: object) -> None:
         alarm_name = ctx.naming.physical("probe", region, key, max_len=MAX_ALARM_NAME)
-        aws.cloudwatch.MetricAlarm(
-            f"{name}-probe-{region}-{key.replace('/', '-')}", region=region, name=alarm_name,
-            alarm_description=description, period=period, alarm_actions=[topics[severity]],
-            ok_actions=[topics[severity]], opts=child, **kwargs)
+        metric_alarm(f"{name}-probe-{region}-{key.replace('/', '-')}", parent=parent, region=region,
+                     name=alarm_name, description=description, topic_arn=topics[severity], period=period, **kwargs)
         names.append(alarm_name)
 
     m_of_n = {"evaluation_periods": s.evaluation_periods, "datapoints_to_alarm": s.datapoints_to_alarm}

@@ -317,7 +317,7 @@ def default_base_ref() -> str:
     raise DiffError("no merge base with main or origin/main: pass --against REF or --plan FILE")
 
 
-def plan_at_ref(ref: str, stack: str) -> dict[str, Any]:
+def plan_at_ref(ref: str, stack: str, *, offline_secrets: bool = False) -> dict[str, Any]:
     """Compute the plan of `ref` in a temporary git worktree (removed afterwards)."""
     commit = _git("rev-parse", "--verify", f"{ref}^{{commit}}")
     tmp = Path(tempfile.mkdtemp(prefix="plan-diff-"))
@@ -329,8 +329,9 @@ def plan_at_ref(ref: str, stack: str) -> dict[str, Any]:
             if (BUILD_DIR / cache).is_dir() and not (tree / "build" / cache).exists():
                 os.symlink(BUILD_DIR / cache, tree / "build" / cache)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_CONFIG")}
-        proc = subprocess.run([sys.executable, "-m", "infra.offline.plan", "--stack", stack], cwd=tree, env=env,
-                              capture_output=True, text=True)
+        command = [sys.executable, "-m", "infra.offline.plan", "--stack", stack,
+                   *(["--offline-secrets"] if offline_secrets else [])]
+        proc = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
         plan_file = tree / "build" / stack / "plan.json"
         if proc.returncode not in (0, 1) or not plan_file.exists():
             raise DiffError(f"the plan of {ref} ({commit[:12]}) failed (exit {proc.returncode}):\n"
@@ -362,17 +363,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new", type=Path, metavar="FILE", help="saved plan.json to use as the new side "
                         "(default: plan the working tree now)")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the PR comment body here")
+    parser.add_argument("--offline-secrets", action="store_true",
+                        help="plan both sides with stand-ins for the secrets the stack file does not hold (as "
+                             "`make plan`; the stand-ins are the same on both sides and masked in the diff)")
     args = parser.parse_args(argv)
     try:
         if args.plan is not None:
             old_doc, label = read_plan(args.plan), str(args.plan)
         else:
             ref = args.against or default_base_ref()
-            old_doc, label = plan_at_ref(ref, args.stack), (args.against or f"merge base {ref[:12]}")
+            old_doc = plan_at_ref(ref, args.stack, offline_secrets=args.offline_secrets)
+            label = args.against or f"merge base {ref[:12]}"
         if args.new is not None:
             new_doc = read_plan(args.new)
         else:
-            result = run_plan(args.stack, quiet=True)
+            result = run_plan(args.stack, quiet=True, offline_secrets=args.offline_secrets)
             if result.config_problems:
                 raise DiffError("invalid stack config: " + "; ".join(result.config_problems))
             new_doc = plan_document(result)
