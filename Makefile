@@ -149,6 +149,17 @@ plan-diff: venv tools
 	$(PY) -m infra.offline.diff --stack $(STACK) --offline-secrets \
 	  $(if $(PLAN),--plan $(PLAN),$(if $(AGAINST),--against $(AGAINST))) \
 	  $(if $(MARKDOWN),--markdown $(MARKDOWN))
+# checkov's Kubernetes checks on the plan's objects. Its own virtualenv: checkov pins boto3 below what moto and
+# the Lambdas use. Not in `make test` (a minute of install per CI run; the k8s rules of the plan cover the same).
+CHECKOV_VENV := build/checkov-venv
+$(CHECKOV_VENV)/.installed:
+	$(BOOTSTRAP_PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30
+	touch $@
+.PHONY: checkov
+checkov: venv $(CHECKOV_VENV)/.installed
+	$(PY) -m infra.offline.manifests --stack $(STACK)
+	$(CHECKOV_VENV)/bin/checkov -d build/$(STACK)/manifests --framework kubernetes --compact --quiet
 # `pulumi import` lines, from config, for the resources a destroy keeps (retainOnDelete, skipDestroy, protect).
 import-retained: venv tools
 	$(PY) -m infra.offline.retained --stack $(STACK)

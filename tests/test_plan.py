@@ -104,3 +104,18 @@ def test_plan_of_both_stacks_is_clean(planned):
 def test_unknown_stack_is_a_clear_error():
     result = run_plan("nope", quiet=True, write=False)
     assert result.exit_code == 2 and "known stacks: prod, staging" in result.config_problems[0]
+
+
+def test_kubernetes_manifests_written_for_scanners(planned, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`make checkov` input: one YAML file per Kubernetes object of the plan, each the object's inputs."""
+    import yaml
+
+    from infra.offline.manifests import write_manifests
+    from infra.validation.kubernetes import k8s_objects
+
+    plan = planned["prod"].plan
+    written = write_manifests(plan, tmp_path / "m")
+    objects = k8s_objects(plan)
+    assert len(written) == len(objects) == len({p.name for p in written})
+    kinds = sorted(yaml.safe_load(p.read_text())["kind"] for p in written)
+    assert kinds == sorted(o.inputs["kind"] for o in objects)
