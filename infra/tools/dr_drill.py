@@ -326,7 +326,6 @@ def run_incident_drill(log: Callable[[str], None] = lambda _line: None) -> Incid
 
     import boto3
     from moto.cloudwatch.models import cloudwatch_backends
-    from moto.core import DEFAULT_ACCOUNT_ID
     from runbook_automation import handler, timeline
     from runbook_automation.delivery import parse
 
@@ -387,8 +386,10 @@ def run_incident_drill(log: Callable[[str], None] = lambda _line: None) -> Incid
             return f"{json.loads(body)['event']['event_type']} -> {answer['statusCode']}"
 
         def records() -> list[dict[str, Any]]:
-            return ddb.query(TableName=TIMELINE_TABLE, KeyConditionExpression="pk = :pk",
-                             ExpressionAttributeValues={":pk": {"S": f"incident#{INCIDENT}"}})["Items"]
+            items: list[dict[str, Any]] = ddb.query(
+                TableName=TIMELINE_TABLE, KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"incident#{INCIDENT}"}})["Items"]
+            return items
 
         step("trigger and acknowledge (signed V3 webhooks)", lambda: "; ".join([
             deliver(_delivery("incident.triggered", trigger_at, trigger_at, details=details)),
@@ -435,9 +436,10 @@ def run_incident_drill(log: Callable[[str], None] = lambda _line: None) -> Incid
         summary = next(i for i in records() if i["sk"]["S"] == timeline.SUMMARY_SK)
         published = json.loads(summary.get("figures_published", {}).get("S", "{}"))
         result.published = {k: float(v) for k, v in published.items()}
-        result.pages_published = sum(
-            1 for m in cloudwatch_backends[DEFAULT_ACCOUNT_ID][REGION].metric_data
-            if m.name == timeline.PAGES and not m.dimensions)
+        # Every data point put (moto's query API would mix the dimensionless series with the per-service ones).
+        account = boto3.client("sts", region_name=REGION).get_caller_identity()["Account"]
+        result.pages_published = sum(1 for m in cloudwatch_backends[account][REGION].metric_data
+                                     if m.name == timeline.PAGES and not m.dimensions)
         result.steps.append(("timeline after restore", 0.0, f"published {result.published}, pages counted "
                                                            f"{result.pages_published}"))
     if saved is None:
