@@ -193,8 +193,8 @@ def heartbeat_receiver(links: LinkSettings, heartbeat: SnsHeartbeat | None) -> d
                                                                  "send_resolved": False}]}
     return {"name": RECEIVER_HEARTBEAT, "sns_configs": [{
         "topic_arn": heartbeat.topic_arn,
-        # No keys: SigV4 with the default credential chain (IRSA web identity in the pod; Alertmanager >= 0.24,
-        # whose SNS notifier uses static keys only when they are configured).
+        # No keys: SigV4 with the default credential chain (IRSA web identity in the pod). The first SNS notifier
+        # (0.23) used only configured keys; later ones use static keys only when configured, else the chain.
         "sigv4": {"region": heartbeat.region},
         "send_resolved": False,
         "subject": "akidb heartbeat {{ .GroupLabels.alertname }}",
