@@ -36,7 +36,7 @@ def test_every_action_target_and_path_has_its_own_alarm(planned: dict[str, Any],
     assert {(r, f"{plan.config.service}-{plan.config.environment}-alerts-{s.lower()}")
             for r in plan.config.alarm_regions for s in SEVERITIES} <= topics
     kinds = {kind for kind, *_ in paths}
-    assert {"topic", "queue", "function", "api", "canary"} <= kinds
+    assert {"topic", "queue", "function", "api", "canary", "published"} <= kinds
     assert list(alerting_path_watched(plan)) == []
 
 

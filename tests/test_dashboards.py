@@ -16,7 +16,8 @@ from infra.slo.spec import BURN_RATE_TIERS, SLO_DASHBOARD_UID, load_slos
 from infra.validation.dashboards import DASHBOARD, grafana_config_maps
 from lambdas.edge_inference import emf
 
-MY_RULES = {"cloudwatch_dashboard_layout", "cloudwatch_dashboard_metrics", "grafana_dashboards_valid"}
+MY_RULES = {"cloudwatch_dashboard_layout", "cloudwatch_dashboard_metrics", "grafana_dashboards_valid",
+            "grafana_datasources_exist"}
 
 
 def _mine(result: Any) -> list[str]:
@@ -56,7 +57,7 @@ def test_every_stack_gets_its_dashboards(planned, stack):
     result = planned[stack]
     assert set(_bodies(result)) == {"edge", "anomaly", "slo", "probes", "outcomes"}
     keys = {k for cm in grafana_config_maps(result.plan) for k in cm.inputs["data"]}
-    assert keys == {"golden-signals.json", "slo.json"}
+    assert keys == {"golden-signals.json", "slo.json", "outcomes.json"}
     assert _mine(result) == []
 
 

@@ -16,6 +16,7 @@ from runbook_automation import handler as h
 from runbook_automation import timeline
 from runbook_env import NAMESPACE, REGION, TIMELINE_TABLE, Env, call, iso, sign
 
+from infra.config import StackConfig
 from infra.dashboard_defs import outcomes
 
 DATA = Path(__file__).parent / "data" / "pagerduty_v3_timeline.json"
@@ -271,9 +272,11 @@ def test_dashboards_draw_what_the_timeline_publishes_against_the_targets() -> No
         lines = [h["value"] for w in widgets if t.title in w["properties"]["title"]
                  for h in w["properties"].get("annotations", {}).get("horizontal", [])]
         assert lines == ([t.limit, t.limit] if t.limit else [])
-    panels = outcomes.grafana_outcome_panels("us-east-1")
-    assert [p["targets"][0]["metricName"] for p in panels] == [t.metric for t in outcomes.TARGETS]
-    assert all(q["statistic"] in ("p50", "p90", "Sum") for p in panels for q in p["targets"])
+    board = outcomes.outcomes_grafana_board(StackConfig(environment="staging")).to_json()
+    panels = [p for p in board["panels"] if p["type"] != "row"]
+    assert {q["metricName"] for p in panels for q in p["targets"]} == {t.metric for t in outcomes.TARGETS}
+    per_service = [q for p in panels for q in p["targets"] if q["dimensions"]]
+    assert {tuple(sorted(q["dimensions"])) for q in per_service} == {tuple(sorted(timeline.DIMENSIONS))}
 
 
 def timeline_settings_default() -> str:

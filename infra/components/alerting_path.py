@@ -8,6 +8,12 @@
 - The runbook webhook and worker functions: errors, throttles, and the webhook's p99 duration (PagerDuty waits
   5 s for a 2xx).
 - The webhook HTTP API: 5xx and p99 latency.
+- Alertmanager's dead-man's switch: the always-firing heartbeat is published to a topic of the stack (KMS, the
+  home alert key) by the IRSA role of Alertmanager's service account (Publish to that topic only); an alarm on
+  the topic's `NumberOfMessagesPublished` (missing data breaching) pages P1 when the heartbeat stops: Prometheus,
+  the rules, Alertmanager, its credentials or its way out of the cluster broke, and with them every alert routed
+  through Alertmanager. SNS itself counts what it accepted, so no function of ours sits between the heartbeat
+  and its metric; a publish without the role's credentials is refused and never counted.
 Canaries watch themselves (`infra/components/synthetics.py`). Alarms the owning component already has (the
 anomaly functions' errors/throttles) are not duplicated. The plan-time rule `alerting_path_watched`
 (`infra/validation/day5.py`) lists every notification path in the plan and fails on one without an alarm.
@@ -22,13 +28,41 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.irsa import WorkloadRole, workload_role
 from infra.components.severity_topics import SEVERITIES, AlertTopics
+from infra.config import StackConfig
+from infra.core import iam
 from infra.core.context import StackContext
-from infra.core.naming import MAX_ALARM_NAME
+from infra.core.naming import MAX_ALARM_NAME, MAX_TOPIC_NAME, Naming
+from infra.slo.alertmanager import SnsHeartbeat
 
 # Where a delivery-failure alarm of a severity topic goes (never the topic that failed).
 FAILURE_ROUTE = {"P0": "P2", "P1": "P2", "P2": "P1"}
 PERIOD_S = 300
+HEARTBEAT_TOPIC = "alertmanager-heartbeat"  # also the role's key: akidb-<env>-alertmanager-heartbeat
+HEARTBEAT_ALARM = "alertmanager-heartbeat"
+
+
+def heartbeat_enabled(cfg: StackConfig) -> bool:
+    """The stack receives the heartbeat: it deploys the Alertmanager config (Kubernetes, slo-alerting) and
+    watches the alerting path."""
+    d = cfg.dashboards
+    return (cfg.kubernetes.enabled and cfg.slo_alerting.enabled and d.enabled and d.alerting_path.enabled
+            and d.alerting_path.heartbeat.enabled)
+
+
+def heartbeat_topic_name(naming: Naming) -> str:
+    return naming.physical(HEARTBEAT_TOPIC, max_len=MAX_TOPIC_NAME)
+
+
+def stack_heartbeat(cfg: StackConfig, account_id: str) -> SnsHeartbeat | None:
+    """Where this stack's Alertmanager publishes its heartbeat (the topic's ARN from its name), or None: the
+    external `sloAlerting.heartbeatWebhookUrl`."""
+    if not heartbeat_enabled(cfg):
+        return None
+    region = cfg.aws.region
+    name = heartbeat_topic_name(Naming(cfg.service, cfg.environment))
+    return SnsHeartbeat(topic_arn=f"arn:{iam.partition_of(region)}:sns:{region}:{account_id}:{name}", region=region)
 
 
 @dataclass
@@ -57,6 +91,29 @@ class AlertingPathInputs:
 
 def _last(arn: pulumi.Input[str]) -> pulumi.Output[str]:
     return pulumi.Output.from_input(arn).apply(lambda a: a.rsplit(":", 1)[-1])
+
+
+def create_heartbeat_receiver(name: str, ctx: StackContext, topics: AlertTopics,
+                              parent: pulumi.Resource) -> tuple[str, WorkloadRole]:
+    """The heartbeat topic and the only role that may publish to it; returns the topic name and the role."""
+    home = ctx.region
+    hb = ctx.config.dashboards.alerting_path.heartbeat
+    topic_name = heartbeat_topic_name(ctx.naming)
+    topic = aws.sns.Topic(f"{name}-heartbeat", region=home, name=topic_name, kms_master_key_id=topics.key_arns[home],
+                          opts=pulumi.ResourceOptions(parent=parent))
+    role = workload_role(
+        f"{name}-heartbeat", ctx, key=HEARTBEAT_TOPIC, service_account=hb.service_account,
+        setting="dashboards.alertingPath.heartbeat", parent=parent,
+        description=f"IRSA role of Alertmanager ({ctx.config.kubernetes.namespace}/{hb.service_account}): publish "
+                    "the heartbeat, nothing else",
+        statements=[
+            iam.statement(["sns:Publish"], [iam.known_after(topic, ctx.arns.topic(home, topic_name))],
+                          sid="PublishHeartbeat"),
+            # The topic is encrypted with the home alert key: SNS needs the publisher's use of it.
+            iam.statement(["kms:Decrypt", "kms:GenerateDataKey"], [ctx.arns.any_key(home)], sid="AlertKey",
+                          conditions=iam.key_alias_condition(topics.key_aliases[home])),
+        ])
+    return topic_name, role
 
 
 def create_alerting_path_alarms(name: str, ctx: StackContext, inputs: AlertingPathInputs,
@@ -119,4 +176,15 @@ def create_alerting_path_alarms(name: str, ctx: StackContext, inputs: AlertingPa
               namespace="AWS/ApiGateway", metric_name="Latency", dimensions=dims, extended_statistic="p99",
               comparison_operator="GreaterThanThreshold", threshold=cfg.api_p99_ms, evaluation_periods=3,
               datapoints_to_alarm=2, treat_missing_data="notBreaching")
+    if heartbeat_enabled(ctx.config):
+        topic_name, role = create_heartbeat_receiver(name, ctx, inputs.topics, parent)
+        periods = cfg.heartbeat.missing_periods
+        alarm(ctx.region, HEARTBEAT_ALARM, "P1",
+              f"[page] No heartbeat from Alertmanager for {periods * PERIOD_S // 60} min: Prometheus, the alert "
+              "rules, Alertmanager, its AWS credentials (role " + role.name + ") or its way out of the cluster "
+              "broke, so alerts routed through Alertmanager reach nobody. Check the Alertmanager pods' logs "
+              "(sns notify errors) and the SLOAlertingHeartbeat alert in Prometheus.",
+              namespace="AWS/SNS", metric_name="NumberOfMessagesPublished", dimensions={"TopicName": topic_name},
+              statistic="Sum", comparison_operator="LessThanThreshold", threshold=1, evaluation_periods=periods,
+              datapoints_to_alarm=periods, treat_missing_data="breaching")
     return out

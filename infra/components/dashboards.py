@@ -1,9 +1,12 @@
-"""Day 5: CloudWatch dashboards (edge, anomaly, SLO) and Grafana dashboards (golden signals, SLO) as code.
+"""Day 5: CloudWatch dashboards (edge, anomaly, SLO, probes, outcomes) and Grafana dashboards (golden signals,
+SLO, outcomes) as code.
 
 Definitions live in `infra/dashboard_defs/` and read the same sources as the alerts; this component only
 deploys them: one `aws.cloudwatch.Dashboard` per CloudWatch dashboard (dashboards are global; the home region
 is where the API call goes, every widget names its own regions), and one ConfigMap per Grafana dashboard,
-labelled for Grafana's dashboard sidecar, with the folder annotation, in the observability namespace.
+labelled for Grafana's dashboard sidecar, with the folder annotation, in the observability namespace. Grafana
+reads CloudWatch (the outcome panels) through a datasource provisioned the same way (a ConfigMap for the
+datasource sidecar) and a read-only IRSA role of Grafana's service account: no keys anywhere.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+import yaml
 
 from infra.components import anomaly, emf_edge, severity_topics, slo_alerting, xray
 from infra.components.alerting_path import (
@@ -25,18 +29,32 @@ from infra.components.alerting_path import (
     create_alerting_path_alarms,
 )
 from infra.components.cost import create_cost_watch
+from infra.components.irsa import WorkloadRole, workload_role
 from infra.components.severity_topics import AlertTopics
 from infra.components.synthetics import ProbeResult, create_probes
 from infra.config import StackConfig
+from infra.core import iam
 from infra.core.context import StackContext
 from infra.core.naming import MAX_DASHBOARD_NAME
 from infra.dashboard_defs.cloudwatch import Dashboard
-from infra.dashboard_defs.definitions import AlarmInputs, by_region, cloudwatch_dashboards, grafana_dashboards
+from infra.dashboard_defs.definitions import (
+    AlarmInputs,
+    by_region,
+    cloudwatch_dashboards,
+    grafana_cloudwatch_enabled,
+    grafana_dashboards,
+)
+from infra.dashboard_defs.grafana import CLOUDWATCH_UID, cloudwatch_datasource
 
 COMPONENT = "dashboards"
 TOKEN = "akidb:dashboards:Dashboards"
 # Marks our ConfigMaps in the plan, so the rules find the dashboards without guessing from names.
 DASHBOARD_KEY_ANNOTATION = "akidb.io/dashboard"
+DATASOURCE_KEY_ANNOTATION = "akidb.io/datasource"
+# What Grafana's CloudWatch datasource may do: read metrics (these actions take no resource: "*" with the
+# stack's regions as the only scope). No alarms, logs or EC2 calls: the panels need none.
+GRAFANA_CLOUDWATCH_ACTIONS = ["cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics"]
+GRAFANA_CLOUDWATCH_ROLE = "grafana-cloudwatch"
 
 AlarmNames = Mapping[str, Sequence[str]] | Sequence[str] | None
 
@@ -82,6 +100,7 @@ def _body(board: Dashboard, account_id: pulumi.Input[str]) -> pulumi.Input[str]:
 class Dashboards(pulumi.ComponentResource):
     cloudwatch_names: dict[str, pulumi.Output[str]]
     grafana_config_maps: dict[str, pulumi.Output[str]]
+    grafana_cloudwatch_role: WorkloadRole | None
     probes: ProbeResult
     alerting_path_alarms: dict[str, list[str]]
     cost_watch: dict[str, str]
@@ -113,6 +132,9 @@ class Dashboards(pulumi.ComponentResource):
                 opts=child)
             self.cloudwatch_names[board.key] = dash.dashboard_name
         self.grafana_config_maps = {}
+        self.grafana_cloudwatch_role = None
+        if grafana_cloudwatch_enabled(cfg):
+            self.grafana_cloudwatch_role = self._grafana_cloudwatch(name, ctx, child)
         if cfg.kubernetes.enabled:
             dcfg = cfg.dashboards
             for gboard in grafana_dashboards(cfg, args.slo_rules_deployed):
@@ -131,8 +153,35 @@ class Dashboards(pulumi.ComponentResource):
                 self.grafana_config_maps[gboard.key] = cm.metadata.apply(lambda m: m.name)
         outputs: dict[str, Any] = {"cloudwatchDashboards": self.cloudwatch_names,
                                    "grafanaConfigMaps": self.grafana_config_maps,
-                                   "probes": self.probes.canary_names, "cost": self.cost_watch}
+                                   "probes": self.probes.canary_names, "cost": self.cost_watch,
+                                   "grafanaCloudwatchRoleArn": (self.grafana_cloudwatch_role.arn
+                                                                if self.grafana_cloudwatch_role else None)}
         self.register_outputs(outputs)
+
+    def _grafana_cloudwatch(self, name: str, ctx: StackContext, child: pulumi.ResourceOptions) -> WorkloadRole:
+        """Grafana's CloudWatch datasource (a provisioning file for the datasource sidecar) and the read-only role
+        its service account assumes through IRSA (the datasource uses the SDK's default credential chain)."""
+        cfg = ctx.config
+        gc = cfg.dashboards.grafana_cloudwatch
+        role = workload_role(
+            f"{name}-grafana-cloudwatch", ctx, key=GRAFANA_CLOUDWATCH_ROLE, service_account=gc.service_account,
+            setting="dashboards.grafanaCloudwatch", parent=self,
+            description=f"IRSA role of Grafana ({cfg.kubernetes.namespace}/{gc.service_account}): read CloudWatch "
+                        "metrics of the stack's regions",
+            statements=[iam.statement(GRAFANA_CLOUDWATCH_ACTIONS, "*", sid="ReadMetrics", conditions={
+                "StringEquals": {"aws:RequestedRegion": list(cfg.alarm_regions)}})])
+        provisioning = yaml.safe_dump(cloudwatch_datasource(cfg.aws.region), sort_keys=False)
+        k8s.core.v1.ConfigMap(
+            f"{name}-grafana-datasource-cloudwatch",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=ctx.naming.k8s(ctx.naming.prefix, "datasource", "cloudwatch"),
+                namespace=cfg.kubernetes.namespace,
+                labels={gc.datasource_label: "1", "app.kubernetes.io/part-of": cfg.service,
+                        "app.kubernetes.io/component": COMPONENT},
+                annotations={DATASOURCE_KEY_ANNOTATION: CLOUDWATCH_UID}),
+            data={f"{CLOUDWATCH_UID}.yaml": provisioning},
+            opts=child)
+        return role
 
     def _day5(self, name: str, ctx: StackContext, args: DashboardsArgs) -> None:
         """MTTD/MTTR validation parts: synthetic probes, the alerting path's own alarms, the cost watch."""

@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 
 from infra.artifacts.packaging import build_lambda
 from infra.blocks.function import FunctionSpec, LogicalNames, PythonFunction
+from infra.components.alerting_path import stack_heartbeat
 from infra.components.incident_timeline import bounded_scale_statements, incident_timeline, webhook_dedupe_statement
 from infra.components.severity_topics import SEVERITIES, AlertTopics
 from infra.core import iam
@@ -69,12 +70,13 @@ def maintenance_for(ctx: StackContext) -> list[Maintenance]:
             for w in ctx.config.slo_alerting.maintenance_windows]
 
 
-def stack_alertmanager_config(ctx: StackContext) -> dict[str, Any]:
-    """The Alertmanager config this stack deploys (also what the plan-time rules compare against)."""
+def stack_alertmanager_config(ctx: StackContext, account_id: str) -> dict[str, Any]:
+    """The Alertmanager config this stack deploys (also what the plan-time rules compare against); the account
+    id names the stack's heartbeat topic (Day 5, infra/components/alerting_path.py)."""
     cfg = ctx.config.slo_alerting
     return alertmanager_config(cfg.slos, links_for(ctx), paging=cfg.paging_enabled,
                                chat=ctx.config.secrets.slack_webhook_url is not None,
-                               maintenance=maintenance_for(ctx))
+                               maintenance=maintenance_for(ctx), heartbeat=stack_heartbeat(ctx.config, account_id))
 
 
 class SloAlerting(pulumi.ComponentResource):
@@ -136,7 +138,9 @@ class SloAlerting(pulumi.ComponentResource):
             self.prometheus_rules.append(rule_name)
         # The Alertmanager (its spec.configSecret) reads this Secret; no key in it: routing_key_file points to
         # the next Secret, which the Alertmanager mounts through spec.secrets.
-        config = dump(stack_alertmanager_config(ctx))
+        # The account id is config text or an invoke result: known at preview either way.
+        config = pulumi.Output.from_input(ctx.account_id).apply(
+            lambda account: dump(stack_alertmanager_config(ctx, account)))
         k8s.core.v1.Secret(
             f"{name}-alertmanager-config",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=cfg.alertmanager_secret_name, namespace=kcfg.namespace,

@@ -55,6 +55,19 @@ class SyntheticsSettings:
 
 
 @dataclass(frozen=True)
+class HeartbeatSettings:
+    """Alertmanager's dead-man's switch, received by the stack (infra/components/alerting_path.py)."""
+
+    enabled: bool = setting(True, doc="route the always-firing heartbeat to an SNS topic of the stack (IAM-signed "
+                                      "publish, no shared secret) and page P1 when it stops")
+    service_account: str = setting("kube-prometheus-stack-alertmanager", format="k8s_name",
+                                   doc="Alertmanager's service account in kubernetes.namespace: the only identity "
+                                       "the publish role trusts (annotate it with that role)")
+    missing_periods: int = setting(2, minimum=1, maximum=12,
+                                   doc="5-minute periods without a heartbeat before the P1 page")
+
+
+@dataclass(frozen=True)
 class AlertingPathSettings:
     enabled: bool = setting(True, doc="alarm on the alerting path itself (SNS delivery, queues, functions, API)")
     queue_age_s: int = setting(900, doc="oldest message age of a failures/jobs queue that fires", minimum=60,
@@ -62,6 +75,8 @@ class AlertingPathSettings:
     webhook_p99_ms: int = setting(3000, doc="runbook webhook p99 duration that fires (PagerDuty waits 5 s)",
                                   minimum=100, maximum=30000)
     api_p99_ms: int = setting(4000, doc="webhook API p99 latency that fires", minimum=100, maximum=30000)
+    heartbeat: HeartbeatSettings = setting(default_factory=HeartbeatSettings,
+                                           doc="Alertmanager's heartbeat and its missing-heartbeat alarm")
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,20 @@ class CostSettings:
 
 
 @dataclass(frozen=True)
+class GrafanaCloudwatchSettings:
+    """Grafana's CloudWatch datasource (the outcome panels read the incident timeline's metrics through it)."""
+
+    enabled: bool = setting(True, doc="provision a read-only CloudWatch datasource for Grafana (IRSA, no keys) and "
+                                      "the Grafana outcomes board")
+    datasource_label: str = setting("grafana_datasource", format="k8s_label_key",
+                                    doc="label (value \"1\") Grafana's datasource sidecar watches "
+                                        "(sidecar.datasources.label)")
+    service_account: str = setting("kube-prometheus-stack-grafana", format="k8s_name",
+                                   doc="Grafana's service account in kubernetes.namespace: the only identity the "
+                                       "read-only role trusts (annotate it with that role)")
+
+
+@dataclass(frozen=True)
 class DashboardsConfig:
     enabled: bool = setting(True, doc="deploy CloudWatch and Grafana dashboards")
     grafana_folder: str = setting("AkiDB", doc="Grafana folder the dashboards appear in",
@@ -112,16 +141,29 @@ class DashboardsConfig:
         format="k8s_label_key")
     grafana_dashboard_label: str = setting("grafana_dashboard", doc="label (value \"1\") Grafana's sidecar watches",
                                            format="k8s_label_key")
+    grafana_cloudwatch: GrafanaCloudwatchSettings = setting(default_factory=GrafanaCloudwatchSettings,
+                                                            doc="Grafana's CloudWatch datasource")
     synthetics: SyntheticsSettings = setting(default_factory=SyntheticsSettings, doc="synthetic probes")
     alerting_path: AlertingPathSettings = setting(default_factory=AlertingPathSettings,
                                                   doc="alarms on the alerting path")
     cost: CostSettings = setting(default_factory=CostSettings, doc="budgets, cost anomalies, the estimate")
 
 
-def cross_field_problems(d: DashboardsConfig, ns: str, *, stack_distribution: bool) -> list[Problem]:
-    """Rules of the Day 5 section no single field can check (`stack_distribution`: emf-edge creates one).
+def cross_field_problems(d: DashboardsConfig, ns: str, *, stack_distribution: bool,
+                         cluster_roles: bool | None = None) -> list[Problem]:
+    """Rules of the Day 5 section no single field can check (`stack_distribution`: emf-edge creates one;
+    `cluster_roles`: Kubernetes is on, and False when the cluster has no OIDC provider, None: not checked).
     Probe regions are alarm regions (StackConfig.alarm_regions), so each has its severity topics."""
     p: list[Problem] = []
+    if cluster_roles is False and d.enabled:
+        # Grafana's datasource and Alertmanager's heartbeat get AWS access only through IRSA (no keys).
+        for key, on in ((f"{ns}:dashboards.grafanaCloudwatch.enabled", d.grafana_cloudwatch.enabled),
+                        (f"{ns}:dashboards.alertingPath.heartbeat.enabled",
+                         d.alerting_path.enabled and d.alerting_path.heartbeat.enabled)):
+            if on:
+                p.append(Problem(key, True, "needs kubernetes.oidcProviderArn (the role of the workload's service "
+                                            "account is trusted through IRSA, never with static keys); set it or "
+                                            "set this to false"))
     s = d.synthetics
     key = f"{ns}:dashboards.synthetics"
     if d.enabled and s.enabled and not (s.edge_url or stack_distribution or s.rest_url):

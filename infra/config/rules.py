@@ -104,7 +104,8 @@ def cross_field_problems(cfg: StackConfig, present_secrets: set[str], stack: str
     if cfg.environment == "prod" and not cfg.protect_stateful:
         p.append(Problem(f"{ns}:protectStateful", False, "prod must protect its stateful resources"))
     p += dashboards_problems(cfg.dashboards, ns,
-                             stack_distribution=cfg.emf_edge.enabled and cfg.emf_edge.create_distribution)
+                             stack_distribution=cfg.emf_edge.enabled and cfg.emf_edge.create_distribution,
+                             cluster_roles=bool(cfg.kubernetes.oidc_provider_arn) if cfg.kubernetes.enabled else None)
     if cfg.dashboards.enabled and not cfg.kubernetes.enabled:
         pass  # CloudWatch dashboards still deploy; Grafana ConfigMaps are skipped (see infra/components/dashboards.py).
     return p

@@ -94,6 +94,19 @@ def outcome_metrics(cfg: StackConfig) -> set[Emitted]:
     return {Emitted(outcomes.OUTCOME_NAMESPACE, t.metric, (), cfg.aws.region) for t in outcomes.TARGETS}
 
 
+WILDCARD = "*"
+
+
+def searchable_metrics(cfg: StackConfig) -> set[Emitted]:
+    """Dimension sets published with values nobody can list in advance (a value of WILDCARD): readable only by
+    a search over the dimension keys (CloudWatch SEARCH, Grafana's wildcard dimension). The timeline's
+    per-service series: Service and Severity come from the alert that opened each incident."""
+    if not (cfg.slo_alerting.enabled and cfg.slo_alerting.runbooks.enabled):
+        return set()
+    keys = dims(**{d: WILDCARD for d in outcomes.DIMENSIONS})
+    return {Emitted(outcomes.OUTCOME_NAMESPACE, t.metric, keys, cfg.aws.region) for t in outcomes.TARGETS}
+
+
 def stack_metrics(cfg: StackConfig) -> set[Emitted]:
     return edge_metrics(cfg) | anomaly_metrics(cfg) | probe_metrics(cfg) | outcome_metrics(cfg)
 

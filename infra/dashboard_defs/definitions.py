@@ -15,7 +15,7 @@ from infra.dashboard_defs.cloudwatch import AlarmRef, Dashboard
 from infra.dashboard_defs.edge import edge_dashboard
 from infra.dashboard_defs.grafana import GrafanaDashboard
 from infra.dashboard_defs.grafana_boards import grafana_boards
-from infra.dashboard_defs.outcomes import outcomes_dashboard
+from infra.dashboard_defs.outcomes import outcomes_dashboard, outcomes_grafana_board
 from infra.dashboard_defs.probes import probes_dashboard
 from infra.dashboard_defs.slo import slo_dashboard
 
@@ -55,10 +55,24 @@ def cloudwatch_dashboards(cfg: StackConfig, alarms: AlarmInputs) -> list[Dashboa
         out.append(slo_dashboard(cfg, alarms.edge, refs(alarms.slo)))
     if cfg.dashboards.synthetics.enabled and alarms.probes:
         out.append(probes_dashboard(cfg, alarms.probes))
-    if cfg.slo_alerting.enabled and cfg.slo_alerting.runbooks.enabled:  # the incident timeline's figures
+    if timeline_deployed(cfg):  # the incident timeline's figures
         out.append(outcomes_dashboard(cfg))
     return out
 
 
+def timeline_deployed(cfg: StackConfig) -> bool:
+    """The incident timeline (inside the runbook automation) publishes the outcome metrics."""
+    return cfg.slo_alerting.enabled and cfg.slo_alerting.runbooks.enabled
+
+
+def grafana_cloudwatch_enabled(cfg: StackConfig) -> bool:
+    """Grafana gets the stack's CloudWatch datasource (and its read-only role)."""
+    return cfg.kubernetes.enabled and cfg.dashboards.grafana_cloudwatch.enabled
+
+
 def grafana_dashboards(cfg: StackConfig, slo_rules_deployed: bool) -> list[GrafanaDashboard]:
-    return grafana_boards(cfg, slo_rules_deployed)
+    """The Prometheus boards, and the outcomes board where Grafana can read CloudWatch and the timeline runs."""
+    boards = grafana_boards(cfg, slo_rules_deployed)
+    if grafana_cloudwatch_enabled(cfg) and timeline_deployed(cfg):
+        boards.append(outcomes_grafana_board(cfg))
+    return boards

@@ -3,8 +3,9 @@ lambdas/runbook_automation/timeline.py), weekly p50/p90 against the plan's targe
 
 Targets (shared/seeds 000/001, "expected outcomes"): MTTD < 5 min, MTTR < 15 min, < 10 alerts a week. The plan
 gives no MTTA target, so time to acknowledge is drawn without one. Metric names and dimensions are the ones the
-timeline publishes (tests/test_incident_timeline.py checks both sides agree). Pure functions: the lead places the
-widgets on a dashboard (`Graph` objects for the CloudWatch model, dicts for Grafana's CloudWatch datasource).
+timeline publishes (tests/test_incident_timeline.py checks both sides agree). One definition (TARGETS, the
+statistics, the weekly period) draws both boards: `outcomes_dashboard` (CloudWatch) and `outcomes_grafana_board`
+(Grafana, through the CloudWatch datasource the dashboards component provisions).
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from infra.dashboard_defs.cloudwatch import (
     Widget,
     section,
 )
+from infra.dashboard_defs.grafana import CloudWatchTarget, GrafanaDashboard, Panel, Threshold, row
 
 OUTCOME_NAMESPACE = "AkiDB/Incidents"
 WEEK_S = 7 * 86400
 TIME_TO_DETECT, TIME_TO_ACKNOWLEDGE, TIME_TO_RESOLVE, PAGES = (
     "TimeToDetect", "TimeToAcknowledge", "TimeToResolve", "Pages")
 DIMENSIONS = ("Service", "Severity")
+GRAFANA_OUTCOMES_UID = "akidb-outcomes"
 
 
 @dataclass(frozen=True)
@@ -54,18 +57,22 @@ def target(metric: str) -> OutcomeTarget:
     return next(t for t in TARGETS if t.metric == metric)
 
 
+def weekly_statistics(t: OutcomeTarget) -> tuple[str, ...]:
+    """The statistics drawn for a figure's stack-wide series: pages are counted, times shown as p50 and p90."""
+    return ("Sum",) if t.metric == PAGES else ("p50", "p90")
+
+
 def outcome_widgets(region: str, namespace: str = OUTCOME_NAMESPACE) -> list[Widget]:
     """CloudWatch: per figure a weekly p50/p90 (or weekly sum of pages) of the stack-wide series with the target
     line, then the same per service and severity (SEARCH over the per-service dimension set)."""
     widgets: list[Widget] = []
+    colors = {"p50": BLUE, "p90": ORANGE, "Sum": BLUE}
     for t in TARGETS:
         hlines = [HLine(t.limit, f"target {t.statistic} < {t.limit:g} {t.unit}", RED)] if t.limit else []
-        if t.metric == PAGES:
-            lines: list[Metric | Expression] = [
-                Metric(namespace, t.metric, region, stat="Sum", label="pages / week", color=BLUE, period=WEEK_S)]
-        else:
-            lines = [Metric(namespace, t.metric, region, stat=stat, label=f"weekly {stat}", color=color,
-                            period=WEEK_S) for stat, color in (("p50", BLUE), ("p90", ORANGE))]
+        lines: list[Metric | Expression] = [
+            Metric(namespace, t.metric, region, stat=stat, color=colors[stat], period=WEEK_S,
+                   label="pages / week" if t.metric == PAGES else f"weekly {stat}")
+            for stat in weekly_statistics(t)]
         widgets.append(Graph(width=12, height=6, title=f"{t.title}: weekly", region=region, lines=lines,
                              period=WEEK_S, hlines=hlines, y_label=t.unit, y_min=0))
         dims = ",".join(DIMENSIONS)
@@ -81,31 +88,34 @@ def outcome_widget_dicts(region: str, account_id: str, namespace: str = OUTCOME_
     return [w.to_json(account_id) for w in outcome_widgets(region, namespace)]
 
 
-def grafana_outcome_panels(region: str, namespace: str = OUTCOME_NAMESPACE,
-                           datasource_uid: str = "${cloudwatch}") -> list[dict[str, Any]]:
-    """Grafana (CloudWatch datasource, templated uid): the same weekly figures, one timeseries panel each, the
-    target as a red threshold line."""
-    panels: list[dict[str, Any]] = []
-    for n, t in enumerate(TARGETS):
-        stats = ["Sum"] if t.metric == PAGES else ["p50", "p90"]
-        steps: list[dict[str, Any]] = [{"color": "green", "value": None}]
-        if t.limit:
-            steps.append({"color": "red", "value": t.limit})
-        panels.append({
-            "id": 900 + n, "type": "timeseries", "title": f"{t.title}: weekly",
-            "datasource": {"type": "cloudwatch", "uid": datasource_uid},
-            "gridPos": {"x": 12 * (n % 2), "y": 8 * (n // 2), "w": 12, "h": 8},
-            "fieldConfig": {"defaults": {"unit": "s" if t.unit == "s" else "short", "min": 0,
-                                         "thresholds": {"mode": "absolute", "steps": steps},
-                                         "custom": {"thresholdsStyle": {"mode": "line" if t.limit else "off"}}},
-                            "overrides": []},
-            "targets": [{"refId": chr(ord("A") + i), "datasource": {"type": "cloudwatch", "uid": datasource_uid},
-                         "queryMode": "Metrics", "region": region, "namespace": namespace,
-                         "metricName": t.metric, "dimensions": {}, "statistic": stat, "period": str(WEEK_S),
-                         "matchExact": True, "label": f"weekly {stat}"}
-                        for i, stat in enumerate(stats)],
-        })
-    return panels
+def _grafana_panel(t: OutcomeTarget, title: str, targets: list[CloudWatchTarget]) -> Panel:
+    limit = [Threshold(t.limit, "red", f"target {t.statistic} < {t.limit:g} {t.unit}")] if t.limit else []
+    return Panel(title, targets, unit="s" if t.unit == "s" else "short", minimum=0, thresholds=limit,
+                 draw_thresholds=bool(limit),
+                 description=(f"Red line: the plan's target ({t.statistic} < {t.limit:g} {t.unit}); a week above it "
+                              "opens a ticket." if t.limit else "The plan sets no target for this figure."))
+
+
+def outcomes_grafana_board(cfg: StackConfig, namespace: str = OUTCOME_NAMESPACE) -> GrafanaDashboard:
+    """Grafana (the stack's CloudWatch datasource): the same figures, statistics, period and targets as the
+    CloudWatch outcomes board; per service and severity through a wildcard on both dimensions."""
+    region = cfg.aws.region
+    panels: list[Panel] = [row("Stack-wide, week by week, against the plan's targets")]
+    for t in TARGETS:
+        panels.append(_grafana_panel(t, f"{t.title}: weekly", [
+            CloudWatchTarget(namespace, t.metric, region, stat, WEEK_S,
+                             label="pages / week" if t.metric == PAGES else f"weekly {stat}")
+            for stat in weekly_statistics(t)]))
+    panels.append(row("Per service and severity"))
+    wildcard = tuple((d, "*") for d in DIMENSIONS)
+    for t in TARGETS:
+        panels.append(_grafana_panel(t, f"{t.title}: per service and severity, weekly {t.statistic}", [
+            CloudWatchTarget(namespace, t.metric, region, t.statistic, WEEK_S, wildcard,
+                             label=" ".join(f"${{PROP('Dim.{d}')}}" for d in DIMENSIONS))]))
+    # Weekly figures: an hourly refresh is plenty, and every refresh is billed GetMetricData.
+    return GrafanaDashboard(key="outcomes", uid=GRAFANA_OUTCOMES_UID, title="AkiDB outcomes: detection, response "
+                            "and pages against the plan", panels=panels, tags=("akidb", "outcomes"),
+                            time_from="now-90d", refresh="1h")
 
 
 def outcomes_dashboard(cfg: StackConfig) -> Dashboard:

@@ -1,6 +1,11 @@
 """Alertmanager routing generated for the SLO and symptom alerts: P0/P1 to PagerDuty, P2 to tickets and chat,
 informational alerts to chat, the heartbeat to the dead-man's switch; with paging off, pages become tickets.
-Maintenance windows mute a service's alerts (time_intervals); a ServiceDown inhibits what it explains."""
+Maintenance windows mute a service's alerts (time_intervals); a ServiceDown inhibits what it explains.
+
+The dead-man's switch is the stack's own: the always-firing heartbeat is published to an SNS topic of the stack
+(`sns_configs`, SigV4 with the SDK's default credential chain: the IRSA role of Alertmanager's service account,
+no key in the config) whose `NumberOfMessagesPublished` a CloudWatch alarm watches, missing data breaching
+(infra/components/alerting_path.py). Without it (`heartbeat=None`) the heartbeat goes to an external webhook."""
 
 from __future__ import annotations
 
@@ -23,6 +28,23 @@ ROUTING_KEY_FILE = f"/etc/alertmanager/secrets/{ROUTING_KEY_SECRET}/routing-key"
 SLACK_SECRET = "alertmanager-slack"
 SLACK_URL_FILE = f"/etc/alertmanager/secrets/{SLACK_SECRET}/webhook-url"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# The heartbeat's route: sent at once and re-sent every minute while it fires. Alertmanager re-sends a group only
+# when repeat_interval has passed at a group_interval tick, so in practice one notification every 1-2 minutes:
+# each 5-minute alarm period holds at least two.
+HEARTBEAT_TIMING = {"group_wait": "0s", "group_interval": "1m", "repeat_interval": "1m"}
+
+
+@dataclass(frozen=True)
+class SnsHeartbeat:
+    """The stack's heartbeat receiver: an SNS topic Alertmanager publishes to with SigV4."""
+
+    topic_arn: str
+    region: str
+
+
+# What the checked-in configs carry (so amtool checks the sns_configs syntax); stacks pass their own topic.
+EXAMPLE_HEARTBEAT = SnsHeartbeat("arn:aws:sns:us-east-1:123456789012:akidb-example-alertmanager-heartbeat",
+                                 "us-east-1")
 
 
 @dataclass(frozen=True)
@@ -47,7 +69,8 @@ def maintenance_interval_name(service: str) -> str:
 def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS, *, paging: bool,
                         routing_key_file: str = ROUTING_KEY_FILE, chat: bool = True,
                         slack_url_file: str = SLACK_URL_FILE,
-                        maintenance: Sequence[Maintenance] = EXAMPLE_MAINTENANCE) -> dict[str, Any]:
+                        maintenance: Sequence[Maintenance] = EXAMPLE_MAINTENANCE,
+                        heartbeat: SnsHeartbeat | None = EXAMPLE_HEARTBEAT) -> dict[str, Any]:
     """P0 -> PagerDuty critical, P1 -> PagerDuty error, P2 -> tickets and chat, info -> chat; with paging off,
     P0/P1 -> tickets (and chat).
 
@@ -89,8 +112,7 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
     page1 = RECEIVER_P1 if paging else RECEIVER_TICKETS
     receivers: list[dict[str, Any]] = [
         {"name": RECEIVER_TICKETS, "webhook_configs": [{"url": links.ticket_webhook_url, "send_resolved": True}]},
-        {"name": RECEIVER_HEARTBEAT, "webhook_configs": [{"url": links.heartbeat_webhook_url,
-                                                          "send_resolved": False}]},
+        heartbeat_receiver(links, heartbeat),
     ]
     if chat:
         receivers.append({"name": RECEIVER_CHAT, "slack_configs": [{
@@ -140,7 +162,7 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
             "repeat_interval": "12h",
             "routes": [
                 {"receiver": RECEIVER_HEARTBEAT, "matchers": [f'alertname="{HEARTBEAT_ALERT}"'],
-                 "group_wait": "0s", "group_interval": "1m", "repeat_interval": "1m"},
+                 **HEARTBEAT_TIMING},
                 *muted,
                 *severity_routes,
             ],
@@ -161,6 +183,23 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
             {"weekdays": list(w.weekdays), "times": [{"start_time": w.start, "end_time": w.end}]}
             for w in windows]} for svc, windows in sorted(by_service.items())]
     return config
+
+
+def heartbeat_receiver(links: LinkSettings, heartbeat: SnsHeartbeat | None) -> dict[str, Any]:
+    """The dead-man's switch. Never `send_resolved`: the heartbeat resolves only when Prometheus stopped sending
+    it, and a "resolved" message would count as one more heartbeat at the moment it stopped."""
+    if heartbeat is None:
+        return {"name": RECEIVER_HEARTBEAT, "webhook_configs": [{"url": links.heartbeat_webhook_url,
+                                                                 "send_resolved": False}]}
+    return {"name": RECEIVER_HEARTBEAT, "sns_configs": [{
+        "topic_arn": heartbeat.topic_arn,
+        # No keys: SigV4 with the default credential chain (IRSA web identity in the pod). The first SNS notifier
+        # (0.23) used only configured keys; later ones use static keys only when configured, else the chain.
+        "sigv4": {"region": heartbeat.region},
+        "send_resolved": False,
+        "subject": "akidb heartbeat {{ .GroupLabels.alertname }}",
+        "message": "{{ .Status }} {{ .GroupLabels.alertname }} from {{ .ExternalURL }}",
+    }]}
 
 
 def expected_receivers(severity: str, *, paging: bool, chat: bool = True) -> list[str]:

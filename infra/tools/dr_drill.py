@@ -1,7 +1,8 @@
-"""`make dr-drill`: lose the anomaly detector's stored objects, restore them from S3 versions, check it resumes.
+"""`make dr-drill`: lose what the stack stores, restore it, check the consumers resume.
 
-Runs the real trainer (Prophet) and the real detector (`lambdas/anomaly_*`) against moto, in a bucket versioned
-like the stack's anomaly bucket (`infra/components/anomaly.py`):
+Part 1, the anomaly detector's objects (S3 versions). Runs the real trainer (Prophet) and the real detector
+(`lambdas/anomaly_*`) against moto, in a bucket versioned like the stack's anomaly bucket
+(`infra/components/anomaly.py`):
 1. train on 15 days of CloudWatch history; the detector runs a few 5-minute points (state written each run);
 2. disaster: the band, the detector state and the model object are deleted (delete markers, as an operator's
    `aws s3 rm` or a bad deploy would leave), and a later write corrupts the state;
@@ -9,7 +10,22 @@ like the stack's anomaly bucket (`infra/components/anomaly.py`):
 4. restore: each key's delete marker is removed / the last good version is copied back (`restore_key`);
 5. the detector runs again: no error, its state continues from the pre-disaster memory (same residual history,
    `last_ts` advanced), and the model JSON loads with `prophet.serialize.model_from_json`.
-Prints each step with the time it took; exit 1 if the detector does not resume.
+
+Part 2, the incident store (the timeline table, DynamoDB). Signed PagerDuty V3 deliveries go through the real
+webhook and worker (`lambdas/runbook_automation`) into a table shaped like the stack's
+(`infra/components/incident_timeline.py`):
+1. an incident is triggered and acknowledged; its page is published;
+2. the restore point: in prod, point-in-time recovery (any second of the last 35 days); moto restores PITR as
+   the table's current state, so the drill takes an on-demand backup at that moment instead (same API family,
+   same restore-to-a-new-table semantics);
+3. disaster: the incident's records are deleted (an operator's cleanup, a bad migration); what a later event
+   would then publish is computed (wrong service, no time to detect or acknowledge, the page counted twice);
+4. restore: the table is restored to a new table and the incident's records are copied back into the live one
+   (`restore_incident`: conditional puts, so nothing written since the restore point is overwritten);
+5. the incident's resolution arrives through the webhook: the published figures (time to detect, acknowledge,
+   resolve) equal the payload timestamps and the page is not counted again.
+
+Prints each step with the time it took; exit 1 if the detector or the timeline does not resume.
 """
 
 from __future__ import annotations
@@ -210,10 +226,236 @@ def run_drill(log: Callable[[str], None] = lambda _line: None) -> DrillResult:
     return result
 
 
+# ------------------------------------------------------------------------------------------ the incident store
+
+TIMELINE_TABLE = "akidb-drill-incident-timeline"
+DRILL_SECRET = "drill-webhook-secret"
+INCIDENT = "PDRILL01"
+# The drill incident, seconds after its trigger: the alert's condition started before it, then ack and resolve.
+CONDITION_LEAD_S, ACK_AFTER_S, RESOLVE_AFTER_S = 150.0, 240.0, 900.0
+
+
+@dataclass
+class IncidentDrillResult:
+    steps: list[tuple[str, float, str]] = field(default_factory=list)
+    expected: dict[str, float] = field(default_factory=dict)
+    without_restore: dict[str, Any] = field(default_factory=dict)
+    published: dict[str, float] = field(default_factory=dict)
+    pages_published: int = 0
+    records_lost: int = 0
+    records_restored: int = 0
+    restore_seconds: float = 0.0
+
+    @property
+    def resumed(self) -> bool:
+        return (self.records_lost > 0 and self.records_restored == self.records_lost
+                and self.published == self.expected and self.pages_published == 1)
+
+    def report(self) -> str:
+        lines = ["DR drill (moto, real webhook and worker): the incident store"]
+        lines += [f"  {secs:7.2f} s  {step}: {outcome}" for step, secs, outcome in self.steps]
+        lines.append(f"Timeline resumed after restore: {'yes' if self.resumed else 'NO'} (published "
+                     f"{self.published}, expected {self.expected}; pages counted {self.pages_published}; copy-back "
+                     f"of {self.records_restored} records took {self.restore_seconds:.2f} s)")
+        return "\n".join(lines)
+
+
+def restore_table(dynamodb: Any, live: str, target: str, *, backup_arn: str | None = None,
+                  restore_time: datetime | None = None) -> str:
+    """Restore `live` into the new table `target` (DynamoDB restores only into a new table): from point-in-time
+    recovery at `restore_time` (prod), or from an on-demand backup (`backup_arn`); waits until it is ACTIVE."""
+    if (backup_arn is None) == (restore_time is None):
+        raise ValueError("give exactly one of backup_arn (on-demand backup) or restore_time (point in time)")
+    if backup_arn is not None:
+        dynamodb.restore_table_from_backup(TargetTableName=target, BackupArn=backup_arn)
+        how = f"backup {backup_arn.rsplit('/', 1)[-1]}"
+    else:
+        dynamodb.restore_table_to_point_in_time(SourceTableName=live, TargetTableName=target,
+                                                RestoreDateTime=restore_time)
+        how = f"point in time {restore_time:%Y-%m-%dT%H:%M:%SZ}"
+    dynamodb.get_waiter("table_exists").wait(TableName=target)
+    return f"{live} restored into {target} from {how}"
+
+
+def restore_incident(dynamodb: Any, source: str, live: str, incident_id: str) -> int:
+    """Copy one incident's records (events and summary) from the restored table `source` back into `live`;
+    returns how many were written. Conditional puts: a record that exists in `live` (an event received after
+    the restore point, a summary rewritten since) is kept, so the copy-back never undoes newer work."""
+    from botocore.exceptions import ClientError
+
+    kwargs: dict[str, Any] = {"TableName": source, "ConsistentRead": True, "KeyConditionExpression": "pk = :pk",
+                              "ExpressionAttributeValues": {":pk": {"S": f"incident#{incident_id}"}}}
+    written = 0
+    while True:
+        page = dynamodb.query(**kwargs)
+        for item in page.get("Items", []):
+            try:
+                dynamodb.put_item(TableName=live, Item=item, ConditionExpression="attribute_not_exists(sk)")
+                written += 1
+            except ClientError as e:
+                if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+        if "LastEvaluatedKey" not in page:
+            return written
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _delivery(event_type: str, at: float, trigger_at: float, *, details: dict[str, Any] | None) -> bytes:
+    """A PagerDuty V3 incident delivery as PagerDuty sends it (the trigger carries Alertmanager's details)."""
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(t * 1000) % 1000:03d}Z"
+
+    data: dict[str, Any] = {
+        "id": INCIDENT, "type": "incident", "title": "akidb-rest availability: error budget burning (P1 page-slow)",
+        "urgency": "high", "status": event_type.rsplit(".", 1)[-1], "created_at": iso(trigger_at),
+        "html_url": f"https://acme.pagerduty.com/incidents/{INCIDENT}",
+        "service": {"id": "PSVC001", "type": "service_reference", "summary": "akidb-rest (Alertmanager)"}}
+    if details is not None:
+        data["custom_details"] = details
+    return json.dumps({"event": {
+        "id": f"01DRILL{event_type.rsplit('.', 1)[-1].upper()}", "event_type": event_type,
+        "resource_type": "incident", "occurred_at": iso(at),
+        "agent": {"id": "PXPGF42", "type": "user_reference", "summary": "On-call engineer"}, "data": data}}).encode()
+
+
+def run_incident_drill(log: Callable[[str], None] = lambda _line: None) -> IncidentDrillResult:
+    if str(LAMBDAS_DIR) not in sys.path:
+        sys.path.insert(0, str(LAMBDAS_DIR))
+    import hashlib
+    import hmac
+
+    import boto3
+    from moto.cloudwatch.models import cloudwatch_backends
+    from runbook_automation import handler, timeline
+    from runbook_automation.delivery import parse
+
+    result = IncidentDrillResult()
+
+    def step(name: str, fn: Callable[[], str]) -> None:
+        started = time.perf_counter()
+        outcome = fn()
+        result.steps.append((name, time.perf_counter() - started, outcome))
+        log(f"{name}: {outcome}")
+
+    now = float(int(time.time()))  # whole seconds: PagerDuty's timestamps carry milliseconds
+    trigger_at = now - RESOLVE_AFTER_S - 60  # recent: the webhook refuses deliveries older than an hour
+    result.expected = {timeline.TIME_TO_DETECT: CONDITION_LEAD_S, timeline.TIME_TO_ACKNOWLEDGE: ACK_AFTER_S,
+                       timeline.TIME_TO_RESOLVE: RESOLVE_AFTER_S}
+    details = {"service": "akidb-rest", "slo": "availability", "severity": "P1", "tiers": "page-slow ",
+               "condition_started_at": datetime.fromtimestamp(trigger_at - CONDITION_LEAD_S, UTC).isoformat()}
+    saved = os.environ.get("RUNBOOK_SETTINGS")
+    with _moto():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        sqs, sns = boto3.client("sqs", region_name=REGION), boto3.client("sns", region_name=REGION)
+        secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
+            Name="drill-webhook", SecretString=DRILL_SECRET)["ARN"]
+        queue = sqs.create_queue(QueueName="drill-runbook-jobs")["QueueUrl"]
+        ddb.create_table(TableName="drill-runbook-state", BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+        ddb.create_table(TableName=TIMELINE_TABLE, BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                               {"AttributeName": "sk", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                    {"AttributeName": "sk", "KeyType": "RANGE"}])
+        ddb.update_continuous_backups(TableName=TIMELINE_TABLE,  # as the stack's table: PITR on
+                                      PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+        os.environ["RUNBOOK_SETTINGS"] = json.dumps({
+            "environment": "drill", "table_name": "drill-runbook-state",
+            "audit_topic_arn": sns.create_topic(Name="drill-audit")["TopicArn"], "queue_url": queue,
+            "secret_arn": secret, "notify_topic_arn": sns.create_topic(Name="drill-p2")["TopicArn"],
+            "timeline_table_name": TIMELINE_TABLE, "timeline_settle_s": 0})
+        handler._reset()
+
+        def deliver(body: bytes) -> str:
+            signature = "v1=" + hmac.new(DRILL_SECRET.encode(), body, hashlib.sha256).hexdigest()
+            answer = handler.handler({"version": "2.0", "routeKey": "POST /pagerduty", "isBase64Encoded": False,
+                                      "headers": {"x-pagerduty-signature": signature}, "body": body.decode(),
+                                      "requestContext": {"http": {"method": "POST", "sourceIp": "203.0.113.9"}}})
+            failures = 0
+            while True:  # the worker drains the queue: the event, then the publish job it queues
+                msgs = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+                if not msgs:
+                    break
+                for m in msgs:
+                    sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+                out = handler.worker({"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in msgs]})
+                failures += len(out["batchItemFailures"])
+            if answer["statusCode"] >= 300 or failures:
+                raise RuntimeError(f"delivery failed: {answer} ({failures} worker failures)")
+            return f"{json.loads(body)['event']['event_type']} -> {answer['statusCode']}"
+
+        def records() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = ddb.query(
+                TableName=TIMELINE_TABLE, KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"incident#{INCIDENT}"}})["Items"]
+            return items
+
+        step("trigger and acknowledge (signed V3 webhooks)", lambda: "; ".join([
+            deliver(_delivery("incident.triggered", trigger_at, trigger_at, details=details)),
+            deliver(_delivery("incident.acknowledged", trigger_at + ACK_AFTER_S, trigger_at, details=None))]))
+        backup: dict[str, str] = {}
+
+        def restore_point() -> str:
+            backup["arn"] = ddb.create_backup(TableName=TIMELINE_TABLE, BackupName="drill")["BackupDetails"][
+                "BackupArn"]
+            return f"{len(records())} records of {INCIDENT} (events and the summary holding the published page)"
+
+        step("restore point (prod: PITR; moto: on-demand backup)", restore_point)
+
+        def disaster() -> str:
+            lost = records()
+            for item in lost:
+                ddb.delete_item(TableName=TIMELINE_TABLE, Key={"pk": item["pk"], "sk": item["sk"]})
+            result.records_lost = len(lost)
+            # What the resolution would publish now: its own event (as the webhook records it) is all that is
+            # left, and without the summary the page's "published" flag is gone too.
+            body = _delivery("incident.resolved", trigger_at + RESOLVE_AFTER_S, trigger_at, details=None)
+            event = timeline.timeline_event(parse(body, now=time.time(), max_age_s=3600, skew_s=300))
+            f = timeline.figures(INCIDENT, [event])
+            result.without_restore = {"service": f.service, "severity": f.severity,
+                                      timeline.TIME_TO_DETECT: f.time_to_detect,
+                                      timeline.TIME_TO_ACKNOWLEDGE: f.time_to_acknowledge,
+                                      timeline.TIME_TO_RESOLVE: f.time_to_resolve,
+                                      "page counted again": not any(i["sk"]["S"] == timeline.SUMMARY_SK
+                                                                    for i in records())}
+            return f"deleted {len(lost)} records; a resolution now would publish {result.without_restore}"
+
+        step("disaster", disaster)
+
+        def restore() -> str:
+            started = time.perf_counter()
+            how = restore_table(ddb, TIMELINE_TABLE, f"{TIMELINE_TABLE}-restored", backup_arn=backup["arn"])
+            result.records_restored = restore_incident(ddb, f"{TIMELINE_TABLE}-restored", TIMELINE_TABLE, INCIDENT)
+            result.restore_seconds = time.perf_counter() - started
+            return f"{how}; {result.records_restored} records of {INCIDENT} copied back"
+
+        step("restore", restore)
+        step("resolution arrives (signed V3 webhook)", lambda: deliver(
+            _delivery("incident.resolved", trigger_at + RESOLVE_AFTER_S, trigger_at, details=None)))
+        summary = next(i for i in records() if i["sk"]["S"] == timeline.SUMMARY_SK)
+        published = json.loads(summary.get("figures_published", {}).get("S", "{}"))
+        result.published = {k: float(v) for k, v in published.items()}
+        # Every data point put (moto's query API would mix the dimensionless series with the per-service ones).
+        account = boto3.client("sts", region_name=REGION).get_caller_identity()["Account"]
+        result.pages_published = sum(1 for m in cloudwatch_backends[account][REGION].metric_data
+                                     if m.name == timeline.PAGES and not m.dimensions)
+        result.steps.append(("timeline after restore", 0.0, f"published {result.published}, pages counted "
+                                                           f"{result.pages_published}"))
+    if saved is None:
+        os.environ.pop("RUNBOOK_SETTINGS", None)
+    else:
+        os.environ["RUNBOOK_SETTINGS"] = saved
+    handler._reset()
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     result = run_drill()
     print(result.report())
-    return 0 if result.resumed and result.errors_while_lost == 1 else 1
+    incidents = run_incident_drill()
+    print(incidents.report())
+    return 0 if result.resumed and result.errors_while_lost == 1 and incidents.resumed else 1
 
 
 if __name__ == "__main__":

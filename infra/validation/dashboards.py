@@ -4,7 +4,9 @@ CloudWatch accepts a widget naming a metric nobody publishes, or an alarm in ano
 graph forever; Grafana accepts a query that does not parse and shows "parse error" in the panel. Both are found
 here, before deploy: layout (24 columns, no overlap), a region on every metric widget, every metric emitted by
 this stack (or published by AWS) in the region the widget reads it from, math within one region, alarms that
-exist where the widget looks, PromQL that promtool parses and names only recorded or contract metrics.
+exist where the widget looks, PromQL that promtool parses and names only recorded or contract metrics; in
+Grafana, every panel's datasource is a template variable of the board or a datasource the stack provisions,
+and the CloudWatch datasource authenticates without keys through a read-only role of Grafana's service account.
 """
 
 from __future__ import annotations
@@ -14,12 +16,21 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from infra.components.dashboards import DASHBOARD_KEY_ANNOTATION
+import yaml
+
+from infra.components.dashboards import (
+    DASHBOARD_KEY_ANNOTATION,
+    DATASOURCE_KEY_ANNOTATION,
+    GRAFANA_CLOUDWATCH_ACTIONS,
+    GRAFANA_CLOUDWATCH_ROLE,
+)
 from infra.config import AWS_REGION_PATTERN, StackConfig
+from infra.core.naming import MAX_IAM_ROLE_NAME, Naming
 from infra.dashboard_defs import catalog, promql
-from infra.dashboard_defs.grafana import expressions
+from infra.dashboard_defs.grafana import cloudwatch_targets, expressions
 from infra.dashboard_defs.grafana_boards import input_contract_metrics
 from infra.validation import Plan, PlannedResource, Violation, rule
+from infra.validation.xray import irsa_problems
 
 DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
@@ -275,3 +286,181 @@ def grafana_dashboards_valid(plan: Plan) -> Iterator[Violation]:
     for label, where, expr in queries:
         if expr in errors:
             yield Violation("grafana_dashboards_valid", label, f"{where}: PromQL does not parse: {errors[expr]}")
+
+
+# ---------------------------------------------------------------------------------------------- Grafana datasources
+
+# What Grafana's CloudWatch datasource may authenticate with: the SDK's default chain (IRSA in the pod). `keys`
+# puts an access key in the provisioning file; `credentials` reads a profile file nobody mounts.
+KEYLESS_AUTH = ("default",)
+_VARIABLE = re.compile(r"^\$(?:\{(\w+)\}|(\w+))$")
+
+
+def datasource_config_maps(plan: Plan) -> list[PlannedResource]:
+    return [cm for cm in plan.of_type(CONFIG_MAP)
+            if DATASOURCE_KEY_ANNOTATION in ((cm.inputs.get("metadata") or {}).get("annotations") or {})]
+
+
+def datasource_problems(doc: Any, home: str) -> tuple[dict[str, str], list[str]]:
+    """(uid -> type, problems) of one provisioning file (Grafana's `apiVersion: 1` datasources format)."""
+    if not isinstance(doc, dict) or doc.get("apiVersion") != 1 or not isinstance(doc.get("datasources"), list):
+        return {}, ["not a Grafana provisioning file (apiVersion: 1 with a datasources list)"]
+    found: dict[str, str] = {}
+    problems: list[str] = []
+    for ds in doc["datasources"]:
+        if not isinstance(ds, dict) or not all(isinstance(ds.get(k), str) and ds.get(k) for k in ("name", "type",
+                                                                                                     "uid")):
+            problems.append(f"datasource {ds!r} needs a name, a type and a fixed uid (the panels name the uid)")
+            continue
+        found[ds["uid"]] = ds["type"]
+        if ds["type"] != "cloudwatch":
+            continue
+        json_data = ds.get("jsonData") or {}
+        if json_data.get("authType") not in KEYLESS_AUTH:
+            problems.append(f"{ds['uid']}: authType {json_data.get('authType')!r}; allowed {', '.join(KEYLESS_AUTH)} "
+                            "(the SDK chain: IRSA of Grafana's service account, no keys in a ConfigMap)")
+        secrets = sorted(set(ds.get("secureJsonData") or {}) | {k for k in json_data if k in ("accessKey",
+                                                                                             "secretKey")})
+        if secrets:
+            problems.append(f"{ds['uid']}: static credentials {', '.join(secrets)} in the provisioning file")
+        region = json_data.get("defaultRegion")
+        if not (isinstance(region, str) and re.match(AWS_REGION_PATTERN, region)):
+            problems.append(f"{ds['uid']}: defaultRegion {region!r} is not an AWS region")
+        elif region != home:
+            problems.append(f"{ds['uid']}: defaultRegion {region} is not the stack's home region {home}")
+    return found, problems
+
+
+def panel_datasource_problems(board: dict[str, Any], provisioned: dict[str, str]) -> list[str]:
+    """Every panel's and target's datasource exists: a datasource variable of this board (of the same plugin
+    type), or a uid provisioned by the stack (of the same type). Grafana shows "datasource not found" otherwise."""
+    variables = {str(v.get("name")): str(v.get("query")) for v in (board.get("templating") or {}).get("list", [])
+                 if v.get("type") == "datasource"}
+    problems: list[str] = []
+    for panel in board.get("panels", []):
+        if panel.get("type") == "row":
+            continue
+        title = str(panel.get("title"))
+        refs = [("panel", panel.get("datasource"))]
+        refs += [(f"target {t.get('refId')}", t.get("datasource") or panel.get("datasource"))
+                 for t in panel.get("targets", [])]
+        for where, ds in refs:
+            if not isinstance(ds, dict) or not ds.get("uid") or not ds.get("type"):
+                problems.append(f"'{title}' {where}: datasource {ds!r} needs a type and a uid")
+                continue
+            uid, kind = str(ds["uid"]), str(ds["type"])
+            var = _VARIABLE.match(uid)
+            if var:
+                name = var.group(1) or var.group(2)
+                if name not in variables:
+                    problems.append(f"'{title}' {where}: datasource variable ${name} is not defined on the board "
+                                    f"(defined: {', '.join(sorted(variables)) or 'none'})")
+                elif variables[name] != kind:
+                    problems.append(f"'{title}' {where}: variable ${name} lists {variables[name]} datasources, "
+                                    f"the query is {kind}")
+            elif uid not in provisioned:
+                problems.append(f"'{title}' {where}: datasource uid {uid!r} is not provisioned by the stack "
+                                f"(provisioned: {', '.join(sorted(provisioned)) or 'none'})")
+            elif provisioned[uid] != kind:
+                problems.append(f"'{title}' {where}: uid {uid} is a {provisioned[uid]} datasource, not {kind}")
+        if panel.get("targets") and {json.dumps(d, sort_keys=True) for _, d in refs[1:]} != {
+                json.dumps(panel.get("datasource"), sort_keys=True)}:
+            problems.append(f"'{title}': targets use another datasource than the panel")
+    return problems
+
+
+def cloudwatch_target_problems(cfg: StackConfig, board: dict[str, Any], emitted: set[catalog.Emitted],
+                               searchable: set[catalog.Emitted]) -> list[str]:
+    """Each CloudWatch target reads a metric the stack publishes, in the region it is published in; a wildcard
+    dimension only over a dimension set whose values are open (the timeline's Service/Severity)."""
+    problems: list[str] = []
+    for title, t in cloudwatch_targets(board):
+        dims = t.get("dimensions") or {}
+        if not isinstance(dims, dict) or not all(isinstance(v, str) for v in dims.values()):
+            problems.append(f"'{title}' {t.get('refId')}: dimensions must map names to one value each")
+            continue
+        region = str(t.get("region"))
+        if not re.match(AWS_REGION_PATTERN, region):
+            problems.append(f"'{title}' {t.get('refId')}: region {region!r}")
+            continue
+        key = catalog.Emitted(str(t.get("namespace")), str(t.get("metricName")), catalog.dims(**dims), region)
+        if catalog.WILDCARD in dims.values():
+            if key not in searchable:
+                problems.append(f"'{title}' {t.get('refId')}: a wildcard over {dict(dims)} of {key.namespace} "
+                                f"{key.name} in {region} matches no series the stack publishes")
+            continue
+        msg = catalog.check_metric(cfg, key.namespace, key.name, key.dimensions, region, emitted)
+        if msg:
+            problems.append(f"'{title}' {t.get('refId')}: {msg}")
+    return problems
+
+
+def grafana_cloudwatch_role_problems(plan: Plan) -> list[tuple[str, str]]:
+    """(resource, problem): the role Grafana reads CloudWatch with trusts only Grafana's service account and may
+    only read metrics, only in the stack's regions."""
+    cfg = plan.config
+    role_name = Naming(cfg.service, cfg.environment).physical(GRAFANA_CLOUDWATCH_ROLE, max_len=MAX_IAM_ROLE_NAME)
+    role = next((r for r in plan.of_type("aws:iam/role:Role") if r.inputs.get("name") == role_name), None)
+    if role is None:
+        return [("stack", f"no IAM role {role_name}: the CloudWatch datasource has no credentials")]
+    out: list[tuple[str, str]] = []
+    trust = json.loads(role.inputs.get("assumeRolePolicy") or "{}")
+    for msg in irsa_problems(trust, cfg.kubernetes.oidc_provider_arn, cfg.kubernetes.namespace,
+                             cfg.dashboards.grafana_cloudwatch.service_account):
+        out.append((role.label, msg))
+    policies = [r for r in plan.of_type("aws:iam/rolePolicy:RolePolicy") if r.inputs.get("role") == role_name]
+    if not policies:
+        out.append((role.label, "no policy: Grafana could read nothing"))
+    for pol in policies:
+        doc = json.loads(str(pol.inputs.get("policy") or "{}"))
+        for stmt in doc.get("Statement", []):
+            actions = stmt.get("Action")
+            actions = actions if isinstance(actions, list) else [actions]
+            extra = sorted(set(actions) - set(GRAFANA_CLOUDWATCH_ACTIONS))
+            if stmt.get("Effect") == "Allow" and extra:
+                out.append((pol.label, f"Grafana's datasource may only read metrics; also allows {', '.join(extra)}"))
+            regions = ((stmt.get("Condition") or {}).get("StringEquals") or {}).get("aws:RequestedRegion")
+            if sorted(regions or []) != sorted(cfg.alarm_regions):
+                out.append((pol.label, f"aws:RequestedRegion {regions!r}; expected the stack's regions "
+                                       f"{cfg.alarm_regions}"))
+    return out
+
+
+@rule
+def grafana_datasources_exist(plan: Plan) -> Iterator[Violation]:
+    """Every Grafana panel's datasource exists (a board variable or a datasource the stack provisions, of the
+    panel's type); the provisioned CloudWatch datasource carries no keys, its role only reads metrics, and its
+    panels read metrics the stack publishes."""
+    name = "grafana_datasources_exist"
+    cfg = plan.config
+    provisioned: dict[str, str] = {}
+    for cm in datasource_config_maps(plan):
+        meta = cm.inputs.get("metadata") or {}
+        label = cfg.dashboards.grafana_cloudwatch.datasource_label
+        if (meta.get("labels") or {}).get(label) != "1":
+            yield Violation(name, cm.label, f"label {label}=\"1\" missing: the datasource sidecar will not load it")
+        if meta.get("namespace") != cfg.kubernetes.namespace:
+            yield Violation(name, cm.label, f"namespace {meta.get('namespace')!r}; expected "
+                                            f"{cfg.kubernetes.namespace!r} (Grafana's)")
+        for key, text in (cm.inputs.get("data") or {}).items():
+            try:
+                doc = yaml.safe_load(str(text))
+            except yaml.YAMLError as err:
+                yield Violation(name, cm.label, f"{key} is not YAML: {err}")
+                continue
+            found, problems = datasource_problems(doc, cfg.aws.region)
+            provisioned.update(found)
+            for msg in problems:
+                yield Violation(name, cm.label, f"{key}: {msg}")
+    if "cloudwatch" in provisioned.values():
+        for resource, msg in grafana_cloudwatch_role_problems(plan):
+            yield Violation(name, resource, msg)
+    emitted, searchable = catalog.stack_metrics(cfg), catalog.searchable_metrics(cfg)
+    for cm in grafana_config_maps(plan):
+        for key, board in _boards(cm):
+            if isinstance(board, str):
+                continue  # grafana_dashboards_valid reports it
+            for msg in panel_datasource_problems(board, provisioned):
+                yield Violation(name, cm.label, f"{key}: {msg}")
+            for msg in cloudwatch_target_problems(cfg, board, emitted, searchable):
+                yield Violation(name, cm.label, f"{key}: {msg}")

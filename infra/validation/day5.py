@@ -1,5 +1,6 @@
 """Day 5 rules: canaries (runtime, schedule, package, artifacts), budget scope, an alarm on every notification
-path, stores that can be restored, and the monthly estimate under its ceiling."""
+path (the heartbeat topic Alertmanager publishes to included), the heartbeat's receiving side, stores that can be
+restored, and the monthly estimate under its ceiling."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from infra.artifacts.packaging import read_package
+from infra.components.alerting_path import HEARTBEAT_TOPIC, heartbeat_enabled, heartbeat_topic_name
 from infra.config.dashboards import CANARY_RUNTIMES, CANARY_SCHEDULE_PATTERN, schedule_minutes
+from infra.core.naming import MAX_IAM_ROLE_NAME, Naming
 from infra.core.plan import PlannedResource
 from infra.offline.cost import PLAN_TARGET_USD, estimate
 from infra.validation import Plan, Violation, rule
+from infra.validation.xray import irsa_problems
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
@@ -131,9 +135,12 @@ def _alarms(plan: Plan) -> list[PlannedResource]:
 
 
 def _watched(plan: Plan, namespace: str, metric_names: tuple[str, ...], dim: str, value: str,
-             region: str | None) -> bool:
+             region: str | None, on_silence: bool = False) -> bool:
     for a in _alarms(plan):
         if a.region != region:
+            continue
+        if on_silence and not (a.inputs.get("treatMissingData") == "breaching"
+                               and str(a.inputs.get("comparisonOperator", "")).startswith("LessThan")):
             continue
         queries = a.inputs.get("metricQueries") or []
         metrics = [(a.inputs.get("namespace"), a.inputs.get("metricName"), a.inputs.get("dimensions") or {})]
@@ -148,6 +155,46 @@ def _watched(plan: Plan, namespace: str, metric_names: tuple[str, ...], dim: str
 def _arn_region_name(arn: str) -> tuple[str | None, str]:
     parts = arn.split(":")
     return (parts[3] or None) if len(parts) > 5 else None, parts[-1]
+
+
+def _statements(doc_text: Any) -> list[dict[str, Any]]:
+    doc = json.loads(doc_text) if isinstance(doc_text, str) else {}
+    stmts = doc.get("Statement") or []
+    return [s for s in (stmts if isinstance(stmts, list) else [stmts]) if isinstance(s, dict)]
+
+
+def _actions(stmt: dict[str, Any]) -> list[str]:
+    actions = stmt.get("Action") or []
+    return [str(a) for a in (actions if isinstance(actions, list) else [actions])]
+
+
+def _resources(stmt: dict[str, Any]) -> list[str]:
+    res = stmt.get("Resource") or []
+    return [str(r) for r in (res if isinstance(res, list) else [res])]
+
+
+def workload_roles(plan: Plan) -> dict[str, PlannedResource]:
+    """Roles a cluster workload assumes with its service account's token (IRSA): name -> role."""
+    out = {}
+    for role in plan.of_type("aws:iam/role:Role"):
+        if any(s.get("Action") == "sts:AssumeRoleWithWebIdentity" for s in _statements(role.inputs.get(
+                "assumeRolePolicy"))):
+            out[str(role.inputs.get("name"))] = role
+    return out
+
+
+def workload_published_topics(plan: Plan) -> list[str]:
+    """Topics a cluster workload may publish to: the messages come from outside AWS (a heartbeat), so the path
+    is watched by its publishes stopping, not by delivery failures."""
+    roles = workload_roles(plan)
+    found: set[str] = set()
+    for pol in plan.of_type("aws:iam/rolePolicy:RolePolicy"):
+        if str(pol.inputs.get("role")) not in roles:
+            continue
+        for stmt in _statements(pol.inputs.get("policy")):
+            if stmt.get("Effect") == "Allow" and "sns:Publish" in _actions(stmt):
+                found |= {r for r in _resources(stmt) if r.startswith("arn:aws:sns:")}
+    return sorted(found)
 
 
 def notification_paths(plan: Plan) -> list[tuple[str, str, str | None, str]]:
@@ -200,6 +247,9 @@ def notification_paths(plan: Plan) -> list[tuple[str, str, str | None, str]]:
         out[("api", api.region, api_id)] = f"HTTP API {api.inputs.get('name')} ({api.region})"
     for c in plan.of_type("aws:synthetics/canary:Canary"):
         out[("canary", c.region, str(c.inputs.get("name")))] = f"canary {c.inputs.get('name')} ({c.region})"
+    for arn in workload_published_topics(plan):
+        region, topic = _arn_region_name(arn)
+        out[("published", region, topic)] = f"SNS topic {topic} ({region}), published to by a cluster workload"
     return [(kind, label, region, ident) for (kind, region, ident), label in sorted(
         out.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2]))]
 
@@ -210,7 +260,11 @@ PATH_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "function": ("AWS/Lambda", ("Errors",), "FunctionName"),
     "api": ("AWS/ApiGateway", ("5xx",), "ApiId"),
     "canary": ("CloudWatchSynthetics", ("SuccessPercent", "Failed"), "CanaryName"),
+    "published": ("AWS/SNS", ("NumberOfMessagesPublished",), "TopicName"),
 }
+# Kinds whose alarm must fire on silence: the watched metric is a heartbeat (missing data = breaching, and the
+# alarm fires when too FEW messages arrive).
+SILENCE_KINDS = ("published",)
 
 
 @rule
@@ -223,10 +277,64 @@ def alerting_path_watched(plan: Plan) -> Iterator[Violation]:
         return
     for kind, label, region, ident in notification_paths(plan):
         namespace, metrics, dim = PATH_METRICS[kind]
-        if not _watched(plan, namespace, metrics, dim, ident, region):
+        silence = kind in SILENCE_KINDS
+        if not _watched(plan, namespace, metrics, dim, ident, region, on_silence=silence):
+            how = " that fires when it drops (LessThan..., treatMissingData breaching)" if silence else ""
             yield Violation("alerting_path_watched", label,
-                            f"no alarm on {namespace} {'/'.join(metrics)} with {dim}={ident} in {region}: "
+                            f"no alarm on {namespace} {'/'.join(metrics)} with {dim}={ident} in {region}{how}: "
                             "a failure on this path would go unnoticed")
+
+
+@rule
+def alertmanager_heartbeat_received(plan: Plan) -> Iterator[Violation]:
+    """Where the stack receives Alertmanager's heartbeat: its topic exists, only the role of Alertmanager's
+    service account may publish there (and nothing else), and the missing-heartbeat alarm pages P1."""
+    name = "alertmanager_heartbeat_received"
+    cfg = plan.config
+    if not heartbeat_enabled(cfg):
+        return
+    naming = Naming(cfg.service, cfg.environment)
+    home = cfg.aws.region
+    topic_name = heartbeat_topic_name(naming)
+    topic = next((t for t in plan.of_type("aws:sns/topic:Topic") if t.inputs.get("name") == topic_name
+                  and t.region == home), None)
+    if topic is None:
+        yield Violation(name, "stack", f"no heartbeat topic {topic_name} in {home}: the Alertmanager config "
+                                       "publishes to it")
+    role_name = naming.physical(HEARTBEAT_TOPIC, max_len=MAX_IAM_ROLE_NAME)
+    role = workload_roles(plan).get(role_name)
+    if role is None:
+        yield Violation(name, "stack", f"no IRSA role {role_name}: Alertmanager could not publish its heartbeat")
+    else:
+        trust = json.loads(str(role.inputs.get("assumeRolePolicy")))
+        for msg in irsa_problems(trust, cfg.kubernetes.oidc_provider_arn, cfg.kubernetes.namespace,
+                                 cfg.dashboards.alerting_path.heartbeat.service_account):
+            yield Violation(name, role.label, msg)
+        for pol in plan.of_type("aws:iam/rolePolicy:RolePolicy"):
+            if pol.inputs.get("role") != role_name:
+                continue
+            for stmt in _statements(pol.inputs.get("policy")):
+                for action in _actions(stmt):
+                    if action == "sns:Publish":
+                        wrong = [r for r in _resources(stmt) if _arn_region_name(r) != (home, topic_name)]
+                        if wrong:
+                            yield Violation(name, pol.label, f"Alertmanager's role may publish to {wrong}: the "
+                                                             "heartbeat role publishes the heartbeat only")
+                    elif action not in ("kms:Decrypt", "kms:GenerateDataKey"):
+                        yield Violation(name, pol.label, f"Alertmanager's role also allows {action}")
+                    elif "kms:ResourceAliases" not in json.dumps(stmt.get("Condition") or {}):
+                        yield Violation(name, pol.label, f"{action} without the alert key's alias condition")
+    p1 = f"{naming.physical('alerts', 'p1')}"
+    alarms = [a for a in _alarms(plan) if a.region == home and a.inputs.get("namespace") == "AWS/SNS"
+              and a.inputs.get("metricName") == "NumberOfMessagesPublished"
+              and (a.inputs.get("dimensions") or {}).get("TopicName") == topic_name]
+    if not any(a.inputs.get("treatMissingData") == "breaching" for a in alarms):
+        yield Violation(name, "stack", f"no alarm on {topic_name}'s NumberOfMessagesPublished with missing data "
+                                       "breaching: a stopped heartbeat sends no data at all")
+    for a in alarms:
+        targets = [str(t) for t in a.inputs.get("alarmActions") or []]
+        if not any(_arn_region_name(t) == (home, p1) for t in targets):
+            yield Violation(name, a.label, f"the missing heartbeat notifies {targets}, not the P1 topic {p1}")
 
 
 def _versioned(plan: Plan) -> dict[str, Any]:
