@@ -75,6 +75,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         ))
         outputs["cloudwatchDashboards"] = dashboards.cloudwatch_names
         outputs["grafanaDashboardConfigMaps"] = dashboards.grafana_config_maps
+        if dashboards.grafana_cloudwatch_role is not None:
+            # For the Helm value grafana.serviceAccount.annotations."eks.amazonaws.com/role-arn".
+            outputs["grafanaCloudwatchRoleArn"] = dashboards.grafana_cloudwatch_role.arn
     return outputs
 
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.irsa import WorkloadRole, workload_role
+from infra.blocks.alarms import metric_alarm
+from infra.blocks.irsa import WorkloadRole, workload_role
 from infra.components.severity_topics import SEVERITIES, AlertTopics
 from infra.config import StackConfig
 from infra.core import iam
@@ -119,15 +120,13 @@ def create_heartbeat_receiver(name: str, ctx: StackContext, topics: AlertTopics,
 def create_alerting_path_alarms(name: str, ctx: StackContext, inputs: AlertingPathInputs,
                                 parent: pulumi.Resource) -> dict[str, list[str]]:
     cfg = ctx.config.dashboards.alerting_path
-    child = pulumi.ResourceOptions(parent=parent)
     out: dict[str, list[str]] = {}
 
     def alarm(region: str, key: str, severity: str, description: str, **kwargs: object) -> None:
         alarm_name = ctx.naming.physical("alerting-path", key, region, max_len=MAX_ALARM_NAME)
         target = inputs.topics.arns[region][severity]
-        aws.cloudwatch.MetricAlarm(
-            f"{name}-path-{region}-{key}", region=region, name=alarm_name, alarm_description=description,
-            period=PERIOD_S, alarm_actions=[target], ok_actions=[target], opts=child, **kwargs)
+        metric_alarm(f"{name}-path-{region}-{key}", parent=parent, region=region, name=alarm_name,
+                     description=description, topic_arn=target, period=PERIOD_S, **kwargs)
         out.setdefault(region, []).append(alarm_name)
 
     for region, by_severity in inputs.topics.arns.items():

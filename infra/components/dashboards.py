@@ -21,6 +21,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import yaml
 
+from infra.blocks.irsa import WorkloadRole, workload_role
 from infra.components import anomaly, emf_edge, severity_topics, slo_alerting, xray
 from infra.components.alerting_path import (
     AlertingPathInputs,
@@ -29,7 +30,6 @@ from infra.components.alerting_path import (
     create_alerting_path_alarms,
 )
 from infra.components.cost import create_cost_watch
-from infra.components.irsa import WorkloadRole, workload_role
 from infra.components.severity_topics import AlertTopics
 from infra.components.synthetics import ProbeResult, create_probes
 from infra.config import StackConfig

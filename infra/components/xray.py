@@ -24,6 +24,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra.blocks.irsa import irsa_trust_policy
 from infra.components import xray_collector as oc
 from infra.core.context import StackContext
 from infra.core.iam import document, known_after, statement
@@ -60,29 +61,6 @@ class TracingArgs:
 def seconds(ms: int) -> str:
     """X-Ray filter expressions take response time in seconds: 100 -> '0.1'."""
     return f"{ms / 1000:g}"
-
-
-def oidc_issuer(provider_arn: str) -> str:
-    """`arn:aws:iam::123:oidc-provider/oidc.eks.../id/X` -> `oidc.eks.../id/X` (the condition key prefix)."""
-    return provider_arn.split(":oidc-provider/", 1)[1]
-
-
-def irsa_trust_policy(provider_arn: str, namespace: str, service_account: str) -> str:
-    """Only this one service account of this one cluster may assume the role."""
-    issuer = oidc_issuer(provider_arn)
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "ServiceAccount",
-            "Effect": "Allow",
-            "Principal": {"Federated": provider_arn},
-            "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"StringEquals": {
-                f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-                f"{issuer}:aud": "sts.amazonaws.com",
-            }},
-        }],
-    }, sort_keys=True)
 
 
 def labels(tier: str) -> dict[str, str]:

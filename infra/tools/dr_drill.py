@@ -229,7 +229,7 @@ def run_drill(log: Callable[[str], None] = lambda _line: None) -> DrillResult:
 # ------------------------------------------------------------------------------------------ the incident store
 
 TIMELINE_TABLE = "akidb-drill-incident-timeline"
-DRILL_SECRET = "drill-webhook-secret"
+DRILL_SECRET = "drill-webhook-secret"  # pragma: allowlist secret
 INCIDENT = "PDRILL01"
 # The drill incident, seconds after its trigger: the alert's condition started before it, then ack and resolve.
 CONDITION_LEAD_S, ACK_AFTER_S, RESOLVE_AFTER_S = 150.0, 240.0, 900.0

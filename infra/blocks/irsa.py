@@ -1,5 +1,6 @@
-"""IAM roles for workloads the stack does not deploy but must give AWS access to (Grafana, Alertmanager of the
-kube-prometheus-stack release): IRSA, trusted by exactly one service account of the cluster, no static keys.
+"""IRSA: IAM roles trusted by exactly one service account of the cluster, no static keys. `irsa_trust_policy`
+serves every such role (the collector tiers of xray too); `workload_role` makes one for workloads the stack does
+not deploy but must give AWS access to (Grafana, Alertmanager of the kube-prometheus-stack release).
 
 The service account belongs to the Helm release, so the stack does not annotate it; the role's name is fixed
 (`akidb-<env>-<key>`), and the README says which Helm value carries the annotation
@@ -9,16 +10,39 @@ credentials and its calls fail, which the alarms on its path report (the heartbe
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.xray import irsa_trust_policy
 from infra.core import iam
 from infra.core.context import StackContext
 from infra.core.iam import known_after
 from infra.core.naming import MAX_IAM_ROLE_NAME
+
+
+def oidc_issuer(provider_arn: str) -> str:
+    """`arn:aws:iam::123:oidc-provider/oidc.eks.../id/X` -> `oidc.eks.../id/X` (the condition key prefix)."""
+    return provider_arn.split(":oidc-provider/", 1)[1]
+
+
+def irsa_trust_policy(provider_arn: str, namespace: str, service_account: str) -> str:
+    """Only this one service account of this one cluster may assume the role."""
+    issuer = oidc_issuer(provider_arn)
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ServiceAccount",
+            "Effect": "Allow",
+            "Principal": {"Federated": provider_arn},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                f"{issuer}:aud": "sts.amazonaws.com",
+            }},
+        }],
+    }, sort_keys=True)
 
 
 @dataclass(frozen=True)
