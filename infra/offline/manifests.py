@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or BUILD_DIR / args.stack / "manifests"
     result = run_plan(args.stack, quiet=True, write=False, offline_secrets=True)
-    if result.config_problems:
+    if result.config_problems or result.plan is None:
         print("invalid stack config:\n  " + "\n  ".join(result.config_problems), file=sys.stderr)
         return 2
     written = write_manifests(result.plan, out)

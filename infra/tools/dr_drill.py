@@ -363,7 +363,7 @@ def run_incident_drill(log: Callable[[str], None] = lambda _line: None) -> Incid
         os.environ["RUNBOOK_SETTINGS"] = json.dumps({
             "environment": "drill", "table_name": "drill-runbook-state",
             "audit_topic_arn": sns.create_topic(Name="drill-audit")["TopicArn"], "queue_url": queue,
-            "secret_arn": secret, "notify_topic_arn": sns.create_topic(Name="drill-p2")["TopicArn"],
+            "secret_id": secret, "notify_topic_arn": sns.create_topic(Name="drill-p2")["TopicArn"],
             "timeline_table_name": TIMELINE_TABLE, "timeline_settle_s": 0})
         handler._reset()
 
