@@ -42,13 +42,15 @@ def short_spike(days: int = 6, at_day: float = 4.3, seed: int = 2) -> tuple[list
 
 
 def daily_cron(days: int = 8, seed: int = 3) -> tuple[list[float], list[float], list[int]]:
-    """A spike at 03:00 every day: the first one or two are news, the later ones are the series' habit."""
+    """A 10-minute spike at 03:00 every day, its size varying by +-40% (a batch job's work varies): the first one
+    is news, the later ones are the series' habit even when one is larger than the day before."""
     rng = random.Random(seed)
     n = days * DAY_POINTS
     values = _base(n, rng)
     for d in range(days):
+        size = 60.0 * rng.uniform(0.6, 1.4)
         for k in range(2):
-            values[d * DAY_POINTS + 36 + k] += 60.0
+            values[d * DAY_POINTS + 36 + k] += size
     return stamps(n), values, []
 
 
