@@ -142,6 +142,23 @@ def print_speed(s: Speed) -> None:
           f"({s.points / s.cpu_s:.0f} points/s); load average {os.getloadavg()[0]:.1f}")
 
 
+def print_trainer_speed(settings: object | None = None, days: int = SPEED_DAYS) -> None:
+    """The trainer's `train` (validation fit, final fit, 8-day band, seed residuals) on the same series, this
+    process pinned to one CPU for the run."""
+    chosen = forecast.ModelSettings() if settings is None else settings
+    ts, values, _ = synthetic.weekly_seasonal(days=days)
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {max(before)})
+    try:
+        t0 = time.perf_counter()
+        result = forecast.train(ts, values, chosen, now=ts[-1] + synthetic.STEP_S, horizon_days=8)
+        took = time.perf_counter() - t0
+    finally:
+        os.sched_setaffinity(0, before)
+    mape = "n/a" if result.errors.mape is None else f"{result.errors.mape:.2%}"
+    print(f"speed: trainer on the same {len(ts)} points ({chosen!r}): {took:.1f} s, validation MAPE {mape}")
+
+
 def corpus_score(replayed: Sequence[Replayed], threshold: float | None = None,
                  params: object | None = None) -> tuple[float, float, list[list[float]]]:
     """(threshold, normalised NAB score, scores): at `threshold`, or at the corpus' own best one."""
@@ -158,6 +175,7 @@ def corpus_score(replayed: Sequence[Replayed], threshold: float | None = None,
 def fit_sweep(cache: Path) -> None:
     """The synthetic corpus replayed under each Prophet fit setting: Prophet time and score."""
     base = forecast.ModelSettings()
+    print_trainer_speed(dataclasses.replace(base, max_fit_points=None, tol_rel_grad=None))
     grid = [("max_fit_points", x) for x in (2016, 4032, 8064, None)] + [("tol_rel_grad", x) for x in (None, 1e9)]
     print("Prophet fit settings on the synthetic corpus (bands of the replay; score at its own best threshold):")
     for field, value in grid:
@@ -176,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
     print_speed(speed())
+    print_trainer_speed()
     if args.fit_sweep:
         fit_sweep(args.cache)
     return 0

@@ -25,7 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.bench_anomaly import Replayed, cached_bands, corpus_score, print_speed, speed, synthetic_corpus
+from benchmarks.bench_anomaly import (
+    Replayed,
+    cached_bands,
+    corpus_score,
+    print_speed,
+    print_trainer_speed,
+    speed,
+    synthetic_corpus,
+)
 from benchmarks.nab_scoring import FileLabels, best_threshold, labels_for, normalised, score_file
 from infra.config.anomaly import AnomalyConfig
 from infra.tools.anomaly_cli import parse_timestamp  # also puts lambdas/ on sys.path
@@ -220,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(r.fit_s for r in corpus):.1f} s")
     if not args.no_speed:
         print_speed(speed())
+        print_trainer_speed()
     return 0
 
 
