@@ -42,13 +42,15 @@ def short_spike(days: int = 6, at_day: float = 4.3, seed: int = 2) -> tuple[list
 
 
 def daily_cron(days: int = 8, seed: int = 3) -> tuple[list[float], list[float], list[int]]:
-    """A spike at 03:00 every day: the first one or two are news, the later ones are the series' habit."""
+    """A 10-minute spike at 03:00 every day, its size varying by +-40% (a batch job's work varies): the first one
+    is news, the later ones are the series' habit even when one is larger than the day before."""
     rng = random.Random(seed)
     n = days * DAY_POINTS
     values = _base(n, rng)
     for d in range(days):
+        size = 60.0 * rng.uniform(0.6, 1.4)
         for k in range(2):
-            values[d * DAY_POINTS + 36 + k] += 60.0
+            values[d * DAY_POINTS + 36 + k] += size
     return stamps(n), values, []
 
 
@@ -81,3 +83,85 @@ def messy_timestamps(days: int = 3, seed: int = 5) -> tuple[list[float], list[fl
     t[500] = t[480]  # one late point stepping back
     del t[600:624], values[600:624]  # a gap of two hours
     return t, values, []
+
+
+# ---------------------------------------------------------------------------------------------- long series
+# Weekly-seasonal series of several weeks with labelled events, for the speed benchmark (90 days) and the
+# synthetic corpus that judges the detector beside nab-dev (a check that is not tuned on the dev files).
+WEEK_POINTS = 7 * DAY_POINTS
+
+
+def _weekday(i: int) -> int:
+    return int((START + i * STEP_S) // 86400 + 3) % 7  # 0 = Monday (1970-01-01 was a Thursday)
+
+
+def _weekly_base(n: int, rng: random.Random, noise: float, weekend: float) -> list[float]:
+    return [100 + 20 * math.sin(2 * math.pi * i / DAY_POINTS) - (weekend if _weekday(i) >= 5 else 0.0)
+            + rng.gauss(0, noise) for i in range(n)]
+
+
+def weekday_at(day: int, weekday: int) -> int:
+    """The first day >= `day` that is `weekday` (0 = Monday)."""
+    return next(d for d in range(day, day + 7) if _weekday(d * DAY_POINTS) == weekday)
+
+
+def holiday(days: int = 28, seed: int = 6) -> tuple[list[float], list[float], list[int]]:
+    """A weekday that looks like a weekend (a holiday) in a weekly-seasonal series: only a weekly term sees it."""
+    rng = random.Random(seed)
+    n = days * DAY_POINTS
+    values = _weekly_base(n, rng, noise=2.0, weekend=25.0)
+    day = weekday_at(days - 6, 2)  # a Wednesday in the last week (the model has a weekly term from 14 days)
+    at = day * DAY_POINTS
+    for i in range(at, at + DAY_POINTS):
+        values[i] -= 25.0
+    return stamps(n), values, [at]
+
+
+def sustained_shift(days: int = 6, at_day: float = 4.4, hours: int = 3,
+                    seed: int = 7) -> tuple[list[float], list[float], list[int]]:
+    """A level shift held for `hours`: one excursion, so one onset (not one detection per point)."""
+    rng = random.Random(seed)
+    n, at = days * DAY_POINTS, int(at_day * DAY_POINTS)
+    values = _base(n, rng)
+    for i in range(at, at + 12 * hours):
+        values[i] += 30.0
+    return stamps(n), values, [at]
+
+
+def weekly_seasonal(days: int = 90, seed: int = 8, noise: float = 2.0,
+                    events: bool = True) -> tuple[list[float], list[float], list[int]]:
+    """Daily + weekly pattern (weekend dip) with a 10-minute cron spike at 03:00 every day (the series' habit,
+    not an anomaly), and, from the fourth week on, one event of each kind the issue names, a week apart:
+    a holiday, a short extreme spike, a variance change around the same mean, a 3-hour level shift."""
+    rng = random.Random(seed)
+    n = days * DAY_POINTS
+    values = _weekly_base(n, rng, noise=noise, weekend=25.0)
+    for d in range(days):
+        for k in range(2):
+            values[d * DAY_POINTS + 36 + k] += 40.0
+    onsets: list[int] = []
+    if not events:
+        return stamps(n), values, onsets
+    first = 22
+    kinds = ("holiday", "spike", "variance", "shift")
+    for j, kind in enumerate(kinds):
+        day = first + j * max(7, (days - first - 3) // len(kinds))
+        if day >= days - 1:
+            break
+        if kind == "holiday":
+            at = weekday_at(day, 2) * DAY_POINTS
+            for i in range(at, min(n, at + DAY_POINTS)):
+                values[i] -= 25.0
+        elif kind == "spike":
+            at = day * DAY_POINTS + 200  # 16:40, one point
+            values[at] += 150.0
+        elif kind == "variance":
+            at = day * DAY_POINTS + 120  # 10:00, six hours at six times the spread
+            for i in range(at, at + 72):
+                values[i] += rng.gauss(0, 6 * noise)
+        else:
+            at = day * DAY_POINTS + 160  # 13:20, three hours 30 up
+            for i in range(at, at + 36):
+                values[i] += 30.0
+        onsets.append(at)
+    return stamps(n), values, onsets

@@ -4,19 +4,24 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from anomaly_core.episodes import RECOVERY_POINTS, Episode, step
 from anomaly_core.scoring import (
+    DEFAULT_PARAMS,
     HISTORY_POINTS,
     LIKELIHOOD_MIN_HISTORY,
     LIKELIHOOD_WINDOW,
     MIN_HISTORY_POINTS,
     RESIDUAL_MEMORY,
+    Assessment,
     BandPoint,
     ConfidenceState,
     assess,
@@ -24,7 +29,14 @@ from anomaly_core.scoring import (
     lookup,
     score,
 )
-from anomaly_core.streaming import StreamParams, accepted_points, stream_scores
+from anomaly_core.streaming import (
+    StreamParams,
+    accepted_points,
+    assess_with_bands,
+    score_with_bands,
+    stream_bands,
+    stream_scores,
+)
 
 from benchmarks import synthetic
 from benchmarks.nab_scoring import (
@@ -36,6 +48,7 @@ from benchmarks.nab_scoring import (
     scaled_sigmoid,
     score_file,
 )
+from infra.config.anomaly import AnomalyConfig
 from infra.tools import anomaly_cli
 
 
@@ -278,6 +291,81 @@ def test_a_daily_cron_spike_is_damped_after_it_recurs() -> None:
     first = max(out[288 + 36:288 + 38])
     later = [max(out[d * 288 + 36:d * 288 + 38]) for d in range(2, 8)]
     assert first > 0.5 and max(later) < 0.5, (first, later)
+
+
+# ---------------------------------------------------------------------------------------------- each signal's kind
+THRESHOLD = AnomalyConfig().confidence_threshold  # the shipped confidenceThreshold
+
+
+def smooth_fitter(h_ts, h_values, start, periods):  # type: ignore[no-untyped-def]
+    """A stand-in for Prophet's smooth daily terms: per hour of day the median of the history (a 10-minute cron
+    job is not learnt, as Prophet's order-10 daily term does not learn it), band +- 3 robust sd."""
+    by_hour: dict[int, list[float]] = {}
+    for t, v in zip(h_ts, h_values, strict=True):
+        by_hour.setdefault(int(t % 86400 // 3600), []).append(v)
+    profile = {h: statistics.median(vs) for h, vs in by_hour.items()}
+    usual = statistics.median(h_values)
+    spread = [abs(v - profile[int(t % 86400 // 3600)]) for t, v in zip(h_ts, h_values, strict=True)]
+    sd = max(1.4826 * statistics.median(spread), 1e-6)
+    rows = []
+    for i in range(periods):
+        y = profile.get(int((start + i * 300) % 86400 // 3600), usual)
+        rows.append((start + i * 300, y, y - 3 * sd, y + 3 * sd))
+    return rows
+
+
+def replay(kind: str, **params: Any) -> tuple[list[float], list[int], list[float], list[Assessment | None]]:
+    ts, values, events = getattr(synthetic, kind)()
+    bands = stream_bands(ts, values, smooth_fitter, StreamParams(refit_every_s=86400))
+    p = dataclasses.replace(DEFAULT_PARAMS, **params)
+    return ts, events, score_with_bands(values, bands, ts, p), assess_with_bands(values, bands, ts, p)
+
+
+def episode_starts(ts: list[float], assessed: list[Assessment | None]) -> list[int]:
+    ep, starts = Episode(), []
+    for i, a in enumerate(assessed):
+        if a is not None:
+            ep, event = step(ep, ts[i], a.confidence, a.is_anomaly, THRESHOLD)
+            starts += [i] if event == "start" else []
+    return starts
+
+
+def test_a_variance_change_around_the_same_mean_is_found_by_the_shape_signal() -> None:
+    _, events, with_shape, _ = replay("variance_change")
+    _, _, level_only, _ = replay("variance_change", shape=False)
+    at = events[0]
+    assert max(with_shape[at:at + 24]) > THRESHOLD > max(with_shape[2 * 288:at])
+    assert max(level_only[at:at + 24]) < THRESHOLD  # the level signal alone damps it (issue 15)
+
+
+def test_a_short_extreme_spike_is_not_averaged_away() -> None:
+    """The hourly mean of the likelihood stage dilutes one point; the spatial rule (beyond the running range) and
+    the shape signal (the hour's spread) each see it on their own."""
+    _, events, level_only, _ = replay("short_spike", shape=False, spatial_tolerance=math.inf)
+    _, _, spatial_only, _ = replay("short_spike", shape=False)
+    _, _, shape_only, _ = replay("short_spike", spatial_tolerance=math.inf)
+    at = events[0]
+    assert level_only[at] < THRESHOLD
+    assert spatial_only[at] > 0.9 and shape_only[at] > 0.9
+
+
+def test_a_daily_cron_spike_opens_no_episode_after_the_first_day() -> None:
+    """Its size varies by +-40%, so a larger one than the day before is news to the level signal; the same-time
+    rule (yesterday / last week) keeps it below the threshold."""
+    ts, _, _, damped = replay("daily_cron")
+    _, _, _, undamped = replay("daily_cron", recurring_damp=1.0)
+    after_first = 2 * 288  # the first cron with a confidence is on day 1 (day 0's is in the warm-up)
+    assert [i for i in episode_starts(ts, damped) if i >= after_first] == []
+    assert [i for i in episode_starts(ts, undamped) if i >= after_first]
+
+
+def test_one_excursion_is_one_onset_and_one_episode() -> None:
+    ts, events, onset, assessed = replay("sustained_shift")
+    at, end = events[0], events[0] + 36
+    assert sum(1 for x in onset[at:end] if x > THRESHOLD) == 1  # NAB counts one detection
+    assert sum(1 for a in assessed[at:end] if a is not None and a.confidence > THRESHOLD) > 5
+    assert [i for i in episode_starts(ts, assessed) if i >= 2 * 288] == [next(i for i in range(at, end)
+                                                                             if onset[i] > THRESHOLD)]
 
 
 def test_cli_accepts_a_timestamp_stepping_back_with_a_logged_reason(tmp_path: Path,

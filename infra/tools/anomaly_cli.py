@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from infra.core.paths import LAMBDAS_DIR
 
@@ -24,7 +25,7 @@ if str(LAMBDAS_DIR) not in sys.path:
     # The Lambda folders are top-level packages in their zips; import them the same way here.
     sys.path.insert(0, str(LAMBDAS_DIR))
 
-from anomaly_core.streaming import StreamParams, stream_scores
+from anomaly_core.streaming import Fitter, StreamParams, stream_scores
 
 TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ")
 
@@ -42,15 +43,26 @@ def parse_timestamp(text: str) -> float:
     raise InputError(f"timestamp {text!r} is not one of the formats 'YYYY-MM-DD HH:MM:SS[.ffffff]' or ISO 8601")
 
 
-def band_fitter(hist_ts: Sequence[float], hist_values: Sequence[float], start: float,
-            periods: int) -> list[tuple[float, float, float, float]]:
+def make_band_fitter(settings: Any = None) -> Fitter:
+    """The replay's fitter: the trainer's Prophet `fit` and `band` (its ModelSettings unless others are given)."""
     from anomaly_trainer.forecast import ModelSettings, TrainingError, band, fit
 
-    try:
-        model = fit(hist_ts, hist_values, ModelSettings())
-    except TrainingError:
-        return []  # not enough finite history yet: no band, score 0 until the next refit
-    return band(model, start, periods)
+    chosen = ModelSettings() if settings is None else settings
+
+    def fitter(hist_ts: Sequence[float], hist_values: Sequence[float], start: float,
+               periods: int) -> list[tuple[float, float, float, float]]:
+        try:
+            model = fit(hist_ts, hist_values, chosen)
+        except TrainingError:
+            return []  # not enough finite history yet: no band, score 0 until the next refit
+        return band(model, start, periods)
+
+    return fitter
+
+
+def band_fitter(hist_ts: Sequence[float], hist_values: Sequence[float], start: float,
+                periods: int) -> list[tuple[float, float, float, float]]:
+    return make_band_fitter()(hist_ts, hist_values, start, periods)
 
 
 def score_series(ts: Sequence[float], values: Sequence[float], params: StreamParams | None = None) -> list[float]:
