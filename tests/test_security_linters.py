@@ -26,8 +26,10 @@ from detect_secrets.settings import default_settings
 
 from infra.core.paths import ROOT
 from infra.core.plan import Plan
+from infra.validation.foundation import identity_policy_docs
 
 IDENTITY_POLICY_TYPES = {"aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy"}
+# Resource policies: whatever else holds a policy document (keys, topics, buckets, queues, trust policies).
 POLICY_KEYS = ("policy", "assumeRolePolicy", "accessPolicies")
 # Findings that are not about the policy: what a resource policy is, and parliament's IAM data (1.6.4) lagging
 # AWS. kms:ResourceAliases is a global KMS condition key since 2021 (AWS KMS "ABAC" docs); parliament's
@@ -52,12 +54,15 @@ class PolicyFinding:
 
 
 def _documents(plan: Plan) -> Iterator[tuple[str, str, str, bool]]:
+    # Identity policies as the plan rules read them (iam_least_privilege), inline role policies included.
+    for label, doc in identity_policy_docs(plan):
+        yield label, "policy", json.dumps(doc), True
     for r in plan.resources:
         for key in POLICY_KEYS:
             value = r.inputs.get(key)
-            if isinstance(value, str) and value.lstrip().startswith("{"):
-                identity = r.type in IDENTITY_POLICY_TYPES and key == "policy"
-                yield r.label, key, value, identity
+            if (isinstance(value, str) and value.lstrip().startswith("{")
+                    and not (r.type in IDENTITY_POLICY_TYPES and key == "policy")):
+                yield r.label, key, value, False
 
 
 def _stale(issue: str, detail: Any) -> bool:

@@ -187,7 +187,8 @@ def encryption_at_rest(plan: Plan) -> Iterator[Violation]:
             yield Violation("encryption_at_rest", b.label, "public access is not fully blocked")
 
 
-def _policy_docs(plan: Plan) -> Iterator[tuple[str, dict[str, Any]]]:
+def identity_policy_docs(plan: Plan) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every identity policy of the plan (role and managed policies, roles' inline ones), parsed."""
     for r in plan.of_type("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy"):
         doc = r.inputs.get("policy")
         if isinstance(doc, str):
@@ -205,7 +206,7 @@ def _as_list(value: Any) -> list[Any]:
 @rule
 def iam_least_privilege(plan: Plan) -> Iterator[Violation]:
     """No wildcard actions; Resource "*" only where AWS allows nothing else, PutMetricData by namespace."""
-    for label, doc in _policy_docs(plan):
+    for label, doc in identity_policy_docs(plan):
         for stmt in _as_list(doc.get("Statement", [])):
             if stmt.get("Effect") != "Allow":
                 continue
