@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from infra.artifacts.edge_model import FFN_BITS, FFN_BLOCK, EdgeModel, ensure_model, source_dir
+from infra.artifacts.edge_model import QUANTISATION, EdgeModel, ensure_model, source_dir
 from infra.artifacts.edge_probe import REFERENCE_SENTENCES, LocalModelStore, origin_request_event
 from infra.artifacts.packaging import ZIP_LEVEL, MiB
 from infra.components.emf_edge import baked_settings, build_package
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {length:>6}  {p50['handler']:>8.2f} ms  {p50['session']:>8.2f} ms  {p50['st']:>6.2f} ms  "
               f"{p50['st'] / p50['handler']:>12.2f}x  {p50['st'] / p50['session']:>12.2f}x")
     print(f"  cosine vs sentence-transformers over {len(cos)} sentences: min {cos.min():.4f} mean {cos.mean():.4f} "
-          f"(quantisation: attention INT8 dynamic, FFN MatMulNBits {FFN_BITS}-bit block {FFN_BLOCK})")
+          f"(quantisation: {QUANTISATION})")
     med = {k: statistics.median(c[k] for c in cold) for k in ("imports_ms", "session_ms", "first_ms")}
     print(f"  cold init (median of {len(cold)} fresh processes, model in /tmp): imports {med['imports_ms']:.0f} ms, "
           f"settings+hash+session+tokenizer {med['session_ms']:.0f} ms, first request {med['first_ms']:.0f} ms, "

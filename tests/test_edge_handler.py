@@ -17,6 +17,7 @@ import boto3
 import numpy as np
 import pytest
 from edge_inference import emf, handler, trace
+from edge_inference.events import float_array_json, response
 from edge_inference.handler import App
 from moto import mock_aws
 
@@ -114,6 +115,33 @@ def test_embeds_and_reports_cold_then_warm(s3, model, tmp_path):
     assert "ModelLoadTime" not in {m["Name"] for m in doc2["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert np.allclose(body2["embedding"], body["embedding"])
     assert h.downloads == 1
+
+
+def test_embedding_in_the_body_reads_back_to_the_encoders_exact_float32_values(s3, model, tmp_path):
+    h = Harness(tmp_path, model)
+    text = "Nine significant digits hold every float32."
+    _resp, body, _doc = h.call(embed_event(text))
+    assert h.app.encoder is not None
+    direct = h.app.encoder.encode(text).embedding
+    assert direct.dtype == np.float32
+    assert np.array_equal(np.asarray(body["embedding"], dtype=np.float32), direct)
+    assert set(body) == {"embedding", "model", "dimensions", "tokens", "truncated", "latency_ms"}
+
+
+def test_float_array_json_round_trips_float32_of_every_magnitude():
+    rng = np.random.default_rng(3)
+    values = (rng.standard_normal(5000) * 10.0 ** rng.integers(-40, 38, 5000)).astype(np.float32)
+    values[:6] = [0.0, -0.0, 1.0, -1.0, np.finfo(np.float32).max, np.finfo(np.float32).tiny]
+    text = float_array_json(values.tolist())
+    back = np.asarray(json.loads(text), dtype=np.float32)
+    assert np.array_equal(back, values)  # -0.0 reads back as 0 (JSON "-0" is an integer): equal, sign aside
+    assert float_array_json([]) == "[]"
+
+
+def test_raw_json_fields_are_appended_to_the_body_object():
+    assert json.loads(response(200, {"a": 1}, "t", raw_json={"v": "[1,2]"})["body"]) == {"a": 1, "v": [1, 2]}
+    assert json.loads(response(200, {}, "t", raw_json={"v": "[]"})["body"]) == {"v": []}
+    assert response(200, {"a": 1}, "t")["body"] == '{"a":1}'
 
 
 def test_model_file_is_reused_from_tmp_by_a_new_container_state(s3, model, tmp_path):
