@@ -17,6 +17,7 @@ import boto3
 import numpy as np
 import pytest
 from edge_inference import emf, handler, trace
+from edge_inference.digest import file_sha256
 from edge_inference.events import float_array_json, response
 from edge_inference.handler import App
 from moto import mock_aws
@@ -255,6 +256,23 @@ def test_model_with_wrong_hash_is_refused(s3, model, tmp_path):
     resp, _body, doc = h.call(embed_event("hello"))
     assert resp["status"] == "503" and doc["ErrorCount"] == 1 and "SHA-256" in doc["Error"]
     assert not list(tmp_path.glob("edge-model-*"))  # nothing unverified is kept in /tmp
+
+
+def test_model_without_the_pooled_output_is_refused(s3, model, tmp_path):
+    """A valid ONNX file that is not this build's encoder (e.g. an unpooled export) is a 503, not wrong vectors."""
+    from onnx import TensorProto, helper
+
+    other = tmp_path / "other.onnx"
+    graph = helper.make_graph([helper.make_node("Cast", ["input_ids"], ["last_hidden_state"], to=TensorProto.FLOAT)],
+                              "g", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "s"])],
+                              [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, [1, "s"])])
+    other.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+                      .SerializeToString())
+    s3.upload_file(str(other), BUCKET, KEY)
+    h = Harness(tmp_path, model, model_sha256=file_sha256(other))
+    resp, body, doc = h.call(embed_event("hello"))
+    assert resp["status"] == "503" and body == {"error": "embedding model unavailable; retry later"}
+    assert doc["ErrorCount"] == 1 and "no 'pooled' output of 384 values" in doc["Error"]
 
 
 def test_bad_settings_are_a_5xx_in_the_default_namespace(s3, model, tmp_path):

