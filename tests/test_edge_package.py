@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from infra.artifacts.edge_model import ensure_model
-from infra.artifacts.packaging import MiB, _vendored_digest, build_lambda, install_target, manifest_path
+from infra.artifacts.packaging import MiB, build_lambda, install_target, manifest_path, vendored_selection
 from infra.components.emf_edge import build_package
 from infra.config import EmfEdgeConfig
 from infra.core.paths import LAMBDAS_DIR, ROOT
@@ -147,17 +147,18 @@ def test_cached_zip_is_reused_from_its_manifest_and_rebuilt_when_a_source_change
     assert changed.sha256 != first.sha256 and changed.path == first.path
 
 
-def test_vendored_digest_is_recorded_once_per_selection(tmp_path):
+def test_vendored_selection_is_recorded_once_per_exclude_list(tmp_path):
     deps = tmp_path / "deps"
     (deps / "pkg").mkdir(parents=True)
     for name in ("a.py", "b.py"):
         (deps / "pkg" / name).write_text(name)
-    both = [(f"pkg/{n}", deps / "pkg" / n) for n in ("a.py", "b.py")]
-    digest = _vendored_digest(deps, both)
-    assert len(list(deps.glob(".digest-*"))) == 1
-    assert _vendored_digest(deps, both[:1]) != digest  # another exclude.txt selects other files
+    (deps / ".complete").write_text("done")
+    names, digest = vendored_selection(deps, [])
+    assert names == ["pkg/a.py", "pkg/b.py"] and len(list(deps.glob(".selection-*"))) == 1
+    assert vendored_selection(deps, ["pkg/b.*"]) == (["pkg/a.py"], vendored_selection(deps, ["pkg/b.*"])[1])
+    assert vendored_selection(deps, ["pkg/b.*"])[1] != digest
     (deps / "pkg" / "a.py").write_text("changed")  # a finished deps folder never changes: the record answers
-    assert _vendored_digest(deps, both) == digest
+    assert vendored_selection(deps, []) == (names, digest)
 
 
 def test_installer_failure_names_the_tool_and_the_requirement(tmp_path):

@@ -242,14 +242,8 @@ def _entries(function: str, function_dir: Path, deps: Path | None,
         for f in _walk(src):
             entries[f"{extra}/{f.relative_to(src).as_posix()}"] = f
     if deps is not None:
-        excludes = _read_lines(function_dir / "exclude.txt")
-        for f in _walk(deps):
-            rel = f.relative_to(deps).as_posix()
-            if rel == ".complete" or rel.startswith((".digest-", "bin/")):
-                continue
-            if any(fnmatch.fnmatch(rel, pat) for pat in excludes):
-                continue
-            entries[rel] = f
+        names, _digest = vendored_selection(deps, _read_lines(function_dir / "exclude.txt"))
+        entries.update((name, deps / name) for name in names)
     for rel, data in baked.items():
         entries[f"{function}/{rel}"] = data
     return sorted(entries.items())
@@ -287,15 +281,13 @@ def build_lambda(function: str, *, kind: str = "lambda", baked: dict[str, bytes]
     deps = vendor_dependencies(function_dir / "requirements.txt")
     entries = _entries(function, function_dir, deps, baked, lambdas_dir)
     digest = hashlib.sha256(f"deflate-level={ZIP_LEVEL}".encode())
-    vendored: list[tuple[str, Path | bytes]] = []
     for name, src in entries:
         if deps is not None and isinstance(src, Path) and src.is_relative_to(deps):
-            vendored.append((name, src))  # keyed below by the folder's recorded digest, not re-read
-            continue
+            continue  # keyed below by the folder's recorded digest, not re-read
         digest.update(name.encode())
         digest.update(src if isinstance(src, bytes) else src.read_bytes())
     if deps is not None:
-        digest.update(_vendored_digest(deps, vendored).encode())
+        digest.update(vendored_selection(deps, _read_lines(function_dir / "exclude.txt"))[1].encode())
     content_key = digest.hexdigest()
     suffix = f"-{_sha256(json.dumps(sorted((k, _sha256(v)) for k, v in baked.items())).encode())[:8]}" if baked else ""
     out = (out_dir or BUILD_DIR / "lambdas") / f"{function}{suffix}.zip"
@@ -327,21 +319,30 @@ def build_lambda(function: str, *, kind: str = "lambda", baked: dict[str, bytes]
     return pkg
 
 
-def _vendored_digest(deps: Path, entries: list[tuple[str, Path | bytes]]) -> str:
-    """SHA-256 of a function's vendored entries (names and bytes), computed once per deps folder and selection.
+def vendored_selection(deps: Path, excludes: list[str]) -> tuple[list[str], str]:
+    """The files of a deps folder that go into a zip (those no `excludes` pattern matches) and their SHA-256.
 
-    A finished deps folder never changes (it is keyed by its requirements), so hashing its ~200 MB on every plan
-    (1.3 s of each plan and preview run) would only repeat the first answer; it is recorded beside the files."""
-    names = "\n".join(name for name, _ in entries)
-    record = deps / f".digest-{_sha256(names.encode())[:16]}"
+    A finished deps folder never changes (it is keyed by its requirements), so walking, matching and hashing its
+    ~10,000 files (~200 MB) on every plan and preview would only repeat the first answer (2 s of each run): the
+    answer is recorded beside the files, per exclude list."""
+    record = deps / f".selection-{_sha256(json.dumps(excludes).encode())[:16]}.json"
     if record.exists():
-        return record.read_text().strip()
+        saved = json.loads(record.read_text())
+        return list(saved["names"]), str(saved["sha256"])
+    names = []
+    for f in _walk(deps):
+        rel = f.relative_to(deps).as_posix()
+        if rel == ".complete" or rel.startswith((".selection-", "bin/")):
+            continue
+        if not any(fnmatch.fnmatch(rel, pat) for pat in excludes):
+            names.append(rel)
+    names.sort()
     digest = hashlib.sha256()
-    for name, src in entries:
+    for name in names:
         digest.update(name.encode())
-        digest.update(src if isinstance(src, bytes) else src.read_bytes())
-    record.write_text(digest.hexdigest())
-    return digest.hexdigest()
+        digest.update((deps / name).read_bytes())
+    record.write_text(json.dumps({"names": names, "sha256": digest.hexdigest()}))
+    return names, digest.hexdigest()
 
 
 def zip_level_table(functions: list[str], levels: range = range(1, 10),
