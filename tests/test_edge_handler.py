@@ -17,6 +17,8 @@ import boto3
 import numpy as np
 import pytest
 from edge_inference import emf, handler, trace
+from edge_inference.digest import file_sha256
+from edge_inference.events import float_array_json, response
 from edge_inference.handler import App
 from moto import mock_aws
 
@@ -114,6 +116,33 @@ def test_embeds_and_reports_cold_then_warm(s3, model, tmp_path):
     assert "ModelLoadTime" not in {m["Name"] for m in doc2["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert np.allclose(body2["embedding"], body["embedding"])
     assert h.downloads == 1
+
+
+def test_embedding_in_the_body_reads_back_to_the_encoders_exact_float32_values(s3, model, tmp_path):
+    h = Harness(tmp_path, model)
+    text = "Nine significant digits hold every float32."
+    _resp, body, _doc = h.call(embed_event(text))
+    assert h.app.encoder is not None
+    direct = h.app.encoder.encode(text).embedding
+    assert direct.dtype == np.float32
+    assert np.array_equal(np.asarray(body["embedding"], dtype=np.float32), direct)
+    assert set(body) == {"embedding", "model", "dimensions", "tokens", "truncated", "latency_ms"}
+
+
+def test_float_array_json_round_trips_float32_of_every_magnitude():
+    rng = np.random.default_rng(3)
+    values = (rng.standard_normal(5000) * 10.0 ** rng.integers(-40, 38, 5000)).astype(np.float32)
+    values[:6] = [0.0, -0.0, 1.0, -1.0, np.finfo(np.float32).max, np.finfo(np.float32).tiny]
+    text = float_array_json(values.tolist())
+    back = np.asarray(json.loads(text), dtype=np.float32)
+    assert np.array_equal(back, values)  # -0.0 reads back as 0 (JSON "-0" is an integer): equal, sign aside
+    assert float_array_json([]) == "[]"
+
+
+def test_raw_json_fields_are_appended_to_the_body_object():
+    assert json.loads(response(200, {"a": 1}, "t", raw_json={"v": "[1,2]"})["body"]) == {"a": 1, "v": [1, 2]}
+    assert json.loads(response(200, {}, "t", raw_json={"v": "[]"})["body"]) == {"v": []}
+    assert response(200, {"a": 1}, "t")["body"] == '{"a":1}'
 
 
 def test_model_file_is_reused_from_tmp_by_a_new_container_state(s3, model, tmp_path):
@@ -227,6 +256,23 @@ def test_model_with_wrong_hash_is_refused(s3, model, tmp_path):
     resp, _body, doc = h.call(embed_event("hello"))
     assert resp["status"] == "503" and doc["ErrorCount"] == 1 and "SHA-256" in doc["Error"]
     assert not list(tmp_path.glob("edge-model-*"))  # nothing unverified is kept in /tmp
+
+
+def test_model_without_the_pooled_output_is_refused(s3, model, tmp_path):
+    """A valid ONNX file that is not this build's encoder (e.g. an unpooled export) is a 503, not wrong vectors."""
+    from onnx import TensorProto, helper
+
+    other = tmp_path / "other.onnx"
+    graph = helper.make_graph([helper.make_node("Cast", ["input_ids"], ["last_hidden_state"], to=TensorProto.FLOAT)],
+                              "g", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "s"])],
+                              [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, [1, "s"])])
+    other.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+                      .SerializeToString())
+    s3.upload_file(str(other), BUCKET, KEY)
+    h = Harness(tmp_path, model, model_sha256=file_sha256(other))
+    resp, body, doc = h.call(embed_event("hello"))
+    assert resp["status"] == "503" and body == {"error": "embedding model unavailable; retry later"}
+    assert doc["ErrorCount"] == 1 and "no 'pooled' output of 384 values" in doc["Error"]
 
 
 def test_bad_settings_are_a_5xx_in_the_default_namespace(s3, model, tmp_path):

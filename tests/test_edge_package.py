@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from infra.artifacts.edge_model import ensure_model
-from infra.artifacts.packaging import MiB
+from infra.artifacts.packaging import MiB, build_lambda, install_target, manifest_path, vendored_selection
 from infra.components.emf_edge import build_package
 from infra.config import EmfEdgeConfig
 from infra.core.paths import LAMBDAS_DIR, ROOT
@@ -121,3 +121,47 @@ with mock_aws():
     emf_lines = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith('{"_aws"')]
     assert len(emf_lines) == 1 and emf_lines[0]["EdgeRegion"] == "ap-southeast-1"
     assert emf_lines[0]["CacheHit"] == 0 and emf_lines[0]["ModelLoadTime"] > 0
+
+
+# ---- the build steps behind the edge zip and model: caches and installer (infra/artifacts/packaging.py) ----
+
+def _demo_function(tmp_path):
+    fn = tmp_path / "lambdas" / "demo_fn"
+    fn.mkdir(parents=True)
+    (fn / "handler.py").write_text("def handler(event, context):\n    return 1\n")
+    return tmp_path / "lambdas"
+
+
+def test_cached_zip_is_reused_from_its_manifest_and_rebuilt_when_a_source_changes(tmp_path):
+    lambdas = _demo_function(tmp_path)
+    first = build_lambda("demo_fn", lambdas_dir=lambdas, out_dir=tmp_path / "out")
+    stamp = first.path.stat().st_mtime_ns
+    again = build_lambda("demo_fn", lambdas_dir=lambdas, out_dir=tmp_path / "out")
+    assert again == first and first.path.stat().st_mtime_ns == stamp  # neither rezipped nor rewritten
+    manifest = json.loads(manifest_path(first.path).read_text())
+    assert manifest["content_key"] == first.path.with_suffix(".key").read_text()
+    manifest_path(first.path).write_text(json.dumps({**manifest, "sha256": "0" * 64, "content_key": "stale"}))
+    assert build_lambda("demo_fn", lambdas_dir=lambdas, out_dir=tmp_path / "out").sha256 == first.sha256
+    (lambdas / "demo_fn" / "handler.py").write_text("def handler(event, context):\n    return 2\n")
+    changed = build_lambda("demo_fn", lambdas_dir=lambdas, out_dir=tmp_path / "out")
+    assert changed.sha256 != first.sha256 and changed.path == first.path
+
+
+def test_vendored_selection_is_recorded_once_per_exclude_list(tmp_path):
+    deps = tmp_path / "deps"
+    (deps / "pkg").mkdir(parents=True)
+    for name in ("a.py", "b.py"):
+        (deps / "pkg" / name).write_text(name)
+    (deps / ".complete").write_text("done")
+    names, digest = vendored_selection(deps, [])
+    assert names == ["pkg/a.py", "pkg/b.py"] and len(list(deps.glob(".selection-*"))) == 1
+    assert vendored_selection(deps, ["pkg/b.*"]) == (["pkg/a.py"], vendored_selection(deps, ["pkg/b.*"])[1])
+    assert vendored_selection(deps, ["pkg/b.*"])[1] != digest
+    (deps / "pkg" / "a.py").write_text("changed")  # a finished deps folder never changes: the record answers
+    assert vendored_selection(deps, []) == (names, digest)
+
+
+def test_installer_failure_names_the_tool_and_the_requirement(tmp_path):
+    with pytest.raises(RuntimeError, match=r"could not install /nonexistent/demo-1\.0-py3-none-any\.whl"):
+        install_target(["/nonexistent/demo-1.0-py3-none-any.whl"], tmp_path / "target", runtime=False)
+    assert not list(tmp_path.glob("*.txt")), "the temporary requirements file is removed"

@@ -110,6 +110,10 @@ def test_least_privilege_permissions() -> None:
 def test_requirements_txt_is_generated_from_pyproject() -> None:
     assert (ROOT / "requirements.txt").read_text() == requirements.render(), (
         "requirements.txt drifted from pyproject.toml: run `python -m infra.offline.requirements`")
-    assert requirements.CPU_TORCH_INDEX in requirements.render()
+    rendered = requirements.render()
+    for extra in requirements.PROGRAM_EXTRAS:
+        for pin in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][extra]:
+            assert pin in rendered.splitlines(), f"`pulumi install` misses {pin} (extra {extra})"
+    assert "torch" not in rendered, "the program never imports torch; `pulumi install` must not download it"
     pulumi_yaml = _load(ROOT / "Pulumi.yaml")
     assert pulumi_yaml["runtime"]["options"]["toolchain"] == "pip"

@@ -2,8 +2,9 @@
 
 `python -m infra.offline.package [--stack S] [--rebuild]` builds every Lambda package exactly as the stack's plan
 builds it and prints the sizes against the AWS limits; `python -m infra.offline.package --model-only [--force]`
-exports and quantises the edge model once (while every function's wheels are vendored, in parallel) and prints
-its sizes; `--zip-levels` measures size and time of each deflate level on the packages with vendored wheels.
+fetches the weights, writes and quantises the edge model once (while every function's wheels are vendored, in
+parallel) and prints its sizes; `--zip-levels` measures size and time of each deflate level on the packages with
+vendored wheels.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from infra.artifacts.edge_model import ensure_model, source_dir
 from infra.artifacts.packaging import ZIP_LEVEL, MiB, size_table, vendor_all, zip_level_table
 from infra.core.paths import BUILD_DIR, LAMBDAS_DIR
-from infra.offline.plan import run_plan
 
 
 def _model(force: bool) -> int:
-    """The slow first-run steps at once: the model export (CPU) overlaps the wheel downloads (network)."""
+    """The slow first-run steps at once: the weights fetch and model build overlap the wheel downloads."""
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as pool:
         vendored = pool.submit(vendor_all)
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rebuild:
         for old in (BUILD_DIR / "lambdas").glob("*.zip"):
             old.unlink()
+    from infra.offline.plan import run_plan  # imports the Pulumi SDKs (~2 s): only what needs the program
+
     result = run_plan(args.stack, quiet=True, offline_secrets=True)  # zips do not depend on secrets
     if result.config_problems:
         print("\n".join(result.config_problems), file=sys.stderr)

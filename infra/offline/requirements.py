@@ -3,8 +3,8 @@
     python -m infra.offline.requirements          # rewrite requirements.txt
     python -m infra.offline.requirements --check  # exit 1 when it drifted from pyproject.toml
 
-The program's dependencies plus the `model-build` extra: a cold `pulumi up` exports the edge model, which needs
-torch. torch comes from PyTorch's CPU index (PyPI's Linux wheel bundles CUDA).
+The program's dependencies plus the `model-build` extra: a cold `pulumi up` writes the edge model's graph from its
+weights (onnx, safetensors; no torch), so `pulumi install` must give it those too.
 """
 
 from __future__ import annotations
@@ -16,16 +16,13 @@ import tomllib
 from infra.core.paths import ROOT
 
 REQUIREMENTS = ROOT / "requirements.txt"
-CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 PROGRAM_EXTRAS = ("model-build",)
 
 
 def render() -> str:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     lines = ["# Generated from pyproject.toml by `python -m infra.offline.requirements`: do not edit by hand.",
-             "# Read by `pulumi install` (Pulumi.yaml runtime.options.toolchain: pip).",
-             "# torch 2.13.0+cpu from the CPU index sorts above PyPI's CUDA build of 2.13.0, so pip takes it.",
-             f"--extra-index-url {CPU_TORCH_INDEX}"]
+             "# Read by `pulumi install` (Pulumi.yaml runtime.options.toolchain: pip)."]
     lines += list(project["dependencies"])
     for extra in PROGRAM_EXTRAS:
         lines += list(project["optional-dependencies"][extra])

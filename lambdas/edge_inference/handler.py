@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import emf, trace
-from .events import BadEvent, ClientError, EdgeRequest, parse_event, read_text, response
+from .events import BadEvent, ClientError, EdgeRequest, float_array_json, parse_event, read_text, response
 from .model import TMP_DIR, Encoder, ModelUnavailable, S3Getter
 from .settings import SETTINGS_FILE, Settings, SettingsError, load
 
@@ -77,6 +77,7 @@ class App:
         started = time.perf_counter()
         values: dict[str, float] = {"RequestCount": 1, "ErrorCount": 0, "ClientErrorCount": 0}
         props: dict[str, Any] = {}
+        raw: dict[str, str] = {}  # body fields already encoded as JSON
         req: EdgeRequest | None = None
         trace_header = trace.propagate(None)
         try:
@@ -89,8 +90,8 @@ class App:
             encoded = encoder.encode(text)
             values["InferenceLatency"] = (time.perf_counter() - t0) * 1000.0
             values["TokenCount"] = encoded.token_count
+            raw["embedding"] = float_array_json(encoded.embedding.tolist())
             status, body, headers = 200, {
-                "embedding": encoded.embedding.tolist(),
                 "model": encoder.settings.model_name,
                 "dimensions": int(encoded.embedding.shape[0]),
                 "tokens": encoded.token_count,
@@ -125,7 +126,7 @@ class App:
         props["Status"] = status
         props["TraceId"] = trace_header
         self.emit(values, props)
-        return response(status, body, trace_header, headers)
+        return response(status, body, trace_header, headers, raw if status == 200 else None)
 
     # ---------------------------------------------------------------------------------------------------- output
     def emf_document(self, values: dict[str, float], props: dict[str, Any]) -> dict[str, object]:
