@@ -48,16 +48,12 @@ tools:
 	fi
 	@promtool --version 2>&1 | head -1; amtool --version 2>&1 | head -1
 
+# Plan, first preview and cost in one process (infra/offline/job.py): each used to pay ~2 s of SDK imports.
 plan: plan-venv tools
-	$(PY) -m infra.offline.plan --stack $(STACK) --offline-secrets
-	$(PY) -m infra.offline.preview --stack $(STACK) --offline-secrets
-	$(PY) -m infra.offline.cost_report --stack $(STACK)
+	$(PY) -m infra.offline.job --stack $(STACK) --offline-secrets
 
 plan-all: plan-venv tools
-	$(PY) -m infra.offline.plan --stack staging --offline-secrets
-	$(PY) -m infra.offline.plan --stack prod --offline-secrets
-	$(PY) -m infra.offline.cost_report --stack staging
-	$(PY) -m infra.offline.cost_report --stack prod
+	$(PY) -m infra.offline.job --stack staging --stack prod --offline-secrets
 
 package: venv
 	$(PY) -m infra.offline.package --stack $(STACK) --rebuild
