@@ -446,7 +446,7 @@ def test_plan_without_the_switch_stops_with_the_command(capsys):
 def test_make_plan_passes_the_offline_switch():
     makefile = (ROOT / "Makefile").read_text()
     plan_recipe = makefile.split("\nplan: ", 1)[1].split("\n\n", 1)[0]
-    assert "-m infra.offline.plan --stack $(STACK) --offline-secrets" in plan_recipe
+    assert "-m infra.offline.job --stack $(STACK) --offline-secrets" in plan_recipe
 
 
 # ------------------------------------------------------------------ the command line: exit 2 naming the key
