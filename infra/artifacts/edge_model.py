@@ -93,6 +93,10 @@ CLS_SPLIT = True
 #   GEMMs, no transposes) 1.3-1.9x slower than the one 128x384x1152 GEMM; the core as Split + FusedMatMul(transB)
 #   + Softmax + MatMul + Transpose 337 us = MultiHeadAttention's.
 # - u8u8 instead of u8s8 (VNNI): DynamicQuantizeMatMul 2.5-3.4x slower.
+# - the FFN intermediate in INT8: QLinearMatMul with a u8 output (static scale) 441 us vs DynamicQuantizeMatMul
+#   377 at 128x384x1536; ONNX Runtime has no u8 GELU on CPU (QOrderedGelu: CUDA only). Its lookup-table ops
+#   (QLinearSigmoid 58 us at 127x1536) could only build x*sigmoid(1.702x), whose float form is already too
+#   coarse (QuickGelu above).
 # - the FFN without the [CLS] split (bias in the MatMul): -4% at 128 tokens, min cosine 0.9878.
 # - Split instead of the two Slices of the [CLS] split: -0.5% (noise); SkipSimplifiedLayerNormalization 62 us vs
 #   Add + ReduceMean + Sub + SimplifiedLayerNormalization 67 (needs a centred input it does not get: not exact);
