@@ -77,11 +77,35 @@ Array = npt.NDArray[Any]
 # as slow per multiply-add as fp32 on this CPU (3x the dynamic INT8 kernel): no longer used.
 SMOOTHING_ALPHA = {"attention": 0.8, "ffn_in": 0.65}
 CLS_SPLIT = True
-# GELU of the quantised graph: FastGelu (tanh approximation, |error| < 5e-4) ran 3.6% faster at 128 tokens than
-# BiasGelu (exact erf, 12% of a run), min cosine 0.9956 -> 0.9951. The fp32 reference graph keeps the exact one.
-GELU_QUANTISED = "FastGelu"
+# GELU: the first FFN MatMul's bias is a separate Add, which ONNX Runtime folds into DynamicQuantizeMatMul (bias
+# in its output pass: free), then the exact com.microsoft Gelu without bias. Session p50 at 128 tokens, each vs
+# the previous choice in the same process: BiasGelu (bias + exact erf, 12% of a run) -> FastGelu with bias (tanh
+# approximation) -3.6%, min cosine 0.9956 -> 0.9951; -> bias in the MatMul + FastGelu -3.5% (GELU kernels 1193
+# -> 881 us per run in the profiler: the bias pass over the 128x1536 tensor was ~50 us of each); -> exact Gelu
+# instead: the same speed (+-1%), min cosine back to 0.9956. Same cost at 128x1536 (us, one op alone): FastGelu
+# 205, Gelu 215, opset-20 Gelu tanh 206 / erf 217, QuickGelu 194 (min cosine 0.9889: too coarse), Sigmoid+Mul
+# 201; a memory pass (Relu) alone is 57 here.
+# Measured at 128 tokens and not kept (README emf-edge):
+# - static activation scales: QuantizeLinear + MatMulIntegerToFloat 451-461 us vs DynamicQuantizeMatMul 377-457
+#   (384x1536, 1536x384; the dynamic range pass is cheap); QuantizeLinear per tensor 17 us + the smoothing Mul
+#   16 = Mul + DynamicQuantizeLinear 32; per-axis QuantizeLinear (to fold the smoothing into it) 1.1 ms.
+# - QAttention -> DynamicQuantizeMatMul (QKV, bias fused) + Split + MultiHeadAttention: +1.6% per run (QKV GEMM
+#   306 us in the graph, attention core ~390 us either way); head-major QKV weights (36 batched 128x384x32 int8
+#   GEMMs, no transposes) 1.3-1.9x slower than the one 128x384x1152 GEMM; the core as Split + FusedMatMul(transB)
+#   + Softmax + MatMul + Transpose 337 us = MultiHeadAttention's.
+# - u8u8 instead of u8s8 (VNNI): DynamicQuantizeMatMul 2.5-3.4x slower.
+# - the FFN intermediate in INT8: QLinearMatMul with a u8 output (static scale) 441 us vs DynamicQuantizeMatMul
+#   377 at 128x384x1536; ONNX Runtime has no u8 GELU on CPU (QOrderedGelu: CUDA only). Its lookup-table ops
+#   (QLinearSigmoid 58 us at 127x1536) could only build x*sigmoid(1.702x), whose float form is already too
+#   coarse (QuickGelu above).
+# - the FFN without the [CLS] split (bias in the MatMul): -4% at 128 tokens, min cosine 0.9878.
+# - Split instead of the two Slices of the [CLS] split: -0.5% (noise); SkipSimplifiedLayerNormalization 62 us vs
+#   Add + ReduceMean + Sub + SimplifiedLayerNormalization 67 (needs a centred input it does not get: not exact);
+#   SkipLayerNormalization 332 us.
+# - session options: ORT_ENABLE_EXTENDED vs ALL, allow_spinning off, ORT_PARALLEL, denormals as zero: +-1%.
 QUANTISATION = ("dynamic INT8 (per-channel weights, QAttention), SmoothQuant attention a=0.8 / FFN-in a=0.65, "
-                "[CLS] row quantised apart in the FFN, INT8 word embeddings per row, tanh GELU")
+                "[CLS] row quantised apart in the FFN, INT8 word embeddings per row, bias in the MatMul + exact "
+                "GELU")
 # Calibration inputs for the smoothing scales: varied and disjoint from the reference sentences the tests and the
 # benchmark score (infra/artifacts/edge_probe.py), short ones included (the [CLS] row weighs most there).
 CALIBRATION_TEXTS: tuple[str, ...] = (
@@ -303,7 +327,7 @@ def bert_weights(src: Path, shape: BertShape) -> dict[str, Array]:
     return {k: np.asarray(v, dtype=np.float32) for k, v in weights.items() if v.dtype.kind == "f"}
 
 
-def _graph(w: Mapping[str, Array], shape: BertShape, *, quantised_embeddings: bool, gelu: str = "BiasGelu",
+def _graph(w: Mapping[str, Array], shape: BertShape, *, quantised_embeddings: bool,
            smoothing: Mapping[str, Array] | None = None, taps: bool = False) -> tuple[Any, dict[str, str]]:
     """The encoder as an ONNX graph, for one unpadded text: input_ids [1, S] -> pooled [1, hidden] (token mean).
 
@@ -312,10 +336,12 @@ def _graph(w: Mapping[str, Array], shape: BertShape, *, quantised_embeddings: bo
     - Attention (com.microsoft): fused QKV projection + 12-head attention; becomes QAttention when quantised (the
       same as a quantised QKV MatMul + MultiHeadAttention, or + MatMul/Softmax/MatMul: within 2% either way).
     - LayerNorm as ReduceMean -> Sub -> SimplifiedLayerNormalization (RMS norm of the centred input, times gamma):
-      ORT's LayerNormalization / SkipLayerNormalization kernels took 300 us at 128 tokens, these three 50 us.
+      Add + LayerNormalization (which ORT fuses into SkipLayerNormalization) took 332 us at 128 tokens, Add +
+      these three 67 us (LayerNormalization alone: 41 us, but it follows a residual Add everywhere).
       Its beta is not added: it is folded into the biases of what consumes the output (the next projection, and
       the residual sum through the next dense layer's bias), exact by linearity; only the last layer adds it.
-    - `gelu` (com.microsoft BiasGelu: exact, or FastGelu: tanh approximation): bias + GELU in one pass.
+    - Feed-forward: MatMul -> Add (bias) -> com.microsoft Gelu (exact erf); quantised, the Add becomes the bias
+      input of DynamicQuantizeMatMul (free, where BiasGelu's or FastGelu's bias pass was not).
     - The feed-forward block on the first row ([CLS]) and the other rows apart when CLS_SPLIT (see above).
     `smoothing` divides the named activations (`l<i>/attention`, `l<i>/ffn_in`) by per-channel factors folded into
     the weights; `taps` adds those activations (before smoothing) as outputs, for calibration; it returns the
@@ -336,7 +362,7 @@ def _graph(w: Mapping[str, Array], shape: BertShape, *, quantised_embeddings: bo
         return np.asarray(value, dtype=np.float32)
 
     def node(op: str, inputs: Sequence[str], output: str, **attrs: Any) -> str:
-        domain = "com.microsoft" if op in ("Attention", "BiasGelu", "FastGelu") else ""
+        domain = "com.microsoft" if op in ("Attention", "Gelu") else ""
         nodes.append(helper.make_node(op, list(inputs), [output], name=output, domain=domain, **attrs))
         return output
 
@@ -400,7 +426,8 @@ def _graph(w: Mapping[str, Array], shape: BertShape, *, quantised_embeddings: bo
                  if CLS_SPLIT else [("", h_in)])
         outs = []
         for tag, rows in parts:
-            act = node(gelu, [node("MatMul", [rows, w_in_name], f"{k}/ffn_in{tag}"), b_in], f"{k}/gelu{tag}")
+            pre = node("Add", [node("MatMul", [rows, w_in_name], f"{k}/ffn_in{tag}"), b_in], f"{k}/ffn_in{tag}.biased")
+            act = node("Gelu", [pre], f"{k}/gelu{tag}")
             outs.append(node("Add", [node("MatMul", [act, w_out], f"{k}/ffn_out{tag}"), b_out],
                              f"{k}/ffn_out{tag}.biased"))
         ffn = outs[0] if len(outs) == 1 else node("Concat", outs, f"{k}.ffn", axis=1)
@@ -493,8 +520,7 @@ def _build(src: Path, folder: Path, max_tokens: int) -> None:
     fp32, _ = _graph(weights, shape, quantised_embeddings=False)
     onnx.save(fp32, str(folder / "model.fp32.onnx"))
     ranges = activation_ranges(weights, shape, _tokenizer(src, max_tokens), CALIBRATION_TEXTS)
-    smoothed, _ = _graph(weights, shape, quantised_embeddings=True, gelu=GELU_QUANTISED,
-                         smoothing=smoothing_factors(weights, ranges))
+    smoothed, _ = _graph(weights, shape, quantised_embeddings=True, smoothing=smoothing_factors(weights, ranges))
     partial = folder / "model.smoothed.onnx"
     onnx.save(smoothed, str(partial))
     logging.disable(logging.WARNING)  # the quantiser logs every node it visits
