@@ -149,6 +149,9 @@ SWEEP: tuple[tuple[str, object], ...] = (
     *(("recurring_damp", x) for x in (1.0, 0.75, 0.5, 0.25)),
     *(("recurring_ratio", x) for x in (0.3, 0.5, 0.7)),
     *(("shape", x) for x in (True, False)),
+    *(("news_quantile", x) for x in (0.95, 0.97, 0.98, 0.99, 1.0)),  # 1.0: the last two days' largest (before)
+    *(("news_same_time", x) for x in (0, 6, 12, 24)),
+    *(("onset_decay", x) for x in (0.0, 0.3, 0.5, 0.7, 1.0)),
 )
 
 

@@ -165,3 +165,47 @@ def weekly_seasonal(days: int = 90, seed: int = 8, noise: float = 2.0,
                 values[i] += 30.0
         onsets.append(at)
     return stamps(n), values, onsets
+
+
+def cron_then_event(days: int = 7, at_day: float = 5.6, seed: int = 9) -> tuple[list[float], list[float], list[int]]:
+    """The daily 03:00 cron job of `daily_cron`, then a two-hour excursion at 14:24 smaller than the larger cron
+    jobs: the cron is the largest excursion of every two days, yet the event is at a time of day the series never
+    leaves its band."""
+    rng = random.Random(seed)
+    n, at = days * DAY_POINTS, int(at_day * DAY_POINTS)
+    values = _base(n, rng)
+    for d in range(days):
+        size = 60.0 * rng.uniform(0.6, 1.4)
+        for k in range(2):
+            values[d * DAY_POINTS + 36 + k] += size
+    for i in range(at, at + 24):
+        values[i] += 40.0  # two hours, below the larger cron jobs (36-84)
+    return stamps(n), values, [at]
+
+
+def event_after_larger(days: int = 7, seed: int = 10) -> tuple[list[float], list[float], list[int]]:
+    """A large 30-minute excursion on day 4, then a second, smaller one 20 hours later: the first must not mask
+    the second for a whole day."""
+    rng = random.Random(seed)
+    n = days * DAY_POINTS
+    first, second = 4 * DAY_POINTS + 120, 4 * DAY_POINTS + 120 + 20 * 12
+    values = _base(n, rng)
+    for i in range(first, first + 6):
+        values[i] += 80.0
+    for i in range(second, second + 12):
+        values[i] += 40.0
+    return stamps(n), values, [first, second]
+
+
+def drifting_batch(days: int = 8, seed: int = 11) -> tuple[list[float], list[float], list[int]]:
+    """A nightly 20-minute batch job that starts anywhere from 02:20 to 03:40 (it waits for its input): the
+    series' habit, NOT an anomaly after the first days, though it is rarely at the same 5 minutes two days running."""
+    rng = random.Random(seed)
+    n = days * DAY_POINTS
+    values = _base(n, rng)
+    for d in range(days):
+        start = d * DAY_POINTS + 36 + rng.randint(-8, 8)
+        size = 50.0 * rng.uniform(0.8, 1.2)
+        for k in range(4):
+            values[start + k] += size
+    return stamps(n), values, []

@@ -376,3 +376,34 @@ def test_cli_accepts_a_timestamp_stepping_back_with_a_logged_reason(tmp_path: Pa
         assert anomaly_cli.main(["score", str(src), str(out)]) == 0
     assert "timestamp steps back" in caplog.text
     assert len(out.read_text().splitlines()) == 4
+
+
+def test_a_daily_cron_job_does_not_mask_a_smaller_excursion_at_another_time() -> None:
+    """The news term compares with the usual excursion (a high quantile of two days, or the same time yesterday /
+    last week), no longer with the two days' largest: the cron job at 03:00 used to hold the 14:24 event down."""
+    ts, events, _, assessed = replay("cron_then_event")
+    _, _, _, largest = replay("cron_then_event", news_quantile=1.0)  # the rule before: the two days' largest
+    at = events[0]
+    assert [i for i in episode_starts(ts, assessed) if i >= 2 * 288] == [next(
+        i for i in range(at, at + 24) if (a := assessed[i]) is not None and a.confidence > THRESHOLD)]
+    assert max(a.confidence for a in largest[at:at + 24] if a is not None) < THRESHOLD
+
+
+def test_a_batch_job_that_drifts_by_up_to_40_minutes_stays_the_series_habit() -> None:
+    """Not at the same 5 minutes (the recurring damp's +-1 point), but within the news term's +-1 hour of the same
+    time yesterday or last week: usual, so no episode after its first days; without that window it pages."""
+    ts, _, _, assessed = replay("drifting_batch")
+    _, _, _, no_window = replay("drifting_batch", news_same_time=0)
+    assert [i for i in episode_starts(ts, assessed) if i >= 3 * 288] == []
+    assert [i for i in episode_starts(ts, no_window) if i >= 3 * 288]
+
+
+def test_a_second_event_hours_after_a_larger_one_gets_its_own_onset() -> None:
+    """The onset bar discounts confidences older than an hour by their age: a day-long bar at the first event's
+    peak used to swallow the second (NAB scores that window missed)."""
+    _, events, onset, _ = replay("event_after_larger")
+    _, _, undiscounted, _ = replay("event_after_larger", onset_decay=0.0)
+    first, second = events
+    assert max(onset[first:first + 12]) > THRESHOLD and max(onset[second:second + 24]) > THRESHOLD
+    assert max(undiscounted[second:second + 24]) == 0.0
+    assert sum(1 for x in onset[second:second + 24] if x > THRESHOLD) <= 4  # still one excursion, few onsets

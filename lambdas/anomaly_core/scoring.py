@@ -5,10 +5,14 @@ Pure Python (no numpy): the detector package must stay tiny. A band is a sorted 
 
 - score: how far outside the 95% band the value is, in units of the band's half-width, squashed to [0, 1):
   z / (1 + z), so a value as far outside the band as the band is wide (z = 1) scores 0.5.
-- news: how unusual the excursion is FOR THIS SERIES: the residual (in half-widths) compared with the largest
-  of the last two days. A metric whose forecast misses by 3 band widths every day is not news when it does again;
-  one that never left its band is. Inside the band the confidence stays at or below 0.25, up to the usual largest
-  excursion at or below 0.5, and beyond it rises towards 1.
+- news: how unusual the excursion is FOR THIS SERIES: the residual (in half-widths) compared with what the series
+  does as a habit: the NEWS_QUANTILE of the last two days' residuals, or the largest residual within
+  +-NEWS_SAME_TIME points of the same time yesterday or last week if that is larger. A metric whose forecast misses
+  by 3 band widths every day is not news when it does again; one that never left its band is. (It used to be the
+  largest residual of the last two days: one daily cron job, or one earlier event, then held every new excursion
+  smaller than it below the threshold for two days; a recurring spike is at the same time, so it stays damped.)
+  Inside the band the confidence stays at or below 0.25, up to the usual excursion at or below 0.5, and beyond it
+  rises towards 1.
 - likelihood (after Numenta's AnomalyLikelihood): the mean band score of the last LIKELIHOOD_WINDOW points
   compared with a Gaussian fitted on the history of those means (up to two weeks); the tail probability, on a log
   scale (1 - tail = 0.99999 -> 0.5). One point outside the band moves a one-hour mean little (cheap), a sustained
@@ -24,9 +28,12 @@ Pure Python (no numpy): the detector package must stay tiny. A band is a sorted 
   would average away); 0.5 at the tolerance, towards 1 beyond it.
 - recurring: an excursion the series also made at the same time yesterday or last week (+-5 minutes; a cron job)
   is damped by RECURRING_DAMP: it is the series' habit, not news.
-- onset: the confidence when it beats every confidence of the last day, else 0: the first point of an episode.
-  The offline scorer outputs it (NAB counts only the earliest detection in a window; every later point above the
-  threshold is a false positive), and it mirrors the detector's one-notification-per-episode rule.
+- onset: the confidence when it beats every confidence of the last day, those older than an hour discounted by
+  their age (down to 1 - ONSET_DECAY a day back), else 0: the first point of an episode. An excursion's own later
+  points stay below its recent peak, so it still gives one onset; a second event some hours after a larger one
+  is not masked for a whole day. The offline scorer outputs it (NAB counts only the earliest detection in a window;
+  every later point above the threshold is a false positive), and it mirrors the detector's one-notification-per-
+  episode rule.
 """
 
 from __future__ import annotations
@@ -94,7 +101,13 @@ STATS_EVERY = 12  # points between refits of the level and shape Gaussians (one 
 SHAPE_MIN_STD = 0.1  # in half-widths: a spread that wobbles by a tenth of the band is not a change of shape
 DAY_POINTS = 288
 WEEK_POINTS = 7 * DAY_POINTS
-RESIDUAL_MEMORY = WEEK_POINTS + 2  # same time last week, +-1 point
+# dev plateau: quantile 0.97-0.99, same-time +-6..24 points, onset decay 0.5-1.0 (synthetic corpus agrees)
+NEWS_QUANTILE = 0.98  # the usual excursion: 2% of two days (11 points) lie above it, so one cron job does not
+NEWS_SAME_TIME = 12  # +-1 hour around the same time yesterday / last week: a recurring excursion stays usual
+NEWS_SAME_TIME_MAX = 24  # the memory allows up to +-2 hours (the sweep's widest)
+ONSET_DECAY = 0.7  # a confidence a day old counts for 30% of itself against a new onset
+ONSET_HOLD = 12  # ... and one less than an hour old in full
+RESIDUAL_MEMORY = WEEK_POINTS + NEWS_SAME_TIME_MAX + 1  # same time last week, +-2 hours
 RECURRING_RATIO = 0.5  # the same-time excursion yesterday/last week was at least half as large
 RECURRING_DAMP = 0.5
 _LOG_FLOOR = math.log(1e-10)  # tail probability 1e-10 (or below) -> log-likelihood 1
@@ -210,12 +223,29 @@ def log_likelihood(mean: float, history: Sequence[float], min_std: float = LIKEL
     return tail_score(mean, gaussian(history, min_std))
 
 
-def _news(r: float, history: Sequence[float]) -> float:
-    if len(history) < MIN_HISTORY_POINTS:
+def _usual_largest(memory: Sequence[float], quantile: float, same_time: int) -> float:
+    """The excursion this series makes as a habit: the `quantile` of the last two days' residuals, or the largest
+    one within +-`same_time` points of the same time yesterday or last week if that is larger (quantile 1: the
+    largest of the two days, the rule before)."""
+    history = memory[-HISTORY_POINTS:]
+    if quantile >= 1.0:
+        return max(history)
+    same_time = min(same_time, NEWS_SAME_TIME_MAX)
+    ranked = sorted(history)
+    out = ranked[int(quantile * (len(ranked) - 1))]
+    for lag in (DAY_POINTS, WEEK_POINTS):
+        lo, hi = len(memory) - lag - same_time, len(memory) - lag + same_time + 1
+        if lo >= 0:
+            out = max(out, *memory[lo:hi])
+    return out
+
+
+def _news(r: float, memory: Sequence[float], quantile: float = NEWS_QUANTILE, same_time: int = NEWS_SAME_TIME) -> float:
+    if len(memory[-HISTORY_POINTS:]) < MIN_HISTORY_POINTS:
         return 0.0  # too little history to know what is usual
     if r <= 1.0:
         return 0.25 * r  # inside the band: low
-    largest = max(history) * NEWS_MARGIN
+    largest = _usual_largest(memory, quantile, same_time) * NEWS_MARGIN
     ratio = r / largest if largest > 0 else 10.0
     # Up to the recent largest excursion (x margin): at most 0.5; beyond it, 1 - 0.5/ratio -> 1.
     return max(0.25, 0.5 * ratio) if ratio <= 1.0 else 1.0 - 0.5 / ratio
@@ -229,6 +259,9 @@ class ScoringParams:
     recurring_ratio: float = RECURRING_RATIO
     recurring_damp: float = RECURRING_DAMP
     shape: bool = True
+    news_quantile: float = NEWS_QUANTILE
+    news_same_time: int = NEWS_SAME_TIME
+    onset_decay: float = ONSET_DECAY
 
 
 DEFAULT_PARAMS = ScoringParams()
@@ -264,6 +297,18 @@ def _same_time_before(history: Sequence[float]) -> float:
     return out
 
 
+def _onset_bar(recent: Sequence[float], decay: float) -> float:
+    """What a new onset must beat: the last day's confidences (oldest first), those older than ONSET_HOLD points
+    discounted by their age (1 - decay a day back). The last hour counts in full: a confidence that stays put (a
+    saturated excursion) must never look new."""
+    if not decay or len(recent) <= ONSET_HOLD:
+        return max(recent, default=0.0)
+    n = len(recent)
+    per_point = decay / (ONSET_POINTS - ONSET_HOLD)
+    older = max(c * (1.0 - per_point * (n - j - ONSET_HOLD)) for j, c in enumerate(recent[:-ONSET_HOLD]))
+    return max(older, *recent[-ONSET_HOLD:])
+
+
 def _ranges_with(ranges: Sequence[Sequence[float]], day: float, value: float) -> list[list[float]]:
     kept = [list(r) for r in ranges if r[0] > day - RANGE_DAYS]
     if kept and kept[-1][0] == day:
@@ -279,8 +324,7 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
     s = score(value, point)
     r = residual(value, point)
     memory = state.residuals[-RESIDUAL_MEMORY:]
-    history = memory[-HISTORY_POINTS:]
-    news = _news(r, history)
+    news = _news(r, memory, params.news_quantile, params.news_same_time)
     window = [*state.scores[-(LIKELIHOOD_WINDOW - 1):], s] if LIKELIHOOD_WINDOW > 1 else [s]
     mean = sum(window) / len(window)
     means = state.means[-LIKELIHOOD_HISTORY:]
@@ -303,7 +347,8 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
     spatial = _spatial(value, state.ranges, state.seen, params.spatial_tolerance)
     conf = max(conf, spatial)
     recent = state.confidences[-ONSET_POINTS:]
-    onset = conf if conf > max(recent, default=0.0) else 0.0
+    # Compared as stored (rounded to 6 places): a confidence that repeats exactly must not beat its own copy.
+    onset = conf if _r6(conf) > _onset_bar(recent, params.onset_decay) else 0.0
     day = math.floor((ts if ts is not None else point.ts) / 86400)
     kept = [_r6(x) for x in window]  # the state holds what its JSON holds: live and offline runs agree
     kept_signed = [_r6(x) for x in signed]
