@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import time
 import zipfile
 
 import pytest
 
-from infra.artifacts.packaging import LIMITS, LambdaPackage, MiB, build_lambda
+from infra.artifacts import packaging
+from infra.artifacts.packaging import LIMITS, LambdaPackage, MiB, build_lambda, read_package, vendor_dependencies
 
 
 def _function(tmp_path, requirements: str = ""):
@@ -94,3 +97,56 @@ def test_make_package_rebuilds_every_function_to_the_same_bytes():
         return rows
 
     assert run() == run()
+
+
+def _in_processes(count, target, *args):
+    """Run `target(*args)` in `count` forked processes at once; their exit codes."""
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=target, args=args) for _ in range(count)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    return [p.exitcode for p in procs]
+
+
+def _build_and_check(lambdas, out_dir):
+    pkg = build_lambda("demo_fn", lambdas_dir=lambdas, out_dir=out_dir)
+    with zipfile.ZipFile(pkg.path) as zf:
+        assert zf.testzip() is None
+    raise SystemExit(0 if read_package(pkg.path) == pkg else 3)
+
+
+def test_processes_building_one_zip_at_once_all_get_it_whole(tmp_path):
+    # `make plan` builds in its plan and its forked preview at the same time; test sessions may overlap it.
+    lambdas = _function(tmp_path)
+    (lambdas / "demo_fn" / "big.bin").write_bytes(bytes(range(256)) * 40_000)  # slow enough to overlap
+    out_dir = tmp_path / "out"
+    assert _in_processes(4, _build_and_check, lambdas, out_dir) == [0, 0, 0, 0]
+    expected = build_lambda("demo_fn", lambdas_dir=lambdas, out_dir=tmp_path / "alone", use_cache=False)
+    assert (out_dir / "demo_fn.zip").read_bytes() == expected.path.read_bytes()
+    assert sorted(p.name for p in out_dir.iterdir() if not p.name.endswith(".lock")) == [
+        "demo_fn.json", "demo_fn.key", "demo_fn.zip"]  # no temporary file left behind
+
+
+def _vendor(requirements, cache_root, log):
+    def slow_install(reqs, target, *, runtime, no_deps=False):
+        with open(log, "a") as f:
+            f.write(f"{target.name}\n")
+        target.mkdir(parents=True)
+        time.sleep(0.3)  # a reader arriving now must wait, not see a folder without its wheels
+        (target / "wheel.py").write_text("x = 1\n")
+
+    packaging.install_target = slow_install
+    deps = vendor_dependencies(requirements, cache_root)
+    raise SystemExit(0 if deps is not None and (deps / "wheel.py").read_text() == "x = 1\n" else 3)
+
+
+def test_processes_vendoring_one_requirements_file_at_once_install_it_once(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("demo-wheel==1.0\n")
+    log = tmp_path / "installs.log"
+    assert _in_processes(3, _vendor, requirements, tmp_path / "deps", log) == [0, 0, 0]
+    assert len(log.read_text().splitlines()) == 1
+    (folder,) = [p for p in (tmp_path / "deps").iterdir() if not p.name.startswith(".")]
+    assert (folder / ".complete").exists() and (folder / "wheel.py").exists()

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from infra.artifacts.packaging import LambdaPackage, _sha256, _walk, _zip_bytes, manifest_path
+from infra.core.files import write_atomic
 from infra.core.paths import BUILD_DIR, LAMBDAS_DIR
 
 ENTRY = "akidb_canary"
@@ -29,12 +30,11 @@ def build_canary(folder: str = "canary", *, out_dir: Path | None = None,
     # The content hash is in the name: a canary's zip_file has no source-code hash, so a new path is what makes
     # the provider see new code.
     out = (out_dir or BUILD_DIR / "canaries") / f"{folder}-{_sha256(data)[:12]}.zip"
-    out.parent.mkdir(parents=True, exist_ok=True)
     if not out.exists() or out.read_bytes() != data:
-        out.write_bytes(data)
+        write_atomic(out, data)  # the plan and the first preview of `make plan` build it side by side
     pkg = LambdaPackage(function=folder, kind="lambda", path=out, sha256=_sha256(data),
                         compressed_bytes=len(data), unpacked_bytes=unpacked)
-    manifest_path(out).write_text(json.dumps({
+    write_atomic(manifest_path(out), json.dumps({
         "function": pkg.function, "kind": pkg.kind, "sha256": pkg.sha256, "handler": HANDLER,
         "compressed_bytes": pkg.compressed_bytes, "unpacked_bytes": pkg.unpacked_bytes}, indent=2) + "\n")
     return pkg

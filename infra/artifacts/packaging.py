@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.core.files import exclusive, write_atomic
 from infra.core.paths import BUILD_DIR, LAMBDAS_DIR
 
 RUNTIME = "python3.12"
@@ -200,18 +201,25 @@ def vendor_dependencies(requirements: Path, cache_root: Path | None = None) -> P
     target = (cache_root or BUILD_DIR / "cache" / "deps") / key
     if (target / ".complete").exists():
         return target
-    if target.exists():
-        shutil.rmtree(target)
-    started = time.perf_counter()
-    _progress(f"vendoring {requirements.parent.name}: {tool} installs {', '.join(reqs)} for {RUNTIME} "
-              "(first run only, cached by content)...")
-    try:
-        install_target(reqs, target, runtime=True)
-    except RuntimeError:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
-    (target / ".complete").write_text("\n".join(reqs))
-    _progress(f"vendoring {requirements.parent.name}: done in {time.perf_counter() - started:.1f} s")
+    # One installer per folder: a second process waits, then finds it complete. The install goes to a private
+    # folder renamed into place, so a reader never sees half of one.
+    with exclusive(target.with_name(f".{key}.lock")):
+        if (target / ".complete").exists():
+            return target
+        started = time.perf_counter()
+        _progress(f"vendoring {requirements.parent.name}: {tool} installs {', '.join(reqs)} for {RUNTIME} "
+                  "(first run only, cached by content)...")
+        tmp = target.with_name(f".{key}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            install_target(reqs, tmp, runtime=True)
+        except RuntimeError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        (tmp / ".complete").write_text("\n".join(reqs))
+        shutil.rmtree(target, ignore_errors=True)  # an unfinished folder of an older layout
+        tmp.rename(target)
+        _progress(f"vendoring {requirements.parent.name}: done in {time.perf_counter() - started:.1f} s")
     return target
 
 
@@ -292,30 +300,32 @@ def build_lambda(function: str, *, kind: str = "lambda", baked: dict[str, bytes]
     suffix = f"-{_sha256(json.dumps(sorted((k, _sha256(v)) for k, v in baked.items())).encode())[:8]}" if baked else ""
     out = (out_dir or BUILD_DIR / "lambdas") / f"{function}{suffix}.zip"
     key_file = out.with_suffix(".key")
-    if use_cache and out.exists() and key_file.exists() and key_file.read_text() == content_key:
-        cached = read_package(out)
-        # The manifest of this very zip (same key, same size): its hash and sizes need no re-read of 35 MB.
-        if cached is not None and cached.kind == kind and cached.compressed_bytes == out.stat().st_size \
-                and json.loads(manifest_path(out).read_text()).get("content_key") == content_key:
-            return cached
-    else:
-        started = time.perf_counter()
-        data, _ = _zip_bytes(entries)
-        if deps is not None:  # only the packages with vendored wheels take long enough to mention
-            _progress(f"zipped {out.name}: {len(data) / MiB:.1f} MiB at deflate level {ZIP_LEVEL} in "
-                      f"{time.perf_counter() - started:.1f} s")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(data)
-        key_file.write_text(content_key)
-    data = out.read_bytes()
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        unpacked = sum(i.file_size for i in zf.infolist())
-    pkg = LambdaPackage(function=function, kind=kind, path=out, sha256=_sha256(data),
-                        compressed_bytes=len(data), unpacked_bytes=unpacked)
-    manifest_path(out).write_text(json.dumps({
-        "function": pkg.function, "kind": pkg.kind, "sha256": pkg.sha256,
-        "compressed_bytes": pkg.compressed_bytes, "unpacked_bytes": pkg.unpacked_bytes,
-        "content_key": content_key}, indent=2) + "\n")
+    # One writer per zip (the plan and the first preview of `make plan` run side by side): the second process
+    # waits, then finds the first one's zip current. Each file is replaced whole.
+    with exclusive(out.with_name(f".{out.name}.lock")):
+        if use_cache and out.exists() and key_file.exists() and key_file.read_text() == content_key:
+            cached = read_package(out)
+            # The manifest of this very zip (same key, same size): its hash and sizes need no re-read of 35 MB.
+            if cached is not None and cached.kind == kind and cached.compressed_bytes == out.stat().st_size \
+                    and json.loads(manifest_path(out).read_text()).get("content_key") == content_key:
+                return cached
+        else:
+            started = time.perf_counter()
+            data, _ = _zip_bytes(entries)
+            if deps is not None:  # only the packages with vendored wheels take long enough to mention
+                _progress(f"zipped {out.name}: {len(data) / MiB:.1f} MiB at deflate level {ZIP_LEVEL} in "
+                          f"{time.perf_counter() - started:.1f} s")
+            write_atomic(out, data)
+            write_atomic(key_file, content_key)
+        data = out.read_bytes()
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            unpacked = sum(i.file_size for i in zf.infolist())
+        pkg = LambdaPackage(function=function, kind=kind, path=out, sha256=_sha256(data),
+                            compressed_bytes=len(data), unpacked_bytes=unpacked)
+        write_atomic(manifest_path(out), json.dumps({
+            "function": pkg.function, "kind": pkg.kind, "sha256": pkg.sha256,
+            "compressed_bytes": pkg.compressed_bytes, "unpacked_bytes": pkg.unpacked_bytes,
+            "content_key": content_key}, indent=2) + "\n")
     return pkg
 
 
@@ -341,7 +351,7 @@ def vendored_selection(deps: Path, excludes: list[str]) -> tuple[list[str], str]
     for name in names:
         digest.update(name.encode())
         digest.update((deps / name).read_bytes())
-    record.write_text(json.dumps({"names": names, "sha256": digest.hexdigest()}))
+    write_atomic(record, json.dumps({"names": names, "sha256": digest.hexdigest()}))
     return names, digest.hexdigest()
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from infra.core.files import write_atomic
 from infra.core.paths import BUILD_DIR
 
 CACHE_DIR = BUILD_DIR / "cache" / "promql"
@@ -68,8 +69,7 @@ def check_expressions(exprs: Sequence[str]) -> dict[str, str]:
     if errors and len(unique) > 1:
         # Name the culprits: re-check each expression on its own (only on failure, so rarely).
         errors = {e: msg for e in unique for msg in _run_promtool([e]).values()}
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(errors, sort_keys=True))
+    write_atomic(cached, json.dumps(errors, sort_keys=True))
     return errors
 
 
