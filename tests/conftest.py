@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from infra.core.collector import collect_less
 from infra.core.paths import LAMBDAS_DIR, ROOT
 
 # Lambda packages are top-level packages inside their zips; import them the same way in tests.
@@ -64,3 +65,8 @@ def planned() -> dict[str, PlanResult]:
 @pytest.fixture
 def project_root() -> Any:
     return ROOT
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every test module is imported now: the collector skips them and the SDKs from here on (as `make plan`)."""
+    collect_less()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from infra.core.collector import collect_less
 from infra.offline import cost_report, plan, preview
 
 Step = Callable[[list[str]], int]
@@ -123,4 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    collect_less()  # `make plan` 2.7-3.2 s instead of 3.6-4.0 s (5 runs each, alternating, quiet machine)
+    exit_code = main()
+    gc.freeze()  # no last walk over the plan's objects at exit
+    sys.exit(exit_code)
