@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    collect_less()  # `make plan` 2.7-3.2 s instead of 3.6-4.0 s (5 runs each, alternating, quiet machine)
+    collect_less()  # `make plan` 2.7-3.6 s instead of 3.6-5.2 s (13 alternating pairs, quiet machine)
     exit_code = main()
     gc.freeze()  # no last walk over the plan's objects at exit
     sys.exit(exit_code)
