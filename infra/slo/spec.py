@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from infra.core.paths import RULES_DIR
-from lambdas.runbook_automation.runbook_ids import RUNBOOK_IDS
+from infra.slo.runbooks import load_runbooks
 
 SLO_FILE = RULES_DIR / "slos.yaml"
 
@@ -364,10 +364,10 @@ def slo_from_openslo(doc: Any, index: int = 0) -> tuple[Slo | None, list[str]]:
     runbook = str(annotations.get(ANNOTATION_RUNBOOK, ""))
     if not _RUNBOOK.match(runbook):
         p.append(f"{where}: annotation {ANNOTATION_RUNBOOK} must be a runbook id matching {_RUNBOOK.pattern}")
-    elif runbook not in RUNBOOK_IDS:
-        # Found here, not when an incident calls the automation and it answers "unknown runbook".
-        p.append(f"{where}: annotation {ANNOTATION_RUNBOOK}={runbook!r} is not a runbook the automation knows "
-                 f"(known: {', '.join(RUNBOOK_IDS)})")
+    elif runbook not in (catalogue := load_runbooks()):
+        # Found here, not when an incident names a runbook nobody wrote.
+        p.append(f"{where}: annotation {ANNOTATION_RUNBOOK}={runbook!r} is not in rules/runbooks.yaml "
+                 f"(known: {', '.join(catalogue)})")
     if p:
         return None, p
     # No problem reported means the checks above held (restated for the type checker).

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from infra.core.paths import RULES_DIR
+from infra.slo.runbooks import load_runbooks
 from infra.slo.spec import (
     GOLDEN_SIGNALS_UID,
     LinkSettings,
@@ -151,6 +152,8 @@ def _check_section(name: str, raw: Any, p: list[str]) -> dict[str, Any]:
             p.append(f"{where}: must be a positive number, got {val!r}")
         elif tp is str and not isinstance(val, str):
             p.append(f"{where}: must be a string, got {val!r}")
+        elif key == "runbook" and val not in (catalogue := load_runbooks()):
+            p.append(f"{where}: {val!r} is not in rules/runbooks.yaml (known: {', '.join(catalogue)})")
         elif key == "severity" and val not in _SEVERITIES:
             p.append(f"{where}: must be one of {', '.join(_SEVERITIES)}, got {val!r}")
         elif key in ("for", "rateWindow", "lookback", "horizon"):
