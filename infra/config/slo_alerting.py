@@ -45,6 +45,18 @@ class ChatbotSettings:
 
 
 @dataclass(frozen=True)
+class DeployGateSettings:
+    """The error budget policy of a deploy (Google SRE Workbook, "Example Error Budget Policy": changes halt
+    while a service is over its budget for the trailing period): `python -m infra.tools.budget_gate`."""
+
+    # 1.0 is the workbook's policy: hold only once a 30-day budget is exhausted. A smaller share holds earlier
+    # (0.75: keep a quarter of the budget for the incidents still to come this period).
+    max_budget_spent: float = setting(1.0, doc="share of an SLO's 30-day error budget that may be spent for a "
+                                      "prod deploy to go ahead (1.0: hold once a budget is exhausted)",
+                                      exclusive_minimum=0, maximum=1)
+
+
+@dataclass(frozen=True)
 class SloAlertingConfig:
     enabled: bool = setting(True, doc="deploy SLO rules, routing, severity subscriptions and runbooks")
     paging_enabled: bool = setting(False, doc="page PagerDuty (prod); otherwise everything goes to tickets")
@@ -66,6 +78,8 @@ class SloAlertingConfig:
     maintenance_windows: list[MaintenanceWindow] = setting(
         default_factory=list, doc="recurring windows in which a service's alerts are muted (Alertmanager "
         "time_intervals); the deploy workflow raises the CloudWatch suppressor for ad-hoc ones")
+    deploy_gate: DeployGateSettings = setting(default_factory=DeployGateSettings,
+                                              doc="error budget policy the deploy workflow enforces")
     # rules/slos.yaml and rules/symptoms.yaml, loaded and validated once with the config (load_slo_definitions),
     # then passed to the components, the dashboards and the plan's validation.
     slos: tuple[Slo, ...] = field(default=(), metadata={"doc": "SLO definitions", "internal": True})
