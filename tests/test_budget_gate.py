@@ -94,7 +94,8 @@ def counters(slo: Slo, share: float, times: np.ndarray, end: float) -> dict[str,
 
 
 def openmetrics(series: dict[str, np.ndarray], times: np.ndarray) -> str:
-    lines = [f"{name} {value:.6f} {int(t)}" for name, values in series.items() for t, value in zip(times, values)]
+    lines = [f"{name} {value:.6f} {int(t)}"
+             for name, values in series.items() for t, value in zip(times, values, strict=True)]
     return "\n".join(lines) + "\n# EOF\n"
 
 
@@ -130,7 +131,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     series = {k: v for svc, group in slos.items() for s in group for k, v in
               counters(s, SHARES[svc], times, end).items()}
     (tmp / "history.om").write_text(openmetrics(series, times))
-    _promtool("create-blocks-from", "openmetrics", str(tmp / "history.om"), str(tsdb))
+    # One block for the whole history (Prometheus docs, "Storage", backfilling: --max-block-duration): with the
+    # default 2-hour blocks promtool re-reads the file once per block, 23 s instead of 0.4 s here.
+    _promtool("create-blocks-from", "openmetrics", "--quiet", f"--max-block-duration={(window_days + 3) * 24}h",
+              str(tmp / "history.om"), str(tsdb))
     # The generator that writes the shipped file, run for the three services (checked: same text for akidb-rest).
     assert dump(rule_files(load_slos())[BUDGET_FILE]) == (ROOT / "rules/prometheus" / BUDGET_FILE).read_text()
     rules = tmp / BUDGET_FILE
@@ -173,7 +177,8 @@ def test_the_exhausted_service_is_held_and_the_healthy_one_goes(world: World) ->
     assert result["verdict"] == "go" and result["max_budget_spent"] == configured_max_spent("prod")
     assert {(s["service"], s["slo"]) for s in result["slos"]} == {(s.service, s.name) for s in world.slos["healthy"]}
     assert all(s["spent"] == pytest.approx(SHARES["healthy"], rel=1e-6) for s in result["slos"])
-    assert "25.0% of the 30d error budget spent" in healthy.stdout
+    assert all(f"{100 * SHARES['healthy']:.1f}% of the {s.window} error budget spent" in healthy.stdout
+               for s in world.slos["healthy"])
 
     everything = gate("--stack", "prod", "--prometheus-url", world.url,
                       "--slo-file", str(world.slo_file(*SHARES)))
@@ -249,7 +254,7 @@ def test_an_override_lets_a_held_deploy_go_and_is_recorded(world: World, tmp_pat
     assert "OVERRIDE recorded" in done.stdout
     text = summary.read_text()
     assert "Override recorded" in text and "rollout of the fix for the 5xx burst" in text
-    assert "oncall-jo" in text and "4242" in text and "160.0% spent" in text
+    assert "oncall-jo" in text and "4242" in text and f"{100 * SHARES['exhausted']:.1f}% spent" in text
 
     for blank in ("", "   \t "):
         refused = gate(*args, "--override-reason", blank, env=env)
@@ -275,7 +280,7 @@ class _SigningRecorder(BaseHTTPRequestHandler):
     upstream = ""
     refuse = False
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's handler name
+    def do_GET(self) -> None:
         type(self).seen.append((self.path, dict(self.headers.items())))
         if type(self).refuse:
             body = b'{"message":"User is not authorized to perform: aps:QueryMetrics"}'
@@ -315,7 +320,7 @@ def test_sigv4_signs_each_query_for_aps_with_the_default_credentials(world: Worl
                 "--slo-file", str(world.slo_file("healthy")), env=AWS_ENV)
     assert done.returncode == 0, done.stderr
     assert len(_SigningRecorder.seen) == len(world.slos["healthy"])
-    for (path, headers), slo in zip(_SigningRecorder.seen, world.slos["healthy"]):
+    for (path, headers), slo in zip(_SigningRecorder.seen, world.slos["healthy"], strict=True):
         assert urllib.parse.parse_qs(urllib.parse.urlparse(path).query)["query"] == [budget_remaining_query(slo)]
         auth = headers["Authorization"]
         assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")

@@ -51,8 +51,9 @@ class DeployGateSettings:
 
     # 1.0 is the workbook's policy: hold only once a 30-day budget is exhausted. A smaller share holds earlier
     # (0.75: keep a quarter of the budget for the incidents still to come this period).
-    max_budget_spent: float = setting(1.0, doc="share of an SLO's 30-day error budget that may be spent for a "
-                                      "prod deploy to go ahead (1.0: hold once a budget is exhausted)",
+    max_budget_spent: float = setting(1.0, doc="share of its error budget (over its window, e.g. 30d) an SLO may "
+                                      "have spent for a prod deploy to go ahead (`python -m "
+                                      "infra.tools.budget_gate`; 1.0: hold once a budget is exhausted)",
                                       exclusive_minimum=0, maximum=1)
 
 
