@@ -15,7 +15,14 @@ from collections.abc import Sequence
 
 from infra.slo.budget_policy import BudgetReading, budget_remaining_query, spent_from_remaining
 from infra.slo.spec import Slo
-from lambdas.anomaly_core.sources import HTTP_TIMEOUT_S, Signer, SourceError, prometheus_latest, sigv4_signer
+from lambdas.anomaly_core.sources import (
+    HTTP_TIMEOUT_S,
+    Signer,
+    SourceError,
+    amp_region,
+    prometheus_latest,
+    sigv4_signer,
+)
 
 __all__ = ["HTTP_TIMEOUT_S", "BudgetReadError", "aws_signer", "read_budgets"]
 
@@ -38,11 +45,14 @@ def aws_signer(region: str) -> Signer:
     return sigv4_signer(region, credentials.get_frozen_credentials())
 
 
-def _failure(url: str, err: SourceError) -> BudgetReadError:
+def _failure(url: str, err: SourceError, signed: bool) -> BudgetReadError:
     cause = err.__cause__
     if isinstance(cause, urllib.error.HTTPError) and cause.code in (401, 403):
-        return BudgetReadError(f"auth: Prometheus at {url} refused the query with HTTP {cause.code} (check the "
-                               f"SigV4 region and that the role may call aps:QueryMetrics): {err}")
+        region = amp_region(url)
+        hint = (f"an Amazon Managed Prometheus workspace needs --sigv4-region {region}" if region and not signed
+                else "check the SigV4 region and that the role may call aps:QueryMetrics")
+        return BudgetReadError(f"auth: Prometheus at {url} refused the query with HTTP {cause.code} ({hint}): "
+                               f"{err}")
     if isinstance(cause, urllib.error.HTTPError):
         return BudgetReadError(f"Prometheus at {url} answered HTTP {cause.code}: {err}")
     if isinstance(cause, (urllib.error.URLError, OSError)):
@@ -62,7 +72,7 @@ def read_budgets(url: str, slos: Sequence[Slo], signer: Signer | None = None,
         try:
             found = prometheus_latest(url, query, when, signer)
         except SourceError as err:
-            raise _failure(url, err) from None
+            raise _failure(url, err, signer is not None) from None
         if found is None:
             missing.append(f"{slo.service}/{slo.name} ({query})")
             continue
