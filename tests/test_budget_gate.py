@@ -7,7 +7,8 @@ each budget in the window (and had a big incident just before it, which must not
 same code that writes rules/prometheus/slo-budget.rules.yml) are then backfilled over them with
 `promtool tsdb create-blocks-from rules`, twice, because the backfiller evaluates against Prometheus and
 the budget-remaining rule reads the other two recordings (the second pass sees the first's blocks after a restart).
-Prometheus' own evaluation would wait up to the group's 2-minute interval before the first value.
+Prometheus' own evaluation waits for the group's next 2-minute slot: loading the same rules into it gave the
+first value after 106 s (measured), the two backfill passes and restarts take about 1.5 s.
 
 The gate CLI runs as the workflow runs it (`python -m infra.tools.budget_gate`). Expected shares come from the
 scenario (a share of each SLO's budget, turned into counters through the SLO's objective and window).
