@@ -108,7 +108,7 @@ def _override(out: Outcome, reason: str) -> dict[str, Any]:
 
 def _summary(out: Outcome) -> str:
     """Markdown for $GITHUB_STEP_SUMMARY: the budgets, and the override when one was used."""
-    lines = [f"### Error budget gate ({out.stack}): "
+    lines = ["", f"### Error budget gate ({out.stack}): "
              + ("overridden" if out.override else {GO: "go", HELD: "held", UNREADABLE: "budgets unreadable"}
                 [out.code]), ""]
     if out.decision:
