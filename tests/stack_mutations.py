@@ -18,7 +18,8 @@ PROVIDER_NAMESPACES = ("pulumi:", "aws:", "kubernetes:")
 # Free-form maps: their keys are data, so renaming one is a legitimate edit, not a typo to catch.
 FREE_FORM = ("prometheusRuleLabels",)
 # A mutation whose acceptance is always a finding (the value is nonsense whatever the key).
-NONSENSE = ("rename", "namespace", "nan", "inf", "newline", "duplicate", "huge_number")
+NONSENSE = ("rename", "namespace", "nan", "inf", "newline", "duplicate", "huge_number", "bad_tag")
+BAD_TAGS = ("!!int abc", "!!bool maybe", "!!float x1", "!!null 3", "!!int 1.5", "!!bool yes")
 
 Path_ = tuple[Any, ...]
 
@@ -101,7 +102,7 @@ RETYPES: tuple[Callable[[Any], Any], ...] = (
 
 
 KINDS = ("drop", "rename", "namespace", "retype", "nan", "inf", "huge_string", "huge_number", "unicode", "newline",
-         "empty", "duplicate", "text")
+         "empty", "duplicate", "text", "bad_tag")
 # Characters a careless edit (or a paste) brings in: ASCII, blanks and controls, look-alikes, non-BMP.
 ALPHABET = (*tuple("az09-_./:@*? "), "\n", "\t", "\r", "\x00", "\u00e9", "\u0663", "\uff10", "\u200b", "\ud7ff",
             "\U0001f525", "\\", '"')
@@ -177,6 +178,13 @@ def mutate(original: dict[str, Any], rnd: Chooser) -> Mutation:
     elif kind == "newline":
         path = rnd.choice(strings)
         value = _get(config, path) + rnd.choice(("\n", " ", "\t", "\r\n", " \n"))
+    elif kind == "bad_tag":
+        # An explicit core-schema tag whose content is not of its form (`!!int abc`): written as text, since a
+        # dumper never produces it.
+        path = rnd.choice(scalars)
+        _get(config, path[:-1])[path[-1]] = "BAD-TAG-SENTINEL"
+        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+        return Mutation(kind, path, text.replace("BAD-TAG-SENTINEL", rnd.choice(BAD_TAGS), 1))
     else:  # empty
         path = rnd.choice(strings)
         value = ""

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from edge_inference import emf, handler, trace
+from edge_inference import emf, events, handler, trace
 from edge_inference.digest import file_sha256
 from edge_inference.events import float_array_json, response
 from edge_inference.handler import App
@@ -196,7 +196,6 @@ BAD_INPUTS = [
     ("blank text", embed_event("   \n\t"), 400, "empty"),
     ("JSON array body", origin_request_event(["text"]), 400, "JSON object"),
     ("empty body", origin_request_event(raw=b""), 400, "empty body"),
-    ("invalid base64", {**origin_request_event({"text": "x"})}, 400, "base64"),
     ("truncated body", embed_event("x" * 10, truncated=True), 413, "truncated"),
     ("GET", embed_event("x", method="GET"), 405, "use POST"),
     ("wrong path", embed_event("x", uri="/search"), 404, "POST /embed"),
@@ -206,13 +205,36 @@ BAD_INPUTS = [
     ("1,000 nested arrays", origin_request_event(raw=b"[" * 1000), 400, "nests too deeply"),
     ("deeply nested text", origin_request_event(raw=b'{"text":' * 100_000), 400, "nests too deeply"),
     ("lone surrogate", origin_request_event(raw=b'{"text": "\\ud800"}'), 400, "unpaired surrogate"),
-    ("lone surrogate in a text body", embed_event("x", encoding="text"), 400, "not valid UTF-8"),
     # Found by the fuzz pass: a text the tokenizer drops entirely embedded [CLS] [SEP] as if it were content.
     ("only control characters", embed_event("\x00\u200b\x7f"), 400, "nothing the model reads"),
+    # Client data echoed in a reason is bounded (a 500,000-character key gave a 3.5 MB answer: CloudFront's limit
+    # for a generated response is 1 MB).
+    ("a huge unknown key", origin_request_event({"k" * 500_000: 1, "text": "x"}), 400, "unknown field"),
+    ("many unknown keys", origin_request_event({f"k{i}": 1 for i in range(1000)}), 400, "and 995 more"),
+    ("a huge path", embed_event("x", uri="/" + "p" * 100_000), 404, "POST /embed"),
 ]
-BAD_INPUTS[10][1]["Records"][0]["cf"]["request"]["body"]["data"] = "not*base64!"
-next(c[1] for c in BAD_INPUTS if c[0] == "lone surrogate in a text body")["Records"][0]["cf"]["request"]["body"][
-    "data"] = '{"text": "a\udfffb"}'
+
+
+def _structural(data: str, encoding: str) -> dict[str, Any]:
+    event = embed_event("x", encoding=encoding)
+    event["Records"][0]["cf"]["request"]["body"]["data"] = data
+    return event
+
+
+# What CloudFront never sends (it base64-encodes every body): our fault or a proxy's, never the caller's.
+STRUCTURAL_FAULTS = [
+    ("invalid base64", _structural("not*base64!", "base64")),
+    ("lone surrogate in a text body", _structural('{"text": "a\udfffb"}', "text")),
+]
+
+
+@pytest.mark.parametrize(("case", "event"), STRUCTURAL_FAULTS, ids=[c[0] for c in STRUCTURAL_FAULTS])
+def test_a_structural_fault_is_our_error_not_the_callers(s3, model, tmp_path, case, event):
+    h = Harness(tmp_path, model)
+    resp, body, doc = h.call(event)
+    assert resp["status"] == "500" and body == {"error": "internal error"}, (case, body)
+    assert doc["ErrorCount"] == 1 and doc["ClientErrorCount"] == 0 and emf.problems(doc) == []
+    assert "body.data" in doc["Error"]
 
 
 @pytest.mark.parametrize(("case", "event", "status", "reason"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
@@ -222,6 +244,7 @@ def test_bad_input_is_a_4xx_with_a_reason_and_counted_as_client_error(s3, model,
     resp, body, doc = h.call(json.loads(json.dumps(event)))
     assert resp["status"] == str(status), (case, body)
     assert reason in body["error"], (case, body)
+    assert len(body["error"]) <= events.MAX_REASON_CHARS and len(json.dumps(resp)) < 4096, case
     assert set(body) == {"error"} and header(resp, "content-type") == "application/json"
     assert doc["ClientErrorCount"] == 1 and doc["ErrorCount"] == 0 and doc["RequestCount"] == 1
     assert "InferenceLatency" not in doc and emf.problems(doc) == []

@@ -282,3 +282,36 @@ def test_dashboards_draw_what_the_timeline_publishes_against_the_targets() -> No
 def timeline_settings_default() -> str:
     from runbook_automation.settings import Settings
     return str(Settings.__dataclass_fields__["metrics_namespace"].default)
+
+
+def _event(kind: str, at: float, n: int, incident: str = "PLONG1") -> dict[str, Any]:
+    return {"event_id": f"ev-{incident}-{n}", "event_type": kind, "occurred_at": at, "incident_id": incident,
+            "created_at": None, "urgency": "high",
+            "correlation": {"service": "akidb-rest", "severity": "P0", "condition_started_at": at - 120}
+            if kind == "incident.triggered" else {}}
+
+
+def test_a_trigger_and_its_resolution_in_the_same_millisecond_are_a_resolved_incident() -> None:
+    at = 1_790_000_000.123
+    f = timeline.figures("P1", [_event("incident.resolved", at, 2), _event("incident.triggered", at, 1)])
+    assert f.resolved_at == at and f.time_to_resolve == 0.0 and f.time_to_detect == 120.0
+
+
+def test_an_incident_open_for_weeks_still_publishes_every_figure_inside_what_cloudwatch_accepts(env: Env) -> None:
+    env.configure(timeline_settle_s=0)
+    deps = _deps()
+    now = deps.now()
+    opened, resolved = now - 20 * 86400, now - 60
+    for n, (kind, at) in enumerate((("incident.triggered", opened), ("incident.acknowledged", opened + 600),
+                                    ("incident.resolved", resolved))):
+        timeline.record(deps, _event(kind, at, n))
+    out = timeline.publish(deps, "PLONG1")
+    assert out["published"] == [timeline.PAGES, timeline.TIME_TO_ACKNOWLEDGE, timeline.TIME_TO_DETECT,
+                                timeline.TIME_TO_RESOLVE]
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+    put = [m for m in cloudwatch_backends[DEFAULT_ACCOUNT_ID][REGION].metric_data if m.namespace == NAMESPACE]
+    # AWS refuses a whole PutMetricData request holding one datum older than two weeks (moto does not check it).
+    assert put and all(now - 14 * 86400 < m.timestamp.timestamp() <= now + 7200 for m in put)
+    ttr = [float(m.value) for m in put if m.name == timeline.TIME_TO_RESOLVE]
+    assert ttr and set(ttr) == {round(resolved - opened, 3)}

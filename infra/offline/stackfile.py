@@ -56,19 +56,44 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 _StrictLoader.yaml_implicit_resolvers = {}
-for _tag, _regexp, _first in (
-    ("tag:yaml.org,2002:null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
-    ("tag:yaml.org,2002:bool", r"true|True|TRUE|false|False|FALSE", list("tTfF")),
-    ("tag:yaml.org,2002:int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", list("-+0123456789")),
-    ("tag:yaml.org,2002:float",
-     r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)",
-     list("-+.0123456789")),
-):
-    _StrictLoader.add_implicit_resolver(_tag, re.compile(rf"^(?:{_regexp})$"), _first)  # type: ignore[no-untyped-call]
+# The YAML 1.2 core schema's scalars: how a plain scalar is typed, and what an explicitly tagged one (`!!int x`)
+# must look like (the CLI's Go parser refuses `!!int abc`; PyYAML's constructors would raise a bare ValueError).
+_CORE_SCALARS = {
+    "tag:yaml.org,2002:null": (r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    "tag:yaml.org,2002:bool": (r"true|True|TRUE|false|False|FALSE", list("tTfF")),
+    "tag:yaml.org,2002:int": (r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", list("-+0123456789")),
+    "tag:yaml.org,2002:float": (
+        r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)",
+        list("-+.0123456789")),
+}
+_CORE_PATTERNS = {tag: re.compile(rf"^(?:{regexp})$") for tag, (regexp, _) in _CORE_SCALARS.items()}
+for _tag, (_, _first) in _CORE_SCALARS.items():
+    _StrictLoader.add_implicit_resolver(_tag, _CORE_PATTERNS[_tag], _first)  # type: ignore[no-untyped-call]
+# Alias expansion bound (a "billion laughs" file): yaml.v3, which the CLI uses, refuses excessive aliasing too.
+MAX_EXPANDED_NODES = 100_000
+
+
+def _core_scalar(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    """The text of a core-schema scalar, refused (with its line) when it is not of its tag's form."""
+    if not isinstance(node, yaml.ScalarNode):
+        raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag} needs a scalar", node.start_mark)
+    text = str(loader.construct_scalar(node))  # a ScalarNode, checked above
+    if not _CORE_PATTERNS[node.tag].match(text):
+        kind = node.tag.rsplit(":", 1)[1]
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text[:40]!r} is not a valid !!{kind} (line {node.start_mark.line + 1})", node.start_mark)
+    return text
+
+
+def _construct_core(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    _core_scalar(loader, node)
+    return {"tag:yaml.org,2002:null": yaml.SafeLoader.construct_yaml_null,
+            "tag:yaml.org,2002:bool": yaml.SafeLoader.construct_yaml_bool,
+            "tag:yaml.org,2002:float": yaml.SafeLoader.construct_yaml_float}[node.tag](loader, node)
 
 
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
-    text = str(loader.construct_scalar(node)).replace("_", "")
+    text = _core_scalar(loader, node).replace("_", "")
     if len(text.lstrip("+-")) > 30:  # beyond any setting; also keeps int() away from its 4,300-digit limit
         raise yaml.constructor.ConstructorError(None, None, f"integer {text[:20]}... is too long", node.start_mark)
     sign = -1 if text.startswith("-") else 1
@@ -97,6 +122,8 @@ def _unsupported(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
 
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+for _tag in ("null", "bool", "float"):
+    _StrictLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _construct_core)
 _StrictLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
     return str(loader.construct_scalar(node))  # the CLI's YAML 1.2 reading: a date is a string
@@ -107,9 +134,72 @@ for _tag in ("binary", "omap", "pairs", "set"):
     _StrictLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _unsupported)
 
 
+def _expanded_size(root: yaml.Node | None) -> int:
+    """Nodes the document holds once every alias is expanded, counted without expanding (memoised per node);
+    stops early past MAX_EXPANDED_NODES. A node that contains itself is refused (it never ends)."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in visiting:
+            raise yaml.constructor.ConstructorError(None, None, "a node contains itself through an alias",
+                                                    node.start_mark)
+        visiting.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children: list[yaml.Node] = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_EXPANDED_NODES:
+                break
+        visiting.discard(key)
+        sizes[key] = total
+        return total
+
+    return 0 if root is None else size(root)
+
+
+def _check_scalars(loader: yaml.SafeLoader, root: yaml.Node | None) -> None:
+    """Every core-schema scalar of the document is of its tag's form; the first that is not is refused with the
+    key path that holds it (`a.b[0]`), not only its line. Each node is visited once (aliases are not expanded)."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [] if root is None else [(root, "")]
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode) and node.tag in _CORE_PATTERNS:
+            try:
+                _core_scalar(loader, node)
+            except yaml.constructor.ConstructorError as err:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{where or 'the document'}: {err.problem}", node.start_mark) from None
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend((value, f"{where}.{key.value}" if where else str(key.value)) for key, value in node.value)
+
+
 def load_yaml(text: str, name: str) -> Any:
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+        loader = _StrictLoader(text)
+        try:
+            root = loader.get_single_node()
+            if _expanded_size(root) > MAX_EXPANDED_NODES:
+                raise StackFileError(f"{name}: its aliases expand to more than {MAX_EXPANDED_NODES:,} values; a "
+                                     "stack file holds settings, not expansions (write the values out)")
+            _check_scalars(loader, root)
+            return None if root is None else loader.construct_document(root)  # type: ignore[no-untyped-call]
+        finally:
+            loader.dispose()  # type: ignore[no-untyped-call]
     except yaml.YAMLError as err:
         raise StackFileError(f"{name} is not a valid stack file: {err}") from None
     except RecursionError:

@@ -19,8 +19,21 @@ MAX_TEXT_CHARS = 100_000  # far above 128 tokens; the encoder tokenizes only a p
 # the body's decoding and validation, not the tokenizer's work
 
 
+# Whatever a client sends, its echo stays small: a generated response (headers + body) is limited to 1 MB by
+# CloudFront (AWS "Quotas on Lambda@Edge") and the EMF line that carries the reason to 1 MB by CloudWatch Logs.
+MAX_REASON_CHARS = 300
+MAX_ECHO_CHARS = 40
+
+
+def echo(value: str) -> str:
+    """A client-supplied string as it may appear in a reason: repr'd and cut to MAX_ECHO_CHARS."""
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO_CHARS else text[:MAX_ECHO_CHARS - 4] + "...'"
+
+
 class ClientError(Exception):
     def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None):
+        reason = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS - 3] + "..."
         super().__init__(reason)
         self.status = status
         self.reason = reason
@@ -55,13 +68,13 @@ def parse_event(event: Any) -> EdgeRequest:
 def read_text(req: EdgeRequest) -> str:
     """The `text` of a valid POST /embed request; ClientError otherwise."""
     if req.uri != EMBED_PATH:
-        raise ClientError(404, f"unknown path {req.uri[:100]!r}; this function serves POST {EMBED_PATH}")
+        raise ClientError(404, f"unknown path {echo(req.uri)}; this function serves POST {EMBED_PATH}")
     if req.method != "POST":
-        raise ClientError(405, f"method {req.method[:10]} is not allowed on {EMBED_PATH}; use POST",
+        raise ClientError(405, f"method {echo(req.method)} is not allowed on {EMBED_PATH}; use POST",
                           {"allow": "POST"})
     ctype = req.headers.get("content-type")
     if ctype is not None and ctype.split(";")[0].strip().lower() != "application/json":
-        raise ClientError(415, f"content-type {ctype[:60]!r} is not supported; send application/json")
+        raise ClientError(415, f"content-type {echo(ctype)} is not supported; send application/json")
     if not isinstance(req.body, dict):
         raise BadEvent("request body not included: enable 'include body' on the origin-request association")
     if req.body.get("inputTruncated"):
@@ -72,13 +85,13 @@ def read_text(req: EdgeRequest) -> str:
     if req.body.get("encoding", "base64") == "base64":
         try:
             raw = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ClientError(400, "body is not valid base64") from exc
+        except (binascii.Error, ValueError) as exc:  # CloudFront always encodes the body: not the caller's doing
+            raise BadEvent("body.data is not valid base64") from exc
     else:
         try:
             raw = data.encode("utf-8")
         except UnicodeEncodeError as exc:  # lone surrogates cannot come from a real UTF-8 body
-            raise ClientError(400, "body is not valid UTF-8") from exc
+            raise BadEvent("body.data (encoding text) is not valid UTF-8") from exc
     if not raw.strip():
         raise ClientError(400, 'empty body; send a JSON object {"text": "..."}')
     try:
@@ -91,7 +104,8 @@ def read_text(req: EdgeRequest) -> str:
         raise ClientError(400, f'body must be a JSON object {{"text": "..."}}, got {type(payload).__name__}')
     unknown = sorted(set(payload) - {"text"})
     if unknown:
-        raise ClientError(400, f"unknown field(s) {', '.join(map(repr, unknown[:5]))}; allowed: 'text'")
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise ClientError(400, f"unknown field(s) {', '.join(map(echo, unknown[:5]))}{more}; allowed: 'text'")
     if "text" not in payload:
         raise ClientError(400, "missing field 'text' (a non-empty string)")
     text = payload["text"]

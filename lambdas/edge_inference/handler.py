@@ -26,6 +26,7 @@ from .model import TMP_DIR, Encoder, ModelUnavailable, S3Getter
 from .settings import SETTINGS_FILE, Settings, SettingsError, load
 
 UNCONFIGURED_MODEL = "unconfigured"
+MAX_PROPERTY_CHARS = 8_000  # a 20-frame traceback fits
 
 
 def _default_s3(settings: Settings) -> S3Getter:
@@ -136,7 +137,9 @@ class App:
         # AWS_REGION is where this replica executes: the region whose CloudWatch receives these metrics.
         dims = emf.dimension_values(os.environ.get("AWS_REGION", "unknown"), model)
         doc = emf.document(namespace, int(self.clock() * 1000), dims, values)
-        doc.update(props)
+        # Properties may carry exception text (a fault's message, a traceback): bounded so the EMF line stays far
+        # below CloudWatch Logs' 1 MB event limit, past which the request's metrics would be lost.
+        doc.update({k: v[:MAX_PROPERTY_CHARS] if isinstance(v, str) else v for k, v in props.items()})
         return doc
 
     def emit(self, values: dict[str, float], props: dict[str, Any]) -> None:

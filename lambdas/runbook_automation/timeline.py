@@ -40,6 +40,9 @@ TIME_TO_DETECT, TIME_TO_ACKNOWLEDGE, TIME_TO_RESOLVE, PAGES = (
     "TimeToDetect", "TimeToAcknowledge", "TimeToResolve", "Pages")
 DIMENSIONS = ("Service", "Severity")  # plus a dimensionless aggregate: the alarms' and the targets' series
 SUMMARY_SK = "summary"
+# PutMetricData's accepted timestamps, with a margin for the time the request takes (AWS API reference).
+MAX_METRIC_AGE_S = 14 * 86400 - 3600
+MAX_METRIC_LEAD_S = 2 * 3600 - 300
 MAX_LABEL = 128
 # Where the alert's labels are: Alertmanager's pagerduty_configs `details` / a CloudWatch alarm's SNS message,
 # both as PagerDuty custom details. Keys are tried in order.
@@ -185,10 +188,16 @@ class Figures:
         return max(0.0, self.resolved_at - self.triggered_at)
 
 
+def _rank(event_type: str) -> int:
+    return LIFECYCLE.index(event_type) if event_type in LIFECYCLE else len(LIFECYCLE)
+
+
 def figures(incident_id: str, events: list[dict[str, Any]]) -> Figures:
     """The incident's figures from its stored events (any arrival order; duplicates are one key already).
     Each event: event_type, occurred_at, created_at (optional), urgency, correlation (dict)."""
-    ordered = sorted(events, key=lambda e: (e["occurred_at"], e["event_type"]))
+    # Events of one instant keep the lifecycle's order (a trigger and its resolution can share a millisecond;
+    # alphabetically "resolved" would come first and the incident would look open forever).
+    ordered = sorted(events, key=lambda e: (e["occurred_at"], _rank(e["event_type"])))
 
     def first(kind: str) -> float | None:
         times = [e["occurred_at"] for e in ordered if e["event_type"] == kind]
@@ -241,8 +250,19 @@ def _events(deps: Any, incident_id: str) -> tuple[list[dict[str, Any]], dict[str
     return events, summary, last_received
 
 
-def _datum(name: str, value: float, at: float, unit: str, f: Figures) -> list[dict[str, Any]]:
-    base = {"MetricName": name, "Value": value, "Unit": unit, "Timestamp": datetime.fromtimestamp(at, tz=UTC),
+def accepted_time(at: float, now: float) -> float:
+    """`at` moved into the span PutMetricData accepts (two weeks back, two hours ahead; one refused datum refuses
+    the whole request, AWS "PutMetricData"): an incident open for weeks still counts, stamped at the oldest
+    accepted minute, so the weekly figures include it instead of losing the whole batch."""
+    return min(max(at, now - MAX_METRIC_AGE_S), now + MAX_METRIC_LEAD_S)
+
+
+def _datum(name: str, value: float, at: float, unit: str, f: Figures, now: float) -> list[dict[str, Any]]:
+    stamped = accepted_time(at, now)
+    if stamped != at:
+        LOG.info(json.dumps({"decision": "timeline-restamped", "incident": f.incident_id, "metric": name,
+                             "occurred_at": at, "stamped_at": stamped}))
+    base = {"MetricName": name, "Value": value, "Unit": unit, "Timestamp": datetime.fromtimestamp(stamped, tz=UTC),
             "StorageResolution": 60}
     per_service = [{"Name": "Service", "Value": f.service}, {"Name": "Severity", "Value": f.severity}]
     return [{**base, "Dimensions": per_service}, {**base, "Dimensions": []}]
@@ -288,8 +308,9 @@ def publish(deps: Any, incident_id: str) -> dict[str, Any]:
         return {"decision": "skip", "reason": "not settled"}
     f = figures(incident_id, events)
     out: dict[str, Any] = {"decision": "published", "incident": incident_id, "published": []}
+    now = deps.now()
     if f.triggered_at is not None and _once(deps, incident_id, "pages_published",
-                                            _datum(PAGES, 1, f.triggered_at, "Count", f)):
+                                            _datum(PAGES, 1, f.triggered_at, "Count", f, now)):
         out["published"].append(PAGES)
     if f.resolved_at is not None:
         data: list[dict[str, Any]] = []
@@ -297,7 +318,7 @@ def publish(deps: Any, incident_id: str) -> dict[str, Any]:
                                 (TIME_TO_ACKNOWLEDGE, f.time_to_acknowledge, f.acknowledged_at),
                                 (TIME_TO_RESOLVE, f.time_to_resolve, f.resolved_at)):
             if value is not None and at is not None:
-                data += _datum(name, value, at, "Seconds", f)
+                data += _datum(name, value, at, "Seconds", f, now)
         if data and _once(deps, incident_id, "figures_published", data):
             out["published"] += sorted({d["MetricName"] for d in data})
         elif data and summary.get("figures_published", {}).get("S") not in (None, _values(data)):
