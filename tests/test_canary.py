@@ -150,6 +150,71 @@ def test_each_failure_fails_the_run_and_publishes_success_zero(server: str, mode
     assert all(r["Success"] == 1 for name, r in by_check.items() if name != check)
 
 
+# Answers no well-behaved server gives, written byte for byte (each found by an independent fuzz pass to escape as an
+# exception with no metrics at all, or to pass as healthy).
+ODD_ANSWERS = {
+    "bad status line": b"HTTP/1.1 OK-ish\r\n\r\n",
+    "over 100 headers": b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n{}",
+    "broken chunked encoding": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json"
+                                b"\r\n\r\nzz\r\n{}\r\n"),
+    "1 MB of nested JSON": (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+                            + b"[" * 1_000_000),
+    "redirect to a 200 page": (b"HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Length: 0\r\n\r\n"),
+}
+
+
+@pytest.fixture
+def odd_server() -> Iterator[tuple[str, dict[str, bytes]]]:
+    """A raw TCP server answering every request with `answer["now"]` (a /login page answers 200, to catch a probe
+    that follows redirects)."""
+    import socket
+    answer = {"now": b""}
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            with conn:
+                request = conn.recv(65536)
+                login = b"GET /login " in request
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}" if login else answer["now"])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", answer
+    stop.set()
+    thread.join(timeout=5)
+    sock.close()
+
+
+@pytest.mark.parametrize("case", list(ODD_ANSWERS))
+def test_an_odd_answer_is_a_failed_check_with_its_reason_and_every_check_still_emits(
+        odd_server: tuple[str, dict[str, bytes]], case: str) -> None:
+    url, answer = odd_server
+    answer["now"] = ODD_ANSWERS[case]
+    lines: list[str] = []
+    s = settings(url, request_timeout_s=3, max_latency_ms=60_000)
+    with pytest.raises(probes.CanaryFailure) as failure:
+        probes.run(s, lines.append)
+    records = [json.loads(line) for line in lines]
+    assert [r["Check"] for r in records] == probes.check_names(s)
+    # A health check reads only the status: a 200 with any body is healthy there.
+    healthy = {r["Check"] for r in records if case == "1 MB of nested JSON" and r["Check"] != probes.EMBED_CHECK}
+    for rec in records:
+        assert emf_problems(rec) == [], (case, rec)
+        assert rec["Success"] == (1 if rec["Check"] in healthy else 0), (case, rec)
+        assert (f"{rec['Check']}: " in str(failure.value)) == (rec["Check"] not in healthy)
+    if case.startswith("redirect"):
+        assert "status 302" in records[0]["Problems"][0] and "redirected to /login" in records[0]["Problems"][0]
+
+
 def test_unreachable_endpoint_is_a_failure_not_a_traceback() -> None:
     s = settings("http://127.0.0.1:9", rest_url=None, request_timeout_s=2)
     with pytest.raises(probes.CanaryFailure, match="embed: no response"):

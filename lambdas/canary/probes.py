@@ -8,6 +8,7 @@ exception is what marks a Synthetics run as failed (CloudWatchSynthetics `Succes
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import re
@@ -91,23 +92,47 @@ def new_trace_header() -> tuple[str, str]:
     return f"Root={root};Parent={secrets.token_hex(8)};Sampled=1", root
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A probe judges the endpoint it was given: a redirect (to a login or error page answering 200) is the
+    endpoint's answer, not something to follow."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _request(url: str, method: str, body: bytes | None, headers: dict[str, str],
              timeout: float) -> tuple[int | None, dict[str, str], bytes, float, str | None]:
     req = urllib.request.Request(url, data=body, method=method, headers=headers)
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _OPENER.open(req, timeout=timeout) as resp:
             data = resp.read(_MAX_BODY)
             status, resp_headers = resp.status, dict(resp.headers.items())
-    except urllib.error.HTTPError as err:
-        data, status, resp_headers = err.read(_MAX_BODY), err.code, dict(err.headers.items())
+    except urllib.error.HTTPError as err:  # 3xx (not followed), 4xx, 5xx: an answer, judged by its status
+        try:
+            data = err.read(_MAX_BODY)
+        except (http.client.HTTPException, OSError):
+            data = b""
+        status, resp_headers = err.code, dict(err.headers.items()) if err.headers else {}
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         return None, {}, b"", (time.perf_counter() - started) * 1000, f"no response: {err}"
+    except (http.client.HTTPException, ValueError) as err:  # bad status line, >100 headers, broken chunking
+        return None, {}, b"", (time.perf_counter() - started) * 1000, \
+            f"malformed response: {type(err).__name__}: {str(err)[:200]}"
     return status, resp_headers, data, (time.perf_counter() - started) * 1000, None
 
 
 def _header(headers: dict[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+
+
+def _unexpected(status: int | None, headers: dict[str, str], data: bytes) -> str:
+    where = _header(headers, "Location")
+    moved = f", redirected to {where[:200]}" if where and status is not None and 300 <= status < 400 else ""
+    return f"status {status}, expected 200{moved} ({data[:200].decode(errors='replace')})"
 
 
 def check_embed(s: ProbeSettings) -> Check:
@@ -123,10 +148,10 @@ def check_embed(s: ProbeSettings) -> Check:
         check.problems.append(error)
         return check
     if status != 200:
-        check.problems.append(f"status {status}, expected 200 ({data[:200].decode(errors='replace')})")
+        check.problems.append(_unexpected(status, headers, data))
     try:
         doc: Any = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         doc = None
     vector = doc.get("embedding") if isinstance(doc, dict) else None
     if not isinstance(vector, list):
@@ -155,12 +180,13 @@ def health_check_name(path: str) -> str:
 
 def check_health(s: ProbeSettings, path: str) -> Check:
     assert s.rest_url is not None
-    status, _, data, ms, error = _request(s.rest_url.rstrip("/") + path, "GET", None, {}, s.request_timeout_s)
+    status, headers, data, ms, error = _request(s.rest_url.rstrip("/") + path, "GET", None, {},
+                                                s.request_timeout_s)
     check = Check(health_check_name(path), ok=False, latency_ms=ms, status=status)
     if error:
         check.problems.append(error)
     elif status != 200:
-        check.problems.append(f"status {status}, expected 200 ({data[:200].decode(errors='replace')})")
+        check.problems.append(_unexpected(status, headers, data))
     if ms > s.max_latency_ms:
         check.problems.append(f"took {ms:.0f} ms, limit {s.max_latency_ms:.0f} ms")
     check.ok = not check.problems
@@ -184,12 +210,25 @@ def check_names(s: ProbeSettings) -> list[str]:
                                                     if s.rest_url else [])
 
 
+def _guarded(name: str, probe: Callable[[], Check]) -> Check:
+    """A check that always yields its metrics: a fault of the probe itself (whatever the endpoint sent) is a
+    failed check with the reason, never an exception that leaves the check's series without a datapoint (the
+    missing-data alarms of every healthy check would then fire)."""
+    started = time.perf_counter()
+    try:
+        return probe()
+    except Exception as err:  # any fault still reports this check
+        return Check(name, ok=False, latency_ms=(time.perf_counter() - started) * 1000,
+                     problems=[f"probe error: {type(err).__name__}: {str(err)[:200]}"])
+
+
 def run(s: ProbeSettings, emit: Callable[[str], None]) -> list[Check]:
     checks: list[Check] = []
     if s.edge_url:
-        checks.append(check_embed(s))
+        checks.append(_guarded(EMBED_CHECK, lambda: check_embed(s)))
     if s.rest_url:
-        checks.extend(check_health(s, p) for p in s.health_paths)
+        checks.extend(_guarded(health_check_name(p), lambda p=p: check_health(s, p))  # type: ignore[misc]
+                      for p in s.health_paths)
     now_ms = int(time.time() * 1000)
     for c in checks:
         emit(json.dumps(emf_record(c, s.canary, now_ms), separators=(",", ":")))
