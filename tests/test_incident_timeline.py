@@ -240,6 +240,12 @@ def test_worker_may_raise_max_size_only_up_to_max_capacity(planned: Any) -> None
     bound = update[0]["Condition"]["NumericLessThanEquals"]["autoscaling:MaxSize"]
     assert int(bound) == plan.config.slo_alerting.runbooks.max_capacity
     assert update[0]["Condition"]["Null"]["autoscaling:MinSize"] == "true"
+    # Only the group it scales: an allow-listed group it never acts on (prod's spot ASG) gets no permission.
+    rb = plan.config.slo_alerting.runbooks
+    assert set(rb.allowed_asgs) - {rb.scale_out_asg}, "prod allow-lists a group it does not scale"
+    scaling = [s for s in statements if {"autoscaling:SetDesiredCapacity", "autoscaling:UpdateAutoScalingGroup"}
+               & set(s["Action"])]
+    assert {r.rsplit("/", 1)[1] for s in scaling for r in s["Resource"]} == {rb.scale_out_asg}
     metrics = next(s for s in statements if s["Action"] == ["cloudwatch:PutMetricData"])
     assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": outcomes.OUTCOME_NAMESPACE}}
     receiver = next(s for s in _policy(plan, "webhook") if s.get("Sid") == "Dedupe")

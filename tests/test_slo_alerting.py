@@ -87,7 +87,8 @@ def test_worker_may_scale_only_the_named_asgs(planned) -> None:
     scaling = [s for d in docs for s in d["Statement"] if "autoscaling:SetDesiredCapacity" in s["Action"]]
     assert len(scaling) == 1
     names = sorted(r.rsplit("/", 1)[-1] for r in scaling[0]["Resource"])
-    assert names == sorted(plan.config.slo_alerting.runbooks.allowed_asgs)
+    # The one group the worker scales; an allow-listed group it never acts on gets no permission.
+    assert names == [plan.config.slo_alerting.runbooks.scale_out_asg]
     describe = [s for d in docs for s in d["Statement"] if "autoscaling:DescribeAutoScalingGroups" in s["Action"]]
     assert describe[0]["Resource"] == "*" and describe[0]["Action"] == ["autoscaling:DescribeAutoScalingGroups"]
 

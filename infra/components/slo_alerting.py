@@ -310,7 +310,9 @@ class SloAlerting(pulumi.ComponentResource):
             iam.statement(["kms:Decrypt", "kms:GenerateDataKey"], [arns.any_key(region)], sid="RunbookKey",
                           conditions=runbook_key),
         ]
-        asg_arns = [arns.autoscaling_group(region, asg) for asg in rb.allowed_asgs]
+        # Only the group the worker scales (runbooks.py scales scaleOutAsg, nothing else): allow-listed groups it
+        # never acts on get no permission (least privilege).
+        asg_arns = [arns.autoscaling_group(region, rb.scale_out_asg)] if rb.scale_out_asg else []
         worker_statements = [
             iam.statement(["dynamodb:UpdateItem"], [arns.table(region, table_name)], sid="ActionBudget"),
             iam.statement(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], [queue_arn],
