@@ -86,8 +86,9 @@ def webhook_dedupe_statement(table_arn: pulumi.Input[str]) -> dict[str, Any]:
 def bounded_scale_statements(asg_arns: Sequence[pulumi.Input[str]], max_capacity: int) -> list[dict[str, Any]]:
     """Scale only the ASG the worker scales (scaleOutAsg), and UpdateAutoScalingGroup only to a MaxSize <=
     maxCapacity with nothing else changed that IAM can see (autoscaling:MaxSize/MinSize/LaunchConfigurationName/
-    VPCZoneIdentifiers/InstanceTypes are condition keys of UpdateAutoScalingGroup). IAM has no key for DesiredCapacity: AWS itself
-    refuses a desired capacity above the group's MaxSize, and the worker never sets more than maxCapacity."""
+    VPCZoneIdentifiers/InstanceTypes are condition keys of UpdateAutoScalingGroup). IAM has no key for
+    DesiredCapacity: AWS itself refuses a desired capacity above the group's MaxSize, and the worker never sets
+    more than maxCapacity."""
     if not asg_arns:
         return []
     return [
