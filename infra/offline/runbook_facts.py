@@ -44,7 +44,8 @@ def _condition(alarm: PlannedResource) -> str:
             f"missing data {i.get('treatMissingData', 'missing')}")
 
 
-def _runbook_settings(plan: Plan) -> dict[str, Any]:
+def runbook_settings(plan: Plan) -> dict[str, Any]:
+    """RUNBOOK_SETTINGS of the runbook functions, as planned ({} without the automation)."""
     for fn in plan.of_type(FUNCTION):
         raw = (fn.get("environment.variables") or {}).get("RUNBOOK_SETTINGS")
         if isinstance(raw, str):
@@ -58,7 +59,7 @@ def _runbook_settings(plan: Plan) -> dict[str, Any]:
 def stack_facts(stack: str, plan: Plan) -> StackFacts:
     cfg = plan.config.slo_alerting
     rb = cfg.runbooks
-    settings = _runbook_settings(plan)
+    settings = runbook_settings(plan)
     alarms = []
     for alarm in plan.of_type(METRIC_ALARM, COMPOSITE_ALARM):
         description = str(alarm.inputs.get("alarmDescription") or "")

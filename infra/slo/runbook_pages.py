@@ -14,12 +14,13 @@ from `SKELETON`, whose `TODO_MARK` the tests refuse.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from infra.slo.alertmanager import RECEIVER_P0, RECEIVER_P1, RECEIVER_TICKETS
 from infra.slo.rules import BURN_ALERT, burn_threshold, rule_files
@@ -448,3 +449,45 @@ def index_text(current: str, runbooks: Mapping[str, Runbook]) -> str:
     rows = ["| runbook | id | automation |", "|---|---|---|"]
     rows += [f"| [{rb.title}]({rb.id}.md) | `{rb.id}` | {rb.automation} |" for rb in runbooks.values()]
     return current[:begin] + INDEX_BEGIN + "\n\n" + "\n".join(rows) + "\n\n" + current[end:]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Links: every URL a page or the automation writes must reach something the stack or the repository provides
+# --------------------------------------------------------------------------------------------------------------
+
+_URL = re.compile(r"https?://[^\s<>()\"'`|]+")
+_CONSOLE = re.compile(r"^https://([a-z0-9-]+)\.console\.aws\.amazon\.com/cloudwatch/home\?region=([a-z0-9-]+)"
+                      r"#dashboards/dashboard/([^/?#]+)$")
+
+
+def grafana_uids(folder: Path) -> set[str]:
+    """The uids of the Grafana dashboards the repository provides (dashboards/grafana/*.json)."""
+    return {str(json.loads(p.read_text(encoding="utf-8"))["uid"]) for p in sorted(folder.glob("*.json"))}
+
+
+def urls_in(text: str) -> list[str]:
+    return [u.rstrip(".,;:]") for u in _URL.findall(text)]
+
+
+def link_problem(url: str, facts: StackFacts, uids: set[str], runbook_ids: set[str]) -> str | None:
+    """None when `url` reaches a runbook page, a provided Grafana board or one of the stack's CloudWatch boards."""
+    runbook_base, grafana_base = facts.runbook_base_url.rstrip("/"), facts.grafana_base_url.rstrip("/")
+    if url.startswith(runbook_base + "/"):
+        rid = url[len(runbook_base) + 1:]
+        return None if rid in runbook_ids else f"{url}: no runbook page {rid!r} (known: {sorted(runbook_ids)})"
+    if url.startswith(grafana_base + "/"):
+        path = urlsplit(url).path
+        m = re.fullmatch(r"/d/([^/]+)/", path[len(urlsplit(grafana_base).path):])
+        if not m:
+            return f"{url}: not a Grafana dashboard link (<base>/d/<uid>/)"
+        return None if m.group(1) in uids else f"{url}: no provided Grafana dashboard has uid {m.group(1)!r}"
+    m = _CONSOLE.match(url)
+    if m:
+        region, name = m.group(1), unquote(m.group(3))
+        if m.group(2) != region:
+            return f"{url}: the console host and region= disagree"
+        found = [b for b in facts.boards if b.name == name]
+        if not found:
+            return f"{url}: stack {facts.stack} has no CloudWatch dashboard {name!r}"
+        return None if any(b.region == region for b in found) else f"{url}: {name} is not in {region}"
+    return f"{url}: neither a runbook page, a Grafana board under {grafana_base} nor a CloudWatch dashboard"
