@@ -98,5 +98,5 @@ def test_the_generated_nav_takes_every_page_and_a_page_needs_a_title(tmp_path: P
     (root / "mkdocs.yml").write_text(text)
     assert build(root, tmp_path / "site").returncode == 0
     (root / "docs" / "untitled.md").write_text("no title\n")
-    with pytest.raises(docs_site.DocsSiteError, match="untitled.md: a page needs a `# ` title"):
+    with pytest.raises(docs_site.DocsSiteError, match=r"untitled\.md: a page needs a `# ` title"):
         docs_site.updated_mkdocs(text, load_runbooks(), root / "docs")

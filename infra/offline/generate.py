@@ -3,8 +3,8 @@
 - rules/prometheus, rules/tests, rules/alertmanager  <- rules/slos.yaml + rules/symptoms.yaml (infra/slo/generate.py)
 - dashboards/                                       <- the offline plan of every stack (infra/dashboard_defs/render.py)
 - README.md config reference                        <- the config schema (infra/config/reference.py)
-- docs/runbooks/<id>.md generated parts, mkdocs.yml nav <- rules/runbooks.yaml, the SLO and symptom definitions and
-                                                       the plans (infra/slo/runbook_pages.py, infra/offline/docs_site.py)
+- docs/runbooks/*.md generated parts, mkdocs.yml nav <- rules/runbooks.yaml, the SLO and symptom definitions and
+                                                    the plans (infra/slo/runbook_pages.py, infra/offline/docs_site.py)
 
 `python -m infra.offline.generate [rules|dashboards|docs|runbooks ...] [--check]`: no argument means all four.
 Exit codes: 0 current (or written), 1 drift found with --check, 2 invalid definitions.

@@ -33,7 +33,7 @@ def _condition(alarm: PlannedResource) -> str:
         return f"composite: {i.get('alarmRule', '')}"
     op = _COMPARISON.get(str(i.get("comparisonOperator")), str(i.get("comparisonOperator")))
     if i.get("metricQueries"):
-        shown = next((q for q in i["metricQueries"] if q.get("returnData")), {})
+        shown: dict[str, Any] = next((q for q in i["metricQueries"] if q.get("returnData")), {})
         what = f"{shown.get('label') or shown.get('id')} = {shown.get('expression', '')}"
         period = next((q["metric"].get("period") for q in i["metricQueries"] if q.get("metric")), None)
     else:

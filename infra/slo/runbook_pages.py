@@ -23,9 +23,10 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from infra.slo.alertmanager import RECEIVER_P0, RECEIVER_P1, RECEIVER_TICKETS
-from infra.slo.rules import BURN_ALERT, burn_threshold, rule_files
+from infra.slo.rules import burn_threshold, rule_files
 from infra.slo.runbooks import RUNBOOK_PAGES_DIR, Runbook
 from infra.slo.spec import (
+    BURN_ALERT,
     BURN_RATE_TIERS,
     DEFAULT_LINKS,
     GOLDEN_SIGNALS_UID,
@@ -244,7 +245,7 @@ def _alarms_section(runbook_id: str, facts: Sequence[StackFacts]) -> list[str]:
     lines = ["### CloudWatch alarms", "", "| stack | alarm | region | severity | condition |", "|---|---|---|---|---|"]
     for stack, a in sorted(rows, key=lambda r: (r[0], r[1].name, r[1].region)):
         lines.append(f"| {stack} | `{a.name}` | {a.region} | {a.severity or '-'} | {_text(a.condition)} |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def _queries(runbook_id: str, slos: Sequence[Slo], symptoms: SymptomSpec,
@@ -319,7 +320,8 @@ def _dashboards_section(runbook: Runbook, alerts: Sequence[CarriedAlert], slos: 
 def _automation_section(runbook: Runbook, facts: Sequence[StackFacts]) -> list[str]:
     lines = ["## What the automation does", ""]
     if runbook.automation == "manual":
-        return lines + [
+        return [
+            *lines,
             "Nothing: this runbook is `manual` in `rules/runbooks.yaml`. The PagerDuty webhook takes no action for "
             "an incident naming it; a person follows the steps below.", ""]
     if runbook.automation == "scale-out":
@@ -336,6 +338,9 @@ def _automation_section(runbook: Runbook, facts: Sequence[StackFacts]) -> list[s
             "`notify` (`lambdas/runbook_automation/runbooks.py`): the worker publishes the incident, this page's "
             "URL and the context an engineer needs (the function, its regions, the levers that exist) to the "
             "ticket topic (P2), within the same action budget, and audits the decision. It changes nothing.", ""]
+        lines += [f"- {f.stack}: function `{f.edge_function_name}` in {', '.join(f.edge_regions)}"
+                  for f in facts if f.edge_function_name]
+        lines.append("")
     lines += ["| stack | automation deployed | dry run | scale-out group | allowed groups | step | max capacity | "
               "actions per hour |", "|---|---|---|---|---|---|---|---|"]
     for f in facts:
