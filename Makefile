@@ -201,9 +201,9 @@ day5-test: venv
 # The docs site (MkDocs, strict: a broken link, a missing page or a page outside the nav fails) into build/site;
 # the runbook pages' generated parts and the nav come from `make generate` (target runbooks).
 .PHONY: docs-site runbooks
-docs-site: venv
-	@start=$$(date +%s.%N); $(PY) -m mkdocs build --strict --quiet -d build/site; \
-	  echo "docs site built into build/site in $$(echo "$$(date +%s.%N) - $$start" | bc) s"
+docs-site: venv  ## build the docs site (MkDocs, strict) into build/site
+	@start=$$(date +%s%N); $(PY) -m mkdocs build --strict --quiet -d build/site; \
+	  echo "docs site built into build/site in $$(( ($$(date +%s%N) - start) / 1000000 )) ms"
 
-runbooks: venv tools
+runbooks: venv tools edge-model  ## rewrite the runbook pages' generated parts and the docs nav
 	$(PY) -m infra.offline.generate runbooks
