@@ -233,9 +233,11 @@ def _alert_section(alert: CarriedAlert, facts: Sequence[StackFacts]) -> list[str
     return lines
 
 
-def _text(template: str) -> str:
-    """An annotation as Markdown text: Go template actions shown as code, never read as Markdown."""
-    return re.sub(r"(\{\{.*?\}\})", r"`\1`", template.replace("|", "\\|"))
+def _text(template: str, table: bool = False) -> str:
+    """An annotation as Markdown text: Go template actions shown as code, never read as Markdown (in a table
+    cell a pipe is escaped, or it would end the cell)."""
+    text = re.sub(r"(\{\{.*?\}\})", r"`\1`", template)
+    return text.replace("|", "\\|") if table else text
 
 
 def _alarms_section(runbook_id: str, facts: Sequence[StackFacts]) -> list[str]:
@@ -244,7 +246,7 @@ def _alarms_section(runbook_id: str, facts: Sequence[StackFacts]) -> list[str]:
         return []
     lines = ["### CloudWatch alarms", "", "| stack | alarm | region | severity | condition |", "|---|---|---|---|---|"]
     for stack, a in sorted(rows, key=lambda r: (r[0], r[1].name, r[1].region)):
-        lines.append(f"| {stack} | `{a.name}` | {a.region} | {a.severity or '-'} | {_text(a.condition)} |")
+        lines.append(f"| {stack} | `{a.name}` | {a.region} | {a.severity or '-'} | {_text(a.condition, table=True)} |")
     return [*lines, ""]
 
 
