@@ -14,7 +14,7 @@ from runbook_automation.settings import SettingsError, parse
 
 from infra.core.paths import DASHBOARDS_DIR
 from infra.offline.runbook_facts import runbook_settings, stack_facts
-from infra.slo import runbook_pages as rp
+from infra.slo import stack_facts as sf
 from infra.slo.runbooks import load_runbooks
 
 STACKS = ("staging", "prod")
@@ -40,7 +40,7 @@ def _messages(settings: dict[str, Any], runbook: str) -> list[str]:
     return sns.messages
 
 
-def _edge_board(planned: Any, stack: str) -> rp.CloudWatchBoard:
+def _edge_board(planned: Any, stack: str) -> sf.CloudWatchBoard:
     board = stack_facts(stack, planned[stack].plan).board("edge")
     assert board is not None, f"stack {stack} provides no CloudWatch edge dashboard"
     return board
@@ -51,12 +51,12 @@ def test_every_url_the_automation_writes_reaches_a_provided_dashboard_or_page(pl
     facts = stack_facts(stack, planned[stack].plan)
     settings = runbook_settings(planned[stack].plan)
     board = _edge_board(planned, stack)
-    uids, ids = rp.grafana_uids(DASHBOARDS_DIR / "grafana"), set(load_runbooks())
+    uids, ids = sf.grafana_uids(DASHBOARDS_DIR / "grafana"), set(load_runbooks())
     # As planned today, and with the edge board wired into the settings (edge_dashboard_name, dashboard_region).
     for extra in ({}, {"edge_dashboard_name": board.name, "dashboard_region": board.region}):
-        urls = [u for runbook in rb.RUNBOOKS for m in _messages({**settings, **extra}, runbook) for u in rp.urls_in(m)]
+        urls = [u for runbook in rb.RUNBOOKS for m in _messages({**settings, **extra}, runbook) for u in sf.urls_in(m)]
         assert urls
-        assert [p for u in urls if (p := rp.link_problem(u, facts, uids, ids))] == []
+        assert [p for u in urls if (p := sf.link_problem(u, facts, uids, ids))] == []
         if extra:
             assert board.url in urls
 

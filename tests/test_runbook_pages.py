@@ -13,6 +13,7 @@ from infra.core.paths import DASHBOARDS_DIR, ROOT
 from infra.offline.generate import expected_runbook_files
 from infra.offline.runbook_facts import stack_facts
 from infra.slo import runbook_pages as rp
+from infra.slo import stack_facts as sf
 from infra.slo.rules import burn_threshold
 from infra.slo.runbooks import RUNBOOK_PAGES_DIR, Runbook, load_runbooks
 from infra.slo.spec import BURN_RATE_TIERS, load_slos
@@ -24,7 +25,7 @@ SYMPTOMS = load_symptoms(SLOS)
 
 
 @pytest.fixture(scope="module")
-def facts(planned) -> list[rp.StackFacts]:  # type: ignore[no-untyped-def]
+def facts(planned) -> list[sf.StackFacts]:  # type: ignore[no-untyped-def]
     return [stack_facts(stack, result.plan) for stack, result in planned.items()]
 
 
@@ -89,9 +90,9 @@ def test_every_alert_shows_on_the_page_of_the_runbook_it_links(facts) -> None:  
 
 
 def test_an_alarm_naming_a_runbook_in_its_description_is_listed_on_that_page(facts) -> None:  # type: ignore[no-untyped-def]
-    alarm = rp.AlarmFact("akidb-prod-edge-cache-hit-rate-eu-west-1", "eu-west-1", "P2",
+    alarm = sf.AlarmFact("akidb-prod-edge-cache-hit-rate-eu-west-1", "eu-west-1", "P2",
                          "[P2] cold containers (eu-west-1) [runbook:lambda-edge-cold-start]", "warm share < 0.9")
-    with_alarm = [rp.StackFacts(**{**f.__dict__, "alarms": (*f.alarms, alarm)}) for f in facts]
+    with_alarm = [sf.StackFacts(**{**f.__dict__, "alarms": (*f.alarms, alarm)}) for f in facts]
     text = rp.generated_part(CATALOGUE["lambda-edge-cold-start"], SLOS, SYMPTOMS, with_alarm)
     assert "`akidb-prod-edge-cache-hit-rate-eu-west-1`" in text and "warm share < 0.9" in text
     other = rp.generated_part(CATALOGUE["service-down"], SLOS, SYMPTOMS, with_alarm)
@@ -99,21 +100,21 @@ def test_an_alarm_naming_a_runbook_in_its_description_is_listed_on_that_page(fac
 
 
 def test_every_link_on_every_page_reaches_a_provided_dashboard_or_page(facts) -> None:  # type: ignore[no-untyped-def]
-    uids = rp.grafana_uids(DASHBOARDS_DIR / "grafana")
+    uids = sf.grafana_uids(DASHBOARDS_DIR / "grafana")
     problems, seen = [], 0
     for rid in CATALOGUE:
         text = CATALOGUE[rid].page.read_text(encoding="utf-8")
         generated, hand = text.split(rp.END_MARK)
         # The generated part's every address; in the hand-written part, its links (commands may name hosts).
-        for url in rp.urls_in(generated) + re.findall(r"\]\((https?://[^)\s]+)\)|<(https?://[^>\s]+)>", hand):
+        for url in sf.urls_in(generated) + re.findall(r"\]\((https?://[^)\s]+)\)|<(https?://[^>\s]+)>", hand):
             url = url if isinstance(url, str) else next(u for u in url if u)
             seen += 1
             # A link resolves for at least one stack (console links name one stack's board).
-            if all(rp.link_problem(url, f, uids, set(CATALOGUE)) for f in facts):
-                problems.append(f"{rid}: {[rp.link_problem(url, f, uids, set(CATALOGUE)) for f in facts]}")
+            if all(sf.link_problem(url, f, uids, set(CATALOGUE)) for f in facts):
+                problems.append(f"{rid}: {[sf.link_problem(url, f, uids, set(CATALOGUE)) for f in facts]}")
     assert seen and problems == []
     # The resolver does refuse what the stack does not provide.
     staging = facts[0]
-    assert rp.link_problem(f"{staging.grafana_base_url}/d/akidb-edge/", staging, uids, set(CATALOGUE))
-    assert rp.link_problem(rp.cloudwatch_dashboard_url("akidb-nope-edge", "us-east-1"), staging, uids, set())
-    assert rp.link_problem(f"{staging.runbook_base_url}/no-such-runbook", staging, uids, set(CATALOGUE))
+    assert sf.link_problem(f"{staging.grafana_base_url}/d/akidb-edge/", staging, uids, set(CATALOGUE))
+    assert sf.link_problem(sf.cloudwatch_dashboard_url("akidb-nope-edge", "us-east-1"), staging, uids, set())
+    assert sf.link_problem(f"{staging.runbook_base_url}/no-such-runbook", staging, uids, set(CATALOGUE))

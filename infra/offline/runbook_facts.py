@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from infra.core.plan import Plan, PlannedResource
-from infra.slo.runbook_pages import AlarmFact, CloudWatchBoard, Guardrails, StackFacts, alarm_runbooks
+from infra.slo.stack_facts import AlarmFact, CloudWatchBoard, Guardrails, StackFacts, alarm_runbooks
 
 METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 COMPOSITE_ALARM = "aws:cloudwatch/compositeAlarm:CompositeAlarm"
