@@ -196,3 +196,14 @@ dr-drill: venv
 day5-test: venv
 	$(PY) -m pytest -q tests/test_canary.py tests/test_alerting_path.py tests/test_cost.py tests/test_dr_drill.py \
 	  tests/test_heartbeat.py tests/test_grafana_cloudwatch.py tests/test_incident_timeline.py
+
+# -- runbooks and docs site --
+# The docs site (MkDocs, strict: a broken link, a missing page or a page outside the nav fails) into build/site;
+# the runbook pages' generated parts and the nav come from `make generate` (target runbooks).
+.PHONY: docs-site runbooks
+docs-site: venv  ## build the docs site (MkDocs, strict) into build/site
+	@start=$$(date +%s%N); $(PY) -m mkdocs build --strict --quiet -d build/site; \
+	  echo "docs site built into build/site in $$(( ($$(date +%s%N) - start) / 1000000 )) ms"
+
+runbooks: venv tools edge-model  ## rewrite the runbook pages' generated parts and the docs nav
+	$(PY) -m infra.offline.generate runbooks

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -148,13 +149,17 @@ def _scale_out(deps: Deps, job: Job, why: str) -> dict[str, Any]:
     return audit.record("acted", action="scale-out", **plan, **base)
 
 
+def _runbook_url(s: Settings, job: Job) -> str:
+    return f"{s.runbook_base_url.rstrip('/')}/{job.runbook}"
+
+
 def _notify(deps: Deps, job: Job, context: str) -> dict[str, Any]:
     s = deps.settings
     base = {"runbook": job.runbook, "incident": job.incident_id, "webhook_id": job.webhook_id}
     if not s.notify_topic_arn:
         return deps.audit.record("refused", reason="no notification topic configured", **base)
     message = {"incident": job.incident_id, "title": job.title, "incident_url": job.html_url,
-               "runbook_url": f"{s.runbook_base_url.rstrip('/')}/{job.runbook}", "context": context}
+               "runbook_url": _runbook_url(s, job), "context": context}
     if s.dry_run:
         return deps.audit.record("dry-run", action="notify", message=message, **base)
 
@@ -176,15 +181,27 @@ def latency(deps: Deps, job: Job) -> dict[str, Any]:
     return _scale_out(deps, job, "latency burn: add capacity to the REST tier")
 
 
+def cloudwatch_dashboard_url(name: str, region: str) -> str:
+    """The console page of a CloudWatch dashboard (the same form as infra/slo/runbook_pages.py writes)."""
+    return (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+            f"#dashboards/dashboard/{quote(name)}")
+
+
 def edge_cold_start(deps: Deps, job: Job) -> dict[str, Any]:
     s = deps.settings
     regions = ", ".join(s.edge_regions) or "the edge regions"
+    # The edge's metrics are EMF in CloudWatch: its board is the stack's CloudWatch edge dashboard (there is no
+    # Grafana edge board to link).
+    board = (f"the CloudWatch dashboard {s.edge_dashboard_name} "
+             f"({cloudwatch_dashboard_url(s.edge_dashboard_name, s.dashboard_region)})"
+             if s.edge_dashboard_name and s.dashboard_region
+             else f"the stack's CloudWatch edge dashboard (linked from {_runbook_url(s, job)})")
     context = (
         f"Lambda@Edge function {s.edge_function_name or '(unknown)'} is cold-starting in {regions}. "
         "Lambda@Edge has no provisioned concurrency. Levers that exist: a larger memory size (more CPU for "
         "model load), a smaller package, loading the model at init, and fewer invocations (origin-request "
-        "trigger, CloudFront caching of repeated bodies). Check the cold-start share and init duration per "
-        f"region on {s.grafana_base_url.rstrip('/')}/d/akidb-edge/ and the replica log groups "
+        "trigger, CloudFront caching of repeated bodies). Check the warm-container share and the cold-start "
+        f"model load per region on {board} and the replica log groups "
         f"/aws/lambda/us-east-1.{s.edge_function_name} in each region."
     )
     return _notify(deps, job, context)

@@ -1,0 +1,78 @@
+"""Every URL the runbook automation writes (its notifications and audit entries) reaches something the stack or the
+repository provides: a runbook page, a Grafana board of dashboards/grafana, or one of the stack's CloudWatch
+dashboards. Run with each stack's planned RUNBOOK_SETTINGS, in dry run (the message is decided, nothing acts)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from runbook_automation import runbooks as rb
+from runbook_automation.audit import Audit
+from runbook_automation.settings import SettingsError, parse
+
+from infra.core.paths import DASHBOARDS_DIR
+from infra.offline.runbook_facts import runbook_settings, stack_facts
+from infra.slo import stack_facts as sf
+from infra.slo.runbooks import load_runbooks
+
+STACKS = ("staging", "prod")
+
+
+class Published:
+    """Records what the automation publishes (the audit topic): the URLs are in there."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def publish(self, **kwargs: Any) -> None:
+        self.messages.append(kwargs["Message"])
+
+
+def _messages(settings: dict[str, Any], runbook: str) -> list[str]:
+    s = parse(json.dumps({**settings, "dry_run": True, "scale_out_asg": None}))
+    sns = Published()
+    deps = rb.Deps(settings=s, audit=Audit(sns, s.audit_topic_arn, s.environment), autoscaling=None,
+                   dynamodb=None, sns=sns)
+    rb.run(deps, rb.Job(runbook=runbook, incident_id="PGR0VU2", title=f"t [runbook:{runbook}]",
+                        webhook_id="w1", html_url=""))
+    return sns.messages
+
+
+def _edge_board(planned: Any, stack: str) -> sf.CloudWatchBoard:
+    board = stack_facts(stack, planned[stack].plan).board("edge")
+    assert board is not None, f"stack {stack} provides no CloudWatch edge dashboard"
+    return board
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_url_the_automation_writes_reaches_a_provided_dashboard_or_page(planned, stack: str) -> None:  # type: ignore[no-untyped-def]
+    facts = stack_facts(stack, planned[stack].plan)
+    settings = runbook_settings(planned[stack].plan)
+    board = _edge_board(planned, stack)
+    uids, ids = sf.grafana_uids(DASHBOARDS_DIR / "grafana"), set(load_runbooks())
+    # As planned today, and with the edge board wired into the settings (edge_dashboard_name, dashboard_region).
+    for extra in ({}, {"edge_dashboard_name": board.name, "dashboard_region": board.region}):
+        urls = [u for runbook in rb.RUNBOOKS for m in _messages({**settings, **extra}, runbook) for u in sf.urls_in(m)]
+        assert urls
+        assert [p for u in urls if (p := sf.link_problem(u, facts, uids, ids))] == []
+        if extra:
+            assert board.url in urls
+
+
+def test_the_cold_start_message_links_the_edge_board_of_the_stack(planned) -> None:  # type: ignore[no-untyped-def]
+    board = _edge_board(planned, "prod")
+    settings = {**runbook_settings(planned["prod"].plan), "edge_dashboard_name": board.name,
+                "dashboard_region": board.region}
+    text = " ".join(_messages(settings, "lambda-edge-cold-start"))
+    assert board.url in text and "/d/akidb-edge/" not in text
+    # Unwired, it names the page that links the board instead of guessing an address.
+    text = " ".join(_messages(runbook_settings(planned["prod"].plan), "lambda-edge-cold-start"))
+    assert "console.aws.amazon.com" not in text and "lambda-edge-cold-start" in text
+
+
+def test_a_dashboard_name_without_its_region_is_refused() -> None:
+    with pytest.raises(SettingsError, match="edge_dashboard_name needs dashboard_region"):
+        parse(json.dumps({"environment": "prod", "table_name": "t", "audit_topic_arn": "arn",
+                          "edge_dashboard_name": "akidb-prod-edge"}))
