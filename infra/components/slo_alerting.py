@@ -26,7 +26,8 @@ from infra.components.severity_topics import SEVERITIES, AlertTopics
 from infra.core import iam
 from infra.core.context import StackContext
 from infra.core.iam import known_after
-from infra.core.naming import MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
+from infra.core.naming import MAX_DASHBOARD_NAME, MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
+from infra.dashboard_defs.edge import BOARD_KEY as EDGE_BOARD_KEY
 from infra.slo.alertmanager import (
     ROUTING_KEY_SECRET,
     SLACK_SECRET,
@@ -297,6 +298,10 @@ class SloAlerting(pulumi.ComponentResource):
             "scale_out_step": rb.scale_out_step, "max_capacity": rb.max_capacity,
             "max_actions_per_hour": rb.max_actions_per_hour,
             "edge_function_name": args.edge_function_name,
+            # The edge board the cold-start notice links (Dashboards names it physical(BOARD_KEY), home region).
+            **({"edge_dashboard_name": n.physical(EDGE_BOARD_KEY, max_len=MAX_DASHBOARD_NAME),
+                "dashboard_region": ctx.region}
+               if args.edge_function_name and ctx.config.dashboards.enabled else {}),
             "edge_regions": list(args.edge_regions),
             "runbook_base_url": cfg.runbook_base_url, "grafana_base_url": cfg.grafana_base_url,
         })

@@ -29,6 +29,8 @@ from infra.dashboard_defs.cloudwatch import (
 )
 from lambdas.edge_inference import emf
 
+BOARD_KEY = "edge"  # the CloudWatch dashboard is named ctx.naming.physical(BOARD_KEY)
+
 LATENCY_STATS = (("Average", "avg", BLUE), ("p95", "p95", ORANGE), ("p99", "p99", RED))
 
 
@@ -127,4 +129,4 @@ def edge_dashboard(cfg: StackConfig, alarm_names: Mapping[str, Sequence[str]] | 
     widgets: list[Widget] = _all_regions(cfg)
     for region in cfg.emf_edge.edge_regions:
         widgets += _one_region(cfg, region, (alarm_names or {}).get(region, ()), function_name)
-    return Dashboard(key="edge", title="AkiDB edge inference", widgets=widgets, start="-PT6H")
+    return Dashboard(key=BOARD_KEY, title="AkiDB edge inference", widgets=widgets, start="-PT6H")
