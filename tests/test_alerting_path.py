@@ -4,6 +4,7 @@ alarm of its own, and the rule fails when one is missing."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import pytest
@@ -43,7 +44,8 @@ def test_every_action_target_and_path_has_its_own_alarm(planned: dict[str, Any],
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_delivery_failures_leave_by_another_severity(planned: dict[str, Any], stack: str) -> None:
     plan = planned[stack].plan
-    failed = [a for a in plan.of_type(ALARM) if a.inputs.get("metricName") == "NumberOfNotificationsFailed"]
+    failed = [a for a in plan.of_type(ALARM) if a.inputs.get("metricName") == "NumberOfNotificationsFailed"
+              and re.search(r"-alerts-p[0-2]$", str(a.inputs["dimensions"]["TopicName"]))]
     assert len(failed) == len(SEVERITIES) * len(plan.config.alarm_regions)
     for a in failed:
         watched = a.inputs["dimensions"]["TopicName"]

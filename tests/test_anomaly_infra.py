@@ -87,13 +87,18 @@ def test_alarm_names_output_and_alarm_targets(planned: dict[str, PlanResult]) ->
     names = result.outputs["anomalyAlarmNames"]
     alarms = {r.inputs["name"]: r for r in mine(result, "aws:cloudwatch/metricAlarm:MetricAlarm")}
     assert set(names) == {"us-east-1"} and set(names["us-east-1"]) == set(alarms)
-    kinds = {(a.inputs["namespace"], a.inputs["metricName"]) for a in alarms.values()}
+    pages = {n: a for n, a in alarms.items() if "metricQueries" in a.inputs}
+    health_alarms = {n: a for n, a in alarms.items() if n not in pages}
+    kinds = {(a.inputs["namespace"], a.inputs["metricName"]) for a in health_alarms.values()}
     assert {("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles"), (contract.NAMESPACE, contract.DETECTOR_ERRORS),
             (contract.NAMESPACE, contract.FORECAST_AGE)} <= kinds
-    health = next(a for a in alarms.values() if a.inputs["metricName"] == contract.DETECTOR_ERRORS)
+    health = next(a for a in health_alarms.values() if a.inputs["metricName"] == contract.DETECTOR_ERRORS)
     assert health.inputs["treatMissingData"] == "breaching"  # a detector that stops running is caught too
-    p2 = result.outputs["alertTopicArns"]["us-east-1"]["P2"]
-    assert all(a.inputs["alarmActions"] == [p2] for a in alarms.values())
+    topics = result.outputs["alertTopicArns"]["us-east-1"]
+    assert all(a.inputs["alarmActions"] == [topics["P2"]] for a in health_alarms.values())
+    # One page alarm per watched metric, to P1 (item 4 of issue 23).
+    cfg = result.plan.config.anomaly
+    assert len(pages) == len(cfg.metrics) and all(a.inputs["alarmActions"] == [topics["P1"]] for a in pages.values())
 
 
 @pytest.mark.parametrize(("override", "message"), [

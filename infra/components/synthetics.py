@@ -34,6 +34,7 @@ PROBE_NAMESPACE = probes.NAMESPACE  # the EMF of every check (lambdas/canary/pro
 CHECK_DIMENSION = probes.DIMENSION
 EMBED_CHECK = probes.EMBED_CHECK
 CANARY_FOLDER = "canary"
+PROBE_RUNBOOK = "synthetic-probe-failure"  # every probe alarm (rules/runbooks.yaml)
 
 
 @dataclass
@@ -130,7 +131,8 @@ def _alarms(name: str, ctx: StackContext, region: str, cname: str, checks: list[
     def alarm(key: str, severity: str, description: str, **kwargs: object) -> None:
         alarm_name = ctx.naming.physical("probe", region, key, max_len=MAX_ALARM_NAME)
         metric_alarm(f"{name}-probe-{region}-{key.replace('/', '-')}", parent=parent, region=region,
-                     name=alarm_name, description=description, topic_arn=topics[severity], period=period, **kwargs)
+                     name=alarm_name, description=description, runbook=PROBE_RUNBOOK, topic_arn=topics[severity],
+                     period=period, **kwargs)
         names.append(alarm_name)
 
     m_of_n = {"evaluation_periods": s.evaluation_periods, "datapoints_to_alarm": s.datapoints_to_alarm}

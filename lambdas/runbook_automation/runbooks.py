@@ -184,7 +184,8 @@ def edge_cold_start(deps: Deps, job: Job) -> dict[str, Any]:
         "Lambda@Edge has no provisioned concurrency. Levers that exist: a larger memory size (more CPU for "
         "model load), a smaller package, loading the model at init, and fewer invocations (origin-request "
         "trigger, CloudFront caching of repeated bodies). Check the cold-start share and init duration per "
-        f"region on {s.grafana_base_url.rstrip('/')}/d/akidb-edge/ and the replica log groups "
+        f"region on {s.edge_dashboard_url or 'the edge dashboard (not deployed by this stack)'} and the replica "
+        "log groups "
         f"/aws/lambda/us-east-1.{s.edge_function_name} in each region."
     )
     return _notify(deps, job, context)

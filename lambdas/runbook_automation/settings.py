@@ -30,6 +30,7 @@ class Settings:
     edge_regions: tuple[str, ...] = ()
     runbook_base_url: str = ""
     grafana_base_url: str = ""
+    edge_dashboard_url: str = ""  # the stack's CloudWatch edge board ("" when the stack deploys none)
     # Incident timeline (timeline.py): its table, the CloudWatch namespace of the outcome metrics, how long the
     # records are kept, and how long an incident must be quiet before its figures are published.
     timeline_table_name: str = ""
