@@ -8,28 +8,19 @@ the plan-time rule `signal_paths_reach_a_person` (infra/validation/paths.py) ref
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-RUNBOOK_MARK = re.compile(r"\[runbook:([a-z0-9][a-z0-9-]*)\]")
+from infra.slo.runbooks import marked_runbook, runbook_mark
 
 
 def with_runbook(description: str, runbook: str) -> str:
     """The description with its runbook marker appended (exactly one marker per alarm)."""
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", runbook):
-        raise ValueError(f"runbook id {runbook!r}: a catalogue id from rules/runbooks.yaml ([a-z0-9-])")
-    if RUNBOOK_MARK.search(description):
+    if marked_runbook(description) is not None:
         raise ValueError(f"description already names a runbook: {description!r}")
-    return f"{description} [runbook:{runbook}]"
-
-
-def runbook_of(description: str | None) -> str | None:
-    """The runbook id an alarm description carries, or None."""
-    found = RUNBOOK_MARK.search(description or "")
-    return found.group(1) if found else None
+    return f"{description} {runbook_mark(runbook)}"
 
 
 def metric_alarm(logical: str, *, parent: pulumi.Resource, name: str, description: str, runbook: str,

@@ -23,6 +23,7 @@ from infra.blocks.function import FunctionSpec, LogicalNames, PythonFunction
 from infra.components.alerting_path import stack_heartbeat
 from infra.components.incident_timeline import bounded_scale_statements, incident_timeline, webhook_dedupe_statement
 from infra.components.severity_topics import SEVERITIES, AlertTopics
+from infra.config import StackConfig
 from infra.core import iam
 from infra.core.context import StackContext
 from infra.core.iam import known_after
@@ -60,15 +61,23 @@ class SloAlertingArgs:
 
 
 def links_for(ctx: StackContext) -> LinkSettings:
-    cfg = ctx.config.slo_alerting
+    return config_links(ctx.config)
+
+
+def config_links(stack: StackConfig) -> LinkSettings:
+    cfg = stack.slo_alerting
     return LinkSettings(runbook_base_url=cfg.runbook_base_url, grafana_base_url=cfg.grafana_base_url,
                         ticket_webhook_url=cfg.ticket_webhook_url, heartbeat_webhook_url=cfg.heartbeat_webhook_url,
                         chat_channel=cfg.chat_channel)
 
 
 def maintenance_for(ctx: StackContext) -> list[Maintenance]:
+    return config_maintenance(ctx.config)
+
+
+def config_maintenance(stack: StackConfig) -> list[Maintenance]:
     return [Maintenance(w.service, tuple(w.weekdays), w.start, w.end)
-            for w in ctx.config.slo_alerting.maintenance_windows]
+            for w in stack.slo_alerting.maintenance_windows]
 
 
 def edge_dashboard_url(ctx: StackContext) -> str:
@@ -83,10 +92,16 @@ def edge_dashboard_url(ctx: StackContext) -> str:
 def stack_alertmanager_config(ctx: StackContext, account_id: str) -> dict[str, Any]:
     """The Alertmanager config this stack deploys (also what the plan-time rules compare against); the account
     id names the stack's heartbeat topic (Day 5, infra/components/alerting_path.py)."""
-    cfg = ctx.config.slo_alerting
-    return alertmanager_config(cfg.slos, links_for(ctx), paging=cfg.paging_enabled,
-                               chat=ctx.config.secrets.slack_webhook_url is not None,
-                               maintenance=maintenance_for(ctx), heartbeat=stack_heartbeat(ctx.config, account_id))
+    return config_alertmanager(ctx.config, account_id)
+
+
+def config_alertmanager(stack: StackConfig, account_id: str) -> dict[str, Any]:
+    """`stack_alertmanager_config` from the stack's config alone (what the plan-time rules rebuild: the
+    deployed config is a Secret, redacted in plans)."""
+    cfg = stack.slo_alerting
+    return alertmanager_config(cfg.slos, config_links(stack), paging=cfg.paging_enabled,
+                               chat=stack.secrets.slack_webhook_url is not None,
+                               maintenance=config_maintenance(stack), heartbeat=stack_heartbeat(stack, account_id))
 
 
 class SloAlerting(pulumi.ComponentResource):
