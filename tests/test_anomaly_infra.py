@@ -99,6 +99,27 @@ def test_alarm_names_output_and_alarm_targets(planned: dict[str, PlanResult]) ->
     # One page alarm per watched metric, to P1 (item 4 of issue 23).
     cfg = result.plan.config.anomaly
     assert len(pages) == len(cfg.metrics) and all(a.inputs["alarmActions"] == [topics["P1"]] for a in pages.values())
+    for a in pages.values():
+        periods = cfg.page_after_minutes // 5
+        assert (a.inputs["threshold"], a.inputs["evaluationPeriods"], a.inputs["datapointsToAlarm"]) == (
+            cfg.page_confidence, periods, periods)
+        assert a.inputs["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert {q["metric"]["metricName"] for q in a.inputs["metricQueries"] if q.get("metric")} == {
+            contract.IS_ANOMALY, contract.CONFIDENCE}
+        assert "[runbook:anomaly-episode]" in a.inputs["alarmDescription"]
+
+
+def test_episodes_reach_the_ticket_webhook(planned: dict[str, PlanResult]) -> None:
+    result = planned["prod"]
+    subs = mine(result, "aws:sns/topicSubscription:TopicSubscription")
+    assert [(s.inputs["topic"], s.inputs["protocol"], s.inputs["endpoint"]) for s in subs] == [
+        (result.outputs["anomalyTopicArn"], "https", result.plan.config.slo_alerting.ticket_webhook_url)]
+
+
+def test_episode_pages_follow_the_settings(run_stack: Any) -> None:
+    result = run_stack("staging", overrides={"anomaly": {"pageConfidence": 0.8, "pageAfterMinutes": 15}})
+    pages = [a for a in mine(result, "aws:cloudwatch/metricAlarm:MetricAlarm") if "metricQueries" in a.inputs]
+    assert pages and {(a.inputs["threshold"], a.inputs["evaluationPeriods"]) for a in pages} == {(0.8, 3)}
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -106,6 +127,8 @@ def test_alarm_names_output_and_alarm_targets(planned: dict[str, PlanResult]) ->
     ({"forecastMaxAgeHours": 500}, "anomaly.forecastMaxAgeHours"),
     ({"logRetentionDays": 10}, "anomaly.logRetentionDays"),
     ({"metrics": [{"name": "x", "source": "cloudwatch", "query": "only-a-name"}]}, "Namespace|MetricName|Stat"),
+    ({"pageConfidence": 0.5}, "anomaly.pageConfidence"),
+    ({"pageAfterMinutes": 12}, "must be a multiple of 5"),
 ])
 def test_config_problems(run_stack: Any, override: dict[str, Any], message: str) -> None:
     result = run_stack("staging", overrides={"anomaly": override})
@@ -129,7 +152,7 @@ def test_rules_fail_on_bad_inputs(planned: dict[str, PlanResult]) -> None:
                   rules.anomaly_bucket_keeps_bounded_history):
         assert list(check(plan)) == []
     alarm = next(a for a in mine(planned["staging"], "aws:cloudwatch/metricAlarm:MetricAlarm")
-                 if a.inputs["metricName"] == contract.FORECAST_AGE)
+                 if a.inputs.get("metricName") == contract.FORECAST_AGE)
     assert "not published" in next(iter(rules.anomaly_alarms_follow_the_contract(
         replaced(plan, alarm, metricName="ForecastAgeSeconds")))).message
     assert "dimensions" in next(iter(rules.anomaly_alarms_follow_the_contract(

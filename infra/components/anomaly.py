@@ -92,11 +92,9 @@ class Anomaly(pulumi.ComponentResource):
         topic_name = n.physical("anomaly", max_len=MAX_TOPIC_NAME)
         topic = aws.sns.Topic(f"{name}-topic", name=topic_name, kms_master_key_id=key_arn, opts=child)
         self.topic_arn = known_after(topic, arns.topic(region, topic_name))
-        self.subscribed = cfg.tickets_enabled
-        if cfg.tickets_enabled:
-            aws.sns.TopicSubscription(
-                f"{name}-tickets", topic=self.topic_arn, protocol="https",
-                endpoint=ctx.config.slo_alerting.ticket_webhook_url, raw_message_delivery=False, opts=child)
+        aws.sns.TopicSubscription(
+            f"{name}-tickets", topic=self.topic_arn, protocol="https",
+            endpoint=ctx.config.slo_alerting.ticket_webhook_url, raw_message_delivery=False, opts=child)
         dlq_name = n.physical("anomaly", "failures", max_len=80)
         dlq = aws.sqs.Queue(f"{name}-failures", name=dlq_name, sqs_managed_sse_enabled=True,
                             message_retention_seconds=14 * 86400, opts=child)

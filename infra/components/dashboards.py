@@ -219,9 +219,8 @@ def day5_watch_inputs(cfg: StackConfig, topics: severity_topics.SeverityTopics, 
     tables: list[WatchedTable] = []
     if anomaly_component is not None:
         queues.append(WatchedQueue("anomaly-failures", home, anomaly_component.failure_queue_arn, dead_letter=True))
-        if anomaly_component.subscribed:
-            # Episodes go to the ticket webhook: its failure must page (P1), as the P2 topic's does.
-            topics_.append(WatchedTopic("anomaly", home, anomaly_component.topic_arn, failure_severity="P1"))
+        # Episodes go to the ticket webhook: its failure must page (P1), as the P2 topic's does.
+        topics_.append(WatchedTopic("anomaly", home, anomaly_component.topic_arn, failure_severity="P1"))
     if slo is not None:
         for key, arn in slo.runbook_queue_arns.items():
             queues.append(WatchedQueue(key, home, arn, dead_letter=key.endswith("-dlq")))

@@ -50,11 +50,10 @@ class AnomalyConfig:
     confidence_threshold: float = setting(0.6, doc="confidence above which an anomaly is notified (chosen on "
                                           "nab-dev: 4% false episodes, 12 of 16 windows; `make bench-anomaly`)",
                                           minimum=0.0, maximum=1.0)
-    tickets_enabled: bool = setting(True, doc="every episode (start and end, with its values, band, score, "
-                                    "confidence and episode id) reaches the ticket webhook "
-                                    "(sloAlerting.ticketWebhookUrl) through an SNS subscription on the anomaly topic")
+    # Every episode (start and end) is a ticket: the anomaly topic's subscription to sloAlerting.ticketWebhookUrl.
     page_confidence: float = setting(0.9, doc="confidence at or above which a lasting anomaly pages (P1); at or "
-                                     "above confidenceThreshold", minimum=0.0, maximum=1.0)
+                                     "above confidenceThreshold (every episode is a ticket)", minimum=0.0,
+                                     maximum=1.0)
     page_after_minutes: int = setting(30, doc="minutes an anomaly must stay at pageConfidence before it pages "
                                       "(a multiple of the detector's 5-minute period)", minimum=5, maximum=1440)
     detect_schedule: str = setting("rate(5 minutes)", doc="detector schedule expression (every 5 minutes)",
