@@ -157,6 +157,12 @@ def test_rules_fail_on_bad_inputs(planned: dict[str, PlanResult]) -> None:
         replaced(plan, alarm, metricName="ForecastAgeSeconds")))).message
     assert "dimensions" in next(iter(rules.anomaly_alarms_follow_the_contract(
         replaced(plan, alarm, dimensions={"Name": "x"})))).message
+    page = next(a for a in mine(planned["staging"], "aws:cloudwatch/metricAlarm:MetricAlarm")
+                if "metricQueries" in a.inputs)
+    queries = [dict(q, metric={**q["metric"], "metricName": "Confidance"}) if q.get("metric") else q
+               for q in page.inputs["metricQueries"]]
+    assert "'Confidance' is not published" in next(iter(rules.anomaly_alarms_follow_the_contract(
+        replaced(plan, page, metricQueries=queries)))).message
     fn = mine(planned["staging"], FN)[0]
     assert "Active" in next(iter(rules.anomaly_functions_traced_and_bounded(
         replaced(plan, fn, tracingConfig={"mode": "PassThrough"})))).message
