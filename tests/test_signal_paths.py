@@ -201,3 +201,16 @@ def test_an_alert_routed_to_a_receiver_without_integration(planned: dict[str, An
     found = _messages(plan, catalogue, graph=build_paths(plan, config))
     p0 = {p.signal for p in plan_paths(plan).paths if p.kind == "alert" and RECEIVER_P0 in p.targets}
     assert p0 and {r for r, m in found if "reaches no person" in m} == p0
+
+
+def test_with_slo_alerting_off_the_topics_are_read_outside_the_stack(planned: dict[str, Any],
+                                                                    catalogue: Catalogue) -> None:
+    """No subscription at all is then the operator's declared choice; runbooks and links are still judged."""
+    plan = planned["staging"].plan
+    config = dataclasses.replace(plan.config, slo_alerting=dataclasses.replace(plan.config.slo_alerting,
+                                                                               enabled=False))
+    plan = dataclasses.replace(plan, config=config, resources=[r for r in plan.resources if r.type != SUB])
+    assert _messages(plan, catalogue) == []
+    alarm = _alarm(plan, "-edge-errors-eu-west-1")
+    assert [m for _, m in _messages(_with_description(plan, alarm, "x [runbook:nope]"), catalogue)
+            if "'nope' is not in rules/runbooks.yaml" in m]

@@ -6,6 +6,10 @@ Refused, one violation each, naming the resource and the fix:
 - a paging/ticketing signal without a runbook id, an id not in rules/runbooks.yaml, an automated id the automation
   does not dispatch (lambdas/runbook_automation/runbook_ids.py; `manual` ids are fine), an id without its page;
 - a link (runbook, dashboard) that does not resolve to something the stack or the repository provides.
+
+Who reads the topics is the stack's business only when it routes its own alerts (`sloAlerting.enabled`: the
+severity topics' subscriptions, Alertmanager): with slo-alerting off the operator subscribes them outside the
+stack, so reachability is not judged (as `slo_paging_routes` does); runbooks and links still are.
 """
 
 from __future__ import annotations
@@ -128,8 +132,8 @@ def _is_link(url: str, plan: Plan) -> bool:
     return url.startswith(bases) or CONSOLE_DASHBOARD.match(url) is not None
 
 
-def _signal_problems(p: SignalPath, cat: Catalogue) -> Iterator[str]:
-    if p.kind != "publisher" and not p.people:
+def _signal_problems(p: SignalPath, cat: Catalogue, routed: bool) -> Iterator[str]:
+    if routed and p.kind != "publisher" and not p.people:
         where = ", ".join(p.targets) or "no target at all"
         yield (f"reaches no person through {p.route} ({where}): subscribe a person-facing endpoint (PagerDuty's "
                "CloudWatch integration, the ticket webhook, chat) to the topic, or route the alert to a receiver "
@@ -145,15 +149,16 @@ def path_violations(plan: Plan, catalogue: Catalogue | None = None,
                     graph: PathGraph | None = None) -> Iterator[Violation]:
     cat = catalogue or default_catalogue()
     graph = graph or plan_paths(plan)
+    routed = plan.config.slo_alerting.enabled
     for key, node in graph.topics.items():
-        if node.publishers and not node.endpoints:
+        if routed and node.publishers and not node.endpoints:
             yield Violation(RULE, topic_label(key),
                             f"published to by {', '.join(dict.fromkeys(node.publishers))} but nobody subscribes: "
                             "what is published reaches no one; subscribe the ticket webhook or a person-facing "
                             "endpoint (aws.sns.TopicSubscription)")
     uids, boards = _grafana_uids(plan), _cloudwatch_boards(plan)
     for p in graph.paths:
-        for message in _signal_problems(p, cat):
+        for message in _signal_problems(p, cat, routed):
             yield Violation(RULE, p.signal, message)
         for url in p.links:
             if p.runbook is not None and url == _runbook_url(plan, p.runbook):
