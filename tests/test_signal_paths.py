@@ -138,7 +138,7 @@ def test_a_path_to_a_person_is_the_subscription_kind_not_a_key(planned: dict[str
     ("edge errors [runbook:no-such-runbook]", "runbook id 'no-such-runbook' is not in rules/runbooks.yaml"),
     ("edge errors, no runbook named", "names no runbook"),
     ("edge errors: see https://grafana.akidb.internal/d/akidb-edge/ [runbook:edge-errors]",
-     "no Grafana dashboard of this stack has that uid"),
+     "no Grafana dashboard of this stack or the repository has that uid"),
     ("edge errors: see https://console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards/dashboard/"
      "akidb-prod-nothing [runbook:edge-errors]", "no CloudWatch dashboard akidb-prod-nothing in us-east-1"),
     ("edge errors: see https://wiki.example.com/edge [runbook:edge-errors]", "not a runbook"),

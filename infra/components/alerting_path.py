@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -162,7 +163,7 @@ def create_alerting_path_alarms(name: str, ctx: StackContext, inputs: AlertingPa
     out: dict[str, list[str]] = {}
 
     def alarm(region: str, key: str, severity: str, description: str, runbook: str = PATH_RUNBOOK,
-              **kwargs: object) -> None:
+              **kwargs: Any) -> None:
         alarm_name = ctx.naming.physical("alerting-path", key, region, max_len=MAX_ALARM_NAME)
         target = inputs.topics.arns[region][severity]
         spec = kwargs if "metric_queries" in kwargs else {"period": PERIOD_S, **kwargs}

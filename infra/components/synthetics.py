@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -128,7 +129,7 @@ def _alarms(name: str, ctx: StackContext, region: str, cname: str, checks: list[
     period = minutes * 60
     names: list[str] = []
 
-    def alarm(key: str, severity: str, description: str, **kwargs: object) -> None:
+    def alarm(key: str, severity: str, description: str, **kwargs: Any) -> None:
         alarm_name = ctx.naming.physical("probe", region, key, max_len=MAX_ALARM_NAME)
         metric_alarm(f"{name}-probe-{region}-{key.replace('/', '-')}", parent=parent, region=region,
                      name=alarm_name, description=description, runbook=PROBE_RUNBOOK, topic_arn=topics[severity],

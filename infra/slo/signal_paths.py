@@ -136,8 +136,8 @@ def _subscription_endpoint(sub: PlannedResource, ticket_url: str) -> Endpoint:
 def _topics(plan: Plan) -> dict[TopicKey, TopicNode]:
     graph: dict[TopicKey, TopicNode] = {}
     for t in plan.of_type(TOPIC):
-        key = (t.region, str(t.inputs.get("name")))
-        graph[key] = TopicNode(key, declared=True)
+        declared = (t.region, str(t.inputs.get("name")))
+        graph[declared] = TopicNode(declared, declared=True)
     ticket_url = plan.config.slo_alerting.ticket_webhook_url
     for sub in plan.of_type(SUBSCRIPTION):
         key = topic_key(sub.inputs.get("topic"))
@@ -319,8 +319,8 @@ def build_paths(plan: Plan, alertmanager: Mapping[str, Any] | None = None) -> Pa
     """The graph of `plan`; `alertmanager` is the config the stack deploys (None: no Alertmanager routing)."""
     graph = _topics(plan)
     for a in plan.of_type(ALARM, COMPOSITE):
-        for key in _alarm_topics(a):
-            _topic(graph, key).publishers.append(f"alarm {a.inputs.get('name') or a.inputs.get('alarmName')}")
+        for action in _alarm_topics(a):
+            _topic(graph, action).publishers.append(f"alarm {a.inputs.get('name') or a.inputs.get('alarmName')}")
     _heartbeat_readers(plan, graph)
     for receiver in (alertmanager or {}).get("receivers") or []:
         for sns in receiver.get("sns_configs") or []:

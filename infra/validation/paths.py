@@ -22,6 +22,7 @@ from pathlib import Path
 
 from infra.components.dashboards import DASHBOARD_KEY_ANNOTATION
 from infra.components.slo_alerting import config_alertmanager
+from infra.core.paths import DASHBOARDS_DIR
 from infra.core.plan import Plan
 from infra.slo.runbooks import RUNBOOK_PAGES_DIR, Runbook, load_runbooks
 from infra.slo.signal_paths import PathGraph, SignalPath, build_paths, topic_label
@@ -29,6 +30,7 @@ from infra.validation import Violation, rule
 from lambdas.runbook_automation.runbook_ids import RUNBOOK_IDS
 
 RULE = "signal_paths_reach_a_person"
+GRAFANA_BOARDS_DIR = DASHBOARDS_DIR / "grafana"
 CONSOLE_DASHBOARD = re.compile(r"^https://(?:[a-z0-9-]+\.)?console\.aws\.amazon\.com/cloudwatch/home\?region="
                                r"([a-z0-9-]+)#dashboards(?:/dashboard/|:name=)([^&?/#]+)$")
 ADD_RUNBOOK = "name one with `runbook=` of infra/blocks/alarms.py (CloudWatch) or the definition's runbook (rules/)"
@@ -41,6 +43,7 @@ class Catalogue:
     runbooks: Mapping[str, Runbook]
     pages_dir: Path
     dispatched: tuple[str, ...]
+    grafana_dir: Path = GRAFANA_BOARDS_DIR
 
 
 def default_catalogue() -> Catalogue:
@@ -63,8 +66,15 @@ def plan_paths(plan: Plan) -> PathGraph:
     return build_paths(plan, stack_alertmanager(plan))
 
 
-def _grafana_uids(plan: Plan) -> set[str]:
+def _grafana_uids(plan: Plan, boards_dir: Path) -> set[str]:
+    """Boards the stack deploys (dashboard ConfigMaps) and the repository ships (`dashboards/grafana/*.json`,
+    for a Grafana the stack does not provision)."""
     uids = set()
+    for path in sorted(boards_dir.glob("*.json")):
+        try:
+            uids.add(str(json.loads(path.read_text()).get("uid")))
+        except (OSError, ValueError, AttributeError):
+            continue
     for cm in plan.of_type("kubernetes:core/v1:ConfigMap"):
         if DASHBOARD_KEY_ANNOTATION not in ((cm.inputs.get("metadata") or {}).get("annotations") or {}):
             continue
@@ -108,7 +118,7 @@ def link_problem(url: str, plan: Plan, cat: Catalogue, uids: set[str],
     if url.startswith(grafana_base):
         found = re.match(r"d/([^/?#]+)", url[len(grafana_base):])
         if found is None or found.group(1) not in uids:
-            return (f"link {url}: no Grafana dashboard of this stack has that uid (deployed: "
+            return (f"link {url}: no Grafana dashboard of this stack or the repository has that uid (known: "
                     f"{', '.join(sorted(uids)) or 'none'}); link a board the stack deploys")
         return None
     console = CONSOLE_DASHBOARD.match(url)
@@ -156,7 +166,7 @@ def path_violations(plan: Plan, catalogue: Catalogue | None = None,
                             f"published to by {', '.join(dict.fromkeys(node.publishers))} but nobody subscribes: "
                             "what is published reaches no one; subscribe the ticket webhook or a person-facing "
                             "endpoint (aws.sns.TopicSubscription)")
-    uids, boards = _grafana_uids(plan), _cloudwatch_boards(plan)
+    uids, boards = _grafana_uids(plan, cat.grafana_dir), _cloudwatch_boards(plan)
     for p in graph.paths:
         for message in _signal_problems(p, cat, routed):
             yield Violation(RULE, p.signal, message)
