@@ -196,3 +196,8 @@ dr-drill: venv
 day5-test: venv
 	$(PY) -m pytest -q tests/test_canary.py tests/test_alerting_path.py tests/test_cost.py tests/test_dr_drill.py \
 	  tests/test_heartbeat.py tests/test_grafana_cloudwatch.py tests/test_incident_timeline.py
+# -- signal paths --
+.PHONY: paths
+# Every signal of both stacks to the person it reaches (Markdown table) and the dead ends (exit 1 on one).
+paths: venv edge-model
+	$(PY) -m infra.tools.signal_paths_report --stack staging --stack prod

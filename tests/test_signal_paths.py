@@ -19,6 +19,7 @@ from infra.core.plan import Plan, PlannedResource
 from infra.slo.alertmanager import RECEIVER_P0
 from infra.slo.runbooks import Runbook, load_runbooks
 from infra.slo.signal_paths import build_paths, route_receivers
+from infra.tools.signal_paths_report import main as report_main
 from infra.validation.paths import Catalogue, path_violations, plan_paths, stack_alertmanager
 from lambdas.runbook_automation.runbook_ids import RUNBOOK_IDS
 
@@ -214,3 +215,10 @@ def test_with_slo_alerting_off_the_topics_are_read_outside_the_stack(planned: di
     alarm = _alarm(plan, "-edge-errors-eu-west-1")
     assert [m for _, m in _messages(_with_description(plan, alarm, "x [runbook:nope]"), catalogue)
             if "'nope' is not in rules/runbooks.yaml" in m]
+
+
+def test_the_report_prints_the_paths_of_a_stack(capsys: pytest.CaptureFixture[str]) -> None:
+    assert report_main(["--stack", "staging"]) == 0
+    out = capsys.readouterr().out
+    assert "| publisher | 1 | SNS topic akidb-staging-anomaly (us-east-1) | https ticket webhook |" in out
+    assert "Dead ends: 0" in out
