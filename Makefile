@@ -207,3 +207,9 @@ docs-site: venv  ## build the docs site (MkDocs, strict) into build/site
 
 runbooks: venv tools edge-model  ## rewrite the runbook pages' generated parts and the docs nav
 	$(PY) -m infra.offline.generate runbooks
+
+# -- signal paths --
+.PHONY: paths
+# Every signal of both stacks to the person it reaches (Markdown table) and the dead ends (exit 1 on one).
+paths: venv edge-model
+	$(PY) -m infra.tools.signal_paths_report --stack staging --stack prod

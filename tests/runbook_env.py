@@ -22,6 +22,7 @@ SECRET = "whsec-test-secret"
 ASG = "akidb-prod-rest-ondemand"
 TIMELINE_TABLE = "incident-timeline"
 NAMESPACE = "AkiDB/Incidents"
+EDGE_BOARD = "https://console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards/dashboard/akidb-prod-edge"
 TITLE = "akidb-rest availability: error budget burning at 100.0x (P0 page-quick) [runbook:error-budget-fast-burn]"
 
 
@@ -92,6 +93,7 @@ class Env:
             "scale_out_step": 2, "max_capacity": 8, "max_actions_per_hour": 3,
             "edge_function_name": "akidb-edge-inference", "edge_regions": ["us-east-1", "eu-west-1"],
             "runbook_base_url": "https://runbooks.akidb.internal", "grafana_base_url": "https://grafana.x",
+            "edge_dashboard_url": EDGE_BOARD,
             "timeline_table_name": TIMELINE_TABLE, "metrics_namespace": NAMESPACE, "timeline_settle_s": 0,
             **overrides,
         }

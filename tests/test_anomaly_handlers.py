@@ -268,6 +268,10 @@ def test_detector_notifies_once_per_episode_then_recovers(
     sent = messages(aws)
     assert [m["event"] for m in sent] == ["anomaly_start", "anomaly_end"]
     assert sent[0]["metric"] == "latency" and sent[0]["confidence"] > 0.7 and sent[0]["value"] > sent[0]["upper"]
+    # One episode id for its start and end: the ticket receiver opens and closes one ticket on `dedupe_key`.
+    assert sent[0]["episode_id"] == sent[1]["episode_id"] != "none"
+    assert sent[0]["dedupe_key"] == sent[1]["dedupe_key"] == f"anomaly/latency/{sent[0]['episode_id']}"
+    assert sent[0]["runbook"] == "anomaly-episode" and sent[0]["threshold"] == trained.confidence_threshold
     # The same timestamp read again (source lag) neither notifies nor advances the episode.
     state = get(aws, state_key("latency"))
     again = detect(aws, trained, prometheus, t + (4 + RECOVERY_POINTS) * STEP, seasonal(t) * 3)

@@ -87,13 +87,39 @@ def test_alarm_names_output_and_alarm_targets(planned: dict[str, PlanResult]) ->
     names = result.outputs["anomalyAlarmNames"]
     alarms = {r.inputs["name"]: r for r in mine(result, "aws:cloudwatch/metricAlarm:MetricAlarm")}
     assert set(names) == {"us-east-1"} and set(names["us-east-1"]) == set(alarms)
-    kinds = {(a.inputs["namespace"], a.inputs["metricName"]) for a in alarms.values()}
+    pages = {n: a for n, a in alarms.items() if "metricQueries" in a.inputs}
+    health_alarms = {n: a for n, a in alarms.items() if n not in pages}
+    kinds = {(a.inputs["namespace"], a.inputs["metricName"]) for a in health_alarms.values()}
     assert {("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles"), (contract.NAMESPACE, contract.DETECTOR_ERRORS),
             (contract.NAMESPACE, contract.FORECAST_AGE)} <= kinds
-    health = next(a for a in alarms.values() if a.inputs["metricName"] == contract.DETECTOR_ERRORS)
+    health = next(a for a in health_alarms.values() if a.inputs["metricName"] == contract.DETECTOR_ERRORS)
     assert health.inputs["treatMissingData"] == "breaching"  # a detector that stops running is caught too
-    p2 = result.outputs["alertTopicArns"]["us-east-1"]["P2"]
-    assert all(a.inputs["alarmActions"] == [p2] for a in alarms.values())
+    topics = result.outputs["alertTopicArns"]["us-east-1"]
+    assert all(a.inputs["alarmActions"] == [topics["P2"]] for a in health_alarms.values())
+    # One page alarm per watched metric, to P1 (item 4 of issue 23).
+    cfg = result.plan.config.anomaly
+    assert len(pages) == len(cfg.metrics) and all(a.inputs["alarmActions"] == [topics["P1"]] for a in pages.values())
+    for a in pages.values():
+        periods = cfg.page_after_minutes // 5
+        assert (a.inputs["threshold"], a.inputs["evaluationPeriods"], a.inputs["datapointsToAlarm"]) == (
+            cfg.page_confidence, periods, periods)
+        assert a.inputs["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert {q["metric"]["metricName"] for q in a.inputs["metricQueries"] if q.get("metric")} == {
+            contract.IS_ANOMALY, contract.CONFIDENCE}
+        assert "[runbook:anomaly-episode]" in a.inputs["alarmDescription"]
+
+
+def test_episodes_reach_the_ticket_webhook(planned: dict[str, PlanResult]) -> None:
+    result = planned["prod"]
+    subs = mine(result, "aws:sns/topicSubscription:TopicSubscription")
+    assert [(s.inputs["topic"], s.inputs["protocol"], s.inputs["endpoint"]) for s in subs] == [
+        (result.outputs["anomalyTopicArn"], "https", result.plan.config.slo_alerting.ticket_webhook_url)]
+
+
+def test_episode_pages_follow_the_settings(run_stack: Any) -> None:
+    result = run_stack("staging", overrides={"anomaly": {"pageConfidence": 0.8, "pageAfterMinutes": 15}})
+    pages = [a for a in mine(result, "aws:cloudwatch/metricAlarm:MetricAlarm") if "metricQueries" in a.inputs]
+    assert pages and {(a.inputs["threshold"], a.inputs["evaluationPeriods"]) for a in pages} == {(0.8, 3)}
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -101,6 +127,8 @@ def test_alarm_names_output_and_alarm_targets(planned: dict[str, PlanResult]) ->
     ({"forecastMaxAgeHours": 500}, "anomaly.forecastMaxAgeHours"),
     ({"logRetentionDays": 10}, "anomaly.logRetentionDays"),
     ({"metrics": [{"name": "x", "source": "cloudwatch", "query": "only-a-name"}]}, "Namespace|MetricName|Stat"),
+    ({"pageConfidence": 0.5}, "anomaly.pageConfidence"),
+    ({"pageAfterMinutes": 12}, "must be a multiple of 5"),
 ])
 def test_config_problems(run_stack: Any, override: dict[str, Any], message: str) -> None:
     result = run_stack("staging", overrides={"anomaly": override})
@@ -124,11 +152,17 @@ def test_rules_fail_on_bad_inputs(planned: dict[str, PlanResult]) -> None:
                   rules.anomaly_bucket_keeps_bounded_history):
         assert list(check(plan)) == []
     alarm = next(a for a in mine(planned["staging"], "aws:cloudwatch/metricAlarm:MetricAlarm")
-                 if a.inputs["metricName"] == contract.FORECAST_AGE)
+                 if a.inputs.get("metricName") == contract.FORECAST_AGE)
     assert "not published" in next(iter(rules.anomaly_alarms_follow_the_contract(
         replaced(plan, alarm, metricName="ForecastAgeSeconds")))).message
     assert "dimensions" in next(iter(rules.anomaly_alarms_follow_the_contract(
         replaced(plan, alarm, dimensions={"Name": "x"})))).message
+    page = next(a for a in mine(planned["staging"], "aws:cloudwatch/metricAlarm:MetricAlarm")
+                if "metricQueries" in a.inputs)
+    queries = [dict(q, metric={**q["metric"], "metricName": "Confidance"}) if q.get("metric") else q
+               for q in page.inputs["metricQueries"]]
+    assert "'Confidance' is not published" in next(iter(rules.anomaly_alarms_follow_the_contract(
+        replaced(plan, page, metricQueries=queries)))).message
     fn = mine(planned["staging"], FN)[0]
     assert "Active" in next(iter(rules.anomaly_functions_traced_and_bounded(
         replaced(plan, fn, tracingConfig={"mode": "PassThrough"})))).message

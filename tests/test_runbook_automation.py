@@ -18,7 +18,7 @@ from runbook_automation.audit import Audit
 from runbook_automation.delivery import MAX_BODY_BYTES
 from runbook_automation.settings import Settings, SettingsError, parse
 from runbook_automation.signature import verify
-from runbook_env import ASG, REGION, SECRET, TITLE, Env, call, incident, sign
+from runbook_env import ASG, EDGE_BOARD, REGION, SECRET, TITLE, Env, call, incident, sign
 
 
 @pytest.fixture
@@ -105,6 +105,7 @@ def test_cold_start_runbook_notifies_with_context_instead_of_provisioned_concurr
     assert len(notes) == 1
     ctx = notes[0]["context"]
     assert "no provisioned concurrency" in ctx and "akidb-edge-inference" in ctx and "eu-west-1" in ctx
+    assert EDGE_BOARD in ctx and "/d/akidb-edge/" not in ctx  # the board the stack deploys, not a missing one
     assert notes[0]["runbook_url"] == "https://runbooks.akidb.internal/lambda-edge-cold-start"
     assert env.desired() == 4
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from runbook_automation import runbooks as rb
 from runbook_automation.audit import Audit
-from runbook_automation.settings import SettingsError, parse
+from runbook_automation.settings import parse
 
 from infra.core.paths import DASHBOARDS_DIR
 from infra.offline.runbook_facts import runbook_settings, stack_facts
@@ -52,28 +52,18 @@ def test_every_url_the_automation_writes_reaches_a_provided_dashboard_or_page(pl
     settings = runbook_settings(planned[stack].plan)
     board = _edge_board(planned, stack)
     uids, ids = sf.grafana_uids(DASHBOARDS_DIR / "grafana"), set(load_runbooks())
-    # As planned today, and with the edge board wired into the settings (edge_dashboard_name, dashboard_region).
-    for extra in ({}, {"edge_dashboard_name": board.name, "dashboard_region": board.region}):
-        urls = [u for runbook in rb.RUNBOOKS for m in _messages({**settings, **extra}, runbook) for u in sf.urls_in(m)]
-        assert urls
-        assert [p for u in urls if (p := sf.link_problem(u, facts, uids, ids))] == []
-        if extra:
-            assert board.url in urls
+    urls = [u for runbook in rb.RUNBOOKS for m in _messages(settings, runbook) for u in sf.urls_in(m)]
+    assert urls and board.url in urls  # as planned: the edge board wired in
+    assert [p for u in urls if (p := sf.link_problem(u, facts, uids, ids))] == []
 
 
 def test_the_cold_start_message_links_the_edge_board_of_the_stack(planned) -> None:  # type: ignore[no-untyped-def]
     board = _edge_board(planned, "prod")
     settings = runbook_settings(planned["prod"].plan)  # as the stack plans them: the board wired in
-    assert (settings["edge_dashboard_name"], settings["dashboard_region"]) == (board.name, board.region)
+    assert settings["edge_dashboard_url"] == board.url
     text = " ".join(_messages(settings, "lambda-edge-cold-start"))
     assert board.url in text and "/d/akidb-edge/" not in text
     # Unwired (no dashboards component), it names the page that links the board instead of guessing an address.
-    unwired = {k: v for k, v in settings.items() if k not in ("edge_dashboard_name", "dashboard_region")}
+    unwired = {k: v for k, v in settings.items() if k != "edge_dashboard_url"}
     text = " ".join(_messages(unwired, "lambda-edge-cold-start"))
     assert "console.aws.amazon.com" not in text and "lambda-edge-cold-start" in text
-
-
-def test_a_dashboard_name_without_its_region_is_refused() -> None:
-    with pytest.raises(SettingsError, match="edge_dashboard_name needs dashboard_region"):
-        parse(json.dumps({"environment": "prod", "table_name": "t", "audit_topic_arn": "arn",
-                          "edge_dashboard_name": "akidb-prod-edge"}))

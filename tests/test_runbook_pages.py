@@ -16,7 +16,7 @@ from infra.slo import runbook_pages as rp
 from infra.slo import stack_facts as sf
 from infra.slo.rules import burn_threshold
 from infra.slo.runbooks import RUNBOOK_PAGES_DIR, Runbook, load_runbooks
-from infra.slo.spec import BURN_RATE_TIERS, load_slos
+from infra.slo.spec import BURN_RATE_TIERS, cloudwatch_dashboard_url, load_slos
 from infra.slo.symptoms import load_symptoms
 
 CATALOGUE = load_runbooks()
@@ -116,5 +116,5 @@ def test_every_link_on_every_page_reaches_a_provided_dashboard_or_page(facts) ->
     # The resolver does refuse what the stack does not provide.
     staging = facts[0]
     assert sf.link_problem(f"{staging.grafana_base_url}/d/akidb-edge/", staging, uids, set(CATALOGUE))
-    assert sf.link_problem(sf.cloudwatch_dashboard_url("akidb-nope-edge", "us-east-1"), staging, uids, set())
+    assert sf.link_problem(cloudwatch_dashboard_url("us-east-1", "akidb-nope-edge"), staging, uids, set())
     assert sf.link_problem(f"{staging.runbook_base_url}/no-such-runbook", staging, uids, set(CATALOGUE))

@@ -52,7 +52,8 @@ def test_prod_pages_p0_p1_through_secret_endpoints_in_every_region(planned) -> N
     paged = {(s.region, s.inputs["topic"].rsplit("-", 1)[-1]) for s in subs if s.inputs["endpoint"] == "[secret]"}
     assert paged == {(r, sev) for r in cfg.alarm_regions for sev in ("p0", "p1")}
     tickets = [s for s in subs if s.inputs["endpoint"] == cfg.slo_alerting.ticket_webhook_url]
-    assert {s.inputs["topic"].rsplit("-", 1)[-1] for s in tickets} == {"p2"}
+    # P2 of every region; the anomaly episodes and the runbook audit's refusals/errors are tickets too.
+    assert {s.inputs["topic"].rsplit("-", 1)[-1] for s in tickets} == {"p2", "anomaly", "audit"}
     secrets = [r for r in result.plan.of_type("kubernetes:core/v1:Secret")
                if r.inputs["metadata"]["name"] == "alertmanager-pagerduty"]
     assert secrets and secrets[0].inputs["stringData"] == "[secret]"

@@ -50,6 +50,7 @@ class HealthAlarms:
     name_parts: tuple[str, ...]  # physical alarm name: naming.physical(*name_parts, "errors" | "throttles")
     description: str  # may hold `{what}` ("errors" or "throttles")
     period_s: int
+    runbook: str  # the id in rules/runbooks.yaml the alarms name
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ class PythonFunction:
                 alarm_name = ctx.naming.physical(*a.name_parts, what, max_len=MAX_ALARM_NAME)
                 threshold_alarm(
                     f"{names.function}-{what}", parent=parent, name=alarm_name,
-                    description=a.description.format(what=what), topic_arn=a.topic_arn,
+                    description=a.description.format(what=what), runbook=a.runbook, topic_arn=a.topic_arn,
                     namespace="AWS/Lambda", metric_name=metric_name, dimensions={"FunctionName": spec.name},
                     period_s=a.period_s, statistic="Sum", threshold=0, treat_missing="notBreaching")
                 self.alarm_names.append(alarm_name)

@@ -7,7 +7,12 @@
   every watched queue (a job queue that stopped draining).
 - The runbook webhook and worker functions: errors, throttles, and the webhook's p99 duration (PagerDuty waits
   5 s for a 2xx).
-- The webhook HTTP API: 5xx and p99 latency.
+- The webhook HTTP API: 5xx and p99 latency; its 4xx share (tickets) and its 401 share (pages P1: a wrong
+  PagerDuty signing secret turns every delivery into a 401, so no runbook runs and nobody is told). 401s are
+  counted from the API's JSON access log by a metric filter (API Gateway publishes 4xx, not per status).
+- The runbook state and incident timeline tables: throttled requests and DynamoDB system errors.
+- Delivery failures on every other topic something publishes to and a person reads (the anomaly episodes, the
+  runbook audit), each to a severity other than the path that failed.
 - Alertmanager's dead-man's switch: the always-firing heartbeat is published to a topic of the stack (KMS, the
   home alert key) by the IRSA role of Alertmanager's service account (Publish to that topic only); an alarm on
   the topic's `NumberOfMessagesPublished` (missing data breaching) pages P1 when the heartbeat stops: Prometheus,
@@ -23,7 +28,9 @@ Resources are children of the dashboards component (`parent`); what they watch c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -40,6 +47,12 @@ from infra.slo.alertmanager import SnsHeartbeat
 # Where a delivery-failure alarm of a severity topic goes (never the topic that failed).
 FAILURE_ROUTE = {"P0": "P2", "P1": "P2", "P2": "P1"}
 PERIOD_S = 300
+PATH_RUNBOOK = "alerting-path-failure"  # rules/runbooks.yaml: every alarm below but the two that follow
+HEARTBEAT_RUNBOOK = "alertmanager-heartbeat-missing"
+WEBHOOK_RUNBOOK = "runbook-webhook-rejected"
+WEBHOOK_METRICS_NAMESPACE = "AkiDB/RunbookWebhook"
+# 401 answers of the webhook API, from its access log: <prefix>-<api key>-unauthorized (one series per stack).
+UNAUTHORIZED_METRIC = "Unauthorized"
 HEARTBEAT_TOPIC = "alertmanager-heartbeat"  # also the role's key: akidb-<env>-alertmanager-heartbeat
 HEARTBEAT_ALARM = "alertmanager-heartbeat"
 
@@ -83,11 +96,38 @@ class WatchedFunction:
 
 
 @dataclass
+class WatchedTopic:
+    """A topic outside the severity topics that something publishes to and a subscriber reads."""
+
+    key: str
+    region: str
+    arn: pulumi.Input[str]
+    failure_severity: str  # where its delivery-failure alarm goes: never the path that failed
+
+
+@dataclass
+class WatchedTable:
+    key: str
+    region: str
+    name: pulumi.Input[str]
+    operations: tuple[str, ...]  # the operations the stack calls (SystemErrors is published per operation)
+
+
+@dataclass
+class WatchedApi:
+    region: str
+    api_id: pulumi.Input[str]
+    access_log_group: pulumi.Input[str] | None = None  # JSON access log with `status`: enables the 401 alarm
+
+
+@dataclass
 class AlertingPathInputs:
     topics: AlertTopics
     queues: list[WatchedQueue] = field(default_factory=list)
     functions: list[WatchedFunction] = field(default_factory=list)
-    apis: dict[str, tuple[str, pulumi.Input[str]]] = field(default_factory=dict)  # key -> (region, api id)
+    apis: dict[str, WatchedApi] = field(default_factory=dict)
+    other_topics: list[WatchedTopic] = field(default_factory=list)
+    tables: list[WatchedTable] = field(default_factory=list)
 
 
 def _last(arn: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -122,22 +162,32 @@ def create_alerting_path_alarms(name: str, ctx: StackContext, inputs: AlertingPa
     cfg = ctx.config.dashboards.alerting_path
     out: dict[str, list[str]] = {}
 
-    def alarm(region: str, key: str, severity: str, description: str, **kwargs: object) -> None:
+    def alarm(region: str, key: str, severity: str, description: str, runbook: str = PATH_RUNBOOK,
+              **kwargs: Any) -> None:
         alarm_name = ctx.naming.physical("alerting-path", key, region, max_len=MAX_ALARM_NAME)
         target = inputs.topics.arns[region][severity]
+        spec = kwargs if "metric_queries" in kwargs else {"period": PERIOD_S, **kwargs}
         metric_alarm(f"{name}-path-{region}-{key}", parent=parent, region=region, name=alarm_name,
-                     description=description, topic_arn=target, period=PERIOD_S, **kwargs)
+                     description=description, runbook=runbook, topic_arn=target, **spec)
         out.setdefault(region, []).append(alarm_name)
+
+    def delivery_failed(region: str, key: str, topic_arn: pulumi.Input[str], severity: str, what: str) -> None:
+        alarm(region, f"sns-{key}-delivery", severity,
+              f"{what} in {region} failed to deliver notifications (PagerDuty/ticket endpoint down or "
+              "rejecting): they may not reach anyone",
+              namespace="AWS/SNS", metric_name="NumberOfNotificationsFailed",
+              dimensions={"TopicName": _last(topic_arn)}, statistic="Sum",
+              comparison_operator="GreaterThanThreshold", threshold=0, evaluation_periods=1,
+              treat_missing_data="notBreaching")
 
     for region, by_severity in inputs.topics.arns.items():
         for severity in SEVERITIES:
-            alarm(region, f"sns-{severity.lower()}-delivery", FAILURE_ROUTE[severity],
-                  f"{severity} topic in {region} failed to deliver notifications (PagerDuty/ticket endpoint down "
-                  "or rejecting): alerts of this severity may not reach anyone",
-                  namespace="AWS/SNS", metric_name="NumberOfNotificationsFailed",
-                  dimensions={"TopicName": _last(by_severity[severity])}, statistic="Sum",
-                  comparison_operator="GreaterThanThreshold", threshold=0, evaluation_periods=1,
-                  treat_missing_data="notBreaching")
+            delivery_failed(region, severity.lower(), by_severity[severity], FAILURE_ROUTE[severity],
+                            f"{severity} topic (alerts of this severity)")
+    for t in inputs.other_topics:
+        delivery_failed(t.region, t.key, t.arn, t.failure_severity, f"{t.key} topic")
+    for table in inputs.tables:
+        _table_alarms(alarm, table)
     for q in inputs.queues:
         qname = _last(q.arn)
         if q.dead_letter:
@@ -165,8 +215,8 @@ def create_alerting_path_alarms(name: str, ctx: StackContext, inputs: AlertingPa
                   namespace="AWS/Lambda", metric_name="Duration", dimensions=dims, extended_statistic="p99",
                   comparison_operator="GreaterThanThreshold", threshold=fn.p99_ms, evaluation_periods=3,
                   datapoints_to_alarm=2, treat_missing_data="notBreaching")
-    for key, (region, api_id) in inputs.apis.items():
-        dims = {"ApiId": api_id}
+    for key, api in inputs.apis.items():
+        region, dims = api.region, {"ApiId": api.api_id}
         alarm(region, f"{key}-5xx", "P2", f"{key} HTTP API answered 5xx: webhook deliveries are failing",
               namespace="AWS/ApiGateway", metric_name="5xx", dimensions=dims, statistic="Sum",
               comparison_operator="GreaterThanThreshold", threshold=0, evaluation_periods=1,
@@ -175,11 +225,14 @@ def create_alerting_path_alarms(name: str, ctx: StackContext, inputs: AlertingPa
               namespace="AWS/ApiGateway", metric_name="Latency", dimensions=dims, extended_statistic="p99",
               comparison_operator="GreaterThanThreshold", threshold=cfg.api_p99_ms, evaluation_periods=3,
               datapoints_to_alarm=2, treat_missing_data="notBreaching")
+        _webhook_rejections(name, alarm, key, api, cfg.webhook_4xx_share, cfg.webhook_401_share,
+                            cfg.webhook_min_requests, ctx.naming.physical(key, UNAUTHORIZED_METRIC.lower()), parent)
     if heartbeat_enabled(ctx.config):
         topic_name, role = create_heartbeat_receiver(name, ctx, inputs.topics, parent)
         periods = cfg.heartbeat.missing_periods
-        alarm(ctx.region, HEARTBEAT_ALARM, "P1",
-              f"[page] No heartbeat from Alertmanager for {periods * PERIOD_S // 60} min: Prometheus, the alert "
+        alarm(ctx.region, HEARTBEAT_ALARM, "P1", runbook=HEARTBEAT_RUNBOOK,
+              description=f"[page] No heartbeat from Alertmanager for {periods * PERIOD_S // 60} min: Prometheus, "
+              "the alert "
               "rules, Alertmanager, its AWS credentials (role " + role.name + ") or its way out of the cluster "
               "broke, so alerts routed through Alertmanager reach nobody. Check the Alertmanager pods' logs "
               "(sns notify errors) and the SLOAlertingHeartbeat alert in Prometheus.",
@@ -187,3 +240,75 @@ def create_alerting_path_alarms(name: str, ctx: StackContext, inputs: AlertingPa
               statistic="Sum", comparison_operator="LessThanThreshold", threshold=1, evaluation_periods=periods,
               datapoints_to_alarm=periods, treat_missing_data="breaching")
     return out
+
+
+AlarmFn = Callable[..., None]
+
+
+def _query(qid: str, namespace: str, metric: str, dims: dict[str, pulumi.Input[str]],
+           stat: str = "Sum") -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+    return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+        id=qid, return_data=False, metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+            namespace=namespace, metric_name=metric, dimensions=dims, period=PERIOD_S, stat=stat))
+
+
+def _table_alarms(alarm: AlarmFn, table: WatchedTable) -> None:
+    """Throttled reads/writes and system errors (per operation the stack calls) of one table, as tickets: the
+    runbook path retries, but a table that throttles or fails loses dedupe claims and timeline events."""
+    dims: dict[str, pulumi.Input[str]] = {"TableName": table.name}
+    alarm(table.region, f"{table.key}-throttles", "P2",
+          f"DynamoDB table {table.key} throttles requests: dedupe claims or timeline writes are refused",
+          metric_queries=[_query("r", "AWS/DynamoDB", "ReadThrottleEvents", dims),
+                          _query("w", "AWS/DynamoDB", "WriteThrottleEvents", dims),
+                          aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                              id="throttled", return_data=True, label="throttle events",
+                              expression="FILL(r, 0) + FILL(w, 0)")],
+          comparison_operator="GreaterThanThreshold", threshold=0, evaluation_periods=1,
+          treat_missing_data="notBreaching")
+    ops = [_query(f"e{i}", "AWS/DynamoDB", "SystemErrors", {**dims, "Operation": op})
+           for i, op in enumerate(table.operations)]
+    alarm(table.region, f"{table.key}-system-errors", "P2",
+          f"DynamoDB table {table.key} answers system errors (HTTP 500) on {', '.join(table.operations)}",
+          metric_queries=[*ops, aws.cloudwatch.MetricAlarmMetricQueryArgs(
+              id="errors", return_data=True, label="system errors",
+              expression=" + ".join(f"FILL(e{i}, 0)" for i in range(len(ops))))],
+          comparison_operator="GreaterThanThreshold", threshold=0, evaluation_periods=1,
+          treat_missing_data="notBreaching")
+
+
+def _webhook_rejections(name: str, alarm: AlarmFn, key: str, api: WatchedApi, share_4xx: float,
+                        share_401: float, min_requests: int, metric_name: str, parent: pulumi.Resource) -> None:
+    """The share of webhook requests answered 4xx (ticket) and 401 (page P1), judged only above `min_requests`
+    requests in a period (a lone probe is not a rate). PagerDuty retries a failed delivery and then drops it
+    (PagerDuty "Webhooks: retries"), so a wrong signing secret loses every runbook run silently."""
+    dims: dict[str, pulumi.Input[str]] = {"ApiId": api.api_id}
+    count = _query("requests", "AWS/ApiGateway", "Count", dims)
+    alarm(api.region, f"{key}-4xx", "P2",
+          f"{key} HTTP API answered 4xx to more than {share_4xx:.0%} of its requests: deliveries are refused "
+          "(malformed, stale or unsigned)", runbook=WEBHOOK_RUNBOOK,
+          metric_queries=[count, _query("rejected", "AWS/ApiGateway", "4xx", dims),
+                          aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                              id="share", return_data=True, label="4xx share",
+                              expression=f"IF(FILL(requests, 0) >= {min_requests}, FILL(rejected, 0) / requests, 0)")],
+          comparison_operator="GreaterThanThreshold", threshold=share_4xx, evaluation_periods=3,
+          datapoints_to_alarm=2, treat_missing_data="notBreaching")
+    if api.access_log_group is None:
+        return
+    aws.cloudwatch.LogMetricFilter(
+        f"{name}-path-{api.region}-{key}-401", region=api.region, log_group_name=api.access_log_group,
+        name=f"{key}-unauthorized", pattern='{ $.status = "401" }',
+        metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
+            name=metric_name, namespace=WEBHOOK_METRICS_NAMESPACE, value="1", default_value="0"),
+        opts=pulumi.ResourceOptions(parent=parent))
+    alarm(api.region, f"{key}-401", "P1",
+          f"[page] {key} HTTP API answered 401 to at least {share_401:.0%} of its requests: the PagerDuty V3 "
+          "webhook signing secret (Pulumi secret pagerdutyWebhookSecret) no longer matches the subscription's, "
+          "so no runbook runs. Compare the secret with the webhook subscription in PagerDuty and update it.",
+          runbook=WEBHOOK_RUNBOOK,
+          metric_queries=[count, _query("unauthorized", WEBHOOK_METRICS_NAMESPACE, metric_name, {}),
+                          aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                              id="share", return_data=True, label="401 share",
+                              expression=f"IF(FILL(requests, 0) >= {min_requests}, "
+                                         "FILL(unauthorized, 0) / requests, 0)")],
+          comparison_operator="GreaterThanOrEqualToThreshold", threshold=share_401, evaluation_periods=3,
+          datapoints_to_alarm=2, treat_missing_data="notBreaching")

@@ -5,6 +5,14 @@ trainer (Prophet, shipped through S3 because the package is far above the 50 MB 
 5-minute detector (standard library + boto3); their schedules, log groups, on-failure queue and alarms; and the
 component's own KMS-encrypted SNS topic for anomaly notifications. Metric names come from the contract module
 `lambdas.anomaly_core.metrics` shared with the detector and the dashboards.
+
+An episode reaches a person two ways (item 4 of issue 23):
+- ticket: the anomaly topic's HTTPS subscription to the ticket webhook delivers the detector's own notice (one
+  per episode start and end, claimed once in S3 before publishing; metric, value, band, score, confidence,
+  episode id and a `dedupe_key` the ticket receiver keys on), so the ticket carries the episode's context;
+- page: per metric, an alarm on the detector's IsAnomaly x Confidence staying at `anomaly.pageConfidence` for
+  `anomaly.pageAfterMinutes` notifies P1. An alarm notifies on its state change only, so a lasting episode is
+  one ALARM (and one OK), and PagerDuty's CloudWatch integration keys the incident on the alarm: one page.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.artifacts.packaging import build_lambda
-from infra.blocks.alarms import threshold_alarm
+from infra.blocks.alarms import metric_alarm, threshold_alarm
 from infra.blocks.bucket import PrivateBucket
 from infra.blocks.function import FunctionSpec, HealthAlarms, PythonFunction, S3Code
 from infra.components.severity_topics import AlertTopics
@@ -32,6 +40,8 @@ COMPONENT = "anomaly"
 TOKEN = "akidb:anomaly:Anomaly"
 TRAINER_TIMEOUT_S = 900  # five metrics x (validation fit(s) + final fit + forecast) on 90 days: minutes at most
 DETECTOR_TIMEOUT_S = 60
+PIPELINE_RUNBOOK = "anomaly-pipeline-failure"  # the trainer/detector cannot produce or score forecasts
+EPISODE_RUNBOOK = "anomaly-episode"  # a detected episode: tickets and pages
 AMP_URL = re.compile(r"^https://aps-workspaces\.([a-z0-9-]+)\.amazonaws\.com/workspaces/(ws-[\w-]+)")
 
 
@@ -82,6 +92,9 @@ class Anomaly(pulumi.ComponentResource):
         topic_name = n.physical("anomaly", max_len=MAX_TOPIC_NAME)
         topic = aws.sns.Topic(f"{name}-topic", name=topic_name, kms_master_key_id=key_arn, opts=child)
         self.topic_arn = known_after(topic, arns.topic(region, topic_name))
+        aws.sns.TopicSubscription(
+            f"{name}-tickets", topic=self.topic_arn, protocol="https",
+            endpoint=ctx.config.slo_alerting.ticket_webhook_url, raw_message_delivery=False, opts=child)
         dlq_name = n.physical("anomaly", "failures", max_len=80)
         dlq = aws.sqs.Queue(f"{name}-failures", name=dlq_name, sqs_managed_sse_enabled=True,
                             message_retention_seconds=14 * 86400, opts=child)
@@ -106,6 +119,7 @@ class Anomaly(pulumi.ComponentResource):
         def health(kind: str, fn_name: str) -> HealthAlarms:
             return HealthAlarms(
                 topic_arn=ticket, name_parts=("anomaly", kind), period_s=86400 if kind == "trainer" else 900,
+                runbook=PIPELINE_RUNBOOK,
                 description=f"[P2] anomaly {kind} {{what}}: see its log group /aws/lambda/{fn_name} and the "
                             f"failures queue")
 
@@ -186,6 +200,7 @@ class Anomaly(pulumi.ComponentResource):
                         metric_name=contract.FORECAST_AGE, dimensions={contract.METRIC_DIMENSION: m.name},
                         period_s=3600, statistic="Maximum", threshold=cfg.forecast_max_age_hours * 3600,
                         treat_missing="missing")
+        self._page_alarms(name, ctx, args.topics.arns[region]["P1"])
         self.failure_queue_arn = dlq_arn
         self.register_outputs({"bucket": self.bucket_name, "topicArn": self.topic_arn,
                                "trainer": self.trainer_name, "detector": self.detector_name,
@@ -193,8 +208,37 @@ class Anomaly(pulumi.ComponentResource):
 
     def _alarm(self, logical: str, alarm_name: str, description: str, topic: pulumi.Input[str],
                **spec: Any) -> None:
-        threshold_alarm(logical, parent=self, name=alarm_name, description=description, topic_arn=topic, **spec)
+        threshold_alarm(logical, parent=self, name=alarm_name, description=description, runbook=PIPELINE_RUNBOOK,
+                        topic_arn=topic, **spec)
         self.alarm_names[self._region].append(alarm_name)
+
+    def _page_alarms(self, name: str, ctx: StackContext, page_topic: pulumi.Input[str]) -> None:
+        """Per metric: IsAnomaly x Confidence at or above pageConfidence in every 5-minute period of
+        pageAfterMinutes pages P1 (missing data keeps the state: a skipped run neither pages nor clears)."""
+        cfg = ctx.config.anomaly
+        periods = -(-cfg.page_after_minutes // 5)
+
+        def metric(qid: str, metric_name: str, dim: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+            return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id=qid, return_data=False, metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                    namespace=contract.NAMESPACE, metric_name=metric_name,
+                    dimensions={contract.METRIC_DIMENSION: dim}, period=300, stat="Maximum"))
+
+        for m in cfg.metrics:
+            alarm_name = ctx.naming.physical("anomaly", "page", m.name, max_len=MAX_ALARM_NAME)
+            metric_alarm(
+                f"{name}-page-{m.name}", parent=self, name=alarm_name, runbook=EPISODE_RUNBOOK, topic_arn=page_topic,
+                description=(f"[P1] {m.name} has stayed outside its forecast band with confidence >= "
+                             f"{cfg.page_confidence:g} for {cfg.page_after_minutes} min (anomaly detector). The "
+                             f"episode's ticket holds the values, band and episode id; see the anomaly dashboard."),
+                metric_queries=[metric("anomalous", contract.IS_ANOMALY, m.name),
+                                metric("confidence", contract.CONFIDENCE, m.name),
+                                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                                    id="lasting", return_data=True, label="confidence while anomalous",
+                                    expression="anomalous * confidence")],
+                comparison_operator="GreaterThanOrEqualToThreshold", threshold=cfg.page_confidence,
+                evaluation_periods=periods, datapoints_to_alarm=periods, treat_missing_data="missing")
+            self.alarm_names[self._region].append(alarm_name)
 
     @property
     def _region(self) -> str:

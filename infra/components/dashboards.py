@@ -25,8 +25,11 @@ from infra.blocks.irsa import WorkloadRole, workload_role
 from infra.components import anomaly, emf_edge, severity_topics, slo_alerting, xray
 from infra.components.alerting_path import (
     AlertingPathInputs,
+    WatchedApi,
     WatchedFunction,
     WatchedQueue,
+    WatchedTable,
+    WatchedTopic,
     create_alerting_path_alarms,
 )
 from infra.components.cost import create_cost_watch
@@ -75,7 +78,9 @@ class DashboardsArgs:
     edge_url: pulumi.Input[str] | None = None
     watched_queues: Sequence[WatchedQueue] = ()
     watched_functions: Sequence[WatchedFunction] = ()
-    watched_apis: Mapping[str, tuple[str, pulumi.Input[str]]] | None = None
+    watched_apis: Mapping[str, WatchedApi] | None = None
+    watched_topics: Sequence[WatchedTopic] = ()
+    watched_tables: Sequence[WatchedTable] = ()
 
 
 # The `component` tag of every AWS provider of the program: the budget's scope.
@@ -195,7 +200,8 @@ class Dashboards(pulumi.ComponentResource):
         if d.alerting_path.enabled:
             self.alerting_path_alarms = create_alerting_path_alarms(name, ctx, AlertingPathInputs(
                 topics=args.topics, queues=list(args.watched_queues), functions=list(args.watched_functions),
-                apis=dict(args.watched_apis or {})), self)
+                apis=dict(args.watched_apis or {}), other_topics=list(args.watched_topics),
+                tables=list(args.watched_tables)), self)
         if d.cost.budget_enabled:
             self.cost_watch = create_cost_watch(name, ctx, args.topics.arns[ctx.region]["P2"], STACK_COMPONENTS,
                                                 self)
@@ -208,9 +214,13 @@ def day5_watch_inputs(cfg: StackConfig, topics: severity_topics.SeverityTopics, 
     home = cfg.aws.region
     queues: list[WatchedQueue] = []
     functions: list[WatchedFunction] = []
-    apis: dict[str, tuple[str, pulumi.Input[str]]] = {}
+    apis: dict[str, WatchedApi] = {}
+    topics_: list[WatchedTopic] = []
+    tables: list[WatchedTable] = []
     if anomaly_component is not None:
         queues.append(WatchedQueue("anomaly-failures", home, anomaly_component.failure_queue_arn, dead_letter=True))
+        # Episodes go to the ticket webhook: its failure must page (P1), as the P2 topic's does.
+        topics_.append(WatchedTopic("anomaly", home, anomaly_component.topic_arn, failure_severity="P1"))
     if slo is not None:
         for key, arn in slo.runbook_queue_arns.items():
             queues.append(WatchedQueue(key, home, arn, dead_letter=key.endswith("-dlq")))
@@ -218,9 +228,12 @@ def day5_watch_inputs(cfg: StackConfig, topics: severity_topics.SeverityTopics, 
         for key, fn_name in slo.runbook_function_names.items():
             functions.append(WatchedFunction(key, home, fn_name, p99_ms=p99 if key == "runbook-webhook" else None))
         if slo.runbook_api_id is not None:
-            apis["runbook-api"] = (home, slo.runbook_api_id)
+            apis["runbook-api"] = WatchedApi(home, slo.runbook_api_id, slo.runbook_api_access_logs)
+        if slo.audit_topic_arn is not None:
+            topics_.append(WatchedTopic("runbook-audit", home, slo.audit_topic_arn, failure_severity="P2"))
+        tables += [WatchedTable(key, home, table_name, ops) for key, (table_name, ops) in slo.runbook_tables.items()]
     edge_url = None
     if edge is not None and edge.distribution_domain is not None:
         edge_url = pulumi.Output.concat("https://", edge.distribution_domain)
     return {"topics": topics.refs, "edge_url": edge_url, "watched_queues": queues, "watched_functions": functions,
-            "watched_apis": apis}
+            "watched_apis": apis, "watched_topics": topics_, "watched_tables": tables}

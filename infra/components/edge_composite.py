@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.blocks.alarms import composite_alarm, metric_alarm
 from infra.core.context import StackContext
 from infra.core.naming import MAX_ALARM_NAME
 
@@ -52,33 +53,32 @@ def edge_composites(parent: pulumi.Resource, name: str, ctx: StackContext,
         args.function_name, args.alarm_names, args.paging_alarm_kind, args.topics)
     # Their own component under emf-edge: the regional alarms stay the edge's four per Region, these are the fan-in.
     group = pulumi.ComponentResource(TOKEN, "edge-outage", None, pulumi.ResourceOptions(parent=parent))
-    child = pulumi.ResourceOptions(parent=group)
     out: dict[str, dict[str, str]] = {}
     for region, names in alarm_names.items():
         paging = [n for n in names if f"-{paging_alarm_kind}-" in n]
         if not paging:
             raise ValueError(f"no {paging_alarm_kind} alarm in {region} among {list(names)}: nothing would page")
         suppressor_name = ctx.naming.physical("edge", "maintenance", region, max_len=MAX_ALARM_NAME)
-        suppressor = aws.cloudwatch.MetricAlarm(
-            f"{name}-maintenance-{region}", region=region, name=suppressor_name,
-            alarm_description=(f"Maintenance of {function_name} in {region}: raised by the deploy workflow "
+        suppressor = metric_alarm(
+            f"{name}-maintenance-{region}", parent=group, region=region, name=suppressor_name,
+            runbook="edge-maintenance", notify_ok=False,
+            description=(f"Maintenance of {function_name} in {region}: raised by the deploy workflow "
                                f"(put-metric-data {MAINTENANCE_NAMESPACE}/{MAINTENANCE_METRIC} "
                                f"{MAINTENANCE_DIMENSION}={function_name} = 1); suppresses the edge-outage page"),
             namespace=MAINTENANCE_NAMESPACE, metric_name=MAINTENANCE_METRIC,
             dimensions={MAINTENANCE_DIMENSION: function_name}, statistic="Maximum", period=60,
             evaluation_periods=1, comparison_operator="GreaterThanOrEqualToThreshold", threshold=1,
             # Raising it leaves a record on the ticket topic (who suppressed pages, when); the end is not news.
-            treat_missing_data="notBreaching", alarm_actions=[topics[region]["P2"]], opts=child)
+            treat_missing_data="notBreaching", topic_arn=topics[region]["P2"])
         composite_name = ctx.naming.physical("edge", "outage", max_len=MAX_ALARM_NAME)
         rule = " OR ".join(f'ALARM("{n}")' for n in paging)
-        aws.cloudwatch.CompositeAlarm(
-            f"{name}-outage-{region}", region=region, alarm_name=composite_name,
-            alarm_description=(f"[P1] the edge embedding function answers 5xx in {region}: one page per outage "
-                               "(the regional alarms only ticket). Runbook: edge-inference"),
-            alarm_rule=rule, alarm_actions=[topics[region]["P1"]], ok_actions=[topics[region]["P1"]],
+        composite_alarm(
+            f"{name}-outage-{region}", parent=group, region=region, name=composite_name,
+            description=(f"[P1] the edge embedding function answers 5xx in {region}: one page per outage "
+                         "(the regional alarms only ticket)"), runbook="edge-errors",
+            rule=rule, topic_arn=topics[region]["P1"],
             actions_suppressor=aws.cloudwatch.CompositeAlarmActionsSuppressorArgs(
-                alarm=suppressor.name, wait_period=SUPPRESSOR_WAIT_S, extension_period=SUPPRESSOR_EXTENSION_S),
-            opts=child)
+                alarm=suppressor.name, wait_period=SUPPRESSOR_WAIT_S, extension_period=SUPPRESSOR_EXTENSION_S))
         out[region] = {"composite": composite_name, "suppressor": suppressor_name}
     group.register_outputs({"alarms": out})
     return out

@@ -45,11 +45,16 @@ ALL_METHODS = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]
 
 # Alarm kind -> (severity, description). Every regional alarm tickets (P2); errors are user-visible and page
 # through the Region's edge-outage composite (infra/components/edge_composite.py), once per outage.
-ALARM_KINDS: dict[str, tuple[str, str]] = {
-    "inference-latency-p95": ("P2", "p95 inference latency of the edge embedding function is above its threshold"),
-    "inference-latency-avg": ("P2", "average inference latency of the edge embedding function is above threshold"),
-    "errors": ("P2", "the edge embedding function answers 5xx (model unavailable or internal error)"),
-    "cache-hit-rate": ("P2", "too many requests hit a cold container (model load on the request path)"),
+# kind -> (severity, what it means, runbook id in rules/runbooks.yaml)
+ALARM_KINDS: dict[str, tuple[str, str, str]] = {
+    "inference-latency-p95": ("P2", "p95 inference latency of the edge embedding function is above its threshold",
+                              "edge-latency"),
+    "inference-latency-avg": ("P2", "average inference latency of the edge embedding function is above threshold",
+                              "edge-latency"),
+    "errors": ("P2", "the edge embedding function answers 5xx (model unavailable or internal error)", "edge-errors"),
+    # The automation's notify runbook for cold starts (lambdas/runbook_automation/runbook_ids.EDGE_COLD_START).
+    "cache-hit-rate": ("P2", "too many requests hit a cold container (model load on the request path)",
+                       "lambda-edge-cold-start"),
 }
 
 
@@ -209,10 +214,10 @@ class EmfEdge(pulumi.ComponentResource):
         }
         names = []
         for kind, spec in specs.items():
-            severity, description = ALARM_KINDS[kind]
+            severity, description, runbook = ALARM_KINDS[kind]
             alarm_name = ctx.naming.physical("edge", kind, region, max_len=MAX_ALARM_NAME)
             metric_alarm(f"{name}-{kind}-{region}", parent=self, name=alarm_name,
-                         description=f"[{severity}] {description} ({region}). Runbook: edge-inference",
+                         description=f"[{severity}] {description} ({region})", runbook=runbook,
                          topic_arn=topics[severity], **spec)
             names.append(alarm_name)
         return names

@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.blocks.alarms import metric_alarm
 from infra.core import iam
 from infra.core.context import StackContext
 from infra.dashboard_defs.outcomes import OUTCOME_NAMESPACE, PAGES, TARGETS, WEEK_S
@@ -35,7 +36,6 @@ class IncidentTimeline:
 def incident_timeline(parent: pulumi.Resource, ctx: StackContext, *, name: str, region: str,
                       key_arn: pulumi.Input[str], queue_arn: pulumi.Input[str],
                       ticket_topic_arn: pulumi.Input[str]) -> IncidentTimeline:
-    child = pulumi.ResourceOptions(parent=parent)
     table_name = ctx.naming.physical("incident-timeline")
     table = aws.dynamodb.Table(
         f"{name}-incident-timeline", region=region, name=table_name,
@@ -62,14 +62,15 @@ def incident_timeline(parent: pulumi.Resource, ctx: StackContext, *, name: str, 
             continue
         alarm_name = ctx.naming.physical("outcome", t.metric.lower(), "weekly", max_len=255)
         stat = {"statistic": "Sum"} if t.metric == PAGES else {"extended_statistic": t.statistic}
-        aws.cloudwatch.MetricAlarm(
-            f"{name}-outcome-{t.metric.lower()}", region=region, name=alarm_name,
-            alarm_description=(f"[ticket] The last 7 days missed the plan's target: {t.title} {t.statistic} "
+        metric_alarm(
+            f"{name}-outcome-{t.metric.lower()}", parent=parent, region=region, name=alarm_name,
+            runbook="incident-outcome-target", notify_ok=False, topic_arn=ticket_topic_arn,
+            description=(f"[ticket] The last 7 days missed the plan's target: {t.title} {t.statistic} "
                                f"must not exceed {t.limit:g} {t.unit}. Review the week's incidents in the "
                                f"incident timeline table and the Day 5 outcome dashboard."),
             namespace=OUTCOME_NAMESPACE, metric_name=t.metric, period=WEEK_S, evaluation_periods=1,
             threshold=t.limit, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
-            alarm_actions=[ticket_topic_arn], opts=child, **stat)
+            **stat)
         alarm_names.append(alarm_name)
     settings = {"metrics_namespace": OUTCOME_NAMESPACE, "timeline_retention_days": RETENTION_DAYS,
                 "timeline_settle_s": SETTLE_S}

@@ -23,6 +23,7 @@ from infra.blocks.function import FunctionSpec, LogicalNames, PythonFunction
 from infra.components.alerting_path import stack_heartbeat
 from infra.components.incident_timeline import bounded_scale_statements, incident_timeline, webhook_dedupe_statement
 from infra.components.severity_topics import SEVERITIES, AlertTopics
+from infra.config import StackConfig
 from infra.core import iam
 from infra.core.context import StackContext
 from infra.core.iam import known_after
@@ -37,7 +38,7 @@ from infra.slo.alertmanager import (
 )
 from infra.slo.render import dump
 from infra.slo.rules import rule_files
-from infra.slo.spec import LinkSettings, Slo
+from infra.slo.spec import LinkSettings, Slo, cloudwatch_dashboard_url
 
 COMPONENT = "slo-alerting"
 TOKEN = "akidb:slo-alerting:SloAlerting"
@@ -47,6 +48,7 @@ WEBHOOK_ROUTE_RPS, WEBHOOK_ROUTE_BURST = 50, 100  # the webhook route's own thro
 DEFAULT_ROUTE_RPS, DEFAULT_ROUTE_BURST = 5, 10  # every other path: nothing legitimate calls it
 RECEIVER_TIMEOUT_S = 4  # PagerDuty waits 5 s for a 2xx
 WORKER_TIMEOUT_S = 60
+AUDIT_TICKET_DECISIONS = ("refused", "error")  # audit decisions (runbook_automation/audit.py) that open a ticket
 PAGERDUTY_SNS_URL = "https://events.pagerduty.com/integration/{key}/enqueue"
 
 
@@ -60,24 +62,47 @@ class SloAlertingArgs:
 
 
 def links_for(ctx: StackContext) -> LinkSettings:
-    cfg = ctx.config.slo_alerting
+    return config_links(ctx.config)
+
+
+def config_links(stack: StackConfig) -> LinkSettings:
+    cfg = stack.slo_alerting
     return LinkSettings(runbook_base_url=cfg.runbook_base_url, grafana_base_url=cfg.grafana_base_url,
                         ticket_webhook_url=cfg.ticket_webhook_url, heartbeat_webhook_url=cfg.heartbeat_webhook_url,
                         chat_channel=cfg.chat_channel)
 
 
 def maintenance_for(ctx: StackContext) -> list[Maintenance]:
+    return config_maintenance(ctx.config)
+
+
+def config_maintenance(stack: StackConfig) -> list[Maintenance]:
     return [Maintenance(w.service, tuple(w.weekdays), w.start, w.end)
-            for w in ctx.config.slo_alerting.maintenance_windows]
+            for w in stack.slo_alerting.maintenance_windows]
+
+
+def edge_dashboard_url(ctx: StackContext) -> str:
+    """The edge board the cold-start runbook points at: the CloudWatch dashboard `dashboards` deploys (the edge
+    has no Grafana board), or "" when the stack deploys none."""
+    cfg = ctx.config
+    if not (cfg.dashboards.enabled and cfg.emf_edge.enabled):
+        return ""
+    return cloudwatch_dashboard_url(ctx.region, ctx.naming.physical(EDGE_BOARD_KEY, max_len=MAX_DASHBOARD_NAME))
 
 
 def stack_alertmanager_config(ctx: StackContext, account_id: str) -> dict[str, Any]:
     """The Alertmanager config this stack deploys (also what the plan-time rules compare against); the account
     id names the stack's heartbeat topic (Day 5, infra/components/alerting_path.py)."""
-    cfg = ctx.config.slo_alerting
-    return alertmanager_config(cfg.slos, links_for(ctx), paging=cfg.paging_enabled,
-                               chat=ctx.config.secrets.slack_webhook_url is not None,
-                               maintenance=maintenance_for(ctx), heartbeat=stack_heartbeat(ctx.config, account_id))
+    return config_alertmanager(ctx.config, account_id)
+
+
+def config_alertmanager(stack: StackConfig, account_id: str) -> dict[str, Any]:
+    """`stack_alertmanager_config` from the stack's config alone (what the plan-time rules rebuild: the
+    deployed config is a Secret, redacted in plans)."""
+    cfg = stack.slo_alerting
+    return alertmanager_config(cfg.slos, config_links(stack), paging=cfg.paging_enabled,
+                               chat=stack.secrets.slack_webhook_url is not None,
+                               maintenance=config_maintenance(stack), heartbeat=stack_heartbeat(stack, account_id))
 
 
 class SloAlerting(pulumi.ComponentResource):
@@ -108,6 +133,9 @@ class SloAlerting(pulumi.ComponentResource):
         self.runbook_queue_arns: dict[str, pulumi.Output[str]] = {}
         self.runbook_function_names: dict[str, str] = {}
         self.runbook_api_id: pulumi.Output[str] | None = None
+        self.runbook_api_access_logs: pulumi.Output[str] | None = None
+        self.audit_topic_arn: pulumi.Output[str] | None = None
+        self.runbook_tables: dict[str, tuple[pulumi.Output[str], tuple[str, ...]]] = {}
         if cfg.runbooks.enabled:
             self.webhook_url = self._runbooks(name, ctx, args, child)
         self.register_outputs({
@@ -247,6 +275,12 @@ class SloAlerting(pulumi.ComponentResource):
         audit_name = n.physical("runbook-audit", max_len=MAX_TOPIC_NAME)
         audit = aws.sns.Topic(f"{name}-audit", region=region, name=audit_name, kms_master_key_id=key.arn, opts=child)
         audit_arn = arns.topic(region, audit_name)
+        # A person hears of what the automation refused or failed to do (the ticket path); every other decision
+        # stays a record in the functions' logs (audit.py logs each entry before publishing it).
+        aws.sns.TopicSubscription(
+            f"{name}-audit-tickets", region=region, topic=known_after(audit, audit_arn), protocol="https",
+            endpoint=cfg.ticket_webhook_url, raw_message_delivery=False,
+            filter_policy=json.dumps({"decision": list(AUDIT_TICKET_DECISIONS)}), opts=child)
         secret_name = n.physical("pagerduty-webhook-secret")
         secret = aws.secretsmanager.Secret(
             f"{name}-webhook-secret", region=region, name=secret_name,
@@ -298,12 +332,9 @@ class SloAlerting(pulumi.ComponentResource):
             "scale_out_step": rb.scale_out_step, "max_capacity": rb.max_capacity,
             "max_actions_per_hour": rb.max_actions_per_hour,
             "edge_function_name": args.edge_function_name,
-            # The edge board the cold-start notice links (Dashboards names it physical(BOARD_KEY), home region).
-            **({"edge_dashboard_name": n.physical(EDGE_BOARD_KEY, max_len=MAX_DASHBOARD_NAME),
-                "dashboard_region": ctx.region}
-               if args.edge_function_name and ctx.config.dashboards.enabled else {}),
             "edge_regions": list(args.edge_regions),
             "runbook_base_url": cfg.runbook_base_url, "grafana_base_url": cfg.grafana_base_url,
+            "edge_dashboard_url": edge_dashboard_url(ctx),
         })
 
         runbook_key = iam.key_alias_condition(key_alias)
@@ -392,4 +423,11 @@ class SloAlerting(pulumi.ComponentResource):
                                    "runbook-jobs-dlq": known_after(dlq, arns.queue(region, dlq_name))}
         self.runbook_function_names = {"runbook-webhook": receiver_name, "runbook-worker": worker_name}
         self.runbook_api_id = api.id
+        self.runbook_api_access_logs = known_after(access_logs, access_logs_name)
+        self.audit_topic_arn = known_after(audit, audit_arn)
+        # The operations the functions call on each table (DynamoDB publishes SystemErrors per operation).
+        self.runbook_tables = {
+            "runbook-state": (known_after(table, table_name), ("PutItem", "UpdateItem", "DeleteItem")),
+            "incident-timeline": (known_after(timeline.table, timeline.table_name),
+                                  ("PutItem", "Query", "UpdateItem"))}
         return pulumi.Output.concat(api.api_endpoint, "/pagerduty")

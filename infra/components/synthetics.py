@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -34,6 +35,7 @@ PROBE_NAMESPACE = probes.NAMESPACE  # the EMF of every check (lambdas/canary/pro
 CHECK_DIMENSION = probes.DIMENSION
 EMBED_CHECK = probes.EMBED_CHECK
 CANARY_FOLDER = "canary"
+PROBE_RUNBOOK = "synthetic-probe-failure"  # every probe alarm (rules/runbooks.yaml)
 
 
 @dataclass
@@ -127,10 +129,11 @@ def _alarms(name: str, ctx: StackContext, region: str, cname: str, checks: list[
     period = minutes * 60
     names: list[str] = []
 
-    def alarm(key: str, severity: str, description: str, **kwargs: object) -> None:
+    def alarm(key: str, severity: str, description: str, **kwargs: Any) -> None:
         alarm_name = ctx.naming.physical("probe", region, key, max_len=MAX_ALARM_NAME)
         metric_alarm(f"{name}-probe-{region}-{key.replace('/', '-')}", parent=parent, region=region,
-                     name=alarm_name, description=description, topic_arn=topics[severity], period=period, **kwargs)
+                     name=alarm_name, description=description, runbook=PROBE_RUNBOOK, topic_arn=topics[severity],
+                     period=period, **kwargs)
         names.append(alarm_name)
 
     m_of_n = {"evaluation_periods": s.evaluation_periods, "datapoints_to_alarm": s.datapoints_to_alarm}

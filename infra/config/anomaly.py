@@ -50,6 +50,12 @@ class AnomalyConfig:
     confidence_threshold: float = setting(0.6, doc="confidence above which an anomaly is notified (chosen on "
                                           "nab-dev: 4% false episodes, 12 of 16 windows; `make bench-anomaly`)",
                                           minimum=0.0, maximum=1.0)
+    # Every episode (start and end) is a ticket: the anomaly topic's subscription to sloAlerting.ticketWebhookUrl.
+    page_confidence: float = setting(0.9, doc="confidence at or above which a lasting anomaly pages (P1); at or "
+                                     "above confidenceThreshold (every episode is a ticket)", minimum=0.0,
+                                     maximum=1.0)
+    page_after_minutes: int = setting(30, doc="minutes an anomaly must stay at pageConfidence before it pages "
+                                      "(a multiple of the detector's 5-minute period)", minimum=5, maximum=1440)
     detect_schedule: str = setting("rate(5 minutes)", doc="detector schedule expression (every 5 minutes)",
                                    format="schedule")
     train_schedule: str = setting("cron(0 3 ? * SUN *)", doc="trainer schedule expression", format="schedule")

@@ -75,6 +75,13 @@ class AlertingPathSettings:
     webhook_p99_ms: int = setting(3000, doc="runbook webhook p99 duration that fires (PagerDuty waits 5 s)",
                                   minimum=100, maximum=30000)
     api_p99_ms: int = setting(4000, doc="webhook API p99 latency that fires", minimum=100, maximum=30000)
+    webhook_4xx_share: float = setting(0.2, doc="share of webhook API requests answered 4xx that tickets",
+                                       exclusive_minimum=0.0, maximum=1.0)
+    webhook_401_share: float = setting(0.5, doc="share of webhook API requests answered 401 that pages P1 "
+                                       "(a wrong PagerDuty signing secret answers 401 to every delivery)",
+                                       exclusive_minimum=0.0, maximum=1.0)
+    webhook_min_requests: int = setting(3, doc="requests in 5 minutes below which the 4xx/401 shares are not "
+                                        "judged (a lone probe is not a rate)", minimum=1, maximum=10000)
     heartbeat: HeartbeatSettings = setting(default_factory=HeartbeatSettings,
                                            doc="Alertmanager's heartbeat and its missing-heartbeat alarm")
 

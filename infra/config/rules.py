@@ -70,6 +70,14 @@ def cross_field_problems(cfg: StackConfig, present_secrets: set[str], stack: str
             p.append(Problem(f"{ns}:xray.samplingRules[{i}].priority", r.priority,
                              "must be below 9999 (the catch-all rule's priority)"))
     metric_names = [m.name for m in cfg.anomaly.metrics]
+    a = cfg.anomaly
+    if a.page_confidence < a.confidence_threshold:
+        p.append(Problem(f"{ns}:anomaly.pageConfidence", a.page_confidence,
+                         f"must be >= anomaly.confidenceThreshold ({a.confidence_threshold}): a page is an episode "
+                         "that lasts, never one that was not notified"))
+    if a.page_after_minutes % 5:
+        p.append(Problem(f"{ns}:anomaly.pageAfterMinutes", a.page_after_minutes,
+                         "must be a multiple of 5: the detector scores every 5 minutes"))
     if len(set(metric_names)) != len(metric_names):
         p.append(Problem(f"{ns}:anomaly.metrics", metric_names, "metric names must be distinct"))
     if (cfg.anomaly.enabled and any(m.source == "prometheus" for m in cfg.anomaly.metrics)

@@ -47,6 +47,7 @@ COMPUTED_BY_AWS: dict[tuple[str, str], str] = {
     ("aws:apigatewayv2/route:Route", "target"): "the integration id AWS picks",
     ("aws:lambda/permission:Permission", "sourceArn"): "the API's execution ARN, which holds the API id",
     ("aws:cloudwatch/metricAlarm:MetricAlarm", "dimensions.ApiId"): _API_ID,
+    ("aws:cloudwatch/metricAlarm:MetricAlarm", "metricQueries.metric.dimensions.ApiId"): _API_ID,
     ("aws:costexplorer/anomalySubscription:AnomalySubscription", "monitorArnLists"):
         "the cost monitor's ARN, which holds an id AWS picks",
     ("aws:cloudfront/distribution:Distribution", "orderedCacheBehaviors.lambdaFunctionAssociations.lambdaArn"):

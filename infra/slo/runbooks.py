@@ -20,6 +20,21 @@ RUNBOOK_PAGES_DIR = ROOT / "docs" / "runbooks"
 AUTOMATIONS = ("scale-out", "notify", "manual")
 AUTOMATED = ("scale-out", "notify")
 RUNBOOK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# How a signal names its runbook in text a person and the automation both read (alert summaries, CloudWatch alarm
+# descriptions): `[runbook:<id>]`.
+RUNBOOK_MARK = re.compile(r"\[runbook:([a-z0-9][a-z0-9-]*)\]")
+
+
+def runbook_mark(runbook_id: str) -> str:
+    if not RUNBOOK_ID.match(runbook_id):
+        raise ValueError(f"runbook id {runbook_id!r} must match {RUNBOOK_ID.pattern} (an id of rules/runbooks.yaml)")
+    return f"[runbook:{runbook_id}]"
+
+
+def marked_runbook(text: str | None) -> str | None:
+    """The runbook id a text names with `[runbook:<id>]`, or None."""
+    found = RUNBOOK_MARK.search(text or "")
+    return found.group(1) if found else None
 
 
 class RunbookCatalogueError(ValueError):

@@ -506,3 +506,9 @@ class LinkSettings:
 
 
 DEFAULT_LINKS = LinkSettings()
+# A CloudWatch dashboard in the console (the link form of AWS's "Share a CloudWatch dashboard").
+CLOUDWATCH_DASHBOARD_URL = "https://console.aws.amazon.com/cloudwatch/home?region={region}#dashboards/dashboard/{name}"
+
+
+def cloudwatch_dashboard_url(region: str, name: str) -> str:
+    return CLOUDWATCH_DASHBOARD_URL.format(region=region, name=name)

@@ -8,12 +8,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
-# Alarm descriptions name their runbook as `[runbook:<id>]` (the form alert summaries and incident titles use) or
-# `Runbook: <id>`.
-ALARM_RUNBOOK = re.compile(r"(?:\[runbook:|Runbook: )([a-z0-9][a-z0-9-]*)")
-
+from infra.slo.runbooks import RUNBOOK_MARK
+from infra.slo.spec import cloudwatch_dashboard_url
 
 # --------------------------------------------------------------------------------------------------------------
 # What each stack declares (filled from the offline plans by infra/offline/runbook_facts.py)
@@ -44,7 +42,7 @@ class CloudWatchBoard:
 
     @property
     def url(self) -> str:
-        return cloudwatch_dashboard_url(self.name, self.region)
+        return cloudwatch_dashboard_url(self.region, self.name)
 
 
 @dataclass(frozen=True)
@@ -74,14 +72,8 @@ class StackFacts:
         return next((b for b in self.boards if b.key == key), None)
 
 
-def cloudwatch_dashboard_url(name: str, region: str) -> str:
-    """The console address of a CloudWatch dashboard (what a person opens; there is no API URL for it)."""
-    return (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
-            f"#dashboards/dashboard/{quote(name)}")
-
-
 def alarm_runbooks(description: str) -> list[str]:
-    return ALARM_RUNBOOK.findall(description or "")
+    return RUNBOOK_MARK.findall(description or "")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -89,7 +81,8 @@ def alarm_runbooks(description: str) -> list[str]:
 # --------------------------------------------------------------------------------------------------------------
 
 _URL = re.compile(r"https?://[^\s<>()\"'`|]+")
-_CONSOLE = re.compile(r"^https://([a-z0-9-]+)\.console\.aws\.amazon\.com/cloudwatch/home\?region=([a-z0-9-]+)"
+# The form spec.cloudwatch_dashboard_url writes (console host, region= query); a regional console host must agree.
+_CONSOLE = re.compile(r"^https://(?:([a-z0-9-]+)\.)?console\.aws\.amazon\.com/cloudwatch/home\?region=([a-z0-9-]+)"
                       r"#dashboards/dashboard/([^/?#]+)$")
 
 
@@ -116,8 +109,8 @@ def link_problem(url: str, facts: StackFacts, uids: set[str], runbook_ids: set[s
         return None if m.group(1) in uids else f"{url}: no provided Grafana dashboard has uid {m.group(1)!r}"
     m = _CONSOLE.match(url)
     if m:
-        region, name = m.group(1), unquote(m.group(3))
-        if m.group(2) != region:
+        region, name = m.group(2), unquote(m.group(3))
+        if m.group(1) not in (None, region):
             return f"{url}: the console host and region= disagree"
         found = [b for b in facts.boards if b.name == name]
         if not found:

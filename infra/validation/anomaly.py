@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from infra.components import anomaly
 from infra.validation import Plan, PlannedResource, Violation, rule
@@ -20,21 +21,26 @@ def _members(plan: Plan) -> list[PlannedResource]:
 def anomaly_alarms_follow_the_contract(plan: Plan) -> Iterator[Violation]:
     """Alarms on AkiDB/AnomalyDetection name a metric the detector publishes, with exactly its dimensions."""
     for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
-        if a.inputs.get("namespace") != contract.NAMESPACE:
-            continue
-        name = a.inputs.get("metricName")
-        dims = sorted((a.inputs.get("dimensions") or {}).keys())
-        if name in contract.PER_METRIC:
-            expected = [contract.METRIC_DIMENSION]
-        elif name in contract.HEALTH:
-            expected = sorted(contract.HEALTH[name][1])
-        else:
-            yield Violation("anomaly_alarms_follow_the_contract", a.label,
-                            f"{name!r} is not published by the detector; allowed: {list(contract.ALL_METRICS)}")
-            continue
-        if dims != expected:
-            yield Violation("anomaly_alarms_follow_the_contract", a.label,
-                            f"{name} is published with dimensions {expected}, the alarm uses {dims}")
+        # The alarm's own metric and those of its metric-math queries (the episode pages).
+        metrics = [a.inputs, *((q.get("metric") or {}) for q in a.inputs.get("metricQueries") or [])]
+        for m in metrics:
+            if m.get("namespace") == contract.NAMESPACE:
+                yield from _contract_problems(a.label, m.get("metricName"), m.get("dimensions"))
+
+
+def _contract_problems(label: str, name: Any, dimensions: Any) -> Iterator[Violation]:
+    dims = sorted((dimensions if isinstance(dimensions, dict) else {}).keys())
+    if name in contract.PER_METRIC:
+        expected = [contract.METRIC_DIMENSION]
+    elif name in contract.HEALTH:
+        expected = sorted(contract.HEALTH[name][1])
+    else:
+        yield Violation("anomaly_alarms_follow_the_contract", label,
+                        f"{name!r} is not published by the detector; allowed: {list(contract.ALL_METRICS)}")
+        return
+    if dims != expected:
+        yield Violation("anomaly_alarms_follow_the_contract", label,
+                        f"{name} is published with dimensions {expected}, the alarm uses {dims}")
 
 
 @rule

@@ -155,7 +155,7 @@ def detect_metric(metric: MetricSpec, cfg: Settings, clients: Clients, targets: 
                       (m.UPPER_BOUND, point.upper), (m.LOWER_BOUND, point.lower)):
         mine.append(_finite_datum(name, val, metric.name, at))
     if event is not None:
-        message = notice(metric, event, ts, value, point, assessment, new_episode, episode)
+        message = notice(metric, event, ts, value, point, assessment, new_episode, episode, cfg)
         pending = [*pending, {"event": event, "episode": (new_episode if event == "start" else episode).id,
                               "attempt": 0, "message": message}]
     doc = {"confidence": new_state.to_json(), "episode": new_episode.to_json(), "pending": pending,
@@ -215,7 +215,10 @@ def deliver(clients: Clients, targets: Targets, metric: MetricSpec,
 
 
 def notice(metric: MetricSpec, event: str, ts: float, value: float, point: Any, assessment: Any,
-           new_episode: Episode, old_episode: Episode) -> dict[str, Any]:
+           new_episode: Episode, old_episode: Episode, cfg: Settings) -> dict[str, Any]:
+    """The message of one episode event. `episode_id` and `dedupe_key` (metric/episode/event) let the ticket
+    receiver open one ticket per episode and close that ticket on its end, whatever SNS or a retry repeats."""
+    episode_id = (new_episode if event == "start" else old_episode).id
     when = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if event == "start":
         subject = f"Anomaly: {metric.name} outside its forecast band"
@@ -230,7 +233,12 @@ def notice(metric: MetricSpec, event: str, ts: float, value: float, point: Any, 
     return {"subject": subject, "body": {
         "event": "anomaly_start" if event == "start" else "anomaly_end", "metric": metric.name, "timestamp": when,
         "value": value, "predicted": point.yhat, "lower": point.lower, "upper": point.upper,
-        "score": assessment.score, "confidence": assessment.confidence, "text": text}}
+        "score": assessment.score, "confidence": assessment.confidence, "text": text,
+        "episode_id": episode_id, "dedupe_key": f"anomaly/{metric.name}/{episode_id}",
+        "started_at": datetime.fromtimestamp((new_episode if event == "start" else old_episode).started_at or ts,
+                                             UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "threshold": cfg.confidence_threshold,
+        "runbook": "anomaly-episode"}}
 
 
 S3_READERS = 16  # parallel GetObject calls: S3 has no batch read, and each call waits ~10-30 ms

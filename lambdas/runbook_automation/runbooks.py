@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -181,20 +180,12 @@ def latency(deps: Deps, job: Job) -> dict[str, Any]:
     return _scale_out(deps, job, "latency burn: add capacity to the REST tier")
 
 
-def cloudwatch_dashboard_url(name: str, region: str) -> str:
-    """The console page of a CloudWatch dashboard (the same form as infra/slo/runbook_pages.py writes)."""
-    return (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
-            f"#dashboards/dashboard/{quote(name)}")
-
-
 def edge_cold_start(deps: Deps, job: Job) -> dict[str, Any]:
     s = deps.settings
     regions = ", ".join(s.edge_regions) or "the edge regions"
     # The edge's metrics are EMF in CloudWatch: its board is the stack's CloudWatch edge dashboard (there is no
     # Grafana edge board to link).
-    board = (f"the CloudWatch dashboard {s.edge_dashboard_name} "
-             f"({cloudwatch_dashboard_url(s.edge_dashboard_name, s.dashboard_region)})"
-             if s.edge_dashboard_name and s.dashboard_region
+    board = (f"the CloudWatch edge dashboard ({s.edge_dashboard_url})" if s.edge_dashboard_url
              else f"the stack's CloudWatch edge dashboard (linked from {_runbook_url(s, job)})")
     context = (
         f"Lambda@Edge function {s.edge_function_name or '(unknown)'} is cold-starting in {regions}. "

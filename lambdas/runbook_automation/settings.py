@@ -30,11 +30,7 @@ class Settings:
     edge_regions: tuple[str, ...] = ()
     runbook_base_url: str = ""
     grafana_base_url: str = ""
-    # The stack's CloudWatch edge dashboard (physical name, e.g. akidb-prod-edge) and the region it lives in: the
-    # edge board is CloudWatch-only (no Grafana board has the edge's EMF metrics), so the cold-start message
-    # links its console page. Unset: the message points to the runbook page, which links it.
-    edge_dashboard_name: str = ""
-    dashboard_region: str = ""
+    edge_dashboard_url: str = ""  # the stack's CloudWatch edge board ("" when the stack deploys none)
     # Incident timeline (timeline.py): its table, the CloudWatch namespace of the outcome metrics, how long the
     # records are kept, and how long an incident must be quiet before its figures are published.
     timeline_table_name: str = ""
@@ -74,8 +70,6 @@ def parse(raw: str | None) -> Settings:
         problems.append("dry_run must be true or false")
     if data.get("scale_out_asg") and data["scale_out_asg"] not in data.get("allowed_asgs", []):
         problems.append(f"scale_out_asg {data['scale_out_asg']!r} is not in allowed_asgs")
-    if data.get("edge_dashboard_name") and not data.get("dashboard_region"):
-        problems.append("edge_dashboard_name needs dashboard_region (the region of the CloudWatch dashboard)")
     if problems:
         raise SettingsError("invalid RUNBOOK_SETTINGS: " + "; ".join(problems))
     for k in ("allowed_asgs", "edge_regions"):

@@ -1,0 +1,190 @@
+"""Plan-time rule over the signal paths (infra/slo/signal_paths.py): no dead end between a fault and a person.
+
+Refused, one violation each, naming the resource and the fix:
+- a topic something publishes to with no subscriber;
+- an alarm, budget, cost-anomaly subscription or Prometheus alert whose route reaches no person;
+- a paging/ticketing signal without a runbook id, an id not in rules/runbooks.yaml, an automated id the automation
+  does not dispatch (lambdas/runbook_automation/runbook_ids.py; `manual` ids are fine), an id without its page;
+- a link (runbook, dashboard) that does not resolve to something the stack or the repository provides.
+
+Who reads the topics is the stack's business only when it routes its own alerts (`sloAlerting.enabled`: the
+severity topics' subscriptions, Alertmanager): with slo-alerting off the operator subscribes them outside the
+stack, so reachability is not judged (as `slo_paging_routes` does); runbooks and links still are.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.components.dashboards import DASHBOARD_KEY_ANNOTATION
+from infra.components.slo_alerting import config_alertmanager
+from infra.core.paths import DASHBOARDS_DIR
+from infra.core.plan import Plan
+from infra.slo.runbooks import RUNBOOK_PAGES_DIR, Runbook, load_runbooks
+from infra.slo.signal_paths import PathGraph, SignalPath, build_paths, topic_label
+from infra.validation import Violation, rule
+from lambdas.runbook_automation.runbook_ids import RUNBOOK_IDS
+
+RULE = "signal_paths_reach_a_person"
+GRAFANA_BOARDS_DIR = DASHBOARDS_DIR / "grafana"
+CONSOLE_DASHBOARD = re.compile(r"^https://(?:[a-z0-9-]+\.)?console\.aws\.amazon\.com/cloudwatch/home\?region="
+                               r"([a-z0-9-]+)#dashboards(?:/dashboard/|:name=)([^&?/#]+)$")
+ADD_RUNBOOK = "name one with `runbook=` of infra/blocks/alarms.py (CloudWatch) or the definition's runbook (rules/)"
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What runbook ids and links are checked against (parameters so tests can build each dead end)."""
+
+    runbooks: Mapping[str, Runbook]
+    pages_dir: Path
+    dispatched: tuple[str, ...]
+    grafana_dir: Path = GRAFANA_BOARDS_DIR
+
+
+def default_catalogue() -> Catalogue:
+    return Catalogue(load_runbooks(), RUNBOOK_PAGES_DIR, RUNBOOK_IDS)
+
+
+def stack_alertmanager(plan: Plan) -> dict[str, object] | None:
+    """The Alertmanager config this plan deploys (rebuilt from the config: the Secret is redacted in plans)."""
+    cfg = plan.config
+    if not (cfg.slo_alerting.enabled and cfg.kubernetes.enabled):
+        return None
+    # Only the heartbeat topic's ARN holds the account; topics are matched by region and name.
+    accounts = {str(r.inputs.get("topic")).split(":")[4] for r in plan.of_type("aws:sns/topicSubscription:"
+                                                                                "TopicSubscription")
+                if str(r.inputs.get("topic")).count(":") == 5}
+    return config_alertmanager(cfg, sorted(accounts)[0] if accounts else "000000000000")
+
+
+def plan_paths(plan: Plan) -> PathGraph:
+    return build_paths(plan, stack_alertmanager(plan))
+
+
+def _grafana_uids(plan: Plan, boards_dir: Path) -> set[str]:
+    """Boards the stack deploys (dashboard ConfigMaps) and the repository ships (`dashboards/grafana/*.json`,
+    for a Grafana the stack does not provision)."""
+    uids = set()
+    for path in sorted(boards_dir.glob("*.json")):
+        try:
+            uids.add(str(json.loads(path.read_text()).get("uid")))
+        except (OSError, ValueError, AttributeError):
+            continue
+    for cm in plan.of_type("kubernetes:core/v1:ConfigMap"):
+        if DASHBOARD_KEY_ANNOTATION not in ((cm.inputs.get("metadata") or {}).get("annotations") or {}):
+            continue
+        for text in (cm.inputs.get("data") or {}).values():
+            try:
+                uids.add(str(json.loads(text).get("uid")))
+            except (ValueError, AttributeError):
+                continue
+    return uids
+
+
+def _cloudwatch_boards(plan: Plan) -> set[tuple[str | None, str]]:
+    return {(d.region, str(d.inputs.get("dashboardName"))) for d in plan.of_type("aws:cloudwatch/dashboard:Dashboard")}
+
+
+def _runbook_problems(runbook: str, cat: Catalogue) -> list[str]:
+    entry = cat.runbooks.get(runbook)
+    if entry is None:
+        return [f"runbook id {runbook!r} is not in rules/runbooks.yaml (known: {', '.join(cat.runbooks)}): add it "
+                "there (automation: manual unless the automation dispatches it) or name a catalogued id"]
+    problems = []
+    if entry.automated and runbook not in cat.dispatched:
+        problems.append(f"runbook {runbook!r} is catalogued as automated ({entry.automation}) but the automation "
+                        f"dispatches only {', '.join(cat.dispatched)}: mark it manual or add it to "
+                        "lambdas/runbook_automation/runbook_ids.py and runbooks.py")
+    page = cat.pages_dir / f"{runbook}.md"
+    if not page.is_file():
+        problems.append(f"runbook {runbook!r} has no page {page.name} in {cat.pages_dir}: write it")
+    return problems
+
+
+def link_problem(url: str, plan: Plan, cat: Catalogue, uids: set[str],
+                 boards: set[tuple[str | None, str]]) -> str | None:
+    """Why `url` does not resolve to something the stack or the repository provides, or None."""
+    s = plan.config.slo_alerting
+    runbook_base, grafana_base = s.runbook_base_url.rstrip("/") + "/", s.grafana_base_url.rstrip("/") + "/"
+    if url.startswith(runbook_base):
+        rid = url[len(runbook_base):].split("?")[0].split("#")[0].rstrip("/")
+        problems = _runbook_problems(rid, cat)
+        return f"link {url}: {problems[0]}" if problems else None
+    if url.startswith(grafana_base):
+        found = re.match(r"d/([^/?#]+)", url[len(grafana_base):])
+        if found is None or found.group(1) not in uids:
+            return (f"link {url}: no Grafana dashboard of this stack or the repository has that uid (known: "
+                    f"{', '.join(sorted(uids)) or 'none'}); link a board the stack deploys")
+        return None
+    console = CONSOLE_DASHBOARD.match(url)
+    if console is not None:
+        if (console.group(1), console.group(2)) not in boards:
+            return (f"link {url}: no CloudWatch dashboard {console.group(2)} in {console.group(1)} in this plan "
+                    f"(deployed: {', '.join(sorted(n for _, n in boards)) or 'none'})")
+        return None
+    return (f"link {url}: not a runbook ({runbook_base}<id>), Grafana board ({grafana_base}d/<uid>) or CloudWatch "
+            "dashboard of this stack")
+
+
+def _runbook_url(plan: Plan, runbook: str) -> str:
+    return f"{plan.config.slo_alerting.runbook_base_url.rstrip('/')}/{runbook}"
+
+
+def _is_link(url: str, plan: Plan) -> bool:
+    """Settings hold endpoints too (queue URLs, base URLs): only what names a runbook or a board is a link."""
+    s = plan.config.slo_alerting
+    bases = (s.runbook_base_url.rstrip("/") + "/", s.grafana_base_url.rstrip("/") + "/d/")
+    return url.startswith(bases) or CONSOLE_DASHBOARD.match(url) is not None
+
+
+def _signal_problems(p: SignalPath, cat: Catalogue, routed: bool) -> Iterator[str]:
+    if routed and p.kind != "publisher" and not p.people:
+        where = ", ".join(p.targets) or "no target at all"
+        yield (f"reaches no person through {p.route} ({where}): subscribe a person-facing endpoint (PagerDuty's "
+               "CloudWatch integration, the ticket webhook, chat) to the topic, or route the alert to a receiver "
+               "with an integration")
+    if p.needs_runbook:
+        if p.runbook is None:
+            yield f"names no runbook: {ADD_RUNBOOK}"
+        else:
+            yield from _runbook_problems(p.runbook, cat)
+
+
+def path_violations(plan: Plan, catalogue: Catalogue | None = None,
+                    graph: PathGraph | None = None) -> Iterator[Violation]:
+    cat = catalogue or default_catalogue()
+    graph = graph or plan_paths(plan)
+    routed = plan.config.slo_alerting.enabled
+    for key, node in graph.topics.items():
+        if routed and node.publishers and not node.endpoints:
+            yield Violation(RULE, topic_label(key),
+                            f"published to by {', '.join(dict.fromkeys(node.publishers))} but nobody subscribes: "
+                            "what is published reaches no one; subscribe the ticket webhook or a person-facing "
+                            "endpoint (aws.sns.TopicSubscription)")
+    uids, boards = _grafana_uids(plan, cat.grafana_dir), _cloudwatch_boards(plan)
+    for p in graph.paths:
+        for message in _signal_problems(p, cat, routed):
+            yield Violation(RULE, p.signal, message)
+        for url in p.links:
+            if p.runbook is not None and url == _runbook_url(plan, p.runbook):
+                continue  # the signal's own runbook: judged above, once
+            problem = link_problem(url, plan, cat, uids, boards)
+            if problem is not None:
+                yield Violation(RULE, p.signal, problem)
+    for where, url in graph.links:
+        if _is_link(url, plan):
+            problem = link_problem(url, plan, cat, uids, boards)
+            if problem is not None:
+                yield Violation(RULE, where, problem)
+
+
+@rule
+def signal_paths_reach_a_person(plan: Plan) -> Iterable[Violation]:
+    """Every signal (alarm, budget, alert, published topic) reaches a person, names a catalogued runbook with a
+    page, and links only what the stack or the repository provides."""
+    return list(path_violations(plan))
