@@ -244,7 +244,9 @@ def _options(request: Any) -> dict[str, Any]:
     for key in ("protect", "retainOnDelete", "deleteBeforeReplace"):
         if getattr(request, key, False):
             out[key] = True
-    for key in ("ignoreChanges", "replaceOnChanges"):
+    # additionalSecretOutputs: outputs the engine stores encrypted though the provider does not mark them secret
+    # (PagerDuty's integration keys and webhook secret).
+    for key in ("ignoreChanges", "replaceOnChanges", "additionalSecretOutputs"):
         values = sorted(getattr(request, key, []) or [])
         if values:
             out[key] = values
