@@ -55,7 +55,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # API, whose URL is known only after: a deferred Output, resolved right after slo-alerting (below).
     pagerduty_keys: PagerDutyKeys | None = None
     resolve_webhook_url = None
-    if cfg.pagerduty.manage:  # the config refuses manage without slo-alerting paging (infra/config/pagerduty.py)
+    if cfg.pagerduty_managed:  # the config refuses it without slo-alerting's paging (infra/config/pagerduty.py)
         assert cfg.secrets.pagerduty_token is not None  # required by the config when manage (infra/config/rules.py)
         webhook_url: pulumi.Output[str] | None = None
         if cfg.slo_alerting.runbooks.enabled:

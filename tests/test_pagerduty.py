@@ -261,10 +261,11 @@ def test_bad_pagerduty_values_get_clear_errors(overrides: dict[str, Any], expect
 
 def test_managing_pagerduty_needs_paging_a_schedule_for_schedule_targets_and_the_token() -> None:
     text = _problems("staging", {"pagerduty": {"manage": True}})
-    assert "pagerduty.manage = true: needs sloAlerting.enabled and sloAlerting.pagingEnabled" in text
+    assert "pagerduty.manage = true: needs sloAlerting.pagingEnabled" in text
     assert 'pagerduty.schedule = null: required: an escalation rule targets "schedule"' in text
     text = _problems("prod", {}, stand_ins=False)
-    assert f"{PROJECT}:pagerdutyToken = <missing>" in text and "pulumi config set --secret pagerdutyToken -s prod" in text
+    assert f"{PROJECT}:pagerdutyToken = <missing>" in text
+    assert "pulumi config set --secret pagerdutyToken -s prod" in text
     # Managed, the keys PagerDuty generates are not asked for.
     assert "pagerdutyRoutingKey" not in text and "pagerdutyWebhookSecret" not in text
 

@@ -90,7 +90,7 @@ def stack_alertmanager_config(ctx: StackContext, account_id: str) -> dict[str, A
     pages P1 through a service (and key) of its own."""
     cfg = ctx.config.slo_alerting
     return alertmanager_config(cfg.slos, links_for(ctx), paging=cfg.paging_enabled,
-                               p1_routing_key_file=P1_ROUTING_KEY_FILE if ctx.config.pagerduty.manage else None,
+                               p1_routing_key_file=P1_ROUTING_KEY_FILE if ctx.config.pagerduty_managed else None,
                                chat=ctx.config.secrets.slack_webhook_url is not None,
                                maintenance=maintenance_for(ctx), heartbeat=stack_heartbeat(ctx.config, account_id))
 

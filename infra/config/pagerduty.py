@@ -57,8 +57,8 @@ class SupportHoursSettings:
 class PagerDutyConfig:
     manage: bool = setting(False, doc="create the PagerDuty side with this stack (services per paging surface, "
                            "escalation policy, schedule, integrations, V3 webhook subscription; needs the secret "
-                           "pagerdutyToken). Off: keys come from the secrets pagerdutyRoutingKey, "
-                           "pagerdutyCloudwatchKey, pagerdutyWebhookSecret")
+                           "pagerdutyToken; off with sloAlerting). Off: keys come from the secrets "
+                           "pagerdutyRoutingKey, pagerdutyCloudwatchKey, pagerdutyWebhookSecret")
     service_region: Literal["us", "eu"] = setting("us", doc="PagerDuty service region of the account",
                                                   choices=("us", "eu"))
     team: str | None = setting(None, doc="PagerDuty team id owning the escalation policy and schedule; the webhook "
@@ -78,14 +78,15 @@ class PagerDutyConfig:
 
 
 def cross_field_problems(cfg: PagerDutyConfig, ns: str, *, slo_enabled: bool, paging: bool) -> list[Problem]:
-    """What no single PagerDuty field can check."""
+    """What no single PagerDuty field can check. With sloAlerting off the PagerDuty side is off too (it is the
+    paging path's), so nothing is checked."""
     p: list[Problem] = []
-    if not cfg.manage:
+    if not (cfg.manage and slo_enabled):
         return p
-    if not (slo_enabled and paging):
+    if not paging:
         p.append(Problem(f"{ns}:pagerduty.manage", True,
-                         "needs sloAlerting.enabled and sloAlerting.pagingEnabled: without them nothing pages the "
-                         "services it would create (set pagerduty.manage to false for a stack that pages nobody)"))
+                         "needs sloAlerting.pagingEnabled: without it nothing pages the services it would create "
+                         "(set pagerduty.manage to false for a stack that pages nobody)"))
     uses_schedule = any(SCHEDULE_TARGET in r.targets for r in cfg.escalation)
     if uses_schedule and cfg.schedule is None:
         p.append(Problem(f"{ns}:pagerduty.schedule", None,

@@ -24,7 +24,7 @@ def required_secrets(cfg: StackConfig) -> dict[str, str]:
     """Secret keys this config needs, with why."""
     slo = cfg.slo_alerting
     out: dict[str, str] = {}
-    managed = cfg.pagerduty.manage
+    managed = cfg.pagerduty_managed
     if managed:
         out["pagerdutyToken"] = ("required (as a secret) when pagerduty.manage is true: the PagerDuty provider's "
                                  "REST API token")

@@ -61,6 +61,12 @@ class StackConfig:
     secrets: Secrets = field(default_factory=Secrets, metadata={"doc": "secret keys", "internal": True})
 
     @property
+    def pagerduty_managed(self) -> bool:
+        """Whether this stack creates its PagerDuty side: pagerduty.manage, for the paging path of slo-alerting
+        (switched off with it, as the runbooks are)."""
+        return self.pagerduty.manage and self.slo_alerting.enabled
+
+    @property
     def alarm_regions(self) -> list[str]:
         """Every region an alarm (and so a severity topic) lives in: home first, then edge and probe regions."""
         regions = [self.aws.region]

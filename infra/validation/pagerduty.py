@@ -116,10 +116,11 @@ def pagerduty_managed_paths(plan: Plan) -> Iterator[Violation]:
     the Alertmanager's Secret and the webhook secret in Secrets Manager, as secrets. Off: nothing in PagerDuty."""
     cfg = plan.config
     created = _pagerduty(plan)
-    if not cfg.pagerduty.manage:
+    if not cfg.pagerduty_managed:
         for res in created:
             yield Violation("pagerduty_managed_paths", res.label,
-                            "created while pagerduty.manage is false (PagerDuty is managed elsewhere)")
+                            "created while pagerduty.manage (or sloAlerting) is off: PagerDuty is managed "
+                            "elsewhere")
         return
     name = "pagerduty_managed_paths"
     services = plan.of_type(SERVICE)
