@@ -200,6 +200,10 @@ def test_rules_refuse_a_zero_delay_a_service_without_policy_and_bad_support_hour
     assert any("at least 1 minute" in v.message for v in found)
     found = list(pagerduty_services(_edited(plan, SERVICE, {"escalationPolicy": ""})))
     assert len(found) == len(plan.of_type(SERVICE)) and "reach nobody" in found[0].message
+    found = list(pagerduty_services(_edited(plan, SERVICE, {"escalationPolicy": "PSOMEONEELSE"})))
+    assert len(found) == len(plan.of_type(SERVICE)) and "not one this stack creates" in found[0].message
+    # Unknown at a first preview (the policy pack's engine plan reads None): not a violation.
+    assert not list(pagerduty_services(_edited(plan, SERVICE, {"escalationPolicy": None})))
     bad_hours = {"supportHours": {"type": "fixed_time_per_day", "timeZone": "Mars/Olympus", "daysOfWeeks": [0, 1],
                                   "startTime": "18:00:00", "endTime": "09:00:00"},
                  "incidentUrgencyRule": {"type": "use_support_hours", "duringSupportHours": {"urgency": "high"},

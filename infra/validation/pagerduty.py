@@ -36,8 +36,14 @@ def _pagerduty(plan: Plan) -> list[PlannedResource]:
 
 
 def _hidden(value: Any) -> bool:
-    """A secret as the plan records it (redacted), or unknown at a first preview (also unreadable)."""
-    return value in (SECRET, UNKNOWN, UNKNOWN_SECRET)
+    """A secret as the plan records it (redacted), or unknown at a first preview (also unreadable; the policy
+    pack's engine plan has None for unknown values)."""
+    return value is None or value in (SECRET, UNKNOWN, UNKNOWN_SECRET)
+
+
+def _unknown(value: Any) -> bool:
+    """Unknown at a first preview: the offline preview's marker, or None in the policy pack's engine plan."""
+    return value is None or value in (UNKNOWN, UNKNOWN_SECRET)
 
 
 @rule
@@ -48,8 +54,8 @@ def pagerduty_escalation_policies(plan: Plan) -> Iterator[Violation]:
         if not rules:
             yield Violation("pagerduty_escalation_policies", policy.label, "has no escalation rule: nobody is paged")
         for i, r in enumerate(rules):
-            delay = r.get("escalationDelayInMinutes")
-            if delay != UNKNOWN and (not isinstance(delay, (int, float)) or delay < 1):
+            delay = r.get("escalationDelayInMinutes", 0)
+            if not _unknown(delay) and (not isinstance(delay, (int, float)) or delay < 1):
                 yield Violation("pagerduty_escalation_policies", policy.label,
                                 f"rules[{i}].escalationDelayInMinutes = {delay!r}: must be at least 1 minute")
             if not r.get("targets"):
@@ -90,10 +96,11 @@ def pagerduty_services(plan: Plan) -> Iterator[Violation]:
     """Every service has an escalation policy of this stack; support-hours urgency has valid support hours."""
     policy_ids = {p.outputs.get("id") for p in plan.of_type(POLICY)} - {None, "", UNKNOWN}
     for service in plan.of_type(SERVICE):
-        policy = service.inputs.get("escalationPolicy")
-        if not policy:
+        # Absent or empty: no policy; None: unknown at a preview in the policy pack (the engine plan).
+        policy = service.inputs.get("escalationPolicy", "")
+        if policy == "":
             yield Violation("pagerduty_services", service.label, "has no escalation policy: its pages reach nobody")
-        elif policy != UNKNOWN and policy_ids and policy not in policy_ids:
+        elif not _unknown(policy) and policy_ids and policy not in policy_ids:
             yield Violation("pagerduty_services", service.label,
                             f"escalation policy {policy!r} is not one this stack creates")
         for problem in _support_hours_problems(service):
