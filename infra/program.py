@@ -3,6 +3,7 @@ both call `build()`, so what is planned offline is exactly what `pulumi up` depl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -54,7 +55,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # Before slo-alerting, which sends to its keys; its webhook subscription delivers to slo-alerting's runbook
     # API, whose URL is known only after: a deferred Output, resolved right after slo-alerting (below).
     pagerduty_keys: PagerDutyKeys | None = None
-    resolve_webhook_url = None
+    resolve_webhook_url: Callable[[pulumi.Output[str]], None] | None = None
     if cfg.pagerduty_managed:  # the config refuses it without slo-alerting's paging (infra/config/pagerduty.py)
         assert cfg.secrets.pagerduty_token is not None  # required by the config when manage (infra/config/rules.py)
         webhook_url: pulumi.Output[str] | None = None
