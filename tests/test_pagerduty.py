@@ -327,3 +327,24 @@ def test_a_first_preview_classifies_every_pagerduty_unknown() -> None:
     assert any(r.type == WEBHOOK for r in result.managed)
     assert {label.split(" ")[0] for label in result.unknowns if label.startswith("pagerduty:")} == {
         SERVICE, INTEGRATION, WEBHOOK, POLICY}
+
+
+def test_amtool_accepts_the_managed_alertmanager_config(planned: dict[str, PlanResult], tmp_path: Any) -> None:
+    """The config a managed stack deploys (P1 reading its own key file) is one Alertmanager 0.25 loads."""
+    import shutil
+    import subprocess
+
+    from infra.components.slo_alerting import stack_alertmanager_config
+    from infra.core.context import StackContext
+    from infra.slo.render import dump
+
+    plan = planned["prod"].plan
+    assert plan is not None and plan.config.pagerduty_managed
+    amtool = shutil.which("amtool")
+    assert amtool, "amtool (Debian prometheus-alertmanager) is needed: make tools"
+    account = plan.config.aws.allowed_account_ids[0]
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(dump(stack_alertmanager_config(StackContext(plan.config), account)))
+    proc = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert P1_ROUTING_KEY_FILE in path.read_text()
