@@ -348,3 +348,22 @@ def test_amtool_accepts_the_managed_alertmanager_config(planned: dict[str, PlanR
     proc = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert P1_ROUTING_KEY_FILE in path.read_text()
+
+
+def test_a_pagerduty_resource_on_a_default_provider_is_refused(planned: dict[str, PlanResult]) -> None:
+    from infra.validation.foundation import explicit_providers
+
+    plan = planned["prod"].plan
+    assert plan is not None and not list(explicit_providers(plan))
+    stray = dataclasses.replace(plan.of_type(SERVICE)[0], provider="default_4_37_0")
+    found = list(explicit_providers(dataclasses.replace(plan, resources=[*plan.resources, stray])))
+    assert [v.resource for v in found] == [stray.label]
+
+
+def test_an_imported_subscription_without_a_secret_stops_the_deploy_with_the_fix() -> None:
+    from infra.components.pagerduty import _signing_secret
+
+    assert _signing_secret([{"type": "http_delivery_method", "secret": "s3cr3t"}]) == "s3cr3t"
+    for methods in ([{"type": "http_delivery_method", "secret": ""}], [], None):
+        with pytest.raises(ValueError, match=r"no signing secret.*pulumi up --replace"):
+            _signing_secret(methods)
