@@ -180,6 +180,8 @@ def test_p1_urgency_follows_support_hours_and_p0_is_always_high(planned: dict[st
             assert rule["outsideSupportHours"]["urgency"] == "low"
             assert svc.inputs["supportHours"]["daysOfWeeks"] == hours.days
             assert svc.inputs["supportHours"]["timeZone"] == hours.time_zone
+            assert svc.inputs["scheduledActions"] == [{"type": "urgency_change", "toUrgency": "high", "ats": [
+                {"type": "named_time", "name": "support_hours_start"}]}]
 
 
 # ------------------------------------------------------------------------------------------ plan-time rules

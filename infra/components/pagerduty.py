@@ -150,7 +150,7 @@ class PagerDuty(pulumi.ComponentResource):
     @staticmethod
     def _urgency(cfg: PagerDutyConfig, severity: str) -> dict[str, Any]:
         """P0: high urgency at any hour. P1: high inside support hours and low (notify, never escalate) outside
-        them when the config has support hours, else high at any hour."""
+        them when the config has support hours, raised to high when they start; else high at any hour."""
         hours = cfg.support_hours
         if severity == "P0" or hours is None:
             return {"incident_urgency_rule": pagerduty.ServiceIncidentUrgencyRuleArgs(type="constant",
@@ -165,6 +165,11 @@ class PagerDuty(pulumi.ComponentResource):
             "support_hours": pagerduty.ServiceSupportHoursArgs(
                 type="fixed_time_per_day", time_zone=hours.time_zone, days_of_weeks=list(hours.days),
                 start_time=_hhmmss(hours.start), end_time=_hhmmss(hours.end)),
+            # A P1 left open overnight becomes high urgency (and escalates) when support hours start. PagerDuty
+            # allows this action only with exactly the rule above (high during, low outside).
+            "scheduled_actions": [pagerduty.ServiceScheduledActionArgs(
+                type="urgency_change", to_urgency="high",
+                ats=[pagerduty.ServiceScheduledActionAtArgs(type="named_time", name="support_hours_start")])],
         }
 
     @staticmethod
