@@ -63,7 +63,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             webhook_url, resolve_webhook_url = pulumi.deferred_output()
         pagerduty = PagerDuty("pagerduty", PagerDutyArgs(
             settings=cfg.pagerduty, name_prefix=ctx.naming.prefix, token=cfg.secrets.pagerduty_token,
-            webhook_url=webhook_url))
+            webhook_url=webhook_url, protect=ctx.protect()))
         pagerduty_keys = PagerDutyKeys(events=pagerduty.events_keys, cloudwatch=pagerduty.cloudwatch_keys,
                                        webhook_secret=pagerduty.webhook_secret)
         outputs["pagerdutyServices"] = pagerduty.service_names

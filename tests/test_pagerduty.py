@@ -50,6 +50,9 @@ def test_checked_in_stacks_staging_off_prod_on(planned: dict[str, PlanResult]) -
         manage = result.plan.config.pagerduty.manage
         assert manage is (stack == "prod"), stack
         assert bool(_pagerduty_types(result)) is manage
+        # Services hold the incident history: protected exactly where the stack protects stateful resources.
+        for service in (r for r in result.resources if r.type == SERVICE):
+            assert bool(result.options.get(service.urn, {}).get("protect")) is result.plan.config.protect_stateful
 
 
 @pytest.mark.parametrize(("stack", "overrides"), [("staging", STAGING_ON), ("prod", PROD_OFF)])
@@ -70,6 +73,9 @@ def test_both_stacks_plan_with_the_switch_flipped(run_stack: Any, stack: str, ov
     assert types.count(INTEGRATION) == len(SURFACES) * len(PAGING_SEVERITIES)
     assert types.count(WEBHOOK) == 1 and types.count(POLICY) == 1
     assert types.count("pulumi:providers:pagerduty") == 1
+    # Services hold the incident history: protected exactly where the stack protects its stateful resources.
+    protected = {urn for urn, options in result.options.items() if options.get("protect")}
+    assert {s.urn in protected for s in services} == {result.plan.config.protect_stateful}
     # Every PagerDuty resource names the stack's provider (the stacks disable default providers).
     assert all(r.provider and not r.provider.startswith("default") for r in result.resources
                if r.custom and r.type.startswith("pagerduty:"))

@@ -40,6 +40,8 @@ class PagerDutyArgs:
     token: pulumi.Input[str]  # the REST API token (a Pulumi secret)
     # The runbook API the V3 webhook subscription delivers to (SloAlerting.webhook_url); None: no subscription.
     webhook_url: pulumi.Input[str] | None = None
+    # Protect the services from deletion (prod's protectStateful): deleting one deletes its incident history.
+    protect: bool = False
 
 
 def _hhmmss(hhmm: str) -> str:
@@ -99,7 +101,8 @@ class PagerDuty(pulumi.ComponentResource):
                     acknowledgement_timeout=str(cfg.acknowledgement_timeout_minutes * 60),
                     auto_resolve_timeout=(str(cfg.auto_resolve_hours * 3600) if cfg.auto_resolve_hours
                                           else "null"),
-                    **self._urgency(cfg, severity), opts=child)
+                    **self._urgency(cfg, severity),
+                    opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=args.protect)))
                 self.service_names[key], self.service_ids[key] = service_name, service.id
                 if surface == "rest":
                     integration = pagerduty.ServiceIntegration(
