@@ -3,6 +3,7 @@ both call `build()`, so what is planned offline is exactly what `pulumi up` depl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -10,8 +11,9 @@ import pulumi
 from infra.components.anomaly import Anomaly, AnomalyArgs
 from infra.components.dashboards import Dashboards, DashboardsArgs, day5_watch_inputs
 from infra.components.emf_edge import EmfEdge, EmfEdgeArgs
+from infra.components.pagerduty import PagerDuty, PagerDutyArgs
 from infra.components.severity_topics import SeverityTopics, SeverityTopicsArgs
-from infra.components.slo_alerting import SloAlerting, SloAlertingArgs
+from infra.components.slo_alerting import PagerDutyKeys, SloAlerting, SloAlertingArgs
 from infra.components.xray import Tracing, TracingArgs
 from infra.config import StackConfig
 from infra.core.context import StackContext
@@ -49,12 +51,31 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         outputs["anomalyTopicArn"] = anomaly.topic_arn
         outputs["anomalyFunctions"] = {"trainer": anomaly.trainer_name, "detector": anomaly.detector_name}
         outputs["anomalyAlarmNames"] = anomaly.alarm_names
+    # -- pagerduty --
+    # Before slo-alerting, which sends to its keys; its webhook subscription delivers to slo-alerting's runbook
+    # API, whose URL is known only after: a deferred Output, resolved right after slo-alerting (below).
+    pagerduty_keys: PagerDutyKeys | None = None
+    resolve_webhook_url: Callable[[pulumi.Output[str]], None] | None = None
+    if cfg.pagerduty_managed:  # the config refuses it without slo-alerting's paging (infra/config/pagerduty.py)
+        assert cfg.secrets.pagerduty_token is not None  # required by the config when manage (infra/config/rules.py)
+        webhook_url: pulumi.Output[str] | None = None
+        if cfg.slo_alerting.runbooks.enabled:
+            webhook_url, resolve_webhook_url = pulumi.deferred_output()
+        pagerduty = PagerDuty("pagerduty", PagerDutyArgs(
+            settings=cfg.pagerduty, name_prefix=ctx.naming.prefix, token=cfg.secrets.pagerduty_token,
+            webhook_url=webhook_url, protect=ctx.protect()))
+        pagerduty_keys = PagerDutyKeys(events=pagerduty.events_keys, cloudwatch=pagerduty.cloudwatch_keys,
+                                       webhook_secret=pagerduty.webhook_secret)
+        outputs["pagerdutyServices"] = pagerduty.service_names
     # -- slo-alerting --
     if cfg.slo_alerting.enabled:
         slo_alerting = SloAlerting("slo-alerting", SloAlertingArgs(
             context=ctx, topics=topics.refs,
             edge_function_name=edge.function_name if cfg.emf_edge.enabled else "",
-            edge_regions=edge.regions if cfg.emf_edge.enabled else []))
+            edge_regions=edge.regions if cfg.emf_edge.enabled else [], pagerduty=pagerduty_keys))
+        if resolve_webhook_url is not None:
+            assert slo_alerting.webhook_url is not None  # runbooks enabled: the API exists
+            resolve_webhook_url(slo_alerting.webhook_url)
         outputs["sloPrometheusRules"] = slo_alerting.prometheus_rules
         outputs["sloAlertmanagerSecret"] = slo_alerting.alertmanager_secret
         outputs["sloAlertmanagerRoutes"] = slo_alerting.alertmanager_routes

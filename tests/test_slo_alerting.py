@@ -107,7 +107,8 @@ def test_webhook_secret_never_in_the_function_environment(planned) -> None:
 def test_config_rules_for_runbooks(run_stack) -> None:
     result = run_stack("prod", overrides={"sloAlerting": {"runbooks": {"scaleOutAsg": "akidb-other"}}})
     assert any("scaleOutAsg" in p and "allowedAsgs" in p for p in result.config_problems), result.config_problems
-    result = run_stack("prod", remove=("pagerdutyRoutingKey", "pagerdutyCloudwatchKey"))
+    result = run_stack("prod", overrides={"pagerduty": {"manage": False}},
+                       remove=("pagerdutyRoutingKey", "pagerdutyCloudwatchKey"))
     assert any("pagerdutyRoutingKey" in p for p in result.config_problems)
     assert any("pagerdutyCloudwatchKey" in p and "CloudWatch integration key" in p for p in result.config_problems)
 

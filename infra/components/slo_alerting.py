@@ -10,7 +10,7 @@ a Secrets Manager secret the webhook function reads at init.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from infra.core.iam import known_after
 from infra.core.naming import MAX_DASHBOARD_NAME, MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
 from infra.dashboard_defs.edge import BOARD_KEY as EDGE_BOARD_KEY
 from infra.slo.alertmanager import (
+    P1_ROUTING_KEY_FILE,
     ROUTING_KEY_SECRET,
     SLACK_SECRET,
     Maintenance,
@@ -52,6 +53,17 @@ AUDIT_TICKET_DECISIONS = ("refused", "error")  # audit decisions (runbook_automa
 PAGERDUTY_SNS_URL = "https://events.pagerduty.com/integration/{key}/enqueue"
 
 
+@dataclass(frozen=True)
+class PagerDutyKeys:
+    """What PagerDuty gives the paging path when the stack manages PagerDuty (infra/components/pagerduty.py): per
+    paging severity, the Events API v2 key (Alertmanager) and the CloudWatch integration key (severity topics),
+    and the V3 webhook signing secret. All Pulumi secrets."""
+
+    events: Mapping[str, pulumi.Output[str]]
+    cloudwatch: Mapping[str, pulumi.Output[str]]
+    webhook_secret: pulumi.Output[str] | None = None
+
+
 @dataclass
 class SloAlertingArgs:
     context: StackContext
@@ -59,6 +71,8 @@ class SloAlertingArgs:
     # The edge function the runbooks act on (EmfEdge.function_name) and its regions; empty without emf-edge.
     edge_function_name: str = ""
     edge_regions: Sequence[str] = ()
+    # From the PagerDuty component when pagerduty.manage; None: the keys come from the stack's secrets.
+    pagerduty: PagerDutyKeys | None = None
 
 
 def links_for(ctx: StackContext) -> LinkSettings:
@@ -98,9 +112,11 @@ def stack_alertmanager_config(ctx: StackContext, account_id: str) -> dict[str, A
 
 def config_alertmanager(stack: StackConfig, account_id: str) -> dict[str, Any]:
     """`stack_alertmanager_config` from the stack's config alone (what the plan-time rules rebuild: the
-    deployed config is a Secret, redacted in plans)."""
+    deployed config is a Secret, redacted in plans). A stack that manages PagerDuty pages P1 through a service
+    (and key) of its own."""
     cfg = stack.slo_alerting
     return alertmanager_config(cfg.slos, config_links(stack), paging=cfg.paging_enabled,
+                               p1_routing_key_file=P1_ROUTING_KEY_FILE if stack.pagerduty_managed else None,
                                chat=stack.secrets.slack_webhook_url is not None,
                                maintenance=config_maintenance(stack), heartbeat=stack_heartbeat(stack, account_id))
 
@@ -125,7 +141,7 @@ class SloAlerting(pulumi.ComponentResource):
         self.alertmanager_routes = {sev: ",".join(expected_receivers(sev, paging=cfg.paging_enabled, chat=chat))
                                     for sev in (*SEVERITIES, "heartbeat")}
         if ctx.config.kubernetes.enabled:
-            self._kubernetes(name, ctx, slos, links, child)
+            self._kubernetes(name, ctx, args, slos, links, child)
         self.subscriptions = self._subscriptions(name, ctx, args, child)
         self.chat_channel = self._chatbot(name, ctx, args, child) if cfg.chatbot is not None else None
         self.webhook_url = None
@@ -147,8 +163,8 @@ class SloAlerting(pulumi.ComponentResource):
         })
 
     # ------------------------------------------------------------------------------------------ Kubernetes
-    def _kubernetes(self, name: str, ctx: StackContext, slos: list[Slo], links: LinkSettings,
-                    child: pulumi.ResourceOptions) -> None:
+    def _kubernetes(self, name: str, ctx: StackContext, args: SloAlertingArgs, slos: list[Slo],
+                    links: LinkSettings, child: pulumi.ResourceOptions) -> None:
         kcfg, cfg = ctx.config.kubernetes, ctx.config.slo_alerting
         labels = {"app.kubernetes.io/part-of": "akidb-observability", "app.kubernetes.io/component": COMPONENT}
         for file_name, doc in rule_files(slos, links, symptoms=cfg.symptoms).items():
@@ -179,16 +195,14 @@ class SloAlerting(pulumi.ComponentResource):
             opts=child,
         )
         self.alertmanager_secret = cfg.alertmanager_secret_name
-        key = ctx.config.secrets.pagerduty_routing_key
-        if cfg.paging_enabled and key is not None:
-            # Annotated: without the target type mypy infers Output.secret's type variable as Never.
-            routing_key: pulumi.Output[str] = pulumi.Output.secret(key)
+        keys = self._routing_keys(ctx, args)
+        if cfg.paging_enabled and keys:
             k8s.core.v1.Secret(
                 f"{name}-pagerduty-routing-key",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=ROUTING_KEY_SECRET, namespace=kcfg.namespace,
                                                     labels=labels),
                 type="Opaque",
-                string_data={"routing-key": routing_key},
+                string_data=keys,
                 opts=child,
             )
         slack = ctx.config.secrets.slack_webhook_url
@@ -203,14 +217,32 @@ class SloAlerting(pulumi.ComponentResource):
                 opts=child,
             )
 
+    @staticmethod
+    def _routing_keys(ctx: StackContext, args: SloAlertingArgs) -> dict[str, pulumi.Output[str]]:
+        """The routing-key file(s) of the Alertmanager's PagerDuty Secret: P0's key in `routing-key`, and with a
+        managed PagerDuty P1's in `routing-key-p1` (infra/slo/alertmanager.py reads both paths)."""
+        if args.pagerduty is not None:
+            return {"routing-key": pulumi.Output.secret(args.pagerduty.events["P0"]),
+                    "routing-key-p1": pulumi.Output.secret(args.pagerduty.events["P1"])}
+        key = ctx.config.secrets.pagerduty_routing_key
+        if key is None:
+            return {}
+        # Annotated: without the target type mypy infers Output.secret's type variable as Never.
+        routing_key: pulumi.Output[str] = pulumi.Output.secret(key)
+        return {"routing-key": routing_key}
+
     # ------------------------------------------------------------------------------------- SNS subscriptions
     def _subscriptions(self, name: str, ctx: StackContext, args: SloAlertingArgs,
                        child: pulumi.ResourceOptions) -> dict[str, dict[str, str]]:
         """P0/P1 -> PagerDuty (secret endpoint) when paging; P2, and everything in staging -> tickets."""
         cfg = ctx.config.slo_alerting
-        # PagerDuty's Amazon CloudWatch integration: its own key (the Events API v2 key is Alertmanager's).
+        # PagerDuty's Amazon CloudWatch integration: its own key (the Events API v2 key is Alertmanager's); one per
+        # paging severity when the stack manages PagerDuty, else the one from the stack's secrets.
         key = ctx.config.secrets.pagerduty_cloudwatch_key
-        paging = cfg.paging_enabled and key is not None
+        keys: dict[str, pulumi.Output[str]] = (
+            dict(args.pagerduty.cloudwatch) if args.pagerduty is not None
+            else {sev: key for sev in ("P0", "P1")} if key is not None else {})
+        paging = cfg.paging_enabled and bool(keys)
         out: dict[str, dict[str, str]] = {}
         for region in ctx.config.alarm_regions:
             out[region] = {}
@@ -218,8 +250,8 @@ class SloAlerting(pulumi.ComponentResource):
                 to_pagerduty = paging and severity in ("P0", "P1")
                 endpoint: pulumi.Input[str]
                 if to_pagerduty:
-                    assert key is not None
-                    endpoint = pulumi.Output.secret(key.apply(lambda k: PAGERDUTY_SNS_URL.format(key=k)))
+                    endpoint = pulumi.Output.secret(
+                        keys[severity].apply(lambda k: PAGERDUTY_SNS_URL.format(key=k)))
                 else:
                     endpoint = cfg.ticket_webhook_url
                 aws.sns.TopicSubscription(
@@ -282,13 +314,18 @@ class SloAlerting(pulumi.ComponentResource):
             endpoint=cfg.ticket_webhook_url, raw_message_delivery=False,
             filter_policy=json.dumps({"decision": list(AUDIT_TICKET_DECISIONS)}), opts=child)
         secret_name = n.physical("pagerduty-webhook-secret")
+        managed = args.pagerduty is not None
         secret = aws.secretsmanager.Secret(
             f"{name}-webhook-secret", region=region, name=secret_name,
-            description="PagerDuty V3 webhook signing secret (from the Pulumi secret pagerdutyWebhookSecret)",
+            description=("PagerDuty V3 webhook signing secret (issued by PagerDuty for the subscription this stack "
+                         "manages)" if managed else
+                         "PagerDuty V3 webhook signing secret (from the Pulumi secret pagerdutyWebhookSecret)"),
             kms_key_id=key.arn, recovery_window_in_days=7, opts=child)
-        webhook_secret = ctx.config.secrets.pagerduty_webhook_secret
+        webhook_secret = (args.pagerduty.webhook_secret if args.pagerduty is not None
+                          else ctx.config.secrets.pagerduty_webhook_secret)
         if webhook_secret is None:
-            raise ValueError("sloAlerting.runbooks.enabled needs the secret pagerdutyWebhookSecret")
+            raise ValueError("sloAlerting.runbooks.enabled needs the secret pagerdutyWebhookSecret, or "
+                             "pagerduty.manage (the subscription's secret)")
         webhook_secret_value: pulumi.Output[str] = pulumi.Output.secret(webhook_secret)
         aws.secretsmanager.SecretVersion(f"{name}-webhook-secret-value", region=region, secret_id=secret.id,
                                          secret_string=webhook_secret_value, opts=child)

@@ -8,14 +8,15 @@ and raises one `ConfigError` listing every problem before a single resource is r
 YAML keys are camelCase (the Pulumi convention); fields are snake_case. Secrets are top-level keys that must
 be set with `pulumi config set --secret`; a secret given in plain text is an error, not a warning.
 
-The settings live in one module per component (xray.py, emf_edge.py, anomaly.py, slo_alerting.py, dashboards.py;
-shared.py for the providers); stack.py assembles them, rules.py holds the cross-field rules, parser.py reads and
-checks the Pulumi config, reference.py renders the README table. Import from here.
+The settings live in one module per component (xray.py, emf_edge.py, anomaly.py, slo_alerting.py, dashboards.py,
+pagerduty.py; shared.py for the providers); stack.py assembles them, rules.py holds the cross-field rules,
+parser.py reads and checks the Pulumi config, reference.py renders the README table. Import from here.
 """
 
 from infra.config.anomaly import AnomalyConfig, AnomalyMetricSettings
 from infra.config.dashboards import DashboardsConfig
 from infra.config.emf_edge import EdgeAlarmSettings, EmfEdgeConfig
+from infra.config.pagerduty import PagerDutyConfig
 from infra.config.parser import load_stack_config, parse_stack_config
 from infra.config.schema import (
     AWS_REGION_PATTERN,
@@ -40,6 +41,7 @@ __all__ = [
     "AWS_REGION_PATTERN", "K8S_NAME_PATTERN", "LOG_RETENTION_DAYS", "OIDC_PROVIDER_ARN_PATTERN",
     "PINNED_IMAGE_PATTERN", "PROJECT", "ROLE_ARN_PATTERN", "SECRET_KEYS", "AnomalyConfig", "AnomalyMetricSettings",
     "AwsSettings", "ConfigError", "DashboardsConfig", "EdgeAlarmSettings", "EmfEdgeConfig", "KubernetesSettings",
-    "Problem", "RunbookSettings", "SamplingRuleSettings", "Secrets", "SloAlertingConfig", "StackConfig", "XrayConfig",
+    "PagerDutyConfig", "Problem", "RunbookSettings", "SamplingRuleSettings", "Secrets", "SloAlertingConfig",
+    "StackConfig", "XrayConfig",
     "camel", "load_stack_config", "parse_stack_config", "setting", "snake",
 ]

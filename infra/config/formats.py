@@ -6,10 +6,13 @@ function at run time) would reject, with the rule named. Patterns use `re.fullma
 
 from __future__ import annotations
 
+import datetime
+import functools
 import ipaddress
 import itertools
 import re
 import urllib.parse
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -246,6 +249,38 @@ def schedule_problem(text: str) -> str | None:
     return None
 
 
+def is_time_zone(text: str) -> bool:
+    """An IANA time zone name of the tz database (what PagerDuty's time_zone fields take), e.g. Europe/Berlin."""
+    return full(r"[A-Za-z0-9_+/-]{1,64}", text) and text in _time_zones()
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def time_zone_problem(text: str) -> str | None:
+    if not _time_zones():
+        return "this machine has no time zone database: install the tzdata package (Debian or PyPI)"
+    return None
+
+
+def is_rfc3339(text: str) -> bool:
+    """A date and time with seconds and an explicit offset (Z or +HH:MM), as PagerDuty's API takes them."""
+    if not full(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})", text):
+        return False
+    try:
+        datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+# PagerDuty object ids (users, teams, schedules): upper-case letters and digits, P followed by six in older
+# accounts (PXPGF42), longer ids starting with P or Q in newer ones. Emails and names are not ids.
+PAGERDUTY_ID = r"[PQ][A-Z0-9]{6,19}"
+
+
 @dataclass(frozen=True)
 class Format:
     doc: str
@@ -282,4 +317,11 @@ FORMATS: dict[str, Format] = {
     "schedule": Format("an EventBridge schedule: rate(1 minute|hour|day), rate(N minutes|hours|days) with N > 1, "
                        "or cron(minutes hours day-of-month month day-of-week year) with '?' in exactly one of the "
                        "two day fields", is_schedule, schedule_problem),
+    "time_zone": Format("an IANA time zone name, e.g. UTC, Europe/Berlin, America/New_York", is_time_zone,
+                        time_zone_problem),
+    "rfc3339": Format("a date and time with seconds and an offset, e.g. 2026-01-05T09:00:00Z or "
+                      "2026-01-05T09:00:00+01:00", is_rfc3339),
+    "pagerduty_id": Format("a PagerDuty object id: P or Q and 6-19 upper-case letters or digits, e.g. PXPGF42 "
+                           "(an id from the PagerDuty URL or API, not an email or a name)",
+                           lambda s: full(PAGERDUTY_ID, s)),
 }

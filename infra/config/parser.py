@@ -276,6 +276,7 @@ def parse_stack_config(values: Mapping[str, Any], secret_keys: set[str],
         pagerduty_webhook_secret=(read("pagerdutyWebhookSecret")
                                   if "pagerdutyWebhookSecret" in present_secrets else None),
         slack_webhook_url=read("slackWebhookUrl") if "slackWebhookUrl" in present_secrets else None,
+        pagerduty_token=read("pagerdutyToken") if "pagerdutyToken" in present_secrets else None,
     )
     slo_alerting = dataclasses.replace(cfg.slo_alerting, slos=slos, symptoms=symptoms)
     return dataclasses.replace(cfg, secrets=secrets, slo_alerting=slo_alerting)

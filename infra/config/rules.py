@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from infra.config.dashboards import cross_field_problems as dashboards_problems
 from infra.config.formats import ScheduleError, interval_s, parse_schedule
+from infra.config.pagerduty import cross_field_problems as pagerduty_problems
 from infra.config.schema import ABSENT, PROJECT, Problem
 from infra.config.stack import StackConfig
 
@@ -23,13 +24,20 @@ def required_secrets(cfg: StackConfig) -> dict[str, str]:
     """Secret keys this config needs, with why."""
     slo = cfg.slo_alerting
     out: dict[str, str] = {}
-    if slo.enabled and slo.paging_enabled:
-        out["pagerdutyRoutingKey"] = "required (as a secret) when sloAlerting.pagingEnabled is true"
-        out["pagerdutyCloudwatchKey"] = ("required (as a secret) when sloAlerting.pagingEnabled is true (the P0/P1 "
+    managed = cfg.pagerduty_managed
+    if managed:
+        out["pagerdutyToken"] = ("required (as a secret) when pagerduty.manage is true: the PagerDuty provider's "
+                                 "REST API token")
+    if slo.enabled and slo.paging_enabled and not managed:
+        out["pagerdutyRoutingKey"] = ("required (as a secret) when sloAlerting.pagingEnabled is true and "
+                                      "pagerduty.manage is false")
+        out["pagerdutyCloudwatchKey"] = ("required (as a secret) when sloAlerting.pagingEnabled is true and "
+                                         "pagerduty.manage is false (the P0/P1 "
                                          "topics' PagerDuty subscription; a CloudWatch integration key, not the "
                                          "Events API v2 one)")
-    if slo.enabled and slo.runbooks.enabled:
-        out["pagerdutyWebhookSecret"] = "required (as a secret) when sloAlerting.runbooks.enabled is true"
+    if slo.enabled and slo.runbooks.enabled and not managed:
+        out["pagerdutyWebhookSecret"] = ("required (as a secret) when sloAlerting.runbooks.enabled is true and "
+                                         "pagerduty.manage is false")
     return out
 
 
@@ -109,6 +117,7 @@ def cross_field_problems(cfg: StackConfig, present_secrets: set[str], stack: str
                          f"must be one of runbooks.allowedAsgs {rb.allowed_asgs}"))
     if len(set(rb.allowed_asgs)) != len(rb.allowed_asgs):
         p.append(Problem(f"{ns}:sloAlerting.runbooks.allowedAsgs", rb.allowed_asgs, "names must be distinct"))
+    p += pagerduty_problems(cfg.pagerduty, ns, slo_enabled=slo.enabled, paging=slo.paging_enabled)
     if cfg.environment == "prod" and not cfg.protect_stateful:
         p.append(Problem(f"{ns}:protectStateful", False, "prod must protect its stateful resources"))
     p += dashboards_problems(cfg.dashboards, ns,

@@ -10,6 +10,7 @@ import pulumi
 from infra.config.anomaly import AnomalyConfig
 from infra.config.dashboards import DashboardsConfig
 from infra.config.emf_edge import EmfEdgeConfig
+from infra.config.pagerduty import PagerDutyConfig
 from infra.config.schema import setting
 from infra.config.shared import AwsSettings, KubernetesSettings
 from infra.config.slo_alerting import SloAlertingConfig
@@ -18,10 +19,13 @@ from infra.config.xray import XrayConfig
 # Top-level keys set with `pulumi config set --secret`. Value: (doc, required_when).
 SECRET_KEYS: dict[str, str] = {
     "kubeconfig": "kubeconfig of the target cluster (optional: ambient kubeconfig otherwise)",
-    "pagerdutyRoutingKey": "PagerDuty Events API v2 routing key (required when sloAlerting.pagingEnabled)",
+    "pagerdutyRoutingKey": "PagerDuty Events API v2 routing key (required when sloAlerting.pagingEnabled and "
+                           "pagerduty.manage is false)",
     "pagerdutyCloudwatchKey": "PagerDuty Amazon CloudWatch integration key: P0/P1 severity topics subscribe to "
-                              "it (required when sloAlerting.pagingEnabled)",
-    "pagerdutyWebhookSecret": "PagerDuty V3 webhook signing secret (required when runbooks are enabled)",
+                              "it (required when sloAlerting.pagingEnabled and pagerduty.manage is false)",
+    "pagerdutyWebhookSecret": "PagerDuty V3 webhook signing secret (required when runbooks are enabled and "
+                              "pagerduty.manage is false)",
+    "pagerdutyToken": "PagerDuty REST API token of the PagerDuty provider (required when pagerduty.manage)",
     "slackWebhookUrl": "Slack incoming-webhook URL of the chat receiver (P2 and informational alerts; optional: "
                        "without it they go to tickets only)",
 }
@@ -35,6 +39,7 @@ class Secrets:
     pagerduty_routing_key: pulumi.Output[str] | None = None
     pagerduty_cloudwatch_key: pulumi.Output[str] | None = None
     pagerduty_webhook_secret: pulumi.Output[str] | None = None
+    pagerduty_token: pulumi.Output[str] | None = None
     slack_webhook_url: pulumi.Output[str] | None = None
 
 
@@ -52,7 +57,14 @@ class StackConfig:
     anomaly: AnomalyConfig = setting(default_factory=AnomalyConfig, doc="Day 3: anomaly detection")
     slo_alerting: SloAlertingConfig = setting(default_factory=SloAlertingConfig, doc="Day 4: SLO alerting")
     dashboards: DashboardsConfig = setting(default_factory=DashboardsConfig, doc="Day 5: dashboards")
+    pagerduty: PagerDutyConfig = setting(default_factory=PagerDutyConfig, doc="PagerDuty as code")
     secrets: Secrets = field(default_factory=Secrets, metadata={"doc": "secret keys", "internal": True})
+
+    @property
+    def pagerduty_managed(self) -> bool:
+        """Whether this stack creates its PagerDuty side: pagerduty.manage, for the paging path of slo-alerting
+        (switched off with it, as the runbooks are)."""
+        return self.pagerduty.manage and self.slo_alerting.enabled
 
     @property
     def alarm_regions(self) -> list[str]:

@@ -205,6 +205,10 @@ def estimate(plan: Plan, usage: UsageAssumptions | None = None, stack: str = "")
     add(Line(SHARED, "custom metrics", f"{u.custom_metrics:g} metrics",
              u.custom_metrics * _price("cloudwatch", "custom_metric")))
     _pods(plan, u, comp, add)
+    for r in plan.resources:
+        if r.custom and r.type.startswith("pagerduty:index/"):  # the stack's PagerDuty side (pagerduty.manage)
+            add(Line(comp[r.name], "pagerduty object (billed per seat)", "1",
+                     _price("external", "pagerduty_object_month")))
     if u.pagerduty_users:
         add(Line(EXTERNAL, "pagerduty seats", f"{u.pagerduty_users:g} users",
                  u.pagerduty_users * _price("external", "pagerduty_user_month")))

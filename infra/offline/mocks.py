@@ -20,7 +20,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
 from infra.core.plan import GLOBAL_AWS_PREFIXES
-from infra.validation.preview import UNKNOWN
+from infra.validation.preview import UNKNOWN, UNKNOWN_SECRET
 
 ACCOUNT_ID = "123456789012"
 SECRET_SIG_KEY = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
@@ -49,6 +49,11 @@ class Registration:
 
 def _short(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:7]
+
+
+def pagerduty_id(name: str) -> str:
+    """A PagerDuty-shaped object id (P and six upper-case letters or digits), deterministic per name."""
+    return "P" + hashlib.sha256(name.encode()).hexdigest()[:6].upper()
 
 
 def unwrap_secrets(value: Any) -> Any:
@@ -88,6 +93,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return "", outputs
         if token.startswith("kubernetes:"):
             return self._kubernetes(token, name, inputs, outputs)
+        if token.startswith("pagerduty:"):
+            return self._pagerduty(token, name, inputs, outputs)
         if not token.startswith("aws:"):
             return f"{name}_id", outputs
         region = inputs.get("region") or self.region_of(args.provider)
@@ -176,6 +183,30 @@ class RecordingMocks(pulumi.runtime.Mocks):
         rid = f"{namespace}/{meta['name']}" if namespace else meta["name"]
         return rid, outputs
 
+    @staticmethod
+    def _pagerduty(token: str, name: str, inputs: dict[str, Any],
+                   outputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """What PagerDuty computes: object ids, integration keys (32 hex characters), a webhook subscription's
+        signing secret (returned once, on creation), html URLs. Deterministic per logical name."""
+        rid = pagerduty_id(name)
+        kind = token.split(":")[-1]
+        outputs["id"] = rid
+        if kind == "ServiceIntegration":
+            outputs["integrationKey"] = hashlib.sha256(f"integration-key:{name}".encode()).hexdigest()[:32]
+            outputs["htmlUrl"] = f"https://offline.pagerduty.com/services/{inputs.get('service')}/integrations/{rid}"
+        elif kind == "WebhookSubscription":
+            methods = [dict(m) for m in inputs.get("deliveryMethods") or []]
+            for m in methods:
+                m.setdefault("type", "http_delivery_method")
+                m["secret"] = hashlib.sha256(f"webhook-secret:{name}".encode()).hexdigest()
+                m.setdefault("temporarilyDisabled", False)
+            outputs["deliveryMethods"] = methods
+        elif kind in ("Service", "Schedule", "EscalationPolicy"):
+            outputs["htmlUrl"] = f"https://offline.pagerduty.com/{kind.lower()}/{rid}"
+            if kind == "Service":
+                outputs.setdefault("status", "active")
+        return rid, outputs
+
     def region_of(self, provider_ref: str | None) -> str:
         if provider_ref:
             urn = provider_ref.split("::")
@@ -199,6 +230,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if token == "aws:index/getRegion:getRegion":
             region = args.args.get("region") or args.args.get("name") or self.home_region
             return {"name": region, "region": region, "id": region, "endpoint": f"ec2.{region}.amazonaws.com"}
+        if token == "pagerduty:index/getVendor:getVendor":
+            vendor = str(args.args.get("name"))
+            return {"id": pagerduty_id(f"vendor:{vendor}"), "name": vendor, "type": "vendor"}
         raise NotImplementedError(
             f"the offline plan has no mock for invoke {token}; build the value in Python or add it to "
             "infra/offline/mocks.py")
@@ -210,7 +244,9 @@ def _options(request: Any) -> dict[str, Any]:
     for key in ("protect", "retainOnDelete", "deleteBeforeReplace"):
         if getattr(request, key, False):
             out[key] = True
-    for key in ("ignoreChanges", "replaceOnChanges"):
+    # additionalSecretOutputs: outputs the engine stores encrypted though the provider does not mark them secret
+    # (PagerDuty's integration keys and webhook secret).
+    for key in ("ignoreChanges", "replaceOnChanges", "additionalSecretOutputs"):
         values = sorted(getattr(request, key, []) or [])
         if values:
             out[key] = values
@@ -251,7 +287,7 @@ def as_plain(value: Any) -> Any:
     if isinstance(value, dict):
         if value.get(SECRET_SIG_KEY) == SECRET_SIG_VALUE:
             # Unknown-ness is no secret: a preview shows an unknown secret as unknown.
-            return UNKNOWN if isinstance(value.get("value"), Unknown) else "[secret]"
+            return UNKNOWN_SECRET if isinstance(value.get("value"), Unknown) else "[secret]"
         return {k: as_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [as_plain(v) for v in value]

@@ -55,9 +55,27 @@ COMPUTED_BY_AWS: dict[tuple[str, str], str] = {
 }
 
 
+_PAGERDUTY_ID = "the object id PagerDuty picks"
+_KEY = "integration key PagerDuty generates (a secret: a preview shows [secret] either way)"
+# The same for what PagerDuty computes (infra/components/pagerduty.py), and what is built from it.
+COMPUTED_BY_PAGERDUTY: dict[tuple[str, str], str] = {
+    ("pagerduty:index/escalationPolicy:EscalationPolicy", "rules.targets.id"): _PAGERDUTY_ID + " (the schedule)",
+    ("pagerduty:index/service:Service", "escalationPolicy"): _PAGERDUTY_ID + " (the escalation policy)",
+    ("pagerduty:index/serviceIntegration:ServiceIntegration", "service"): _PAGERDUTY_ID + " (the service)",
+    ("pagerduty:index/webhookSubscription:WebhookSubscription", "deliveryMethods.url"):
+        "the runbook API's URL, which holds the API id AWS picks",
+    ("aws:sns/topicSubscription:TopicSubscription", "endpoint"): "the CloudWatch " + _KEY,
+    ("kubernetes:core/v1:Secret", "stringData"): "the Events API v2 " + _KEY,
+    ("aws:secretsmanager/secretVersion:SecretVersion", "secretString"):
+        "the webhook signing secret PagerDuty issues when it creates the subscription",
+}
+
+
 def computed_by_aws(resource_type: str, path: str) -> str | None:
-    """Why `path` of a `resource_type` is truly computed by AWS, or None when it could be built from names."""
-    return COMPUTED_BY_AWS.get((resource_type, re.sub(r"\[\d+\]", "", path)))
+    """Why `path` of a `resource_type` is truly computed by AWS (or PagerDuty), or None when it could be built
+    from names."""
+    key = (resource_type, re.sub(r"\[\d+\]", "", path))
+    return COMPUTED_BY_AWS.get(key) or COMPUTED_BY_PAGERDUTY.get(key)
 
 
 @dataclass

@@ -102,6 +102,11 @@ def import_id(entry: dict[str, Any], doc: dict[str, Any]) -> str:
     if t == "aws:secretsmanager/secret:Secret":
         return (f"$(aws secretsmanager describe-secret --region {region} --secret-id {inputs.get('name')} "
                 "--query ARN --output text)")
+    if t == "pagerduty:index/service:Service":
+        # PagerDuty imports by object id, which PagerDuty picks: looked up by the service's name (REST API v2,
+        # GET /services?query=), with the token the stack's provider uses.
+        return ("$(curl -s -H \"Authorization: Token token=$PAGERDUTY_TOKEN\" "
+                f"\"https://api.pagerduty.com/services?query={inputs.get('name')}\" | jq -r '.services[0].id')")
     if t.startswith("kubernetes:"):
         meta = inputs.get("metadata") or {}
         return f"{meta.get('namespace')}/{meta.get('name')}" if meta.get("namespace") else str(meta.get("name"))

@@ -25,6 +25,9 @@ RECEIVER_CHAT = "chat"
 # Where the prometheus-operator mounts Secrets listed in the Alertmanager's spec.secrets.
 ROUTING_KEY_SECRET = "alertmanager-pagerduty"
 ROUTING_KEY_FILE = f"/etc/alertmanager/secrets/{ROUTING_KEY_SECRET}/routing-key"
+# P1's own key, when PagerDuty is managed by the stack (infra/components/pagerduty.py): P1 pages a service of its
+# own, whose urgency may follow support hours while P0's is always high.
+P1_ROUTING_KEY_FILE = f"/etc/alertmanager/secrets/{ROUTING_KEY_SECRET}/routing-key-p1"
 SLACK_SECRET = "alertmanager-slack"
 SLACK_URL_FILE = f"/etc/alertmanager/secrets/{SLACK_SECRET}/webhook-url"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -68,7 +71,8 @@ def maintenance_interval_name(service: str) -> str:
 
 
 def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS, *, paging: bool,
-                        routing_key_file: str = ROUTING_KEY_FILE, chat: bool = True,
+                        routing_key_file: str = ROUTING_KEY_FILE, p1_routing_key_file: str | None = None,
+                        chat: bool = True,
                         slack_url_file: str = SLACK_URL_FILE,
                         maintenance: Sequence[Maintenance] = EXAMPLE_MAINTENANCE,
                         heartbeat: SnsHeartbeat | None = EXAMPLE_HEARTBEAT) -> dict[str, Any]:
@@ -103,8 +107,8 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
         "dashboard": first("dashboard"),
     }
 
-    def pagerduty(severity: str) -> dict[str, Any]:
-        return {"routing_key_file": routing_key_file, "severity": severity, "send_resolved": True,
+    def pagerduty(severity: str, key_file: str) -> dict[str, Any]:
+        return {"routing_key_file": key_file, "severity": severity, "send_resolved": True,
                 "description": first("summary"), "details": details,
                 "links": [{"href": first("runbook_url"), "text": "runbook"},
                           {"href": first("dashboard"), "text": "dashboard"}]}
@@ -126,8 +130,9 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
                         {"type": "button", "text": "dashboard", "url": first("dashboard")}],
         }]})
     if paging:
-        receivers += [{"name": RECEIVER_P0, "pagerduty_configs": [pagerduty("critical")]},
-                      {"name": RECEIVER_P1, "pagerduty_configs": [pagerduty("error")]}]
+        receivers += [{"name": RECEIVER_P0, "pagerduty_configs": [pagerduty("critical", routing_key_file)]},
+                      {"name": RECEIVER_P1, "pagerduty_configs": [
+                          pagerduty("error", p1_routing_key_file or routing_key_file)]}]
     # P2 goes to the ticket system and, with `continue`, to chat as well.
     p2_continue = {"continue": True} if chat else {}
     severity_routes: list[dict[str, Any]] = [

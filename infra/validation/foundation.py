@@ -33,9 +33,10 @@ def _aws_custom(plan: Plan) -> list[Any]:
 
 @rule
 def explicit_providers(plan: Plan) -> Iterator[Violation]:
-    """Every AWS/Kubernetes resource uses a provider built from stack config, never the ambient default."""
+    """Every AWS/Kubernetes/PagerDuty resource uses a provider built from stack config, never the ambient
+    default."""
     for r in plan.resources:
-        if r.custom and r.type.startswith(("aws:", "kubernetes:")) and (
+        if r.custom and r.type.startswith(("aws:", "kubernetes:", "pagerduty:")) and (
                 not r.provider or r.provider.startswith("default")):
             yield Violation("explicit_providers", r.label,
                                 "created with the default provider; pass the component's providers "

@@ -16,6 +16,13 @@ from infra.components.dashboards import DASHBOARD_KEY_ANNOTATION
 from infra.validation import Plan, PlannedResource, Violation, rule
 
 UNKNOWN = "[unknown]"  # how the offline preview records an input unknown at preview
+# ... and a secret input unknown at preview. A preview never shows a secret's value, known or not ([secret]), so
+# what a reviewer reads of such an input is the same either way.
+UNKNOWN_SECRET = "[unknown secret]"
+# Alert routing whose value is a secret some service generates, unreadable at every preview: the SNS subscription
+# endpoint of PagerDuty's CloudWatch integration (its key is PagerDuty's pick, infra/components/pagerduty.py).
+# The topic and protocol, which say who is paged, must still be known.
+SECRET_ROUTING_INPUTS = {"aws:sns/topicSubscription:TopicSubscription": ("endpoint",)}
 
 # Input names that are policy documents (on any AWS resource), and what each policy resource attaches to.
 POLICY_DOCUMENT_INPUTS = ("policy", "assumeRolePolicy", "inlinePolicies", "accessPolicies")
@@ -39,7 +46,7 @@ FUNCTION_TYPE = "aws:lambda/function:Function"
 def unknown_paths(value: Any, path: str = "") -> list[str]:
     """Dotted paths of the UNKNOWN values inside `value`."""
     if isinstance(value, str):
-        return [path or "."] if value == UNKNOWN else []
+        return [path or "."] if value in (UNKNOWN, UNKNOWN_SECRET) else []
     if isinstance(value, dict):
         return [p for k, v in value.items() for p in unknown_paths(v, f"{path}.{k}" if path else k)]
     if isinstance(value, list):
@@ -63,7 +70,10 @@ def review_critical_unknowns(res: PlannedResource) -> dict[str, list[str]]:
         policy = _inputs(res, POLICY_DOCUMENT_INPUTS) + _inputs(res, POLICY_TARGETS.get(res.type, ()))
         if policy:
             found["policy"] = policy
-    if res.type in ALARM_ROUTING_INPUTS and (routing := _inputs(res, ALARM_ROUTING_INPUTS[res.type])):
+    secret_routing = SECRET_ROUTING_INPUTS.get(res.type, ())
+    routing = [p for p in _inputs(res, ALARM_ROUTING_INPUTS.get(res.type, ()))
+               if not (p in secret_routing and res.inputs.get(p) == UNKNOWN_SECRET)]
+    if routing:
         found["alarm action"] = routing
     dashboard = _inputs(res, DASHBOARD_INPUTS.get(res.type, ()))
     if _is_dashboard_config_map(res):
