@@ -16,6 +16,7 @@ checks the Pulumi config, reference.py renders the README table. Import from her
 from infra.config.anomaly import AnomalyConfig, AnomalyMetricSettings
 from infra.config.dashboards import DashboardsConfig
 from infra.config.emf_edge import EdgeAlarmSettings, EmfEdgeConfig
+from infra.config.game_days import GameDaysConfig
 from infra.config.parser import load_stack_config, parse_stack_config
 from infra.config.schema import (
     AWS_REGION_PATTERN,
@@ -39,7 +40,8 @@ from infra.config.xray import SamplingRuleSettings, XrayConfig
 __all__ = [
     "AWS_REGION_PATTERN", "K8S_NAME_PATTERN", "LOG_RETENTION_DAYS", "OIDC_PROVIDER_ARN_PATTERN",
     "PINNED_IMAGE_PATTERN", "PROJECT", "ROLE_ARN_PATTERN", "SECRET_KEYS", "AnomalyConfig", "AnomalyMetricSettings",
-    "AwsSettings", "ConfigError", "DashboardsConfig", "EdgeAlarmSettings", "EmfEdgeConfig", "KubernetesSettings",
+    "AwsSettings", "ConfigError", "DashboardsConfig", "EdgeAlarmSettings", "EmfEdgeConfig", "GameDaysConfig",
+    "KubernetesSettings",
     "Problem", "RunbookSettings", "SamplingRuleSettings", "Secrets", "SloAlertingConfig", "StackConfig", "XrayConfig",
     "camel", "load_stack_config", "parse_stack_config", "setting", "snake",
 ]

@@ -10,6 +10,7 @@ import pulumi
 from infra.config.anomaly import AnomalyConfig
 from infra.config.dashboards import DashboardsConfig
 from infra.config.emf_edge import EmfEdgeConfig
+from infra.config.game_days import GameDaysConfig
 from infra.config.schema import setting
 from infra.config.shared import AwsSettings, KubernetesSettings
 from infra.config.slo_alerting import SloAlertingConfig
@@ -52,6 +53,7 @@ class StackConfig:
     anomaly: AnomalyConfig = setting(default_factory=AnomalyConfig, doc="Day 3: anomaly detection")
     slo_alerting: SloAlertingConfig = setting(default_factory=SloAlertingConfig, doc="Day 4: SLO alerting")
     dashboards: DashboardsConfig = setting(default_factory=DashboardsConfig, doc="Day 5: dashboards")
+    game_days: GameDaysConfig = setting(default_factory=GameDaysConfig, doc="game days: FIS experiments (staging)")
     secrets: Secrets = field(default_factory=Secrets, metadata={"doc": "secret keys", "internal": True})
 
     @property
