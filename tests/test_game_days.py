@@ -192,3 +192,19 @@ def test_roles_wider_than_their_targets(planned: dict[str, PlanResult]) -> None:
     trust["Statement"][0]["Principal"] = {"Service": ["fis.amazonaws.com", "lambda.amazonaws.com"]}
     assert "only fis.amazonaws.com" in messages(check, replaced(plan, role, assumeRolePolicy=json.dumps(trust)))[0]
     assert "not planned" in messages(check, replaced(plan, spot, roleArn="arn:aws:iam::111111111111:role/x"))[0]
+
+
+def test_the_workflow_offers_every_experiment_and_runs_the_report(planned: dict[str, PlanResult]) -> None:
+    import yaml
+
+    from infra.core.paths import ROOT
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "game-day.yml").read_text())
+    on = doc[True] if True in doc else doc["on"]  # YAML 1.1 reads the key `on` as true
+    options = on["workflow_dispatch"]["inputs"]["experiment"]["options"]
+    assert options == ["", *component.EXPERIMENT_KEYS] and "schedule" in on
+    assert set(templates(planned["staging"])) <= set(component.EXPERIMENT_KEYS)
+    runs = "\n".join(str(s.get("run", "")) for s in doc["jobs"]["game-day"]["steps"])
+    for needed in ("aws fis start-experiment", "aws fis stop-experiment", "python -m infra.tools.game_day_report",
+                   f'tags."{component.EXPERIMENT_TAG}"', f"tags.{component.EXPECT_TAG}",
+                   f'tags."{component.RUNBOOK_TAG}"'):
+        assert needed in runs, needed

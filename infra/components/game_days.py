@@ -40,6 +40,8 @@ TOKEN = "akidb:game-days:GameDays"
 TEMPLATE_TYPE = "aws:fis/experimentTemplate:ExperimentTemplate"
 EXPERIMENT_TAG = "game-day"  # the workflow finds a template by this tag's value (the experiment key)
 EXPECT_TAG, RUNBOOK_TAG = "expect", "expected-runbook"
+# Every experiment a stack can have (the workflow's choices): those its config enables are created.
+EXPERIMENT_KEYS = ("rest-spot-interruption", "anomaly-detector-errors", "anomaly-detector-delay", "rest-pod-latency")
 ASG_TAG = "aws:autoscaling:groupName"
 FIS_CONFIG_PREFIX = "FisConfigs"  # where FIS writes the Lambda extension's fault configs
 FIS_GROUP = "akidb-fis-experiments"  # Kubernetes group the experiment role is mapped to (EKS access entry)
