@@ -195,33 +195,26 @@ class GameDays(pulumi.ComponentResource):
             iam.statement(["tag:GetResources"], "*", sid="ResolveTargets"),
         ]
 
-        def target() -> aws.fis.ExperimentTemplateTargetArgs:
+        def fault(key: str, what: str, action_id: str, minutes: int, extra: dict[str, object]) -> Experiment:
             # One function, named: COUNT(1) of exactly this ARN.
-            return aws.fis.ExperimentTemplateTargetArgs(name="detector", resource_type="aws:lambda:function",
-                                                        selection_mode="COUNT(1)", resource_arns=[fn_arn])
+            return Experiment(
+                key=key, description=f"{s.invocation_percentage}% of {function_name} invocations {what} for "
+                                     f"{minutes} min",
+                statements=statements, expect=s.expect, expected_runbook=None,
+                targets=[aws.fis.ExperimentTemplateTargetArgs(
+                    name="detector", resource_type="aws:lambda:function", selection_mode="COUNT(1)",
+                    resource_arns=[fn_arn])],
+                actions=[aws.fis.ExperimentTemplateActionArgs(
+                    name=key.rsplit("-", 1)[1], action_id=action_id,
+                    target=aws.fis.ExperimentTemplateActionTargetArgs(key="Functions", value="detector"),
+                    parameters=_params({"duration": f"PT{minutes}M",
+                                        "invocationPercentage": s.invocation_percentage, **extra}))])
 
-        fn_target = aws.fis.ExperimentTemplateActionTargetArgs(key="Functions", value="detector")
         return [
-            Experiment(
-                key="anomaly-detector-errors",
-                description=f"{s.invocation_percentage}% of {function_name} invocations fail for "
-                            f"{s.error_duration_minutes} min",
-                statements=statements, targets=[target()], expect=s.expect, expected_runbook=None,
-                actions=[aws.fis.ExperimentTemplateActionArgs(
-                    name="fail", action_id="aws:lambda:invocation-error", target=fn_target,
-                    parameters=_params({"duration": f"PT{s.error_duration_minutes}M",
-                                        "invocationPercentage": s.invocation_percentage,
-                                        "preventExecution": "true"}))]),
-            Experiment(
-                key="anomaly-detector-delay",
-                description=f"{s.invocation_percentage}% of {function_name} invocations start {s.delay_ms} ms "
-                            f"late for {s.delay_duration_minutes} min",
-                statements=statements, targets=[target()], expect=s.expect, expected_runbook=None,
-                actions=[aws.fis.ExperimentTemplateActionArgs(
-                    name="delay", action_id="aws:lambda:invocation-add-delay", target=fn_target,
-                    parameters=_params({"duration": f"PT{s.delay_duration_minutes}M",
-                                        "invocationPercentage": s.invocation_percentage,
-                                        "startupDelayMilliseconds": s.delay_ms}))]),
+            fault("anomaly-detector-errors", "fail", "aws:lambda:invocation-error", s.error_duration_minutes,
+                  {"preventExecution": "true"}),
+            fault("anomaly-detector-delay", f"start {s.delay_ms} ms late", "aws:lambda:invocation-add-delay",
+                  s.delay_duration_minutes, {"startupDelayMilliseconds": s.delay_ms}),
         ]
 
     # ------------------------------------------------------------------------------------------------ pods
