@@ -38,7 +38,7 @@ def test_staging_holds_every_enabled_experiment_and_prod_none(planned: dict[str,
     assert cfg.enabled and not prod.plan.config.game_days.enabled
     assert prod.plan.of_type(TEMPLATE) == [] and "gameDayExperiments" not in prod.outputs
     found = templates(staging)
-    assert list(found) == staging.outputs["gameDayExperiments"]
+    assert sorted(found) == sorted(staging.outputs["gameDayExperiments"])
     assert set(found) == {"rest-spot-interruption", "anomaly-detector-errors", "anomaly-detector-delay",
                           "rest-pod-latency"}
     spot = found["rest-spot-interruption"]
@@ -102,6 +102,18 @@ def test_cost_counts_action_minutes(planned: dict[str, PlanResult]) -> None:
 def test_config_problems(run_stack: Any, override: dict[str, Any], message: str) -> None:
     result = run_stack("staging", overrides={"gameDays": override})
     assert any(message in p for p in result.config_problems), result.config_problems
+
+
+def test_experiments_of_switched_off_components_are_skipped_and_said(run_stack: Any) -> None:
+    result = run_stack("staging", overrides={"anomaly": {"enabled": False}, "kubernetes": {"enabled": False},
+                                             "xray": {"enabled": False}})
+    assert result.config_problems == [] and result.violations == []
+    assert result.outputs["gameDayExperiments"] == ["rest-spot-interruption"]
+    assert set(result.outputs["gameDaySkipped"]) == {"anomaly-detector-errors", "anomaly-detector-delay",
+                                                     "rest-pod-latency"}
+    blind = run_stack("staging", overrides={"emfEdge": {"enabled": False}, "dashboards": {"enabled": False}})
+    assert blind.plan.of_type(TEMPLATE) == [] and not blind.plan.of_type(component.TOKEN)
+    assert set(blind.outputs["gameDaySkipped"]) == set(component.EXPERIMENT_KEYS)
 
 
 def test_prod_refuses_game_days_unless_allowed(run_stack: Any) -> None:

@@ -79,6 +79,7 @@ def _params(values: Mapping[str, object]) -> list[aws.fis.ExperimentTemplateActi
 
 class GameDays(pulumi.ComponentResource):
     template_keys: list[str]  # experiment keys, in creation order
+    skipped: dict[str, str]  # experiment key -> why it is not created (its target's component is off)
     log_group_name: str
     config_bucket: str | None  # the FIS Lambda extension's config bucket (None without Lambda faults)
     role_names: dict[str, str]  # experiment key -> its role's physical name
@@ -103,16 +104,22 @@ class GameDays(pulumi.ComponentResource):
                 for a in args.stop_alarm_names]
 
         experiments: list[Experiment] = []
+        self.skipped = {}
         if cfg.spot_interruption.enabled and cfg.spot_interruption.asg_name:
             experiments.append(self._spot(ctx))
         self.config_bucket = None
+        if cfg.lambda_faults.enabled and not args.detector_function_name:
+            self.skipped.update(dict.fromkeys(("anomaly-detector-errors", "anomaly-detector-delay"),
+                                              "anomaly is disabled: no detector to target"))
         if cfg.lambda_faults.enabled and args.detector_function_name:
             bucket = PrivateBucket(f"{name}-lambda-config", parent=self, ctx=ctx, region=region,
                                    name=n.physical("fis-lambda-config", max_len=MAX_BUCKET_NAME),
                                    expiration_days=1)
             self.config_bucket = bucket.name
             experiments += self._lambda(ctx, bucket.arn, args.detector_function_name)
-        if cfg.pod_faults.enabled and cfg.pod_faults.cluster_name:
+        if cfg.pod_faults.enabled and not ctx.config.kubernetes.enabled:
+            self.skipped["rest-pod-latency"] = "kubernetes is disabled: no service account or RBAC for FIS"
+        elif cfg.pod_faults.enabled and cfg.pod_faults.cluster_name:
             experiments.append(self._pods(ctx))
 
         self.template_keys, self.role_names = [], {}
@@ -152,7 +159,8 @@ class GameDays(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends))
             self.template_keys.append(exp.key)
             self.role_names[exp.key] = role_name
-        self.register_outputs({"experiments": self.template_keys, "logGroup": self.log_group_name,
+        self.register_outputs({"experiments": self.template_keys, "skipped": self.skipped,
+                               "logGroup": self.log_group_name,
                                "lambdaConfigBucket": self.config_bucket, "roles": self.role_names})
 
     def _alarm_arn(self, ctx: StackContext, alarm_name: str) -> pulumi.Input[str]:

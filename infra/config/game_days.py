@@ -83,28 +83,21 @@ class GameDaysConfig:
     pod_faults: PodFaultSettings = setting(default_factory=PodFaultSettings, doc="REST pod network latency")
 
 
-def cross_field_problems(cfg: GameDaysConfig, ns: str, *, environment: str, anomaly: bool,
-                         kubernetes: bool, stop_alarms: bool) -> list[tuple[str, object, str]]:
-    """(key, value, allowed) for what no single game-day field can check."""
+def cross_field_problems(cfg: GameDaysConfig, ns: str, *, environment: str) -> list[tuple[str, object, str]]:
+    """(key, value, allowed) for what no single game-day field can check. An experiment whose target or stop
+    alarms belong to a switched-off component is not an error: it is skipped, and the plan's `gameDaySkipped`
+    output says why (infra/components/game_days.py)."""
     if not cfg.enabled:
         return []
     p: list[tuple[str, object, str]] = []
     if environment not in cfg.allowed_environments:
         p.append((f"{ns}:gameDays.enabled", True, f"experiments may only exist in {cfg.allowed_environments} "
                   f"(gameDays.allowedEnvironments); this stack is {environment}"))
-    if not stop_alarms:
-        p.append((f"{ns}:gameDays.enabled", True, "needs a stop-condition alarm: enable emfEdge (the edge-outage "
-                  "composite) or dashboards.synthetics (the REST availability probe)"))
     if cfg.spot_interruption.enabled and not cfg.spot_interruption.asg_name:
         p.append((f"{ns}:gameDays.spotInterruption.asgName", None, "required when spotInterruption is enabled"))
-    if cfg.lambda_faults.enabled and not anomaly:
-        p.append((f"{ns}:gameDays.lambdaFaults.enabled", True, "targets the anomaly detector: enable anomaly"))
     pods = cfg.pod_faults
     if pods.enabled and not pods.cluster_name:
         p.append((f"{ns}:gameDays.podFaults.clusterName", None, "required when podFaults is enabled"))
-    if pods.enabled and not kubernetes:
-        p.append((f"{ns}:gameDays.podFaults.enabled", True, "the FIS service account and RBAC are Kubernetes "
-                  "objects: enable kubernetes"))
     if pods.enabled and pods.namespace in ("kube-system", "kube-public", "kube-node-lease"):
         p.append((f"{ns}:gameDays.podFaults.namespace", pods.namespace, "must be the REST tier's namespace, not a "
                   "system one"))

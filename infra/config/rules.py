@@ -107,10 +107,7 @@ def cross_field_problems(cfg: StackConfig, present_secrets: set[str], stack: str
     p += dashboards_problems(cfg.dashboards, ns,
                              stack_distribution=cfg.emf_edge.enabled and cfg.emf_edge.create_distribution,
                              cluster_roles=bool(cfg.kubernetes.oidc_provider_arn) if cfg.kubernetes.enabled else None)
-    stop_alarms = cfg.emf_edge.enabled or (cfg.dashboards.enabled and cfg.dashboards.synthetics.enabled)
-    p += [Problem(k, v, a) for k, v, a in game_days_problems(
-        cfg.game_days, ns, environment=cfg.environment, anomaly=cfg.anomaly.enabled,
-        kubernetes=cfg.kubernetes.enabled, stop_alarms=stop_alarms)]
+    p += [Problem(k, v, a) for k, v, a in game_days_problems(cfg.game_days, ns, environment=cfg.environment)]
     if cfg.dashboards.enabled and not cfg.kubernetes.enabled:
         pass  # CloudWatch dashboards still deploy; Grafana ConfigMaps are skipped (see infra/components/dashboards.py).
     return p
