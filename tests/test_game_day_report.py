@@ -96,12 +96,12 @@ def audit_line(moto: dict[str, Any], incident: str, decision: str, **details: An
 
 
 def report(moto: dict[str, Any], table: str, fault: float, expect: str, tmp_path: Path,
-           runbook: str = "") -> tuple[int, dict[str, Any], str]:
-    summary = tmp_path / f"{table}.md"
+           runbook: str = "", delay: int = 0) -> tuple[int, dict[str, Any], str]:
+    summary = tmp_path / f"{table}-{delay}.md"
     proc = subprocess.run(
         [sys.executable, "-m", "infra.tools.game_day_report", "--experiment", table, "--started-at", iso(fault),
          "--ended-at", iso(fault + 600), "--expect", expect, "--expected-runbook", runbook, "--table", table,
-         "--grace-minutes", "10"],
+         "--grace-minutes", "10", "--fault-delay-seconds", str(delay)],
         cwd=ROOT, env={**moto["env"], "GITHUB_STEP_SUMMARY": str(summary)}, capture_output=True, text=True,
         timeout=120, check=False)
     assert proc.stdout, proc.stderr
@@ -125,6 +125,9 @@ def test_one_page_in_time_with_the_runbook_is_as_expected(moto: dict[str, Any], 
     assert incident["alert_time_to_detect"] == pytest.approx(65, abs=0.01)
     assert incident["runbook_outcome"] == "dry-run scale-out"
     assert "| as-expected | 1 | 95 s | 120 s | 700 s | dry-run scale-out | as expected |" in summary
+    # A spot interruption's fault starts after its notice: time to detect counts from there.
+    code, out, _ = report(moto, table, fault, "page", tmp_path, runbook="error-budget-fast-burn", delay=60)
+    assert code == 0 and out["incidents"][0]["time_to_detect"] == pytest.approx(35, abs=0.01)
 
 
 @pytest.mark.parametrize(("name", "pages", "first_after", "expect", "message"), [

@@ -47,6 +47,7 @@ def test_staging_holds_every_enabled_experiment_and_prod_none(planned: dict[str,
     assert target["resourceTags"] == [{"key": component.ASG_TAG, "value": cfg.spot_interruption.asg_name}]
     assert spot.inputs["tags"][component.EXPECT_TAG] == cfg.spot_interruption.expect
     assert spot.inputs["tags"][component.RUNBOOK_TAG] == cfg.spot_interruption.expected_runbook
+    assert spot.inputs["tags"][component.FAULT_DELAY_TAG] == str(60 * cfg.spot_interruption.notice_minutes)
     pods = found["rest-pod-latency"]
     assert pods.inputs["targets"][0]["parameters"]["namespace"] == cfg.pod_faults.namespace
     assert pods.inputs["targets"][0]["selectionMode"] == f"PERCENT({cfg.pod_faults.target_percent})"
@@ -218,5 +219,5 @@ def test_the_workflow_offers_every_experiment_and_runs_the_report(planned: dict[
     runs = "\n".join(str(s.get("run", "")) for s in doc["jobs"]["game-day"]["steps"])
     for needed in ("aws fis start-experiment", "aws fis stop-experiment", "python -m infra.tools.game_day_report",
                    f'tags."{component.EXPERIMENT_TAG}"', f"tags.{component.EXPECT_TAG}",
-                   f'tags."{component.RUNBOOK_TAG}"'):
+                   f'tags."{component.RUNBOOK_TAG}"', f'tags."{component.FAULT_DELAY_TAG}"'):
         assert needed in runs, needed

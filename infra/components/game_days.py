@@ -40,6 +40,7 @@ TOKEN = "akidb:game-days:GameDays"
 TEMPLATE_TYPE = "aws:fis/experimentTemplate:ExperimentTemplate"
 EXPERIMENT_TAG = "game-day"  # the workflow finds a template by this tag's value (the experiment key)
 EXPECT_TAG, RUNBOOK_TAG = "expect", "expected-runbook"
+FAULT_DELAY_TAG = "fault-delay-s"  # seconds from the experiment's start to the fault itself (a spot notice)
 # Every experiment a stack can have (the workflow's choices): those its config enables are created.
 EXPERIMENT_KEYS = ("rest-spot-interruption", "anomaly-detector-errors", "anomaly-detector-delay", "rest-pod-latency")
 ASG_TAG = "aws:autoscaling:groupName"
@@ -71,6 +72,7 @@ class Experiment:
     targets: list[aws.fis.ExperimentTemplateTargetArgs]
     expect: str
     expected_runbook: str | None
+    fault_delay_s: int = 0
 
 
 def _params(values: Mapping[str, object]) -> list[aws.fis.ExperimentTemplateActionParameterArgs]:
@@ -146,6 +148,8 @@ class GameDays(pulumi.ComponentResource):
             tags = {EXPERIMENT_TAG: exp.key, EXPECT_TAG: exp.expect, "Name": f"{n.prefix}-{exp.key}"}
             if exp.expected_runbook:
                 tags[RUNBOOK_TAG] = exp.expected_runbook
+            if exp.fault_delay_s:
+                tags[FAULT_DELAY_TAG] = str(exp.fault_delay_s)
             aws.fis.ExperimentTemplate(
                 f"{name}-{exp.key}", region=region, description=exp.description, role_arn=role_arn,
                 stop_conditions=stop, actions=exp.actions, targets=exp.targets, tags=tags,
@@ -189,7 +193,7 @@ class GameDays(pulumi.ComponentResource):
                 name="rest-spot", resource_type="aws:ec2:spot-instance", selection_mode=f"COUNT({s.instance_count})",
                 resource_tags=[aws.fis.ExperimentTemplateTargetResourceTagArgs(key=ASG_TAG, value=s.asg_name)],
                 filters=[aws.fis.ExperimentTemplateTargetFilterArgs(path="State.Name", values=["running"])])],
-            expect=s.expect, expected_runbook=s.expected_runbook)
+            expect=s.expect, expected_runbook=s.expected_runbook, fault_delay_s=60 * s.notice_minutes)
 
     # ---------------------------------------------------------------------------------------------- lambda
     def _lambda(self, ctx: StackContext, bucket_arn: str, function_name: str) -> list[Experiment]:

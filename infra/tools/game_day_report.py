@@ -1,14 +1,16 @@
 """The figures of one game-day experiment, read back from what really paged (docs/game-days.md).
 
     python -m infra.tools.game_day_report --experiment KEY --started-at TIME --ended-at TIME
-        --expect page|no-page [--expected-runbook ID] [--environment staging] [--service akidb]
+        --expect page|no-page [--expected-runbook ID] [--fault-delay-seconds N]
+        [--environment staging] [--service akidb]
         [--region us-east-1] [--grace-minutes 20] [--table NAME] [--worker-log-group NAME]
 
 Reads the incident timeline table (lambdas/runbook_automation/timeline.py writes one item per PagerDuty lifecycle
 event: pk `incident#<id>`, sk `event#<occurred_at>#<event id>`) for the incidents triggered between the fault's
 start and its end plus the grace period, and the runbook worker's log group for the audit records of those
 incidents (lambdas/runbook_automation/audit.py: one JSON line per decision, with `incident`). Per experiment it
-publishes, to stdout and $GITHUB_STEP_SUMMARY: time to detect (fault start -> page), to acknowledge (page -> ack),
+publishes, to stdout and $GITHUB_STEP_SUMMARY: time to detect (fault start -> page; the fault starts
+`--fault-delay-seconds` after the experiment, e.g. a spot interruption after its notice), to acknowledge (page -> ack),
 to resolve (page -> final resolution), pages per fault and the runbook outcome.
 
 Exit 0: as expected. Exit 1: a fault that should page did not page within the plan's MTTD target, paged more
@@ -81,6 +83,7 @@ class Report:
     expected_runbook: str | None
     started_at: float
     ended_at: float
+    fault_at: float  # when the fault itself started (TTD counts from here)
     incidents: list[Incident] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -173,8 +176,9 @@ def outcome_of(entries: list[dict[str, Any]] | None) -> tuple[str | None, str]:
 
 
 def build_report(ddb: Any, logs: Any, *, experiment: str, expect: str, expected_runbook: str | None,
-                 started_at: float, ended_at: float, grace_s: float, table: str, log_group: str) -> Report:
-    report = Report(experiment, expect, expected_runbook, started_at, ended_at)
+                 started_at: float, ended_at: float, grace_s: float, table: str, log_group: str,
+                 fault_delay_s: float = 0.0) -> Report:
+    report = Report(experiment, expect, expected_runbook, started_at, ended_at, started_at + fault_delay_s)
     audit = read_audit(logs, log_group, started_at)
     for incident_id, events in read_incidents(ddb, table, started_at).items():
         f = figures(incident_id, events)
@@ -183,7 +187,7 @@ def build_report(ddb: Any, logs: Any, *, experiment: str, expect: str, expected_
         runbook, outcome = outcome_of(None if audit is None else audit.get(incident_id, []))
         report.incidents.append(Incident(
             incident_id=incident_id, service=f.service, severity=f.severity, triggered_at=f.triggered_at,
-            time_to_detect=round(f.triggered_at - started_at, 3), time_to_acknowledge=f.time_to_acknowledge,
+            time_to_detect=round(f.triggered_at - report.fault_at, 3), time_to_acknowledge=f.time_to_acknowledge,
             time_to_resolve=f.time_to_resolve, alert_time_to_detect=f.time_to_detect, runbook=runbook,
             runbook_outcome=outcome))
     report.incidents.sort(key=lambda i: i.triggered_at)
@@ -227,7 +231,8 @@ def markdown(report: Report) -> str:
     lines = [
         f"### Game day: {report.experiment}",
         "",
-        f"Fault {_at(report.started_at)} -> {_at(report.ended_at)}; expected: {report.expect}"
+        f"Experiment {_at(report.started_at)} -> {_at(report.ended_at)}, fault from {_at(report.fault_at)}; "
+        f"expected: {report.expect}"
         + (f" (runbook {report.expected_runbook})" if report.expected_runbook else "")
         + f"; MTTD target < {MTTD_TARGET_S:.0f} s.",
         "",
@@ -260,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ended-at", required=True, help="when the experiment ended (ISO 8601 or epoch seconds)")
     parser.add_argument("--expect", required=True, choices=EXPECT, help="what the pager should have seen")
     parser.add_argument("--expected-runbook", default="", help="runbook id the page should run (empty: any)")
+    parser.add_argument("--fault-delay-seconds", default="0", help="seconds from the experiment's start to the "
+                        "fault (the template's fault-delay-s tag; empty: 0)")
     parser.add_argument("--environment", default="staging", help="stack environment (names the table)")
     parser.add_argument("--service", default="akidb", help="service prefix (names the table)")
     parser.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
@@ -280,11 +287,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ReportError(f"--ended-at {args.ended_at} is before --started-at {args.started_at}")
         if args.grace_minutes < 0:
             raise ReportError(f"--grace-minutes {args.grace_minutes} must be >= 0")
+        try:
+            fault_delay = float(args.fault_delay_seconds or 0)
+        except ValueError:
+            raise ReportError(f"--fault-delay-seconds {args.fault_delay_seconds!r} is not a number of seconds") \
+                from None
+        if not 0 <= fault_delay <= ended - started:
+            raise ReportError(f"--fault-delay-seconds {fault_delay:g} must be within the experiment "
+                              f"(0 to {ended - started:g} s)")
         session = boto3.Session(region_name=args.region)
         report = build_report(session.client("dynamodb"), session.client("logs"), experiment=args.experiment,
                               expect=args.expect, expected_runbook=args.expected_runbook or None,
                               started_at=started, ended_at=ended, grace_s=args.grace_minutes * 60,
-                              table=table, log_group=log_group)
+                              table=table, log_group=log_group, fault_delay_s=fault_delay)
     except ReportError as e:
         print(f"game day report: {e}", file=sys.stderr)
         return UNREADABLE
