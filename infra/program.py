@@ -11,6 +11,8 @@ import pulumi
 from infra.components.anomaly import Anomaly, AnomalyArgs
 from infra.components.dashboards import Dashboards, DashboardsArgs, day5_watch_inputs
 from infra.components.emf_edge import EmfEdge, EmfEdgeArgs
+from infra.components.game_days import EXPERIMENT_KEYS as GAME_DAY_KEYS
+from infra.components.game_days import GameDays, GameDaysArgs, stop_alarm_names
 from infra.components.pagerduty import PagerDuty, PagerDutyArgs
 from infra.components.severity_topics import SeverityTopics, SeverityTopicsArgs
 from infra.components.slo_alerting import PagerDutyKeys, SloAlerting, SloAlertingArgs
@@ -99,6 +101,27 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         if dashboards.grafana_cloudwatch_role is not None:
             # For the Helm value grafana.serviceAccount.annotations."eks.amazonaws.com/role-arn".
             outputs["grafanaCloudwatchRoleArn"] = dashboards.grafana_cloudwatch_role.arn
+    # -- game-days --
+    if cfg.game_days.enabled:
+        # Experiments stop on the home Region's user-facing alarms; without one, none is safe to create.
+        stop = stop_alarm_names(ctx.region, edge.composite_alarms if cfg.emf_edge.enabled else None,
+                                dashboards.probes.alarm_names if cfg.dashboards.enabled else None)
+        if not stop:
+            outputs["gameDaySkipped"] = {k: "no stop-condition alarm in the home Region (emfEdge and "
+                                            "dashboards.synthetics are off)" for k in GAME_DAY_KEYS}
+        else:
+            # The templates name alarms and a function of these components: created after them.
+            owners: list[pulumi.Resource] = [
+                c for c in (edge if cfg.emf_edge.enabled else None, anomaly if cfg.anomaly.enabled else None,
+                            dashboards if cfg.dashboards.enabled else None) if c is not None]
+            game_days = GameDays("game-days", GameDaysArgs(
+                context=ctx, stop_alarm_names=stop,
+                detector_function_name=anomaly.detector_name if cfg.anomaly.enabled else None,
+                depends_on=owners))
+            outputs["gameDayExperiments"] = game_days.template_keys
+            outputs["gameDayLogGroup"] = game_days.log_group_name
+            if game_days.skipped:
+                outputs["gameDaySkipped"] = game_days.skipped
     return outputs
 
 

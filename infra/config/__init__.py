@@ -16,6 +16,7 @@ parser.py reads and checks the Pulumi config, reference.py renders the README ta
 from infra.config.anomaly import AnomalyConfig, AnomalyMetricSettings
 from infra.config.dashboards import DashboardsConfig
 from infra.config.emf_edge import EdgeAlarmSettings, EmfEdgeConfig
+from infra.config.game_days import GameDaysConfig
 from infra.config.pagerduty import PagerDutyConfig
 from infra.config.parser import load_stack_config, parse_stack_config
 from infra.config.schema import (
@@ -40,8 +41,8 @@ from infra.config.xray import SamplingRuleSettings, XrayConfig
 __all__ = [
     "AWS_REGION_PATTERN", "K8S_NAME_PATTERN", "LOG_RETENTION_DAYS", "OIDC_PROVIDER_ARN_PATTERN",
     "PINNED_IMAGE_PATTERN", "PROJECT", "ROLE_ARN_PATTERN", "SECRET_KEYS", "AnomalyConfig", "AnomalyMetricSettings",
-    "AwsSettings", "ConfigError", "DashboardsConfig", "EdgeAlarmSettings", "EmfEdgeConfig", "KubernetesSettings",
-    "PagerDutyConfig", "Problem", "RunbookSettings", "SamplingRuleSettings", "Secrets", "SloAlertingConfig",
-    "StackConfig", "XrayConfig",
+    "AwsSettings", "ConfigError", "DashboardsConfig", "EdgeAlarmSettings", "EmfEdgeConfig", "GameDaysConfig",
+    "KubernetesSettings", "PagerDutyConfig", "Problem", "RunbookSettings", "SamplingRuleSettings", "Secrets",
+    "SloAlertingConfig", "StackConfig", "XrayConfig",
     "camel", "load_stack_config", "parse_stack_config", "setting", "snake",
 ]

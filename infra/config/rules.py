@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from infra.config.dashboards import cross_field_problems as dashboards_problems
 from infra.config.formats import ScheduleError, interval_s, parse_schedule
+from infra.config.game_days import cross_field_problems as game_days_problems
 from infra.config.pagerduty import cross_field_problems as pagerduty_problems
 from infra.config.schema import ABSENT, PROJECT, Problem
 from infra.config.stack import StackConfig
@@ -123,6 +124,7 @@ def cross_field_problems(cfg: StackConfig, present_secrets: set[str], stack: str
     p += dashboards_problems(cfg.dashboards, ns,
                              stack_distribution=cfg.emf_edge.enabled and cfg.emf_edge.create_distribution,
                              cluster_roles=bool(cfg.kubernetes.oidc_provider_arn) if cfg.kubernetes.enabled else None)
+    p += [Problem(k, v, a) for k, v, a in game_days_problems(cfg.game_days, ns, environment=cfg.environment)]
     if cfg.dashboards.enabled and not cfg.kubernetes.enabled:
         pass  # CloudWatch dashboards still deploy; Grafana ConfigMaps are skipped (see infra/components/dashboards.py).
     return p

@@ -10,6 +10,7 @@ import pulumi
 from infra.config.anomaly import AnomalyConfig
 from infra.config.dashboards import DashboardsConfig
 from infra.config.emf_edge import EmfEdgeConfig
+from infra.config.game_days import GameDaysConfig
 from infra.config.pagerduty import PagerDutyConfig
 from infra.config.schema import setting
 from infra.config.shared import AwsSettings, KubernetesSettings
@@ -58,6 +59,7 @@ class StackConfig:
     slo_alerting: SloAlertingConfig = setting(default_factory=SloAlertingConfig, doc="Day 4: SLO alerting")
     dashboards: DashboardsConfig = setting(default_factory=DashboardsConfig, doc="Day 5: dashboards")
     pagerduty: PagerDutyConfig = setting(default_factory=PagerDutyConfig, doc="PagerDuty as code")
+    game_days: GameDaysConfig = setting(default_factory=GameDaysConfig, doc="game days: FIS experiments (staging)")
     secrets: Secrets = field(default_factory=Secrets, metadata={"doc": "secret keys", "internal": True})
 
     @property

@@ -162,6 +162,7 @@ def estimate(plan: Plan, usage: UsageAssumptions | None = None, stack: str = "")
         add(Line(comp[r.name], "cost anomaly monitor", "1", _price("free", "anomaly_monitor_month")))
 
     _functions(plan, u, comp, add)
+    _experiments(plan, comp, add)
 
     for r in of("aws:apigatewayv2/api:Api"):
         add(Line(comp[r.name], "http api", f"{u.webhook_requests_per_month:,.0f} requests",
@@ -213,6 +214,30 @@ def estimate(plan: Plan, usage: UsageAssumptions | None = None, stack: str = "")
         add(Line(EXTERNAL, "pagerduty seats", f"{u.pagerduty_users:g} users",
                  u.pagerduty_users * _price("external", "pagerduty_user_month")))
     return est
+
+
+def action_minutes(template: PlannedResource) -> float:
+    """What one run of an FIS experiment template bills: each action's duration (a one-shot spot interruption:
+    its notice), at least one minute per action (FIS bills action-minutes, AWS FIS pricing)."""
+    total = 0.0
+    for action in template.inputs.get("actions") or []:
+        params = {p.get("key"): str(p.get("value")) for p in action.get("parameters") or []}
+        text = params.get("duration") or params.get("durationBeforeInterruption") or ""
+        m = re.fullmatch(r"PT(?:(\d+)H)?(?:(\d+)M)?", text)
+        minutes = (int(m[1] or 0) * 60 + int(m[2] or 0)) if m else 0
+        total += max(1, minutes)
+    return total
+
+
+def _experiments(plan: Plan, comp: dict[str, str], add: Any) -> None:
+    """The weekly game-day workflow starts one experiment a week, the templates in turn: each template runs
+    WEEKS_PER_MONTH / len(templates) times a month. The templates themselves are free."""
+    templates = plan.of_type("aws:fis/experimentTemplate:ExperimentTemplate")
+    for r in templates:
+        runs = WEEKS_PER_MONTH / len(templates)
+        minutes = action_minutes(r)
+        add(Line(comp[r.name], "fis experiment runs", f"{runs:.2f} runs x {minutes:g} action-minutes",
+                 runs * minutes * _price("fis", "action_minute")))
 
 
 def _functions(plan: Plan, u: UsageAssumptions, comp: dict[str, str], add: Any) -> None:

@@ -166,6 +166,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
             arn = f"arn:aws:xray:{region}:{self.account_id}:group/{inputs.get('groupName')}/{_short(name)}"
         elif token == "aws:xray/samplingRule:SamplingRule":
             arn = f"arn:aws:xray:{region}:{self.account_id}:sampling-rule/{inputs.get('ruleName') or physical}"
+        elif token == "aws:fis/experimentTemplate:ExperimentTemplate":
+            # FIS picks the id (EXT + alphanumerics); the ARN names it.
+            rid = "EXT" + _short(name).upper()
+            arn = f"arn:aws:fis:{region}:{self.account_id}:experiment-template/{rid}"
+        elif token == "aws:eks/accessEntry:AccessEntry":
+            arn = (f"arn:aws:eks:{region}:{self.account_id}:access-entry/{inputs.get('clusterName')}/role/"
+                   f"{self.account_id}/{_short(name)}")
+            outputs.update(accessEntryArn=arn, createdAt="2026-01-01T00:00:00Z", userName=_short(name))
         elif token == "aws:s3/bucketObjectv2:BucketObjectv2" or token == "aws:s3/bucketObject:BucketObject":
             outputs.update(versionId="v1", etag=_short(name))
         outputs.setdefault("arn", arn)

@@ -22,6 +22,9 @@ STAR_ONLY_ACTIONS = {
     "cloudwatch:PutMetricData", "cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics",
     "cloudwatch:ListMetrics", "autoscaling:DescribeAutoScalingGroups", "aps:QueryMetrics",
     "ec2:DescribeInstances", "logs:DescribeLogGroups",
+    # FIS target resolution and experiment log delivery (AWS Service Authorization Reference: no resource types).
+    "tag:GetResources", "ec2:DescribeSubnets", "logs:CreateLogDelivery", "logs:DescribeResourcePolicies",
+    "logs:PutResourcePolicy",
 }
 BROAD_MANAGED_POLICIES = ("AdministratorAccess", "PowerUserAccess", "IAMFullAccess")
 NAME_KEYS = ("name", "alarmName", "functionName", "bucket", "dashboardName", "ruleName", "groupName")
