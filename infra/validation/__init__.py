@@ -3,6 +3,11 @@
 Rules are functions `rule(plan) -> Iterable[Violation]` registered with `@rule`. Each concern keeps its rules
 in its own module of this package (foundation.py, kubernetes.py, edge.py, ...); `validate()` imports them all,
 so adding a module is enough to add its rules.
+
+The same registry runs in the policy pack (policy/, `pulumi preview --policy-pack policy/`), in the pack's own
+venv (policy/requirements.txt): a rule module may import, at module level, only what that venv has (the plan's
+SDKs, pyyaml, kubernetes-validate), and a rule that needs more (the edge model's runtime) is marked with
+`@plan_only(reason)` and runs in `make plan` only (docs/policy-pack.md; tests/test_policy_pack.py checks both).
 """
 
 from __future__ import annotations
@@ -12,21 +17,38 @@ import pkgutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import pulumi
+
 from infra.config import StackConfig
 from infra.core.plan import GLOBAL_AWS_PREFIXES, Plan, PlannedResource, Violation
 
-__all__ = ["RULES", "Plan", "PlannedResource", "Rule", "Violation", "engine_plan", "load_rules", "resource_region",
-           "rule", "rule_description", "stack_of_urn", "validate", "violations"]
+__all__ = ["PLAN_ONLY", "RULES", "Plan", "PlannedResource", "Rule", "Violation", "engine_plan", "load_rules",
+           "plan_only", "resource_region", "rule", "rule_description", "stack_of_urn", "validate", "violations"]
 
 
 Rule = Callable[[Plan], Iterable[Violation]]
 RULES: dict[str, Rule] = {}
+# Rule name -> why it runs in `make plan` only, not in the policy pack (what it needs that the pack's venv lacks).
+PLAN_ONLY: dict[str, str] = {}
 
 
 def rule(fn: Rule) -> Rule:
     """Register a validation rule under its function name."""
     RULES[fn.__name__] = fn
     return fn
+
+
+def plan_only(reason: str) -> Callable[[Rule], Rule]:
+    """Mark a rule that needs more than the plan and the pack's venv (`reason` says what): `make plan` runs it, the
+    policy pack lists it as not run. Its heavy imports stay inside the function, so its module still loads there."""
+    if not reason.strip():
+        raise ValueError("plan_only needs the reason the rule cannot run in the policy pack")
+
+    def mark(fn: Rule) -> Rule:
+        PLAN_ONLY[fn.__name__] = reason
+        return fn
+
+    return mark
 
 
 def load_rules() -> dict[str, Rule]:
@@ -99,27 +121,32 @@ def engine_plan(resources: Sequence[Any], config: StackConfig) -> Plan:
 
 
 def _known(value: Any) -> Any:
-    """A plain copy of the SDK's props proxy; a value unknown at preview (the proxy raises on it) becomes None."""
+    """A plain copy of the engine's props as the offline plan records them.
+
+    The policy SDK hands maps and lists as its read-only proxies (pulumi_policy.proxy `_DictProxy`, `_ListProxy`:
+    a Mapping and a Sequence, not dict and list), archives and assets as pulumi objects; the rules read plain
+    dicts and lists (and json-dump some). A value unknown at preview (the proxy raises on it) becomes None."""
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key in list(value.keys()):
-            try:
-                out[key] = _known(value[key])
-            except Exception as err:  # pulumi_policy.proxy.UnknownValueError, not importable here
-                if type(err).__name__ != "UnknownValueError":
-                    raise
-                out[key] = None
-        return out
-    if isinstance(value, (list, tuple)):
-        items = []
-        for i in range(len(value)):
-            try:
-                items.append(_known(value[i]))
-            except Exception as err:
-                if type(err).__name__ != "UnknownValueError":
-                    raise
-                items.append(None)
-        return items
+        return {key: _known_item(value, key) for key in list(value.keys())}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
+        return [_known_item(value, i) for i in range(len(value))]
+    if isinstance(value, (pulumi.FileArchive, pulumi.FileAsset)):
+        return {"path": str(value.path)}  # as infra/offline/mocks.py records them
+    if isinstance(value, (pulumi.RemoteArchive, pulumi.RemoteAsset)):
+        return {"uri": str(value.uri)}
+    if isinstance(value, pulumi.StringAsset):
+        return {"text": value.text}
+    if isinstance(value, pulumi.AssetArchive):
+        return {"assets": {k: _known(v) for k, v in value.assets.items()}}
     if isinstance(value, float) and value.is_integer():
         return int(value)  # the engine's numbers are floats; the offline plan records ints
     return value
+
+
+def _known_item(container: Any, key: Any) -> Any:
+    try:
+        return _known(container[key])
+    except Exception as err:  # pulumi_policy.proxy.UnknownValueError: the SDK is in the pack's venv only
+        if type(err).__name__ != "UnknownValueError":
+            raise
+        return None

@@ -17,7 +17,7 @@ from typing import Any
 
 from infra.artifacts.packaging import read_package
 from infra.components import emf_edge
-from infra.validation import Plan, PlannedResource, Violation, rule
+from infra.validation import Plan, PlannedResource, Violation, plan_only, rule
 
 EDGE_REGION = "us-east-1"
 EDGE_TOKEN = emf_edge.TOKEN
@@ -143,6 +143,8 @@ def _describe(found: set[MetricKey], namespace: str, metric: str) -> str:
 
 
 @rule
+@plan_only("runs the packaged edge handler with the built ONNX model (onnxruntime, numpy, tokenizers: the model's "
+           "runtime, not in the policy pack's venv); `make plan` and `make test` run it on every pull request")
 def edge_emf_alarms_match(plan: Plan) -> Iterator[Violation]:
     """Every alarm on an edge namespace names a metric and dimension set the handler really emits there."""
     from infra.artifacts.edge_probe import unpack_baked  # imports the handler (onnxruntime): only for this rule
