@@ -19,6 +19,7 @@ from pulumi.output import Unknown
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
+from infra.core.archives import recorded_archive
 from infra.core.plan import GLOBAL_AWS_PREFIXES
 from infra.validation.preview import UNKNOWN
 
@@ -255,12 +256,9 @@ def as_plain(value: Any) -> Any:
         return {k: as_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [as_plain(v) for v in value]
-    if isinstance(value, (pulumi.FileArchive, pulumi.FileAsset)):
-        return {"path": str(value.path)}
-    if isinstance(value, pulumi.StringAsset):
-        return {"text": value.text}
-    if isinstance(value, pulumi.AssetArchive):
-        return {"assets": {k: as_plain(v) for k, v in value.assets.items()}}
+    archive = recorded_archive(value, as_plain)
+    if archive is not None:
+        return archive
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if value is None or isinstance(value, (str, int, float, bool)):

@@ -17,9 +17,8 @@ import pkgutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import pulumi
-
 from infra.config import StackConfig
+from infra.core.archives import recorded_archive
 from infra.core.plan import GLOBAL_AWS_PREFIXES, Plan, PlannedResource, Violation
 
 __all__ = ["PLAN_ONLY", "RULES", "Plan", "PlannedResource", "Rule", "Violation", "engine_plan", "load_rules",
@@ -130,14 +129,9 @@ def _known(value: Any) -> Any:
         return {key: _known_item(value, key) for key in list(value.keys())}
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
         return [_known_item(value, i) for i in range(len(value))]
-    if isinstance(value, (pulumi.FileArchive, pulumi.FileAsset)):
-        return {"path": str(value.path)}  # as infra/offline/mocks.py records them
-    if isinstance(value, (pulumi.RemoteArchive, pulumi.RemoteAsset)):
-        return {"uri": str(value.uri)}
-    if isinstance(value, pulumi.StringAsset):
-        return {"text": value.text}
-    if isinstance(value, pulumi.AssetArchive):
-        return {"assets": {k: _known(v) for k, v in value.assets.items()}}
+    archive = recorded_archive(value, _known)  # a package's path, as the offline plan records it
+    if archive is not None:
+        return archive
     if isinstance(value, float) and value.is_integer():
         return int(value)  # the engine's numbers are floats; the offline plan records ints
     return value
