@@ -1,8 +1,8 @@
 """The plan-time rules as a Pulumi policy pack: `pulumi preview --policy-pack policy/`.
 
-One StackValidationPolicy per rule of `infra.validation.RULES` (the registry `make plan` runs) except the rules in
-PLAN_ONLY_RULES (docs/policy-pack.md): the pack runs in its own venv (policy/requirements.txt), which holds the
-plan's SDKs but not the edge model's runtime. The engine's
+One StackValidationPolicy per rule of `infra.validation.RULES` (the registry `make plan` runs); the rules in
+PLAN_ONLY_RULES (docs/policy-pack.md) answer "not applicable" with their reason: the pack runs in its own venv
+(policy/requirements.txt), which holds the plan's SDKs but not the edge model's runtime. The engine's
 resources become `PlannedResource`s (infra.validation.engine_plan), the stack's config is read from
 `Pulumi.<stack>.yaml` (the stack named in the URNs: the pack runs from this checkout with `--policy-pack policy/`),
 and each rule reports its violations on the resource's URN.
@@ -36,7 +36,8 @@ from infra.validation import PLAN_ONLY, Plan, engine_plan, load_rules, rule_desc
 
 PACK_NAME = "akidb-observability-rules"
 # The registered rules this pack does not run, each with the reason (what it needs beyond the pack's venv): they
-# run in `make plan` only. Marked where the rule is defined (`@plan_only` in infra/validation).
+# run in `make plan` only. Marked where the rule is defined (`@plan_only` in infra/validation), which keeps its heavy
+# imports inside the rule: loading the registry here imports none of them.
 load_rules()
 PLAN_ONLY_RULES: dict[str, str] = dict(sorted(PLAN_ONLY.items()))
 PACK_DESCRIPTION = ("AkiDB observability plan-time rules (infra/validation, as `make plan` runs them); run in "
@@ -66,8 +67,12 @@ def plan_of(resources: list[Any]) -> Plan:
 def validation_for(rule_name: str) -> Callable[[StackValidationArgs, ReportViolation], None]:
     """The stack validation that runs one registered rule over the engine's resources."""
     check = load_rules()[rule_name]
+    plan_only = PLAN_ONLY_RULES.get(rule_name)
 
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        if plan_only is not None:
+            # Shown by the engine as not applicable, with the reason, rather than silently absent.
+            args.not_applicable(f"runs in `make plan` only: {plan_only}")
         resources = list(args.resources)
         if not resources:
             return
@@ -88,7 +93,7 @@ def validation_for(rule_name: str) -> Callable[[StackValidationArgs, ReportViola
 def policies() -> list[Policy]:
     return [StackValidationPolicy(name=name, description=rule_description(name),
                                   validate=validation_for(name), enforcement_level=EnforcementLevel.MANDATORY)
-            for name in sorted(load_rules()) if name not in PLAN_ONLY_RULES]
+            for name in sorted(load_rules())]
 
 
 if __name__ == "__main__":
