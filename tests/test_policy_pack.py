@@ -44,9 +44,11 @@ PACK_DIR = ROOT / "policy"
 REQUIREMENTS = PACK_DIR / "requirements.txt"
 VENVS = BUILD_DIR / "policy-venv"
 START_TIMEOUT_S = 120
-# The engine's encoding of archives and assets in a property map (pulumi/pulumi sdk/go/common/resource/properties.go).
-SIG_KEY, ARCHIVE_SIG, ASSET_SIG = ("4dabf18193072939515e22adb298388d", "0def7320c3a5731c473e5ecbe6d01bc7",
-                                   "c44067f5952c0a294b673a41bacd8c17")
+# The engine's encoding of archives, assets and secrets in a property map (pulumi/pulumi
+# sdk/go/common/resource/properties.go).
+SIG_KEY, ARCHIVE_SIG, ASSET_SIG, SECRET_SIG = ("4dabf18193072939515e22adb298388d", "0def7320c3a5731c473e5ecbe6d01bc7",
+                                               "c44067f5952c0a294b673a41bacd8c17", "1b47061264138c4ac30d75fd1eb44270")
+REDACTED = "[secret]"  # what the offline plan records for a secret input (infra/offline/mocks.py)
 # The checkout a pack needs (its code, the project's packages, the generated rules): copied for the import check.
 SOURCE_TREES = ("infra", "lambdas", "policy", "rules")
 
@@ -127,7 +129,8 @@ def started_pack(venv: Path, stack: str, pack_dir: Path = PACK_DIR) -> Iterator[
 # ---- the engine's side ----
 
 def _value(value: Any) -> Any:
-    """A planned input as the engine marshals it: archives and assets (recorded as {"path": ...}) by signature."""
+    """A planned input as the engine marshals it: archives and assets (recorded as {"path": ...}) and secrets by
+    signature."""
     if isinstance(value, dict):
         if set(value) == {"path"} and isinstance(value["path"], str):
             is_archive = value["path"].endswith(".zip") or Path(value["path"]).is_dir()
@@ -135,6 +138,8 @@ def _value(value: Any) -> Any:
         return {k: _value(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_value(v) for v in value]
+    if value == REDACTED:
+        return {SIG_KEY: SECRET_SIG, "value": value}
     return value
 
 
