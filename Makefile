@@ -191,3 +191,16 @@ dr-drill: venv
 day5-test: venv
 	$(PY) -m pytest -q tests/test_canary.py tests/test_alerting_path.py tests/test_cost.py tests/test_dr_drill.py \
 	  tests/test_heartbeat.py tests/test_grafana_cloudwatch.py tests/test_incident_timeline.py
+# -- policy pack --
+.PHONY: policy-venv policy-test
+# The pack's own venv where the CLI looks for it (PulumiPolicy.yaml: virtualenv: venv), built as the workflows build
+# it: for a local `pulumi preview --policy-pack policy/`.
+policy/venv/.installed: policy/requirements.txt
+	rm -rf policy/venv
+	$(BOOTSTRAP_PYTHON) -m venv policy/venv
+	policy/venv/bin/pip install --quiet -r policy/requirements.txt </dev/null
+	touch $@
+policy-venv: policy/venv/.installed
+# The pack started as the CLI starts it, in that venv (built in build/policy-venv/<hash>), on both stacks' plans.
+policy-test: venv tools edge-model
+	$(PY) -m pytest -q -s tests/test_policy_pack.py
