@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import json
 import os
 import select
 import shutil
@@ -291,6 +293,59 @@ def test_a_rule_module_importing_what_the_pack_lacks_stops_the_pack(venv: Path, 
     with pytest.raises(PackDidNotStart, match="No module named 'numpy'"), \
             started_pack(venv, "staging", pack_dir=tmp_path / "policy"):
         pass
+
+
+def _is_plan_only(decorator: ast.expr) -> bool:
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return (isinstance(target, ast.Name) and target.id == "plan_only") or \
+        (isinstance(target, ast.Attribute) and target.attr == "plan_only")
+
+
+def function_imports(source: str) -> list[str]:
+    """The import statements inside the functions of a rule module, except inside `@plan_only` rules (the only
+    place an import may need more than the pack's venv). Module-level imports are checked by the pack's start."""
+    found: list[str] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if not any(_is_plan_only(d) for d in child.decorator_list):
+                    visit(child, True)
+            elif isinstance(child, (ast.Import, ast.ImportFrom)):
+                if in_function:
+                    found.append(ast.unparse(child))
+            else:
+                visit(child, in_function)
+
+    visit(ast.parse(source), False)
+    return found
+
+
+def failing_in_pack_venv(venv: Path, statements: list[str]) -> dict[str, str]:
+    """Each import statement run by the pack venv's Python from the checkout: the ones that fail, with the error."""
+    script = ("import json, sys\nfailed = {}\nfor statement in json.load(sys.stdin):\n    try:\n"
+              "        exec(statement, {})\n    except Exception as err:\n"
+              "        failed[statement] = f'{type(err).__name__}: {err}'\nprint(json.dumps(failed))\n")
+    proc = subprocess.run([str(venv / "bin" / "python"), "-c", script], input=json.dumps(statements), cwd=ROOT,
+                          env=_clean_env(), capture_output=True, text=True, check=True)
+    failed: dict[str, str] = json.loads(proc.stdout.splitlines()[-1])
+    return failed
+
+
+def test_imports_inside_rules_resolve_in_the_packs_venv(venv: Path) -> None:
+    """A rule body runs only on the plans that reach it: its imports are checked whatever the plan."""
+    statements = [s for path in sorted((ROOT / "infra" / "validation").glob("*.py"))
+                  for s in function_imports(path.read_text())]
+    assert failing_in_pack_venv(venv, statements) == {}
+
+
+def test_the_import_check_finds_a_rule_body_importing_the_models_runtime(venv: Path) -> None:
+    source = ("from infra.validation import plan_only, rule\n\n"
+              "@rule\ndef light(plan):\n    import numpy\n    return []\n\n"
+              "@rule\n@plan_only('needs the model')\ndef heavy(plan):\n    import onnxruntime\n    return []\n")
+    assert function_imports(source) == ["import numpy"]
+    assert failing_in_pack_venv(venv, function_imports(source)) == {
+        "import numpy": "ModuleNotFoundError: No module named 'numpy'"}
 
 
 def test_plan_only_rules_are_listed_with_their_reason() -> None:

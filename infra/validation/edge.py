@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,7 @@ EDGE_PRINCIPALS = {"lambda.amazonaws.com", "edgelambda.amazonaws.com"}
 REQUIRED_ALARMS = {("InferenceLatency", "p95"), ("InferenceLatency", "Average"), ("ErrorCount", "Sum"),
                    ("CacheHit", "Sum")}
 
-MetricKey = tuple[str, str, tuple[tuple[str, str], ...]]
-
+MetricKey = tuple[str, str, tuple[tuple[str, str], ...]]  # (namespace, metric, sorted dimensions)
 
 def _trusted_services(plan: Plan, role_arn: Any) -> set[str] | None:
     for role in plan.of_type("aws:iam/role:Role"):
@@ -125,17 +123,6 @@ def _alarm_metrics(alarm: PlannedResource) -> list[tuple[str, str, dict[str, str
     return out
 
 
-@cache
-def _emitted(zip_path: str, zip_sha256: str, region: str) -> tuple[frozenset[MetricKey], tuple[str, ...]]:
-    """What the packaged handler publishes in `region` (cached per package and region: runs the real model)."""
-    from infra.artifacts.edge_probe import published, run_sample
-    from lambdas.edge_inference import emf
-
-    docs = run_sample(Path(zip_path), region)
-    problems = tuple(p for d in docs for p in emf.problems(d))
-    return frozenset(published(docs)), problems
-
-
 def _describe(found: set[MetricKey], namespace: str, metric: str) -> str:
     sets = sorted("{" + ", ".join(f"{k}={v}" for k, v in dims) + "}" for ns, m, dims in found
                   if ns == namespace and m == metric)
@@ -147,7 +134,8 @@ def _describe(found: set[MetricKey], namespace: str, metric: str) -> str:
            "runtime, not in the policy pack's venv); `make plan` and `make test` run it on every pull request")
 def edge_emf_alarms_match(plan: Plan) -> Iterator[Violation]:
     """Every alarm on an edge namespace names a metric and dimension set the handler really emits there."""
-    from infra.artifacts.edge_probe import unpack_baked  # imports the handler (onnxruntime): only for this rule
+    # The handler and the model's runtime (onnxruntime, numpy): imported by this plan-only rule alone.
+    from infra.artifacts.edge_probe import emitted_metrics, unpack_baked
     functions: dict[str, PlannedResource] = {}
     for fn in edge_functions(plan):
         path = _package_path(fn)
@@ -170,7 +158,7 @@ def edge_emf_alarms_match(plan: Plan) -> Iterator[Violation]:
             pkg = read_package(_package_path(emitting))
             assert pkg is not None  # found above
             try:
-                found, doc_problems = _emitted(str(pkg.path), pkg.sha256, str(alarm.region))
+                found, doc_problems = emitted_metrics(str(pkg.path), pkg.sha256, str(alarm.region))
             except Exception as exc:  # the handler could not run: the check cannot vouch for the alarm
                 yield Violation("edge_emf_alarms_match", alarm.label,
                                 f"could not run the edge handler to check this alarm: {type(exc).__name__}: {exc}")
