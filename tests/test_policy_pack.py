@@ -39,8 +39,12 @@ from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from infra.config import PROJECT
 from infra.core.files import exclusive
 from infra.core.paths import BUILD_DIR, ROOT
+from infra.core.plan import UNKNOWN
 from infra.offline.plan import PlanResult
+from infra.offline.preview import PreviewResult, run_preview
 from infra.validation import PLAN_ONLY, Plan, PlannedResource, load_rules, validate
+
+RULES = load_rules()  # fills PLAN_ONLY too
 
 PACK_DIR = ROOT / "policy"
 REQUIREMENTS = PACK_DIR / "requirements.txt"
@@ -51,6 +55,8 @@ START_TIMEOUT_S = 120
 SIG_KEY, ARCHIVE_SIG, ASSET_SIG, SECRET_SIG = ("4dabf18193072939515e22adb298388d", "0def7320c3a5731c473e5ecbe6d01bc7",
                                                "c44067f5952c0a294b673a41bacd8c17", "1b47061264138c4ac30d75fd1eb44270")
 REDACTED = "[secret]"  # what the offline plan records for a secret input (infra/offline/mocks.py)
+# The engine's value for anything unknown at a preview (KeepUnknowns; pulumi_policy.proxy.UNKNOWN_STRING_VALUE).
+ENGINE_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 # The checkout a pack needs (its code, the project's packages, the generated rules): copied for the import check.
 SOURCE_TREES = ("infra", "lambdas", "policy", "rules")
 
@@ -132,7 +138,7 @@ def started_pack(venv: Path, stack: str, pack_dir: Path = PACK_DIR) -> Iterator[
 
 def _value(value: Any) -> Any:
     """A planned input as the engine marshals it: archives and assets (recorded as {"path": ...}) and secrets by
-    signature."""
+    signature, values unknown at preview as the engine's unknown."""
     if isinstance(value, dict):
         if set(value) == {"path"} and isinstance(value["path"], str):
             is_archive = value["path"].endswith(".zip") or Path(value["path"]).is_dir()
@@ -142,6 +148,8 @@ def _value(value: Any) -> Any:
         return [_value(v) for v in value]
     if value == REDACTED:
         return {SIG_KEY: SECRET_SIG, "value": value}
+    if value == UNKNOWN:
+        return ENGINE_UNKNOWN
     return value
 
 
@@ -221,20 +229,30 @@ def venv() -> Path:
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_every_rule_passes_on_the_real_plan_in_the_packs_own_venv(venv: Path, planned: dict[str, PlanResult],
-                                                                   stack: str) -> None:
-    result = planned[stack]
-    assert result.violations == [] and result.plan is not None
+def test_every_rule_passes_on_the_real_plans_in_the_packs_own_venv(venv: Path, planned: dict[str, PlanResult],
+                                                                    stack: str) -> None:
+    """As one `pulumi up` of the stack: one pack process, AnalyzeStack on the preview (a first one: every computed
+    output unknown) and again after the update (everything known)."""
+    result, preview = planned[stack], _first_preview(stack)
+    assert result.violations == [] and preview.config is not None
+    preview_plan = Plan(resources=preview.resources, config=preview.config)
+    assert any(UNKNOWN in json.dumps(r.inputs) for r in preview.resources), "a first preview has unknown inputs"
     with started_pack(venv, stack) as pack:
         info = engine_session(pack, stack)
         # Every registered rule, a module added later included; the plan-only ones say so, with their reason.
-        assert sorted(p.name for p in info.policies) == sorted(load_rules())
+        assert sorted(p.name for p in info.policies) == sorted(RULES)
         assert info.name == "akidb-observability-rules" and all(p.description for p in info.policies)
         assert all(name in info.description for name in PLAN_ONLY)
-        found, seconds = analyze_stack(pack, result.resources, stack)
+        at_preview, preview_seconds = analyze_stack(pack, preview.resources, stack)
+        after_update, seconds = analyze_stack(pack, result.resources, stack)
         print(f"\npolicy pack {stack}: started in {pack.start_seconds:.1f} s, AnalyzeStack of "
-              f"{len(result.resources)} resources in {seconds:.1f} s")
-    assert found == []
+              f"{len(result.resources)} resources in {preview_seconds:.1f} s (preview), {seconds:.1f} s (update)")
+    assert at_preview == offline_findings(preview_plan) == []
+    assert after_update == []
+
+
+def _first_preview(stack: str) -> PreviewResult:
+    return run_preview(stack, offline_secrets=True)
 
 
 def _without_one_edge_alarm(result: PlanResult) -> tuple[list[PlannedResource], PlannedResource]:
@@ -349,8 +367,7 @@ def test_the_import_check_finds_a_rule_body_importing_the_models_runtime(venv: P
 
 
 def test_plan_only_rules_are_listed_with_their_reason() -> None:
-    load_rules()
-    assert set(PLAN_ONLY) <= set(load_rules())
+    assert set(PLAN_ONLY) <= set(RULES)
     doc = (ROOT / "docs" / "policy-pack.md").read_text()
     listed = {line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")}
     assert listed == set(PLAN_ONLY), "docs/policy-pack.md's table lists the @plan_only rules"

@@ -7,6 +7,10 @@ from typing import Any
 
 from infra.config import StackConfig
 
+# How a plan records a value unknown at preview (a computed output, or an input built from one): the offline preview
+# (infra/offline/mocks.py) and the policy pack at a `pulumi preview` (infra.validation.engine_plan) alike.
+UNKNOWN = "[unknown]"
+
 # AWS services without regions: their resources take no `region`, their ARNs have an empty region field.
 GLOBAL_AWS_PREFIXES = ("aws:iam/", "aws:cloudfront/", "aws:route53/", "aws:organizations/", "aws:shield/")
 

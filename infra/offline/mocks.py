@@ -20,8 +20,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
 from infra.core.archives import recorded_archive
-from infra.core.plan import GLOBAL_AWS_PREFIXES
-from infra.validation.preview import UNKNOWN
+from infra.core.plan import GLOBAL_AWS_PREFIXES, UNKNOWN
 
 ACCOUNT_ID = "123456789012"
 SECRET_SIG_KEY = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"

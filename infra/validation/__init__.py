@@ -19,7 +19,7 @@ from typing import Any
 
 from infra.config import StackConfig
 from infra.core.archives import recorded_archive
-from infra.core.plan import GLOBAL_AWS_PREFIXES, Plan, PlannedResource, Violation
+from infra.core.plan import GLOBAL_AWS_PREFIXES, UNKNOWN, Plan, PlannedResource, Violation
 
 __all__ = ["PLAN_ONLY", "RULES", "Plan", "PlannedResource", "Rule", "Violation", "engine_plan", "load_rules",
            "plan_only", "resource_region", "rule", "rule_description", "stack_of_urn", "validate", "violations"]
@@ -104,7 +104,7 @@ def engine_plan(resources: Sequence[Any], config: StackConfig) -> Plan:
     """A Plan from the policy SDK's `PolicyResource`s (resource_type, props, urn, name, parent, provider).
 
     Props are what the engine has for the resource: inputs at preview, inputs and outputs after an update;
-    values unknown at preview become None, as in the offline plan."""
+    values unknown at preview become UNKNOWN, as in the offline preview."""
     planned = []
     for res in resources:
         props = _known(res.props)
@@ -124,7 +124,8 @@ def _known(value: Any) -> Any:
 
     The policy SDK hands maps and lists as its read-only proxies (pulumi_policy.proxy `_DictProxy`, `_ListProxy`:
     a Mapping and a Sequence, not dict and list), archives and assets as pulumi objects; the rules read plain
-    dicts and lists (and json-dump some). A value unknown at preview (the proxy raises on it) becomes None."""
+    dicts and lists (and json-dump some). A value unknown at preview (the proxy raises on it) becomes UNKNOWN, as
+    in the offline preview: unknown is not absent (a topic's key still being created is no unencrypted topic)."""
     if isinstance(value, Mapping):
         return {key: _known_item(value, key) for key in list(value.keys())}
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
@@ -143,4 +144,4 @@ def _known_item(container: Any, key: Any) -> Any:
     except Exception as err:  # pulumi_policy.proxy.UnknownValueError: the SDK is in the pack's venv only
         if type(err).__name__ != "UnknownValueError":
             raise
-        return None
+        return UNKNOWN

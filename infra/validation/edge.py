@@ -16,6 +16,7 @@ from typing import Any
 
 from infra.artifacts.packaging import read_package
 from infra.components import emf_edge
+from infra.core.plan import UNKNOWN
 from infra.validation import Plan, PlannedResource, Violation, plan_only, rule
 
 EDGE_REGION = "us-east-1"
@@ -31,9 +32,17 @@ REQUIRED_ALARMS = {("InferenceLatency", "p95"), ("InferenceLatency", "Average"),
 
 MetricKey = tuple[str, str, tuple[tuple[str, str], ...]]  # (namespace, metric, sorted dimensions)
 
+def _is_role(role: PlannedResource, role_arn: Any) -> bool:
+    """`role_arn` names `role`: its ARN output, or (at a preview, where a new role has no ARN yet) its name."""
+    if role.outputs.get("arn") == role_arn:
+        return True
+    name = role.inputs.get("name")
+    return isinstance(role_arn, str) and ":role/" in role_arn and bool(name) and role_arn.rsplit("/", 1)[-1] == name
+
+
 def _trusted_services(plan: Plan, role_arn: Any) -> set[str] | None:
     for role in plan.of_type("aws:iam/role:Role"):
-        if role.outputs.get("arn") == role_arn:
+        if _is_role(role, role_arn):
             doc = json.loads(role.inputs.get("assumeRolePolicy") or "{}")
             found: set[str] = set()
             for stmt in doc.get("Statement", []):
@@ -93,8 +102,9 @@ def edge_function_restrictions(plan: Plan) -> Iterator[Violation]:
             problems.append("publish must be true: CloudFront attaches a numbered version, never $LATEST")
         if i.get("skipDestroy") is not True:
             problems.append("skipDestroy must be true: replicas outlive the association, so a destroy would fail")
-        trusted = _trusted_services(plan, i.get("role"))
-        if trusted is None or not trusted >= EDGE_PRINCIPALS:
+        # A new role's ARN is unknown at a preview: its trust is checked once known (make plan, after `pulumi up`).
+        trusted = None if i.get("role") == UNKNOWN else _trusted_services(plan, i.get("role"))
+        if i.get("role") != UNKNOWN and (trusted is None or not trusted >= EDGE_PRINCIPALS):
             problems.append(f"role must trust {sorted(EDGE_PRINCIPALS)}; it trusts {sorted(trusted or [])}")
         path = _package_path(fn)
         pkg = read_package(path)

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from infra.components.dashboards import DASHBOARD_KEY_ANNOTATION
+from infra.core.plan import UNKNOWN
 from infra.validation import Plan, PlannedResource, Violation, rule
 
-UNKNOWN = "[unknown]"  # how the offline preview records an input unknown at preview
+__all__ = ["UNKNOWN", "known_at_preview", "review_critical_unknowns", "unknown_paths"]
 
 # Input names that are policy documents (on any AWS resource), and what each policy resource attaches to.
 POLICY_DOCUMENT_INPUTS = ("policy", "assumeRolePolicy", "inlinePolicies", "accessPolicies")
