@@ -65,7 +65,7 @@ package: venv
 lint: venv
 	$(PY) -m ruff check .
 
-test: venv tools $(VENV)/.policy-sdk
+test: venv tools
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -179,11 +179,6 @@ import-retained: venv tools
 requirements: venv
 	$(PY) -m infra.offline.requirements
 plan-diff import-retained: edge-model
-# The policy pack's SDK in the dev venv for tests/test_policy_pack.py. --no-deps: its protobuf~=5.29 pin would
-# break onnx (protobuf>=6.31); the SDK runs on protobuf 6 (the pack itself gets its own venv in CI).
-$(VENV)/.policy-sdk: $(VENV)/.installed policy/requirements.txt
-	$(VENV)/bin/pip install --quiet --no-deps $$(grep '^pulumi-policy==' policy/requirements.txt)
-	touch $@
 # -- dashboards: Day 5 probes, alerting path, cost, restore drill --
 .PHONY: cost dr-drill day5-test
 # Monthly cost estimate of the last plan of STACK (per component and type; exit 1 above dashboards.cost.ceilingUsd).
@@ -213,3 +208,17 @@ runbooks: venv tools edge-model  ## rewrite the runbook pages' generated parts a
 # Every signal of both stacks to the person it reaches (Markdown table) and the dead ends (exit 1 on one).
 paths: venv edge-model
 	$(PY) -m infra.tools.signal_paths_report --stack staging --stack prod
+
+# -- policy pack --
+.PHONY: policy-venv policy-test
+# The pack's own venv where the CLI looks for it (PulumiPolicy.yaml: virtualenv: venv), built as the workflows build
+# it: for a local `pulumi preview --policy-pack policy/`.
+policy/venv/.installed: policy/requirements.txt
+	rm -rf policy/venv
+	$(BOOTSTRAP_PYTHON) -m venv policy/venv
+	policy/venv/bin/pip install --quiet -r policy/requirements.txt </dev/null
+	touch $@
+policy-venv: policy/venv/.installed
+# The pack started as the CLI starts it, in that venv (built in build/policy-venv/<hash>), on both stacks' plans.
+policy-test: venv tools edge-model
+	$(PY) -m pytest -q -s tests/test_policy_pack.py

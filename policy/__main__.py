@@ -1,6 +1,8 @@
 """The plan-time rules as a Pulumi policy pack: `pulumi preview --policy-pack policy/`.
 
-One StackValidationPolicy per rule of `infra.validation.RULES` (the registry `make plan` runs): the engine's
+One StackValidationPolicy per rule of `infra.validation.RULES` (the registry `make plan` runs); the rules in
+PLAN_ONLY_RULES (docs/policy-pack.md) answer "not applicable" with their reason: the pack runs in its own venv
+(policy/requirements.txt), which holds the plan's SDKs but not the edge model's runtime. The engine's
 resources become `PlannedResource`s (infra.validation.engine_plan), the stack's config is read from
 `Pulumi.<stack>.yaml` (the stack named in the URNs: the pack runs from this checkout with `--policy-pack policy/`),
 and each rule reports its violations on the resource's URN.
@@ -30,9 +32,16 @@ from pulumi_policy import (  # noqa: E402
 from infra.config import PROJECT, SECRET_KEYS, ConfigError  # noqa: E402
 from infra.config.parser import parse_stack_config  # noqa: E402
 from infra.offline.stackfile import StackFileError, read_stack_file, with_overrides  # noqa: E402
-from infra.validation import Plan, engine_plan, load_rules, rule_description, stack_of_urn  # noqa: E402
+from infra.validation import PLAN_ONLY, Plan, engine_plan, load_rules, rule_description, stack_of_urn  # noqa: E402
 
 PACK_NAME = "akidb-observability-rules"
+# The registered rules this pack does not run, each with the reason (what it needs beyond the pack's venv): they
+# run in `make plan` only. Marked where the rule is defined (`@plan_only` in infra/validation), which keeps its heavy
+# imports inside the rule: loading the registry here imports none of them.
+load_rules()
+PLAN_ONLY_RULES: dict[str, str] = dict(sorted(PLAN_ONLY.items()))
+PACK_DESCRIPTION = ("AkiDB observability plan-time rules (infra/validation, as `make plan` runs them); run in "
+                    "`make plan` only: " + "; ".join(f"{name} ({why})" for name, why in PLAN_ONLY_RULES.items()))
 
 
 def plan_of(resources: list[Any]) -> Plan:
@@ -58,8 +67,12 @@ def plan_of(resources: list[Any]) -> Plan:
 def validation_for(rule_name: str) -> Callable[[StackValidationArgs, ReportViolation], None]:
     """The stack validation that runs one registered rule over the engine's resources."""
     check = load_rules()[rule_name]
+    plan_only = PLAN_ONLY_RULES.get(rule_name)
 
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        if plan_only is not None:
+            # Shown by the engine as not applicable, with the reason, rather than silently absent.
+            args.not_applicable(f"runs in `make plan` only: {plan_only}")
         resources = list(args.resources)
         if not resources:
             return
@@ -85,4 +98,5 @@ def policies() -> list[Policy]:
 
 if __name__ == "__main__":
     # Starts the analyzer's gRPC server and serves the engine until it is stopped.
-    PolicyPack(name=PACK_NAME, policies=policies(), enforcement_level=EnforcementLevel.MANDATORY)
+    PolicyPack(name=PACK_NAME, policies=policies(), enforcement_level=EnforcementLevel.MANDATORY,
+               description=PACK_DESCRIPTION)

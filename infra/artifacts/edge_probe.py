@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,15 @@ def run_sample(zip_path: Path, in_region: str) -> list[dict[str, Any]]:
             for event in sample_events():
                 app.handle(event, None)
         return [json.loads(line) for line in out.getvalue().splitlines() if line.startswith('{"_aws"')]
+
+
+@cache
+def emitted_metrics(zip_path: str, zip_sha256: str, in_region: str,
+                    ) -> tuple[frozenset[tuple[str, str, tuple[tuple[str, str], ...]]], tuple[str, ...]]:
+    """What the packaged function publishes in `in_region` and the EMF problems of its documents (cached per
+    package, by its hash, and region: each run loads the real model)."""
+    docs = run_sample(Path(zip_path), in_region)
+    return frozenset(published(docs)), tuple(p for d in docs for p in emf.problems(d))
 
 
 def published(docs: list[dict[str, Any]]) -> set[tuple[str, str, tuple[tuple[str, str], ...]]]:

@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.artifacts.edge_model import EdgeModel, ensure_model
 from infra.artifacts.packaging import LambdaPackage, build_lambda
 from infra.blocks.alarms import metric_alarm
 from infra.blocks.bucket import PrivateBucket
@@ -34,6 +33,11 @@ from infra.core import iam
 from infra.core.context import StackContext
 from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, Naming
 from lambdas.edge_inference import emf
+
+if TYPE_CHECKING:
+    # The model build (numpy, onnxruntime) is imported where the component builds the model: this module's names
+    # are also read by the plan-time rules, which run in the policy pack's venv without those (docs/policy-pack.md).
+    from infra.artifacts.edge_model import EdgeModel
 
 COMPONENT = "emf-edge"
 TOKEN = "akidb:emf-edge:EmfEdge"
@@ -120,6 +124,8 @@ class EmfEdge(pulumi.ComponentResource):
             raise ValueError(f"no severity topics for edge regions {missing}: SeverityTopics must cover them")
 
         self.function_name = function_name(ctx.naming, cfg)
+        from infra.artifacts.edge_model import ensure_model  # the model build: see the TYPE_CHECKING import
+
         model = ensure_model(quiet=True)
         bucket = self._model_bucket(name, ctx, model, child)
         pkg = build_package(cfg, self.model_bucket, ctx.region, model)

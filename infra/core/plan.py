@@ -7,6 +7,13 @@ from typing import Any
 
 from infra.config import StackConfig
 
+# How a plan records a value unknown at preview (a computed output, or an input built from one): the offline preview
+# (infra/offline/mocks.py) and the policy pack at a `pulumi preview` (infra.validation.engine_plan) alike.
+UNKNOWN = "[unknown]"
+# ... and a secret input unknown at preview. A preview never shows a secret's value, known or not ([secret]), so
+# what a reviewer reads of such an input is the same either way.
+UNKNOWN_SECRET = "[unknown secret]"
+
 # AWS services without regions: their resources take no `region`, their ARNs have an empty region field.
 GLOBAL_AWS_PREFIXES = ("aws:iam/", "aws:cloudfront/", "aws:route53/", "aws:organizations/", "aws:shield/")
 
@@ -44,6 +51,9 @@ class Plan:
     resources: list[PlannedResource]
     config: StackConfig
     outputs: dict[str, Any] = field(default_factory=dict)
+    # False for the engine's data (the policy pack): pulumi_policy hands secrets unwrapped, so a secret unknown at
+    # preview reads as UNKNOWN there, not UNKNOWN_SECRET (pulumi_policy/deserialize.py); the offline plan keeps it.
+    secrets_visible: bool = True
 
     def of_type(self, *tokens: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type in tokens]

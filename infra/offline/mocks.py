@@ -19,8 +19,8 @@ from pulumi.output import Unknown
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
-from infra.core.plan import GLOBAL_AWS_PREFIXES
-from infra.validation.preview import UNKNOWN, UNKNOWN_SECRET
+from infra.core.archives import recorded_archive
+from infra.core.plan import GLOBAL_AWS_PREFIXES, UNKNOWN, UNKNOWN_SECRET
 
 ACCOUNT_ID = "123456789012"
 SECRET_SIG_KEY = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
@@ -299,12 +299,9 @@ def as_plain(value: Any) -> Any:
         return {k: as_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [as_plain(v) for v in value]
-    if isinstance(value, (pulumi.FileArchive, pulumi.FileAsset)):
-        return {"path": str(value.path)}
-    if isinstance(value, pulumi.StringAsset):
-        return {"text": value.text}
-    if isinstance(value, pulumi.AssetArchive):
-        return {"assets": {k: as_plain(v) for k, v in value.assets.items()}}
+    archive = recorded_archive(value, as_plain)
+    if archive is not None:
+        return archive
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if value is None or isinstance(value, (str, int, float, bool)):

@@ -3,6 +3,11 @@
 Rules are functions `rule(plan) -> Iterable[Violation]` registered with `@rule`. Each concern keeps its rules
 in its own module of this package (foundation.py, kubernetes.py, edge.py, ...); `validate()` imports them all,
 so adding a module is enough to add its rules.
+
+The same registry runs in the policy pack (policy/, `pulumi preview --policy-pack policy/`), in the pack's own
+venv (policy/requirements.txt): a rule module may import, at module level, only what that venv has (the plan's
+SDKs, pyyaml, kubernetes-validate), and a rule that needs more (the edge model's runtime) is marked with
+`@plan_only(reason)` and runs in `make plan` only (docs/policy-pack.md; tests/test_policy_pack.py checks both).
 """
 
 from __future__ import annotations
@@ -13,20 +18,36 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from infra.config import StackConfig
-from infra.core.plan import GLOBAL_AWS_PREFIXES, Plan, PlannedResource, Violation
+from infra.core.archives import recorded_archive
+from infra.core.plan import GLOBAL_AWS_PREFIXES, UNKNOWN, Plan, PlannedResource, Violation
 
-__all__ = ["RULES", "Plan", "PlannedResource", "Rule", "Violation", "engine_plan", "load_rules", "resource_region",
-           "rule", "rule_description", "stack_of_urn", "validate", "violations"]
+__all__ = ["PLAN_ONLY", "RULES", "Plan", "PlannedResource", "Rule", "Violation", "engine_plan", "load_rules",
+           "plan_only", "resource_region", "rule", "rule_description", "stack_of_urn", "validate", "violations"]
 
 
 Rule = Callable[[Plan], Iterable[Violation]]
 RULES: dict[str, Rule] = {}
+# Rule name -> why it runs in `make plan` only, not in the policy pack (what it needs that the pack's venv lacks).
+PLAN_ONLY: dict[str, str] = {}
 
 
 def rule(fn: Rule) -> Rule:
     """Register a validation rule under its function name."""
     RULES[fn.__name__] = fn
     return fn
+
+
+def plan_only(reason: str) -> Callable[[Rule], Rule]:
+    """Mark a rule that needs more than the plan and the pack's venv (`reason` says what): `make plan` runs it, the
+    policy pack lists it as not run. Its heavy imports stay inside the function, so its module still loads there."""
+    if not reason.strip():
+        raise ValueError("plan_only needs the reason the rule cannot run in the policy pack")
+
+    def mark(fn: Rule) -> Rule:
+        PLAN_ONLY[fn.__name__] = reason
+        return fn
+
+    return mark
 
 
 def load_rules() -> dict[str, Rule]:
@@ -83,7 +104,7 @@ def engine_plan(resources: Sequence[Any], config: StackConfig) -> Plan:
     """A Plan from the policy SDK's `PolicyResource`s (resource_type, props, urn, name, parent, provider).
 
     Props are what the engine has for the resource: inputs at preview, inputs and outputs after an update;
-    values unknown at preview become None, as in the offline plan."""
+    values unknown at preview become UNKNOWN, as in the offline preview."""
     planned = []
     for res in resources:
         props = _known(res.props)
@@ -95,31 +116,33 @@ def engine_plan(resources: Sequence[Any], config: StackConfig) -> Plan:
             urn=res.urn, type=res.resource_type, name=res.name, parent=parent_name,
             region=resource_region(res.resource_type, props, _known(provider.props) if provider else None),
             inputs=props, custom=custom, provider=provider.name if provider else None, outputs=props))
-    return Plan(resources=[r for r in planned if r.type != "pulumi:pulumi:Stack"], config=config)
+    return Plan(resources=[r for r in planned if r.type != "pulumi:pulumi:Stack"], config=config,
+                secrets_visible=False)
 
 
 def _known(value: Any) -> Any:
-    """A plain copy of the SDK's props proxy; a value unknown at preview (the proxy raises on it) becomes None."""
+    """A plain copy of the engine's props as the offline plan records them.
+
+    The policy SDK hands maps and lists as its read-only proxies (pulumi_policy.proxy `_DictProxy`, `_ListProxy`:
+    a Mapping and a Sequence, not dict and list), archives and assets as pulumi objects; the rules read plain
+    dicts and lists (and json-dump some). A value unknown at preview (the proxy raises on it) becomes UNKNOWN, as
+    in the offline preview: unknown is not absent (a topic's key still being created is no unencrypted topic)."""
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key in list(value.keys()):
-            try:
-                out[key] = _known(value[key])
-            except Exception as err:  # pulumi_policy.proxy.UnknownValueError, not importable here
-                if type(err).__name__ != "UnknownValueError":
-                    raise
-                out[key] = None
-        return out
-    if isinstance(value, (list, tuple)):
-        items = []
-        for i in range(len(value)):
-            try:
-                items.append(_known(value[i]))
-            except Exception as err:
-                if type(err).__name__ != "UnknownValueError":
-                    raise
-                items.append(None)
-        return items
+        return {key: _known_item(value, key) for key in list(value.keys())}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
+        return [_known_item(value, i) for i in range(len(value))]
+    archive = recorded_archive(value, _known)  # a package's path, as the offline plan records it
+    if archive is not None:
+        return archive
     if isinstance(value, float) and value.is_integer():
         return int(value)  # the engine's numbers are floats; the offline plan records ints
     return value
+
+
+def _known_item(container: Any, key: Any) -> Any:
+    try:
+        return _known(container[key])
+    except Exception as err:  # pulumi_policy.proxy.UnknownValueError: the SDK is in the pack's venv only
+        if type(err).__name__ != "UnknownValueError":
+            raise
+        return UNKNOWN

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from infra.artifacts.packaging import read_package
 from infra.components import emf_edge
-from infra.validation import Plan, PlannedResource, Violation, rule
+from infra.core.plan import UNKNOWN
+from infra.validation import Plan, PlannedResource, Violation, plan_only, rule
 
 EDGE_REGION = "us-east-1"
 EDGE_TOKEN = emf_edge.TOKEN
@@ -30,12 +30,19 @@ EDGE_PRINCIPALS = {"lambda.amazonaws.com", "edgelambda.amazonaws.com"}
 REQUIRED_ALARMS = {("InferenceLatency", "p95"), ("InferenceLatency", "Average"), ("ErrorCount", "Sum"),
                    ("CacheHit", "Sum")}
 
-MetricKey = tuple[str, str, tuple[tuple[str, str], ...]]
+MetricKey = tuple[str, str, tuple[tuple[str, str], ...]]  # (namespace, metric, sorted dimensions)
+
+def _is_role(role: PlannedResource, role_arn: Any) -> bool:
+    """`role_arn` names `role`: its ARN output, or (at a preview, where a new role has no ARN yet) its name."""
+    if role.outputs.get("arn") == role_arn:
+        return True
+    name = role.inputs.get("name")
+    return isinstance(role_arn, str) and ":role/" in role_arn and bool(name) and role_arn.rsplit("/", 1)[-1] == name
 
 
 def _trusted_services(plan: Plan, role_arn: Any) -> set[str] | None:
     for role in plan.of_type("aws:iam/role:Role"):
-        if role.outputs.get("arn") == role_arn:
+        if _is_role(role, role_arn):
             doc = json.loads(role.inputs.get("assumeRolePolicy") or "{}")
             found: set[str] = set()
             for stmt in doc.get("Statement", []):
@@ -95,8 +102,9 @@ def edge_function_restrictions(plan: Plan) -> Iterator[Violation]:
             problems.append("publish must be true: CloudFront attaches a numbered version, never $LATEST")
         if i.get("skipDestroy") is not True:
             problems.append("skipDestroy must be true: replicas outlive the association, so a destroy would fail")
-        trusted = _trusted_services(plan, i.get("role"))
-        if trusted is None or not trusted >= EDGE_PRINCIPALS:
+        # A new role's ARN is unknown at a preview: its trust is checked once known (make plan, after `pulumi up`).
+        trusted = None if i.get("role") == UNKNOWN else _trusted_services(plan, i.get("role"))
+        if i.get("role") != UNKNOWN and (trusted is None or not trusted >= EDGE_PRINCIPALS):
             problems.append(f"role must trust {sorted(EDGE_PRINCIPALS)}; it trusts {sorted(trusted or [])}")
         path = _package_path(fn)
         pkg = read_package(path)
@@ -125,17 +133,6 @@ def _alarm_metrics(alarm: PlannedResource) -> list[tuple[str, str, dict[str, str
     return out
 
 
-@cache
-def _emitted(zip_path: str, zip_sha256: str, region: str) -> tuple[frozenset[MetricKey], tuple[str, ...]]:
-    """What the packaged handler publishes in `region` (cached per package and region: runs the real model)."""
-    from infra.artifacts.edge_probe import published, run_sample
-    from lambdas.edge_inference import emf
-
-    docs = run_sample(Path(zip_path), region)
-    problems = tuple(p for d in docs for p in emf.problems(d))
-    return frozenset(published(docs)), problems
-
-
 def _describe(found: set[MetricKey], namespace: str, metric: str) -> str:
     sets = sorted("{" + ", ".join(f"{k}={v}" for k, v in dims) + "}" for ns, m, dims in found
                   if ns == namespace and m == metric)
@@ -143,9 +140,12 @@ def _describe(found: set[MetricKey], namespace: str, metric: str) -> str:
 
 
 @rule
+@plan_only("runs the packaged edge handler with the built ONNX model (onnxruntime, numpy, tokenizers: the model's "
+           "runtime, not in the policy pack's venv); `make plan` and `make test` run it on every pull request")
 def edge_emf_alarms_match(plan: Plan) -> Iterator[Violation]:
     """Every alarm on an edge namespace names a metric and dimension set the handler really emits there."""
-    from infra.artifacts.edge_probe import unpack_baked  # imports the handler (onnxruntime): only for this rule
+    # The handler and the model's runtime (onnxruntime, numpy): imported by this plan-only rule alone.
+    from infra.artifacts.edge_probe import emitted_metrics, unpack_baked
     functions: dict[str, PlannedResource] = {}
     for fn in edge_functions(plan):
         path = _package_path(fn)
@@ -168,7 +168,7 @@ def edge_emf_alarms_match(plan: Plan) -> Iterator[Violation]:
             pkg = read_package(_package_path(emitting))
             assert pkg is not None  # found above
             try:
-                found, doc_problems = _emitted(str(pkg.path), pkg.sha256, str(alarm.region))
+                found, doc_problems = emitted_metrics(str(pkg.path), pkg.sha256, str(alarm.region))
             except Exception as exc:  # the handler could not run: the check cannot vouch for the alarm
                 yield Violation("edge_emf_alarms_match", alarm.label,
                                 f"could not run the edge handler to check this alarm: {type(exc).__name__}: {exc}")

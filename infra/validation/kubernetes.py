@@ -22,6 +22,7 @@ from typing import Any
 import kubernetes_validate
 from kubernetes_validate import utils as kv_utils
 
+from infra.core.plan import UNKNOWN, UNKNOWN_SECRET
 from infra.validation import Plan, PlannedResource, Violation, rule
 
 # Where the pod spec sits inside each workload kind.
@@ -212,9 +213,10 @@ def schema_problem(manifest: dict[str, Any], version: str) -> str | None:
 
 def _without_redacted(value: Any) -> Any:
     """Drop fields the plan redacted as "[secret]" (e.g. every Secret's data/stringData, which the SDK marks
-    secret): their shape cannot be checked, the rest of the object still is."""
+    secret) or holds as unknown at preview (a Secret's data built from keys another provider creates): their shape
+    cannot be checked, the rest of the object still is."""
     if isinstance(value, dict):
-        return {k: _without_redacted(v) for k, v in value.items() if v != "[secret]"}
+        return {k: _without_redacted(v) for k, v in value.items() if v not in ("[secret]", UNKNOWN, UNKNOWN_SECRET)}
     if isinstance(value, list):
         return [_without_redacted(v) for v in value]
     return value

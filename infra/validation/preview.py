@@ -13,16 +13,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from infra.components.dashboards import DASHBOARD_KEY_ANNOTATION
+from infra.core.plan import UNKNOWN, UNKNOWN_SECRET
 from infra.validation import Plan, PlannedResource, Violation, rule
 
-UNKNOWN = "[unknown]"  # how the offline preview records an input unknown at preview
-# ... and a secret input unknown at preview. A preview never shows a secret's value, known or not ([secret]), so
-# what a reviewer reads of such an input is the same either way.
-UNKNOWN_SECRET = "[unknown secret]"
 # Alert routing whose value is a secret some service generates, unreadable at every preview: the SNS subscription
 # endpoint of PagerDuty's CloudWatch integration (its key is PagerDuty's pick, infra/components/pagerduty.py).
 # The topic and protocol, which say who is paged, must still be known.
 SECRET_ROUTING_INPUTS = {"aws:sns/topicSubscription:TopicSubscription": ("endpoint",)}
+__all__ = ["UNKNOWN", "UNKNOWN_SECRET", "known_at_preview", "review_critical_unknowns", "unknown_paths"]
 
 # Input names that are policy documents (on any AWS resource), and what each policy resource attaches to.
 POLICY_DOCUMENT_INPUTS = ("policy", "assumeRolePolicy", "inlinePolicies", "accessPolicies")
@@ -63,8 +61,11 @@ def _is_dashboard_config_map(res: PlannedResource) -> bool:
     return res.type == "kubernetes:core/v1:ConfigMap" and DASHBOARD_KEY_ANNOTATION in annotations
 
 
-def review_critical_unknowns(res: PlannedResource) -> dict[str, list[str]]:
-    """kind -> unknown input paths of `res` that a reviewer must be able to read."""
+def review_critical_unknowns(res: PlannedResource, secrets_visible: bool = True) -> dict[str, list[str]]:
+    """kind -> unknown input paths of `res` that a reviewer must be able to read. Where secrets are not visible
+    (the engine's data), an unknown secret routing input cannot be told from any unknown: `make plan`, which
+    can, is the check that refuses a plain unknown one."""
+    secret_unknowns = (UNKNOWN_SECRET,) if secrets_visible else (UNKNOWN_SECRET, UNKNOWN)
     found: dict[str, list[str]] = {}
     if res.type.startswith("aws:"):
         policy = _inputs(res, POLICY_DOCUMENT_INPUTS) + _inputs(res, POLICY_TARGETS.get(res.type, ()))
@@ -72,7 +73,7 @@ def review_critical_unknowns(res: PlannedResource) -> dict[str, list[str]]:
             found["policy"] = policy
     secret_routing = SECRET_ROUTING_INPUTS.get(res.type, ())
     routing = [p for p in _inputs(res, ALARM_ROUTING_INPUTS.get(res.type, ()))
-               if not (p in secret_routing and res.inputs.get(p) == UNKNOWN_SECRET)]
+               if not (p in secret_routing and res.inputs.get(p) in secret_unknowns)]
     if routing:
         found["alarm action"] = routing
     dashboard = _inputs(res, DASHBOARD_INPUTS.get(res.type, ()))
@@ -88,7 +89,7 @@ def review_critical_unknowns(res: PlannedResource) -> dict[str, list[str]]:
 @rule
 def known_at_preview(plan: Plan) -> Iterator[Violation]:
     for res in plan.resources:
-        for kind, paths in review_critical_unknowns(res).items():
+        for kind, paths in review_critical_unknowns(res, plan.secrets_visible).items():
             yield Violation("known_at_preview", res.label,
                             f"{kind} unknown at a first preview ({', '.join(paths)}): build it from physical "
                             "names and ctx.arns, not from a computed output")
