@@ -123,7 +123,8 @@ class Run:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     sha = _git("rev-parse", "HEAD")
-    if subprocess.run(["git", "cat-file", "-e", f"{sha}:{BUDGET_GATE_MODULE}"], cwd=ROOT).returncode == 0:
+    if subprocess.run(["git", "cat-file", "-e", f"{sha}:{BUDGET_GATE_MODULE}"], cwd=ROOT,
+                      capture_output=True).returncode == 0:
         pytest.fail(f"{BUDGET_GATE_MODULE} is merged: delete STAND_IN_BUDGET_GATE_UNTIL_GATE_IS_MERGED and its use "
                     "in prepare() from tests/test_workflow_steps.py, and give AMP_QUERY_URL a real Prometheus")
     if _git("status", "--porcelain", "--untracked-files=no"):

@@ -320,7 +320,8 @@ class Runner:
         on = doc.get(True, doc.get("on"))  # YAML 1.1 reads `on` as True
         if event not in on:
             raise WorkflowError(f"{name} is not triggered by {event}")
-        spec = (on.get(event) or {}).get("inputs") or {}
+        trigger = on.get(event)
+        spec = (trigger.get("inputs") if isinstance(trigger, dict) else None) or {}
         got = dict(inputs or {})
         unknown = set(got) - set(spec)
         if unknown:
