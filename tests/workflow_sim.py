@@ -209,7 +209,7 @@ def evaluate(value: Any, ctx: dict[str, Any], fns: dict[str, Callable[..., Any]]
     """A `with:`/`env:` value: a whole-expression string keeps its type, others are interpolated."""
     if isinstance(value, str):
         m = EXPR.fullmatch(value.strip())
-        if m:
+        if m and value.count("${{") == 1:
             return Expr(m.group(1), ctx, fns).value()
         return substitute(value, ctx, fns)
     if isinstance(value, dict):
