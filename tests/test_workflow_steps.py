@@ -170,9 +170,9 @@ def test_every_job_of_every_workflow_ran_and_succeeded(run: Run) -> None:
     declared = {(p.name, job) for p in WORKFLOWS for job, spec in yaml.safe_load(p.read_text())["jobs"].items()
                 if "uses" not in spec}
     ran = {(r.workflow, r.job) for r in run.records}
-    assert declared <= ran, f"jobs never run: {sorted(declared - ran)}"
     failed = [r.report() for r in run.records if r.status != "success"]
     assert not failed, "\n\n".join(failed)
+    assert declared <= ran, f"jobs never run: {sorted(declared - ran)}"
     leftovers = {r.label: r.leftovers for r in run.records if r.leftovers}
     assert not leftovers, f"processes outlived their job: {leftovers}"
 
