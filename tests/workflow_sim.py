@@ -624,21 +624,36 @@ class Runner:
         return f"composite {path.name}: {len(rec.steps) - before} steps"
 
     def restore_cache(self, ws: Path, rel: str) -> None:
-        """A cache hit of `rel`. `.venv`: the dev venv's interpreter and packages (symlinks; the shared venv is
-        never written: `make venv` is first asked with `make -q` whether it would install anything) behind this
-        job's own copies of the stamp files, as old as a restored archive's. build/*: the shared caches."""
+        """A cache hit of `rel`. `.venv`: a venv of its own (in the job's checkout, so nothing a job does to it can
+        reach the shared dev venv) that sees the dev venv's installed packages through a .pth file (without its
+        editable install: the checkout's own modules are found from the working directory, as in CI), with
+        the console scripts copied and pointed at it, and the dev venv's stamp files, as old as a restored
+        archive's. build/*: the shared caches (symlinks)."""
         dest = ws / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         if rel == ".venv":
-            dest.mkdir()
-            shutil.copy2(self.dev_venv / "pyvenv.cfg", dest / "pyvenv.cfg")
-            for sub in ("lib", "include", "share"):
-                if (self.dev_venv / sub).exists():
-                    (dest / sub).symlink_to(self.dev_venv / sub)
-            (dest / "lib64").symlink_to("lib")
-            (dest / "bin").mkdir()
+            subprocess.run([base_python(), "-m", "venv", "--without-pip", str(dest)], check=True)
+            site = self.dev_venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+            mine = dest / "lib" / site.parent.name / "site-packages"
+            (mine / "_restored_cache.py").write_text(
+                "import os, site, sys\n"
+                f"SITE = {str(site)!r}\n"
+                "sys.path.append(SITE)\n"
+                "for name in sorted(os.listdir(SITE)):\n"
+                "    if name.endswith('.pth') and not name.startswith('__editable__'):\n"
+                "        site.addpackage(SITE, name, set(sys.path))\n")
+            (mine / "_restored_cache.pth").write_text("import _restored_cache\n")
+            shebang = f"#!{self.dev_venv}/bin/python".encode()
             for f in (self.dev_venv / "bin").iterdir():
-                (dest / "bin" / f.name).symlink_to(f)
+                target = dest / "bin" / f.name
+                if target.exists() or target.is_symlink() or f.is_dir():
+                    continue  # the venv's own python and activate scripts
+                head = f.read_bytes()[:256]
+                if head.startswith(shebang):
+                    target.write_bytes(f"#!{dest}/bin/python".encode() + f.read_bytes()[len(shebang):])
+                    target.chmod(0o755)
+                else:
+                    target.symlink_to(f)  # native binaries (ruff, uv): never rewritten by a no-op `make venv`
             old = time.time() - 86400
             for stamp in (".plan-installed", ".installed", ".policy-sdk"):
                 if (self.dev_venv / stamp).exists():
