@@ -6,12 +6,13 @@ does not run itself. The recorded CLI calls are then checked: OIDC token before 
 command, the stack `<org>/<stack>`, `--policy-pack policy/`, `--diff`, the kubeconfig before the program runs,
 the error-budget gate on prod deploys only, and the deploy markers and maintenance suppressor in (moto's) AWS.
 
-The policy pack's venv is built for real from policy/requirements.txt once per file content (cached in
-build/workflow-steps/) and then created again by the jobs' own steps, which find everything installed."""
+The policy pack's venv is built for real by the first job's own steps and kept (build/workflow-steps/, keyed by
+policy/requirements.txt) for the next jobs, whose same steps then find everything installed; every job runs at
+the same absolute path (build/workflow-steps/ws), as on a runner, so the kept venv works there."""
 
 from __future__ import annotations
 
-import hashlib
+import fcntl
 import re
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
-from workflow_sim import JobRecord, Runner, StrictDict, base_python
+from workflow_sim import JobRecord, Runner, StrictDict
 
 from infra.components.edge_composite import MAINTENANCE_DIMENSION, MAINTENANCE_METRIC, MAINTENANCE_NAMESPACE
 from infra.core.paths import ROOT
@@ -88,24 +89,8 @@ def documented_settings() -> tuple[dict[str, str], set[str]]:
     return {n: value(n) for n in sorted(names)}, envs
 
 
-def policy_venv(requirements: Path) -> Path:
-    """policy/venv built by the workflows' own two commands, once per requirements file content."""
-    key = hashlib.sha256(requirements.read_bytes() + base_python().encode()).hexdigest()[:16]
-    venv = CACHE / f"policy-venv-{key}"
-    if not (venv / ".complete").exists():
-        started = time.monotonic()
-        subprocess.run([base_python(), "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "-r", str(requirements)], check=True)
-        (venv / ".complete").touch()
-        print(f"policy venv built cold in {time.monotonic() - started:.1f} s")
-    return venv
-
-
 def prepare(ws: Path) -> None:
-    """What a clean checkout gets before its job: the cached policy venv and, until merged, the gate stand-in."""
-    req = ws / "policy" / "requirements.txt"
-    if req.exists() and not (ws / "policy" / "venv").exists():
-        (ws / "policy" / "venv").symlink_to(policy_venv(req))
+    """What a clean checkout gets before its job: until merged, the gate stand-in."""
     gate = ws / BUDGET_GATE_MODULE
     if gate.parent.is_dir() and not gate.exists():
         gate.write_text(STAND_IN_BUDGET_GATE_UNTIL_GATE_IS_MERGED)
@@ -133,7 +118,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     # A rollback goes to a revision of main: the newest one this branch shares with it.
     rollback_to = _git("merge-base", "HEAD", "main")
     started = time.monotonic()
-    with daemons.moto_server() as moto:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "lock").open("w") as lock, daemons.moto_server() as moto:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one session per checkout: the jobs share one workspace path
         for stack in ("staging", "prod"):
             t = dm.load_targets(stack)
             if t.timeline_table:  # deployed by the stack (infra/components/incident_timeline.py)

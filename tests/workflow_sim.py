@@ -438,7 +438,14 @@ class Runner:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{wf}-{job_id}-{'-'.join(map(to_str, matrix.values()))}-"
                                               f"{len(self.records)}")
         jobdir = self.tmp / "jobs" / slug
-        ws = self.clone(jobdir / "ws")
+        # Every job runs at the same absolute path, as on a runner, so a cached venv restored there still works.
+        ws = self.cache_dir / "ws"
+        if ws.exists():
+            shutil.rmtree(ws)
+        self.clone(ws)
+        policy_venv, cached = ws / "policy" / "venv", self.policy_cache(ws)
+        if cached is not None and cached.is_dir():
+            cached.rename(policy_venv)
         temp = jobdir / "temp"
         temp.mkdir(parents=True, exist_ok=True)
         rec = JobRecord(workflow=wf, job=job_id, matrix=matrix, inputs=dict(inputs), workspace=ws)
@@ -480,7 +487,20 @@ class Runner:
                 rec.calls = [json.loads(line) for line in log.read_text().splitlines()]
             rec.status = jobstate["status"]
             rec.seconds = time.monotonic() - started
+            # actions/cache-like: what a successful job built from policy/requirements.txt is kept for the next.
+            if cached is not None and rec.status == "success" and policy_venv.is_dir() and not cached.exists():
+                policy_venv.rename(cached)
+            ws.rename(jobdir / "ws")
+            rec.workspace = jobdir / "ws"
         return rec
+
+    def policy_cache(self, ws: Path) -> Path | None:
+        """Where the policy pack's venv is kept between jobs: keyed by policy/requirements.txt and the Python."""
+        req = ws / "policy" / "requirements.txt"
+        if not req.is_file():
+            return None
+        key = hashlib.sha256(req.read_bytes() + base_python().encode()).hexdigest()[:16]
+        return self.cache_dir / f"policy-venv-{key}"
 
     def run_steps(self, rec: JobRecord, steps: list[dict[str, Any]], ctx: dict[str, Any],
                   fns: dict[str, Callable[..., Any]], env: dict[str, str], ws: Path, temp: Path,
