@@ -429,6 +429,9 @@ class Runner:
                            check=True, capture_output=True)
             subprocess.run(["git", "-c", "advice.detachedHead=false", "checkout", "--quiet", ref or self.sha],
                            cwd=dest, check=True, capture_output=True, text=True)
+            # The deploy workflows run on main: the commit under test is main's head (a pull request's
+            # `git fetch origin main` still fetches the real main).
+            subprocess.run(["git", "update-ref", "refs/remotes/origin/main", self.sha], cwd=dest, check=True)
             self.prepare_workspace(dest)
         return dest
 
