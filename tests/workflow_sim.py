@@ -339,7 +339,8 @@ class Runner:
 
     def github(self, event: str, workflow: str) -> dict[str, Any]:
         return {"event_name": event, "sha": self.sha, "ref": "refs/heads/main", "repository": "akidb/observability",
-                "repository_owner": "akidb", "actor": "octocat", "run_id": "4242", "run_attempt": "1",
+                "repository_owner": "akidb", "actor": "octocat",
+                "run_id": str(4242 + len({r.workflow for r in self.records})), "run_attempt": "1",
                 "server_url": "https://github.com", "workflow": workflow, "workspace": "",
                 "event": {"pull_request": {"number": 7}} if event == "pull_request" else {}}
 
