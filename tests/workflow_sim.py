@@ -296,7 +296,8 @@ class Runner:
     def __post_init__(self) -> None:
         self.bin_tools = self.tmp / "bin-runner"  # preinstalled on the runner image
         self.bin_pulumi = self.tmp / "bin-pulumi"  # installed by pulumi/actions
-        self.bin_python = self.tmp / "bin-python"  # setup-python
+        # setup-python: at a fixed path, like the runner's tool cache (a kept venv links to its interpreter).
+        self.bin_python = self.cache_dir / "bin-python"
         for d, tools in ((self.bin_tools, ("aws", "gh", "curl")), (self.bin_pulumi, ("pulumi",))):
             d.mkdir(parents=True, exist_ok=True)
             for t in tools:
