@@ -196,3 +196,8 @@ dr-drill: venv
 day5-test: venv
 	$(PY) -m pytest -q tests/test_canary.py tests/test_alerting_path.py tests/test_cost.py tests/test_dr_drill.py \
 	  tests/test_heartbeat.py tests/test_grafana_cloudwatch.py tests/test_incident_timeline.py
+# -- workflows: every workflow job offline, deploy markers --
+.PHONY: workflow-steps
+# Every job of every workflow with every matrix combination (make test runs the first combination of each).
+workflow-steps: venv tools
+	WORKFLOW_STEPS_FULL=1 $(PY) -m pytest -q -s tests/test_workflow_steps.py

@@ -13,6 +13,7 @@ the same absolute path (build/workflow-steps/ws), as on a runner, so the kept ve
 from __future__ import annotations
 
 import fcntl
+import os
 import re
 import subprocess
 import sys
@@ -33,6 +34,10 @@ from infra.tools import deploy_marker as dm
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 CACHE = ROOT / "build" / "workflow-steps"
+# `make test` runs every job with the first combination of each matrix (staging); `make workflow-steps` sets
+# WORKFLOW_STEPS_FULL=1 and runs every combination (the plan-diff jobs alone are ~25 s per stack).
+FULL = os.environ.get("WORKFLOW_STEPS_FULL") == "1"
+MATRIX_STACKS = ["prod", "staging"] if FULL else ["staging"]
 # Shell metacharacters in a dispatch input: a template injection would run them, env passing never does.
 OVERRIDE_REASON = 'flaky probe burnt the budget; $(touch INJECTED) `touch INJECTED` "; touch INJECTED'
 
@@ -140,7 +145,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             environments=environments, moto_url=moto.url, cache_dir=CACHE, dev_venv=Path(sys.prefix),
             shared_build={"build/cache": (ROOT / "build" / "cache").resolve(),
                           "build/models": (ROOT / "build" / "models").resolve()},
-            prepare_workspace=prepare)
+            prepare_workspace=prepare, full_matrix=FULL)
         runner.run_workflow("preview.yml", "pull_request")
         runner.run_workflow("deploy.yml", "workflow_dispatch", {"budget-override-reason": OVERRIDE_REASON})
         runner.run_workflow("drift.yml", "schedule")
@@ -197,7 +202,7 @@ def test_previews_and_drift_checks_cover_both_stacks(run: Run) -> None:
     for wf, job, extra in (("preview.yml", "preview", ["--refresh"]),
                            ("drift.yml", "drift", ["--refresh", "--expect-no-changes"])):
         recs = run.jobs(wf, job)
-        assert sorted(r.matrix["stack"] for r in recs) == ["prod", "staging"]
+        assert sorted(r.matrix["stack"] for r in recs) == MATRIX_STACKS
         for r in recs:
             previews = _calls(r, "pulumi", "preview")
             assert len(previews) == 1 and all(f in r.calls[previews[0]]["argv"] for f in extra)
@@ -211,7 +216,7 @@ def test_previews_and_drift_checks_cover_both_stacks(run: Run) -> None:
 
 def test_plan_diff_jobs_write_the_comment_the_script_posts(run: Run) -> None:
     recs = run.jobs("preview.yml", "plan-diff")
-    assert sorted(r.matrix["stack"] for r in recs) == ["prod", "staging"]
+    assert sorted(r.matrix["stack"] for r in recs) == MATRIX_STACKS
     for r in recs:
         md = r.workspace / "build" / r.matrix["stack"] / "plan-diff.md"
         assert md.is_file() and md.read_text().strip(), f"{r.label}: {md} missing: the github-script reads it"
@@ -297,7 +302,8 @@ def test_deploys_leave_markers_and_raise_then_lower_the_suppressor(run: Run) -> 
 def test_report_the_recorded_calls(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
     """Not a check: the table of each job and its calls (`pytest -s` shows it), with the run's time."""
     with capsys.disabled():
-        print(f"\nworkflow steps: {len(run.records)} jobs in {run.seconds:.1f} s")
+        print(f"\nworkflow steps ({'every matrix combination' if FULL else 'first matrix combination'}): "
+              f"{len(run.records)} jobs in {run.seconds:.1f} s")
         for r in run.records:
             print(f"  {r.label} ({r.seconds:.1f} s)")
             for c in r.calls:
