@@ -47,7 +47,7 @@ OVERRIDE_REASON = 'flaky probe burnt the budget; $(touch INJECTED) `touch INJECT
 # once the module exists at HEAD the session fails and asks for this block to be deleted, so the real gate runs
 # (point vars AMP_QUERY_URL at a loopback Prometheus holding healthy budgets, daemons.prometheus).
 BUDGET_GATE_MODULE = "infra/tools/budget_gate.py"
-STAND_IN_BUDGET_GATE_UNTIL_GATE_IS_MERGED = '''"""STAND-IN written by tests/test_workflow_steps.py into a clean checkout only."""
+STAND_IN_BUDGET_GATE_UNTIL_GATE_IS_MERGED = '''"""STAND-IN from tests/test_workflow_steps.py (clean checkouts only)."""
 import argparse, json, os, sys
 p = argparse.ArgumentParser()
 p.add_argument("--stack", required=True)
@@ -270,7 +270,9 @@ def _metric(url: str, region: str, namespace: str, metric: str, dims: dict[str, 
         Namespace=namespace, MetricName=metric, Dimensions=[{"Name": k, "Value": v} for k, v in dims.items()],
         StartTime=now - timedelta(hours=2), EndTime=now + timedelta(minutes=5), Period=3600,
         Statistics=["Maximum", "Minimum"])["Datapoints"]
-    return {"Maximum": max(p["Maximum"] for p in points), "Minimum": min(p["Minimum"] for p in points)} if points else {}
+    if not points:
+        return {}
+    return {"Maximum": max(p["Maximum"] for p in points), "Minimum": min(p["Minimum"] for p in points)}
 
 
 def test_deploys_leave_markers_and_raise_then_lower_the_suppressor(run: Run) -> None:

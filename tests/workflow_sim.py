@@ -24,6 +24,7 @@ What is real and what is simulated:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -178,11 +179,14 @@ class Expr:
                 name = to_str(self.or_())
                 self.take("]")
             path += f".{name}"
-            if isinstance(v, StrictDict):
-                v = v.get_strict(name, path)
-            else:
-                v = v.get(name) if isinstance(v, dict) else None
+            v = _member(v, name, path)
         return v
+
+
+def _member(v: Any, name: str, path: str) -> Any:
+    if isinstance(v, StrictDict):
+        return v.get_strict(name, path)
+    return v.get(name) if isinstance(v, dict) else None
 
 
 class StrictDict(dict[str, Any]):
@@ -760,8 +764,6 @@ def _kill_tagged(tag: str) -> list[str]:
             continue
         if f"WORKFLOW_SIM_JOB={tag}".encode() in environ.split(b"\0"):
             found.append(f"{proc.name}: {cmdline}")
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(int(proc.name), signal.SIGKILL)
-            except OSError:
-                pass
     return found
