@@ -243,6 +243,7 @@ class StepRecord:
     name: str
     outcome: str  # success | failure | skipped
     output: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)  # what it wrote to GITHUB_OUTPUT
 
 
 @dataclass
@@ -533,7 +534,7 @@ class Runner:
                 outcome = "success"
             except StepFailed as e:
                 output, outcome = str(e), "failure"
-            rec.steps.append(StepRecord(label, outcome, output))
+            rec.steps.append(StepRecord(label, outcome, output, outputs))
             conclusion = "success" if outcome == "failure" and step.get("continue-on-error") else outcome
             if "id" in step:
                 ctx["steps"][step["id"]] = {"outputs": outputs, "outcome": outcome, "conclusion": conclusion}

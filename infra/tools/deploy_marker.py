@@ -104,7 +104,7 @@ ClientFactory = Callable[[str, str], Any]  # (service, region) -> boto3 client
 
 
 def default_clients(service: str, region: str) -> Any:
-    return boto3.client(service, region_name=region, config=BOTO)  # type: ignore[call-overload]
+    return boto3.client(service, region_name=region, config=BOTO)
 
 
 def _aws(what: str, region: str, e: Exception) -> AwsError:
