@@ -298,12 +298,9 @@ def main(argv: Sequence[str] | None = None, clients: ClientFactory = default_cli
                 raise UsageError(f"--days {args.days}: a positive number of days")
             for e in deploys(clients, t, time.time() - args.days * 86400):
                 print(" ".join(f"{k}={v}" for k, v in sorted(e.items())))
-    except UsageError as e:
+    except (UsageError, AwsError) as e:
         print(f"deploy_marker: {e}", file=sys.stderr)
-        return 2
-    except AwsError as e:
-        print(f"deploy_marker: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, UsageError) else 1
     return 0
 
 
