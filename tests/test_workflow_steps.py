@@ -314,3 +314,41 @@ def test_report_the_recorded_calls(run: Run, capsys: pytest.CaptureFixture[str])
                 else:
                     argv = [str(a) for a in c["argv"]]
                 print(f"      {c['tool']} {' '.join(argv)}"[:200])
+
+
+def test_the_runner_fails_on_what_ci_would_fail_on(tmp_path: Path) -> None:
+    """A made-up repository whose job uses a module, a make target, a file and a CLI it does not have, and a
+    variable nobody configured: each is a failure here, as on GitHub (or worse there: an empty value)."""
+    repo = tmp_path / "repo"
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    (repo / "infra" / "tools").mkdir(parents=True)
+    for init in ("infra/__init__.py", "infra/tools/__init__.py"):
+        (repo / init).write_text("")
+    (repo / "Makefile").write_text("present:\n\t@echo present\n")
+    steps = [{"uses": "actions/checkout@v6", "with": {"persist-credentials": False}},
+             {"name": "module", "run": "python3 -m infra.tools.budget_gatee --help"},
+             {"name": "target", "if": "always()", "run": "make present && make absent"},
+             {"name": "file", "if": "always()", "run": "cat policy/requirements.txt"},
+             {"name": "cli", "if": "always()", "run": "pulumi whoami"}]
+    doc = {"on": {"workflow_dispatch": {}}, "permissions": {},
+           "jobs": {"j": {"runs-on": "ubuntu-24.04", "permissions": {"contents": "read"}, "steps": steps}}}
+    (repo / ".github" / "workflows" / "t.yml").write_text(yaml.safe_dump(doc))
+    unset = dict(doc, jobs={"j": {**doc["jobs"]["j"], "steps": [{"run": "echo '${{ vars.NOT_DOCUMENTED }}'"}]}})
+    (repo / ".github" / "workflows" / "unset.yml").write_text(yaml.safe_dump(unset))
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "t"], check=True)
+    runner = Runner(repo=repo, sha=subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                                                  text=True).stdout.strip(),
+                    tmp=tmp_path / "run", vars=StrictDict({}, "not documented"), environments=set(),
+                    moto_url="http://127.0.0.1:9", cache_dir=tmp_path / "cache", dev_venv=Path(sys.prefix),
+                    shared_build={})
+    (r,) = runner.run_workflow("t.yml", "workflow_dispatch")
+    assert r.status == "failure"
+    assert "No module named infra.tools.budget_gatee" in r.step("module").output
+    assert "present" in r.step("target").output and "No rule to make target 'absent'" in r.step("target").output
+    assert "No such file or directory" in r.step("file").output
+    assert "pulumi: command not found" in r.step("cli").output
+    with pytest.raises(AssertionError, match=r"vars\.NOT_DOCUMENTED is not defined"):
+        runner.run_workflow("unset.yml", "workflow_dispatch")
