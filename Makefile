@@ -222,3 +222,9 @@ policy-venv: policy/venv/.installed
 # The pack started as the CLI starts it, in that venv (built in build/policy-venv/<hash>), on both stacks' plans.
 policy-test: venv tools edge-model
 	$(PY) -m pytest -q -s tests/test_policy_pack.py
+
+# -- workflows: every workflow job offline, deploy markers --
+.PHONY: workflow-steps
+# Every job of every workflow with every matrix combination (make test runs the first combination of each).
+workflow-steps: venv tools
+	WORKFLOW_STEPS_FULL=1 $(PY) -m pytest -q -s tests/test_workflow_steps.py

@@ -1,14 +1,7 @@
-"""The error budget gate against a real Prometheus 2.42 (Debian package, loopback) holding backfilled history.
-
-Three services carry the shipped SLOs (rules/slos.yaml, relabelled per service): `healthy` spends a quarter of
-each budget in the window (and had a big incident just before it, which must not count), `burning` most of it,
-`exhausted` more than all of it. Their counters are written as OpenMetrics and backfilled with
-`promtool tsdb create-blocks-from openmetrics`; the shipped generator's budget rules (infra/slo/rules.py, the
-same code that writes rules/prometheus/slo-budget.rules.yml) are then backfilled over them with
-`promtool tsdb create-blocks-from rules`, twice, because the backfiller evaluates against Prometheus and
-the budget-remaining rule reads the other two recordings (the second pass sees the first's blocks after a restart).
-Prometheus' own evaluation waits for the group's next 2-minute slot: loading the same rules into it gave the
-first value after 106 s (measured), the two backfill passes and restarts take about 1.5 s.
+"""The error budget gate against a real Prometheus 2.42 (Debian package, loopback) holding backfilled history
+(tests/budget_world.py). Three services carry the shipped SLOs (rules/slos.yaml, relabelled per service): `healthy`
+spends a quarter of each budget in the window (and had a big incident just before it, which must not count),
+`burning` most of it, `exhausted` more than all of it.
 
 The gate CLI runs as the workflow runs it (`python -m infra.tools.budget_gate`). Expected shares come from the
 scenario (a share of each SLO's budget, turned into counters through the SLO's objective and window).
@@ -16,138 +9,41 @@ scenario (a share of each SLO's budget, turned into counters through the SLO's o
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
 import sys
-import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
 from typing import Any
 
-import numpy as np
 import pytest
 import yaml
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from budget_world import World, budget_world, service_slos
 
 from infra.config import ConfigError, parse_stack_config
 from infra.core.paths import ROOT
 from infra.offline.stackfile import StackFileError, read_stack_file, with_offline_secrets, with_overrides
 from infra.slo.budget_policy import budget_remaining_query
-from infra.slo.render import dump
-from infra.slo.rules import BUDGET_FILE, rule_files
-from infra.slo.spec import Selector, Slo, load_slos, to_openslo
+from infra.slo.spec import load_slos
 from infra.tools import daemons
 from infra.tools.budget_gate import configured_max_spent
 from infra.tools.budget_source import BudgetReadError, read_budgets
 
-STEP_S = 600  # one sample every 10 minutes: 4,700 per series over 32 days
-REQUESTS_PER_STEP = 600.0
-DAY = 86400
 # Share of each SLO's budget spent inside its window.
 SHARES = {"healthy": 0.25, "burning": 0.7, "exhausted": 1.6}
-OLD_INCIDENT_BUDGETS = 40.0  # healthy: 40x the budget's error ratio for 12 h, ending a day before the window
-
-
-def _relabelled(sel: Selector | None, job: str) -> Selector | None:
-    if sel is None:
-        return None
-    return Selector(sel.metric, tuple((n, op, job if n == "job" else v) for n, op, v in sel.matchers))
-
-
-def service_slos(service: str) -> list[Slo]:
-    """The shipped SLOs, for `service` (job label and service name replaced)."""
-    return [dataclasses.replace(s, service=service, total_selector=_relabelled(s.total_selector, service),
-                                bad_selector=_relabelled(s.bad_selector, service),
-                                good_selector=_relabelled(s.good_selector, service))
-            for s in load_slos()]
-
-
-def _labels(sel: Selector, **extra: str) -> str:
-    pairs = {n: v for n, op, v in sel.matchers if op == "="} | extra
-    return ",".join(f'{k}="{v}"' for k, v in pairs.items())
-
-
-def counters(slo: Slo, share: float, times: np.ndarray, end: float) -> dict[str, np.ndarray]:
-    """Cumulative counters of one SLO's SLI: `share` of the budget spent at a constant rate in the window."""
-    ratio = np.full(times.shape, share * slo.error_budget)
-    if slo.service == "healthy":
-        window_start = end - slo.window_days * DAY
-        old = (times > window_start - 1.5 * DAY) & (times <= window_start - DAY)
-        ratio[old] = min(1.0, OLD_INCIDENT_BUDGETS * slo.error_budget)
-    ratio[0] = 0.0  # the first sample is the counters' start
-    total = np.cumsum(np.where(np.arange(times.size) == 0, 0.0, REQUESTS_PER_STEP))
-    bad = np.cumsum(ratio * np.where(np.arange(times.size) == 0, 0.0, REQUESTS_PER_STEP))
-    if slo.kind == "availability":
-        assert slo.bad_selector is not None
-        return {f"{slo.bad_selector.metric}{{{_labels(slo.total_selector, status='500')}}}": bad,
-                f"{slo.total_selector.metric}{{{_labels(slo.total_selector, status='200')}}}": total - bad}
-    assert slo.good_selector is not None
-    return {f"{slo.good_selector.metric}{{{_labels(slo.good_selector)}}}": total - bad,
-            f"{slo.total_selector.metric}{{{_labels(slo.total_selector)}}}": total}
-
-
-def openmetrics(series: dict[str, np.ndarray], times: np.ndarray) -> str:
-    lines = [f"{name} {value:.6f} {int(t)}"
-             for name, values in series.items() for t, value in zip(times, values, strict=True)]
-    return "\n".join(lines) + "\n# EOF\n"
-
-
-@dataclass(frozen=True)
-class World:
-    url: str
-    slos: dict[str, list[Slo]]  # service -> its SLOs
-    tmp: Path
-    build_s: float
-
-    def slo_file(self, *services: str) -> Path:
-        path = self.tmp / f"slos-{'-'.join(services)}.yaml"
-        path.write_text(yaml.safe_dump_all([to_openslo(s) for svc in services for s in self.slos[svc]],
-                                           sort_keys=False))
-        return path
-
-
-def _promtool(*args: str) -> None:
-    done = subprocess.run(["promtool", "tsdb", *args], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    started = time.monotonic()
-    tmp = tmp_path_factory.mktemp("budget-gate")
-    tsdb, config = tmp / "tsdb", tmp / "prometheus.yml"
-    config.write_text("global: {scrape_interval: 1m}\n")
-    slos = {svc: service_slos(svc) for svc in SHARES}
-    window_days = max(s.window_days for group in slos.values() for s in group)
-    end = float(int(time.time()) // STEP_S * STEP_S)
-    times = end - np.arange((window_days + 2) * DAY // STEP_S, -1, -1) * STEP_S
-    series = {k: v for svc, group in slos.items() for s in group for k, v in
-              counters(s, SHARES[svc], times, end).items()}
-    (tmp / "history.om").write_text(openmetrics(series, times))
-    # One block for the whole history (Prometheus docs, "Storage", backfilling: --max-block-duration): with the
-    # default 2-hour blocks promtool re-reads the file once per block, 23 s instead of 0.4 s here.
-    _promtool("create-blocks-from", "openmetrics", "--quiet", f"--max-block-duration={(window_days + 3) * 24}h",
-              str(tmp / "history.om"), str(tsdb))
-    # The generator that writes the shipped file, run for the three services (checked: same text for akidb-rest).
-    assert dump(rule_files(load_slos())[BUDGET_FILE]) == (ROOT / "rules/prometheus" / BUDGET_FILE).read_text()
-    rules = tmp / BUDGET_FILE
-    rules.write_text(dump(rule_files([s for group in slos.values() for s in group])[BUDGET_FILE]))
-    # Evaluations in the last 10 minutes (every 2 m, the group interval); an instant query looks back 5 minutes.
-    now = int(time.time())
-    for _ in range(2):
-        with daemons.prometheus(config, tsdb=tsdb) as prom:
-            _promtool("create-blocks-from", "rules", f"--start={now - 600}", f"--end={now}", f"--url={prom.url}",
-                      f"--output-dir={tsdb}", "--quiet", str(rules))
-    with daemons.prometheus(config, tsdb=tsdb) as prom:
-        yield World(url=prom.url, slos=slos, tmp=tmp, build_s=time.monotonic() - started)
+    with budget_world(tmp_path_factory.mktemp("budget-gate"), SHARES, old_incident=("healthy",)) as w:
+        yield w
 
 
 def gate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
