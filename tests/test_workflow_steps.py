@@ -31,6 +31,7 @@ from workflow_sim import JobRecord, Runner, StrictDict
 
 from infra.components.edge_composite import MAINTENANCE_DIMENSION, MAINTENANCE_METRIC, MAINTENANCE_NAMESPACE
 from infra.core.paths import ROOT
+from infra.offline.plan import PlanResult
 from infra.slo.spec import load_slos
 from infra.tools import daemons
 from infra.tools import deploy_marker as dm
@@ -42,6 +43,7 @@ CACHE = ROOT / "build" / "workflow-steps"
 FULL = os.environ.get("WORKFLOW_STEPS_FULL") == "1"
 MATRIX_STACKS = ["prod", "staging"] if FULL else ["staging"]
 # Shell metacharacters in a dispatch input: a template injection would run them, env passing never does.
+GAME_DAY_QUIET_EXPERIMENT = "anomaly-detector-errors"  # expect: none (a ticket, no page)
 EXHAUSTED_SHARE = 1.6  # of each SLO's budget spent in its window
 OVERRIDE_REASON = 'flaky probe burnt the budget; $(touch INJECTED) `touch INJECTED` "; touch INJECTED'
 
@@ -87,8 +89,17 @@ class Run:
         return [r for r in self.records if (r.workflow, r.job) == (workflow, job)]
 
 
+def fis_templates(plan: PlanResult, path: Path) -> Path:
+    """The FIS experiment templates the stack plans (id, tags), as the FIS stand-in answers for them."""
+    templates = [{"id": r.outputs.get("id") or r.name, "tags": r.inputs.get("tags") or {}}
+                 for r in plan.resources if r.type == "aws:fis/experimentTemplate:ExperimentTemplate"]
+    assert templates, "the staging plan holds no FIS experiment template"
+    path.write_text(json.dumps(templates))
+    return path
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def run(tmp_path_factory: pytest.TempPathFactory, planned: dict[str, PlanResult]) -> Iterator[Run]:
     sha = _git("rev-parse", "HEAD")
     if _git("status", "--porcelain", "--untracked-files=no"):
         print("note: uncommitted changes are not tested: the jobs run the committed HEAD")
@@ -123,11 +134,16 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             environments=environments, moto_url=moto.url, cache_dir=CACHE, dev_venv=Path(sys.prefix),
             shared_build={"build/cache": (ROOT / "build" / "cache").resolve(),
                           "build/models": (ROOT / "build" / "models").resolve()},
-            full_matrix=FULL)
+            full_matrix=FULL,
+            standin_env={"WORKFLOW_FIS_TEMPLATES": str(fis_templates(planned["staging"],
+                                                                      world_dir / "fis-templates.json"))})
         runner.run_workflow("preview.yml", "pull_request")
         runner.run_workflow("deploy.yml", "workflow_dispatch", {"budget-override-reason": OVERRIDE_REASON})
         runner.run_workflow("drift.yml", "schedule")
         runner.run_workflow("rollback.yml", "workflow_dispatch", {"stack": "prod", "revision": rollback_to})
+        # An experiment that must page nobody (the timeline stays empty here), judged at once (no grace wait).
+        runner.run_workflow("game-day.yml", "workflow_dispatch",
+                            {"experiment": GAME_DAY_QUIET_EXPERIMENT, "grace-minutes": "0"})
         yield Run(runner.records, moto.url, sha, rollback_to, time.monotonic() - started)
 
 

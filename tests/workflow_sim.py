@@ -296,6 +296,7 @@ class Runner:
     dev_venv: Path  # the venv a cache hit restores (its packages, not its stamp files)
     shared_build: dict[str, Path]  # build/cache, build/models: what a cache hit restores
     prepare_workspace: Callable[[Path], None] = lambda ws: None
+    standin_env: dict[str, str] = field(default_factory=dict)  # WORKFLOW_* data the stand-ins answer from
     full_matrix: bool = True  # False: the first combination of each matrix only (every job still runs)
     records: list[JobRecord] = field(default_factory=list)
 
@@ -472,7 +473,7 @@ class Runner:
             "GITHUB_RUN_ID": github["run_id"], "GITHUB_RUN_ATTEMPT": github["run_attempt"],
             "GITHUB_ACTOR": github["actor"], "GITHUB_SERVER_URL": github["server_url"],
             "GITHUB_EVENT_NAME": github["event_name"], "RUNNER_OS": "Linux", "RUNNER_TEMP": str(temp),
-            "WORKFLOW_STANDIN_LOG": str(log), "WORKFLOW_SIM_JOB": tag,
+            "WORKFLOW_STANDIN_LOG": str(log), "WORKFLOW_SIM_JOB": tag, **self.standin_env,
         }
         if "PIP_CONFIG_FILE" in os.environ:
             env["PIP_CONFIG_FILE"] = os.environ["PIP_CONFIG_FILE"]

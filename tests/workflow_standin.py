@@ -96,7 +96,55 @@ def aws(args: list[str]) -> None:
             fail("s3 cp: no credentials")
         print(f"upload: {words[2]} to {words[3]}")
         return
+    if words[:1] == ["fis"]:
+        fis(words, opts)
+        return
     fail(f"unknown call: aws {' '.join(args)}")
+
+
+def _aws_text(value: object) -> str:
+    """The AWS CLI's `--output text` of a query result: scalars as they are (None as "None"), lists tab-joined."""
+    if isinstance(value, list):
+        return "\t".join(_aws_text(v) for v in value)
+    return "None" if value is None else str(value)
+
+
+def fis(words: list[str], opts: dict[str, str]) -> None:
+    """AWS FIS for the game-day workflow: the templates the staging plan holds ($WORKFLOW_FIS_TEMPLATES: a JSON list
+    of {id, tags}); an experiment started from one completes at once (startTime/endTime: the last five minutes)."""
+    import datetime as dt
+
+    import jmespath  # botocore's query language, as the AWS CLI applies --query
+
+    if not os.environ.get("AWS_ACCESS_KEY_ID"):
+        fail(f"fis {words[1]}: no credentials (configure-aws-credentials did not run before)")
+    templates = {t["id"]: t for t in json.loads(Path(os.environ["WORKFLOW_FIS_TEMPLATES"]).read_text())}
+    now = dt.datetime.now(tz=dt.UTC)
+    sub = words[1] if len(words) > 1 else ""
+    if sub == "list-experiment-templates":
+        doc: dict[str, object] = {"experimentTemplates": list(templates.values())}
+    elif sub == "get-experiment-template":
+        if opts.get("--id") not in templates:
+            fail(f"An error occurred (ResourceNotFoundException): experiment template {opts.get('--id')} not found")
+        doc = {"experimentTemplate": templates[opts["--id"]]}
+    elif sub == "start-experiment":
+        if opts.get("--experiment-template-id") not in templates or not opts.get("--client-token"):
+            fail(f"start-experiment: unknown template or no --client-token: {opts}")
+        doc = {"experiment": {"id": "EXP" + opts["--client-token"].replace("-", "")[:20],
+                              "experimentTemplateId": opts["--experiment-template-id"],
+                              "state": {"status": "initiating"}}}
+    elif sub in ("get-experiment", "stop-experiment"):
+        if not opts.get("--id", "").startswith("EXP"):
+            fail(f"{sub}: no experiment {opts.get('--id')!r} was started")
+        status = "completed" if sub == "get-experiment" else "stopping"
+        doc = {"experiment": {"id": opts["--id"], "state": {"status": status, "reason": "Experiment completed."},
+                              "startTime": (now - dt.timedelta(minutes=5)).isoformat(),
+                              "endTime": now.isoformat()}}
+    else:
+        fail(f"unknown call: aws fis {' '.join(words[1:])}")
+    query = opts.get("--query")
+    result = jmespath.search(query, doc) if query else doc
+    print(_aws_text(result) if opts.get("--output") == "text" else json.dumps(result, default=str))
 
 
 def curl(args: list[str]) -> None:
