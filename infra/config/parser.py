@@ -16,14 +16,19 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from infra.config.formats import FORMATS
+from infra.config.providers import provider_key_problem, provider_keys
 from infra.config.rules import cross_field_problems, required_secrets
 from infra.config.schema import ABSENT, PROJECT, ConfigError, Problem, camel, constraint_text, describe
 from infra.config.slo_alerting import load_slo_definitions
 from infra.config.stack import SECRET_KEYS, Secrets, StackConfig
 
 # Namespaces of provider and engine config (`aws:region`, `pulumi:disable-default-providers`): read by the
-# providers and the engine, not by this program. Any other namespace is a typo of the project's.
-PROVIDER_NAMESPACES = ("pulumi", "aws", "kubernetes")
+# providers and the engine, not by this program, and checked against the keys they read (providers.py). Any
+# other namespace is a typo of the project's.
+PROVIDER_NAMESPACES = tuple(provider_keys())
+# Provider keys that hold credentials: in plain text they would sit in the stack file and the state.
+PROVIDER_SECRET_KEYS = ("aws:accessKey", "aws:secretKey", "aws:token", "pagerduty:token", "pagerduty:userToken",
+                        "kubernetes:kubeconfig")
 
 
 # The magnitude any numeric setting without its own bound may have (beyond it: a typo).
@@ -208,15 +213,18 @@ def _split(values: Mapping[str, Any], secret_keys: set[str], parser: _Parser,
         if not sep:
             namespace, key = PROJECT, full_key
         if namespace in PROVIDER_NAMESPACES:
-            if full_key == "pulumi:disable-default-providers":
-                decoded = _decode(value, list)
-                if not (isinstance(decoded, list) and all(isinstance(v, str) for v in decoded)):
-                    parser.fail(full_key, decoded, 'must be a list of provider names, e.g. ["*"]')
+            why = provider_key_problem(namespace, key, value, PROJECT, choices)
+            if why is not None:
+                parser.fail(full_key, _decode(value, Any) if key in choices else value, why)
+            elif full_key in PROVIDER_SECRET_KEYS and full_key not in secret_keys:
+                parser.fail(full_key, "<plain text>", f"must be a secret (a credential): pulumi config rm "
+                            f"{full_key}{stack_flag}; pulumi config set --secret {full_key}{stack_flag}")
             continue
         if namespace != PROJECT:
             parser.fail(full_key, "...", f"unknown namespace '{namespace}'{_closest(key, choices)}: project "
-                        f"settings live under '{PROJECT}:', provider settings under "
-                        + ", ".join(f"'{n}:'" for n in PROVIDER_NAMESPACES))
+                        f"settings live under '{PROJECT}:', provider and engine settings under "
+                        + ", ".join(f"'{n}:'" for n in PROVIDER_NAMESPACES)
+                        + " (the namespaces of the installed provider SDKs)")
             continue
         if key in SECRET_KEYS:
             if f"{PROJECT}:{key}" not in secret_keys:

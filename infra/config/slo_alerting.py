@@ -61,6 +61,11 @@ class DeployGateSettings:
 class SloAlertingConfig:
     enabled: bool = setting(True, doc="deploy SLO rules, routing, severity subscriptions and runbooks")
     paging_enabled: bool = setting(False, doc="page PagerDuty (prod); otherwise everything goes to tickets")
+    # The explicit guard of prod's paging switch (as protectStateful guards its protection): a prod stack that
+    # pages nobody must say so, and why, in its stack file.
+    paging_disabled_reason: str | None = setting(None, format="printable",
+                                                 doc="why this prod stack pages nobody: required to set "
+                                                     "pagingEnabled false in prod (and refused otherwise)")
     runbook_base_url: str = setting("https://runbooks.akidb.internal", doc="base URL of runbook links",
                                     format="https_url")
     grafana_base_url: str = setting("https://grafana.akidb.internal", doc="base URL of dashboard links",
