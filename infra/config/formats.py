@@ -368,6 +368,12 @@ def schedule_problem(text: str, now: dt.datetime | None = None) -> str | None:
     except ScheduleError as err:
         return str(err)
     first, longest = fire_gaps_s(schedule, now)
+    years = schedule.cron[5] if schedule.cron else None
+    start = now or dt.datetime.now(dt.UTC)
+    horizon = range(start.year, (start + dt.timedelta(days=SCHEDULE_HORIZON_DAYS)).year + 1)
+    if first is not None and years is not None and not all(y in years for y in horizon):
+        return (f"the year field stops it: it fires in {min(years)}-{max(years)} only (a recurring job must keep "
+                "running: use *)")
     if first is None:
         return f"never fires in the next {SCHEDULE_HORIZON_DAYS} days (a date that does not exist, or a past year)"
     if longest > MAX_SCHEDULE_GAP_S:
