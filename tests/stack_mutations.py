@@ -1,7 +1,8 @@
 """Mutations of a stack file (drop, rename, retype, NaN/Inf, huge, unicode, newline, duplicate key; a project section
 moved under a provider's namespace, a typo of a provider key; a value the receiving service refuses, from the
-REFUSED catalogue) and the judge of one outcome: exit 0 (accepted), exit 2 naming the key (clean rejection), or a finding (crash, silent drop, accepted
-nonsense). Shared by the Hypothesis property test and the fuzz pass (tests/fuzz_stack_config.py)."""
+REFUSED catalogue) and the judge of one outcome: exit 0 (accepted), exit 2 naming the key (clean rejection), or a
+finding (crash, silent drop, accepted nonsense). Shared by the Hypothesis property test and the fuzz pass
+(tests/fuzz_stack_config.py)."""
 
 from __future__ import annotations
 
@@ -195,7 +196,7 @@ def mutate(original: dict[str, Any], rnd: Chooser) -> Mutation:
         return Mutation(kind, (key,), yaml.safe_dump(doc, sort_keys=False))
     if kind == "refused":
         environment = str(config.get(_P + "environment"))
-        path, refused, only = rnd.choice([r for r in REFUSED if r[2] in (None, environment)])
+        path, refused, _ = rnd.choice([r for r in REFUSED if r[2] in (None, environment)])
         parent = config
         for part in path[:-1]:
             parent = parent.setdefault(part, {})

@@ -122,7 +122,7 @@ def test_prod_paging_off_passes_with_its_named_guard(tmp_path) -> None:
     def edit(config: dict[str, Any]) -> None:
         config[P + "sloAlerting"].update(pagingEnabled=False, pagingDisabledReason="PagerDuty account not live yet")
 
-    code, out = _run(tmp_path, "prod", edit)
+    _, out = _run(tmp_path, "prod", edit)
     assert "pagingEnabled" not in out and "pagingDisabledReason" not in out, out
 
 
