@@ -159,6 +159,7 @@ REFUSED: tuple[tuple[tuple[Any, ...], Any, str | None], ...] = (
     ((_P + "sloAlerting", "maintenanceWindows"),
      [{"service": "akidb-rest", "weekdays": ["tuesday"], "start": "04:00", "end": "03:00"}], None),
     (("aws:region",), "us-east-7", None),
+    (("aws:region",), "eu-west-1", None),
     (("pulumi:disable-default-providers",), "*", None),
 )
 # Characters a careless edit (or a paste) brings in: ASCII, blanks and controls, look-alikes, non-BMP.

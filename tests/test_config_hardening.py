@@ -88,7 +88,7 @@ def test_provider_keys_are_the_sdks_own() -> None:
     keys = provider_keys()
     snake = {ns: {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower() for k in keys[ns].keys} for ns in ("aws", "pagerduty")}
     for ns in ("aws", "pagerduty"):
-        assert snake[ns] == {p.replace("s3_", "s3_") for p in _vars_properties(f"pulumi_{ns}")}, ns
+        assert snake[ns] == _vars_properties(f"pulumi_{ns}"), ns
     args = {name for name, v in vars(pulumi_kubernetes.ProviderArgs).items() if isinstance(v, property)}
     assert {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower() for k in keys["kubernetes"].keys} == args
     assert dict(keys["pulumi"].keys) == PULUMI_ENGINE_KEYS
@@ -155,22 +155,26 @@ def test_statistics(stat, ok) -> None:
 NOW = dt.datetime(2026, 12, 6, 23, 0)
 
 
-@pytest.mark.parametrize(("expr", "first_h", "gap_h"), [
-    ("rate(5 minutes)", 5 / 60, 5 / 60),
-    ("cron(0 3 ? * SUN *)", 4, 168),  # Sunday 2026-12-06 23:00 -> Monday? no: next Sunday 03:00 is in 6 days 4 h
-    ("cron(0 3 L * ? *)", None, 31 * 24),
-    ("cron(0 3 ? * 6#3 *)", None, 35 * 24),
-    ("cron(0 3 ? * 2L *)", None, 35 * 24),
-    ("cron(0 3 15W * ? *)", None, 33 * 24),
+@pytest.mark.parametrize(("expr", "first_s", "gap_s"), [
+    ("rate(5 minutes)", 300, 300),
+    ("cron(0/15 * * * ? *)", 0, 15 * 60),  # NOW is a quarter hour
+    ("cron(0 3 ? * SUN *)", (6 * 24 + 4) * 3600, 7 * 86400),  # NOW is Sunday 23:00: next Sunday 03:00
+    ("cron(0 18 ? * MON-FRI *)", 19 * 3600, 3 * 86400),  # Friday 18:00 -> Monday 18:00
 ])
-def test_when_a_cron_fires(expr, first_h, gap_h) -> None:
+def test_when_a_cron_fires(expr, first_s, gap_s) -> None:
+    assert fire_gaps_s(parse_schedule(expr), NOW) == (first_s, gap_s)
+
+
+@pytest.mark.parametrize(("expr", "first_day"), [("cron(0 3 L * ? *)", dt.date(2026, 12, 31)),
+                                                 ("cron(0 3 ? * 6#3 *)", dt.date(2026, 12, 18)),
+                                                 ("cron(0 3 ? * 2L *)", dt.date(2026, 12, 28)),
+                                                 ("cron(0 3 15W * ? *)", dt.date(2026, 12, 15)),
+                                                 ("cron(0 3 5W * ? *)", dt.date(2027, 1, 5))])
+def test_calendar_forms_fire_on_their_day_every_month(expr, first_day) -> None:
+    """L (last day), 6#3 (third Friday), 2L (last Monday), 15W (weekday nearest the 15th): monthly."""
     first, gap = fire_gaps_s(parse_schedule(expr), NOW)
-    assert first is not None
-    if expr == "cron(0 3 ? * SUN *)":
-        assert first == (6 * 24 + 4) * 3600
-    elif first_h is not None:
-        assert first == first_h * 3600
-    assert gap <= gap_h * 3600 and gap >= (gap_h * 3600 if expr.startswith(("rate", "cron(0 3 ? * SUN")) else 0)
+    assert NOW + dt.timedelta(seconds=first or 0) == dt.datetime.combine(first_day, dt.time(3))
+    assert 27 * 86400 <= gap <= 36 * 86400
 
 
 @pytest.mark.parametrize(("expr", "why"), [("cron(0 3 31 2 ? *)", "never fires"), ("cron(0 3 ? * SUN 2020)", "never"),

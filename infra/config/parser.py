@@ -251,7 +251,15 @@ def _parse(values: Mapping[str, Any], secret_keys: set[str],
     problems = [Problem(p.key.replace(f"{PROJECT}.", f"{PROJECT}:", 1), p.value, p.allowed) for p in parser.problems]
     if cfg is ABSENT or problems:
         return None, present_secrets, problems
-    return cfg, present_secrets, cross_field_problems(cfg, present_secrets, stack)
+    problems = cross_field_problems(cfg, present_secrets, stack)
+    provider_region = values.get("aws:region")
+    if provider_region is not None and provider_region != cfg.aws.region:
+        # Every resource names the stack's own provider (built from aws.region); `aws:region` only configures the
+        # default provider. Two regions mean one of them is silently not where the stack deploys.
+        problems.append(Problem("aws:region", provider_region,
+                                f"must equal {PROJECT}:aws.region ({cfg.aws.region!r}), the region the stack deploys "
+                                "to: the program's providers are built from that one"))
+    return cfg, present_secrets, problems
 
 
 def missing_secret_keys(values: Mapping[str, Any], secret_keys: set[str]) -> list[str]:

@@ -23,14 +23,15 @@ from typing import Any, Literal
 
 from infra.config.formats import AWS_REGIONS
 
+ValueKind = Literal["str", "bool", "int", "list", "map", "any"]
+
 # Engine keys of the `pulumi:` namespace documented for stack config (Pulumi docs, "Configuration" and
 # "Disable default providers" (3.23.0); `pulumi:tags` sets stack tags from config).
-PULUMI_ENGINE_KEYS: dict[str, str] = {"disable-default-providers": "list", "tags": "map"}
+PULUMI_ENGINE_KEYS: dict[str, ValueKind] = {"disable-default-providers": "list", "tags": "map"}
 # Provider namespace -> the SDK package that lists its keys (pulumi-pagerduty is optional: without its SDK the
 # stack cannot use the provider, so its namespace is unknown).
 PROVIDER_SDKS = {"aws": "pulumi_aws", "kubernetes": "pulumi_kubernetes", "pagerduty": "pulumi_pagerduty"}
 
-ValueKind = Literal["str", "bool", "int", "list", "map", "any"]
 
 
 @dataclass(frozen=True)
