@@ -85,6 +85,9 @@ def url_problem(text: str, schemes: tuple[str, ...]) -> str | None:
         return None if is_dns_name(host) else f"host {host!r} is not a DNS name or an IP address"
     if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
         return f"host {host} is not an address a client can reach (unspecified, multicast or reserved)"
+    if ip.is_loopback or ip.is_link_local:
+        # The callers are Lambdas, Alertmanager pods and canaries: their own loopback is not the service.
+        return f"host {host} is a loopback or link-local address: the Lambdas and pods calling it reach themselves"
     return None
 
 

@@ -10,6 +10,7 @@ from infra.config.dashboards import schedule_minutes
 from infra.config.formats import ScheduleError, fire_gaps_s, interval_s, parse_schedule
 from infra.config.promql import promql_problems
 from infra.config.schema import ABSENT, PROJECT, Problem
+from infra.config.slo_alerting import RUNBOOK_RECEIVER_TIMEOUT_S
 from infra.config.stack import StackConfig
 from infra.config.time_intervals import window_problems
 
@@ -175,6 +176,11 @@ def _edge_timeout_problems(cfg: StackConfig, ns: str) -> list[Problem]:
             p.append(Problem(f"{ns}:emfEdge.alarms.{key}", value,
                              f"must be below the function's timeout (emfEdge.timeoutS = {edge.timeout_s} s = "
                              f"{timeout_ms} ms): no invocation can be slower, so the alarm could never fire"))
+    webhook_p99 = cfg.dashboards.alerting_path.webhook_p99_ms
+    if cfg.dashboards.enabled and cfg.slo_alerting.enabled and webhook_p99 >= RUNBOOK_RECEIVER_TIMEOUT_S * 1000:
+        p.append(Problem(f"{ns}:dashboards.alertingPath.webhookP99Ms", webhook_p99,
+                         f"must be below the webhook receiver's timeout ({RUNBOOK_RECEIVER_TIMEOUT_S * 1000} ms): no "
+                         "invocation lasts longer, so the alarm could never fire"))
     syn = cfg.dashboards.synthetics
     if cfg.dashboards.enabled and syn.enabled:
         if syn.max_latency_ms >= syn.timeout_s * 1000:

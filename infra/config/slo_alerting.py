@@ -8,6 +8,10 @@ from infra.config.schema import AWS_REGION_PATTERN, LOG_RETENTION_DAYS, Problem,
 from infra.slo.spec import SLO_FILE, Slo, SloSpecError, load_slos
 from infra.slo.symptoms import SYMPTOMS_FILE, SymptomSpec, load_symptoms
 
+# The PagerDuty webhook receiver's Lambda timeout (PagerDuty waits 5 s for a 2xx): no invocation lasts longer,
+# so a duration alarm at or above it could never fire.
+RUNBOOK_RECEIVER_TIMEOUT_S = 4
+
 
 @dataclass(frozen=True)
 class RunbookSettings:
