@@ -140,6 +140,8 @@ REFUSED: tuple[tuple[tuple[Any, ...], Any, str | None], ...] = (
     ((_P + "dashboards", "synthetics"), {"maxLatencyMs": 60000, "timeoutS": 60}, None),
     ((_P + "dashboards", "synthetics"), {"edgeUrl": "https://..."}, None),
     ((_P + "dashboards", "synthetics"), {"restUrl": "https://127.0.0.1"}, None),
+    ((_P + "dashboards", "synthetics"), {"embedText": "   "}, None),
+    ((_P + "dashboards", "synthetics"), {"embedText": "probe \ud800 text"}, None),
     ((_P + "dashboards", "alertingPath"), {"webhookP99Ms": 5000}, None),
     ((_P + "sloAlerting", "ticketWebhookUrl"), "https://tickets.akidb.internal:0/alertmanager", None),
     ((_P + "sloAlerting", "heartbeatWebhookUrl"), "https://169.254.169.254/latest", None),

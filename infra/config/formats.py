@@ -117,6 +117,25 @@ def prometheus_url_problem(text: str) -> str | None:
     return None
 
 
+def edge_text_problem(text: str) -> str | None:
+    """Why the edge function refuses a text the canary POSTs to /embed, asked of the function's own request
+    parser (lambdas/edge_inference/events.read_text) with the body the canary sends (lambdas/canary/probes.py:
+    `json.dumps({"text": ...})`)."""
+    import base64
+    import json
+
+    from lambdas.edge_inference import events  # the function's stdlib-only request module
+
+    body = base64.b64encode(json.dumps({"text": text}).encode()).decode()
+    req = events.EdgeRequest(method="POST", uri=events.EMBED_PATH, headers={"content-type": "application/json"},
+                             body={"data": body, "encoding": "base64"}, request_id="config-check")
+    try:
+        events.read_text(req)
+    except events.ClientError as err:
+        return f"the edge answers {err.status}: {err.reason}"
+    return None
+
+
 def is_emf_dimension_value(text: str) -> bool:
     """CloudWatch dimension value: 1-1024 printable ASCII characters, not only blanks."""
     return full(r"[ -~]{1,1024}", text) and text.strip() != ""
@@ -429,6 +448,8 @@ FORMATS: dict[str, Format] = {
                                   is_emf_dimension_value),
     "query": Format("a non-blank query of printable ASCII (tabs and newlines allowed), 10,000 characters at most",
                     is_query),
+    "edge_probe_text": Format("a text the edge function embeds: not blank, valid Unicode (no lone surrogates), "
+                              "within its size limit", lambda s: edge_text_problem(s) is None, edge_text_problem),
     "printable": Format("1-1024 printable ASCII characters, no leading or trailing blank",
                         lambda s: full(r"[!-~](?:[ -~]{0,1022}[!-~])?", s)),
     "schedule": Format("an EventBridge schedule: rate(1 minute|hour|day), rate(N minutes|hours|days) with N > 1, "
