@@ -167,6 +167,7 @@ REFUSED: tuple[tuple[tuple[Any, ...], Any, str | None], ...] = (
     (("aws:region",), "us-east-7", None),
     (("aws:region",), "eu-west-1", None),
     (("pulumi:disable-default-providers",), "*", None),
+    (("pulumi:disable-default-providers",), ["awz"], None),
 )
 # Characters a careless edit (or a paste) brings in: ASCII, blanks and controls, look-alikes, non-BMP.
 ALPHABET = (*tuple("az09-_./:@*? "), "\n", "\t", "\r", "\x00", "\u00e9", "\u0663", "\uff10", "\u200b", "\ud7ff",

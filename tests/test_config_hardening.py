@@ -184,3 +184,10 @@ def test_schedules_that_never_or_rarely_fire_are_refused(expr, why) -> None:
     problem = schedule_problem(expr, NOW)
     assert problem is not None and why in problem
     assert SCHEDULE_HORIZON_DAYS >= 2 * 365
+
+
+def test_a_misspelt_namespace_suggests_the_right_one(tmp_path) -> None:
+    code, out = _run(tmp_path, "staging", lambda c: c.__setitem__("AWS:region", c.pop("aws:region")))
+    assert code == 2 and "did you mean 'aws:region'" in out
+    code, out = _run(tmp_path, "staging", lambda c: c.__setitem__("pulumi:disable-default-providers", ["awz"]))
+    assert code == 2 and "unknown: awz" in out

@@ -221,7 +221,11 @@ def _split(values: Mapping[str, Any], secret_keys: set[str], parser: _Parser,
                             f"{full_key}{stack_flag}; pulumi config set --secret {full_key}{stack_flag}")
             continue
         if namespace != PROJECT:
-            parser.fail(full_key, "...", f"unknown namespace '{namespace}'{_closest(key, choices)}: project "
+            spaces = {n.lower(): n for n in (PROJECT, *PROVIDER_NAMESPACES)}
+            near = difflib.get_close_matches(namespace.lower(), list(spaces), n=1, cutoff=0.6)
+            hint = (f" (did you mean '{spaces[near[0]]}:{key}'?)" if near and (near[0] != PROJECT or key in choices)
+                    else _closest(key, choices))
+            parser.fail(full_key, "...", f"unknown namespace '{namespace}'{hint}: project "
                         f"settings live under '{PROJECT}:', provider and engine settings under "
                         + ", ".join(f"'{n}:'" for n in PROVIDER_NAMESPACES)
                         + " (the namespaces of the installed provider SDKs)")

@@ -104,6 +104,11 @@ def _value_problem(namespace: str, key: str, kind: ValueKind, raw: Any) -> str |
             decoded = None
         if kind == "list" and not (isinstance(decoded, list) and all(isinstance(v, str) for v in decoded)):
             return 'must be a list of strings, e.g. ["*"]'
+        if (namespace, key) == ("pulumi", "disable-default-providers"):
+            names = sorted(n for n in provider_keys() if n != "pulumi")
+            unknown = [v for v in decoded if v != "*" and v not in names]
+            if unknown:  # a misspelt provider name leaves that default provider on, silently
+                return f"items must be '*' or provider names ({', '.join(names)}); unknown: {', '.join(unknown)}"
         if kind == "map" and not (isinstance(decoded, dict) and all(isinstance(v, str) for v in decoded.values())):
             return "must be a map of string to string"
     if (namespace, key) == ("aws", "region") and text not in AWS_REGIONS:
@@ -120,7 +125,8 @@ def provider_key_problem(namespace: str, key: str, raw: Any, project: str,
     spec = known[namespace]
     if key in spec.keys:
         problem = _value_problem(namespace, key, spec.keys[key], raw)
-        return f"{problem} ({namespace}:{key}, read by the {namespace} provider)" if problem else None
+        reader = "the Pulumi engine" if namespace == "pulumi" else f"the {namespace} provider"
+        return f"{problem} ({namespace}:{key}, read by {reader})" if problem else None
     if key in project_keys:
         return (f"'{key}' is a setting of this project, not of the {namespace} provider (which ignores it): "
                 f"write it as '{project}:{key}'")
