@@ -196,3 +196,9 @@ dr-drill: venv
 day5-test: venv
 	$(PY) -m pytest -q tests/test_canary.py tests/test_alerting_path.py tests/test_cost.py tests/test_dr_drill.py \
 	  tests/test_heartbeat.py tests/test_grafana_cloudwatch.py tests/test_incident_timeline.py
+# -- config hardening: the stack-config fuzz pass --
+.PHONY: fuzz-config
+# CASES mutated stack files (structural, provider namespaces, values the services refuse) judged as accepted,
+# rejected naming the key, or a finding; ROOT=<checkout> runs another checkout's code (figures before a change).
+fuzz-config: venv
+	PYTHONPATH=$(or $(ROOT),$(CURDIR)) $(PY) tests/fuzz_stack_config.py --cases $(or $(CASES),600) $(if $(ROOT),--root $(ROOT))
