@@ -128,8 +128,9 @@ def test_prod_paging_off_passes_with_its_named_guard(tmp_path) -> None:
 
 # ------------------------------------------------------------------------------------------ limits vs botocore
 def test_the_cloudwatch_and_amp_limits_are_botocores() -> None:
-    botocore_session = pytest.importorskip("botocore.session")  # a dev dependency (boto3): always installed
-    session = botocore_session.get_session()
+    import botocore.session  # a dev dependency (boto3), never the program's: hence the copy in aws_limits
+
+    session = botocore.session.get_session()
     cw = session.get_service_model("cloudwatch")
     assert tuple(cw.shape_for("Statistic").enum) == aws_limits.CLOUDWATCH_STATISTICS
     ns = cw.shape_for("Namespace").metadata
