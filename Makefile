@@ -228,3 +228,10 @@ policy-test: venv tools edge-model
 # Every job of every workflow with every matrix combination (make test runs the first combination of each).
 workflow-steps: venv tools
 	WORKFLOW_STEPS_FULL=1 $(PY) -m pytest -q -s tests/test_workflow_steps.py
+
+# -- config hardening: the stack-config fuzz pass --
+.PHONY: fuzz-config
+# CASES mutated stack files (structural, provider namespaces, values the services refuse) judged as accepted,
+# rejected naming the key, or a finding; ROOT=<checkout> runs another checkout's code (figures before a change).
+fuzz-config: venv
+	PYTHONPATH=$(or $(ROOT),$(CURDIR)) $(PY) tests/fuzz_stack_config.py --cases $(or $(CASES),600) $(if $(ROOT),--root $(ROOT))

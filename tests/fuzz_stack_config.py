@@ -37,10 +37,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(path: Path) -> tuple[int, str]:
         try:
-            sf = stackfile.read_stack_file("fuzz", path)
+            stack = sm.stack_of(path)
+            sf = stackfile.read_stack_file(stack, path)
             if stand_in is not None:
                 sf, _ = stand_in(sf)
-            config.parse_stack_config(sf.values, set(sf.secret_keys))
+            config.parse_stack_config(sf.values, set(sf.secret_keys), stack=stack)
         except (config.ConfigError, stackfile.StackFileError) as err:
             return 2, str(err)
         except Exception as err:  # what `python -m infra.offline.plan` reports as exit 3
@@ -50,12 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     rnd = random.Random(args.seed)
     originals = {s: sm.load_original(args.root, s) for s in ("staging", "prod")}
     verdicts: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    kind_findings: Counter[str] = Counter()
     examples: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.cases):
             stack = rnd.choice(("staging", "prod"))
             mutation = sm.mutate(originals[stack], rnd)
-            outcome = sm.judge(mutation, run, Path(tmp))
+            outcome = sm.judge(mutation, run, Path(tmp), stack)
+            kinds[mutation.kind] += 1
+            if outcome.verdict not in ("accepted", "rejected"):
+                kind_findings[mutation.kind] += 1
             verdicts[outcome.verdict] += 1
             examples.setdefault(outcome.verdict, []).append(f"[{mutation.kind}] {outcome.detail}")
     clean = verdicts["rejected"]
@@ -64,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{findings} findings")
     for verdict, n in sorted(verdicts.items()):
         print(f"  {verdict:<18} {n}")
+    print("  findings by mutation kind: " + ", ".join(f"{k} {kind_findings[k]}/{kinds[k]}" for k in sorted(kinds)))
     for verdict in ("crash", "silent_drop", "nonsense_accepted", "rejected_unnamed"):
         for line in examples.get(verdict, [])[:args.show]:
             print(f"  {verdict}: {line[:240]!r}")

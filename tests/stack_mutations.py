@@ -1,6 +1,8 @@
-"""Mutations of a stack file (drop, rename, retype, NaN/Inf, huge, unicode, newline, duplicate key) and the judge of
-one outcome: exit 0 (accepted), exit 2 naming the key (clean rejection), or a finding (crash, silent drop, accepted
-nonsense). Shared by the Hypothesis property test and the fuzz pass (tests/fuzz_stack_config.py)."""
+"""Mutations of a stack file (drop, rename, retype, NaN/Inf, huge, unicode, newline, duplicate key; a project section
+moved under a provider's namespace, a typo of a provider key; a value the receiving service refuses, from the
+REFUSED catalogue) and the judge of one outcome: exit 0 (accepted), exit 2 naming the key (clean rejection), or a
+finding (crash, silent drop, accepted nonsense). Shared by the Hypothesis property test and the fuzz pass
+(tests/fuzz_stack_config.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ from typing import Any, Protocol
 import yaml
 
 PROJECT = "akidb-observability"
-PROVIDER_NAMESPACES = ("pulumi:", "aws:", "kubernetes:")
+PROVIDER_NAMESPACES = ("pulumi:", "aws:", "kubernetes:", "pagerduty:")
 # Free-form maps: their keys are data, so renaming one is a legitimate edit, not a typo to catch.
 FREE_FORM = ("prometheusRuleLabels",)
 # A mutation whose acceptance is always a finding (the value is nonsense whatever the key).
-NONSENSE = ("rename", "namespace", "nan", "inf", "newline", "duplicate", "huge_number", "bad_tag")
+NONSENSE = ("rename", "namespace", "nan", "inf", "newline", "duplicate", "huge_number", "bad_tag",
+            "provider_namespace", "provider_typo", "refused")
+# Kinds whose acceptance means a setting was silently not applied.
+DROPS = ("rename", "namespace", "duplicate", "provider_namespace", "provider_typo")
 BAD_TAGS = ("!!int abc", "!!bool maybe", "!!float x1", "!!null 3", "!!int 1.5", "!!bool yes")
 
 Path_ = tuple[Any, ...]
@@ -102,7 +107,68 @@ RETYPES: tuple[Callable[[Any], Any], ...] = (
 
 
 KINDS = ("drop", "rename", "namespace", "retype", "nan", "inf", "huge_string", "huge_number", "unicode", "newline",
-         "empty", "duplicate", "text", "bad_tag")
+         "empty", "duplicate", "text", "bad_tag", "provider_namespace", "provider_typo", "refused")
+
+_P = PROJECT + ":"
+_OTHER_ACCOUNT = "999999999999"
+# Values the service that receives them refuses (or that can never work), each at the key that holds it: every
+# one must be refused by the stack check. `only` limits an entry to one environment (prod's safety switches).
+REFUSED: tuple[tuple[tuple[Any, ...], Any, str | None], ...] = (
+    ((_P + "anomaly", "prometheusUrl"), "https://...", None),
+    ((_P + "anomaly", "prometheusUrl"), "https://prometheus.akidb.internal:0", None),
+    ((_P + "anomaly", "prometheusUrl"), "https://prometheus.akidb.internal:99999", None),
+    ((_P + "anomaly", "prometheusUrl"), "http://0.0.0.0:9090", None),
+    ((_P + "anomaly", "prometheusUrl"), "https://aps-workspaces.us-east-1.amazonaws.com/", None),
+    ((_P + "anomaly", "prometheusUrl"), "http://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1", None),
+    ((_P + "anomaly", "metrics"), [{"name": "lat", "source": "cloudwatch", "query": "AkiDB/Edge|Latency|p101"}], None),
+    ((_P + "anomaly", "metrics"), [{"name": "lat", "source": "cloudwatch", "query": "AkiDB/Edge|Latency|Bogus"}], None),
+    ((_P + "anomaly", "metrics"), [{"name": "lat", "source": "cloudwatch",
+                                    "query": "AkiDB/Edge|Latency|Average|FunctionName"}], None),
+    ((_P + "anomaly", "metrics"), [{"name": "lat", "source": "prometheus", "query": "sum(rate(x[5m])"}], None),
+    ((_P + "anomaly", "metrics"), [{"name": "lat", "source": "prometheus", "query": "rate(x[5q])"}], None),
+    ((_P + "anomaly", "trainSchedule"), "cron(0 3 31 2 ? *)", None),
+    ((_P + "anomaly", "trainSchedule"), "cron(0 3 ? * SUN 2020)", None),
+    ((_P + "anomaly", "trainSchedule"), "cron(0 3 29 2 ? *)", None),
+    ((_P + "anomaly", "trainSchedule"), "cron(0 3 1 * ? *)", None),
+    ((_P + "anomaly", "detectSchedule"), "cron(0/5 * 30 2 ? *)", None),
+    ((_P + "emfEdge", "alarms"), {"periodS": 86400, "evaluationPeriods": 8, "datapointsToAlarm": 1}, None),
+    ((_P + "emfEdge", "alarms"), {"periodS": 300, "evaluationPeriods": 300, "datapointsToAlarm": 1}, None),
+    ((_P + "emfEdge", "alarms"), {"inferenceLatencyP95Ms": 20000}, None),
+    ((_P + "emfEdge", "namespace"), "AWS/Edge", None),
+    ((_P + "dashboards", "synthetics"), {"evaluationPeriods": 30, "schedule": "rate(1 hour)",
+                                          "datapointsToAlarm": 2}, None),
+    ((_P + "dashboards", "synthetics"), {"maxLatencyMs": 60000, "timeoutS": 60}, None),
+    ((_P + "dashboards", "synthetics"), {"edgeUrl": "https://..."}, None),
+    ((_P + "dashboards", "synthetics"), {"restUrl": "https://127.0.0.1"}, None),
+    ((_P + "dashboards", "synthetics"), {"embedText": "   "}, None),
+    ((_P + "dashboards", "synthetics"), {"embedText": "probe \ud800 text"}, None),
+    ((_P + "dashboards", "alertingPath"), {"webhookP99Ms": 5000}, None),
+    ((_P + "sloAlerting", "ticketWebhookUrl"), "https://tickets.akidb.internal:0/alertmanager", None),
+    ((_P + "sloAlerting", "heartbeatWebhookUrl"), "https://169.254.169.254/latest", None),
+    ((_P + "dashboards", "synthetics"), {"restUrl": "https://api.akidb.internal:0"}, None),
+    ((_P + "service",), "sthree", None),
+    ((_P + "service",), "xn--akidb", None),
+    ((_P + "service",), "amzn-s3-demo", None),
+    ((_P + "aws", "assumeRoleArn"), f"arn:aws:iam::{_OTHER_ACCOUNT}:role/akidb-observability-deployer", None),
+    ((_P + "kubernetes", "oidcProviderArn"),
+     f"arn:aws:iam::{_OTHER_ACCOUNT}:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/0A1B", None),
+    ((_P + "environment",), "staging", "prod"),
+    ((_P + "environment",), "prod", "staging"),
+    ((_P + "sloAlerting", "pagingEnabled"), False, "prod"),
+    ((_P + "sloAlerting", "pagingDisabledReason"), "no on-call yet", "staging"),
+    ((_P + "sloAlerting", "maintenanceWindows"),
+     [{"service": "akidb-rest", "weekdays": ["monday:sunday"], "start": "02:00", "end": "03:00"}], None),
+    ((_P + "sloAlerting", "maintenanceWindows"),
+     [{"service": "akidb-rest", "weekdays": ["friday:monday"], "start": "02:00", "end": "03:00"}], None),
+    ((_P + "sloAlerting", "maintenanceWindows"),
+     [{"service": "akidb-rest", "weekdays": ["tuesday"], "start": "23:00", "end": "24:30"}], None),
+    ((_P + "sloAlerting", "maintenanceWindows"),
+     [{"service": "akidb-rest", "weekdays": ["tuesday"], "start": "04:00", "end": "03:00"}], None),
+    (("aws:region",), "us-east-7", None),
+    (("aws:region",), "eu-west-1", None),
+    (("pulumi:disable-default-providers",), "*", None),
+    (("pulumi:disable-default-providers",), ["awz"], None),
+)
 # Characters a careless edit (or a paste) brings in: ASCII, blanks and controls, look-alikes, non-BMP.
 ALPHABET = (*tuple("az09-_./:@*? "), "\n", "\t", "\r", "\x00", "\u00e9", "\u0663", "\uff10", "\u200b", "\ud7ff",
             "\U0001f525", "\\", '"')
@@ -122,6 +188,31 @@ def mutate(original: dict[str, Any], rnd: Chooser) -> Mutation:
     config = doc["config"]
     every = paths(config)
     kind = rnd.choice(KINDS)
+    if kind == "provider_namespace":
+        # A project section written under a provider's namespace (`kubernetes:sloAlerting:`).
+        top = [k for k in config if k.startswith(_P)]
+        key = rnd.choice(top)
+        ns = rnd.choice(PROVIDER_NAMESPACES)
+        config[ns + key.split(":", 1)[1]] = config.pop(key)
+        return Mutation(kind, (key,), yaml.safe_dump(doc, sort_keys=False))
+    if kind == "provider_typo":
+        top = [k for k in config if k.startswith(PROVIDER_NAMESPACES)]
+        key = rnd.choice(top)
+        ns, name = key.split(":", 1)
+        new = f"{ns}:{_typo(name, rnd)}"
+        config[new if new not in config else new + "x"] = config.pop(key)
+        return Mutation(kind, (key,), yaml.safe_dump(doc, sort_keys=False))
+    if kind == "refused":
+        environment = str(config.get(_P + "environment"))
+        path, refused, _ = rnd.choice([r for r in REFUSED if r[2] in (None, environment)])
+        parent = config
+        for part in path[:-1]:
+            parent = parent.setdefault(part, {})
+        if isinstance(refused, dict) and isinstance(parent.get(path[-1]), dict):
+            parent[path[-1]] = {**parent[path[-1]], **copy.deepcopy(refused)}
+        else:
+            parent[path[-1]] = copy.deepcopy(refused)
+        return Mutation(kind, path, yaml.safe_dump(doc, sort_keys=False))
     if kind == "namespace":
         top = [k for k in config if k.startswith(PROJECT + ":")]
         key = rnd.choice(top)
@@ -198,15 +289,16 @@ class Outcome:
     detail: str
 
 
-def judge(mutation: Mutation, run: Callable[[Path], tuple[int, str]], tmp: Path) -> Outcome:
-    """Write the mutated file, run it (exit code, output), and classify the outcome."""
-    path = tmp / "Pulumi.fuzz.yaml"
+def judge(mutation: Mutation, run: Callable[[Path], tuple[int, str]], tmp: Path, stack: str = "fuzz") -> Outcome:
+    """Write the mutated file as `Pulumi.<stack>.yaml` (the stack a runner reads from the name: stack_of), run it
+    (exit code, output), and classify the outcome."""
+    path = tmp / f"Pulumi.{stack}.yaml"
     path.write_text(mutation.text, encoding="utf-8")
     code, output = run(path)
     if code not in (0, 2):
         return Outcome("crash", output[-300:])
     if code == 0:
-        if mutation.kind in ("rename", "namespace", "duplicate"):
+        if mutation.kind in DROPS:
             return Outcome("silent_drop", mutation.key)
         if mutation.kind in NONSENSE:
             return Outcome("nonsense_accepted", mutation.key)
@@ -217,6 +309,11 @@ def judge(mutation: Mutation, run: Callable[[Path], tuple[int, str]], tmp: Path)
     if named or parent_named or (mutation.kind == "drop" and "required" in output):
         return Outcome("rejected", output.splitlines()[0][:200] if output else "")
     return Outcome("rejected_unnamed", f"{mutation.key}: {output[:300]}")
+
+
+def stack_of(path: Path) -> str:
+    """The stack a `Pulumi.<stack>.yaml` file is for."""
+    return path.name.split(".")[1]
 
 
 def load_original(root: Path, stack: str) -> dict[str, Any]:

@@ -40,8 +40,9 @@ def run_config_stage(path: Path) -> tuple[int, str]:
     """What `python -m infra.offline.plan --config PATH --offline-secrets` decides before running the program:
     0 valid, 2 invalid (the message), 3 anything else (the plan's crash exit)."""
     try:
-        sf, _ = with_offline_secrets(read_stack_file("fuzz", path))
-        parse_stack_config(sf.values, set(sf.secret_keys), stack="fuzz")
+        stack = sm.stack_of(path)
+        sf, _ = with_offline_secrets(read_stack_file(stack, path))
+        parse_stack_config(sf.values, set(sf.secret_keys), stack=stack)
     except (ConfigError, StackFileError) as err:
         return 2, str(err)
     except Exception as err:  # a crash: the property fails on it
@@ -54,7 +55,7 @@ def run_config_stage(path: Path) -> tuple[int, str]:
 @given(stack=st.sampled_from(sorted(ORIGINALS)), data=st.data())
 def test_any_mutation_is_accepted_or_rejected_naming_the_key(tmp_path_factory, stack, data):
     mutation = sm.mutate(ORIGINALS[stack], DrawChooser(data))
-    outcome = sm.judge(mutation, run_config_stage, tmp_path_factory.mktemp("m", numbered=True))
+    outcome = sm.judge(mutation, run_config_stage, tmp_path_factory.mktemp("m", numbered=True), stack)
     assert outcome.verdict in ("accepted", "rejected"), (mutation.kind, mutation.key, outcome.detail)
 
 

@@ -292,7 +292,7 @@ def test_the_token_is_never_plain_config() -> None:
     provider_ns = with_overrides(read_stack_file("prod"), {"pagerduty:token": "u+plain-token"})
     with pytest.raises(ConfigError) as err:
         parse_stack_config(provider_ns.values, set(provider_ns.secret_keys), stack="prod")
-    assert "pagerduty:token" in str(err.value) and "unknown namespace 'pagerduty'" in str(err.value)
+    assert "pagerduty:token" in str(err.value) and "must be a secret" in str(err.value)
 
 
 def test_planned_resource_helper_matches_the_plan(planned: dict[str, PlanResult]) -> None:

@@ -24,6 +24,7 @@ from infra.components.alerting_path import stack_heartbeat
 from infra.components.incident_timeline import bounded_scale_statements, incident_timeline, webhook_dedupe_statement
 from infra.components.severity_topics import SEVERITIES, AlertTopics
 from infra.config import StackConfig
+from infra.config.slo_alerting import RUNBOOK_RECEIVER_TIMEOUT_S
 from infra.core import iam
 from infra.core.context import StackContext
 from infra.core.iam import known_after
@@ -47,7 +48,7 @@ FUNCTION_FOLDER = "runbook_automation"
 WEBHOOK_ROUTE = "POST /pagerduty"
 WEBHOOK_ROUTE_RPS, WEBHOOK_ROUTE_BURST = 50, 100  # the webhook route's own throttle
 DEFAULT_ROUTE_RPS, DEFAULT_ROUTE_BURST = 5, 10  # every other path: nothing legitimate calls it
-RECEIVER_TIMEOUT_S = 4  # PagerDuty waits 5 s for a 2xx
+RECEIVER_TIMEOUT_S = RUNBOOK_RECEIVER_TIMEOUT_S  # PagerDuty waits 5 s for a 2xx (the config's latency alarm bound)
 WORKER_TIMEOUT_S = 60
 AUDIT_TICKET_DECISIONS = ("refused", "error")  # audit decisions (runbook_automation/audit.py) that open a ticket
 PAGERDUTY_SNS_URL = "https://events.pagerduty.com/integration/{key}/enqueue"

@@ -46,7 +46,7 @@ class AnomalyConfig:
     metrics: list[AnomalyMetricSettings] = setting(default_factory=_default_anomaly_metrics, min_items=1,
                                                    doc="metrics forecast and watched")
     prometheus_url: str | None = setting(None, doc="Prometheus HTTP API reachable from the Lambdas (AMP or VPC)",
-                                         format="url")
+                                         format="prometheus_url")
     confidence_threshold: float = setting(0.6, doc="confidence above which an anomaly is notified (chosen on "
                                           "nab-dev: 4% false episodes, 12 of 16 windows; `make bench-anomaly`)",
                                           minimum=0.0, maximum=1.0)

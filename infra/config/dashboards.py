@@ -31,14 +31,16 @@ class SyntheticsSettings:
     schedule: str = setting("rate(5 minutes)", doc="canary schedule (also the alarm period)",
                             pattern=CANARY_SCHEDULE_PATTERN)
     runtime_version: str = setting("syn-python-selenium-14.0", doc="Synthetics runtime", choices=CANARY_RUNTIMES)
-    edge_url: str | None = setting(None, pattern=URL_PATTERN,
+    edge_url: str | None = setting(None, pattern=URL_PATTERN, format="https_url",
                                    doc="base URL of the CloudFront distribution serving POST /embed (default: the "
                                        "distribution emf-edge creates; none: no edge probe)")
-    rest_url: str | None = setting(None, pattern=URL_PATTERN, doc="base URL of the REST tier (none: no health probe)")
+    rest_url: str | None = setting(None, pattern=URL_PATTERN, format="https_url",
+                                   doc="base URL of the REST tier (none: no health probe)")
     health_paths: list[str] = setting(default_factory=lambda: ["/health/live", "/health/ready"],
                                       pattern=r"^/[\w./-]*$", doc="REST health endpoints probed with GET")
     embed_text: str = setting("AkiDB synthetic probe: is the edge embedding endpoint answering?",
-                              pattern=r"^[^\x00-\x1f]{1,500}$", doc="fixed sentence POSTed to /embed")
+                              pattern=r"^[^\x00-\x1f]{1,500}$", format="edge_probe_text",
+                              doc="fixed sentence POSTed to /embed")
     embed_dimensions: int = setting(384, doc="floats the embedding must have", minimum=1, maximum=4096)
     max_latency_ms: int = setting(3000, doc="a check slower than this fails (seen from the probe region)",
                                   minimum=50, maximum=60000)

@@ -34,7 +34,8 @@ class EmfEdgeConfig:
                                                        "prefix", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     edge_regions: list[str] = setting(default_factory=lambda: ["us-east-1"], min_items=1, format="aws_region",
                                       doc="regions where replicas run and alarms are created")
-    namespace: str = setting("AkiDB/Edge", doc="EMF namespace", pattern=r"^[\w./#:-]{1,255}$")
+    namespace: str = setting("AkiDB/Edge", doc="EMF namespace", pattern=r"^[\w./#:-]{1,255}$",
+                             format="cloudwatch_namespace")
     model_name: str = setting("all-MiniLM-L6-v2-INT8", doc="model dimension value", format="emf_dimension_value")
     memory_mb: int = setting(1024, doc="function memory (origin-request max 10240)", minimum=128, maximum=10240)
     timeout_s: int = setting(10, doc="function timeout (origin-request max 30)", minimum=1, maximum=30)

@@ -6,7 +6,8 @@ function at run time) would reject, with the rule named. Patterns use `re.fullma
 
 from __future__ import annotations
 
-import datetime
+import calendar
+import datetime as dt
 import functools
 import ipaddress
 import itertools
@@ -15,6 +16,8 @@ import urllib.parse
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from infra.config.aws_limits import AMP_HOST_PATTERN, AMP_PATH_PATTERN, namespace_problem, s3_prefix_problem
 
 # Commercial partition (`aws`), the partition this program's ARNs are built for (botocore endpoints.json; a test
 # compares). GovCloud, China and ISO partitions are other partitions, not regions of this one.
@@ -60,23 +63,79 @@ def is_k8s_label_value(text: str) -> bool:
     return text == "" or full(_K8S_LABEL_NAME, text)
 
 
-def is_url(text: str, schemes: tuple[str, ...]) -> bool:
-    """An absolute URL the Lambdas' urllib accepts: printable ASCII, no whitespace, a valid host, a valid port."""
+def url_problem(text: str, schemes: tuple[str, ...]) -> str | None:
+    """Why a URL is not one the Lambdas' urllib (and the service behind it) can use, or None."""
     if not full(r"[!-~]{1,2048}", text):
-        return False
+        return "1-2048 printable ASCII characters, no spaces"
     try:
         parts = urllib.parse.urlsplit(text)
-        _ = parts.port  # raises on a port that is not a number in 0..65535
+        port = parts.port  # raises on a port that is not a number in 0..65535
     except ValueError:
-        return False
+        return "the port must be a number from 1 to 65535"
+    if parts.scheme not in schemes:
+        return f"the scheme must be {' or '.join(schemes)}"
+    if "@" in parts.netloc:
+        return "no credentials in the URL"
+    if parts.fragment:
+        return "no #fragment (it is never sent)"
+    if port == 0:
+        return "port 0 is not a port a server listens on (1-65535)"
     host = parts.hostname or ""
-    if parts.scheme not in schemes or "@" in parts.netloc or parts.fragment:
-        return False
     try:
-        ipaddress.ip_address(host)
-        return True
+        ip = ipaddress.ip_address(host)
     except ValueError:
-        return is_dns_name(host)
+        return None if is_dns_name(host) else f"host {host!r} is not a DNS name or an IP address"
+    if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
+        return f"host {host} is not an address a client can reach (unspecified, multicast or reserved)"
+    if ip.is_loopback or ip.is_link_local:
+        # The callers are Lambdas, Alertmanager pods and canaries: their own loopback is not the service.
+        return f"host {host} is a loopback or link-local address: the Lambdas and pods calling it reach themselves"
+    return None
+
+
+def is_url(text: str, schemes: tuple[str, ...]) -> bool:
+    """An absolute URL the Lambdas' urllib accepts: printable ASCII, no whitespace, a reachable host, a port."""
+    return url_problem(text, schemes) is None
+
+
+def prometheus_url_problem(text: str) -> str | None:
+    """A Prometheus HTTP API base URL; an Amazon Managed Service for Prometheus one needs https (SigV4) and the
+    workspace path (`https://aps-workspaces.<region>.amazonaws.com/workspaces/<id>`: AMP API reference)."""
+    problem = url_problem(text, ("http", "https"))
+    if problem:
+        return problem
+    parts = urllib.parse.urlsplit(text)
+    if parts.query:
+        return "no ?query: the detector appends /api/v1/query?... to the base URL"
+    amp = re.fullmatch(AMP_HOST_PATTERN, parts.hostname or "", re.ASCII)
+    if amp is None:
+        return None
+    if parts.scheme != "https":
+        return "Amazon Managed Prometheus takes https only (SigV4-signed)"
+    if amp.group(1) not in AWS_REGIONS:
+        return f"{amp.group(1)!r} is not an AWS commercial region"
+    if not full(AMP_PATH_PATTERN, parts.path):
+        return "an AMP URL names its workspace: https://aps-workspaces.<region>.amazonaws.com/workspaces/<id>"
+    return None
+
+
+def edge_text_problem(text: str) -> str | None:
+    """Why the edge function refuses a text the canary POSTs to /embed, asked of the function's own request
+    parser (lambdas/edge_inference/events.read_text) with the body the canary sends (lambdas/canary/probes.py:
+    `json.dumps({"text": ...})`)."""
+    import base64
+    import json
+
+    from lambdas.edge_inference import events  # the function's stdlib-only request module
+
+    body = base64.b64encode(json.dumps({"text": text}).encode()).decode()
+    req = events.EdgeRequest(method="POST", uri=events.EMBED_PATH, headers={"content-type": "application/json"},
+                             body={"data": body, "encoding": "base64"}, request_id="config-check")
+    try:
+        events.read_text(req)
+    except events.ClientError as err:
+        return f"the edge answers {err.status}: {err.reason}"
+    return None
 
 
 def is_emf_dimension_value(text: str) -> bool:
@@ -120,6 +179,7 @@ class Schedule:
 
     rate_s: int | None = None
     cron: tuple[frozenset[int] | None, ...] | None = None
+    fields: tuple[str, ...] = ()  # the cron fields as written (L, W and # are resolved per month)
 
 
 class ScheduleError(ValueError):
@@ -204,7 +264,7 @@ def parse_schedule(expr: str) -> Schedule:
             got = _cron_item(item, f)
             values = None if got is None or values is None else values | got
         expanded.append(frozenset(values) if values is not None else None)
-    return Schedule(cron=tuple(expanded))
+    return Schedule(cron=tuple(expanded), fields=tuple(fields))
 
 
 def interval_s(schedule: Schedule) -> int | None:
@@ -233,20 +293,121 @@ def max_gap_s(schedule: Schedule) -> int | None:
     return max(gaps) * 60
 
 
-def is_schedule(text: str) -> bool:
-    try:
-        parse_schedule(text)
-    except ScheduleError:
-        return False
-    return True
+# ------------------------------------------------------------------ when a schedule fires (EventBridge, UTC)
+# A recurring job that fires less often than once a year (`cron(0 3 29 2 ? *)`), or never again (a past year,
+# `cron(0 3 31 2 ? *)`), is a schedule that does not do its job.
+SCHEDULE_HORIZON_DAYS = 2 * 366
+MAX_SCHEDULE_GAP_S = 366 * 86400
 
 
-def schedule_problem(text: str) -> str | None:
+def _eb_weekday(day: dt.date) -> int:
+    return (day.weekday() + 1) % 7 + 1  # EventBridge: SUN=1 .. SAT=7; Python: MON=0 .. SUN=6
+
+
+def _dom_matches(text: str, f: CronField, day: dt.date) -> bool:
+    last = calendar.monthrange(day.year, day.month)[1]
+    for item in text.split(","):
+        if item == "L":
+            if day.day == last:
+                return True
+        elif item.startswith("L-"):
+            if day.day == last - int(item[2:]):
+                return True
+        elif item.endswith("W"):  # the weekday (MON-FRI) nearest to day N (LW: to the last day), same month
+            target = last if item == "LW" else min(int(item[:-1]), last)
+            wd = dt.date(day.year, day.month, target).weekday()
+            if wd == 5:
+                target = target - 1 if target > 1 else target + 2
+            elif wd == 6:
+                target = target + 1 if target < last else target - 2
+            if day.day == target:
+                return True
+        elif day.day in (_cron_item(item, f) or set()):
+            return True
+    return False
+
+
+def _dow_matches(text: str, f: CronField, day: dt.date) -> bool:
+    weekday = _eb_weekday(day)
+    last = calendar.monthrange(day.year, day.month)[1]
+    for item in text.split(","):
+        if item == "L":
+            if weekday == 7:
+                return True
+        elif "#" in item:
+            head, _, nth = item.partition("#")
+            if weekday == _number(head, f) and (day.day - 1) // 7 + 1 == int(nth):
+                return True
+        elif item.endswith("L"):
+            if weekday == _number(item[:-1], f) and day.day + 7 > last:
+                return True
+        elif weekday in (_cron_item(item, f) or set()):
+            return True
+    return False
+
+
+def fire_gaps_s(schedule: Schedule, now: dt.datetime | None = None) -> tuple[int | None, int]:
+    """(first fire after `now` in seconds or None if it never fires within SCHEDULE_HORIZON_DAYS, the longest
+    time without a fire over that horizon, counting the horizon's end)."""
+    if schedule.rate_s is not None:
+        return schedule.rate_s, schedule.rate_s
+    assert schedule.cron is not None and len(schedule.fields) == 6
+    start = (now or dt.datetime.now(dt.UTC)).replace(second=0, microsecond=0, tzinfo=None)
+    minutes, hours, _, months, _, years = schedule.cron
+    dom_text, dow_text = schedule.fields[2], schedule.fields[4]
+    assert minutes is not None and hours is not None and months is not None and years is not None
+    times = sorted(h * 60 + m for h in hours for m in minutes)  # minutes after midnight
+    day_gap = max((b - a for a, b in itertools.pairwise(times)), default=0) * 60
+    fires_first: int | None = None
+    previous_last: dt.datetime | None = None
+    longest = day_gap
+    for offset in range(SCHEDULE_HORIZON_DAYS + 1):
+        day = start.date() + dt.timedelta(days=offset)
+        if day.year not in years or day.month not in months:
+            continue
+        on_day = (_dow_matches(dow_text, CRON_FIELDS[4], day) if dom_text == "?"
+                  else _dom_matches(dom_text, CRON_FIELDS[2], day))
+        if not on_day:
+            continue
+        midnight = dt.datetime.combine(day, dt.time())
+        stamps = [midnight + dt.timedelta(minutes=t) for t in times if midnight + dt.timedelta(minutes=t) >= start]
+        if not stamps:
+            continue
+        if fires_first is None:
+            fires_first = int((stamps[0] - start).total_seconds())
+            longest = max(longest, fires_first)
+        elif previous_last is not None:
+            longest = max(longest, int((stamps[0] - previous_last).total_seconds()))
+        previous_last = stamps[-1]
+    end = start + dt.timedelta(days=SCHEDULE_HORIZON_DAYS)
+    if previous_last is not None:
+        longest = max(longest, int((end - previous_last).total_seconds()))
+    return fires_first, longest
+
+
+def schedule_problem(text: str, now: dt.datetime | None = None) -> str | None:
+    """Why EventBridge refuses an expression, or why it does not work as a recurring schedule."""
     try:
-        parse_schedule(text)
+        schedule = parse_schedule(text)
     except ScheduleError as err:
         return str(err)
+    first, longest = fire_gaps_s(schedule, now)
+    years = schedule.cron[5] if schedule.cron else None
+    start = now or dt.datetime.now(dt.UTC)
+    horizon = range(start.year, (start + dt.timedelta(days=SCHEDULE_HORIZON_DAYS)).year + 1)
+    if first is not None and years is not None and not all(y in years for y in horizon):
+        return (f"the year field stops it: it fires in {min(years)}-{max(years)} only (a recurring job must keep "
+                "running: use *)")
+    if first is None:
+        return f"never fires in the next {SCHEDULE_HORIZON_DAYS} days (a date that does not exist, or a past year)"
+    if longest > MAX_SCHEDULE_GAP_S:
+        return (f"goes {longest // 86400} days without firing (a recurring job needs to run at least once a year; "
+                "a year field that ends stops it)")
     return None
+
+
+def is_schedule(text: str) -> bool:
+    return schedule_problem(text) is None
 
 
 def is_time_zone(text: str) -> bool:
@@ -270,10 +431,15 @@ def is_rfc3339(text: str) -> bool:
     if not full(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})", text):
         return False
     try:
-        datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return False
     return True
+
+
+# An Auto Scaling group name: ASCII 33-126 without a colon, 1-255 characters (AWS Auto Scaling API reference,
+# CreateAutoScalingGroup: "You cannot use a colon (:) in the name").
+ASG_NAME_PATTERN = r"^[!-9;-~]{1,255}$"
 
 
 # PagerDuty object ids (users, teams, schedules): upper-case letters and digits, P followed by six in older
@@ -294,12 +460,21 @@ FORMATS: dict[str, Format] = {
                          lambda s: "known: " + ", ".join(AWS_REGIONS)),
     "dns_name": Format("a DNS host name (labels of letters, digits and inner hyphens, 253 characters at most)",
                        is_dns_name),
-    "url": Format("an http(s) URL: 1-2048 printable ASCII characters without spaces, a valid host name or IP, "
-                  "no credentials",
-                  lambda s: is_url(s, ("http", "https"))),
-    "https_url": Format("an https URL: 1-2048 printable ASCII characters without spaces, a valid host name or IP, "
-                        "no credentials",
-                        lambda s: is_url(s, ("https",))),
+    "url": Format("an http(s) URL: 1-2048 printable ASCII characters without spaces, a valid host name or a "
+                  "reachable IP, a port in 1-65535, no credentials",
+                  lambda s: is_url(s, ("http", "https")), lambda s: url_problem(s, ("http", "https"))),
+    "https_url": Format("an https URL: 1-2048 printable ASCII characters without spaces, a valid host name or a "
+                        "reachable IP, a port in 1-65535, no credentials",
+                        lambda s: is_url(s, ("https",)), lambda s: url_problem(s, ("https",))),
+    "prometheus_url": Format("a Prometheus HTTP API base URL: http(s), a reachable host and port, no query; for "
+                             "Amazon Managed Prometheus https://aps-workspaces.<region>.amazonaws.com/workspaces/<id>",
+                             lambda s: prometheus_url_problem(s) is None, prometheus_url_problem),
+    "cloudwatch_namespace": Format("a CloudWatch namespace to publish to: 1-255 printable ASCII characters, not "
+                                   "starting with ':' or the reserved 'AWS/'",
+                                   lambda s: namespace_problem(s, publishing=True) is None,
+                                   lambda s: namespace_problem(s, publishing=True)),
+    "s3_name_prefix": Format("a prefix of S3 bucket names: not one S3 reserves (xn--, sthree-, amzn-s3-demo-)",
+                             lambda s: s3_prefix_problem(s + "-") is None, lambda s: s3_prefix_problem(s + "-")),
     "k8s_namespace": Format("a DNS-1123 label: 1-63 lower-case letters, digits and inner hyphens",
                             lambda s: full(_K8S_DNS_LABEL, s)),
     "k8s_name": Format("a DNS-1123 subdomain: lower-case labels of letters, digits and inner hyphens, "
@@ -312,11 +487,13 @@ FORMATS: dict[str, Format] = {
                                   is_emf_dimension_value),
     "query": Format("a non-blank query of printable ASCII (tabs and newlines allowed), 10,000 characters at most",
                     is_query),
+    "edge_probe_text": Format("a text the edge function embeds: not blank, valid Unicode (no lone surrogates), "
+                              "within its size limit", lambda s: edge_text_problem(s) is None, edge_text_problem),
     "printable": Format("1-1024 printable ASCII characters, no leading or trailing blank",
                         lambda s: full(r"[!-~](?:[ -~]{0,1022}[!-~])?", s)),
     "schedule": Format("an EventBridge schedule: rate(1 minute|hour|day), rate(N minutes|hours|days) with N > 1, "
                        "or cron(minutes hours day-of-month month day-of-week year) with '?' in exactly one of the "
-                       "two day fields", is_schedule, schedule_problem),
+                       "two day fields, firing at least once a year", is_schedule, schedule_problem),
     "time_zone": Format("an IANA time zone name, e.g. UTC, Europe/Berlin, America/New_York", is_time_zone,
                         time_zone_problem),
     "rfc3339": Format("a date and time with seconds and an offset, e.g. 2026-01-05T09:00:00Z or "

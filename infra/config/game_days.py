@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from infra.config.formats import ASG_NAME_PATTERN
 from infra.config.schema import LOG_RETENTION_DAYS, setting
 
 ENVIRONMENTS = ("staging", "prod")
 Expect = Literal["page", "no-page"]
 EXPECT_CHOICES = ("page", "no-page")
 # An Auto Scaling group name: 1-255 characters without ':' (AWS Auto Scaling API reference).
-ASG_NAME_PATTERN = r"^[^:\s][^:]{0,254}$"
 RUNBOOK_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 
 

@@ -16,14 +16,19 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from infra.config.formats import FORMATS
+from infra.config.providers import provider_key_problem, provider_keys
 from infra.config.rules import cross_field_problems, required_secrets
 from infra.config.schema import ABSENT, PROJECT, ConfigError, Problem, camel, constraint_text, describe
 from infra.config.slo_alerting import load_slo_definitions
 from infra.config.stack import SECRET_KEYS, Secrets, StackConfig
 
 # Namespaces of provider and engine config (`aws:region`, `pulumi:disable-default-providers`): read by the
-# providers and the engine, not by this program. Any other namespace is a typo of the project's.
-PROVIDER_NAMESPACES = ("pulumi", "aws", "kubernetes")
+# providers and the engine, not by this program, and checked against the keys they read (providers.py). Any
+# other namespace is a typo of the project's.
+PROVIDER_NAMESPACES = tuple(provider_keys())
+# Provider keys that hold credentials: in plain text they would sit in the stack file and the state.
+PROVIDER_SECRET_KEYS = ("aws:accessKey", "aws:secretKey", "aws:token", "pagerduty:token", "pagerduty:userToken",
+                        "kubernetes:kubeconfig")
 
 
 # The magnitude any numeric setting without its own bound may have (beyond it: a typo).
@@ -208,15 +213,22 @@ def _split(values: Mapping[str, Any], secret_keys: set[str], parser: _Parser,
         if not sep:
             namespace, key = PROJECT, full_key
         if namespace in PROVIDER_NAMESPACES:
-            if full_key == "pulumi:disable-default-providers":
-                decoded = _decode(value, list)
-                if not (isinstance(decoded, list) and all(isinstance(v, str) for v in decoded)):
-                    parser.fail(full_key, decoded, 'must be a list of provider names, e.g. ["*"]')
+            why = provider_key_problem(namespace, key, value, PROJECT, choices)
+            if why is not None:
+                parser.fail(full_key, _decode(value, Any) if key in choices else value, why)
+            elif full_key in PROVIDER_SECRET_KEYS and full_key not in secret_keys:
+                parser.fail(full_key, "<plain text>", f"must be a secret (a credential): pulumi config rm "
+                            f"{full_key}{stack_flag}; pulumi config set --secret {full_key}{stack_flag}")
             continue
         if namespace != PROJECT:
-            parser.fail(full_key, "...", f"unknown namespace '{namespace}'{_closest(key, choices)}: project "
-                        f"settings live under '{PROJECT}:', provider settings under "
-                        + ", ".join(f"'{n}:'" for n in PROVIDER_NAMESPACES))
+            spaces = {n.lower(): n for n in (PROJECT, *PROVIDER_NAMESPACES)}
+            near = difflib.get_close_matches(namespace.lower(), list(spaces), n=1, cutoff=0.6)
+            hint = (f" (did you mean '{spaces[near[0]]}:{key}'?)" if near and (near[0] != PROJECT or key in choices)
+                    else _closest(key, choices))
+            parser.fail(full_key, "...", f"unknown namespace '{namespace}'{hint}: project "
+                        f"settings live under '{PROJECT}:', provider and engine settings under "
+                        + ", ".join(f"'{n}:'" for n in PROVIDER_NAMESPACES)
+                        + " (the namespaces of the installed provider SDKs)")
             continue
         if key in SECRET_KEYS:
             if f"{PROJECT}:{key}" not in secret_keys:
@@ -243,7 +255,15 @@ def _parse(values: Mapping[str, Any], secret_keys: set[str],
     problems = [Problem(p.key.replace(f"{PROJECT}.", f"{PROJECT}:", 1), p.value, p.allowed) for p in parser.problems]
     if cfg is ABSENT or problems:
         return None, present_secrets, problems
-    return cfg, present_secrets, cross_field_problems(cfg, present_secrets, stack)
+    problems = cross_field_problems(cfg, present_secrets, stack)
+    provider_region = values.get("aws:region")
+    if provider_region is not None and provider_region != cfg.aws.region:
+        # Every resource names the stack's own provider (built from aws.region); `aws:region` only configures the
+        # default provider. Two regions mean one of them is silently not where the stack deploys.
+        problems.append(Problem("aws:region", provider_region,
+                                f"must equal {PROJECT}:aws.region ({cfg.aws.region!r}), the region the stack deploys "
+                                "to: the program's providers are built from that one"))
+    return cfg, present_secrets, problems
 
 
 def missing_secret_keys(values: Mapping[str, Any], secret_keys: set[str]) -> list[str]:

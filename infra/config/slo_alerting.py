@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from infra.config.formats import ASG_NAME_PATTERN
 from infra.config.schema import AWS_REGION_PATTERN, LOG_RETENTION_DAYS, Problem, setting
 from infra.slo.spec import SLO_FILE, Slo, SloSpecError, load_slos
 from infra.slo.symptoms import SYMPTOMS_FILE, SymptomSpec, load_symptoms
+
+# The PagerDuty webhook receiver's Lambda timeout (PagerDuty waits 5 s for a 2xx): no invocation lasts longer,
+# so a duration alarm at or above it could never fire.
+RUNBOOK_RECEIVER_TIMEOUT_S = 4
 
 
 @dataclass(frozen=True)
@@ -14,12 +19,12 @@ class RunbookSettings:
     enabled: bool = setting(True, doc="deploy the PagerDuty webhook runbook automation")
     dry_run: bool = setting(True, doc="decide and audit, but do not act")
     allowed_asgs: list[str] = setting(default_factory=list, doc="Auto Scaling groups runbooks may scale",
-                                      pattern=r"^[\w.:/-]{1,255}$")
+                                      pattern=ASG_NAME_PATTERN)
     max_capacity: int = setting(20, doc="upper bound for any scale-out", minimum=1, maximum=1000)
     max_actions_per_hour: int = setting(3, doc="actions per runbook per hour", minimum=0, maximum=60)
     scale_out_asg: str | None = setting(None, doc="ASG the spot-cascade and latency runbooks scale out "
                                         "(must be in allowedAsgs; none: those runbooks only notify)",
-                                        pattern=r"^[\w.:/-]{1,255}$")
+                                        pattern=ASG_NAME_PATTERN)
     scale_out_step: int = setting(2, doc="instances added per scale-out action", minimum=1, maximum=50)
     log_retention_days: int = setting(30, doc="retention of the runbook functions' logs", choices=LOG_RETENTION_DAYS)
 
@@ -61,6 +66,11 @@ class DeployGateSettings:
 class SloAlertingConfig:
     enabled: bool = setting(True, doc="deploy SLO rules, routing, severity subscriptions and runbooks")
     paging_enabled: bool = setting(False, doc="page PagerDuty (prod); otherwise everything goes to tickets")
+    # The explicit guard of prod's paging switch (as protectStateful guards its protection): a prod stack that
+    # pages nobody must say so, and why, in its stack file.
+    paging_disabled_reason: str | None = setting(None, format="printable",
+                                                 doc="why this prod stack pages nobody: required to set "
+                                                     "pagingEnabled false in prod (and refused otherwise)")
     runbook_base_url: str = setting("https://runbooks.akidb.internal", doc="base URL of runbook links",
                                     format="https_url")
     grafana_base_url: str = setting("https://grafana.akidb.internal", doc="base URL of dashboard links",

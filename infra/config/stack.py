@@ -49,7 +49,8 @@ class StackConfig:
     environment: Literal["staging", "prod"] = setting(doc="environment name (tags, names)",
                                                       choices=("staging", "prod"))
     owner: str = setting("sre", doc="owner tag", pattern=r"^[\w.@-]{1,64}$")
-    service: str = setting("akidb", doc="service tag and name prefix", pattern=r"^[a-z][a-z0-9-]{1,20}$")
+    service: str = setting("akidb", doc="service tag and name prefix (of bucket names too)",
+                           pattern=r"^[a-z][a-z0-9-]{1,20}$", format="s3_name_prefix")
     protect_stateful: bool = setting(False, doc="protect buckets and keys from deletion (prod)")
     aws: AwsSettings = setting(default_factory=AwsSettings, doc="AWS provider")
     kubernetes: KubernetesSettings = setting(default_factory=KubernetesSettings, doc="Kubernetes provider")

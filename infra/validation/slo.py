@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from infra.config.time_intervals import window_problems
 from infra.core.plan import UNKNOWN, UNKNOWN_SECRET
 from infra.slo.rules import rule_files
 from infra.slo.spec import LinkSettings
@@ -136,9 +137,8 @@ def maintenance_windows_valid(plan: Plan) -> Iterator[Violation]:
     services = {slo.service for slo in s.slos} | ({s.symptoms.service} if s.symptoms else set())
     for i, w in enumerate(s.maintenance_windows):
         where = f"sloAlerting.maintenanceWindows[{i}]"
-        if w.end <= w.start:
-            yield Violation("maintenance_windows_valid", where,
-                            f"end {w.end} is not after start {w.start} (HH:MM, UTC, within one day)")
+        for why in window_problems(w.weekdays, w.start, w.end):  # Alertmanager's rules (the stack check's)
+            yield Violation("maintenance_windows_valid", where, why)
         if w.service not in services:
             yield Violation("maintenance_windows_valid", where,
                             f"service {w.service!r} has no alerts; services: {', '.join(sorted(services))}")
