@@ -177,3 +177,26 @@ def test_bad_input_and_missing_table_are_named(clients: Clients, capsys: pytest.
                     "--actor", "a"], clients=clients) == 1
     err = capsys.readouterr().err
     assert "ResourceNotFoundException" in err and "is the stack deployed" in err
+
+
+def test_the_outcomes_board_draws_the_markers_the_tool_puts(clients: Clients, targets: dm.Targets) -> None:
+    """The deploy widget names exactly the series the tool writes (namespace, metric, every dimension set): a
+    renamed dimension would leave the markers undrawn."""
+    from infra.config import parse_stack_config
+    from infra.dashboard_defs.outcomes import DEPLOY_PHASES, outcomes_dashboard
+    from infra.offline.stackfile import read_stack_file, with_offline_secrets
+
+    stack_file, _ = with_offline_secrets(read_stack_file(STACK))
+    board = outcomes_dashboard(parse_stack_config(stack_file.values, set(stack_file.secret_keys), stack=STACK))
+    drawn = {(line[0], line[1], tuple(line[2:-1]), line[-1]["region"])
+             for w in board.widgets if getattr(w, "title", "").startswith("Deploys")
+             for line in (m.to_json() for m in w.lines)}
+    run_id = f"{int(time.time() * 1000)}-board"
+    for phase in DEPLOY_PHASES:
+        _record(clients, run_id, phase, *(["--outcome", "success"] if phase == "end" else []))
+    cw = clients("cloudwatch", targets.home_region)
+    put = {(dm.DEPLOY_NAMESPACE, m["MetricName"], tuple(x for d in m["Dimensions"] for x in (d["Name"], d["Value"])),
+            targets.home_region)
+           for m in cw.list_metrics(Namespace=dm.DEPLOY_NAMESPACE)["Metrics"]
+           if {"Name": "Stack", "Value": STACK} in m["Dimensions"]}
+    assert drawn and drawn == put

@@ -80,14 +80,17 @@ def test_the_grafana_board_draws_what_the_cloudwatch_board_draws(planned):
     _, board = _board(plan)
     cw = json.loads(next(d for d in plan.of_type("aws:cloudwatch/dashboard:Dashboard")
                          if d.inputs["dashboardName"].endswith("-outcomes")).inputs["dashboardBody"])
-    cw_lines = {(m[1], m[-1]["stat"], m[-1]["period"], m[-1]["region"])
+    cw_lines = {(m[1], m[-1]["stat"], m[-1]["period"], m[-1]["region"], tuple(m[2:-1]))
                 for w in cw["widgets"] if w["type"] == "metric"
                 for m in w["properties"]["metrics"] if isinstance(m[-1], dict) and "expression" not in m[-1]}
     targets = cloudwatch_targets(board)
-    grafana_lines = {(t["metricName"], t["statistic"], int(t["period"]), t["region"]) for _, t in targets
-                     if not t["dimensions"]}
+    grafana_lines = {(t["metricName"], t["statistic"], int(t["period"]), t["region"],
+                      tuple(x for k, v in t["dimensions"].items() for x in (k, "prod" if v == "*" else v)))
+                     for _, t in targets if t["metricName"] == outcomes.DEPLOY_METRIC or not t["dimensions"]}
+    # The weekly figures and the deploy markers (one line per phase; Grafana's board, shared by the stacks, draws
+    # every stack's with a wildcard on Stack, the stack's CloudWatch board its own).
     assert grafana_lines == cw_lines and len(cw_lines) == sum(len(outcomes.weekly_statistics(t))
-                                                              for t in outcomes.TARGETS)
+                                                              for t in outcomes.TARGETS) + len(outcomes.DEPLOY_PHASES)
     for t in outcomes.TARGETS:
         panels = [p for p in board["panels"] if p["title"].startswith(t.title)]
         assert len(panels) == 2  # stack-wide and per service and severity

@@ -94,21 +94,31 @@ def outcome_metrics(cfg: StackConfig) -> set[Emitted]:
     return {Emitted(outcomes.OUTCOME_NAMESPACE, t.metric, (), cfg.aws.region) for t in outcomes.TARGETS}
 
 
+def deploy_metrics(cfg: StackConfig) -> set[Emitted]:
+    """The deploy and rollback markers the workflows put for this stack (infra/tools/deploy_marker.py), in the
+    home region, whatever the components: the deploy itself is what they mark."""
+    return {Emitted(outcomes.DEPLOY_NAMESPACE, outcomes.DEPLOY_METRIC, dims(Stack=cfg.environment, Phase=phase),
+                    cfg.aws.region) for phase in outcomes.DEPLOY_PHASES}
+
+
 WILDCARD = "*"
 
 
 def searchable_metrics(cfg: StackConfig) -> set[Emitted]:
     """Dimension sets published with values nobody can list in advance (a value of WILDCARD): readable only by
     a search over the dimension keys (CloudWatch SEARCH, Grafana's wildcard dimension). The timeline's
-    per-service series: Service and Severity come from the alert that opened each incident."""
+    per-service series: Service and Severity come from the alert that opened each incident; the deploy markers of
+    every stack (Stack)."""
+    deploys = {Emitted(outcomes.DEPLOY_NAMESPACE, outcomes.DEPLOY_METRIC, dims(Stack=WILDCARD, Phase=phase),
+                       cfg.aws.region) for phase in outcomes.DEPLOY_PHASES}  # every stack's markers (Grafana)
     if not (cfg.slo_alerting.enabled and cfg.slo_alerting.runbooks.enabled):
-        return set()
+        return deploys
     keys = dims(**{d: WILDCARD for d in outcomes.DIMENSIONS})
-    return {Emitted(outcomes.OUTCOME_NAMESPACE, t.metric, keys, cfg.aws.region) for t in outcomes.TARGETS}
+    return deploys | {Emitted(outcomes.OUTCOME_NAMESPACE, t.metric, keys, cfg.aws.region) for t in outcomes.TARGETS}
 
 
 def stack_metrics(cfg: StackConfig) -> set[Emitted]:
-    return edge_metrics(cfg) | anomaly_metrics(cfg) | probe_metrics(cfg) | outcome_metrics(cfg)
+    return edge_metrics(cfg) | anomaly_metrics(cfg) | probe_metrics(cfg) | outcome_metrics(cfg) | deploy_metrics(cfg)
 
 
 def check_metric(cfg: StackConfig, namespace: str, name: str, dimensions: Dims, region: str,

@@ -30,6 +30,11 @@ from infra.dashboard_defs.grafana import CloudWatchTarget, GrafanaDashboard, Pan
 
 OUTCOME_NAMESPACE = "AkiDB/Incidents"
 WEEK_S = 7 * 86400
+# Deploy markers (put by infra/tools/deploy_marker.py, one datum per phase of a deploy or rollback, dimensions
+# Stack and Phase): drawn beside the incident figures so a page can be tied to the change before it.
+DEPLOY_NAMESPACE = "AkiDB/Deploys"
+DEPLOY_METRIC = "Deploy"
+DEPLOY_PHASES = ("start", "end")
 TIME_TO_DETECT, TIME_TO_ACKNOWLEDGE, TIME_TO_RESOLVE, PAGES = (
     "TimeToDetect", "TimeToAcknowledge", "TimeToResolve", "Pages")
 DIMENSIONS = ("Service", "Severity")
@@ -84,6 +89,15 @@ def outcome_widgets(region: str, namespace: str = OUTCOME_NAMESPACE) -> list[Wid
     return widgets
 
 
+def deploy_widget(stack: str, region: str) -> Graph:
+    """Each deploy and rollback of `stack` as a spike at its start and end (Maximum: a marker repeated by a retry
+    is still one)."""
+    return Graph(width=24, height=4, title=f"Deploys and rollbacks of {stack} (start, end)", region=region,
+                 lines=[Metric(DEPLOY_NAMESPACE, DEPLOY_METRIC, region, dimensions=(("Stack", stack), ("Phase", phase)),
+                               stat="Maximum", period=60, label=f"deploy {phase}") for phase in DEPLOY_PHASES],
+                 period=60, y_min=0)
+
+
 def outcome_widget_dicts(region: str, account_id: str, namespace: str = OUTCOME_NAMESPACE) -> list[dict[str, Any]]:
     return [w.to_json(account_id) for w in outcome_widgets(region, namespace)]
 
@@ -112,6 +126,12 @@ def outcomes_grafana_board(cfg: StackConfig, namespace: str = OUTCOME_NAMESPACE)
         panels.append(_grafana_panel(t, f"{t.title}: per service and severity, weekly {t.statistic}", [
             CloudWatchTarget(namespace, t.metric, region, t.statistic, WEEK_S, wildcard,
                              label=" ".join(f"${{PROP('Dim.{d}')}}" for d in DIMENSIONS))]))
+    # One board for every stack (dashboards/grafana): the deploys of each stack the account holds, one line each.
+    panels += [row("Deploys"), Panel("Deploys and rollbacks per stack (start, end)", [
+        CloudWatchTarget(DEPLOY_NAMESPACE, DEPLOY_METRIC, region, "Maximum", 60, (("Stack", "*"), ("Phase", phase)),
+                         label=f"${{PROP('Dim.Stack')}} deploy {phase}")
+        for phase in DEPLOY_PHASES], width=24, height=4, minimum=0,
+        description="One spike per deploy phase (infra/tools/deploy_marker.py): tie a page to the change before it.")]
     # Weekly figures: an hourly refresh is plenty, and every refresh is billed GetMetricData.
     return GrafanaDashboard(key="outcomes", uid=GRAFANA_OUTCOMES_UID, title="AkiDB outcomes: detection, response "
                             "and pages against the plan", panels=panels, tags=("akidb", "outcomes"),
@@ -125,4 +145,5 @@ def outcomes_dashboard(cfg: StackConfig) -> Dashboard:
             "to acknowledge and to resolve from the trigger. Red lines are the plan's targets; a week above one "
             "opens a ticket.")
     return Dashboard(key="outcomes", title="AkiDB outcomes: detection, response and pages against the plan",
-                     widgets=[section("Incident outcomes", note), *outcome_widgets(home)], start="-P90D")
+                     widgets=[section("Incident outcomes", note), deploy_widget(cfg.environment, home),
+                              *outcome_widgets(home)], start="-P90D")

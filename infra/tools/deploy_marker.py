@@ -46,10 +46,9 @@ from infra.config import ConfigError, parse_stack_config
 from infra.config.stack import StackConfig
 from infra.core.naming import MAX_LAMBDA_NAME, Naming
 from infra.dashboard_defs.definitions import timeline_deployed
+from infra.dashboard_defs.outcomes import DEPLOY_METRIC, DEPLOY_NAMESPACE
 from infra.offline.stackfile import StackFileError, read_stack_file, with_offline_secrets
 
-DEPLOY_NAMESPACE = "AkiDB/Deploys"
-DEPLOY_METRIC = "Deploy"
 PHASES = ("start", "end")
 OUTCOMES = ("success", "failure", "cancelled", "skipped")
 KINDS = ("deploy", "rollback")
