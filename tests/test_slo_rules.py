@@ -10,9 +10,9 @@ import yaml
 
 from infra.core.paths import RULES_DIR
 from infra.slo.alertmanager import (
-    EXAMPLE_MAINTENANCE,
     CHART_ALWAYS_FIRING,
     CHART_SEVERITIES,
+    EXAMPLE_MAINTENANCE,
     RECEIVER_CHAT,
     RECEIVER_HEARTBEAT,
     RECEIVER_NULL,

@@ -9,7 +9,8 @@ left `pending` by a crashed invocation expires after CLAIM_LEASE_S. Every incide
 the timeline (timeline.py); `incident.triggered` also carries the runbook named in the incident title
 (`[runbook:<id>]`, written there by the Alertmanager config). A validly signed page is never answered 4xx: a
 runbook the catalogue marks manual, or an id it does not know, answers 200 "no-automation" (audited once, the
-unknown id as such) and a person follows the page. The answer comes in milliseconds. `worker` (SQS) records the timeline and runs the runbook with its guardrails. Both audit every
+unknown id as such) and a person follows the page. The answer comes in milliseconds. `worker` (SQS) records
+the timeline and runs the runbook with its guardrails. Both audit every
 decision. The webhook secret is read from Secrets Manager once per container, never from the environment.
 """
 
