@@ -196,3 +196,13 @@ dr-drill: venv
 day5-test: venv
 	$(PY) -m pytest -q tests/test_canary.py tests/test_alerting_path.py tests/test_cost.py tests/test_dr_drill.py \
 	  tests/test_heartbeat.py tests/test_grafana_cloudwatch.py tests/test_incident_timeline.py
+
+# -- drill --
+.PHONY: drill drill-short
+# The paths end to end with real Prometheus and Alertmanager (shipped rules and config), a synthetic akidb-rest,
+# PagerDuty/Slack stand-ins and the runbook webhook on moto (infra/tools/drill); report in build/drill/.
+drill: venv tools
+	$(PY) -m infra.tools.drill --scenarios all
+# The subset `make test` runs (tests/test_drill.py), with 10 s scrape/evaluation and without waiting for resolves.
+drill-short: venv tools
+	$(PY) -m infra.tools.drill --scenarios short --scrape-interval 10 --evaluation-interval 10 --no-resolve
