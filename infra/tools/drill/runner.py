@@ -196,16 +196,17 @@ class Drill:
             r.alertmanager_url = am.url
 
     def _warm_up(self, prom: str, am: str, s: Scenario) -> None:
-        """Until the target is scraped, the rules evaluate the backfilled windows and the heartbeat reached
-        Alertmanager: the fault then starts from a steady state."""
+        """Until the target is scraped, the rules evaluate the backfilled windows and Prometheus knows its
+        Alertmanager: the fault then starts from a steady state. (The heartbeat, evaluated before Prometheus
+        discovered the Alertmanager, reaches it at the next resend, `--rules.alert.resend-delay` 1m; an alert
+        that starts firing later is sent at once.)"""
         deadline = time.time() + 180
         while time.time() < deadline:
             try:
                 up = _query(prom, 'up{job="akidb-rest"}')
                 ready = _query(prom, 'slo:sli_total:rate10m{slo="availability"}')
-                beat = [a for a in _get(f"{am}/api/v2/alerts") if a["labels"].get("alertname") ==
-                        "SLOAlertingHeartbeat"]
-                if up and up[0]["value"][1] == "1" and ready and beat:
+                known = _get(f"{prom}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
+                if up and up[0]["value"][1] == "1" and ready and any(am in a["url"] for a in known):
                     return
             except OSError:
                 pass
