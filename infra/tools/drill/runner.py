@@ -152,7 +152,7 @@ class Drill:
         instance = f"127.0.0.1:{port}"
         now = time.time()
         step = float(self.timing.scrape_s)
-        windows = ()
+        windows: tuple[tuple[float, float], ...] = ()
         if s.backfill_baseline:
             windows = tuple((now - ago - 1800, now - ago + 1800) for ago in (DAY_S, WEEK_S))
         history = wd / "history.om"
