@@ -51,6 +51,8 @@ def row(r: Result) -> list[str]:
     page = min((p["opened_at"] for p in r.pages), default=None)
     resolved = max((p["resolved_at"] for p in r.pages if p["resolved_at"]), default=None)
     notes = list(r.problems) + ([r.error] if r.error else [])
+    if r.firing_at:
+        notes.append("fired: " + ", ".join(sorted(r.firing_at)))
     if r.suppressed:
         notes.append("held back: " + ", ".join(f"{k} {v}" for k, v in sorted(r.suppressed.items())))
     if r.scenario.maintenance and r.firing_at and not r.pages:

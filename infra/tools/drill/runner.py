@@ -255,7 +255,7 @@ class Drill:
             for a in _get(f"{prom}/api/v1/alerts")["data"]["alerts"]:
                 name = a["labels"]["alertname"]
                 if a["state"] == "firing" and name != "SLOAlertingHeartbeat":
-                    r.firing_at.setdefault(name, now)
+                    r.firing_at.setdefault(f"{name} {a['labels'].get('severity', '')}".strip(), now)
             if am is not None:
                 for a in _get(f"{am}/api/v2/alerts"):
                     name = a["labels"]["alertname"]
@@ -283,7 +283,7 @@ def _judge(r: Result) -> None:
     if r.error:
         return
     for name in s.expect_firing:
-        if name not in r.firing_at:
+        if not any(k.split(" ")[0] == name for k in r.firing_at):
             r.problems.append(f"{name} never fired")
     if len(r.pages) != s.expect_pages:
         r.problems.append(f"{len(r.pages)} pages, expected {s.expect_pages}")

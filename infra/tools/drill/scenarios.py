@@ -60,14 +60,16 @@ BURN = "SLOErrorBudgetBurn"
 TRAFFIC_DROP = "TrafficDrop"
 
 CATALOGUE: tuple[Scenario, ...] = (
+    # A full outage's P0 group holds page-fast (1h/5m windows): it resolves once the 5m window is clean again.
     Scenario("outage", "Full outage: every request answers 5xx", Traffic(error_ratio=1.0),
-             expect_firing=(BURN,), tags=("short",)),
+             expect_firing=(BURN,), resolve_timeout_s=480.0, tags=("short",)),
     Scenario("service-down", "ServiceDown: no target answers its scrape (one page, SLO pages inhibited)",
              Traffic(up=False), expect_firing=(SERVICE_DOWN,), tags=("short",)),
     Scenario("maintenance", "Full outage inside a maintenance window: muted, the heartbeat still goes out",
              Traffic(error_ratio=1.0), expect_firing=(BURN,), expect_pages=0, maintenance=True, fault_s=100.0,
              page_timeout_s=100.0, tags=("short",)),
-    Scenario("errors-5pct", "5% of requests answer 5xx", Traffic(error_ratio=0.05), expect_firing=(BURN,)),
+    Scenario("errors-5pct", "5% of requests answer 5xx", Traffic(error_ratio=0.05), expect_firing=(BURN,),
+             resolve_timeout_s=480.0),
     Scenario("latency-brownout", "5% of requests slower than 30 ms", Traffic(slow_ratio=0.05),
              expect_firing=(BURN,)),
     Scenario("burst-under-budget", "5% errors for 2 minutes (0.46% of the budget): no page",
@@ -75,12 +77,12 @@ CATALOGUE: tuple[Scenario, ...] = (
              notes="watched for 7 minutes after the fault's start"),
     Scenario("traffic-drop", "Requests fall to 5% of a day and a week ago while targets are up",
              Traffic(rps=BASE_RPS * 0.05), expect_firing=(TRAFFIC_DROP,), backfill_baseline=True,
-             page_timeout_s=720.0),
+             page_timeout_s=720.0, resolve_timeout_s=360.0),  # P1's group_interval (5m) paces the resolve
     Scenario("alertmanager-stopped", "Alertmanager stopped: the heartbeat stops reaching SNS",
              Traffic(), expect_pages=0, stop_alertmanager=True, fault_s=200.0, page_timeout_s=200.0,
              expect_heartbeat=False),
     Scenario("wrong-webhook-secret", "Full outage, the PagerDuty webhook signed with a wrong secret: 401s",
-             Traffic(error_ratio=1.0), expect_firing=(BURN,), wrong_webhook_secret=True),
+             Traffic(error_ratio=1.0), expect_firing=(BURN,), wrong_webhook_secret=True, resolve_timeout_s=0.0),
 )
 
 SHORT = tuple(s for s in CATALOGUE if "short" in s.tags)

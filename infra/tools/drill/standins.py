@@ -45,6 +45,7 @@ class Incident:
     opened_at: float
     resolved_at: float | None = None
     triggers: int = 0
+    routing_key: str = ""
 
 
 @dataclass
@@ -178,12 +179,15 @@ class StandIns:
         if action not in ("trigger", "acknowledge", "resolve") or not key or not body.get("routing_key"):
             return 400, {"status": "invalid event", "message": "event_action, dedup_key and routing_key required"}
         with self._lock:
-            incident = next((i for i in self.recorder.incidents if i.dedup_key == key and i.resolved_at is None),
-                            None)
+            # PagerDuty deduplicates within the service the routing key belongs to.
+            routing_key = str(body["routing_key"])
+            incident = next((i for i in self.recorder.incidents if i.dedup_key == key and i.resolved_at is None
+                             and i.routing_key == routing_key), None)
             if action == "trigger":
                 if incident is None:  # PagerDuty opens one incident per open dedup_key
                     summary = str((body.get("payload") or {}).get("summary", ""))
-                    incident = Incident(f"PDRILL{next(self._ids):04d}", scenario, key, summary, now)
+                    incident = Incident(f"PDRILL{next(self._ids):04d}", scenario, key, summary, now,
+                                        routing_key=routing_key)
                     self.recorder.incidents.append(incident)
                     self._outbox.put(("incident.triggered", scenario, incident, now))
                     self._outbox.put(("incident.acknowledged", scenario, incident, now + ACK_AFTER_S))
