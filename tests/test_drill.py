@@ -59,6 +59,7 @@ def test_unknown_scenario_names_are_refused_with_the_known_ones() -> None:
         by_name("outage,nope")
 
 
+@pytest.mark.slow
 def test_short_drill_outage_service_down_and_maintenance(tmp_path: Path) -> None:
     results = Drill(tmp_path / "drill", Timing(scrape_s=10, evaluation_s=10), wait_resolve=False).run(SHORT)
     print("\n" + report.table(results))

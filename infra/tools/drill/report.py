@@ -9,7 +9,7 @@ from pathlib import Path
 from infra.tools.drill.runner import Result, heartbeat_alarm_at
 
 COLUMNS = ("scenario", "result", "setup (s)", "firing (s)", "in Alertmanager (s)", "page received (s)", "pages",
-           "webhook", "runbook outcome", "resolved (s after recovery)", "heartbeat", "notes")
+           "webhook", "runbook outcome", "runbook done (s)", "resolved (s after recovery)", "heartbeat", "notes")
 
 
 def _s(value: float | None, since: float) -> str:
@@ -61,7 +61,8 @@ def row(r: Result) -> list[str]:
         notes.append("not resolved within the run")
     return [r.scenario.name, "PASS" if r.ok else "FAIL", f"{r.setup_s:.0f}", _s(_first(r.firing_at), r.fault_at),
             _s(_first(r.in_alertmanager_at), r.fault_at), _s(page, r.fault_at), str(len(r.pages)), webhooks(r),
-            outcome(r), _s(resolved, r.recovered_at or r.fault_at) if resolved else "-", heartbeat(r),
+            outcome(r), _s(max((a["_received_at"] for a in r.runbook), default=None), r.fault_at),
+            _s(resolved, r.recovered_at or r.fault_at) if resolved else "-", heartbeat(r),
             "; ".join(notes)]
 
 
@@ -96,7 +97,7 @@ def timelines(results: Sequence[Result], out_dir: Path) -> list[Path]:
             ("in Alertmanager", [v - t0 for v in r.in_alertmanager_at.values()]),
             ("page received", [p["opened_at"] - t0 for p in r.pages]),
             ("webhook answered", [w["at"] - t0 for w in r.webhooks]),
-            ("runbook audited", [a["at"] - t0 for a in r.runbook if isinstance(a.get("at"), int | float)]),
+            ("runbook audited", [a["_received_at"] - t0 for a in r.runbook]),
             ("page resolved", [p["resolved_at"] - t0 for p in r.pages if p["resolved_at"]]),
             ("heartbeat at SNS", [h - t0 for h in r.heartbeats]),
         ]

@@ -107,6 +107,7 @@ class Drill:
                     for r in results:
                         self._attach(r)
             finally:
+                webhook.reset()  # the functions' cached clients point at this moto server
                 for k, v in saved.items():
                     if v is None:
                         os.environ.pop(k, None)

@@ -82,6 +82,11 @@ def create_world() -> World:
                  heartbeat_topic_arn=heartbeat_topic)
 
 
+def reset() -> None:
+    """Forget the functions' cached settings and clients (as a new container would)."""
+    webhook._reset()
+
+
 class Functions:
     """The webhook (API Gateway -> handler) and the worker (SQS -> worker), one delivery at a time."""
 
