@@ -28,6 +28,7 @@ from infra.tools.drill.scenarios import Scenario, Traffic
 from infra.tools.drill.standins import StandIns
 
 POLL_S = 0.5
+HISTORY_STEP_S = 30.0  # the backfilled history's sample spacing (kube-prometheus-stack's scrape interval)
 DAY_S, WEEK_S = 86400.0, 7 * 86400.0
 # The stack's missing-heartbeat alarm: NumberOfMessagesPublished per 5-minute period, missing data breaching,
 # `dashboards.alertingPath.heartbeat.missingPeriods` (default 2) empty periods.
@@ -152,7 +153,7 @@ class Drill:
         port = daemons.free_port()
         instance = f"127.0.0.1:{port}"
         now = time.time()
-        step = float(self.timing.scrape_s)
+        step = HISTORY_STEP_S
         windows: tuple[tuple[float, float], ...] = ()
         if s.backfill_baseline:
             windows = tuple((now - ago - 1800, now - ago + 1800) for ago in (DAY_S, WEEK_S))
@@ -191,6 +192,8 @@ class Drill:
                 evaluation_interval_s=self.timing.evaluation_s)))
             prom = stack.enter_context(daemons.prometheus(prom_cfg, tsdb=tsdb, workdir=wd / "prometheus"))
             self._warm_up(prom.url, am.url, s)
+            if s.stop_alertmanager:
+                self._await_heartbeat(am.url, s)
             r.setup_s = time.time() - started
             self._drive(s, r, exp, prom.url, am, baseline)
             r.ended_at = time.time()
@@ -213,6 +216,18 @@ class Drill:
                 pass
             time.sleep(POLL_S)
         raise RuntimeError(f"{s.name}: Prometheus/Alertmanager not steady within 180 s")
+
+    def _await_heartbeat(self, am: str, s: Scenario) -> None:
+        """Until a heartbeat of this Alertmanager reached SNS: the silence after the stop then means something.
+        (The first arrives with Prometheus's resend, at most `--rules.alert.resend-delay` 1m after start.)"""
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            self._collect()
+            with self._collect_lock:
+                if any(str(h.get("raw", "")).endswith(am) for h in self._heartbeats):
+                    return
+            time.sleep(1)
+        raise RuntimeError(f"{s.name}: no heartbeat reached SNS within 180 s of the start")
 
     def _drive(self, s: Scenario, r: Result, exp: exporter.Exporter, prom: str, am: daemons.Daemon,
                baseline: Traffic) -> None:

@@ -48,8 +48,9 @@ class Scenario:
     stop_alertmanager: bool = False
     # Backfill history for the TrafficDrop baseline (the same time a day and a week ago).
     backfill_baseline: bool = False
-    # Healthy history before the fault (s), backfilled with promtool so every window starts full.
-    history_s: float = 3 * 3600.0
+    # Healthy history before the fault (s), backfilled with promtool so every window starts full (the longest
+    # burn-rate window is the ticket-slow tier's 3 days; the 30-day budget gauges read what there is).
+    history_s: float = 3 * 86400.0 + 3600.0
     expect_heartbeat: bool = True
     notes: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
