@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from infra.core.paths import ROOT
 from infra.tools.drill import report
@@ -29,8 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("scrape_interval", "evaluation_interval"):
         if not 1 <= getattr(args, name) <= 60:
             parser.error(f"--{name.replace('_', '-')} must be 1..60 seconds, got {getattr(args, name)}")
-    from pathlib import Path
-
     out = Path(args.out)
     timing = Timing(args.scrape_interval, args.evaluation_interval)
     started = time.time()
