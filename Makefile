@@ -235,3 +235,13 @@ workflow-steps: venv tools
 # rejected naming the key, or a finding; ROOT=<checkout> runs another checkout's code (figures before a change).
 fuzz-config: venv
 	PYTHONPATH=$(or $(ROOT),$(CURDIR)) $(PY) tests/fuzz_stack_config.py --cases $(or $(CASES),600) $(if $(ROOT),--root $(ROOT))
+
+# -- drill --
+.PHONY: drill drill-short
+# The paths end to end with real Prometheus and Alertmanager (shipped rules and config), a synthetic akidb-rest,
+# PagerDuty/Slack stand-ins and the runbook webhook on moto (infra/tools/drill); report in build/drill/.
+drill: venv tools
+	$(PY) -m infra.tools.drill --scenarios all
+# The subset `make test` runs (tests/test_drill.py), with 10 s scrape/evaluation and without waiting for resolves.
+drill-short: venv tools
+	$(PY) -m infra.tools.drill --scenarios short --scrape-interval 10 --evaluation-interval 10 --no-resolve

@@ -16,6 +16,7 @@ from runbook_automation import runbooks
 from runbook_automation import settings as settings_mod
 from runbook_automation.audit import Audit
 from runbook_automation.delivery import MAX_BODY_BYTES
+from runbook_automation.runbook_ids import MANUAL_RUNBOOK_IDS
 from runbook_automation.settings import Settings, SettingsError, parse
 from runbook_automation.signature import verify
 from runbook_env import ASG, EDGE_BOARD, REGION, SECRET, TITLE, Env, call, incident, sign
@@ -132,14 +133,30 @@ def test_actions_per_hour_are_bounded(env: Env) -> None:
     assert any("action budget spent (1 per hour)" in r for r in reasons)
 
 
-def test_unknown_runbook_is_rejected_clearly(env: Env) -> None:
+def test_unknown_runbook_answers_200_no_automation_and_is_audited_as_unknown(env: Env) -> None:
+    """A validly signed page is never answered 4xx (PagerDuty would retry, then disable the subscription)."""
     body = incident("something [runbook:reboot-everything]")
     resp = call(body, sign(body))
-    assert resp["statusCode"] == 422
-    assert "unknown runbook 'reboot-everything'" in resp["json"]["error"]
-    assert "error-budget-fast-burn" in resp["json"]["error"]
+    assert resp["statusCode"] == 200
+    assert resp["json"]["status"] == "no-automation" and resp["json"]["runbook"] == "reboot-everything"
+    assert "unknown runbook 'reboot-everything'" in resp["json"]["reason"]
+    assert "error-budget-fast-burn" in resp["json"]["reason"]
     assert env.runbook_jobs() == []
-    assert env.drain(env.audit_q)[0]["decision"] == "rejected"
+    (entry,) = env.drain(env.audit_q)
+    assert entry["decision"] == "unknown-runbook" and entry["runbook"] == "reboot-everything"
+
+
+@pytest.mark.parametrize("runbook", MANUAL_RUNBOOK_IDS)
+def test_manual_runbook_answers_200_no_automation_audited_once(env: Env, runbook: str) -> None:
+    """Every ServiceDown page carries [runbook:service-down]: a person follows it, the webhook says so with 200,
+    and a retried delivery of the same signed event is neither queued nor audited again."""
+    body = incident(f"akidb-rest is down [runbook:{runbook}]")
+    first, again = call(body, sign(body)), call(body, sign(body), webhook_id="wh-retry")
+    assert first["statusCode"] == 200 and first["json"] == {"status": "no-automation", "runbook": runbook}
+    assert again["statusCode"] == 200 and again["json"]["status"] == "duplicate"
+    assert env.runbook_jobs() == []
+    audit = env.drain(env.audit_q)
+    assert [(a["decision"], a["runbook"]) for a in audit] == [("no-automation", runbook)]
 
 
 def test_worker_refuses_unknown_runbooks_and_malformed_jobs_too(env: Env) -> None:

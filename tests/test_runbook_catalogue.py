@@ -10,13 +10,19 @@ import pytest
 from infra.slo.runbooks import AUTOMATIONS, RunbookCatalogueError, load_runbooks
 from infra.slo.spec import load_slos
 from infra.slo.symptoms import load_symptoms
-from lambdas.runbook_automation.runbook_ids import RUNBOOK_IDS
+from lambdas.runbook_automation.runbook_ids import MANUAL_RUNBOOK_IDS, RUNBOOK_IDS
 from lambdas.runbook_automation.runbooks import RUNBOOKS
 
 
 def test_the_automation_dispatches_exactly_the_automated_runbooks() -> None:
     catalogue = load_runbooks()
     assert {r.id for r in catalogue.values() if r.automated} == set(RUNBOOK_IDS) == set(RUNBOOKS)
+
+
+def test_the_webhook_knows_exactly_the_manual_runbooks() -> None:
+    """The Lambda cannot read rules/ at run time: its baked-in manual ids must be the catalogue's."""
+    catalogue = load_runbooks()
+    assert sorted(r.id for r in catalogue.values() if not r.automated) == sorted(MANUAL_RUNBOOK_IDS)
 
 
 def test_every_definition_names_a_catalogued_runbook() -> None:

@@ -10,12 +10,16 @@ import yaml
 
 from infra.core.paths import RULES_DIR
 from infra.slo.alertmanager import (
+    CHART_ALWAYS_FIRING,
+    CHART_SEVERITIES,
     EXAMPLE_MAINTENANCE,
     RECEIVER_CHAT,
     RECEIVER_HEARTBEAT,
+    RECEIVER_NULL,
     RECEIVER_P0,
     RECEIVER_P1,
     RECEIVER_TICKETS,
+    RECEIVER_UNROUTED,
     ROUTING_KEY_FILE,
     SLACK_URL_FILE,
     alertmanager_config,
@@ -175,13 +179,23 @@ def test_amtool_check_config(paging: bool) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+# Our severities, kube-prometheus-stack's, its always-firing alerts, and typos that must not become silent tickets.
+SEVERITIES = ["P0", "P1", "P2", "info", "heartbeat", *CHART_SEVERITIES, *CHART_ALWAYS_FIRING, "p0", "Critical"]
+
+
+def _labels(severity: str, service: str) -> list[str]:
+    alertname = HEARTBEAT_ALERT if severity == "heartbeat" else (
+        severity if severity in CHART_ALWAYS_FIRING else "SLOErrorBudgetBurn")
+    sev = "none" if severity in CHART_ALWAYS_FIRING else severity
+    return [f"severity={sev}", f"service={service}", "slo=availability", f"alertname={alertname}"]
+
+
 @pytest.mark.parametrize("paging", [True, False])
-@pytest.mark.parametrize("severity", ["P0", "P1", "P2", "info", "heartbeat"])
+@pytest.mark.parametrize("severity", SEVERITIES)
 @pytest.mark.parametrize("service", ["akidb-rest", "other-service"])  # with and without maintenance windows
 def test_amtool_routes_each_severity_to_every_receiver(paging: bool, severity: str, service: str) -> None:
     receivers = ",".join(expected_receivers(severity, paging=paging))
-    labels = [f"severity={severity}", f"service={service}", "slo=availability",
-              f"alertname={HEARTBEAT_ALERT if severity == 'heartbeat' else 'SLOErrorBudgetBurn'}"]
+    labels = _labels(severity, service)
     out = run("amtool", "config", "routes", "test", f"--config.file={AM[paging]}",
               f"--verify.receivers={receivers}", *labels)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -191,10 +205,19 @@ def test_amtool_routes_each_severity_to_every_receiver(paging: bool, severity: s
     assert bad.returncode != 0
 
 
+def test_a_misspelt_severity_key_reaches_the_unrouted_catch_all() -> None:
+    """`sevrity: P0` carries no severity at all: it must land on the visible catch-all, not on a silent ticket."""
+    for service in ("akidb-rest", "other-service"):
+        out = run("amtool", "config", "routes", "test", f"--config.file={AM[True]}",
+                  f"--verify.receivers={RECEIVER_UNROUTED}", "sevrity=P0", f"service={service}",
+                  "alertname=SLOErrorBudgetBurn")
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_every_receiver_is_reached_by_some_route() -> None:
     for paging in (True, False):
         cfg = alertmanager_config(load_slos(), paging=paging)
-        reached = {r for sev in ("P0", "P1", "P2", "info", "heartbeat") for r in expected_receivers(sev, paging=paging)}
+        reached = {r for sev in SEVERITIES for r in expected_receivers(sev, paging=paging)}
         assert {r["name"] for r in cfg["receivers"]} == reached
 
 
@@ -215,7 +238,8 @@ def test_alertmanager_config_shape() -> None:
     assert BURN_ALERT in down["target_matchers"][0]
     assert all("name" not in r for r in cfg["inhibit_rules"])  # Alertmanager 0.25 rejects named inhibit rules
     staging = alertmanager_config(load_slos(), paging=False)
-    assert {r["name"] for r in staging["receivers"]} == {RECEIVER_TICKETS, RECEIVER_HEARTBEAT, RECEIVER_CHAT}
+    assert {r["name"] for r in staging["receivers"]} == {RECEIVER_TICKETS, RECEIVER_HEARTBEAT, RECEIVER_CHAT,
+                                                         RECEIVER_NULL, RECEIVER_UNROUTED}
     slack = next(r for r in cfg["receivers"] if r["name"] == RECEIVER_CHAT)["slack_configs"][0]
     assert slack["api_url_file"] == SLACK_URL_FILE and "api_url" not in slack
     no_chat = alertmanager_config(load_slos(), paging=True, chat=False)
@@ -225,6 +249,9 @@ def test_alertmanager_config_shape() -> None:
     assert {i["name"] for i in cfg["time_intervals"]} == {maintenance_interval_name(s) for s in services}
     muted = [r for r in cfg["route"]["routes"] if "mute_time_intervals" in r]
     assert [r["matchers"] for r in muted] == [[f'service="{s}"'] for s in sorted(services)]
+    # Alertmanager 0.25 does not inherit a parent's mute (alertmanager#2833): every child carries it.
+    for branch in muted:
+        assert all(child["mute_time_intervals"] == branch["mute_time_intervals"] for child in branch["routes"])
     assert "mute_time_intervals" not in cfg["route"]["routes"][0]
 
 
@@ -256,3 +283,19 @@ def test_pagerduty_details_carry_what_the_incident_timeline_correlates_on() -> N
             assert "severity" in details and ".CommonLabels.severity" in details["severity"]
             (start_key,) = [k for k in details if k in timeline.CONDITION_START_KEYS]
             assert "StartsAt" in details[start_key]
+
+
+def test_every_alert_that_reaches_a_person_names_its_runbook_in_the_incident_title() -> None:
+    """The summary is the page's incident title (the PagerDuty description), and the webhook runs the runbook the
+    title names: an alert whose summary lacks `[runbook:<id>]` of its runbook_url pages with no runbook (a
+    TrafficDrop page was answered 'ignored' in the drill)."""
+    from infra.slo.runbooks import load_runbooks, marked_runbook
+
+    catalogue = load_runbooks()
+    alerts = [r for doc in rule_files(load_slos()).values() for g in doc["groups"] for r in g["rules"]
+              if "alert" in r and r["labels"].get("severity") != "heartbeat"]
+    assert alerts
+    for alert in alerts:
+        named = marked_runbook(alert["annotations"]["summary"])
+        assert named is not None, f"{alert['alert']}: its summary names no runbook"
+        assert named in catalogue and alert["annotations"]["runbook_url"].endswith(f"/{named}"), alert["alert"]

@@ -22,6 +22,21 @@ RECEIVER_P1 = "pagerduty-error"
 RECEIVER_TICKETS = "tickets"
 RECEIVER_HEARTBEAT = "deadmans-switch"
 RECEIVER_CHAT = "chat"
+# A deliberate silence: a receiver with no integration (kube-prometheus-stack's Watchdog and InfoInhibitor fire
+# always; our own heartbeat is the dead-man's switch, so theirs goes nowhere on purpose).
+RECEIVER_NULL = "null"
+# Whatever carries a severity no route knows (a typo such as `p0`, a misspelt key such as `sevrity`, another chart's
+# scale): tickets and chat under a receiver name that says so, never a silent ticket.
+RECEIVER_UNROUTED = "unrouted-severity"
+# Severities of our own rules (rules/slos.yaml, rules/symptoms.yaml).
+OWN_SEVERITIES = ("P0", "P1", "P2", "info")
+# kube-prometheus-stack's rules label severity critical, warning, info or none; its Watchdog and InfoInhibitor
+# always fire. A custom Alertmanager config replaces the chart's routes, so each is routed here deliberately.
+# https://github.com/prometheus-community/helm-charts/tree/main/charts/kube-prometheus-stack (values.yaml,
+# alertmanager.config) and https://runbooks.prometheus-operator.dev/runbooks/general/watchdog/
+CHART_SEVERITIES = ("critical", "warning", "none")
+CHART_ALWAYS_FIRING = ("Watchdog", "InfoInhibitor")
+KNOWN_SEVERITIES = (*OWN_SEVERITIES, *CHART_SEVERITIES)
 # Where the prometheus-operator mounts Secrets listed in the Alertmanager's spec.secrets.
 ROUTING_KEY_SECRET = "alertmanager-pagerduty"
 ROUTING_KEY_FILE = f"/etc/alertmanager/secrets/{ROUTING_KEY_SECRET}/routing-key"
@@ -77,7 +92,10 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
                         maintenance: Sequence[Maintenance] = EXAMPLE_MAINTENANCE,
                         heartbeat: SnsHeartbeat | None = EXAMPLE_HEARTBEAT) -> dict[str, Any]:
     """P0 -> PagerDuty critical, P1 -> PagerDuty error, P2 -> tickets and chat, info -> chat; with paging off,
-    P0/P1 -> tickets (and chat).
+    P0/P1 -> tickets (and chat). kube-prometheus-stack's severities: critical -> the P1 pager, warning -> tickets,
+    info -> chat, none and Watchdog/InfoInhibitor -> `null` (deliberate silence); any other severity (or none at
+    all) -> `unrouted-severity` (tickets and chat, titled so). Maintenance windows mute every route of the
+    service's branch, never the heartbeat.
 
     No secret is in this text: `routing_key_file` and `slack_url_file` point to Secrets the component creates
     from Pulumi secrets and the Alertmanager mounts. Without a chat webhook (`chat=False`) there is no chat
@@ -115,20 +133,29 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
 
     page0 = RECEIVER_P0 if paging else RECEIVER_TICKETS
     page1 = RECEIVER_P1 if paging else RECEIVER_TICKETS
-    receivers: list[dict[str, Any]] = [
-        {"name": RECEIVER_TICKETS, "webhook_configs": [{"url": links.ticket_webhook_url, "send_resolved": True}]},
-        heartbeat_receiver(links, heartbeat),
-    ]
-    if chat:
-        receivers.append({"name": RECEIVER_CHAT, "slack_configs": [{
+    def slack(title_prefix: str = "") -> dict[str, Any]:
+        return {
             "api_url_file": slack_url_file, "channel": links.chat_channel, "send_resolved": True,
-            "title": "[{{ .Status | toUpper }}] {{ .CommonLabels.severity }} {{ .CommonLabels.alertname }} "
-                     "{{ .CommonLabels.service }}",
+            "title": f"{title_prefix}[{{{{ .Status | toUpper }}}}] {{{{ .CommonLabels.severity }}}} "
+                     "{{ .CommonLabels.alertname }} {{ .CommonLabels.service }}",
             "text": "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ end }}",
             "title_link": first("dashboard"),
             "actions": [{"type": "button", "text": "runbook", "url": first("runbook_url")},
                         {"type": "button", "text": "dashboard", "url": first("dashboard")}],
-        }]})
+        }
+
+    ticket = {"url": links.ticket_webhook_url, "send_resolved": True}
+    unrouted: dict[str, Any] = {"name": RECEIVER_UNROUTED, "webhook_configs": [dict(ticket)]}
+    if chat:
+        unrouted["slack_configs"] = [slack("UNROUTED SEVERITY (known: " + ", ".join(KNOWN_SEVERITIES) + ") ")]
+    receivers: list[dict[str, Any]] = [
+        {"name": RECEIVER_TICKETS, "webhook_configs": [ticket]},
+        heartbeat_receiver(links, heartbeat),
+        {"name": RECEIVER_NULL},
+        unrouted,
+    ]
+    if chat:
+        receivers.append({"name": RECEIVER_CHAT, "slack_configs": [slack()]})
     if paging:
         receivers += [{"name": RECEIVER_P0, "pagerduty_configs": [pagerduty("critical", routing_key_file)]},
                       {"name": RECEIVER_P1, "pagerduty_configs": [
@@ -150,18 +177,36 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
             {"receiver": RECEIVER_CHAT, "matchers": ['severity="info"'],
              "group_wait": "5m", "group_interval": "30m", "repeat_interval": "24h"},
         ]
+    else:
+        severity_routes.append({"receiver": RECEIVER_TICKETS, "matchers": ['severity="info"'],
+                                "group_wait": "5m", "group_interval": "30m", "repeat_interval": "24h"})
+    severity_routes += [
+        # The chart's `critical` (KubeletDown, PrometheusRuleFailures, ...) pages P1, not P0: P0 is the
+        # customer-facing outage our own ServiceDown and fast-burn alerts page, and when a platform fault hurts
+        # users those page P0 themselves; a platform fault alone still reaches a person at once.
+        {"receiver": page1, "matchers": ['severity="critical"'],
+         "group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h"},
+        {"receiver": RECEIVER_TICKETS, "matchers": ['severity="warning"'],
+         "group_wait": "5m", "group_interval": "30m", "repeat_interval": "24h"},
+        # The chart's `none` (Watchdog, InfoInhibitor only): a deliberate silence.
+        {"receiver": RECEIVER_NULL, "matchers": ['severity="none"']},
+    ]
     by_service: dict[str, list[Maintenance]] = {}
     for window in maintenance:
         by_service.setdefault(window.service, []).append(window)
     # A service with maintenance windows gets its own branch (the same severity routes, muted in its windows);
     # every other service falls through to the shared severity routes. The heartbeat is never muted.
+    # Every child carries the mute itself: Alertmanager 0.25 does not inherit a parent's mute_time_intervals
+    # (https://github.com/prometheus/alertmanager/issues/2833), so a mute on the branch alone mutes nothing.
     muted = [{"matchers": [f'service="{svc}"'], "mute_time_intervals": [maintenance_interval_name(svc)],
-              "routes": [dict(r) for r in severity_routes]} for svc in sorted(by_service)]
+              "routes": [{**r, "mute_time_intervals": [maintenance_interval_name(svc)]} for r in severity_routes]}
+             for svc in sorted(by_service)]
     explained = (BURN_ALERT, ABSENT_ALERT, BUCKET_ALERT, *EXPLAINED_BY_SERVICE_DOWN)
     config: dict[str, Any] = {
         "global": {"resolve_timeout": "5m"},
         "route": {
-            "receiver": RECEIVER_TICKETS,
+            # Only what no route below matches lands here: a severity nobody routes (see RECEIVER_UNROUTED).
+            "receiver": RECEIVER_UNROUTED,
             "group_by": ["alertname", "service", "slo"],
             "group_wait": "30s",
             "group_interval": "5m",
@@ -169,6 +214,7 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
             "routes": [
                 {"receiver": RECEIVER_HEARTBEAT, "matchers": [f'alertname="{HEARTBEAT_ALERT}"'],
                  **HEARTBEAT_TIMING},
+                {"receiver": RECEIVER_NULL, "matchers": [f'alertname=~"{"|".join(CHART_ALWAYS_FIRING)}"']},
                 *muted,
                 *severity_routes,
             ],
@@ -212,11 +258,17 @@ def expected_receivers(severity: str, *, paging: bool, chat: bool = True) -> lis
     """Every receiver an alert of `severity` reaches, in route order (what amtool prints)."""
     if severity == "heartbeat":
         return [RECEIVER_HEARTBEAT]
+    if severity in CHART_ALWAYS_FIRING or severity == "none":
+        return [RECEIVER_NULL]
+    if severity not in KNOWN_SEVERITIES:
+        return [RECEIVER_UNROUTED]
+    if severity == "warning":
+        return [RECEIVER_TICKETS]
     if severity == "info":
         return [RECEIVER_CHAT] if chat else [RECEIVER_TICKETS]
     if severity == "P2":
         return [RECEIVER_TICKETS, RECEIVER_CHAT] if chat else [RECEIVER_TICKETS]
-    if paging:
+    if paging:  # P0, P1 and the chart's critical
         return [RECEIVER_P0 if severity == "P0" else RECEIVER_P1]
     return [RECEIVER_TICKETS]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from infra.slo.runbooks import runbook_mark
 from infra.slo.spec import (
     ABSENT_ALERT,
     BUCKET_ALERT,
@@ -105,7 +106,7 @@ def burn_alert(slo: Slo, tier: BurnRateTier, links: LinkSettings) -> dict[str, A
         "annotations": {
             "summary": (f"{{{{ $labels.service }}}} {{{{ $labels.slo }}}}: error budget burning at "
                         f"{{{{ printf \"%.1f\" $value }}}}x ({tier.severity} {tier.name}: {tier.long_window} and "
-                        f"{tier.short_window} above {tier.burn_rate:g}x) [runbook:{slo.runbook}]"),
+                        f"{tier.short_window} above {tier.burn_rate:g}x) {runbook_mark(slo.runbook)}"),
             "description": (f"{slo.description}. Objective {slo.objective:.10g} over {slo.window}; "
                             f"this tier fires when both windows burn faster than {tier.burn_rate:g}x "
                             f"({tier.why})."),
@@ -123,11 +124,14 @@ def _dashboard(slo: Slo, links: LinkSettings) -> str:
             f"?var-service={slo.service}&var-slo={slo.name}")
 
 
+MONITORING_BLIND_RUNBOOK = "slo-monitoring-blind"  # rules/runbooks.yaml
+
+
 def meta_alerts(slos: Sequence[Slo], links: LinkSettings) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for slo in slos:
-        common = {"runbook_url": f"{links.runbook_base_url.rstrip('/')}/slo-monitoring-blind",
-                  "dashboard": _dashboard(slo, links)}
+        common = {"runbook_url": links.runbook(MONITORING_BLIND_RUNBOOK), "dashboard": _dashboard(slo, links)}
+        mark = runbook_mark(MONITORING_BLIND_RUNBOOK)  # the incident title names it: the webhook dispatches on it
         rules.append({
             "alert": ABSENT_ALERT,
             "expr": f"absent({slo.total_selector})",
@@ -135,7 +139,7 @@ def meta_alerts(slos: Sequence[Slo], links: LinkSettings) -> list[dict[str, Any]
             "labels": {"severity": "P1", **slo.labels, "tier": "monitoring"},
             "annotations": {
                 "summary": (f"{slo.service} {slo.name}: no {slo.total_selector.metric} series for 10m; "
-                            f"the SLO evaluates to nothing"),
+                            f"the SLO evaluates to nothing {mark}"),
                 **common,
             },
         })
@@ -148,7 +152,7 @@ def meta_alerts(slos: Sequence[Slo], links: LinkSettings) -> list[dict[str, Any]
                 "labels": {"severity": "P1", **slo.labels, "tier": "monitoring"},
                 "annotations": {
                     "summary": (f"{slo.service} {slo.name}: the histogram has no le=\"{slo.good_selector.label('le')}\""
-                                f" bucket (the SLO threshold); the latency SLO evaluates to nothing"),
+                                f" bucket (the SLO threshold); the latency SLO evaluates to nothing {mark}"),
                     **common,
                 },
             })

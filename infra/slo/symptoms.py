@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from infra.core.paths import RULES_DIR
-from infra.slo.runbooks import load_runbooks
+from infra.slo.runbooks import load_runbooks, runbook_mark
 from infra.slo.spec import (
     GOLDEN_SIGNALS_UID,
     LinkSettings,
@@ -219,6 +219,9 @@ def load_symptoms(slos: Sequence[Slo], path: Path | str = SYMPTOMS_FILE) -> Symp
 
 def _annotations(spec: SymptomSpec, runbook: str, summary: str, description: str,
                  links: LinkSettings) -> dict[str, str]:
+    # The summary becomes the page's incident title, from which the webhook reads the runbook it runs: every
+    # symptom names its runbook there (a page without the mark runs nothing and its figures stay unattributed).
+    summary = summary if runbook_mark(runbook) in summary else f"{summary} {runbook_mark(runbook)}"
     return {"summary": summary, "description": description, "runbook_url": links.runbook(runbook),
             "dashboard": links.dashboard(GOLDEN_SIGNALS_UID, service=spec.service)}
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from infra.slo.rules import BUDGET_FILE, META_FILE, SLO_FILE, burn_alert, meta_alerts
+from infra.slo.runbooks import runbook_mark
 from infra.slo.spec import (
     ABSENT_ALERT,
     BUCKET_ALERT,
@@ -88,7 +89,7 @@ def render_burn_annotations(slo: Slo, tier: BurnRateTier, burn: float, links: Li
     consumed = burn * slo.error_budget * 100 * long_s / (slo.window_days * 86400 * slo.error_budget)
     ann["summary"] = (f"{slo.service} {slo.name}: error budget burning at {burn:.1f}x ({tier.severity} "
                       f"{tier.name}: {tier.long_window} and {tier.short_window} above {tier.burn_rate:g}x) "
-                      f"[runbook:{slo.runbook}]")
+                      f"{runbook_mark(slo.runbook)}")
     ann["burn_rate"] = f"{burn:.2f}"
     ann["budget_consumed"] = (f"{consumed:.2f}% of the {slo.window} error budget burned in the last "
                               f"{tier.long_window}")

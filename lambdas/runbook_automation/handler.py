@@ -7,8 +7,10 @@ delivery is deduplicated on the signed `event.id` with a claim (a DynamoDB condi
 `queued` only after the job reached SQS and deleted if queueing failed, so PagerDuty's retry runs it; a claim
 left `pending` by a crashed invocation expires after CLAIM_LEASE_S. Every incident lifecycle event is queued for
 the timeline (timeline.py); `incident.triggered` also carries the runbook named in the incident title
-(`[runbook:<id>]`, written there by the Alertmanager config; unknown ids -> 422). The answer is 202 in
-milliseconds. `worker` (SQS) records the timeline and runs the runbook with its guardrails. Both audit every
+(`[runbook:<id>]`, written there by the Alertmanager config). A validly signed page is never answered 4xx: a
+runbook the catalogue marks manual, or an id it does not know, answers 200 "no-automation" (audited once, the
+unknown id as such) and a person follows the page. The answer comes in milliseconds. `worker` (SQS) records
+the timeline and runs the runbook with its guardrails. Both audit every
 decision. The webhook secret is read from Secrets Manager once per container, never from the environment.
 """
 
@@ -29,6 +31,7 @@ from . import settings as settings_mod
 from . import timeline
 from .audit import LOG, Audit
 from .delivery import MAX_BODY_BYTES, BadDelivery, Delivery, looks_signed, parse
+from .runbook_ids import MANUAL_RUNBOOK_IDS
 from .runbooks import RUNBOOKS, Deps, Job, run
 from .signature import verify
 
@@ -146,9 +149,17 @@ def _decide(d: Delivery) -> tuple[Job | None, int, dict[str, Any], dict[str, Any
         return None, 202, {"status": "ignored", "reason": "the incident title names no [runbook:<id>]"}, \
             {"decision": "ignored", "reason": "incident names no runbook", "incident": incident}
     runbook = match.group(1)
+    # Never 4xx on a signed page: PagerDuty would retry it and then disable the subscription, and the manual
+    # runbooks (service-down above all) are pages a person handles. Unknown ids are audited as such (a catalogue
+    # or alert definition out of step), still answered 200 so the delivery is not retried for nothing.
+    if runbook in MANUAL_RUNBOOK_IDS:
+        return None, 200, {"status": "no-automation", "runbook": runbook}, \
+            {"decision": "no-automation", "runbook": runbook, "incident": incident}
     if runbook not in RUNBOOKS:
-        return None, 422, {"error": f"unknown runbook {runbook!r}; known runbooks: {', '.join(sorted(RUNBOOKS))}"}, \
-            {"decision": "rejected", "reason": f"unknown runbook {runbook!r}", "incident": incident}
+        return None, 200, {"status": "no-automation", "runbook": runbook,
+                           "reason": f"unknown runbook {runbook!r}; automated: {', '.join(sorted(RUNBOOKS))}"}, \
+            {"decision": "unknown-runbook", "reason": f"unknown runbook {runbook!r}", "runbook": runbook,
+             "incident": incident}
     job = Job(runbook=runbook, incident_id=str(incident), title=title, webhook_id=d.event_id,
               urgency=str(data.get("urgency", ""))[:20], html_url=str(data.get("html_url", ""))[:500])
     return job, 202, {"status": "accepted", "runbook": runbook}, \
