@@ -99,3 +99,11 @@ def test_a_longer_slo_window_raises_the_required_retention(tmp_path: Path) -> No
     assert after.min_retention - before.min_retention == (longer - longest_days) * 86400
     # the example's retention covers the shipped window but not the longer one
     assert run(EXAMPLE, "--slos", slos).returncode == 1
+
+
+def test_retention_size_is_reported_and_checked(tmp_path: Path) -> None:
+    spec = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))["prometheus"]["prometheusSpec"]
+    out = run(write_values(tmp_path, {**spec, "retentionSize": "100GiB"}))
+    assert out.returncode == 0 and "retentionSize = 100GiB" in out.stdout
+    out = run(write_values(tmp_path, {**spec, "retentionSize": "lots"}))
+    assert out.returncode == 1 and "not a size like" in out.stderr
