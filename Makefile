@@ -245,3 +245,10 @@ drill: venv tools
 # The subset `make test` runs (tests/test_drill.py), with 10 s scrape/evaluation and without waiting for resolves.
 drill-short: venv tools
 	$(PY) -m infra.tools.drill --scenarios short --scrape-interval 10 --evaluation-interval 10 --no-resolve
+
+# -- prometheus values --
+.PHONY: check-prometheus-values
+# A kube-prometheus-stack values file against what the shipped rules need (retention, scrape and evaluation
+# intervals, derived from the definitions): make check-prometheus-values VALUES=docs/kube-prometheus-stack-values.yaml
+check-prometheus-values: venv
+	$(PY) -m infra.tools.check_prometheus_values $(or $(VALUES),$(error VALUES=<kube-prometheus-stack values.yaml> is required))

@@ -16,7 +16,14 @@ import pytest
 
 from infra.components.slo_alerting import config_alertmanager
 from infra.core.plan import Plan, PlannedResource
-from infra.slo.alertmanager import RECEIVER_P0
+from infra.slo.alertmanager import (
+    CHART_ALWAYS_FIRING,
+    RECEIVER_NULL,
+    RECEIVER_P0,
+    RECEIVER_UNROUTED,
+    expected_receivers,
+)
+from infra.slo.chart_alerts import CHART_ALERTS, CHART_SEVERITY_SCALE
 from infra.slo.runbooks import Runbook, load_runbooks
 from infra.slo.signal_paths import build_paths, route_receivers
 from infra.tools.signal_paths_report import main as report_main
@@ -222,3 +229,75 @@ def test_the_report_prints_the_paths_of_a_stack(capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert "| publisher | 1 | SNS topic akidb-staging-anomaly (us-east-1) | https ticket webhook |" in out
     assert "Dead ends: 0" in out
+
+
+# ------------------------------------------------------------------- kube-prometheus-stack's own alerts
+def _chart_paths(graph: Any) -> dict[str, Any]:
+    return {p.signal: p for p in graph.paths if p.kind == "chart alert"}
+
+
+def _chart_signal(alertname: str) -> str:
+    alert = next(a for a in CHART_ALERTS if a.alertname == alertname)
+    return f"kube-prometheus-stack alert {alert.alertname} (severity {alert.severity})"
+
+
+def _without_routes(node: dict[str, Any], matcher: str) -> None:
+    node["routes"] = [r for r in node.get("routes") or [] if matcher not in (r.get("matchers") or [])]
+    for child in node["routes"]:
+        _without_routes(child, matcher)
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_every_chart_alert_shape_is_routed_as_the_generator_says(planned: dict[str, Any], stack: str) -> None:
+    plan = planned[stack].plan
+    assert {a.severity for a in CHART_ALERTS} == set(CHART_SEVERITY_SCALE)
+    paths = _chart_paths(plan_paths(plan))
+    assert len(paths) == len(CHART_ALERTS)
+    chat = plan.config.secrets.slack_webhook_url is not None
+    for alert in CHART_ALERTS:
+        p = paths[_chart_signal(alert.alertname)]
+        shape = alert.alertname if alert.alertname in CHART_ALWAYS_FIRING else alert.severity
+        assert list(p.targets) == expected_receivers(shape, paging=plan.config.slo_alerting.paging_enabled,
+                                                     chat=chat), alert
+        assert not p.by_default
+        assert p.silenced == alert.may_silence and bool(p.people) != alert.may_silence
+
+
+def test_a_missing_critical_route_names_the_chart_alert(planned: dict[str, Any], catalogue: Catalogue) -> None:
+    plan = planned["prod"].plan
+    config = copy.deepcopy(config_alertmanager(plan.config, "222222222222"))
+    _without_routes(config["route"], 'severity="critical"')
+    found = _messages(plan, catalogue, graph=build_paths(plan, config))
+    critical = {_chart_signal(a.alertname) for a in CHART_ALERTS if a.severity == "critical"}
+    assert critical and {r for r, _ in found} == critical
+    assert all("matches no route" in m and RECEIVER_UNROUTED in m for _, m in found)
+
+
+def test_a_critical_receiver_without_integration_names_the_chart_alert(planned: dict[str, Any],
+                                                                      catalogue: Catalogue) -> None:
+    plan = planned["prod"].plan
+    config = copy.deepcopy(config_alertmanager(plan.config, "222222222222"))
+    receiver = expected_receivers("critical", paging=True)[0]
+    for r in config["receivers"]:
+        if r["name"] == receiver:
+            r.pop("pagerduty_configs")
+    found = _messages(plan, catalogue, graph=build_paths(plan, config))
+    critical = {_chart_signal(a.alertname) for a in CHART_ALERTS if a.severity == "critical"}
+    assert critical and critical <= {r for r, m in found if "reaches no person" in m}
+
+
+def test_a_silenced_critical_or_an_unrouted_watchdog_is_refused(planned: dict[str, Any],
+                                                                catalogue: Catalogue) -> None:
+    plan = planned["prod"].plan
+    silenced = copy.deepcopy(config_alertmanager(plan.config, "222222222222"))
+    routes = silenced["route"]["routes"]
+    routes.insert(0, {"receiver": RECEIVER_NULL, "matchers": ['alertname="KubeletDown"']})
+    found = _messages(plan, catalogue, graph=build_paths(plan, silenced))
+    assert [r for r, m in found if "is silenced" in m] == [_chart_signal("KubeletDown")]
+    # the always-firing alerts without their null routes fall to the catch-all, which would notify every 12h
+    loud = copy.deepcopy(config_alertmanager(plan.config, "222222222222"))
+    _without_routes(loud["route"], f'alertname=~"{"|".join(CHART_ALWAYS_FIRING)}"')
+    _without_routes(loud["route"], 'severity="none"')
+    found = _messages(plan, catalogue, graph=build_paths(plan, loud))
+    assert {r for r, m in found if "matches no route" in m} == {
+        _chart_signal(a) for a in CHART_ALWAYS_FIRING}

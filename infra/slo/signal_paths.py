@@ -4,7 +4,8 @@
 
 Signals: CloudWatch metric and composite alarms (their actions), budgets and cost-anomaly subscriptions, anything
 allowed to publish to a topic (a function's or a workload's role: the anomaly detector, the runbook audit, the
-heartbeat), and the Prometheus alerts of the deployed PrometheusRules routed by the Alertmanager config. A
+heartbeat), the Prometheus alerts of the deployed PrometheusRules and the alert shapes of kube-prometheus-stack's
+own rules (infra/slo/chart_alerts.py), both routed by the Alertmanager config the stack deploys. A
 person is reached through an SNS subscription that delivers outside AWS (https/http/email/sms: PagerDuty's
 CloudWatch integration, the ticket webhook; the endpoint may be a secret or unknown at preview, so its protocol
 decides, never a literal key), AWS Chatbot, or an Alertmanager receiver with a PagerDuty, webhook, Slack or
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.core.plan import Plan, PlannedResource
+from infra.slo.alertmanager import RECEIVER_NULL
+from infra.slo.chart_alerts import CHART_ALERTS
 from infra.slo.runbooks import marked_runbook
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -88,6 +91,9 @@ class SignalPath:
     runbook: str | None = None
     links: tuple[str, ...] = ()
     needs_runbook: bool = False
+    silenced: bool = False  # every receiver is a deliberate silence (a receiver named `null` with no integration)
+    may_silence: bool = False  # ... and that is a correct outcome for this signal
+    by_default: bool = False  # no route matched: the root's catch-all took it
 
 
 @dataclass
@@ -247,6 +253,12 @@ def _matches(matcher: str, labels: Mapping[str, str]) -> bool:
 def route_receivers(route: Mapping[str, Any], labels: Mapping[str, str]) -> list[str]:
     """The receivers an alert with `labels` notifies: Alertmanager's routing tree (children first, in order,
     `continue` goes on to the next sibling; a route with no matching child notifies its own receiver)."""
+    return routed(route, labels)[0]
+
+
+def routed(route: Mapping[str, Any], labels: Mapping[str, str]) -> tuple[list[str], bool]:
+    """(receivers, by_default): `by_default` when no child route matched and the root's receiver (the catch-all
+    for what nobody routes) takes the alert."""
 
     def walk(node: Mapping[str, Any], inherited: str) -> list[str] | None:
         if not all(_matches(m, labels) for m in node.get("matchers") or []):
@@ -261,7 +273,9 @@ def route_receivers(route: Mapping[str, Any], labels: Mapping[str, str]) -> list
                     break
         return found or [receiver]
 
-    return walk(route, str(route.get("receiver") or "")) or []
+    root = str(route.get("receiver") or "")
+    by_default = not any(walk(child, root) is not None for child in route.get("routes") or [])
+    return walk(route, root) or [], by_default
 
 
 def _receiver_people(receiver: Mapping[str, Any] | None, graph: dict[TopicKey, TopicNode]) -> list[str]:
@@ -299,6 +313,28 @@ def _alert_paths(plan: Plan, graph: dict[TopicKey, TopicNode],
     return out
 
 
+def _silent(receiver: Mapping[str, Any] | None) -> bool:
+    return receiver is not None and receiver.get("name") == RECEIVER_NULL and not any(
+        k.endswith("_configs") for k in receiver)
+
+
+def _chart_paths(graph: dict[TopicKey, TopicNode], alertmanager: Mapping[str, Any]) -> list[SignalPath]:
+    """kube-prometheus-stack's alert shapes (infra/slo/chart_alerts.py) through the stack's routing tree, which
+    replaces the chart's."""
+    receivers = {r.get("name"): r for r in alertmanager.get("receivers") or []}
+    out = []
+    for alert in CHART_ALERTS:
+        names, by_default = routed(alertmanager["route"], alert.label_set())
+        names = list(dict.fromkeys(names))
+        people = tuple(sorted({p for n in names for p in _receiver_people(receivers.get(n), graph)}))
+        out.append(SignalPath(
+            "chart alert", f"kube-prometheus-stack alert {alert.alertname} (severity {alert.severity})",
+            "Alertmanager route", tuple(names), people,
+            silenced=bool(names) and all(_silent(receivers.get(n)) for n in names),
+            may_silence=alert.may_silence, by_default=by_default))
+    return out
+
+
 def _runbook_from_url(url: Any) -> str | None:
     return str(url).rstrip("/").rsplit("/", 1)[-1] if url else None
 
@@ -328,7 +364,8 @@ def build_paths(plan: Plan, alertmanager: Mapping[str, Any] | None = None) -> Pa
             if key is not None:
                 _topic(graph, key).publishers.append(f"Alertmanager receiver {receiver.get('name')}")
     paths = [*_alarm_paths(plan, graph), *_cost_paths(plan, graph), *_publisher_paths(graph),
-             *_alert_paths(plan, graph, alertmanager)]
+             *_alert_paths(plan, graph, alertmanager),
+             *(_chart_paths(graph, alertmanager) if alertmanager else [])]
     return PathGraph(topics=graph, paths=paths, links=_settings_links(plan))
 
 
@@ -336,6 +373,7 @@ def path_table(graph: PathGraph) -> list[tuple[str, str, str, str]]:
     """(signal kind, count, targets, people) rows, signals grouped by kind and destination: the report's table."""
     rows: dict[tuple[str, str, str], int] = {}
     for p in graph.paths:
-        key = (p.kind, ", ".join(p.targets) or "-", ", ".join(p.people) or "NOBODY")
+        key = (p.kind, ", ".join(p.targets) or "-",
+               ", ".join(p.people) or ("deliberate silence" if p.silenced else "NOBODY"))
         rows[key] = rows.get(key, 0) + 1
     return [(kind, str(n), targets, people) for (kind, targets, people), n in sorted(rows.items())]

@@ -3,6 +3,8 @@
 Refused, one violation each, naming the resource and the fix:
 - a topic something publishes to with no subscriber;
 - an alarm, budget, cost-anomaly subscription or Prometheus alert whose route reaches no person;
+- an alert kube-prometheus-stack's rules can fire (infra/slo/chart_alerts.py) that no route matches (only the
+  catch-all takes it), that reaches no person, or that is silenced though it is not an always-firing one;
 - a paging/ticketing signal without a runbook id, an id not in rules/runbooks.yaml, an automated id the automation
   does not dispatch (lambdas/runbook_automation/runbook_ids.py; `manual` ids are fine), an id without its page;
 - a link (runbook, dashboard) that does not resolve to something the stack or the repository provides.
@@ -30,6 +32,7 @@ from infra.validation import Violation, rule
 from lambdas.runbook_automation.runbook_ids import RUNBOOK_IDS
 
 RULE = "signal_paths_reach_a_person"
+CHART_KIND = "chart alert"
 GRAFANA_BOARDS_DIR = DASHBOARDS_DIR / "grafana"
 CONSOLE_DASHBOARD = re.compile(r"^https://(?:[a-z0-9-]+\.)?console\.aws\.amazon\.com/cloudwatch/home\?region="
                                r"([a-z0-9-]+)#dashboards(?:/dashboard/|:name=)([^&?/#]+)$")
@@ -143,7 +146,9 @@ def _is_link(url: str, plan: Plan) -> bool:
 
 
 def _signal_problems(p: SignalPath, cat: Catalogue, routed: bool) -> Iterator[str]:
-    if routed and p.kind != "publisher" and not p.people:
+    if routed and p.kind == CHART_KIND:
+        yield from _chart_problems(p)
+    elif routed and p.kind != "publisher" and not p.people:
         where = ", ".join(p.targets) or "no target at all"
         yield (f"reaches no person through {p.route} ({where}): subscribe a person-facing endpoint (PagerDuty's "
                "CloudWatch integration, the ticket webhook, chat) to the topic, or route the alert to a receiver "
@@ -153,6 +158,22 @@ def _signal_problems(p: SignalPath, cat: Catalogue, routed: bool) -> Iterator[st
             yield f"names no runbook: {ADD_RUNBOOK}"
         else:
             yield from _runbook_problems(p.runbook, cat)
+
+
+def _chart_problems(p: SignalPath) -> Iterator[str]:
+    """A chart alert reaches a person by a route meant for it, or is deliberately silenced where that is right."""
+    if p.silenced and p.may_silence:
+        return
+    where = ", ".join(p.targets) or "no receiver"
+    if p.silenced:
+        yield (f"is silenced ({where}) but it is not an always-firing alert: route its severity to a receiver "
+               "that reaches a person (infra/slo/alertmanager.py)")
+    elif p.by_default:
+        yield (f"matches no route of the Alertmanager config, which replaces kube-prometheus-stack's; only the "
+               f"catch-all takes it ({where}): route its severity deliberately (infra/slo/alertmanager.py)")
+    elif not p.people:
+        yield (f"reaches no person through {p.route} ({where}): route it to a receiver with an integration, or "
+               f"to the deliberate `null` receiver if it must never notify")
 
 
 def path_violations(plan: Plan, catalogue: Catalogue | None = None,
