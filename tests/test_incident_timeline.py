@@ -279,7 +279,9 @@ def test_dashboards_draw_what_the_timeline_publishes_against_the_targets() -> No
                  for h in w["properties"].get("annotations", {}).get("horizontal", [])]
         assert lines == ([t.limit, t.limit] if t.limit else [])
     board = outcomes.outcomes_grafana_board(StackConfig(environment="staging")).to_json()
-    panels = [p for p in board["panels"] if p["type"] != "row"]
+    # The timeline's figures (the deploy markers beside them come from the workflows: tests/test_deploy_marker.py).
+    panels = [p for p in board["panels"] if p["type"] != "row"
+              and all(q["namespace"] == outcomes.OUTCOME_NAMESPACE for q in p["targets"])]
     assert {q["metricName"] for p in panels for q in p["targets"]} == {t.metric for t in outcomes.TARGETS}
     per_service = [q for p in panels for q in p["targets"] if q["dimensions"]]
     assert {tuple(sorted(q["dimensions"])) for q in per_service} == {tuple(sorted(timeline.DIMENSIONS))}
