@@ -27,6 +27,7 @@ import boto3
 import pytest
 import yaml
 from budget_world import budget_world
+from test_policy_pack import VENVS, requirements_digest
 from workflow_sim import JobRecord, Runner, StrictDict
 
 from infra.components.edge_composite import MAINTENANCE_DIMENSION, MAINTENANCE_METRIC, MAINTENANCE_NAMESPACE
@@ -134,7 +135,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, planned: dict[str, PlanResult]
             environments=environments, moto_url=moto.url, cache_dir=CACHE, dev_venv=Path(sys.prefix),
             shared_build={"build/cache": (ROOT / "build" / "cache").resolve(),
                           "build/models": (ROOT / "build" / "models").resolve()},
-            full_matrix=FULL,
+            full_matrix=FULL, seed_policy_venv=VENVS / requirements_digest(),
             standin_env={"WORKFLOW_FIS_TEMPLATES": str(fis_templates(planned["staging"],
                                                                       world_dir / "fis-templates.json"))})
         runner.run_workflow("preview.yml", "pull_request")
