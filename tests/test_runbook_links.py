@@ -54,7 +54,7 @@ def test_every_url_the_automation_writes_reaches_a_provided_dashboard_or_page(pl
     uids, ids = sf.grafana_uids(DASHBOARDS_DIR / "grafana"), set(load_runbooks())
     urls = [u for runbook in rb.RUNBOOKS for m in _messages(settings, runbook) for u in sf.urls_in(m)]
     assert urls and board.url in urls  # as planned: the edge board wired in
-    assert [p for u in urls if (p := sf.link_problem(u, facts, uids, ids))] == []
+    assert [p for u in urls if (p := sf.link_problem(u, facts.link_targets(uids, ids)))] == []
 
 
 def test_the_cold_start_message_links_the_edge_board_of_the_stack(planned) -> None:  # type: ignore[no-untyped-def]

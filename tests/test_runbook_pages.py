@@ -110,11 +110,11 @@ def test_every_link_on_every_page_reaches_a_provided_dashboard_or_page(facts) ->
             url = url if isinstance(url, str) else next(u for u in url if u)
             seen += 1
             # A link resolves for at least one stack (console links name one stack's board).
-            if all(sf.link_problem(url, f, uids, set(CATALOGUE)) for f in facts):
-                problems.append(f"{rid}: {[sf.link_problem(url, f, uids, set(CATALOGUE)) for f in facts]}")
+            if all(sf.link_problem(url, f.link_targets(uids, set(CATALOGUE))) for f in facts):
+                problems.append(f"{rid}: {[sf.link_problem(url, f.link_targets(uids, set(CATALOGUE))) for f in facts]}")
     assert seen and problems == []
     # The resolver does refuse what the stack does not provide.
     staging = facts[0]
-    assert sf.link_problem(f"{staging.grafana_base_url}/d/akidb-edge/", staging, uids, set(CATALOGUE))
-    assert sf.link_problem(cloudwatch_dashboard_url("us-east-1", "akidb-nope-edge"), staging, uids, set())
-    assert sf.link_problem(f"{staging.runbook_base_url}/no-such-runbook", staging, uids, set(CATALOGUE))
+    assert sf.link_problem(f"{staging.grafana_base_url}/d/akidb-edge/", staging.link_targets(uids, set(CATALOGUE)))
+    assert sf.link_problem(cloudwatch_dashboard_url("us-east-1", "akidb-nope-edge"), staging.link_targets(uids, set()))
+    assert sf.link_problem(f"{staging.runbook_base_url}/no-such-runbook", staging.link_targets(uids, set(CATALOGUE)))

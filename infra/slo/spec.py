@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import yaml
 
@@ -510,5 +511,19 @@ DEFAULT_LINKS = LinkSettings()
 CLOUDWATCH_DASHBOARD_URL = "https://console.aws.amazon.com/cloudwatch/home?region={region}#dashboards/dashboard/{name}"
 
 
+# ... and what reads one back: that form, a regional console host (which must agree with region=), or the older
+# `#dashboards:name=` fragment.
+CLOUDWATCH_DASHBOARD_LINK = re.compile(r"^https://(?:([a-z0-9-]+)\.)?console\.aws\.amazon\.com/cloudwatch/home"
+                                       r"\?region=([a-z0-9-]+)#dashboards(?:/dashboard/|:name=)([^&?/#]+)$")
+
+
 def cloudwatch_dashboard_url(region: str, name: str) -> str:
     return CLOUDWATCH_DASHBOARD_URL.format(region=region, name=name)
+
+
+def cloudwatch_dashboard_of(url: str) -> tuple[str, str] | None:
+    """(region, name) of a CloudWatch dashboard's console URL; None for any other URL."""
+    found = CLOUDWATCH_DASHBOARD_LINK.match(url)
+    if found is None or found.group(1) not in (None, found.group(2)):
+        return None
+    return found.group(2), unquote(found.group(3))

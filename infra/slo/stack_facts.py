@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from infra.slo.runbooks import RUNBOOK_MARK
-from infra.slo.spec import cloudwatch_dashboard_url
+from infra.slo.spec import cloudwatch_dashboard_of, cloudwatch_dashboard_url
 
 # --------------------------------------------------------------------------------------------------------------
 # What each stack declares (filled from the offline plans by infra/offline/runbook_facts.py)
@@ -71,6 +71,12 @@ class StackFacts:
     def board(self, key: str) -> CloudWatchBoard | None:
         return next((b for b in self.boards if b.key == key), None)
 
+    def link_targets(self, uids: set[str], runbook_ids: set[str]) -> LinkTargets:
+        return LinkTargets(self.runbook_base_url, self.grafana_base_url, frozenset(uids),
+                           frozenset((b.region, b.name) for b in self.boards),
+                           lambda rid: None if rid in runbook_ids else f"no runbook page {rid!r} "
+                                                                       f"(known: {sorted(runbook_ids)})")
+
 
 def alarm_runbooks(description: str) -> list[str]:
     return RUNBOOK_MARK.findall(description or "")
@@ -81,9 +87,6 @@ def alarm_runbooks(description: str) -> list[str]:
 # --------------------------------------------------------------------------------------------------------------
 
 _URL = re.compile(r"https?://[^\s<>()\"'`|]+")
-# The form spec.cloudwatch_dashboard_url writes (console host, region= query); a regional console host must agree.
-_CONSOLE = re.compile(r"^https://(?:([a-z0-9-]+)\.)?console\.aws\.amazon\.com/cloudwatch/home\?region=([a-z0-9-]+)"
-                      r"#dashboards/dashboard/([^/?#]+)$")
 
 
 def grafana_uids(folder: Path) -> set[str]:
@@ -95,25 +98,36 @@ def urls_in(text: str) -> list[str]:
     return [u.rstrip(".,;:]") for u in _URL.findall(text)]
 
 
-def link_problem(url: str, facts: StackFacts, uids: set[str], runbook_ids: set[str]) -> str | None:
-    """None when `url` reaches a runbook page, a provided Grafana board or one of the stack's CloudWatch boards."""
-    runbook_base, grafana_base = facts.runbook_base_url.rstrip("/"), facts.grafana_base_url.rstrip("/")
-    if url.startswith(runbook_base + "/"):
-        rid = url[len(runbook_base) + 1:]
-        return None if rid in runbook_ids else f"{url}: no runbook page {rid!r} (known: {sorted(runbook_ids)})"
-    if url.startswith(grafana_base + "/"):
-        path = urlsplit(url).path
-        m = re.fullmatch(r"/d/([^/]+)/", path[len(urlsplit(grafana_base).path):])
-        if not m:
-            return f"{url}: not a Grafana dashboard link (<base>/d/<uid>/)"
-        return None if m.group(1) in uids else f"{url}: no provided Grafana dashboard has uid {m.group(1)!r}"
-    m = _CONSOLE.match(url)
-    if m:
-        region, name = m.group(2), unquote(m.group(3))
-        if m.group(1) not in (None, region):
-            return f"{url}: the console host and region= disagree"
-        found = [b for b in facts.boards if b.name == name]
-        if not found:
-            return f"{url}: stack {facts.stack} has no CloudWatch dashboard {name!r}"
-        return None if any(b.region == region for b in found) else f"{url}: {name} is not in {region}"
-    return f"{url}: neither a runbook page, a Grafana board under {grafana_base} nor a CloudWatch dashboard"
+@dataclass(frozen=True)
+class LinkTargets:
+    """What a link may reach: a runbook page under the runbook base, a Grafana board by uid under the Grafana base,
+    a CloudWatch dashboard by (region, name). The one resolver of the runbook pages, the automation's messages and
+    the paths rule (infra/validation/paths.py); `runbook_problem` says why a runbook id has no page (None: it has)."""
+
+    runbook_base_url: str
+    grafana_base_url: str
+    grafana_uids: frozenset[str]
+    boards: frozenset[tuple[str | None, str]]
+    runbook_problem: Callable[[str], str | None]
+
+
+def link_problem(url: str, t: LinkTargets) -> str | None:
+    """Why `url` does not resolve to something the stack or the repository provides, or None."""
+    runbook_base, grafana_base = t.runbook_base_url.rstrip("/") + "/", t.grafana_base_url.rstrip("/") + "/"
+    if url.startswith(runbook_base):
+        problem = t.runbook_problem(url[len(runbook_base):].split("?")[0].split("#")[0].rstrip("/"))
+        return f"link {url}: {problem}" if problem else None
+    if url.startswith(grafana_base):
+        found = re.match(r"d/([^/?#]+)", url[len(grafana_base):])
+        if found is None or found.group(1) not in t.grafana_uids:
+            return (f"link {url}: no Grafana dashboard of this stack or the repository has that uid (known: "
+                    f"{', '.join(sorted(t.grafana_uids)) or 'none'}); link a board the stack deploys")
+        return None
+    board = cloudwatch_dashboard_of(url)
+    if board is not None:
+        if board not in t.boards:
+            return (f"link {url}: no CloudWatch dashboard {board[1]} in {board[0]} in this stack "
+                    f"(deployed: {', '.join(sorted(n for _, n in t.boards)) or 'none'})")
+        return None
+    return (f"link {url}: not a runbook ({runbook_base}<id>), Grafana board ({grafana_base}d/<uid>) or CloudWatch "
+            "dashboard of this stack")

@@ -17,7 +17,6 @@ stack, so reachability is not judged (as `slo_paging_routes` does); runbooks and
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +27,14 @@ from infra.core.paths import DASHBOARDS_DIR
 from infra.core.plan import Plan
 from infra.slo.runbooks import RUNBOOK_PAGES_DIR, Runbook, load_runbooks
 from infra.slo.signal_paths import PathGraph, SignalPath, build_paths, topic_label
+from infra.slo.spec import cloudwatch_dashboard_of
+from infra.slo.stack_facts import LinkTargets, grafana_uids, link_problem
 from infra.validation import Violation, rule
 from lambdas.runbook_automation.runbook_ids import RUNBOOK_IDS
 
 RULE = "signal_paths_reach_a_person"
 CHART_KIND = "chart alert"
 GRAFANA_BOARDS_DIR = DASHBOARDS_DIR / "grafana"
-CONSOLE_DASHBOARD = re.compile(r"^https://(?:[a-z0-9-]+\.)?console\.aws\.amazon\.com/cloudwatch/home\?region="
-                               r"([a-z0-9-]+)#dashboards(?:/dashboard/|:name=)([^&?/#]+)$")
 ADD_RUNBOOK = "name one with `runbook=` of infra/blocks/alarms.py (CloudWatch) or the definition's runbook (rules/)"
 
 
@@ -72,12 +71,7 @@ def plan_paths(plan: Plan) -> PathGraph:
 def _grafana_uids(plan: Plan, boards_dir: Path) -> set[str]:
     """Boards the stack deploys (dashboard ConfigMaps) and the repository ships (`dashboards/grafana/*.json`,
     for a Grafana the stack does not provision)."""
-    uids = set()
-    for path in sorted(boards_dir.glob("*.json")):
-        try:
-            uids.add(str(json.loads(path.read_text()).get("uid")))
-        except (OSError, ValueError, AttributeError):
-            continue
+    uids = grafana_uids(boards_dir)
     for cm in plan.of_type("kubernetes:core/v1:ConfigMap"):
         if DASHBOARD_KEY_ANNOTATION not in ((cm.inputs.get("metadata") or {}).get("annotations") or {}):
             continue
@@ -109,29 +103,11 @@ def _runbook_problems(runbook: str, cat: Catalogue) -> list[str]:
     return problems
 
 
-def link_problem(url: str, plan: Plan, cat: Catalogue, uids: set[str],
-                 boards: set[tuple[str | None, str]]) -> str | None:
-    """Why `url` does not resolve to something the stack or the repository provides, or None."""
+def link_targets(plan: Plan, cat: Catalogue) -> LinkTargets:
     s = plan.config.slo_alerting
-    runbook_base, grafana_base = s.runbook_base_url.rstrip("/") + "/", s.grafana_base_url.rstrip("/") + "/"
-    if url.startswith(runbook_base):
-        rid = url[len(runbook_base):].split("?")[0].split("#")[0].rstrip("/")
-        problems = _runbook_problems(rid, cat)
-        return f"link {url}: {problems[0]}" if problems else None
-    if url.startswith(grafana_base):
-        found = re.match(r"d/([^/?#]+)", url[len(grafana_base):])
-        if found is None or found.group(1) not in uids:
-            return (f"link {url}: no Grafana dashboard of this stack or the repository has that uid (known: "
-                    f"{', '.join(sorted(uids)) or 'none'}); link a board the stack deploys")
-        return None
-    console = CONSOLE_DASHBOARD.match(url)
-    if console is not None:
-        if (console.group(1), console.group(2)) not in boards:
-            return (f"link {url}: no CloudWatch dashboard {console.group(2)} in {console.group(1)} in this plan "
-                    f"(deployed: {', '.join(sorted(n for _, n in boards)) or 'none'})")
-        return None
-    return (f"link {url}: not a runbook ({runbook_base}<id>), Grafana board ({grafana_base}d/<uid>) or CloudWatch "
-            "dashboard of this stack")
+    return LinkTargets(s.runbook_base_url, s.grafana_base_url, frozenset(_grafana_uids(plan, cat.grafana_dir)),
+                       frozenset(_cloudwatch_boards(plan)),
+                       lambda rid: next(iter(_runbook_problems(rid, cat)), None))
 
 
 def _runbook_url(plan: Plan, runbook: str) -> str:
@@ -142,7 +118,7 @@ def _is_link(url: str, plan: Plan) -> bool:
     """Settings hold endpoints too (queue URLs, base URLs): only what names a runbook or a board is a link."""
     s = plan.config.slo_alerting
     bases = (s.runbook_base_url.rstrip("/") + "/", s.grafana_base_url.rstrip("/") + "/d/")
-    return url.startswith(bases) or CONSOLE_DASHBOARD.match(url) is not None
+    return url.startswith(bases) or cloudwatch_dashboard_of(url) is not None
 
 
 def _signal_problems(p: SignalPath, cat: Catalogue, routed: bool) -> Iterator[str]:
@@ -187,19 +163,19 @@ def path_violations(plan: Plan, catalogue: Catalogue | None = None,
                             f"published to by {', '.join(dict.fromkeys(node.publishers))} but nobody subscribes: "
                             "what is published reaches no one; subscribe the ticket webhook or a person-facing "
                             "endpoint (aws.sns.TopicSubscription)")
-    uids, boards = _grafana_uids(plan, cat.grafana_dir), _cloudwatch_boards(plan)
+    targets = link_targets(plan, cat)
     for p in graph.paths:
         for message in _signal_problems(p, cat, routed):
             yield Violation(RULE, p.signal, message)
         for url in p.links:
             if p.runbook is not None and url == _runbook_url(plan, p.runbook):
                 continue  # the signal's own runbook: judged above, once
-            problem = link_problem(url, plan, cat, uids, boards)
+            problem = link_problem(url, targets)
             if problem is not None:
                 yield Violation(RULE, p.signal, problem)
     for where, url in graph.links:
         if _is_link(url, plan):
-            problem = link_problem(url, plan, cat, uids, boards)
+            problem = link_problem(url, targets)
             if problem is not None:
                 yield Violation(RULE, where, problem)
 
