@@ -1,20 +1,54 @@
 """The project's PagerDuty webhook and worker (lambdas/runbook_automation/handler.py) against a moto server: the
 tables, queue, topics, secret and ASG their settings name (lambdas/runbook_automation/settings.py), created on
 moto; deliveries invoked in-process as API Gateway (payload 2.0) would, each queued job handed to the worker as
-SQS would. The audit topic and the heartbeat topic are read back through SQS subscriptions."""
+SQS would. The audit topic and the heartbeat topic are read back through SQS subscriptions.
+
+The functions run from the zip the stack deploys (infra.artifacts.packaging.build_lambda), loaded under a package
+name of their own, never from the source tree: a module the zip lacks fails the drill as it would fail Lambda."""
 
 from __future__ import annotations
 
 import base64
+import importlib
+import importlib.util
 import json
 import os
+import shutil
+import sys
 import threading
+import zipfile
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import boto3
 
-from lambdas.runbook_automation import handler as webhook
+from infra.artifacts.packaging import build_lambda
+from infra.components.slo_alerting import FUNCTION_FOLDER
+from infra.core.paths import BUILD_DIR
+
+PACKAGED_NAME = "drill_packaged_runbook_automation"
+
+
+def packaged_handler() -> ModuleType:
+    """The handler module as Lambda imports it from the deployed zip (its `handler` setting), extracted under
+    build/drill/ and imported as PACKAGED_NAME (the package's relative imports hold under any name)."""
+    if f"{PACKAGED_NAME}.handler" in sys.modules:
+        return sys.modules[f"{PACKAGED_NAME}.handler"]
+    pkg = build_lambda(FUNCTION_FOLDER, kind="lambda")
+    root = BUILD_DIR / "drill" / "runbook-zip"
+    shutil.rmtree(root, ignore_errors=True)
+    with zipfile.ZipFile(pkg.path) as z:
+        z.extractall(root)
+    package, module = pkg.handler.rsplit(".", 1)[0].split(".", 1)  # runbook_automation.handler.handler
+    spec = importlib.util.spec_from_file_location(PACKAGED_NAME, root / package / "__init__.py",
+                                                  submodule_search_locations=[str(root / package)])
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"{pkg.path}: no package {package}/ in the zip")
+    sys.modules[PACKAGED_NAME] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules[PACKAGED_NAME])
+    return importlib.import_module(f"{PACKAGED_NAME}.{module}")
+
 
 REGION = "us-east-1"
 SECRET = "drill-webhook-secret"  # pragma: allowlist secret (a throwaway value of the drill)
@@ -75,7 +109,7 @@ def create_world() -> World:
         "max_actions_per_hour": 60, "timeline_table_name": "akidb-drill-incident-timeline",
         "runbook_base_url": "https://runbooks.akidb.internal", "grafana_base_url": "https://grafana.akidb.internal",
         "timeline_settle_s": 0})
-    webhook._reset()
+    packaged_handler()._reset()
     return World(secret_id=secret_id, queue_url=queue_url,
                  audit_queue=_subscribe(sns, sqs, audit_topic, "akidb-drill-audit-copy"),
                  heartbeat_queue=_subscribe(sns, sqs, heartbeat_topic, "akidb-drill-heartbeat-copy"),
@@ -84,7 +118,7 @@ def create_world() -> World:
 
 def reset() -> None:
     """Forget the functions' cached settings and clients (as a new container would)."""
-    webhook._reset()
+    packaged_handler()._reset()
 
 
 class Functions:
@@ -100,7 +134,7 @@ class Functions:
                  "body": base64.b64encode(body).decode(), "isBase64Encoded": True,
                  "requestContext": {"http": {"method": "POST", "sourceIp": "127.0.0.1"}}}
         with self._lock:
-            resp = webhook.handler(event)
+            resp = packaged_handler().handler(event)
             self._run_worker()
         return int(resp["statusCode"]), json.loads(resp["body"])
 
@@ -111,7 +145,7 @@ class Functions:
             if not msgs:
                 return
             records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in msgs]
-            failed = {f["itemIdentifier"] for f in webhook.worker({"Records": records})["batchItemFailures"]}
+            failed = {f["itemIdentifier"] for f in packaged_handler().worker({"Records": records})["batchItemFailures"]}
             for m in msgs:
                 if m["MessageId"] not in failed:
                     self._sqs.delete_message(QueueUrl=self.world.queue_url, ReceiptHandle=m["ReceiptHandle"])
