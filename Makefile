@@ -181,7 +181,7 @@ requirements: venv
 plan-diff import-retained: edge-model
 # -- dashboards: Day 5 probes, alerting path, cost, restore drill --
 .PHONY: cost dr-drill day5-test
-# Monthly cost estimate of the last plan of STACK (per component and type; exit 1 above dashboards.cost.ceilingUsd).
+# Monthly cost estimate of the last plan of STACK (per component and type; exit 1 above costWatch.ceilingUsd).
 cost: venv
 	@test -f build/$(STACK)/plan.json || $(PY) -m infra.offline.plan --stack $(STACK) --offline-secrets >/dev/null
 	$(PY) -m infra.offline.cost_report --stack $(STACK)

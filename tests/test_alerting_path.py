@@ -98,7 +98,7 @@ def test_the_anomaly_and_audit_topics_have_delivery_alarms_to_another_path(plann
 
 def test_a_wrong_webhook_secret_pages_and_4xx_tickets(planned: dict[str, Any]) -> None:
     plan = planned["prod"].plan
-    cfg = plan.config.dashboards.alerting_path
+    cfg = plan.config.alerting_path
     (unauthorized,) = _alarms_named(plan, "runbook-api-401")
     (rejected,) = _alarms_named(plan, "runbook-api-4xx")
     assert unauthorized.inputs["alarmActions"][0].endswith("-alerts-p1")

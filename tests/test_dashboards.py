@@ -207,7 +207,7 @@ def test_disabled_components_get_no_widgets(run_stack):
     # The probes board reads only the probes, the outcomes board the runbook webhook's incident timeline: switch
     # them off too to see no CloudWatch dashboard at all.
     result = run_stack("staging", overrides={"emfEdge": {"enabled": False}, "anomaly": {"enabled": False},
-                                             "dashboards": {"synthetics": {"enabled": False}},
+                                             "synthetics": {"enabled": False},
                                              "sloAlerting": {"runbooks": {"enabled": False}}})
     assert _mine(result) == []
     assert result.plan.of_type(DASHBOARD) == []  # edge, anomaly and the edge SLO board all read disabled parts

@@ -79,7 +79,7 @@ def anomaly_metrics(cfg: StackConfig) -> set[Emitted]:
 
 def probe_metrics(cfg: StackConfig) -> set[Emitted]:
     """The synthetic probes' EMF (lambdas/canary/probes.py): per check, in each probe region."""
-    s = cfg.dashboards.synthetics
+    s = cfg.synthetics
     if not (cfg.dashboards.enabled and s.enabled):
         return set()
     return {Emitted(probes.NAMESPACE, name, dims(**{probes.DIMENSION: check}), region)

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StackFileError) as err:
         print(f"invalid stack config for '{args.stack}':\n{err}", file=sys.stderr)
         return 2
-    ceiling = plan.config.dashboards.cost.ceiling_usd
+    ceiling = plan.config.cost_watch.ceiling_usd
     est = estimate(plan, stack=args.stack)
     print(report(est, ceiling))
     return 0 if est.total <= ceiling else 1

@@ -13,7 +13,7 @@ from typing import Any
 
 from infra.artifacts.packaging import read_package
 from infra.components.alerting_path import HEARTBEAT_TOPIC, heartbeat_enabled, heartbeat_topic_name
-from infra.config.dashboards import CANARY_RUNTIMES, CANARY_SCHEDULE_PATTERN, schedule_minutes
+from infra.config.synthetics import CANARY_RUNTIMES, CANARY_SCHEDULE_PATTERN, schedule_minutes
 from infra.core.naming import MAX_IAM_ROLE_NAME, Naming
 from infra.core.plan import UNKNOWN, PlannedResource
 from infra.offline.cost import PLAN_TARGET_USD, estimate
@@ -96,8 +96,8 @@ def budget_scope(plan: Plan) -> Iterator[Violation]:
     cfg = plan.config
     components = sorted(filter(None, (_provider_component(p) for p in plan.of_type("pulumi:providers:aws"))))
     budgets = plan.of_type("aws:budgets/budget:Budget")
-    if cfg.dashboards.enabled and cfg.dashboards.cost.budget_enabled and not budgets:
-        yield Violation(name, "stack", "dashboards.cost.budgetEnabled but no aws:budgets Budget is planned")
+    if cfg.cost_watch.enabled and not budgets:
+        yield Violation(name, "stack", "costWatch.enabled but no aws:budgets Budget is planned")
     for b in budgets:
         tags: dict[str, list[str]] = {}
         for part in b.get("filterExpression.ands") or []:
@@ -271,9 +271,8 @@ SILENCE_KINDS = ("published",)
 def alerting_path_watched(plan: Plan) -> Iterator[Violation]:
     """Every notification path (topic, queue, function, API, canary) has an alarm of its own.
 
-    Off only when the operator switched the watching off (dashboards.enabled / dashboards.alertingPath.enabled)."""
-    d = plan.config.dashboards
-    if not (d.enabled and d.alerting_path.enabled):
+    Off only when the operator switched the watching off (alertingPath.enabled)."""
+    if not plan.config.alerting_path.enabled:
         return
     for kind, label, region, ident in notification_paths(plan):
         if ident in ("", UNKNOWN):
@@ -310,7 +309,7 @@ def alertmanager_heartbeat_received(plan: Plan) -> Iterator[Violation]:
     else:
         trust = json.loads(str(role.inputs.get("assumeRolePolicy")))
         for msg in irsa_problems(trust, cfg.kubernetes.oidc_provider_arn, cfg.kubernetes.namespace,
-                                 cfg.dashboards.alerting_path.heartbeat.service_account):
+                                 cfg.alerting_path.heartbeat.service_account):
             yield Violation(name, role.label, msg)
         for pol in plan.of_type("aws:iam/rolePolicy:RolePolicy"):
             if pol.inputs.get("role") != role_name:
@@ -365,10 +364,10 @@ def stores_restorable(plan: Plan) -> Iterator[Violation]:
 
 @rule
 def cost_within_ceiling(plan: Plan) -> Iterator[Violation]:
-    """The monthly estimate (infra/offline/cost.py) stays below dashboards.cost.ceilingUsd."""
-    ceiling = plan.config.dashboards.cost.ceiling_usd
+    """The monthly estimate (infra/offline/cost.py) stays below costWatch.ceilingUsd."""
+    ceiling = plan.config.cost_watch.ceiling_usd
     total = estimate(plan).total
     if total > ceiling:
         yield Violation("cost_within_ceiling", "stack",
-                        f"estimated ${total:,.2f}/month exceeds dashboards.cost.ceilingUsd ${ceiling:,.2f} "
+                        f"estimated ${total:,.2f}/month exceeds costWatch.ceilingUsd ${ceiling:,.2f} "
                         f"(the plan's target is +${PLAN_TARGET_USD:.0f}); `make cost` shows the lines")
