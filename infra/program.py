@@ -8,6 +8,7 @@ from typing import Any
 
 import pulumi
 
+from infra.blocks.context import StackContext
 from infra.components import alerting_path as alerting_path_component
 from infra.components import anomaly as anomaly_component
 from infra.components import cost_watch as cost_watch_component
@@ -41,7 +42,6 @@ from infra.components.slo_alerting import SloAlerting, SloAlertingArgs
 from infra.components.synthetics import Synthetics, SyntheticsArgs
 from infra.components.xray import Tracing, TracingArgs
 from infra.config import StackConfig
-from infra.core.context import StackContext
 
 # The `component` tag of every AWS provider of the program: the budget's scope (CostWatch).
 STACK_COMPONENTS = (severity_topics_component.COMPONENT, xray_component.COMPONENT, emf_edge_component.COMPONENT,

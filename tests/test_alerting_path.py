@@ -11,7 +11,7 @@ import pytest
 
 from infra.components.alerting_path import FAILURE_ROUTE
 from infra.components.severity_topics import SEVERITIES
-from infra.validation.day5 import PATH_METRICS, alerting_path_watched, notification_paths
+from infra.validation.alerting_path import PATH_METRICS, alerting_path_watched, notification_paths
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 

@@ -22,10 +22,10 @@ from canary import handler as canary_handler
 from canary import probes
 
 from infra.artifacts.canary_package import ENTRY, HANDLER, build_canary
+from infra.blocks.context import StackContext
 from infra.components.synthetics import PROBE_NAMESPACE, SYNTHETICS_NAMESPACE, canary_name
 from infra.config.synthetics import CANARY_RUNTIMES, schedule_minutes
-from infra.core.context import StackContext
-from infra.validation.day5 import canary_runtime_and_schedule
+from infra.validation.synthetics import canary_runtime_and_schedule
 
 DIMS = 384
 
@@ -93,7 +93,8 @@ def _mode() -> Iterator[None]:
 
 
 def emf_problems(doc: dict[str, Any]) -> list[str]:
-    """What would make CloudWatch drop the record's metrics (the EMF specification, shared/FACTS.md 5)."""
+    """What would make CloudWatch drop the record's metrics (CloudWatch "Embedded metric
+    format specification")."""
     out = []
     meta = doc.get("_aws") or {}
     if not isinstance(meta.get("Timestamp"), int):

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from infra.config.synthetics import schedule_minutes
-from infra.offline import cost
 from infra.offline.cost_report import main as cost_report_main
-from infra.validation.day5 import cost_within_ceiling
+from infra.plan import cost
+from infra.validation.cost import cost_within_ceiling
 
 
 def price(service: str, item: str) -> float:

@@ -11,7 +11,7 @@ import pytest
 from infra.dashboard_defs.catalog import ANOMALY_NAMESPACE
 from infra.dashboard_defs.grafana import expressions
 from infra.dashboard_defs.grafana_boards import golden_signals, slo_board
-from infra.dashboard_defs.render import drift, expected_files, on_disk
+from infra.offline.dashboard_files import drift, expected_files, on_disk
 from infra.slo.spec import BURN_RATE_TIERS, SLO_DASHBOARD_UID, load_slos
 from infra.validation.dashboards import DASHBOARD, grafana_config_maps
 from lambdas.edge_inference import emf

@@ -18,15 +18,15 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
+from infra.blocks.context import StackContext
 from infra.components.alerting_path import HEARTBEAT_TOPIC, PERIOD_S, heartbeat_topic_name, stack_heartbeat
 from infra.components.slo_alerting import stack_alertmanager_config
-from infra.core.context import StackContext
 from infra.core.naming import Naming
 from infra.slo.alertmanager import HEARTBEAT_TIMING, RECEIVER_HEARTBEAT
 from infra.slo.render import dump
 from infra.slo.spec import HEARTBEAT_ALERT, duration_seconds
 from infra.validation import Plan, PlannedResource
-from infra.validation.day5 import alerting_path_watched, alertmanager_heartbeat_received
+from infra.validation.alerting_path import alerting_path_watched, alertmanager_heartbeat_received
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 

@@ -38,11 +38,11 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.blocks.alarms import metric_alarm
+from infra.blocks.context import StackContext
 from infra.blocks.irsa import WorkloadRole, workload_role
 from infra.components.severity_topics import SEVERITIES, AlertTopics
 from infra.config import StackConfig
 from infra.core import iam
-from infra.core.context import StackContext
 from infra.core.moves import OldParent, moved_from
 from infra.core.naming import MAX_ALARM_NAME, MAX_TOPIC_NAME, Naming
 from infra.slo.alertmanager import SnsHeartbeat

@@ -1,7 +1,7 @@
 """Cost watch: a tag-scoped AWS Budget per environment and a Cost Anomaly Detection monitor.
 
 Scope: the stack's own resources, i.e. tagged `environment=<env>` AND `component` in the stack's components
-(every AWS resource carries both through the providers' default tags, `infra/core/context.py`); the rest of the
+(every AWS resource carries both through the providers' default tags, `infra/blocks/context.py`); the rest of the
 account (AkiDB itself) is not counted. Those tag keys are activated as cost allocation tags here, without which
 Budgets and Cost Explorer cannot filter on them. Actual (`actualAlertPercents`) and forecast
 (`forecastAlertPercent`) alerts and anomalies go to the home region's P2 topic (its policy lets
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.core.context import StackContext
+from infra.blocks.context import StackContext
 from infra.core.moves import OldParent, moved_from
 
 SCOPE_TAG_KEYS = ("environment", "component")

@@ -21,9 +21,9 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import yaml
 
+from infra.blocks.context import StackContext
 from infra.blocks.irsa import WorkloadRole, workload_role
 from infra.core import iam
-from infra.core.context import StackContext
 from infra.core.naming import MAX_DASHBOARD_NAME
 from infra.dashboard_defs.cloudwatch import Dashboard
 from infra.dashboard_defs.definitions import (

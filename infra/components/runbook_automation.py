@@ -17,12 +17,12 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.artifacts.packaging import build_lambda
+from infra.blocks.context import StackContext
 from infra.blocks.function import FunctionSpec, LogicalNames, PythonFunction
 from infra.components.incident_timeline import bounded_scale_statements, incident_timeline, webhook_dedupe_statement
 from infra.components.severity_topics import AlertTopics
 from infra.config.slo_alerting import RUNBOOK_RECEIVER_TIMEOUT_S
 from infra.core import iam
-from infra.core.context import StackContext
 from infra.core.iam import known_after
 from infra.core.moves import moved_from
 from infra.core.naming import MAX_DASHBOARD_NAME, MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME

@@ -18,12 +18,12 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra.blocks.context import StackContext
 from infra.components.alerting_path import stack_heartbeat
 from infra.components.runbook_automation import PagerDutyKeys, RunbookAutomation, RunbookAutomationArgs
 from infra.components.severity_topics import SEVERITIES, AlertTopics
 from infra.config import StackConfig
 from infra.core import iam
-from infra.core.context import StackContext
 from infra.core.naming import MAX_IAM_ROLE_NAME
 from infra.slo.alertmanager import (
     P1_ROUTING_KEY_FILE,

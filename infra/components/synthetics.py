@@ -23,10 +23,10 @@ import pulumi_aws as aws
 from infra.artifacts.canary_package import HANDLER, build_canary
 from infra.blocks.alarms import metric_alarm
 from infra.blocks.bucket import PrivateBucket
+from infra.blocks.context import StackContext
 from infra.components.severity_topics import AlertTopics
 from infra.config.synthetics import schedule_minutes
 from infra.core import iam
-from infra.core.context import StackContext
 from infra.core.moves import OldParent, moved_from
 from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME
 from infra.dashboard_defs import probes as probes_board

@@ -1,6 +1,6 @@
 """Cost settings (the `costWatch` section): the tag-scoped budget and anomaly monitor
 (infra/components/cost_watch.py) and the monthly estimate `make plan` checks against a ceiling
-(infra/offline/cost.py)."""
+(infra/plan/cost.py)."""
 
 from __future__ import annotations
 

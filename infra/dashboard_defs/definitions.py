@@ -29,7 +29,7 @@ class AlarmInputs:
     slo: Mapping[str, Sequence[str]] = field(default_factory=dict)
     edge_function_name: str | None = None  # physical name of the Lambda@Edge function (its replicas' metrics)
     anomaly_functions: Sequence[str] = ()  # physical names of the detector and trainer functions
-    probes: Mapping[str, Sequence[str]] = field(default_factory=dict)  # Day 5 probe + alerting-path alarms
+    probes: Mapping[str, Sequence[str]] = field(default_factory=dict)  # probe + alerting-path alarms
 
 
 def refs(by_region: Mapping[str, Sequence[str]]) -> list[AlarmRef]:

@@ -1,4 +1,4 @@
-"""CloudWatch dashboard of the synthetic probes (Day 5): the edge as users see it from each probe region.
+"""CloudWatch dashboard of the synthetic probes: the edge as users see it from each probe region.
 
 Per probe region: the embed check's success (the user-perspective availability SLI) and latency, the REST
 health checks, whether the canary runs at all (CloudWatchSynthetics SuccessPercent), and the region's probe and

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from infra.config import ConfigError, parse_stack_config
 from infra.core.paths import BUILD_DIR
-from infra.core.plan import Plan, PlannedResource
-from infra.offline.cost import estimate, report
 from infra.offline.stackfile import StackFileError, read_stack_file, with_offline_secrets
+from infra.plan.cost import estimate, report
+from infra.plan.model import Plan, PlannedResource
 
 
 def load_plan(stack: str, path: Path) -> Plan:

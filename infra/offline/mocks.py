@@ -1,7 +1,8 @@
 """A recording mock for Pulumi's mock runtime: fills computed outputs per type and records every registration.
 
 What the engine would compute (ARNs, versions, endpoints, autonames) is filled in per type, because an
-unfilled output resolves to None and an f-string silently renders "None/..." (shared/FACTS.md section 2).
+unfilled output resolves to None and an f-string silently renders "None/..." (Pulumi "Unit testing",
+https://www.pulumi.com/docs/iac/concepts/testing/unit/: mocks return what new_resource returns, nothing more).
 Every registration is recorded with its parent and provider, so the plan and the tests can inspect the whole
 program once it has finished ("collect, then assert").
 """
@@ -20,7 +21,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
 from infra.core.archives import recorded_archive
-from infra.core.plan import GLOBAL_AWS_PREFIXES, UNKNOWN, UNKNOWN_SECRET
+from infra.plan.model import GLOBAL_AWS_PREFIXES, UNKNOWN, UNKNOWN_SECRET
 
 ACCOUNT_ID = "123456789012"
 SECRET_SIG_KEY = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
