@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 
 from infra.components.anomaly import Anomaly, AnomalyArgs
+from infra.components.coverage import Coverage, CoverageArgs, start_inventory
 from infra.components.dashboards import Dashboards, DashboardsArgs, day5_watch_inputs
 from infra.components.emf_edge import EmfEdge, EmfEdgeArgs
 from infra.components.game_days import EXPERIMENT_KEYS as GAME_DAY_KEYS
@@ -24,6 +25,7 @@ from infra.core.context import StackContext
 def build(cfg: StackConfig) -> dict[str, Any]:
     """Create every enabled component; return the stack outputs."""
     ctx = StackContext(cfg)
+    inventory = start_inventory()  # first: records what the coverage component draws (infra/components/coverage.py)
     topics = SeverityTopics("alert-topics", SeverityTopicsArgs(context=ctx))
     outputs: dict[str, Any] = {
         "environment": cfg.environment,
@@ -101,6 +103,14 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         if dashboards.grafana_cloudwatch_role is not None:
             # For the Helm value grafana.serviceAccount.annotations."eks.amazonaws.com/role-arn".
             outputs["grafanaCloudwatchRoleArn"] = dashboards.grafana_cloudwatch_role.arn
+    # -- coverage -- (after every component it watches; rules/coverage.yaml)
+    if cfg.emf_edge.enabled or cfg.dashboards.enabled:
+        coverage = Coverage("coverage", CoverageArgs(
+            context=ctx, topics=topics.refs, inventory=inventory, draw=cfg.dashboards.enabled,
+            edge_function_name=edge.function_name if cfg.emf_edge.enabled else None,
+            edge_regions=edge.regions if cfg.emf_edge.enabled else [],
+            distribution=edge.distribution if cfg.emf_edge.enabled else None))
+        outputs["coverageAlarmNames"] = coverage.alarm_names
     # -- game-days --
     if cfg.game_days.enabled:
         # Experiments stop on the home Region's user-facing alarms; without one, none is safe to create.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from infra.config.aws_limits import alarm_window_problem, cloudwatch_query_problems
+from infra.config.coverage import price_class_problems
 from infra.config.dashboards import cross_field_problems as dashboards_problems
 from infra.config.dashboards import schedule_minutes
 from infra.config.formats import ScheduleError, fire_gaps_s, interval_s, parse_schedule
@@ -154,6 +155,7 @@ def cross_field_problems(cfg: StackConfig, present_secrets: set[str], stack: str
                              stack_distribution=cfg.emf_edge.enabled and cfg.emf_edge.create_distribution,
                              cluster_roles=bool(cfg.kubernetes.oidc_provider_arn) if cfg.kubernetes.enabled else None)
     p += [Problem(k, v, a) for k, v, a in game_days_problems(cfg.game_days, ns, environment=cfg.environment)]
+    p += price_class_problems(cfg)
     if cfg.dashboards.enabled and not cfg.kubernetes.enabled:
         pass  # CloudWatch dashboards still deploy; Grafana ConfigMaps are skipped (see infra/components/dashboards.py).
     return p
