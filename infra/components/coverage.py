@@ -14,6 +14,7 @@ The plan-time rule `every_resource_is_covered` (infra/validation/coverage.py) ch
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,8 +141,7 @@ class Coverage(pulumi.ComponentResource):
             tc = cmap.types[item.type]
             region = tc.region or item.region or home
             for draw, ident, where in self._draws(item, tc, region):
-                widgets.append(pulumi.Output.from_input(ident).apply(
-                    lambda dims, draw=draw, where=where, item=item: [_graph(item, draw, dims, where)]))
+                widgets.append(pulumi.Output.from_input(ident).apply(_grapher(item, draw, where)))
         if not widgets:
             return None
         body = pulumi.Output.all(*widgets).apply(_layout)
@@ -164,6 +164,11 @@ class Coverage(pulumi.ComponentResource):
             replica = {**ident, "FunctionName": f"{EDGE_FUNCTION_REGION}.{self._edge_function}"}
             return [(tc.edge_widgets, replica, r) for r in self._edge_regions]
         return [(tc.widgets, ident, region)]
+
+
+def _grapher(item: Watched, draw: tuple[Required, ...],
+             region: str) -> Callable[[dict[str, str]], list[dict[str, Any]]]:
+    return lambda dims: [_graph(item, draw, dims, region)]
 
 
 def _graph(item: Watched, draw: tuple[Required, ...], dims: dict[str, str], region: str) -> dict[str, Any]:

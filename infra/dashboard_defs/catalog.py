@@ -37,7 +37,8 @@ AWS_METRICS: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {
 for _tc in load_coverage_map().types.values():
     for _req in (*_tc.alarms, *_tc.widgets, *_tc.edge_alarms, *_tc.edge_widgets, *_tc.dead_letter_alarms):
         if _req.namespace.startswith("AWS/") or _req.namespace == "CloudWatchSynthetics":
-            _names, _regions = AWS_METRICS.get(_req.namespace, (frozenset(), _tc.region and frozenset({_tc.region})))
+            _names, _regions = AWS_METRICS.get(_req.namespace,
+                                               (frozenset(), frozenset({_tc.region}) if _tc.region else None))
             AWS_METRICS[_req.namespace] = (_names | set(_req.metrics), _regions)
 
 Dims = tuple[tuple[str, str], ...]

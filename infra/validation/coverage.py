@@ -210,7 +210,8 @@ def judge(plan: Plan) -> Iterator[Judged | str]:
         if wanted is None:
             yield Judged(res, unknown=True)
             continue
-        met, missing = [], []
+        met: list[Need] = []
+        missing: list[Need] = []
         for n in wanted:
             seen = seen_alarms if n.kind == "alarm" else seen_widgets
             if seen is None:  # dashboards unknown at preview: widgets not judged
