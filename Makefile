@@ -252,3 +252,10 @@ drill-short: venv tools
 # intervals, derived from the definitions): make check-prometheus-values VALUES=docs/kube-prometheus-stack-values.yaml
 check-prometheus-values: venv
 	$(PY) -m infra.tools.check_prometheus_values $(or $(VALUES),$(error VALUES=<kube-prometheus-stack values.yaml> is required))
+
+# -- coverage --
+# Expected firings of every CloudWatch alarm of both plans in a healthy week (seeded; docs/coverage.md); fails at
+# the plan's 10 alerts a week.
+.PHONY: alarm-noise
+alarm-noise: venv tools edge-model
+	$(PY) -m infra.offline.alarm_noise --verbose
