@@ -24,6 +24,9 @@ ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
 PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 WATCHED_PREFIXES = ("aws:", "kubernetes:")
+# The dashboards component holds the stack's watchers of its own parts (alerting path, probes, the coverage
+# dashboard): a stack that switches it off says, in its config, that it does without them.
+DASHBOARDS_OFF = "dashboards.enabled is false: the stack's own watchers are off by its config"
 
 Dims = frozenset[tuple[str, str]]
 Seen = tuple[str | None, str, str, Dims]  # (region, namespace, metric, dimensions)
@@ -194,7 +197,8 @@ def judge(plan: Plan) -> Iterator[Judged | str]:
         if tc is None:
             unmapped.add(res.type)
             continue
-        why = tc.waived or cmap.waivers.get((res.type, res.name)) or waiver(res)
+        why = tc.waived or cmap.waivers.get((res.type, res.name)) or waiver(res) or \
+            (None if plan.config.dashboards.enabled else DASHBOARDS_OFF)
         if why:
             yield Judged(res, waived=why)
             continue
