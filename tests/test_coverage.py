@@ -144,6 +144,9 @@ def test_the_map_refuses_what_it_cannot_read() -> None:
     with pytest.raises(CoverageMapError, match="severity: 'P9' is not one of P0, P1, P2"):
         parse_coverage_map({"types": {"aws:x/y:Z": {"identity": {"N": "inputs.name"},
                                                     "alarms": [{"namespace": "A", "metric": "M", "severity": "P9"}]}}})
+    with pytest.raises(CoverageMapError, match="widgets need an identity known at a preview"):
+        parse_coverage_map({"types": {"aws:x/y:Z": {"identity": {"I": "outputs.id"},
+                                                    "widgets": [{"namespace": "A", "metric": "M"}]}}})
     with pytest.raises(CoverageMapError, match="need an `identity`"):
         parse_coverage_map({"types": {"aws:x/y:Z": {"alarms": [{"namespace": "A", "metric": "M"}]}}})
 

@@ -154,12 +154,8 @@ class Coverage(pulumi.ComponentResource):
     def _draws(self, item: Watched, tc: Any, region: str) -> list[tuple[tuple[Required, ...], Any, str]]:
         ident: dict[str, Any] = {}
         for dim, source in tc.identity.items():
-            if source.startswith("="):
-                ident[dim] = source[1:]
-            elif source == "outputs.id":
-                ident[dim] = item.resource.id  # type: ignore[attr-defined]  # a CustomResource
-            else:
-                ident[dim] = item.props.get(source.split(".", 1)[1])
+            # The map allows widgets only on identities known at a preview (inputs or literals).
+            ident[dim] = source[1:] if source.startswith("=") else item.props.get(source.split(".", 1)[1])
         if tc.edge_widgets and self._edge_function and ident.get("FunctionName") == self._edge_function:
             replica = {**ident, "FunctionName": f"{EDGE_FUNCTION_REGION}.{self._edge_function}"}
             return [(tc.edge_widgets, replica, r) for r in self._edge_regions]

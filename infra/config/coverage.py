@@ -128,6 +128,10 @@ def parse_coverage_map(doc: Any, source: str = "rules/coverage.yaml") -> Coverag
             edge_widgets=_required(f"{where}.edge.widgets", edge.get("widgets", []), False),
             dead_letter_alarms=_required(f"{where}.deadLetter.alarms", dead.get("alarms", []), True),
             alerts=tuple(str(a) for a in body.get("alerts", [])))
+        if (types[token].widgets or types[token].edge_widgets) and \
+                any(src.startswith("outputs.") for src in identity.values()):
+            raise CoverageMapError(f"{where}: widgets need an identity known at a preview (inputs.* or =literal): a "
+                                   "dashboard body built from a computed id is refused (known_at_preview)")
         if (types[token].alarms or types[token].widgets) and not identity:
             raise CoverageMapError(f"{where}: alarms/widgets need an `identity` (the metric dimension naming it)")
     waivers: dict[tuple[str, str], str] = {}
