@@ -257,3 +257,10 @@ drill-short: venv tools  ## the drill subset `make test` runs
 # intervals, derived from the definitions): make check-prometheus-values VALUES=docs/kube-prometheus-stack-values.yaml
 check-prometheus-values: venv  ## check a kube-prometheus-stack values file (VALUES=...) against what the rules need
 	$(PY) -m infra.tools.check_prometheus_values $(or $(VALUES),$(error VALUES=<kube-prometheus-stack values.yaml> is required))
+
+# -- coverage --
+# Expected firings of every CloudWatch alarm of both plans in a healthy week (seeded; docs/coverage.md); fails at
+# the plan's 10 alerts a week.
+.PHONY: alarm-noise
+alarm-noise: venv tools edge-model  ## expected firings of every CloudWatch alarm of both plans in a healthy week (budget 10)
+	$(PY) -m infra.offline.alarm_noise --verbose

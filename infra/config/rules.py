@@ -7,6 +7,7 @@ import re
 from infra.config.aws_limits import alarm_window_problem, cloudwatch_query_problems
 from infra.config.cost_watch import cross_field_problems as cost_watch_problems
 from infra.config.dashboards import irsa_problems
+from infra.config.coverage import price_class_problems
 from infra.config.formats import ScheduleError, fire_gaps_s, interval_s, parse_schedule
 from infra.config.game_days import cross_field_problems as game_days_problems
 from infra.config.pagerduty import cross_field_problems as pagerduty_problems
@@ -158,6 +159,7 @@ def cross_field_problems(cfg: StackConfig, present_secrets: set[str], stack: str
                              stack_distribution=cfg.emf_edge.enabled and cfg.emf_edge.create_distribution)
     p += cost_watch_problems(cfg.cost_watch, ns)
     p += [Problem(k, v, a) for k, v, a in game_days_problems(cfg.game_days, ns, environment=cfg.environment)]
+    p += price_class_problems(cfg)
     if cfg.dashboards.enabled and not cfg.kubernetes.enabled:
         pass  # CloudWatch dashboards still deploy; Grafana ConfigMaps are skipped (see infra/components/dashboards.py).
     return p
