@@ -70,7 +70,7 @@ test: venv tools
 	$(PY) -m pytest
 
 # Every checked-in generated artifact at once: rules/ (from rules/slos.yaml and rules/symptoms.yaml), dashboards/
-# (from the plans), the README's config reference. `make rules`, `make dashboards`, `make docs` do one part each.
+# (from the plans), the config reference page (docs/configuration.md). `make rules`, `make dashboards`, `make docs` do one part each.
 generate: venv tools edge-model
 	$(PY) -m infra.offline.generate
 
@@ -96,7 +96,7 @@ xray-smoke: venv
 # in build/models by its inputs' hash) while every function's wheels are downloaded (build/cache/deps, by content).
 edge-model: plan-venv
 	$(PY) -m infra.offline.package --model-only
-# The edge function against sentence-transformers in one process: the source of the README's edge figures.
+# The edge function against sentence-transformers in one process: the source of the edge figures (docs/performance.md).
 bench-edge: venv edge-model
 	$(PY) -m benchmarks.bench_edge
 test: edge-model
