@@ -92,7 +92,7 @@ def test_a_strict_build_fails_on_a_stray_page_a_broken_link_or_a_missing_page(tm
 def test_the_generated_nav_takes_every_page_and_a_page_needs_a_title(tmp_path: Path) -> None:
     root = _copy(tmp_path)
     (root / "docs" / "operations.md").write_text("# Operations\n\nDeploy, roll back.\n")
-    (root / "docs" / "components").mkdir()
+    (root / "docs" / "components").mkdir(exist_ok=True)
     (root / "docs" / "components" / "edge.md").write_text("# Edge inference\n")
     text = docs_site.updated_mkdocs((root / "mkdocs.yml").read_text(), load_runbooks(), root / "docs")
     assert "- Operations: operations.md" in text and "  - Edge inference: components/edge.md" in text
