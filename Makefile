@@ -74,8 +74,8 @@ test: venv tools  ## ruff, then every test (installs what it needs)
 	$(PY) -m pytest
 
 # Every checked-in generated artifact at once: rules/ (from rules/slos.yaml and rules/symptoms.yaml), dashboards/
-# (from the plans), the README's config reference. `make rules`, `make dashboards`, `make docs` do one part each.
-generate: venv tools edge-model  ## rewrite every checked-in generated file (rules/, dashboards/, config reference, runbook pages)
+# (from the plans), the config reference page (docs/configuration.md). `make rules`, `make dashboards`, `make docs` do one part each.
+generate: venv tools edge-model  ## rewrite every checked-in generated file (rules/, dashboards/, config reference, module map, runbook pages)
 	@echo "==> planning every stack and rewriting the generated files"; start=$$(date +%s); \
 	  $(PY) -m infra.offline.generate; echo "    done in $$(( $$(date +%s) - start )) s"
 
@@ -101,7 +101,7 @@ xray-smoke: venv  ## post-deploy: send one segment to the X-Ray daemon and find 
 # in build/models by its inputs' hash) while every function's wheels are downloaded (build/cache/deps, by content).
 edge-model: plan-venv  ## export and quantise the edge model, download every function's wheels (cached, slow the first time)
 	$(PY) -m infra.offline.package --model-only
-# The edge function against sentence-transformers in one process: the source of the README's edge figures.
+# The edge function against sentence-transformers in one process: the source of the edge figures (docs/performance.md).
 bench-edge: venv edge-model  ## the edge function against sentence-transformers: the edge figures
 	$(PY) -m benchmarks.bench_edge
 test: edge-model

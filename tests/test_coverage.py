@@ -15,9 +15,9 @@ from infra.config.coverage import (
     load_coverage_map,
     parse_coverage_map,
 )
-from infra.plan.model import Plan, PlannedResource
 from infra.offline import alarm_noise
 from infra.offline.plan import PlanResult
+from infra.plan.model import Plan, PlannedResource
 from infra.validation import coverage
 from infra.validation.coverage import ALARM, DASHBOARD, every_resource_is_covered, needs
 

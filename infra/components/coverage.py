@@ -22,9 +22,9 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.blocks.alarms import metric_alarm
+from infra.blocks.context import StackContext
 from infra.components.severity_topics import AlertTopics
 from infra.config.coverage import Required, load_coverage_map
-from infra.blocks.context import StackContext
 from infra.core.naming import MAX_ALARM_NAME
 
 COMPONENT = "coverage"

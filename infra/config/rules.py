@@ -6,8 +6,8 @@ import re
 
 from infra.config.aws_limits import alarm_window_problem, cloudwatch_query_problems
 from infra.config.cost_watch import cross_field_problems as cost_watch_problems
-from infra.config.dashboards import irsa_problems
 from infra.config.coverage import price_class_problems
+from infra.config.dashboards import irsa_problems
 from infra.config.formats import ScheduleError, fire_gaps_s, interval_s, parse_schedule
 from infra.config.game_days import cross_field_problems as game_days_problems
 from infra.config.pagerduty import cross_field_problems as pagerduty_problems
