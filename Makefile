@@ -252,3 +252,11 @@ drill-short: venv tools
 # intervals, derived from the definitions): make check-prometheus-values VALUES=docs/kube-prometheus-stack-values.yaml
 check-prometheus-values: venv
 	$(PY) -m infra.tools.check_prometheus_values $(or $(VALUES),$(error VALUES=<kube-prometheus-stack values.yaml> is required))
+
+# -- once --
+.PHONY: exactly-once
+# Every fault interleaving of the runbook webhook and worker (a throttled call, or the time running out, before
+# each AWS call of a run; then redeliveries), from the built zip against moto server: each effect exactly once.
+# `make test` runs a subset (tests/test_exactly_once.py suite_indexes).
+exactly-once: venv
+	EXACTLY_ONCE_ALL=1 $(PY) -m pytest -q -s tests/test_exactly_once.py
