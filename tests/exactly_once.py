@@ -9,8 +9,8 @@ replays it with one fault at call `at`:
   context reports the time left accordingly, and a call at or past the deadline kills the invocation
   (LambdaTimeout, which no handler catches): its whole batch comes back. A receiver that dies is retried by
   PagerDuty after its claim's lease (the claim is aged past CLAIM_LEASE_S, as the minute would).
-Then recovery runs clean, and `effects()` reads what happened: the ASG's desired capacity, the notices on the
-ticket topic's copy, the audit entries per decision.
+Then recovery runs clean, and the outcome reads what happened: the ASG's desired capacity, the notices on the
+ticket topic's copy, the incident's Pages datums (the timeline), the audit entries per decision.
 """
 
 from __future__ import annotations
@@ -99,10 +99,15 @@ def delivery(title: str, event_id: str) -> tuple[bytes, dict[str, str]]:
     body = json.dumps({"event": {
         "id": event_id, "event_type": "incident.triggered", "resource_type": "incident", "occurred_at": _iso(now),
         "data": {"id": "P" + event_id[-12:].upper(), "type": "incident", "title": title, "urgency": "high",
+                 "service": {"summary": service_of(event_id)},  # the run's own Service dimension (its Pages)
                  "html_url": "https://acme.pagerduty.com/incidents/X", "status": "triggered",
                  "created_at": _iso(now)}}}).encode()
     signature = "v1=" + hmac.new(webhook.SECRET.encode(), body, hashlib.sha256).hexdigest()
     return body, {"Content-Type": "application/json", "X-PagerDuty-Signature": signature}
+
+
+def service_of(event_id: str) -> str:
+    return f"svc-{event_id.lower()}"
 
 
 @dataclass
@@ -113,6 +118,7 @@ class Outcome:
     fired: bool
     scaled_by: int
     notices: int
+    pages: int
     decisions: Counter[str]
     rounds: int
     receiver_answers: list[int]
@@ -155,6 +161,16 @@ class Harness:
             out += [json.loads(m["Body"]) for m in msgs]
             self.sqs.delete_message_batch(QueueUrl=url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
+
+    def pages(self, event_id: str) -> int:
+        """How many Pages datums the timeline put for this run's incident (its own Service dimension)."""
+        now = time.time()
+        points = boto3.client("cloudwatch").get_metric_statistics(
+            Namespace="AkiDB/Incidents", MetricName="Pages", StartTime=datetime.fromtimestamp(now - 3600, UTC),
+            EndTime=datetime.fromtimestamp(now + 3600, UTC), Period=60, Statistics=["SampleCount"],
+            Dimensions=[{"Name": "Service", "Value": service_of(event_id)},
+                        {"Name": "Severity", "Value": "urgency-high"}])["Datapoints"]
+        return int(sum(p["SampleCount"] for p in points))
 
     def desired(self) -> int:
         g = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[webhook.ASG])["AutoScalingGroups"][0]
@@ -234,6 +250,7 @@ class Harness:
         scaled_by = self.desired() - webhook.START_CAPACITY if scenario == "scale-out" or self._scaled else 0
         self._scaled = scaled_by != 0
         return Outcome(scenario=scenario, kind=kind, at=at, fired=fired, scaled_by=scaled_by, notices=len(notices),
+                       pages=self.pages(event_id),
                        decisions=Counter(a["decision"] for a in audits), rounds=rounds, receiver_answers=answers)
 
     def clean_calls(self, scenario: str) -> list[str]:
@@ -242,15 +259,15 @@ class Harness:
 
 
 EXPECTED = {  # each side effect of a scenario and how many times it happens: once
-    "scale-out": {"scaled_by": 2, "notices": 0, "decisions": {"accepted": 1, "acted": 1}},
-    "cold-start": {"scaled_by": 0, "notices": 1, "decisions": {"accepted": 1, "acted": 1}},
-    "manual": {"scaled_by": 0, "notices": 0, "decisions": {"no-automation": 1}},
+    "scale-out": {"scaled_by": 2, "notices": 0, "pages": 1, "decisions": {"accepted": 1, "acted": 1}},
+    "cold-start": {"scaled_by": 0, "notices": 1, "pages": 1, "decisions": {"accepted": 1, "acted": 1}},
+    "manual": {"scaled_by": 0, "notices": 0, "pages": 1, "decisions": {"no-automation": 1}},
 }
 
 
 def problems(o: Outcome) -> list[str]:
     """What differs from exactly once (error audits are per failed attempt, not effects)."""
     want = EXPECTED[o.scenario]
-    got = {"scaled_by": o.scaled_by, "notices": o.notices,
+    got = {"scaled_by": o.scaled_by, "notices": o.notices, "pages": o.pages,
            "decisions": {k: v for k, v in o.decisions.items() if k != "error"}}
     return [f"{o.scenario} {o.kind}@{o.at}: {k} {got[k]!r}, want {v!r}" for k, v in want.items() if got[k] != v]

@@ -65,9 +65,13 @@ class Ledger:
 
     def room(self, calls: int) -> None:
         """Raise OutOfTime unless `calls` AWS calls fit in the time left at their bounded duration."""
-        if self._time_left() < calls * CALL_BOUND_MS:
-            raise OutOfTime(f"{self._time_left():.0f} ms left, a step of {calls} calls needs "
-                            f"{calls * CALL_BOUND_MS} ms")
+        self.guard(self._time_left, calls)
+
+    @staticmethod
+    def guard(time_left_ms: Callable[[], float], calls: int) -> None:
+        left = time_left_ms()
+        if left < calls * CALL_BOUND_MS:
+            raise OutOfTime(f"{left:.0f} ms left, a step of {calls} calls needs {calls * CALL_BOUND_MS} ms")
 
     def _load(self) -> dict[str, Any]:
         if self._item is None:

@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .audit import LOG
 from .delivery import BadDelivery, Delivery, parse_time
+from .ledger import Ledger, unbounded_time
 
 KIND_PUBLISH = "timeline-publish"
 LIFECYCLE = ("incident.triggered", "incident.acknowledged", "incident.escalated", "incident.resolved",
@@ -282,6 +283,9 @@ def _once(deps: Any, incident_id: str, flag: str, data: list[dict[str, Any]],
     publishing fails. `covers` (previous, new): the resolution the figures run to, stored with the claim in one
     conditional write as COVERED (and put back to `previous` with the claim's removal)."""
     s = deps.settings
+    # The claim and the put are one step: never started without the time for both (a timeout between them
+    # would leave the figure claimed and never published).
+    Ledger.guard(getattr(deps, "time_left_ms", unbounded_time), 2)
     key = {"pk": {"S": f"incident#{incident_id}"}, "sk": {"S": SUMMARY_SK}}
     update, values = "SET #f = :v, expires_at = :exp", {
         ":v": {"S": _values(data)}, ":exp": {"N": str(int(deps.now()) + s.timeline_retention_days * 86400)}}
