@@ -282,8 +282,8 @@ def test_a_pending_claim_of_a_crashed_invocation_expires(env: Env) -> None:
     assert len(env.runbook_jobs()) == 1
 
 
-def test_a_throttled_action_refunds_its_budget_and_the_redelivery_acts(env: Env,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_throttled_action_keeps_its_runs_budget_unit_and_the_redelivery_acts(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     env.configure(max_actions_per_hour=1, timeline_table_name="")
     body = incident(TITLE)
     call(body, sign(body))
