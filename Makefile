@@ -264,3 +264,11 @@ check-prometheus-values: venv  ## check a kube-prometheus-stack values file (VAL
 .PHONY: alarm-noise
 alarm-noise: venv tools edge-model  ## expected firings of every CloudWatch alarm of both plans in a healthy week (budget 10)
 	$(PY) -m infra.offline.alarm_noise --verbose
+
+# -- once --
+.PHONY: exactly-once
+# Every fault interleaving of the runbook webhook and worker (a throttled call, or the time running out, before
+# each AWS call of a run; then redeliveries), from the built zip against moto server: each effect exactly once.
+# `make test` runs a subset (tests/test_exactly_once.py suite_indexes).
+exactly-once: venv  ## every fault interleaving of the runbook webhook and worker: each side effect exactly once
+	EXACTLY_ONCE_ALL=1 $(PY) -m pytest -q -s tests/test_exactly_once.py

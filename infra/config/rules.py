@@ -239,4 +239,12 @@ def _prod_guard_problems(cfg: StackConfig, ns: str, stack: str | None) -> list[P
     if reason and (cfg.environment != "prod" or slo.paging_enabled):
         p.append(Problem(f"{ns}:sloAlerting.pagingDisabledReason", reason,
                          "only guards a prod stack with pagingEnabled false: remove it"))
+    rb = slo.runbooks
+    if cfg.environment == "prod" and slo.enabled and rb.enabled and rb.dry_run and not rb.dry_run_reason:
+        p.append(Problem(f"{ns}:sloAlerting.runbooks.dryRun", True,
+                         "prod runbooks act (bounded by their guardrails): set dryRun false, or keep them in "
+                         "dry-run and say why in sloAlerting.runbooks.dryRunReason (the explicit guard)"))
+    if rb.dry_run_reason and not (cfg.environment == "prod" and slo.enabled and rb.enabled and rb.dry_run):
+        p.append(Problem(f"{ns}:sloAlerting.runbooks.dryRunReason", rb.dry_run_reason,
+                         "only guards a prod stack whose runbooks are in dry-run: remove it"))
     return p
