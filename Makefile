@@ -244,7 +244,7 @@ drill: venv tools
 	$(PY) -m infra.tools.drill --scenarios all
 # The subset `make test` runs (tests/test_drill.py), with 10 s scrape/evaluation and without waiting for resolves.
 drill-short: venv tools
-	$(PY) -m infra.tools.drill --scenarios short --scrape-interval 10 --evaluation-interval 10 --no-resolve
+	$(PY) -m infra.tools.drill --scenarios short --scrape-interval 5 --evaluation-interval 5 --no-resolve
 
 # -- prometheus values --
 .PHONY: check-prometheus-values
