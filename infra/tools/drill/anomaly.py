@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import boto3
-
 from infra.artifacts.packaging import build_lambda
 from infra.components.anomaly import settings_json
 from infra.config.anomaly import AnomalyConfig
+from infra.tools.drill.webhook import client
 
 DETECTOR = "anomaly_detector"
 # The shipped defaults (the stacks set only prometheusUrl: their AMP workspace, which the drill replaces).
@@ -77,8 +76,8 @@ def drill_settings(prometheus_url: str) -> Shipped:
 def create_world(ticket_url: str) -> str:
     """The detector's bucket and the anomaly topic, the topic's HTTP subscription to the ticket stand-in (the
     stack's is HTTPS to the ticket webhook). Returns the topic ARN."""
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    sns = boto3.client("sns")
+    client("s3").create_bucket(Bucket=BUCKET)
+    sns = client("sns")
     topic = str(sns.create_topic(Name=TOPIC)["TopicArn"])
     sns.subscribe(TopicArn=topic, Protocol="http", Endpoint=ticket_url)
     return topic
@@ -94,7 +93,7 @@ def seed_band(rate: float, now: float) -> None:
     doc = {"metric": METRIC, "trained_at": "drill", "trained_at_epoch": now - 3600, "history_points": 0,
            "validation": {"mape": 0.01}, "error_limit": 0.15, "flagged": False, "seasonality_mode": "multiplicative",
            "interval_width": 0.95, "seed_residuals": seed, "band": band}
-    boto3.client("s3").put_object(Bucket=BUCKET, Key=f"bands/{METRIC}/latest.json", Body=json.dumps(doc).encode())
+    client("s3").put_object(Bucket=BUCKET, Key=f"bands/{METRIC}/latest.json", Body=json.dumps(doc).encode())
 
 
 class Detector:

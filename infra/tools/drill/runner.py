@@ -15,7 +15,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -98,6 +98,7 @@ class Drill:
         self._history_lock = threading.Lock()
         self._heartbeats: list[dict[str, Any]] = []
         self._collect_lock = threading.Lock()
+        self._world: Future[webhook.World] = Future()
 
     # ---------------------------------------------------------------------------------------- the whole run
     def run(self, scenarios: Sequence[Scenario]) -> list[Result]:
@@ -112,10 +113,13 @@ class Drill:
             saved = {k: os.environ.get(k) for k in (*webhook.aws_environment(moto.url), "RUNBOOK_SETTINGS")}
             os.environ.update(webhook.aws_environment(moto.url))
             try:
-                self.world = webhook.create_world()
+                # The world is made while the scenarios start their daemons; a fault waits for it (_drive).
+                maker = ThreadPoolExecutor(max_workers=1)
+                self._world = maker.submit(webhook.create_world)
+                maker.shutdown(wait=False)
                 secrets = {s.name: ("not-" + webhook.SECRET) if s.wrong_webhook_secret else webhook.SECRET
                            for s in scenarios}
-                with webhook.Functions(self.world) as functions, \
+                with webhook.Functions(lambda: self.world) as functions, \
                         StandIns(functions.deliver, secrets) as self.standins:
                     for s in scenarios:
                         if s.late_first_answer:
@@ -152,6 +156,10 @@ class Drill:
         with self._collect_lock:
             self._audit += webhook.drain(self.world.audit_queue)
             self._heartbeats += webhook.drain(self.world.heartbeat_queue)
+
+    @property
+    def world(self) -> webhook.World:
+        return self._world.result(timeout=120)
 
     def _settle(self) -> None:
         """Until every webhook PagerDuty owes was delivered (acknowledge goes a second after the trigger,

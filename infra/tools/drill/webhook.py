@@ -17,6 +17,7 @@ import shutil
 import sys
 import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -28,6 +29,14 @@ from infra.components.slo_alerting import FUNCTION_FOLDER
 from infra.core.paths import BUILD_DIR
 
 PACKAGED_NAME = "drill_packaged_runbook_automation"
+_CLIENTS = threading.Lock()
+
+
+def client(service: str) -> Any:
+    """A boto3 client made under a lock: the default session is not thread-safe (boto3's "Multithreading"
+    guide), and the drill's scenarios run in threads; clients themselves are."""
+    with _CLIENTS:
+        return boto3.client(service)
 
 
 def packaged_handler() -> ModuleType:
@@ -86,8 +95,8 @@ def _subscribe(sns: Any, sqs: Any, topic: str, name: str) -> str:
 
 def create_world() -> World:
     """Everything the functions expect, on the moto server the environment points at; sets RUNBOOK_SETTINGS."""
-    sns, sqs, ddb = boto3.client("sns"), boto3.client("sqs"), boto3.client("dynamodb")
-    sm = boto3.client("secretsmanager")
+    sns, sqs, ddb = client("sns"), client("sqs"), client("dynamodb")
+    sm = client("secretsmanager")
     secret_id = sm.create_secret(Name="akidb-drill-pagerduty-webhook", SecretString=SECRET)["ARN"]
     audit_topic = sns.create_topic(Name="akidb-drill-runbook-audit")["TopicArn"]
     notify_topic = sns.create_topic(Name="akidb-drill-alerts-p2")["TopicArn"]
@@ -109,7 +118,9 @@ def create_world() -> World:
         "max_actions_per_hour": 60, "timeline_table_name": TIMELINE_TABLE,
         "runbook_base_url": "https://runbooks.akidb.internal", "grafana_base_url": "https://grafana.akidb.internal",
         "timeline_settle_s": 0})
-    packaged_handler()._reset()
+    handler = packaged_handler()
+    handler._reset()
+    handler._init()  # the container's init phase, once: its clients are then shared by the webhook and worker
     world = World(secret_id=secret_id, queue_url=queue_url,
                   audit_queue=_subscribe(sns, sqs, audit_topic, "akidb-drill-audit-copy"),
                   heartbeat_queue=_subscribe(sns, sqs, heartbeat_topic, "akidb-drill-heartbeat-copy"),
@@ -122,7 +133,7 @@ def create_world() -> World:
 
 def _create_asg(world: World) -> None:
     try:
-        asg = boto3.client("autoscaling")
+        asg = client("autoscaling")
         asg.create_launch_configuration(LaunchConfigurationName="akidb-drill", ImageId="ami-12c6146b",
                                         InstanceType="t3.micro")
         asg.create_auto_scaling_group(AutoScalingGroupName=ASG, LaunchConfigurationName="akidb-drill", MinSize=0,
@@ -153,10 +164,10 @@ class Functions:
 
     POLL_S = 0.2
 
-    def __init__(self, world: World) -> None:
-        self.world = world
+    def __init__(self, world: Callable[[], World]) -> None:
+        self._world = world  # waits until the world exists
         self._lock = threading.Lock()
-        self._sqs = boto3.client("sqs")
+        self._sqs: Any = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -182,9 +193,12 @@ class Functions:
 
     def run_worker(self) -> None:
         """Hand every queued job to the worker (10 a batch, as the SQS trigger), until the queue is empty."""
+        queue_url = self._world().queue_url
         with self._lock:
+            if self._sqs is None:
+                self._sqs = client("sqs")
             while True:
-                msgs = self._sqs.receive_message(QueueUrl=self.world.queue_url, MaxNumberOfMessages=10,
+                msgs = self._sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
                                                  WaitTimeSeconds=0).get("Messages", [])
                 if not msgs:
                     return
@@ -193,12 +207,12 @@ class Functions:
                 failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
                 for m in msgs:
                     if m["MessageId"] not in failed:
-                        self._sqs.delete_message(QueueUrl=self.world.queue_url, ReceiptHandle=m["ReceiptHandle"])
+                        self._sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
 
 
 def asg_capacity() -> int:
     """The on-demand ASG's desired capacity now (what the scale-out runbooks changed)."""
-    groups = boto3.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[ASG])
+    groups = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[ASG])
     return int(groups["AutoScalingGroups"][0]["DesiredCapacity"])
 
 
@@ -207,7 +221,7 @@ def timeline_figures(world: World) -> dict[str, dict[str, Any]]:
     `figures_published`, written when it put TimeToDetect/Acknowledge/Resolve to CloudWatch), else what its
     `figures` computes from the stored events (an incident not resolved within the run: not yet published)."""
     timeline = importlib.import_module(f"{PACKAGED_NAME}.timeline")
-    ddb = boto3.client("dynamodb")
+    ddb = client("dynamodb")
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"TableName": TIMELINE_TABLE, "ConsistentRead": True}
     while True:
@@ -243,7 +257,7 @@ def timeline_figures(world: World) -> dict[str, dict[str, Any]]:
 
 def drain(queue_url: str) -> list[dict[str, Any]]:
     """Every message on a copy queue (consumed), with SQS's SentTimestamp as `_received_at` (epoch s)."""
-    sqs = boto3.client("sqs")
+    sqs = client("sqs")
     out: list[dict[str, Any]] = []
     while True:
         msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
