@@ -249,7 +249,7 @@ drill: venv tools  ## the signal paths end to end with real Prometheus and Alert
 	$(PY) -m infra.tools.drill --scenarios all
 # The subset `make test` runs (tests/test_drill.py), with 10 s scrape/evaluation and without waiting for resolves.
 drill-short: venv tools  ## the drill subset `make test` runs
-	$(PY) -m infra.tools.drill --scenarios short --scrape-interval 10 --evaluation-interval 10 --no-resolve
+	$(PY) -m infra.tools.drill --scenarios short --scrape-interval 5 --evaluation-interval 5 --no-resolve
 
 # -- prometheus values --
 .PHONY: check-prometheus-values

@@ -26,7 +26,9 @@ def harness() -> Iterator[Harness]:
     with daemons.moto_server() as moto:
         os.environ.update(webhook.aws_environment(moto.url))
         try:
-            yield Harness(webhook.create_world())
+            world = webhook.create_world()
+            webhook.asg_ready(world)  # made in the background (moto's first Auto Scaling call is slow)
+            yield Harness(world)
         finally:
             webhook.reset()
             for k, v in saved.items():

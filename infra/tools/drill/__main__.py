@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("scrape_interval", "evaluation_interval"):
         if not 1 <= getattr(args, name) <= 60:
             parser.error(f"--{name.replace('_', '-')} must be 1..60 seconds, got {getattr(args, name)}")
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the daemons run in their own working directories
     timing = Timing(args.scrape_interval, args.evaluation_interval)
     started = time.time()
     results = Drill(out, timing, wait_resolve=not args.no_resolve).run(scenarios)

@@ -98,14 +98,17 @@ def unexpected_differences(shipped: dict[str, Any], drill: dict[str, Any], *,
             if not any(_matches(p, pattern) for pattern in allowed)]
 
 
-def prometheus_config(*, exporter_target: str, alertmanager_url: str, scrape_interval_s: int,
+def prometheus_config(*, exporter_target: str, instance: str, alertmanager_url: str, scrape_interval_s: int,
                       evaluation_interval_s: int) -> dict[str, Any]:
-    """Prometheus scraping the synthetic akidb-rest as job akidb-rest, the shipped rule files, one Alertmanager."""
+    """Prometheus scraping the synthetic akidb-rest as job akidb-rest, the shipped rule files, one Alertmanager.
+    The target's `instance` label is fixed (a target label set in the config wins over the address), so one
+    backfilled history continues in every scenario's Prometheus whatever port its exporter got."""
     return {
         "global": {"scrape_interval": f"{scrape_interval_s}s", "evaluation_interval": f"{evaluation_interval_s}s",
                    "scrape_timeout": f"{min(scrape_interval_s, 10)}s"},
         "rule_files": [str(p) for p in SHIPPED_RULES],
-        "scrape_configs": [{"job_name": "akidb-rest", "static_configs": [{"targets": [exporter_target]}]}],
+        "scrape_configs": [{"job_name": "akidb-rest", "static_configs": [{"targets": [exporter_target],
+                                                                       "labels": {"instance": instance}}]}],
         "alerting": {"alertmanagers": [{"static_configs": [
             {"targets": [alertmanager_url.removeprefix("http://")]}]}]},
     }

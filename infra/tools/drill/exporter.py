@@ -19,6 +19,7 @@ from pathlib import Path
 from infra.tools.drill.scenarios import Traffic
 
 JOB = "akidb-rest"
+INSTANCE = "akidb-rest-0:8080"  # every scenario's target carries this label (configs.prometheus_config)
 # The buckets akidb-rest exports (rules/slos.yaml, akidb.io/histogram-buckets): the SLO threshold 0.03 among them.
 BUCKETS = ("0.005", "0.01", "0.025", "0.03", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10")
 FAST_S = 0.008  # a healthy request: inside the 30 ms objective

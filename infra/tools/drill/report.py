@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from infra.tools.drill import anomaly
 from infra.tools.drill.runner import Result, heartbeat_alarm_at
 
 COLUMNS = ("scenario", "result", "setup (s)", "firing (s)", "in Alertmanager (s)", "page received (s)", "pages",
-           "webhook", "runbook outcome", "runbook done (s)", "resolved (s after recovery)", "heartbeat", "notes")
+           "webhook", "runbook outcome", "runbook done (s)", "resolved (s after recovery)",
+           "timeline TTD / TTA / TTR (s)", "heartbeat", "notes")
 
 
 def _s(value: float | None, since: float) -> str:
@@ -34,7 +36,18 @@ def webhooks(r: Result) -> str:
     codes: dict[int, int] = {}
     for w in r.webhooks:
         codes[w["status"]] = codes.get(w["status"], 0) + 1
-    return ", ".join(f"{n}x{code}" for code, n in sorted(codes.items()))
+    return ", ".join(f"{n}x{code or 'timeout'}" for code, n in sorted(codes.items()))
+
+
+def _fig(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def timeline(r: Result) -> str:
+    """The incident timeline's figures per incident; "published" once it put them to CloudWatch (on resolve),
+    else what it computes from the events so far."""
+    return "; ".join(f"{_fig(t['ttd'])} / {_fig(t['tta'])} / {_fig(t['ttr'])}"
+                     + (" published" if t["published"] else " (unresolved: computed)") for t in r.timeline) or "-"
 
 
 def heartbeat(r: Result) -> str:
@@ -47,6 +60,29 @@ def heartbeat(r: Result) -> str:
     return text
 
 
+def anomaly_path(r: Result) -> str:
+    """Who the episode reached and when: the detector's first run outside the band, each notice at the ticket
+    webhook, and when the P1 page alarm would breach (moto evaluates no alarms: computed from the published
+    IsAnomaly x Confidence, see infra/tools/drill/anomaly.py)."""
+    t0 = r.fault_at
+    runs = [x for x in r.detector_runs if x["at"] >= t0]
+    first = next((x for x in runs if x.get("is_anomaly")), None)
+    parts = [f"detector every {anomaly.DETECTOR_EVERY_S:.0f} s (the stack: {anomaly.SHIPPED.detect_schedule}): "
+             + (f"outside the band at +{first['at'] - t0:.0f} s (value {first['value']:.1f}, confidence "
+                f"{first['confidence']:.2f})" if first else "never outside the band")]
+    parts += [f"ticket webhook got {n['event']} at +{n['at'] - t0:.0f} s (episode {n['episode']})"
+              for n in r.anomaly_notices]
+    points = [(x["at"], (1.0 if x.get("is_anomaly") else 0.0) * float(x.get("confidence") or 0.0)) for x in runs]
+    period = anomaly.first_breaching_period(points)
+    cfg = anomaly.SHIPPED
+    parts.append(f"P1 page alarm (confidence >= {cfg.page_confidence:g} for {cfg.page_after_minutes} min): "
+                 + (f"first period at or above ends +{period - t0:.0f} s, pages at +"
+                    f"{period - t0 + (cfg.page_after_minutes - 5) * 60:.0f} s if the episode lasts (computed)"
+                    if period is not None else
+                    f"not reached within the drill (peak {max((v for _, v in points), default=0.0):.2f})"))
+    return "; ".join(parts)
+
+
 def row(r: Result) -> list[str]:
     page = min((p["opened_at"] for p in r.pages), default=None)
     resolved = max((p["resolved_at"] for p in r.pages if p["resolved_at"]), default=None)
@@ -55,6 +91,8 @@ def row(r: Result) -> list[str]:
         notes.append("fired: " + ", ".join(sorted(r.firing_at)))
     if r.suppressed:
         notes.append("held back: " + ", ".join(f"{k} {v}" for k, v in sorted(r.suppressed.items())))
+    if r.scenario.anomaly:
+        notes.append(anomaly_path(r))
     if r.scenario.maintenance and r.firing_at and not r.pages:
         notes.append("muted by the maintenance window")
     if r.pages and not resolved:
@@ -62,7 +100,7 @@ def row(r: Result) -> list[str]:
     return [r.scenario.name, "PASS" if r.ok else "FAIL", f"{r.setup_s:.0f}", _s(_first(r.firing_at), r.fault_at),
             _s(_first(r.in_alertmanager_at), r.fault_at), _s(page, r.fault_at), str(len(r.pages)), webhooks(r),
             outcome(r), _s(max((a["_received_at"] for a in r.runbook), default=None), r.fault_at),
-            _s(resolved, r.recovered_at or r.fault_at) if resolved else "-", heartbeat(r),
+            _s(resolved, r.recovered_at or r.fault_at) if resolved else "-", timeline(r), heartbeat(r),
             "; ".join(notes)]
 
 

@@ -4,7 +4,9 @@ and the project's webhook. Every step is timed from the fault's start."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -13,7 +15,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,9 +25,9 @@ from typing import Any
 import yaml
 
 from infra.tools import daemons
-from infra.tools.drill import configs, exporter, webhook
+from infra.tools.drill import anomaly, configs, exporter, webhook
 from infra.tools.drill.scenarios import Scenario, Traffic
-from infra.tools.drill.standins import StandIns
+from infra.tools.drill.standins import TIMED_OUT, StandIns
 
 POLL_S = 0.5
 HISTORY_STEP_S = 30.0  # the backfilled history's sample spacing (kube-prometheus-stack's scrape interval)
@@ -59,6 +61,13 @@ class Result:
     webhooks: list[dict[str, Any]] = field(default_factory=list)  # V3 deliveries and the webhook's answers
     runbook: list[dict[str, Any]] = field(default_factory=list)  # audit entries for this scenario's incidents
     heartbeats: list[float] = field(default_factory=list)  # heartbeat messages that reached SNS (moto)
+    # Per incident: TTD/TTA/TTR as the incident timeline (lambdas/runbook_automation/timeline.py) computed them
+    # from the events the drill produced, and whether it published them (it does once the incident resolved).
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    # The anomaly path: each detector run (at, outcome for the watched metric) and each notice the ticket
+    # stand-in received through the anomaly topic (at, event, episode id).
+    detector_runs: list[dict[str, Any]] = field(default_factory=list)
+    anomaly_notices: list[dict[str, Any]] = field(default_factory=list)
     alertmanager_stopped_at: float | None = None
     alertmanager_url: str = ""
     setup_s: float = 0.0  # backfill, daemons, warm-up
@@ -85,28 +94,53 @@ class Drill:
     def __init__(self, out_dir: Path, timing: Timing = Timing(), *, wait_resolve: bool = True) -> None:
         self.out_dir, self.timing, self.wait_resolve = out_dir, timing, wait_resolve
         self._audit: list[dict[str, Any]] = []
+        self._histories: dict[tuple[float, bool], tuple[Path, exporter.Counts]] = {}
+        self._history_lock = threading.Lock()
         self._heartbeats: list[dict[str, Any]] = []
         self._collect_lock = threading.Lock()
+        self._world: Future[webhook.World] = Future()
 
     # ---------------------------------------------------------------------------------------- the whole run
     def run(self, scenarios: Sequence[Scenario]) -> list[Result]:
         shutil.rmtree(self.out_dir, ignore_errors=True)
         self.out_dir.mkdir(parents=True)
+        # The backfilled histories are written while moto starts and the world is created.
+        histories = ThreadPoolExecutor(max_workers=1)
+        for s in {(s.history_s, s.backfill_baseline): s for s in scenarios}.values():
+            histories.submit(self._history, s)
+        histories.shutdown(wait=False)
         with daemons.moto_server(workdir=self.out_dir / "moto") as moto:
             saved = {k: os.environ.get(k) for k in (*webhook.aws_environment(moto.url), "RUNBOOK_SETTINGS")}
             os.environ.update(webhook.aws_environment(moto.url))
             try:
-                self.world = webhook.create_world()
-                functions = webhook.Functions(self.world)
+                # The world is made while the scenarios start their daemons; a fault waits for it (_drive).
+                maker = ThreadPoolExecutor(max_workers=1)
+                self._world = maker.submit(webhook.create_world)
+                maker.shutdown(wait=False)
                 secrets = {s.name: ("not-" + webhook.SECRET) if s.wrong_webhook_secret else webhook.SECRET
                            for s in scenarios}
-                with StandIns(functions.deliver, secrets) as self.standins:
+                with webhook.Functions(lambda: self.world) as functions, \
+                        StandIns(functions.deliver, secrets) as self.standins:
+                    for s in scenarios:
+                        if s.late_first_answer:
+                            self.standins.late_first_answer(s.name)
                     with ThreadPoolExecutor(max_workers=len(scenarios)) as pool:
                         results = list(pool.map(self._run_one, scenarios))
-                    time.sleep(2)  # the last webhooks (acknowledge is sent a second after the trigger)
-                    self._collect()
+                    self._settle()
+                functions.run_worker()
+                self._collect()
+                timelines = webhook.timeline_figures(self.world)
+                capacity = webhook.asg_capacity()
+                for r in results:
+                    self._attach(r, timelines)
+                acted = sum(1 for r in results for a in r.runbook if a.get("decision") == "acted"
+                            and a.get("action") == "scale-out")
+                if capacity != webhook.START_CAPACITY + acted * webhook.SCALE_OUT_STEP:
                     for r in results:
-                        self._attach(r)
+                        if any(a.get("decision") == "acted" for a in r.runbook):
+                            r.problems.append(f"the ASG's desired capacity is {capacity}, expected "
+                                              f"{webhook.START_CAPACITY} + {acted} audited scale-outs x "
+                                              f"{webhook.SCALE_OUT_STEP}: a side effect not audited once")
             finally:
                 webhook.reset()  # the functions' cached clients point at this moto server
                 for k, v in saved.items():
@@ -123,12 +157,51 @@ class Drill:
             self._audit += webhook.drain(self.world.audit_queue)
             self._heartbeats += webhook.drain(self.world.heartbeat_queue)
 
-    def _attach(self, r: Result) -> None:
+    @property
+    def world(self) -> webhook.World:
+        return self._world.result(timeout=120)
+
+    def _settle(self) -> None:
+        """Until every webhook PagerDuty owes was delivered (acknowledge goes a second after the trigger,
+        retries up to half a minute later)."""
+        deadline = time.time() + 60
+        while time.time() < deadline and not self.standins.idle():
+            time.sleep(POLL_S)
+
+    def _history(self, s: Scenario) -> tuple[Path, exporter.Counts]:
+        """Backfilled TSDB blocks of healthy history (one per kind of history, shared by the scenarios: every
+        scenario's exporter has the same `instance` label), and the counters where the history ends."""
+        key = (s.history_s, s.backfill_baseline)
+        with self._history_lock:
+            if key not in self._histories:
+                wd = self.out_dir / "history" / f"{int(s.history_s)}{'-baseline' if s.backfill_baseline else ''}"
+                wd.mkdir(parents=True)
+                now, step = time.time(), HISTORY_STEP_S
+                windows: tuple[tuple[float, float], ...] = ()
+                if s.backfill_baseline:
+                    windows = tuple((now - ago - 1800, now - ago + 1800) for ago in (DAY_S, WEEK_S))
+                counts = exporter.history(wd / "history.om", exporter.INSTANCE, start=now - s.history_s,
+                                          end=now - step, step_s=step, traffic=Traffic(), baselines=windows)
+                # Blocks as long as the history (Prometheus's compaction makes such from 2h ones anyway):
+                # promtool's default 2h blocks took 18 s for 3 days, one block per 96h takes 2 s.
+                hours = math.ceil(s.history_s / 3600) + 1
+                out = subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics",
+                                      f"--max-block-duration={hours}h", str(wd / "history.om"), str(wd / "blocks")],
+                                     capture_output=True, text=True, timeout=300, check=False)
+                if out.returncode != 0:
+                    raise RuntimeError(f"promtool create-blocks-from openmetrics: {out.stderr[-2000:]}")
+                self._histories[key] = (wd / "blocks", counts)
+            blocks, counts = self._histories[key]
+        return blocks, dataclasses.replace(counts)
+
+    def _attach(self, r: Result, timelines: dict[str, dict[str, Any]]) -> None:
         name = r.scenario.name
         incidents = {i.id for i in self.standins.incidents(name)}
+        r.timeline = [timelines[i] for i in sorted(incidents) if i in timelines]
         r.pages = [{"incident": i.id, "title": i.title, "opened_at": i.opened_at, "resolved_at": i.resolved_at,
                     "triggers": i.triggers} for i in self.standins.incidents(name)]
-        r.webhooks = [{"at": w.at, "event_type": w.event_type, "status": w.status, "answer": w.answer}
+        r.webhooks = [{"at": w.at, "event_type": w.event_type, "status": w.status, "answer": w.answer,
+                       "incident": w.incident, "webhook_id": w.webhook_id, "attempt": w.attempt}
                       for w in self.standins.webhooks(name)]
         r.runbook = [a for a in self._audit if a.get("incident") in incidents]
         r.heartbeats = sorted(h["_received_at"] for h in self._heartbeats
@@ -151,20 +224,9 @@ class Drill:
         wd.mkdir(parents=True)
         baseline = Traffic()
         port = daemons.free_port()
-        instance = f"127.0.0.1:{port}"
-        now = time.time()
-        step = HISTORY_STEP_S
-        windows: tuple[tuple[float, float], ...] = ()
-        if s.backfill_baseline:
-            windows = tuple((now - ago - 1800, now - ago + 1800) for ago in (DAY_S, WEEK_S))
-        history = wd / "history.om"
-        counts = exporter.history(history, instance, start=now - s.history_s, end=now - step, step_s=step,
-                                  traffic=baseline, baselines=windows)
+        blocks, counts = self._history(s)
         tsdb = wd / "tsdb"
-        out = subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(history), str(tsdb)],
-                             capture_output=True, text=True, timeout=300, check=False)
-        if out.returncode != 0:
-            raise RuntimeError(f"promtool create-blocks-from openmetrics: {out.stderr[-2000:]}")
+        shutil.copytree(blocks, tsdb)
         routing_key = wd / "routing-key"
         routing_key.write_text(f"drill-{s.name}-routing-key\n")
         slack = wd / "slack-url"
@@ -188,14 +250,21 @@ class Drill:
             am = stack.enter_context(daemons.alertmanager(am_cfg, workdir=wd / "alertmanager"))
             prom_cfg = wd / "prometheus.yml"
             prom_cfg.write_text(yaml.safe_dump(configs.prometheus_config(
-                exporter_target=instance, alertmanager_url=am.url, scrape_interval_s=self.timing.scrape_s,
+                exporter_target=exp.target, instance=exporter.INSTANCE, alertmanager_url=am.url,
+                scrape_interval_s=self.timing.scrape_s,
                 evaluation_interval_s=self.timing.evaluation_s)))
             prom = stack.enter_context(daemons.prometheus(prom_cfg, tsdb=tsdb, workdir=wd / "prometheus"))
             self._warm_up(prom.url, am.url, s)
             if s.stop_alertmanager:
                 self._await_heartbeat(am.url, s)
+            detector = None
+            if s.anomaly:
+                topic = anomaly.create_world(self.standins.url(s.name, "tickets"))
+                anomaly.seed_band(baseline.rps, time.time())
+                detector = stack.enter_context(anomaly.Detector(wd, prom.url, topic))
+                self._detect(detector, r)  # a healthy run first: no notice
             r.setup_s = time.time() - started
-            self._drive(s, r, exp, prom.url, am, baseline)
+            self._drive(s, r, exp, prom.url, am, baseline, detector)
             r.ended_at = time.time()
             r.alertmanager_url = am.url
 
@@ -217,6 +286,11 @@ class Drill:
             time.sleep(POLL_S)
         raise RuntimeError(f"{s.name}: Prometheus/Alertmanager not steady within 180 s")
 
+    def _heartbeat_seen(self, am: str) -> bool:
+        self._collect()
+        with self._collect_lock:
+            return any(str(h.get("raw", "")).endswith(am) for h in self._heartbeats)
+
     def _await_heartbeat(self, am: str, s: Scenario) -> None:
         """Until a heartbeat of this Alertmanager reached SNS: the silence after the stop then means something.
         (The first arrives with Prometheus's resend, at most `--rules.alert.resend-delay` 1m after start.)"""
@@ -229,8 +303,24 @@ class Drill:
             time.sleep(1)
         raise RuntimeError(f"{s.name}: no heartbeat reached SNS within 180 s of the start")
 
+    def _detect(self, detector: anomaly.Detector, r: Result) -> None:
+        at = time.time()
+        out = detector.invoke()
+        metric = (out.get("ok") or {}).get("metrics", {}).get(anomaly.METRIC, {})
+        r.detector_runs.append({"at": at, "error": out.get("error"), **metric})
+        with (self.out_dir / r.scenario.name / "detector-runs.jsonl").open("a") as log:
+            log.write(json.dumps({"at": at, **out}, default=str) + "\n")
+        r.anomaly_notices = []
+        for got in self.standins.recorder.of(r.scenario.name, "tickets"):
+            if got.body.get("Type") == "Notification":
+                message = json.loads(got.body.get("Message") or "{}")
+                r.anomaly_notices.append({"at": got.at, "event": message.get("event"),
+                                          "episode": message.get("episode_id"), "metric": message.get("metric"),
+                                          "confidence": message.get("confidence")})
+
     def _drive(self, s: Scenario, r: Result, exp: exporter.Exporter, prom: str, am: daemons.Daemon,
-               baseline: Traffic) -> None:
+               baseline: Traffic, detector: anomaly.Detector | None = None) -> None:
+        webhook.asg_ready(self.world)
         r.fault_at = time.time()
         exp.set_traffic(s.fault)
         if s.stop_alertmanager:
@@ -242,23 +332,43 @@ class Drill:
             now = time.time()
             elapsed = now - r.fault_at
             self._observe(r, prom, None if s.stop_alertmanager else am.url)
+            if detector is not None:
+                if now - r.detector_runs[-1]["at"] >= anomaly.DETECTOR_EVERY_S:
+                    self._detect(detector, r)
+                if (any(n["event"] == "anomaly_start" for n in r.anomaly_notices) and elapsed >= s.fault_s) \
+                        or elapsed > s.page_timeout_s:
+                    break
+                time.sleep(POLL_S)
+                continue  # the fault holds until the episode's notice reached the ticket webhook
             pages = self.standins.incidents(s.name)
             if pages and paged_at is None:
                 paged_at = now
+            inhibited = all(any(k.split(" ")[0] == name and why == "inhibited" for k, why in r.suppressed.items())
+                            for name in s.expect_inhibited)
             if s.expect_pages > 0:
-                done = paged_at is not None and elapsed >= s.fault_s and now - paged_at >= s.hold_after_page_s
+                done = (paged_at is not None and elapsed >= s.fault_s and now - paged_at >= s.hold_after_page_s
+                        and inhibited)
                 if done or elapsed > s.page_timeout_s:
                     break
             else:
-                if r.recovered_at is None and elapsed >= s.fault_s:
+                reached = min(r.in_alertmanager_at.values(), default=None)
+                quiet = (s.quiet_after_alert_s > 0 and reached is not None
+                         and now - reached >= s.quiet_after_alert_s
+                         and (not s.maintenance or self._heartbeat_seen(am.url)))
+                if r.recovered_at is None and ((elapsed >= s.fault_s and not s.quiet_after_alert_s) or quiet):
                     exp.set_traffic(baseline)
                     r.recovered_at = time.time()
-                if elapsed > max(s.page_timeout_s, s.fault_s):
+                if quiet or elapsed > max(s.page_timeout_s, s.fault_s):
                     break
             time.sleep(POLL_S)
         if r.recovered_at is None:
             exp.set_traffic(baseline)
             r.recovered_at = time.time()
+        if detector is not None and self.wait_resolve:
+            deadline = time.time() + s.resolve_timeout_s
+            while time.time() < deadline and not any(n["event"] == "anomaly_end" for n in r.anomaly_notices):
+                time.sleep(max(0.0, r.detector_runs[-1]["at"] + anomaly.DETECTOR_EVERY_S - time.time()))
+                self._detect(detector, r)
         if self.wait_resolve and s.resolve_timeout_s > 0 and self.standins.incidents(s.name):
             deadline = time.time() + s.resolve_timeout_s
             while time.time() < deadline and any(i.resolved_at is None for i in self.standins.incidents(s.name)):
@@ -326,3 +436,46 @@ def _judge(r: Result) -> None:
             r.problems.append("no incident.triggered reached the webhook")
         if not r.runbook:
             r.problems.append("no runbook decision was audited")
+        _judge_exactly_once(r)
+    if s.anomaly:
+        starts = [n for n in r.anomaly_notices if n["event"] == "anomaly_start"]
+        if len(starts) != 1:
+            r.problems.append(f"{len(starts)} anomaly_start notices reached the ticket webhook, expected 1")
+        if r.detector_runs and (r.detector_runs[0].get("is_anomaly") or r.detector_runs[0].get("error")):
+            r.problems.append(f"the healthy run before the fault was not clean: {r.detector_runs[0]}")
+        if len({n["episode"] for n in r.anomaly_notices}) > 1:
+            r.problems.append("the start and end notices name different episodes")
+    for name in s.expect_inhibited:
+        if not any(k.split(" ")[0] == name and why == "inhibited" for k, why in r.suppressed.items()):
+            r.problems.append(f"{name} was not seen inhibited in Alertmanager")
+    paged = " ".join(p["title"] for p in r.pages)
+    for name in s.expect_inhibited:
+        if name in paged:
+            r.problems.append(f"{name} paged although inhibited")
+
+
+# What the audit records once per page: the webhook's decision on the trigger, then the worker's runbook outcome.
+WEBHOOK_DECISIONS = ("accepted", "no-automation", "ignored", "unknown-runbook")
+WORKER_DECISIONS = ("acted", "refused", "dry-run")
+
+
+def _judge_exactly_once(r: Result) -> None:
+    """Every webhook PagerDuty retried was finally answered 2xx, and each incident's runbook decided (and acted)
+    once and was recorded once in the timeline, however many times its trigger was delivered."""
+    attempts: dict[str, list[dict[str, Any]]] = {}
+    for w in r.webhooks:
+        attempts.setdefault(w["webhook_id"], []).append(w)
+    for tries in attempts.values():
+        if not 200 <= tries[-1]["status"] < 300:
+            r.problems.append(f"{tries[-1]['event_type']} never answered 2xx in {len(tries)} attempts")
+    for p in r.pages:
+        for stage, kinds in (("webhook", WEBHOOK_DECISIONS), ("worker", WORKER_DECISIONS)):
+            decisions = [a for a in r.runbook if a.get("incident") == p["incident"] and a.get("decision") in kinds]
+            if len(decisions) > 1:
+                r.problems.append(f"{p['incident']}: {len(decisions)} {stage} decisions for one page (exactly "
+                                  "once: " + ", ".join(str(a.get("decision")) for a in decisions) + ")")
+    if r.scenario.late_first_answer and not any(w["status"] == TIMED_OUT for w in r.webhooks):
+        r.problems.append("no delivery was retried (the late first answer did not happen)")
+    for t in r.timeline:
+        if t["events"] > len({w["webhook_id"] for w in r.webhooks if w["incident"] == t["incident"]}):
+            r.problems.append(f"{t['incident']}: the timeline holds {t['events']} events for fewer deliveries")

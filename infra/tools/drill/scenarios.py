@@ -52,6 +52,17 @@ class Scenario:
     # burn-rate window is the ticket-slow tier's 3 days; the 30-day budget gauges read what there is).
     history_s: float = 3 * 86400.0 + 3600.0
     expect_heartbeat: bool = True
+    # Alerts that must fire and be held back by an inhibition in Alertmanager (never paged).
+    expect_inhibited: tuple[str, ...] = ()
+    # With no page expected: end once the alerts have sat in Alertmanager this long unpaged (and, in a
+    # maintenance window, a heartbeat went out), instead of watching until `page_timeout_s`.
+    quiet_after_alert_s: float = 0.0
+    # The webhook's first answer to each page arrives after PagerDuty's 5 s timeout: PagerDuty retries the
+    # delivery the webhook already processed (exactly-once, end to end).
+    late_first_answer: bool = False
+    # The anomaly detector (from its zip) watches this scenario's Prometheus; its episode notice must reach the
+    # ticket stand-in through the anomaly topic (and, with resolves awaited, its recovery notice too).
+    anomaly: bool = False
     notes: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
 
@@ -62,13 +73,21 @@ TRAFFIC_DROP = "TrafficDrop"
 
 CATALOGUE: tuple[Scenario, ...] = (
     # A full outage's P0 group holds page-fast (1h/5m windows): it resolves once the 5m window is clean again.
-    Scenario("outage", "Full outage: every request answers 5xx", Traffic(error_ratio=1.0),
-             expect_firing=(BURN,), resolve_timeout_s=480.0, tags=("short",)),
-    Scenario("service-down", "ServiceDown: no target answers its scrape (one page, SLO pages inhibited)",
+    Scenario("outage", "Full outage: every request answers 5xx; the webhook's first answer comes too late "
+             "(PagerDuty retries: one runbook action)", Traffic(error_ratio=1.0),
+             expect_firing=(BURN,), resolve_timeout_s=480.0, late_first_answer=True, tags=("short",)),
+    Scenario("service-down", "ServiceDown: no target answers its scrape (one page)",
              Traffic(up=False), expect_firing=(SERVICE_DOWN,), tags=("short",)),
+    # Watched 30 s after the alerts reached Alertmanager (the P0 route's group_wait is 5 s: the unmuted outage
+    # pages 5 s after), and until a heartbeat went out inside the window.
     Scenario("maintenance", "Full outage inside a maintenance window: muted, the heartbeat still goes out",
-             Traffic(error_ratio=1.0), expect_firing=(BURN,), expect_pages=0, maintenance=True, fault_s=100.0,
-             page_timeout_s=100.0, tags=("short",)),
+             Traffic(error_ratio=1.0), expect_firing=(BURN,), expect_pages=0, maintenance=True,
+             page_timeout_s=180.0, quiet_after_alert_s=30.0, tags=("short",)),
+    # The SLO alerts a dark service fires: without scrapes the burn-rate rules have no data, the SLO meta alert
+    # SLOMetricAbsent (for: 10m) fires and is inhibited by ServiceDown; ServiceDown's is the only page.
+    Scenario("service-down-inhibits", "ServiceDown held until the SLO alert it explains fires, inhibited",
+             Traffic(up=False), expect_firing=(SERVICE_DOWN, "SLOMetricAbsent"),
+             expect_inhibited=("SLOMetricAbsent",), page_timeout_s=900.0, resolve_timeout_s=0.0),
     Scenario("errors-5pct", "5% of requests answer 5xx", Traffic(error_ratio=0.05), expect_firing=(BURN,),
              resolve_timeout_s=480.0),
     Scenario("latency-brownout", "5% of requests slower than 30 ms", Traffic(slow_ratio=0.05),
@@ -79,6 +98,11 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("traffic-drop", "Requests fall to 5% of a day and a week ago while targets are up",
              Traffic(rps=BASE_RPS * 0.05), expect_firing=(TRAFFIC_DROP,), backfill_baseline=True,
              page_timeout_s=720.0, resolve_timeout_s=360.0),  # P1's group_interval (5m) paces the resolve
+    # A surge no SLO rule pages on: the detector's request_rate leaves its forecast band; the episode notice goes
+    # to the anomaly topic, whose only subscriber is the ticket webhook; the P1 page alarm needs 30 minutes.
+    Scenario("anomaly-episode", "Requests surge to 4x the forecast: an anomaly episode reaches the ticket webhook",
+             Traffic(rps=BASE_RPS * 4), expect_pages=0, anomaly=True, page_timeout_s=240.0,
+             resolve_timeout_s=600.0, tags=("short",)),
     Scenario("alertmanager-stopped", "Alertmanager stopped: the heartbeat stops reaching SNS",
              Traffic(), expect_pages=0, stop_alertmanager=True, fault_s=200.0, page_timeout_s=200.0,
              expect_heartbeat=False),

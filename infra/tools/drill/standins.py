@@ -8,6 +8,14 @@ body with routing_key, event_action (trigger|acknowledge|resolve), dedup_key, pa
 {"status": "success", "dedup_key": ...}. V3 webhooks (https://developer.pagerduty.com/docs/webhooks/v3-overview/):
 {"event": {"id", "event_type", "resource_type": "incident", "occurred_at", "agent", "data": {...}}}, header
 X-PagerDuty-Signature: v1=<HMAC-SHA256 hex of the raw body with the subscription secret>, X-Webhook-Id.
+
+Delivery as PagerDuty's "Webhook Behavior" page documents it (https://developer.pagerduty.com/docs/webhooks/
+webhook-behavior/): a 2xx is expected within 5 seconds; no response / a timeout, a 5xx, a 429 or a connection
+failure is retried (periodically, for up to 48 hours: the drill retries after 1, 2, 4, 8... s, MAX_ATTEMPTS in
+all), with the SAME body and X-Webhook-Id ("repeated for each delivery attempt"), and later webhooks of that
+subscription and incident wait behind it (ordering); any other 4xx is dropped without a retry. A scenario may
+make the first answer to each incident's trigger arrive after the 5 s timeout (a cold start): PagerDuty then
+retries what the webhook already processed, which exercises exactly-once end to end.
 """
 
 from __future__ import annotations
@@ -27,6 +35,16 @@ from typing import Any
 
 # The simulated responder acknowledges this long after the incident opened.
 ACK_AFTER_S = 1.0
+# PagerDuty expects a 2xx within 5 s (Webhook Behavior, "Timeouts"); retries, drill-sized (PagerDuty: up to 48 h).
+TIMEOUT_S = 5.0
+RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
+MAX_ATTEMPTS = len(RETRY_DELAYS_S) + 1
+TIMED_OUT = 0  # the status recorded for an attempt whose answer came too late (PagerDuty saw none)
+
+
+def retried(status: int) -> bool:
+    """Whether PagerDuty retries an attempt answered `status` (TIMED_OUT: no answer in time)."""
+    return status == TIMED_OUT or status == 429 or status >= 500
 
 
 @dataclass
@@ -56,8 +74,11 @@ class Webhook:
     scenario: str
     incident: str
     event_type: str
-    status: int
+    status: int  # TIMED_OUT when the answer came after PagerDuty's timeout
     answer: dict[str, Any]
+    webhook_id: str = ""
+    attempt: int = 1
+    took_s: float = 0.0
 
 
 @dataclass
@@ -106,6 +127,8 @@ class StandIns:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._outbox: queue.Queue[tuple[str, str, Incident, float] | None] = queue.Queue()
+        self._late_first_answer: set[str] = set()  # scenarios whose first answer to a trigger comes too late
+        self._busy = threading.Event()  # the sender holds webhooks not yet delivered
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = int(self._server.server_address[1])
         self._threads = [threading.Thread(target=self._server.serve_forever, daemon=True),
@@ -128,6 +151,14 @@ class StandIns:
 
     def set_secret(self, scenario: str, secret: str) -> None:
         self._secrets[scenario] = secret
+
+    def late_first_answer(self, scenario: str) -> None:
+        """The webhook's first answer to each of the scenario's `incident.triggered` arrives after TIMEOUT_S."""
+        self._late_first_answer.add(scenario)
+
+    def idle(self) -> bool:
+        """Nothing left to send: every webhook owed was delivered, dropped or given up on."""
+        return self._outbox.empty() and not self._busy.is_set()
 
     def incidents(self, scenario: str) -> list[Incident]:
         with self._lock:
@@ -199,20 +230,65 @@ class StandIns:
 
     # -- the webhook side: asynchronous, as PagerDuty's
     def _send_webhooks(self) -> None:
-        while True:
-            item = self._outbox.get()
-            if item is None:
-                return
-            event_type, scenario, incident, at = item
-            delay = at - time.time()
-            if delay > 0:
-                time.sleep(delay)
-            body = v3_body(event_type, incident, at)
-            headers = {"Content-Type": "application/json", "X-PagerDuty-Signature":
-                       signature(self._secrets[scenario], body),
-                       "X-Webhook-Id": hashlib.sha256(body).hexdigest()[:20],
-                       "User-Agent": "PagerDuty-Webhook/V3.0"}
-            status, answer = self._deliver(scenario, body, headers)
-            with self._lock:
-                self.recorder.webhooks.append(Webhook(time.time(), scenario, incident.id, event_type, status,
-                                                      answer))
+        """One sender, FIFO per incident: a delivery being retried holds back that incident's later ones."""
+        pending: dict[str, list[_Outgoing]] = {}  # incident id -> its undelivered webhooks, oldest first
+        stopping = False
+        while not (stopping and not any(pending.values())):
+            heads = [q[0].due for q in pending.values() if q]
+            wait = max(0.0, min(heads) - time.time()) if heads else None
+            try:
+                item = self._outbox.get(timeout=wait) if wait is None or wait > 0 else self._outbox.get_nowait()
+                if item is None:
+                    stopping = True
+                else:
+                    self._busy.set()
+                    event_type, scenario, incident, at = item
+                    body = v3_body(event_type, incident, at)
+                    pending.setdefault(incident.id, []).append(
+                        _Outgoing(scenario, incident, event_type, body, hashlib.sha256(body).hexdigest()[:20], at))
+            except queue.Empty:
+                pass
+            now = time.time()
+            for q in pending.values():
+                if q and q[0].due <= now and self._attempt(q[0]):
+                    q.pop(0)
+            if any(pending.values()):
+                self._busy.set()
+            else:
+                self._busy.clear()
+
+    def _attempt(self, out: _Outgoing) -> bool:
+        """One delivery attempt; True when it is done with (delivered, dropped, or out of attempts)."""
+        out.attempt += 1
+        headers = {"Content-Type": "application/json", "X-PagerDuty-Signature":
+                   signature(self._secrets[out.scenario], out.body),
+                   "X-Webhook-Id": out.webhook_id, "User-Agent": "PagerDuty-Webhook/V3.0"}
+        started = time.time()
+        try:
+            status, answer = self._deliver(out.scenario, out.body, headers)
+        except Exception as e:  # the receiver failed without an answer: a connection error to PagerDuty
+            status, answer = TIMED_OUT, {"error": f"{type(e).__name__}: {e}"}
+        took = time.time() - started
+        if took > TIMEOUT_S or (out.attempt == 1 and out.event_type == "incident.triggered"
+                                and out.scenario in self._late_first_answer):
+            status, answer = TIMED_OUT, {"late": f"answered {status} after {max(took, TIMEOUT_S):.1f} s", **answer}
+        with self._lock:
+            self.recorder.webhooks.append(Webhook(time.time(), out.scenario, out.incident.id, out.event_type,
+                                                  status, answer, out.webhook_id, out.attempt, took))
+        if retried(status) and out.attempt < MAX_ATTEMPTS:
+            out.due = time.time() + RETRY_DELAYS_S[out.attempt - 1]
+            return False
+        return True
+
+
+@dataclass
+class _Outgoing:
+    """A webhook PagerDuty owes the subscriber: the same body and X-Webhook-Id on every attempt."""
+
+    scenario: str
+    incident: Incident
+    event_type: str
+    body: bytes
+    webhook_id: str
+    due: float
+    attempt: int = 0
