@@ -310,8 +310,12 @@ class ScoringParams:
     news_quantile: float = NEWS_QUANTILE
     news_same_time: int = NEWS_SAME_TIME
     onset_decay: float = ONSET_DECAY
+    # Issue 28, chosen by leave-one-family-out on shared/nab-dev (`python -m benchmarks.lofo`): the stuck signal
+    # finds the frozen sensor (artificial family 47 -> 63 at 0.6) and costs no other family. The long window (the
+    # missing daily peak) and the log shape (fewer false onsets on bursty series) score alike under LOFO but give
+    # one excursion several onsets and weaken the variance-change signal (issue 15): measured, not shipped.
     long_window: bool = False  # the LONG_WINDOW likelihood beside the hourly one
-    stuck: bool = False  # the sensor-failure signal
+    stuck: bool = True  # the sensor-failure signal
     shape_log: bool = False  # the shape Gaussian fitted on log spreads (a spread is a scale: heavy right tail)
     likelihood_cap: bool = False  # a mean no higher than one of the last two weeks is at most as rare as its rank
 
@@ -355,7 +359,7 @@ def _onset_bar(recent: Sequence[float], decay: float) -> float:
     saturated excursion) must never look new."""
     if not decay or len(recent) <= ONSET_HOLD:
         return max(recent, default=0.0)
-    older = max(map(operator.mul, recent[:-ONSET_HOLD], _age_weights(len(recent), decay)))  # C-level loop
+    older: float = max(map(operator.mul, recent[:-ONSET_HOLD], _age_weights(len(recent), decay)))  # C-level loop
     return max(older, *recent[-ONSET_HOLD:])
 
 
