@@ -114,10 +114,12 @@ anomaly-test: venv  ## the anomaly detection tests only
 	$(PY) -m pytest tests/test_anomaly*.py -q
 
 # NAB standard-profile scoring of the streaming detector on shared/nab-dev (not part of `make test`): per-file
-# and total dev score, the threshold curve, the parameter sweep and the production view at the shipped threshold.
+# and total dev score, the threshold curve, the parameter sweep and the production view at the shipped threshold;
+# then the leave-one-family-out table (issue 28): every choice made on four families, the fifth scored with it.
 NAB_DATA ?= ../shared/nab-dev
 bench-anomaly: venv  ## NAB standard-profile scoring of the detector on NAB_DATA, and the trainer's validation report
 	$(PY) -m benchmarks.run_nab --data $(NAB_DATA) --rescore --sweep
+	$(PY) -m benchmarks.lofo --data $(NAB_DATA)
 	$(PY) -m benchmarks.fit_report --data $(NAB_DATA)
 # One detector invocation for 1, 20, 100 and 1,000 metrics against a moto server: time, peak RSS, linear fit.
 bench-detector: venv  ## one detector run for 1 to 1,000 metrics against moto: time, peak memory, linear fit

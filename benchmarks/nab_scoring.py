@@ -88,13 +88,23 @@ class FileResult:
 
 
 def score_file(labels: FileLabels, scores: Sequence[float], threshold: float) -> FileResult:
+    return score_points(labels, candidates_of(labels, scores), threshold)
+
+
+def candidates_of(labels: FileLabels, scores: Sequence[float]) -> list[tuple[int, float]]:
+    """The (index, score) of the points that any threshold above 0 can detect: after probation, score > 0."""
+    return [(i, s) for i, s in enumerate(scores) if i >= labels.probation and s > 0]
+
+
+def score_points(labels: FileLabels, points: Sequence[tuple[int, float]], threshold: float) -> FileResult:
+    """score_file on the points of candidates_of (a sweep over thresholds then skips the zeros)."""
     best: dict[int, float] = {}
     fp_total = 0.0
     fps = 0
     detections = []
     values = labels.values
-    for i, s in enumerate(scores):
-        if i < labels.probation or s < threshold:
+    for i, s in points:
+        if s < threshold:
             continue
         detections.append(i)
         w, value = values[i]
@@ -131,8 +141,9 @@ def best_threshold(labels: Sequence[FileLabels], scores: Sequence[Sequence[float
     step = max(1, len(pooled) // candidates)
     grid = sorted(th for th in set(pooled[::step]) | set(pooled[-candidates:]) | {1.01} if th > above)
     best = (1.01, -math.inf)
+    points = [candidates_of(lab, ss) for lab, ss in zip(labels, scores, strict=True)]
     for th in grid:
-        total = sum(score_file(lab, ss, th).score for lab, ss in zip(labels, scores, strict=True))
+        total = sum(score_points(lab, ps, th).score for lab, ps in zip(labels, points, strict=True))
         if total > best[1]:
             best = (th, total)
     return best

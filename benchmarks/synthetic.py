@@ -209,3 +209,26 @@ def drifting_batch(days: int = 8, seed: int = 11) -> tuple[list[float], list[flo
         for k in range(4):
             values[start + k] += size
     return stamps(n), values, []
+
+
+def stuck_sensor(days: int = 9, at_day: float = 8.3, hours: int = 2,
+                 seed: int = 12) -> tuple[list[float], list[float], list[int]]:
+    """A noisy daily series whose exporter freezes: it repeats its last value for `hours` (a sensor failure,
+    inside the band; NAB's art_daily_flatmiddle kind)."""
+    rng = random.Random(seed)
+    n, at = days * DAY_POINTS, int(at_day * DAY_POINTS)
+    values = _base(n, rng)
+    for i in range(at, min(n, at + hours * 12)):
+        values[i] = values[at - 1]
+    return stamps(n), values, [at]
+
+
+def nightly_flat(days: int = 9, seed: int = 13) -> tuple[list[float], list[float], list[int]]:
+    """A batch queue that reads exactly 0 from 01:00 to 03:00 every night: flat as a habit, not a failure."""
+    rng = random.Random(seed)
+    n = days * DAY_POINTS
+    values = _base(n, rng)
+    for d in range(days):
+        for i in range(d * DAY_POINTS + 12, d * DAY_POINTS + 36):
+            values[i] = 0.0
+    return stamps(n), values, []

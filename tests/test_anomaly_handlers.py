@@ -269,6 +269,10 @@ def test_detector_notifies_once_per_episode_then_recovers(
     sent = messages(aws)
     assert [m["event"] for m in sent] == ["anomaly_start", "anomaly_end"]
     assert sent[0]["metric"] == "latency" and sent[0]["confidence"] > 0.7 and sent[0]["value"] > sent[0]["upper"]
+    # The episode's context: which signal opened it (the one whose part reached the confidence) and the band.
+    parts = sent[0]["signals"]
+    assert sent[0]["signal"] == ("range" if parts["range"] >= sent[0]["confidence"] else "level"), parts
+    assert f"signal {sent[0]['signal']}" in sent[0]["text"] and f"{sent[0]['upper']:.6g}" in sent[0]["text"]
     # One episode id for its start and end: the ticket receiver opens and closes one ticket on `dedupe_key`.
     assert sent[0]["episode_id"] == sent[1]["episode_id"] != "none"
     assert sent[0]["dedupe_key"] == sent[1]["dedupe_key"] == f"anomaly/latency/{sent[0]['episode_id']}"

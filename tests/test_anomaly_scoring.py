@@ -407,3 +407,16 @@ def test_a_second_event_hours_after_a_larger_one_gets_its_own_onset() -> None:
     assert max(onset[first:first + 12]) > THRESHOLD and max(onset[second:second + 24]) > THRESHOLD
     assert max(undiscounted[second:second + 24]) == 0.0
     assert sum(1 for x in onset[second:second + 24] if x > THRESHOLD) <= 4  # still one excursion, few onsets
+
+
+def test_a_frozen_sensor_is_found_and_a_nightly_flat_habit_is_not() -> None:
+    """Issue 28: a value repeated for an hour inside the band is a sensor failure when the series was never flat
+    for an hour in the last week (the stuck signal), and the series' habit when it is flat every night."""
+    ts, events, _, stuck = replay("stuck_sensor")
+    _, _, _, without = replay("stuck_sensor", stuck=False)
+    at = events[0]
+    starts = [i for i in episode_starts(ts, stuck) if i >= 7 * 288]
+    assert starts and at + 10 <= starts[0] <= at + 12 and stuck[starts[0]] and stuck[starts[0]].signal == "stuck"
+    assert [i for i in episode_starts(ts, without) if i >= 7 * 288] == []  # the band alone sees nothing
+    ts, _, _, nightly = replay("nightly_flat")
+    assert not any(a is not None and a.stuck for a in nightly)

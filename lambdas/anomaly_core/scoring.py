@@ -39,6 +39,7 @@ Pure Python (no numpy): the detector package must stay tiny. A band is a sorted 
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import operator
 from collections.abc import Sequence
@@ -110,6 +111,14 @@ ONSET_HOLD = 12  # ... and one less than an hour old in full
 RESIDUAL_MEMORY = WEEK_POINTS + NEWS_SAME_TIME_MAX + 1  # same time last week, +-2 hours
 RECURRING_RATIO = 0.5  # the same-time excursion yesterday/last week was at least half as large
 RECURRING_DAMP = 0.5
+# A second, longer likelihood window (issue 28): a missing daily peak or a damped one lasts hours; over one hour
+# its mean band score is no rarer than the band's daily misfit at a sharp transition, over six hours it is.
+LONG_WINDOW = 72
+# Sensor failure: a series that was never flat for an hour in the last week and now repeats one value for an
+# hour is stuck (a frozen exporter, a filled gap), whatever its band says.
+STUCK_POINTS = 12
+STUCK_CONFIDENCE = 0.9
+SPREAD_FLOOR = 0.01  # in half-widths: log(spread + floor) of a flat series stays finite
 _LOG_FLOOR = math.log(1e-10)  # tail probability 1e-10 (or below) -> log-likelihood 1
 
 
@@ -126,13 +135,21 @@ class ConfidenceState:
     ranges: list[list[float]] = field(default_factory=list)  # [day number, min, max] of the last RANGE_DAYS days
     seen: int = 0  # points assessed (the spatial rule waits for MIN_HISTORY_POINTS)
     stats: list[list[float]] = field(default_factory=list)  # [mean, std] of the level and shape Gaussians, or []
+    long_scores: list[float] = field(default_factory=list)  # last LONG_WINDOW - 1 band scores
+    long_means: list[float] = field(default_factory=list)  # last LIKELIHOOD_HISTORY long-window means
+    long_stat: list[float] = field(default_factory=list)  # [mean, std] of the long-window Gaussian, or []
+    recent_values: list[float] = field(default_factory=list)  # last STUCK_POINTS - 1 values
+    since_flat: int = 0  # points since the last flat hour (capped at a week)
 
     def to_json(self) -> dict[str, object]:
         return {"residuals": [round(x, 6) for x in self.residuals],
                 "confidences": [round(x, 6) for x in self.confidences],
                 "scores": [round(x, 6) for x in self.scores], "means": [round(x, 6) for x in self.means],
                 "signed": [round(x, 6) for x in self.signed], "spreads": [round(x, 6) for x in self.spreads],
-                "ranges": [list(r) for r in self.ranges], "seen": self.seen, "stats": [list(f) for f in self.stats]}
+                "ranges": [list(r) for r in self.ranges], "seen": self.seen, "stats": [list(f) for f in self.stats],
+                "long_scores": [round(x, 6) for x in self.long_scores],
+                "long_means": [round(x, 6) for x in self.long_means], "long_stat": list(self.long_stat),
+                "recent_values": list(self.recent_values), "since_flat": self.since_flat}
 
     @classmethod
     def from_json(cls, data: object) -> ConfidenceState:
@@ -147,6 +164,8 @@ class ConfidenceState:
                   and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in r)
                   ] if isinstance(raw_ranges, list) else []
         seen = data.get("seen")
+        since_flat = data.get("since_flat")
+        long_stat = floats("long_stat", 2)
         raw_stats = data.get("stats")
         stats = [[float(x) for x in f] for f in raw_stats if isinstance(f, list) and len(f) in (0, 2) and all(
             isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x >= -1e9 for x in f)
@@ -155,7 +174,13 @@ class ConfidenceState:
                    scores=floats("scores", LIKELIHOOD_WINDOW - 1), means=floats("means", LIKELIHOOD_HISTORY),
                    signed=floats("signed", LIKELIHOOD_WINDOW - 1), spreads=floats("spreads", SHAPE_HISTORY),
                    ranges=ranges[-RANGE_DAYS:], stats=stats if len(stats) == 2 else [],
-                   seen=seen if isinstance(seen, int) and not isinstance(seen, bool) and seen >= 0 else 0)
+                   seen=seen if isinstance(seen, int) and not isinstance(seen, bool) and seen >= 0 else 0,
+                   long_scores=floats("long_scores", LONG_WINDOW - 1),
+                   long_means=floats("long_means", LIKELIHOOD_HISTORY),
+                   long_stat=long_stat if len(long_stat) == 2 else [],
+                   recent_values=floats("recent_values", STUCK_POINTS - 1),
+                   since_flat=since_flat if isinstance(since_flat, int) and not isinstance(since_flat, bool)
+                   and since_flat >= 0 else 0)
 
     def seeded(self, seed_residuals: Sequence[float]) -> ConfidenceState:
         """This state completed with a trainer's in-sample residuals (oldest first) where its memory is short.
@@ -188,6 +213,20 @@ class Assessment:
     shape: float = 0.0  # log-scaled likelihood of the recent spread of residuals, in [0, 1]
     spatial: float = 0.0  # beyond the running range (Numenta's spatial anomaly), in [0, 1)
     recurring: bool = False  # the same excursion happened at the same time yesterday or last week
+    stuck: bool = False  # the value repeated for an hour in a series that was not flat for a week (sensor failure)
+
+    @property
+    def signal(self) -> str:
+        """Which signal gave the confidence, for the notification: "range" (beyond the running min/max of the last
+        RANGE_DAYS days), "shape" (the spread of the residuals changed), "level" (outside the band, unusual for
+        this series); "+recurring" when it was damped as a same-time habit."""
+        if self.stuck and self.confidence <= STUCK_CONFIDENCE:
+            name = "stuck"
+        elif self.spatial > 0 and self.spatial >= self.confidence:
+            name = "range"
+        else:
+            name = "shape" if self.shape > self.likelihood else "level"
+        return f"{name}+recurring" if self.recurring and name in ("level", "shape") else name
 
 
 def residual(value: float, point: BandPoint) -> float:
@@ -221,6 +260,15 @@ def tail_score(x: float, fitted: tuple[float, float] | None) -> float:
 def log_likelihood(mean: float, history: Sequence[float], min_std: float = LIKELIHOOD_MIN_STD) -> float:
     """How improbable `mean` is under a Gaussian fitted on `history`, log-scaled to [0, 1] (0 without history)."""
     return tail_score(mean, gaussian(history, min_std))
+
+
+def _rank_score(x: float, history: Sequence[float]) -> float:
+    """The log-scaled empirical tail of `x` in `history` (like tail_score), 1 beyond the history's largest: a
+    heavy-tailed series (bursty counts) has hourly means the Gaussian calls impossible several times a week."""
+    above = sum(1 for h in history if h >= x)
+    if not above:
+        return 1.0
+    return max(0.0, min(1.0, math.log(above / (len(history) + 1) + 1e-10) / _LOG_FLOOR))
 
 
 def _usual_largest(memory: Sequence[float], quantile: float, same_time: int) -> float:
@@ -262,6 +310,14 @@ class ScoringParams:
     news_quantile: float = NEWS_QUANTILE
     news_same_time: int = NEWS_SAME_TIME
     onset_decay: float = ONSET_DECAY
+    # Issue 28, chosen by leave-one-family-out on shared/nab-dev (`python -m benchmarks.lofo`): the stuck signal
+    # finds the frozen sensor (artificial family 47 -> 63 at 0.6) and costs no other family. The long window (the
+    # missing daily peak) and the log shape (fewer false onsets on bursty series) score alike under LOFO but give
+    # one excursion several onsets and weaken the variance-change signal (issue 15): measured, not shipped.
+    long_window: bool = False  # the LONG_WINDOW likelihood beside the hourly one
+    stuck: bool = True  # the sensor-failure signal
+    shape_log: bool = False  # the shape Gaussian fitted on log spreads (a spread is a scale: heavy right tail)
+    likelihood_cap: bool = False  # a mean no higher than one of the last two weeks is at most as rare as its rank
 
 
 DEFAULT_PARAMS = ScoringParams()
@@ -303,10 +359,15 @@ def _onset_bar(recent: Sequence[float], decay: float) -> float:
     saturated excursion) must never look new."""
     if not decay or len(recent) <= ONSET_HOLD:
         return max(recent, default=0.0)
-    n = len(recent)
-    per_point = decay / (ONSET_POINTS - ONSET_HOLD)
-    older = max(c * (1.0 - per_point * (n - j - ONSET_HOLD)) for j, c in enumerate(recent[:-ONSET_HOLD]))
+    older: float = max(map(operator.mul, recent[:-ONSET_HOLD], _age_weights(len(recent), decay)))  # C-level loop
     return max(older, *recent[-ONSET_HOLD:])
+
+
+@functools.lru_cache(maxsize=8)
+def _age_weights(n: int, decay: float) -> tuple[float, ...]:
+    """The discount of each of the n - ONSET_HOLD older confidences of _onset_bar (oldest first)."""
+    per_point = decay / (ONSET_POINTS - ONSET_HOLD)
+    return tuple(1.0 - per_point * (n - j - ONSET_HOLD) for j in range(n - ONSET_HOLD))
 
 
 def _ranges_with(ranges: Sequence[Sequence[float]], day: float, value: float) -> list[list[float]]:
@@ -332,20 +393,40 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
     # point made a 90-day replay cost O(history) per point; an hour's lag on a 2-week history changes nothing.
     refresh = state.seen % STATS_EVERY == 0 or len(state.stats) != 2
     level_fit = gaussian(means) if refresh else _fitted(state.stats[0])
-    shape_fit = gaussian(state.spreads[-SHAPE_HISTORY:], SHAPE_MIN_STD) if refresh else _fitted(state.stats[1])
+    if params.shape_log:
+        shape_fit = gaussian([math.log(x + SPREAD_FLOOR) for x in state.spreads[-SHAPE_HISTORY:]], SHAPE_MIN_STD) \
+            if refresh else _fitted(state.stats[1])
+    else:
+        shape_fit = gaussian(state.spreads[-SHAPE_HISTORY:], SHAPE_MIN_STD) if refresh else _fitted(state.stats[1])
     lik = tail_score(mean, level_fit)
+    if params.likelihood_cap and lik > 0:
+        lik = min(lik, _rank_score(mean, means))
+    long_window = [*state.long_scores[-(LONG_WINDOW - 1):], s]
+    long_mean = sum(long_window) / len(long_window)
+    long_means = state.long_means[-LIKELIHOOD_HISTORY:]
+    if params.long_window:
+        long_fit = gaussian(long_means) if refresh or len(state.long_stat) != 2 else _fitted(state.long_stat)
+        lik = max(lik, tail_score(long_mean, long_fit))
+    else:
+        long_fit = None
     level = math.sqrt(news * lik)
     signed_r = (value - point.yhat) / half_width(point)
     signed = [*state.signed[-(LIKELIHOOD_WINDOW - 1):], signed_r]
     spread = _spread(signed)
     spreads = state.spreads[-SHAPE_HISTORY:]
-    shape_lik = tail_score(spread, shape_fit) if params.shape else 0.0
+    shape_x = math.log(spread + SPREAD_FLOOR) if params.shape_log else spread
+    shape_lik = tail_score(shape_x, shape_fit) if params.shape else 0.0
     shape = math.sqrt(news * shape_lik)
     before = _same_time_before(memory)
     recurring = r > 1.0 and before >= params.recurring_ratio * r
     conf = max(level, shape) * (params.recurring_damp if recurring else 1.0)
     spatial = _spatial(value, state.ranges, state.seen, params.spatial_tolerance)
     conf = max(conf, spatial)
+    flat_window = [*state.recent_values[-(STUCK_POINTS - 1):], value]
+    flat = len(flat_window) == STUCK_POINTS and max(flat_window) - min(flat_window) <= 1e-9 * max(1.0, abs(value))
+    stuck = params.stuck and flat and state.since_flat >= WEEK_POINTS and state.seen >= WEEK_POINTS
+    if stuck:
+        conf = max(conf, STUCK_CONFIDENCE)
     recent = state.confidences[-ONSET_POINTS:]
     # Compared as stored (rounded to 6 places): a confidence that repeats exactly must not beat its own copy.
     onset = conf if _r6(conf) > _onset_bar(recent, params.onset_decay) else 0.0
@@ -359,6 +440,14 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
                                 signed=kept_signed[1:] if len(kept_signed) == LIKELIHOOD_WINDOW else kept_signed,
                                 spreads=[*spreads, _r6(spread)][-SHAPE_HISTORY:],
                                 ranges=_ranges_with(state.ranges, day, _r6(value)), seen=state.seen + 1,
-                                stats=[[_r6(x) for x in f] if f else [] for f in (level_fit, shape_fit)])
+                                stats=[[_r6(x) for x in f] if f else [] for f in (level_fit, shape_fit)],
+                                long_scores=[_r6(x) for x in long_window][-(LONG_WINDOW - 1):]
+                                if params.long_window else [],
+                                long_means=[*long_means, _r6(long_mean)][-LIKELIHOOD_HISTORY:] if params.long_window
+                                else [],
+                                long_stat=[_r6(x) for x in long_fit] if long_fit else [],
+                                recent_values=flat_window[-(STUCK_POINTS - 1):],
+                                since_flat=0 if flat else min(state.since_flat + 1, WEEK_POINTS))
     return Assessment(score=s, confidence=conf, onset=onset, is_anomaly=value > point.upper or value < point.lower,
-                      news=news, likelihood=lik, shape=shape_lik, spatial=spatial, recurring=recurring), new_state
+                      news=news, likelihood=lik, shape=shape_lik, spatial=spatial, recurring=recurring,
+                      stuck=stuck), new_state

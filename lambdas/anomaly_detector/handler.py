@@ -241,8 +241,9 @@ def notice(metric: MetricSpec, event: str, ts: float, value: float, point: Any, 
     if event == "start":
         subject = f"Anomaly: {metric.name} outside its forecast band"
         text = (f"{metric.name} = {value:.6g} at {when}; expected {point.yhat:.6g} "
-                f"(95% band {point.lower:.6g} .. {point.upper:.6g}); score {assessment.score:.2f}, "
-                f"confidence {assessment.confidence:.2f}. One message per episode; a recovery message follows.")
+                f"(95% band {point.lower:.6g} .. {point.upper:.6g}); signal {assessment.signal}, score "
+                f"{assessment.score:.2f}, confidence {assessment.confidence:.2f}. One message per episode; a recovery "
+                f"message follows.")
     else:
         started = datetime.fromtimestamp(old_episode.started_at or ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         subject = f"Recovered: {metric.name} back inside its forecast band"
@@ -252,6 +253,10 @@ def notice(metric: MetricSpec, event: str, ts: float, value: float, point: Any, 
         "event": "anomaly_start" if event == "start" else "anomaly_end", "metric": metric.name, "timestamp": when,
         "value": value, "predicted": point.yhat, "lower": point.lower, "upper": point.upper,
         "score": assessment.score, "confidence": assessment.confidence, "text": text,
+        # Which signal opened the episode and its parts (anomaly_core.scoring): the reader sees why it is news.
+        "signal": assessment.signal, "signals": {"news": assessment.news, "likelihood": assessment.likelihood,
+                                                 "shape": assessment.shape, "range": assessment.spatial,
+                                                 "recurring": assessment.recurring},
         "episode_id": episode_id, "dedupe_key": f"anomaly/{metric.name}/{episode_id}",
         "started_at": datetime.fromtimestamp((new_episode if event == "start" else old_episode).started_at or ts,
                                              UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
