@@ -32,6 +32,7 @@ import pulumi
 
 from infra.artifacts.packaging import LambdaPackage, read_package
 from infra.config import PROJECT, ConfigError, StackConfig, load_stack_config
+from infra.core.files import write_atomic
 from infra.core.paths import BUILD_DIR, ROOT
 from infra.offline.mocks import RecordingMocks, RecordingMonitor, Registration, as_plain
 from infra.offline.stackfile import StackFile, StackFileError, read_stack_file, with_offline_secrets
@@ -303,8 +304,7 @@ def plan_text(doc: dict[str, Any]) -> str:
 
 def write_plan(result: PlanResult) -> Path:
     path = BUILD_DIR / result.stack / "plan.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(plan_text(plan_document(result)))
+    write_atomic(path, plan_text(plan_document(result)))  # test workers and a `make plan` may write it at once
     return path
 
 
