@@ -19,6 +19,8 @@ import yaml
 
 from infra.core.paths import RULES_DIR
 
+pytestmark = pytest.mark.slow  # one of the long modules: handed out first to the test workers
+
 BINARY = "prometheus-alertmanager"
 
 

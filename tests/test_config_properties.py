@@ -20,6 +20,8 @@ from infra.config import ConfigError, parse_stack_config
 from infra.core.paths import ROOT
 from infra.offline.stackfile import StackFileError, read_stack_file, with_offline_secrets
 
+pytestmark = pytest.mark.slow  # one of the long modules: handed out first to the test workers
+
 ORIGINALS = {stack: sm.load_original(ROOT, stack) for stack in ("staging", "prod")}
 
 

@@ -21,6 +21,8 @@ from infra.plan.model import Plan, PlannedResource
 from infra.validation import coverage
 from infra.validation.coverage import ALARM, DASHBOARD, every_resource_is_covered, needs
 
+pytestmark = pytest.mark.slow  # one of the long modules: handed out first to the test workers
+
 RULE = "every_resource_is_covered"
 CMAP = load_coverage_map()
 # Types the map requires CloudWatch alarms of (Kubernetes workloads: Prometheus alerts, tested below).

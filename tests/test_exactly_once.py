@@ -17,6 +17,8 @@ from infra.tools import daemons
 from infra.tools.drill import webhook
 from tests.exactly_once import KINDS, SCENARIOS, Harness, problems
 
+pytestmark = pytest.mark.slow  # one of the long modules: handed out first to the test workers
+
 EXHAUSTIVE = os.environ.get("EXACTLY_ONCE_ALL") == "1"
 
 

@@ -11,6 +11,8 @@ import pytest
 from infra.artifacts import packaging
 from infra.artifacts.packaging import LIMITS, LambdaPackage, MiB, build_lambda, read_package, vendor_dependencies
 
+pytestmark = pytest.mark.slow  # one of the long modules: handed out first to the test workers
+
 
 def _function(tmp_path, requirements: str = ""):
     fn = tmp_path / "lambdas" / "demo_fn"

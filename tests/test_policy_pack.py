@@ -44,6 +44,8 @@ from infra.offline.preview import PreviewResult, run_preview
 from infra.plan.model import UNKNOWN, UNKNOWN_SECRET
 from infra.validation import PLAN_ONLY, Plan, PlannedResource, load_rules, validate
 
+pytestmark = pytest.mark.slow  # one of the long modules: handed out first to the test workers
+
 RULES = load_rules()  # fills PLAN_ONLY too
 
 PACK_DIR = ROOT / "policy"

@@ -28,6 +28,8 @@ from infra.core.paths import ROOT
 from infra.plan.model import Plan
 from infra.validation.foundation import identity_policy_docs
 
+pytestmark = pytest.mark.slow  # one of the long modules: handed out first to the test workers
+
 IDENTITY_POLICY_TYPES = {"aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy"}
 # Resource policies: whatever else holds a policy document (keys, topics, buckets, queues, trust policies).
 POLICY_KEYS = ("policy", "assumeRolePolicy", "accessPolicies")

@@ -25,6 +25,8 @@ from infra.slo.replay import (
 )
 from infra.slo.spec import load_slos
 
+pytestmark = pytest.mark.slow  # one of the long modules: handed out first to the test workers
+
 REPORT = BUILD_DIR / "slo-replay.txt"
 PAGE_WITHIN_S = 5 * 60
 OUTAGE_PAGE_WITHIN_S = 2 * 60  # a full outage

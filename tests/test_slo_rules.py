@@ -43,6 +43,8 @@ from infra.slo.spec import (
 )
 from infra.slo.symptoms import SERVICE_DOWN_ALERT, load_symptoms
 
+pytestmark = pytest.mark.slow  # one of the long modules: handed out first to the test workers
+
 SLO_TEXT = (RULES_DIR / "slos.yaml").read_text()
 
 

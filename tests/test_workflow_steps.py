@@ -37,6 +37,8 @@ from infra.slo.spec import load_slos
 from infra.tools import daemons
 from infra.tools import deploy_marker as dm
 
+pytestmark = pytest.mark.slow  # one of the long modules: handed out first to the test workers
+
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 CACHE = ROOT / "build" / "workflow-steps"
 # `make test` runs every job with the first combination of each matrix (staging); `make workflow-steps` sets
