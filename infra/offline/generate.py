@@ -4,10 +4,11 @@
 - dashboards/                                       <- every stack's offline plan (infra/offline/dashboard_files.py)
 - docs/configuration.md (config reference)         <- the config schema (infra/config/reference.py)
 - docs/architecture.md module map                 <- the modules' docstrings (infra/offline/docs_site.py)
+- docs/plan.md, docs/components/cost.md figures   <- the stacks' first previews and plans (offline/docs_figures.py)
 - docs/runbooks/*.md generated parts, mkdocs.yml nav <- rules/runbooks.yaml, the SLO and symptom definitions and
                                                     the plans (infra/slo/runbook_pages.py, infra/offline/docs_site.py)
 
-`python -m infra.offline.generate [rules|dashboards|docs|runbooks ...] [--check]`: no argument means all four.
+`python -m infra.offline.generate [rules|dashboards|docs|figures|runbooks ...] [--check]`: no argument means all.
 Exit codes: 0 current (or written), 1 drift found with --check, 2 invalid definitions.
 """
 
@@ -21,8 +22,9 @@ from pathlib import Path
 from infra.config import reference
 from infra.core.paths import DASHBOARDS_DIR, ROOT, RULES_DIR
 from infra.offline import dashboard_files as render
-from infra.offline import docs_site
+from infra.offline import docs_figures, docs_site
 from infra.offline.plan import run_plan
+from infra.offline.preview import run_preview
 from infra.offline.runbook_facts import stack_facts
 from infra.plan.model import Plan
 from infra.slo import generate as slo_generate
@@ -32,7 +34,7 @@ from infra.slo.spec import SloSpecError, load_slos
 from infra.slo.symptoms import load_symptoms
 
 STACKS = ("staging", "prod")
-TARGETS = ("rules", "dashboards", "docs", "runbooks")
+TARGETS = ("rules", "dashboards", "docs", "figures", "runbooks")
 _PLANS: dict[str, Plan] = {}
 
 
@@ -79,15 +81,24 @@ def expected_doc_pages() -> dict[Path, str]:
 
 
 def _docs(check: bool) -> list[str]:
-    files = expected_doc_pages()
+    return _write_or_compare(expected_doc_pages(), check)
+
+
+def _write_or_compare(files: dict[Path, str], check: bool) -> list[str]:
     if check:
         return [f"differs: {p.relative_to(ROOT)}" for p, text in files.items()
                 if not p.exists() or p.read_text(encoding="utf-8") != text]
     for path, text in files.items():
         if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
         print(path.relative_to(ROOT))
     return []
+
+
+def _figures(check: bool) -> list[str]:
+    previews = {stack: run_preview(stack, offline_secrets=True) for stack in STACKS}
+    return _write_or_compare(docs_figures.expected_pages(plans_of(STACKS), previews), check)
 
 
 def expected_runbook_files(plans: dict[str, Plan]) -> dict[Path, str]:
@@ -102,16 +113,7 @@ def expected_runbook_files(plans: dict[str, Plan]) -> dict[Path, str]:
 
 
 def _runbooks(check: bool) -> list[str]:
-    files = expected_runbook_files(plans_of(STACKS))
-    if check:
-        return [f"differs: {p.relative_to(ROOT)}" for p, text in files.items()
-                if not p.exists() or p.read_text(encoding="utf-8") != text]
-    for path, text in files.items():
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        print(path.relative_to(ROOT))
-    return []
+    return _write_or_compare(expected_runbook_files(plans_of(STACKS)), check)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [t for t in args.targets if t not in TARGETS]
     if unknown:
         parser.error(f"unknown target(s) {', '.join(unknown)}; allowed: {', '.join(TARGETS)}")
-    steps = {"rules": _rules, "dashboards": _dashboards, "docs": _docs, "runbooks": _runbooks}
+    steps = {"rules": _rules, "dashboards": _dashboards, "docs": _docs, "figures": _figures, "runbooks": _runbooks}
     problems: list[str] = []
     try:
         for target in args.targets or TARGETS:
