@@ -22,7 +22,7 @@ from edge_inference.events import float_array_json, response
 from edge_inference.handler import App
 from moto import mock_aws
 
-from infra.artifacts.edge_model import ensure_model
+from infra.artifacts.edge_model import ensure_model, library_max_tokens
 from infra.artifacts.edge_probe import origin_request_event
 
 BUCKET = "akidb-test-edge-models"
@@ -154,11 +154,12 @@ def test_model_file_is_reused_from_tmp_by_a_new_container_state(s3, model, tmp_p
     assert resp["status"] == "200" and doc["CacheHit"] == 0 and "ModelLoadTime" in doc
 
 
-def test_long_input_is_truncated_to_128_tokens(s3, model, tmp_path):
+def test_long_input_is_truncated_where_sentence_transformers_truncates(s3, model, tmp_path):
+    limit = library_max_tokens()  # sentence_bert_config.json's max_seq_length (256), not tokenizer.json's 128
     h = Harness(tmp_path, model)
     resp, body, doc = h.call(embed_event(" ".join(f"token{i}" for i in range(400))))
-    assert resp["status"] == "200" and body["tokens"] == 128 and body["truncated"] is True
-    assert doc["TokenCount"] == 128
+    assert resp["status"] == "200" and body["tokens"] == limit and body["truncated"] is True
+    assert doc["TokenCount"] == limit
 
 
 def test_trace_header_is_kept_passed_on_returned_and_logged(s3, model, tmp_path):

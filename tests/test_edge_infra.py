@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from infra.artifacts.edge_model import library_max_tokens
 from infra.artifacts.edge_probe import run_sample
 from infra.artifacts.packaging import MiB, read_package
 from infra.components.emf_edge import log_group_name
@@ -157,7 +158,7 @@ def test_settings_are_baked_into_the_package_and_follow_config():
     (obj,) = edge_resources(result, "aws:s3/bucketObjectv2:BucketObjectv2")
     assert settings["namespace"] == "AkiDB/EdgeCustom" and settings["model_name"] == "minilm-test"
     assert settings["bucket"] == obj.inputs["bucket"] and settings["model_key"] == obj.inputs["key"]
-    assert settings["max_tokens"] == 128 and settings["normalize"] is True
+    assert settings["max_tokens"] == library_max_tokens() and settings["normalize"] is True
     assert {a.inputs.get("namespace") for a in edge_resources(result, ALARM)} - {None} == {"AkiDB/EdgeCustom"}
     assert "edge_inference/tokenizer.json" in names
     assert not any(n.endswith(".onnx") for n in names), "the model belongs in S3, not in the zip"

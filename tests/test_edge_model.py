@@ -85,20 +85,43 @@ def reference_embeddings() -> np.ndarray:
         mp.setenv("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
+        # The library's own defaults: it truncates at sentence_bert_config's max_seq_length (256), not at the 128
+        # of the package's tokenizer.json; the function must embed what a user of the library embeds.
         ref = SentenceTransformer(str(source_dir()), device="cpu")
-        # The package's tokenizer.json truncates at 128 tokens (the function's limit); sentence_bert_config
-        # says 256. Compare like with like: the reference truncates where the function does.
-        ref.max_seq_length = 128
         return np.asarray(ref.encode(SENTENCES, normalize_embeddings=False, batch_size=8), dtype=np.float32)
 
 
-def test_at_least_twenty_varied_sentences():
-    assert len(SENTENCES) >= 20 and len(set(SENTENCES)) == len(SENTENCES)
+@pytest.fixture(scope="module")
+def token_counts() -> list[int]:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(source_dir() / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    return [len(tok.encode(text).ids) for text in SENTENCES]
 
 
-def test_cosine_with_sentence_transformers_is_at_least_0_99(function_embeddings, reference_embeddings):
+def test_at_least_fifty_varied_sentences_past_both_limits(token_counts):
+    assert len(SENTENCES) >= 50 and len(set(SENTENCES)) == len(SENTENCES)
+    # Past the tokenizer.json's 128 (where the function used to stop) and past the library's 256 (where both stop).
+    assert sum(128 < n <= 256 for n in token_counts) >= 3 and sum(n > 256 for n in token_counts) >= 3
+
+
+def test_function_embeds_the_library_default_token_count():
+    """The library's limit read from its own object (not from our build): the function's matches it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        library_limit = SentenceTransformer(str(source_dir()), device="cpu").max_seq_length
+    assert ensure_model(quiet=True).meta["max_tokens"] == library_limit == 256
+
+
+def test_cosine_with_sentence_transformers_is_at_least_0_99(function_embeddings, reference_embeddings, token_counts):
     assert function_embeddings.shape == reference_embeddings.shape == (len(SENTENCES), 384)
     cos = _cosines(function_embeddings, reference_embeddings)
+    long = np.asarray(token_counts) > 128
+    print(f"\ncosine past 128 tokens ({int(long.sum())} sentences): min {cos[long].min():.4f}")
     worst = int(np.argmin(cos))
     print(f"\ncosine vs sentence-transformers: min {cos.min():.4f} mean {cos.mean():.4f} "
           f"(worst: {SENTENCES[worst][:40]!r})")
@@ -131,13 +154,13 @@ def test_model_build_is_cached(model):
     assert again.folder == model.folder and stamp.stat().st_mtime_ns == before
     assert model.onnx_int8.stat().st_size < model.onnx_fp32.stat().st_size * 0.3  # INT8 weights, fp32 positions
     meta = model.meta
-    assert meta["pooling"] == "mean" and meta["normalize"] is True and meta["max_tokens"] == 128
+    assert meta["pooling"] == "mean" and meta["normalize"] is True and meta["max_tokens"] == 256
     assert meta["dimension"] == 384 and len(str(meta["sha256"])) == 64
 
 
 def _fake_model_dir(tmp: Path, pooling: dict[str, object]) -> Path:
     src = source_dir()
-    for name in ("modules.json", "tokenizer.json", "config.json"):
+    for name in ("modules.json", "tokenizer.json", "config.json", "sentence_bert_config.json"):
         shutil.copyfile(src / name, tmp / name)
     (tmp / "1_Pooling").mkdir()
     (tmp / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
@@ -161,7 +184,16 @@ def test_pipeline_other_than_mean_pooling_is_refused(tmp_path):
 
 def test_pipeline_meta_reads_the_model_definition():
     meta = pipeline_meta(source_dir())
-    assert meta == {"pooling": "mean", "normalize": True, "dimension": 384, "max_tokens": 128}
+    assert meta == {"pooling": "mean", "normalize": True, "dimension": 384, "max_tokens": 256}
+
+
+@pytest.mark.parametrize("value", [None, 4, 513, "256"])
+def test_token_limit_the_model_cannot_embed_is_refused(tmp_path, value):
+    pooling = json.loads((source_dir() / "1_Pooling" / "config.json").read_text())
+    folder = _fake_model_dir(tmp_path, pooling)
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": value}))
+    with pytest.raises(RuntimeError, match=r"max_seq_length .* must be an integer in 8\.\.512"):
+        pipeline_meta(folder)
 
 
 @pytest.fixture(scope="module")
@@ -175,12 +207,12 @@ def test_smoothing_changes_nothing_before_quantisation(weights):
     """SmoothQuant divides activations and multiplies weight rows by the same factors: exact up to rounding."""
     shape, w = weights
     texts = ["ok", "Smoothing moves outliers from activations into weights."]
-    tok = _tokenizer(source_dir(), 128)
-    factors = smoothing_factors(w, activation_ranges(w, shape, tok, texts[1:]))
+    tok = _tokenizer(source_dir(), 256)
+    factors = smoothing_factors(w, activation_ranges(w, shape, tok, texts[1:], 256))
     assert set(factors) == {f"l{i}/{kind}" for i in range(shape.layers) for kind in SMOOTHING_ALPHA}
     assert any(float(f.max() / f.min()) > 4 for f in factors.values())  # they do move something
-    plain = _session(_graph(w, shape, quantised_embeddings=False)[0])
-    smoothed = _session(_graph(w, shape, quantised_embeddings=False, smoothing=factors)[0])
+    plain = _session(_graph(w, shape, quantised_embeddings=False, max_tokens=256)[0])
+    smoothed = _session(_graph(w, shape, quantised_embeddings=False, max_tokens=256, smoothing=factors)[0])
     for text in texts:
         ids = {"input_ids": np.asarray([tok.encode(text).ids], dtype=np.int64)}
         a, b = plain.run(None, ids)[0], smoothed.run(None, ids)[0]

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.artifacts.edge_model import EdgeModel, ensure_model
+from infra.artifacts.edge_model import EdgeModel, ensure_model, library_max_tokens
 from infra.artifacts.edge_probe import LocalModelStore, origin_request_event
 from infra.components.emf_edge import baked_settings
 from infra.config import EmfEdgeConfig
@@ -136,7 +136,7 @@ def test_any_client_request_gets_2xx_or_4xx_with_a_reason_and_never_counts_as_ou
     assert 200 <= status < 300 or 400 <= status < 500, (status, body)
     assert doc["ErrorCount"] == 0 and doc["RequestCount"] == 1
     if status == 200:
-        assert len(body["embedding"]) == 384 and 2 < body["tokens"] <= 128
+        assert len(body["embedding"]) == 384 and 2 < body["tokens"] <= library_max_tokens()
         assert doc["ClientErrorCount"] == 0
     else:
         assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"].strip()
@@ -194,7 +194,7 @@ def test_tokenizing_a_prefix_gives_the_whole_texts_first_tokens(app, text):
 def test_longest_accepted_cjk_text_is_embedded_from_its_first_tokens(app):
     text = ("東京は日本の首都です。" * (MAX_TEXT_CHARS // 11 + 1))[:MAX_TEXT_CHARS]
     status, body, _doc = call(app, origin_request_event({"text": text}))
-    assert status == 200 and body["tokens"] == 128 and body["truncated"] is True
+    assert status == 200 and body["tokens"] == library_max_tokens() and body["truncated"] is True
     encoder = app.encoder
     assert encoder is not None
     assert encoder.tokenize(text)[0].ids == encoder.tokenizer.encode(text).ids

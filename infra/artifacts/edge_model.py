@@ -10,9 +10,11 @@ safetensors / numpy versions, and this file. The result folder holds:
                       L2-normalises it as the model's Normalize module does),
                       uploaded to S3 by the stack, never put into the Lambda zip (see `QUANTISATION`);
 - `model.fp32.onnx`   the same graph unquantised (the accuracy reference of the quantisation; README figures);
-- `tokenizer.json`    the model's own tokenizer (128-token truncation), copied into the zip;
+- `tokenizer.json`    the model's own tokenizer, copied into the zip (the function sets its truncation to
+                      `max_tokens`: its own 128 is not what sentence-transformers embeds);
 - `model.json`        what the function needs to reproduce the model's pipeline (pooling mode, normalisation,
-                      maximum tokens, embedding size) read from the package's sentence-transformers configs.
+                      maximum tokens: sentence_bert_config's 256, embedding size) read from the package's
+                      sentence-transformers configs.
 
 The graph is written here from the package's `model.safetensors` and `config.json` (a BERT encoder), with ONNX
 Runtime's fused CPU operators, instead of exported by torch: the export's graph (torch 2.13, transformers 5) has
@@ -148,6 +150,21 @@ CALIBRATION_TEXTS: tuple[str, ...] = (
         "the two stations, the bakery gave away bread that would not keep, and the library opened its reading",
         "room to anyone who needed a warm place to charge a phone or simply wait for the lights to return.",
     ]),
+    # Past 128 tokens, one past 256: positions up to the library's limit count in the ranges too.
+    " ".join([
+        "The committee met on a grey Thursday to decide the future of the old harbour warehouses, which had stood",
+        "empty since the fishing fleet moved north. Some members wanted flats, others a market hall, and a small",
+        "but loud group argued for a museum of the sea with a workshop where children could build boats. The",
+        "engineer's report was blunt: the foundations were sound, but the roofs leaked, the wiring was older than",
+        "anyone in the room, and the quay wall needed repairs before any crowd could gather on it. Costs were read",
+        "out line by line, grants were counted twice to be sure, and the treasurer sighed at every figure. By the",
+        "evening a compromise took shape: the market hall on the ground floor, workshops above it, and flats in",
+        "the northern building once the quay was safe. The mayor promised a public meeting in spring, the local",
+        "paper printed the plans on its front page, and for the first time in years people walked down to the",
+        "harbour on Sunday just to look at the warehouses and imagine what they might become.",
+    ]),
+    "SELECT d.id, d.title, 1 - (d.embedding <=> $1) AS score FROM documents d JOIN tenants t ON t.id = d.tenant "
+    "WHERE t.active AND d.lang = ANY($2) ORDER BY d.embedding <=> $1 LIMIT 20; -- nightly recall audit\n" * 8,
     " ".join(f"{ts} INFO request id={i:04x} path=/embed status=200 tokens={16 + 7 * i} latency_ms={3 + i % 5}.{i}"
              for i, ts in enumerate(("12:00:01", "12:00:02", "12:00:04", "12:00:07", "12:00:11", "12:00:16"))),
 )
@@ -250,6 +267,11 @@ def cache_key(src: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def library_max_tokens() -> int:
+    """The token limit sentence-transformers applies to this model by default (its sentence_bert_config.json)."""
+    return int(json.loads((source_dir() / "sentence_bert_config.json").read_text())["max_seq_length"])
+
+
 def pipeline_meta(src: Path) -> dict[str, object]:
     """The model's own definition of its pipeline, checked to be one the function implements."""
     modules = json.loads((src / "modules.json").read_text())
@@ -262,13 +284,23 @@ def pipeline_meta(src: Path) -> dict[str, object]:
     modes = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
     if modes != ["pooling_mode_mean_tokens"]:
         raise RuntimeError(f"pooling {modes} is not supported: the function implements mean pooling only")
-    tokenizer = json.loads((src / "tokenizer.json").read_text())
-    truncation = tokenizer.get("truncation") or {}
+    # The token limit is the library's, not the tokenizer's: sentence-transformers truncates at the Transformer
+    # module's max_seq_length (sentence_bert_config.json: 256 for this model) and ignores the 128 the package's
+    # tokenizer.json declares ("Input Sequence Length", sbert.net docs of all-MiniLM-L6-v2).
+    transformer_dir = next(m["path"] for m in modules if m["type"].endswith(".Transformer"))
+    st_config_file = src / transformer_dir / "sentence_bert_config.json"
+    if not st_config_file.exists():
+        raise RuntimeError(f"{st_config_file} is missing: the token limit sentence-transformers embeds is unknown")
+    max_tokens = json.loads(st_config_file.read_text()).get("max_seq_length")
+    positions = int(json.loads((src / "config.json").read_text())["max_position_embeddings"])
+    if not isinstance(max_tokens, int) or not 8 <= max_tokens <= positions:
+        raise RuntimeError(f"{st_config_file.name}: max_seq_length {max_tokens!r} must be an integer in "
+                           f"8..{positions} (the model's max_position_embeddings)")
     return {
         "pooling": "mean",
         "normalize": "sentence_transformers.models.Normalize" in types,
         "dimension": int(pooling["word_embedding_dimension"]),
-        "max_tokens": int(truncation.get("max_length", 0)) or 128,
+        "max_tokens": max_tokens,
     }
 
 
@@ -326,7 +358,7 @@ def bert_weights(src: Path, shape: BertShape) -> dict[str, Array]:
     return {k: np.asarray(v, dtype=np.float32) for k, v in weights.items() if v.dtype.kind == "f"}
 
 
-def _graph(w: Mapping[str, Array], shape: BertShape, *, quantised_embeddings: bool,
+def _graph(w: Mapping[str, Array], shape: BertShape, *, quantised_embeddings: bool, max_tokens: int,
            smoothing: Mapping[str, Array] | None = None, taps: bool = False) -> tuple[Any, dict[str, str]]:
     """The encoder as an ONNX graph, for one unpadded text: input_ids [1, S] -> pooled [1, hidden] (token mean).
 
@@ -385,7 +417,8 @@ def _graph(w: Mapping[str, Array], shape: BertShape, *, quantised_embeddings: bo
 
     # Embeddings: word + position + token type 0 (folded into the position table), then LayerNorm.
     word = w["embeddings.word_embeddings.weight"]
-    positions = f32(w["embeddings.position_embeddings.weight"].astype(np.float64)
+    # Only the first `max_tokens` positions: the function never sends more (its tokenizer truncates there).
+    positions = f32(w["embeddings.position_embeddings.weight"][:max_tokens].astype(np.float64)
                     + w["embeddings.token_type_embeddings.weight"][0].astype(np.float64))
     if quantised_embeddings:
         row_scale = np.maximum(np.abs(word).max(axis=1, keepdims=True), 1e-12) / 127.0
@@ -466,13 +499,13 @@ def _session(model: Any) -> Any:
     return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def activation_ranges(w: Mapping[str, Array], shape: BertShape, tokenizer: Any,
-                      texts: Iterable[str]) -> dict[str, Array]:
+def activation_ranges(w: Mapping[str, Array], shape: BertShape, tokenizer: Any, texts: Iterable[str],
+                      max_tokens: int) -> dict[str, Array]:
     """Per-channel max |x| of each smoothed activation over `texts`, from the fp32 graph.
 
     With CLS_SPLIT the feed-forward input's [CLS] row is quantised on its own, so its range counts only there:
     the other rows' maxima set that activation's scale."""
-    model, tapped = _graph(w, shape, quantised_embeddings=False, taps=True)
+    model, tapped = _graph(w, shape, quantised_embeddings=False, max_tokens=max_tokens, taps=True)
     session = _session(model)
     names = [o.name for o in session.get_outputs()]
     ranges: dict[str, Array] = {}
@@ -516,10 +549,11 @@ def _build(src: Path, folder: Path, max_tokens: int) -> None:
 
     shape = bert_shape(json.loads((src / "config.json").read_text()))
     weights = bert_weights(src, shape)
-    fp32, _ = _graph(weights, shape, quantised_embeddings=False)
+    fp32, _ = _graph(weights, shape, quantised_embeddings=False, max_tokens=max_tokens)
     onnx.save(fp32, str(folder / "model.fp32.onnx"))
-    ranges = activation_ranges(weights, shape, _tokenizer(src, max_tokens), CALIBRATION_TEXTS)
-    smoothed, _ = _graph(weights, shape, quantised_embeddings=True, smoothing=smoothing_factors(weights, ranges))
+    ranges = activation_ranges(weights, shape, _tokenizer(src, max_tokens), CALIBRATION_TEXTS, max_tokens)
+    smoothed, _ = _graph(weights, shape, quantised_embeddings=True, max_tokens=max_tokens,
+                         smoothing=smoothing_factors(weights, ranges))
     partial = folder / "model.smoothed.onnx"
     onnx.save(smoothed, str(partial))
     logging.disable(logging.WARNING)  # the quantiser logs every node it visits

@@ -21,7 +21,7 @@ MODEL = "Model"
 METRICS: dict[str, str] = {
     "InferenceLatency": "Milliseconds",  # tokenise + ONNX run + pooling (only when inference ran)
     "TotalLatency": "Milliseconds",  # whole handler invocation, every request
-    "TokenCount": "Count",  # tokens after the 128-token truncation (only when the text was tokenised)
+    "TokenCount": "Count",  # tokens after the truncation (settings max_tokens: 256) (only when the text was tokenised)
     "RequestCount": "Count",  # 1 on every request
     "CacheHit": "Count",  # 1 when the model was already loaded in this container, else 0
     "ModelLoadTime": "Milliseconds",  # only in the document of the request that loaded the model (cold start)

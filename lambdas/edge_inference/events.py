@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 EMBED_PATH = "/embed"
-MAX_TEXT_CHARS = 100_000  # far above 128 tokens; the encoder tokenizes only a prefix (model.py), so this bounds
+MAX_TEXT_CHARS = 100_000  # far above 256 tokens; the encoder tokenizes only a prefix (model.py), so this bounds
 # the body's decoding and validation, not the tokenizer's work
 
 
@@ -119,7 +119,7 @@ def read_text(req: EdgeRequest) -> str:
                                "send valid Unicode text")
     if len(text) > MAX_TEXT_CHARS:
         raise ClientError(413, f"field 'text' has {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted "
-                               "(only the first 128 tokens are embedded)")
+                               "(only the first 256 tokens are embedded)")
     return text
 
 

@@ -69,7 +69,8 @@ def fetch_model(settings: Settings, s3: S3Getter, tmp_dir: Path = TMP_DIR) -> Pa
 
 def load_tokenizer(settings: Settings) -> Tokenizer:
     tok = Tokenizer.from_file(str(settings.tokenizer_path))
-    # One text per request: padding to a fixed 128 (what tokenizer.json asks for batches) would only waste work.
+    # One text per request: padding to a fixed 128 (what tokenizer.json asks for batches) would only waste work;
+    # truncation at max_tokens, sentence-transformers' limit (256), not tokenizer.json's 128.
     tok.no_padding()
     tok.enable_truncation(max_length=settings.max_tokens)
     return tok
@@ -110,7 +111,7 @@ class Encoder:
         """The first `max_tokens` tokens of `text` (and whether it had more), tokenizing only a prefix of it.
 
         Tokenizing costs time per token of the whole input (a 100,000-character CJK text: ~1.2 s) although only
-        128 tokens are embedded. So a window of the text is tokenized, doubled until it is the whole text or
+        `max_tokens` are embedded. So a window of the text is tokenized, doubled until it is the whole text or
         the kept tokens all belong to words that end before the window's last (possibly cut) word: then they
         are exactly the whole text's first tokens (the tokenizer normalises and splits words independently).
         """

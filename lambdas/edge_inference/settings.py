@@ -28,7 +28,7 @@ class Settings:
     model_name: str  # value of the EMF `Model` dimension and of the response's "model"
     namespace: str  # EMF namespace
     tokenizer_file: str  # tokenizer.json, relative to the settings file
-    max_tokens: int  # truncation length (the model's tokenizer.json says 128)
+    max_tokens: int  # truncation length: sentence-transformers' max_seq_length (256), not tokenizer.json's 128
     dimension: int  # embedding size (384)
     normalize: bool  # L2-normalise after mean pooling (the model's Normalize module)
     base_dir: str = ""  # folder of the settings file (filled by load())
