@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,34 +30,79 @@ from typing import Any
 import numpy as np
 
 from infra.artifacts.edge_model import QUANTISATION, EdgeModel, ensure_model, source_dir
-from infra.artifacts.edge_probe import REFERENCE_SENTENCES, LocalModelStore, origin_request_event
+from infra.artifacts.edge_probe import REFERENCE_SENTENCES, SAMPLE_TEXT, LocalModelStore, origin_request_event
 from infra.artifacts.packaging import ZIP_LEVEL, MiB
 from infra.components.emf_edge import baked_settings, build_package
 from infra.config import EmfEdgeConfig
-from infra.core.paths import ROOT
 from lambdas.edge_inference.events import MAX_TEXT_CHARS
 from lambdas.edge_inference.handler import App
 
-COLD_SCRIPT = """
-import sys, time, json
-t0, c0 = time.perf_counter(), time.process_time()
-import numpy, onnxruntime, tokenizers  # noqa: F401  (what the zip's handler imports)
+# Cold init as Lambda runs it, in a fresh process: the model fetched from S3 (a moto server on this host) into an
+# empty /tmp. Two scripts: WHOLE imports the handler with the runtime's variable set (init loads the model) and
+# serves the first request; PARTS does the same steps one by one to split the CPU time, with either getter
+# (`s3get`, the function's; `boto3`, what it used before). CPU time of the process (all its threads).
+COLD_WHOLE = """
+import time, sys, json, io
+c0 = time.process_time()
 sys.path.insert(0, {root!r})
-from lambdas.edge_inference.handler import App
-from infra.artifacts.edge_probe import LocalModelStore, origin_request_event
-t1, c1 = time.perf_counter(), time.process_time()
+import edge_inference.model as model_module
 from pathlib import Path
-import io
-app = App(settings_path=Path({settings!r}), s3_factory=lambda s: LocalModelStore(Path({model!r})),
-          tmp_dir=Path({tmp!r}), out=io.StringIO())
-app.warm()
-t2, c2 = time.perf_counter(), time.process_time()
-assert app.encoder is not None
-resp = app.handle(origin_request_event({{"text": "AkiDB serves vector search at the edge."}}), None)
-t3, c3 = time.perf_counter(), time.process_time()
-assert resp["status"] == "200"
-print(json.dumps({{"imports_ms": (t1 - t0) * 1000, "session_ms": (t2 - t1) * 1000, "first_ms": (t3 - t2) * 1000,
-                  "cpu_ms": (c3 - c0) * 1000}}))
+model_module.TMP_DIR = Path({tmp!r})
+from edge_inference import handler
+handler._APP.out = io.StringIO()
+assert handler._APP.encoder is not None, "init did not load the model"
+c1 = time.process_time()
+resp = handler.handler({event!r}, None)
+c2 = time.process_time()
+assert resp["status"] == "200", resp
+print(json.dumps({{"interpreter": c0 * 1000, "init": (c1 - c0) * 1000, "first request": (c2 - c1) * 1000}}))
+"""
+COLD_PARTS = """
+import time, sys, json, io, os
+marks = {{"interpreter": time.process_time()}}
+last = [marks["interpreter"]]
+def mark(name):
+    now = time.process_time()
+    marks[name] = now - last[0]
+    last[0] = now
+sys.path.insert(0, {root!r})
+import edge_inference  # in Lambda (AWS_LAMBDA_FUNCTION_NAME set): OpenBLAS one thread
+del os.environ["AWS_LAMBDA_FUNCTION_NAME"]  # the steps below are called one by one, not by the handler's init
+import numpy
+mark("numpy")
+import onnxruntime
+mark("onnxruntime")
+import tokenizers
+mark("tokenizers")
+from pathlib import Path
+from edge_inference import model as m
+from edge_inference.settings import load
+from edge_inference.digest import file_sha256
+settings = load()
+mark("function modules + settings")
+if {getter!r} == "boto3":
+    import boto3
+    client = boto3.client("s3", region_name=settings.bucket_region)
+else:
+    from edge_inference.s3get import S3Http
+    client = S3Http(settings.bucket_region)
+mark("S3 client (import + make)")
+target = Path({tmp!r}) / "model.onnx"
+client.download_file(Bucket=settings.bucket, Key=settings.model_key, Filename=str(target))
+mark("download")
+assert file_sha256(target) == settings.model_sha256
+mark("SHA-256")
+session = m.new_session(target)
+mark("ONNX session")
+tokenizer = m.load_tokenizer(settings)
+mark("tokenizer")
+from edge_inference.handler import App
+app = App(out=io.StringIO())
+app.settings, app.encoder, app.load_ms = settings, m.Encoder(settings, tokenizer, session), 1.0
+resp = app.handle({event!r}, None)
+assert resp["status"] == "200", resp
+mark("handler module + first request")
+print(json.dumps({{k: v * 1000 for k, v in marks.items()}}))
 """
 LENGTHS = (16, 64, 128, 256)
 
@@ -93,16 +139,43 @@ def setup(tmp: Path, model: EdgeModel) -> Path:
     return tmp / "settings.json"
 
 
-def cold_init(model: EdgeModel, settings: Path, tmp: Path, runs: int) -> list[dict[str, float]]:
-    script = COLD_SCRIPT.format(root=str(ROOT), settings=str(settings), model=str(model.onnx_int8), tmp=str(tmp))
+def cold_init(model: EdgeModel, package: Path, tmp: Path, runs: int) -> dict[str, list[dict[str, float]]]:
+    """CPU ms per part of a cold start, `runs` fresh processes per script (pinned to this process's core), the
+    function's files as the zip holds them (its code, settings.json, tokenizer.json)."""
+    import boto3
+
+    from infra.tools import daemons
+
+    task = tmp / "task"
+    with zipfile.ZipFile(package) as zf:
+        for name in zf.namelist():
+            if name.startswith("edge_inference/"):
+                zf.extract(name, task)
+    baked = json.loads((task / "edge_inference" / "settings.json").read_text())
+    event = origin_request_event({"text": SAMPLE_TEXT})
     cpu = sorted(os.sched_getaffinity(0))[0] if hasattr(os, "sched_getaffinity") else None
     prefix = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
-    out = []
-    for _ in range(runs):
-        proc = subprocess.run([*prefix, sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
-                              check=True)
-        out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    return out
+    results: dict[str, list[dict[str, float]]] = {"whole": [], "s3get": [], "boto3": []}
+    with daemons.moto_server() as moto:
+        s3 = boto3.client("s3", region_name=baked["bucket_region"], endpoint_url=moto.url,
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3.create_bucket(Bucket=baked["bucket"])
+        s3.upload_file(str(model.onnx_int8), baked["bucket"], baked["model_key"])
+        env = {**daemons.aws_env(moto.url, region=baked["bucket_region"]),
+               "AWS_LAMBDA_FUNCTION_NAME": "us-east-1.bench-edge-inference"}
+        for _ in range(runs):
+            for kind in results:
+                cold_tmp = tmp / f"cold-{kind}"
+                shutil.rmtree(cold_tmp, ignore_errors=True)
+                cold_tmp.mkdir()  # an empty /tmp: the download happens
+                script = (COLD_WHOLE if kind == "whole" else COLD_PARTS).format(
+                    root=str(task), tmp=str(cold_tmp), event=event, getter=kind)
+                proc = subprocess.run([*prefix, sys.executable, "-c", script], capture_output=True, text=True,
+                                      cwd=cold_tmp, env=env)
+                if proc.returncode:
+                    raise RuntimeError(f"cold start ({kind}) failed: {proc.stderr[-2000:]}")
+                results[kind].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return results
 
 
 def reference_model() -> Any:
@@ -179,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         primer = App(settings_path=settings, s3_factory=lambda _s: LocalModelStore(model.onnx_int8), tmp_dir=tmp,
                      out=io.StringIO())
         primer.warm()
-        cold = cold_init(model, settings, tmp, args.cold_runs)
+        pkg = build_package(EmfEdgeConfig(), "bench", "us-east-1", model)
+        cold = cold_init(model, pkg.path, tmp, args.cold_runs)
         with open(os.devnull, "w") as devnull:
             app = App(settings_path=settings, s3_factory=lambda _s: LocalModelStore(model.onnx_int8), tmp_dir=tmp,
                       out=devnull)
@@ -206,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
             cjk_whole_ms = (time.perf_counter() - started) * 1000
             emf_us = emf_cost(app, 20000)
 
-    pkg = build_package(EmfEdgeConfig(), "bench", "us-east-1", model)
     print(f"edge function vs sentence-transformers (1 core, 1 thread each, {args.rounds} shuffled rounds; "
           f"python {sys.version.split()[0]})")
     print(f"  {'':>6}  {'p50 wall time, ms':^40}  {'p50 CPU time of the thread, ms':^40}")
@@ -219,12 +292,15 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(f"  cosine vs sentence-transformers over {len(cos)} sentences: min {cos.min():.4f} mean {cos.mean():.4f} "
           f"(quantisation: {QUANTISATION})")
-    med = {k: statistics.median(c[k] for c in cold) for k in ("imports_ms", "session_ms", "first_ms", "cpu_ms")}
-    totals = sorted(c["imports_ms"] + c["session_ms"] + c["first_ms"] for c in cold)
-    print(f"  cold init (median of {len(cold)} fresh processes, model in /tmp): imports {med['imports_ms']:.0f} ms, "
-          f"settings+hash+session+tokenizer {med['session_ms']:.0f} ms, first request {med['first_ms']:.0f} ms, "
-          f"total {statistics.median(totals):.0f} ms (range {totals[0]:.0f}-{totals[-1]:.0f}; "
-          f"CPU {med['cpu_ms']:.0f} ms)")
+    for kind, label in (("s3get", "now (signed GET, s3get.py)"), ("boto3", "before (boto3)")):
+        parts = {k: statistics.median(c[k] for c in cold[kind]) for k in cold[kind][0]}
+        print(f"  cold init split, {label}, CPU ms (median of {len(cold[kind])} fresh processes, model from S3 "
+              f"(moto) into an empty /tmp): " + ", ".join(f"{k} {v:.0f}" for k, v in parts.items())
+              + f"; sum {sum(parts.values()):.0f}")
+    whole = sorted(sum(c.values()) for c in cold["whole"])
+    print(f"  cold init as Lambda runs it (import with AWS_LAMBDA_FUNCTION_NAME set + first request), CPU ms: "
+          f"median {statistics.median(whole):.0f} (range {whole[0]:.0f}-{whole[-1]:.0f}; "
+          + ", ".join(f"{k} {statistics.median(c[k] for c in cold['whole']):.0f}" for k in cold["whole"][0]) + ")")
     print(f"  {MAX_TEXT_CHARS:,}-character CJK text: handler {cjk_ms:.1f} ms p50 (tokenizing the whole text would "
           f"take {cjk_whole_ms:.0f} ms)")
     print(f"  EMF per request (build + serialise + write, {len(emf_us)} runs): mean {statistics.mean(emf_us):5.1f} us"

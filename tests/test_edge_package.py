@@ -7,6 +7,7 @@ import subprocess
 import sys
 import zipfile
 
+import boto3
 import pytest
 
 from infra.artifacts.edge_model import ensure_model
@@ -14,6 +15,7 @@ from infra.artifacts.packaging import MiB, build_lambda, install_target, manifes
 from infra.components.emf_edge import build_package
 from infra.config import EmfEdgeConfig
 from infra.core.paths import LAMBDAS_DIR, ROOT
+from infra.tools import daemons
 
 EXCLUDED_PACKAGES = sorted({line.split("/")[0] for line in (LAMBDAS_DIR / "edge_inference" / "exclude.txt")
                             .read_text().splitlines()
@@ -40,7 +42,7 @@ def test_zip_holds_cp312_manylinux_binaries_and_the_function(package):
     assert "onnxruntime/capi/onnxruntime_pybind11_state.cpython-312-x86_64-linux-gnu.so" in names
     assert any(n.startswith("numpy/_core/_multiarray_umath.cpython-312-x86_64-linux-gnu") for n in names)
     assert "tokenizers/tokenizers.abi3.so" in names
-    for module in ("handler", "emf", "model", "pooling", "events", "settings", "trace"):
+    for module in ("handler", "emf", "model", "pooling", "events", "settings", "trace", "s3get"):
         assert f"edge_inference/{module}.py" in names
     assert {"edge_inference/settings.json", "edge_inference/tokenizer.json"} <= names
     assert not any(n.endswith((".onnx", ".pyc")) or "__pycache__" in n for n in names)
@@ -87,37 +89,39 @@ print("leaked", leaked)
 
 def test_packaged_function_initialises_at_import_and_serves(package, tmp_path):
     """The zip's own layout and baked settings: import with the Lambda runtime's variables set loads the model
-    from S3 (moto) during init, then `handler.handler` serves a CloudFront event warm."""
+    from S3 (a moto server, over HTTP, with the function's own signed GET) during init, without importing boto3,
+    then `handler.handler` serves a CloudFront event warm."""
     with zipfile.ZipFile(package.path) as zf:
         for name in zf.namelist():
             if name.startswith("edge_inference/"):
                 zf.extract(name, tmp_path / "task")
         settings = json.loads(zf.read("edge_inference/settings.json"))
     script = f"""
-import io, json, os, sys
-os.environ.update(AWS_LAMBDA_FUNCTION_NAME="us-east-1.akidb-test-edge-inference", AWS_REGION="ap-southeast-1",
-                  AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-from moto import mock_aws
-with mock_aws():
-    import boto3
-    s3 = boto3.client("s3", region_name={settings["bucket_region"]!r})
-    s3.create_bucket(Bucket={settings["bucket"]!r})
-    s3.upload_file({str(ensure_model(quiet=True).onnx_int8)!r}, {settings["bucket"]!r}, {settings["model_key"]!r})
-    sys.path.insert(0, {str(tmp_path / "task")!r})
-    sys.path.insert(1, {str(ROOT)!r})
-    import edge_inference.model as model_module
-    from pathlib import Path
-    model_module.TMP_DIR = Path({str(tmp_path)!r})  # /tmp of the test, not the machine's
-    edge_inference_handler = __import__("edge_inference.handler", fromlist=["handler"])
-    assert edge_inference_handler._APP.encoder is not None, "model not loaded at init"
-    s3.delete_object(Bucket={settings["bucket"]!r}, Key={settings["model_key"]!r})  # no second download
-    from infra.artifacts.edge_probe import origin_request_event
-    resp = edge_inference_handler.handler(origin_request_event({{"text": "served by the packaged code"}}), None)
-    print("STATUS", resp["status"], len(json.loads(resp["body"])["embedding"]))
+import json, os, sys
+sys.path.insert(0, {str(tmp_path / "task")!r})
+sys.path.insert(1, {str(ROOT)!r})
+import edge_inference.model as model_module
+from pathlib import Path
+model_module.TMP_DIR = Path({str(tmp_path)!r})  # /tmp of the test, not the machine's
+edge_inference_handler = __import__("edge_inference.handler", fromlist=["handler"])
+assert edge_inference_handler._APP.encoder is not None, "model not loaded at init"
+print("BOTO", sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore")))
+import boto3
+boto3.client("s3").delete_object(Bucket={settings["bucket"]!r}, Key={settings["model_key"]!r})  # no 2nd download
+from infra.artifacts.edge_probe import origin_request_event
+resp = edge_inference_handler.handler(origin_request_event({{"text": "served by the packaged code"}}), None)
+print("STATUS", resp["status"], len(json.loads(resp["body"])["embedding"]))
 """
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    with daemons.moto_server() as moto:
+        env = daemons.aws_env(moto.url, region=settings["bucket_region"])
+        s3 = boto3.client("s3", region_name=settings["bucket_region"], endpoint_url=moto.url,
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3.create_bucket(Bucket=settings["bucket"])
+        s3.upload_file(str(ensure_model(quiet=True).onnx_int8), settings["bucket"], settings["model_key"])
+        env.update(AWS_LAMBDA_FUNCTION_NAME="us-east-1.akidb-test-edge-inference", AWS_REGION="ap-southeast-1")
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "STATUS 200 384" in proc.stdout
+    assert "STATUS 200 384" in proc.stdout and "BOTO []" in proc.stdout, proc.stdout
     emf_lines = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith('{"_aws"')]
     assert len(emf_lines) == 1 and emf_lines[0]["EdgeRegion"] == "ap-southeast-1"
     assert emf_lines[0]["CacheHit"] == 0 and emf_lines[0]["ModelLoadTime"] > 0

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from . import emf, trace
 from .events import BadEvent, ClientError, EdgeRequest, float_array_json, parse_event, read_text, response
 from .model import TMP_DIR, Encoder, ModelUnavailable, S3Getter
+from .s3get import S3Http
 from .settings import SETTINGS_FILE, Settings, SettingsError, load
 
 UNCONFIGURED_MODEL = "unconfigured"
@@ -30,10 +31,8 @@ MAX_PROPERTY_CHARS = 8_000  # a 20-frame traceback fits
 
 
 def _default_s3(settings: Settings) -> S3Getter:
-    import boto3  # the runtime provides it; lazy so tests and the plan need no AWS
-
-    client: S3Getter = boto3.client("s3", region_name=settings.bucket_region)
-    return client
+    # One signed GET with the standard library: boto3's import and client were most of a cold start (s3get.py).
+    return S3Http(settings.bucket_region)
 
 
 class App:
