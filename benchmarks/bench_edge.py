@@ -4,9 +4,10 @@ Figures are printed, never asserted. One process pinned to one CPU core: the fun
 (`App.handle` on a CloudFront event: base64, JSON, tokenizer, ONNX Runtime with one thread, pooling, EMF) and
 sentence-transformers (fp32, torch with one thread, the same weights, `encode` of the same text) run in the
 same rounds, in shuffled order, so machine noise hits both alike. Printed: p50 per input length and the ratio,
-the ONNX session alone, the cosine of both embeddings over the reference sentences, cold init split into
-imports / session / first request (fresh processes, model already in /tmp, no S3 download), the 100,000-
-character CJK input, EMF cost, zip and model sizes.
+the ONNX session alone, the cosine of both embeddings over the reference sentences (sentence-transformers at its
+own defaults: 256 tokens), cold init as Lambda runs it and split into its parts, with the function's signed GET
+and with boto3 (fresh processes, the model fetched from a moto server into an empty /tmp), the 100,000-character
+CJK input, EMF cost, zip and model sizes.
 """
 
 from __future__ import annotations
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp_name:
         tmp = Path(tmp_name)
         settings = setup(tmp, model)
-        # Prime /tmp with the verified model so cold runs measure init without the download.
+        # Prime /tmp with the verified model for the warm rounds (the cold runs use empty folders of their own).
         primer = App(settings_path=settings, s3_factory=lambda _s: LocalModelStore(model.onnx_int8), tmp_dir=tmp,
                      out=io.StringIO())
         primer.warm()
