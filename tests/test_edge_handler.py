@@ -1,7 +1,8 @@
-"""The edge handler on real CloudFront origin-request events, with the model in (moto) S3.
+"""The edge handler on real CloudFront origin-request events, with the model in S3 (a moto server).
 
-Everything below runs the function's own code: settings file, boto3 download into a /tmp stand-in, SHA-256
-check, tokenizer.json, ONNX Runtime, pooling, trace header, EMF. Only AWS is simulated (moto).
+Everything below runs the function's own code: settings file, its signed S3 GET (s3get.py, over HTTP to the moto
+server) into a /tmp stand-in, SHA-256 check, tokenizer.json, ONNX Runtime, pooling, trace header, EMF. Only AWS is
+simulated (moto).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import io
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,10 @@ from edge_inference import emf, events, handler, trace
 from edge_inference.digest import file_sha256
 from edge_inference.events import float_array_json, response
 from edge_inference.handler import App
-from moto import mock_aws
 
 from infra.artifacts.edge_model import ensure_model, library_max_tokens
 from infra.artifacts.edge_probe import origin_request_event
+from infra.tools import daemons
 
 BUCKET = "akidb-test-edge-models"
 KEY = "models/all-minilm-l6-v2/test/model.int8.onnx"
@@ -48,16 +50,26 @@ def write_settings(folder: Path, model, **changes: Any) -> Path:
     return folder / "settings.json"
 
 
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    with daemons.moto_server() as server:
+        yield server.url
+
+
 @pytest.fixture
-def s3(model, monkeypatch):
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(var, "testing")
+def s3(model, moto_url, monkeypatch):
+    """The model in a fresh bucket; the function's environment as Lambda gives it (role credentials)."""
+    for name, value in daemons.aws_env(moto_url).items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        client.upload_file(str(model.onnx_int8), BUCKET, KEY)
-        yield client
+    client = boto3.client("s3", region_name="us-east-1", endpoint_url=moto_url)
+    client.create_bucket(Bucket=BUCKET)
+    client.upload_file(str(model.onnx_int8), BUCKET, KEY)
+    yield client
+    for obj in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        client.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    client.delete_bucket(Bucket=BUCKET)
 
 
 class Harness:
@@ -68,7 +80,7 @@ class Harness:
 
         def s3_factory(settings):
             self.downloads += 1
-            return boto3.client("s3", region_name=settings.bucket_region)
+            return handler._default_s3(settings)  # the function's own S3 getter
 
         self.app = App(settings_path=write_settings(tmp, model, **settings_changes), s3_factory=s3_factory,
                        tmp_dir=tmp, out=self.out)
