@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import settings as settings_mod
 from . import timeline
-from .audit import LOG, Audit
+from .audit import LOG, SHAPE, Audit
 from .delivery import MAX_BODY_BYTES, BadDelivery, Delivery, looks_signed, parse
 from .runbook_ids import MANUAL_RUNBOOK_IDS
 from .runbooks import RUNBOOKS, Deps, Job, run
@@ -93,6 +93,7 @@ def _unauthenticated(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    SHAPE.bind(context)
     if not isinstance(event, dict):
         return _response(400, error="not an API Gateway HTTP API (payload 2.0) event")
     headers = _headers(event)
@@ -207,6 +208,7 @@ def _mark_queued(st: dict[str, Any], event_id: str, token: str) -> None:
 def worker(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """SQS batch: record timeline events, publish settled incidents, run runbook jobs; only transient AWS
     failures are reported for retry (refusals are final)."""
+    SHAPE.bind(context)
     st = _init()
     deps = Deps(settings=st["settings"], audit=st["audit"], autoscaling=st["autoscaling"],
                 dynamodb=st["dynamodb"], sns=st["sns"], sqs=st["sqs"], cloudwatch=st["cloudwatch"])
