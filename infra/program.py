@@ -13,6 +13,7 @@ from infra.components.dashboards import Dashboards, DashboardsArgs, day5_watch_i
 from infra.components.emf_edge import EmfEdge, EmfEdgeArgs
 from infra.components.game_days import EXPERIMENT_KEYS as GAME_DAY_KEYS
 from infra.components.game_days import GameDays, GameDaysArgs, stop_alarm_names
+from infra.components.logs import Logs, LogsArgs
 from infra.components.pagerduty import PagerDuty, PagerDutyArgs
 from infra.components.severity_topics import SeverityTopics, SeverityTopicsArgs
 from infra.components.slo_alerting import PagerDutyKeys, SloAlerting, SloAlertingArgs
@@ -122,6 +123,19 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             outputs["gameDayLogGroup"] = game_days.log_group_name
             if game_days.skipped:
                 outputs["gameDaySkipped"] = game_days.skipped
+    # -- logs --
+    # Last: it archives every log group the components above created (StackContext.log_groups).
+    if cfg.logs.enabled:
+        runbook_functions = getattr(slo_alerting, "runbook_function_names", None) \
+            if cfg.slo_alerting.enabled else None
+        logs = Logs("logs", LogsArgs(
+            context=ctx, topics=topics.refs,
+            edge_function_name=edge.function_name if cfg.emf_edge.enabled else None,
+            runbook_functions=dict(runbook_functions or {}),
+            detector_function_name=anomaly.detector_name if cfg.anomaly.enabled else None))
+        outputs["logArchiveBuckets"] = logs.archive_buckets
+        outputs["logQueries"] = logs.query_urls
+        outputs["logAlarmNames"] = logs.alarm_names
     return outputs
 
 

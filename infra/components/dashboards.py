@@ -22,7 +22,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra.blocks.irsa import WorkloadRole, workload_role
-from infra.components import anomaly, emf_edge, game_days, severity_topics, slo_alerting, xray
+from infra.components import anomaly, emf_edge, game_days, logs, severity_topics, slo_alerting, xray
 from infra.components.alerting_path import (
     AlertingPathInputs,
     WatchedApi,
@@ -85,7 +85,7 @@ class DashboardsArgs:
 
 # The `component` tag of every AWS provider of the program: the budget's scope.
 STACK_COMPONENTS = (severity_topics.COMPONENT, xray.COMPONENT, emf_edge.COMPONENT, anomaly.COMPONENT,
-                    slo_alerting.COMPONENT, COMPONENT, game_days.COMPONENT)
+                    slo_alerting.COMPONENT, COMPONENT, game_days.COMPONENT, logs.COMPONENT)
 
 
 def body_json(dashboard: Dashboard, account_id: str) -> str:

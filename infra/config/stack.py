@@ -11,6 +11,7 @@ from infra.config.anomaly import AnomalyConfig
 from infra.config.dashboards import DashboardsConfig
 from infra.config.emf_edge import EmfEdgeConfig
 from infra.config.game_days import GameDaysConfig
+from infra.config.logs import LogsConfig
 from infra.config.pagerduty import PagerDutyConfig
 from infra.config.schema import setting
 from infra.config.shared import AwsSettings, KubernetesSettings
@@ -61,6 +62,7 @@ class StackConfig:
     dashboards: DashboardsConfig = setting(default_factory=DashboardsConfig, doc="Day 5: dashboards")
     pagerduty: PagerDutyConfig = setting(default_factory=PagerDutyConfig, doc="PagerDuty as code")
     game_days: GameDaysConfig = setting(default_factory=GameDaysConfig, doc="game days: FIS experiments (staging)")
+    logs: LogsConfig = setting(default_factory=LogsConfig, doc="logs: archive, saved queries, log-based alarms")
     secrets: Secrets = field(default_factory=Secrets, metadata={"doc": "secret keys", "internal": True})
 
     @property

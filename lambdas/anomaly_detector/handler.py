@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import logshape
 from anomaly_core import metrics as m
 from anomaly_core import settings as settings_mod
 from anomaly_core.episodes import Episode, step
@@ -44,6 +43,7 @@ from anomaly_core.store import (
     put_json_if,
     state_key,
 )
+from logshape import stdlib as logshape
 
 log = logging.getLogger()
 log.setLevel(logging.INFO)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import logshape
 from anomaly_core import settings as settings_mod
 from anomaly_core.settings import MetricSpec, Settings, SettingsError
 from anomaly_core.sources import SourceError, Sources, default_sources
 from anomaly_core.store import band_key, model_key, put_json
+from logshape import stdlib as logshape
 
 from .forecast import ModelSettings, TrainingError, train, utc_iso
 

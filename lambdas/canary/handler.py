@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any
 
-import logshape
+from logshape import stdlib as logshape
 
 from . import probes
 

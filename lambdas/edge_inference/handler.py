@@ -19,10 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-try:
-    import logshape  # the zip's root (include.txt), as the runtime imports it
-except ModuleNotFoundError:  # imported from the repository as lambdas.edge_inference (infra/artifacts/edge_probe.py)
-    from lambdas import logshape  # type: ignore[no-redef]
+import logshape  # at the zip's root (include.txt), as the runtime imports it
 
 from . import emf, trace
 from .events import BadEvent, ClientError, EdgeRequest, float_array_json, parse_event, read_text, response

@@ -11,21 +11,20 @@ bearer tokens, AWS access keys, PagerDuty `v1=` signatures, JWTs). Deployments a
 the environment variables LOG_REDACT_FIELDS / LOG_REDACT_PATTERNS (JSON lists), or the baked file
 `logshape.json` of Lambda@Edge, which has no environment; they never remove the defaults.
 
-Standard library only and a few hundred microseconds to import: Lambda@Edge's viewer-facing cold start
-(README, Performance) keeps its budget (`make log-shape-cold-start`).
+Standard library only, and without `logging` (logshape.stdlib formats the logging module's records for the
+functions that use it): the edge function writes its lines itself and keeps its cold-start budget
+(`make log-shape-cold-start`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 REDACTED = "[redacted]"
 # Field names (compared case-insensitively, `-` and `_` alike) whose value never reaches a log line.
@@ -37,12 +36,14 @@ DEFAULT_FIELDS = frozenset({
 })
 # Values scrubbed wherever they appear inside a string (a message, an error, a nested field).
 DEFAULT_PATTERNS: tuple[str, ...] = (
-    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",  # email address
-    r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+",  # Authorization: Bearer <token>
-    r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",  # AWS access key id
-    r"\bv1=[0-9a-fA-F]{16,}",  # PagerDuty V3 webhook signature
-    r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",  # JWT
-    r"(?i)\b(?:whsec|sk|xox[abprs])[-_][A-Za-z0-9_-]{6,}",  # webhook secrets, API and chat tokens
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",  # email (RFC 5322 atext)
+    # No leading \b on the token patterns: a repr()'d message puts "\n" (a word character after the backslash)
+    # right before them.
+    r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+",  # Authorization: Bearer <token>
+    r"(?:AKIA|ASIA)[A-Z0-9]{16}",  # AWS access key id
+    r"v1=[0-9a-fA-F]{16,}",  # PagerDuty V3 webhook signature
+    r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",  # JWT
+    r"(?i)(?:whsec|\bsk|xox[abprs])[-_][A-Za-z0-9_-]{6,}",  # webhook secrets, API and chat tokens
 )
 FIELDS_ENV = "LOG_REDACT_FIELDS"
 PATTERNS_ENV = "LOG_REDACT_PATTERNS"
@@ -60,16 +61,19 @@ def _norm(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
+def _compile(pattern: str, source: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise RedactionConfigError(f"{source}: redaction pattern {pattern!r} is not a regular expression "
+                                   f"({exc}); give Python regular expressions") from exc
+
+
 class Redactor:
-    def __init__(self, fields: Iterable[str] = (), patterns: Iterable[str] = ()) -> None:
+    def __init__(self, fields: Iterable[str] = (), patterns: Iterable[str] = (),
+                 source: str = PATTERNS_ENV) -> None:
         self.fields = frozenset(_norm(f) for f in (*DEFAULT_FIELDS, *fields))
-        compiled = []
-        for p in (*DEFAULT_PATTERNS, *patterns):
-            try:
-                compiled.append(re.compile(p))
-            except re.error as exc:
-                raise RedactionConfigError(f"redaction pattern {p!r} is not a regular expression: {exc}") from exc
-        self.patterns = tuple(compiled)
+        self.patterns = tuple(_compile(p, source) for p in (*DEFAULT_PATTERNS, *patterns))
 
     def text(self, value: str) -> str:
         for p in self.patterns:
@@ -117,7 +121,7 @@ def redactor_from(environ: Mapping[str, str] | None = None, baked: Path | None =
             raise RedactionConfigError(f"{baked.name} must hold an object with lists 'fields' and 'patterns'")
         fields += _json_list(json.dumps(raw.get("fields", [])), f"{baked.name} fields")
         patterns += _json_list(json.dumps(raw.get("patterns", [])), f"{baked.name} patterns")
-    return Redactor(fields, patterns)
+    return Redactor(fields, patterns, source=f"{PATTERNS_ENV} or {baked.name}" if baked else PATTERNS_ENV)
 
 
 def trace_id(header: str | None = None) -> str | None:
@@ -147,7 +151,7 @@ class Shape:
 
     def bind(self, context: Any = None, *, trace_header: str | None = None, **fields: Any) -> None:
         """Start an invocation: its request id (from the Lambda context), trace id and correlation ids."""
-        install(self)
+        self.function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", self.service)
         self.context = {"request_id": getattr(context, "aws_request_id", None), "trace_id": trace_id(trace_header)}
         self.context.update({k: v for k, v in fields.items() if v is not None})
 
@@ -183,74 +187,3 @@ class Shape:
 
     def line(self, level: str, message: str, fields: Mapping[str, Any] | None = None) -> str:
         return json.dumps(self.record(level, message, fields), separators=(",", ":"), default=str)
-
-
-class JsonFormatter(logging.Formatter):
-    """stdlib logging records -> the shape. A message that is itself a JSON object (the runbook code's
-    `LOG.info(json.dumps({...}))`) is merged field by field; `extra={"fields": {...}}` adds fields."""
-
-    def __init__(self, shape: Shape) -> None:
-        super().__init__()
-        self.shape = shape
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        fields: dict[str, Any] = dict(getattr(record, "fields", None) or {})
-        if message.startswith("{"):
-            try:
-                parsed = json.loads(message)
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, dict):
-                fields = {**parsed, **fields}
-                message = str(parsed.get("message") or parsed.get("decision") or "")
-        if record.exc_info:
-            fields["error"] = self.formatException(record.exc_info)
-        fields.setdefault("logger", record.name)
-        return json.dumps(self.shape.record(record.levelname, message, fields, at=record.created),
-                          separators=(",", ":"), default=str)
-
-
-class _Stdout(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to the sys.stdout of the moment (a test's capture, the runtime's stream)."""
-
-    _logshape = True
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        super().__init__(stream)
-        self._fixed = stream
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = self._fixed or sys.stdout
-        super().emit(record)
-
-
-def install(shape: Shape, stream: TextIO | None = None) -> None:
-    """Format every record of the root logger in `shape`. On Lambda the runtime's handler stays (it writes to
-    the function's log stream with the request's frame) and only its formatter changes; elsewhere one handler
-    of ours writes to stdout, as the runtime would. Idempotent and cheap: `Shape.bind` calls it per invocation,
-    so functions imported into one process (tests) each log under their own name."""
-    root = logging.getLogger()
-    runtime = [h for h in root.handlers if type(h).__name__ == "LambdaLoggerHandler"]
-    ours = [h for h in root.handlers if getattr(h, "_logshape", False)]
-    if runtime:
-        targets = runtime
-    elif ours and stream is None:
-        targets = ours[:1]
-    else:
-        for h in ours:
-            root.removeHandler(h)
-        targets = [_Stdout(stream)]
-        root.addHandler(targets[0])
-    for h in targets:
-        if not (isinstance(h.formatter, JsonFormatter) and h.formatter.shape is shape):
-            h.setFormatter(JsonFormatter(shape))
-    if root.level != logging.INFO:
-        root.setLevel(logging.INFO)
-
-
-def configure(service: str, *, stream: TextIO | None = None, baked: Path | None = None) -> Shape:
-    """The shape of `service` (its redaction from the environment or the baked file), installed."""
-    shape = Shape(service, redactor_from(baked=baked))
-    install(shape, stream)
-    return shape

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-import logshape
+from logshape import stdlib as logshape
 
 LOG = logging.getLogger("runbook_automation")
 LOG.setLevel(logging.INFO)
