@@ -252,3 +252,9 @@ drill-short: venv tools
 # intervals, derived from the definitions): make check-prometheus-values VALUES=docs/kube-prometheus-stack-values.yaml
 check-prometheus-values: venv
 	$(PY) -m infra.tools.check_prometheus_values $(or $(VALUES),$(error VALUES=<kube-prometheus-stack values.yaml> is required))
+
+# -- logs --
+# Edge cold init from main's sources and this checkout's, alternating fresh processes, and logshape's own cost.
+log-shape-cold-start: venv
+	$(PY) -m benchmarks.bench_log_shape --runs 7 --before main
+.PHONY: log-shape-cold-start

@@ -64,10 +64,11 @@ def install(shape: Shape, stream: TextIO | None = None) -> None:
     root = logging.getLogger()
     runtime = [h for h in root.handlers if type(h).__name__ == "LambdaLoggerHandler"]
     ours = [h for h in root.handlers if getattr(h, "_logshape", False)]
+    same = [h for h in ours if getattr(h, "_fixed", None) is stream]  # stdout stays stdout, a stream its stream
     if runtime:
         targets = runtime
-    elif ours and stream is None:
-        targets = ours[:1]
+    elif same:
+        targets = same[:1]
     else:
         for h in ours:
             root.removeHandler(h)
@@ -81,13 +82,16 @@ def install(shape: Shape, stream: TextIO | None = None) -> None:
 
 
 class LoggingShape(Shape):
+    stream: TextIO | None = None  # where configure() sent the lines (None: stdout, as on Lambda)
+
     def bind(self, context: Any = None, *, trace_header: str | None = None, **fields: Any) -> None:
-        install(self)
+        install(self, self.stream)
         super().bind(context, trace_header=trace_header, **fields)
 
 
 def configure(service: str, *, stream: TextIO | None = None, baked: Path | None = None) -> LoggingShape:
     """The shape of `service` (its redaction from the environment or the baked file), installed."""
     shape = LoggingShape(service, redactor_from(baked=baked))
+    shape.stream = stream
     install(shape, stream)
     return shape
