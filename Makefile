@@ -10,14 +10,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help venv plan-venv tools plan plan-all package test lint generate docs clean
 
-help:
-	@echo "make plan [STACK=staging|prod]  offline plan of a stack (the main job)"
-	@echo "make test                        every test (installs what it needs)"
-	@echo "make package [STACK=...]         build the Lambda zips, print sizes against AWS limits"
-	@echo "make lint                        ruff"
-	@echo "make plan-diff [STACK=] [AGAINST=REF|PLAN=FILE]  what pulumi preview --diff would show (default: merge base with main)"
-	@echo "make import-retained STACK=...    pulumi import lines for what a destroy leaves behind"
-	@echo "make generate                    rewrite every generated file (rules/, dashboards/, README reference)"
+help:  ## this list: every target and what it does (the text after `##` on its rule line)
+	@echo "Usage: make <target> [STACK=staging|prod] (a target's rule line says what it does after its ##)"
+	@awk -F':[^#]*## ' '/^[a-zA-Z0-9][a-zA-Z0-9_.-]*:[^=#]*## / {printf "  %-26s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # `make plan`'s packages only: the program's, the model build's and the plan validation's (pyproject.toml extras
 # model-build, plan), installed by uv (measured: 5 s, where pip took 75 s for the same set: uv downloads and
@@ -25,26 +20,34 @@ help:
 # does by default: where PYTHONDONTWRITEBYTECODE is set (this machine), Python would otherwise compile the ~500
 # SDK modules a plan imports on every run (+2.5 s of each `make plan`); it costs ~15 s once, in parallel.
 UV_VERSION := 0.13.8
+# Long steps say what they do before and how long they took after (STEP / DONE).
+STEP = @mkdir -p $(dir $@); echo "==> $(1)"; date +%s > $@.started
+DONE = @echo "    done in $$(( $$(date +%s) - $$(cat $@.started) )) s"; rm -f $@.started
 $(VENV)/.plan-installed: pyproject.toml
-	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) </dev/null
-	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r pyproject.toml --extra model-build \
+	$(call STEP,installing make plan's packages into $(VENV) (uv; about 45 s the first time))
+	@$(BOOTSTRAP_PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) </dev/null
+	@$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r pyproject.toml --extra model-build \
 	  --extra plan </dev/null
-	touch $@
+	$(DONE)
+	@touch $@
 
 # Everything else `make test` needs (dev: pytest, moto, torch for the edge model's reference...), with pip: it
 # reads this machine's pip configuration (torch's CPU wheel comes from its find-links; uv would not look there).
 $(VENV)/.installed: $(VENV)/.plan-installed pyproject.toml
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev,model-build,plan]'
-	touch $@
+	$(call STEP,installing the test and development packages into $(VENV) (pip; a few minutes the first time))
+	@$(VENV)/bin/pip install --quiet --upgrade pip
+	@$(VENV)/bin/pip install --quiet -e '.[dev,model-build,plan]'
+	$(DONE)
+	@touch $@
 
-venv: $(VENV)/.installed
-plan-venv: $(VENV)/.plan-installed
+venv: $(VENV)/.installed  ## the full dev environment in .venv (VENV=...): make test's packages
+plan-venv: $(VENV)/.plan-installed  ## only `make plan`'s packages in .venv (uv; about 45 s the first time)
 
 # promtool (prometheus 2.42) and amtool (alertmanager 0.25) from Debian; installed once.
-tools:
+tools:  ## promtool and amtool from Debian (installed once)
 	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then \
+	  echo "==> installing promtool and amtool (Debian packages prometheus, prometheus-alertmanager)"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 	    prometheus prometheus-alertmanager </dev/null >/dev/null; \
@@ -53,31 +56,33 @@ tools:
 
 # Plan, first preview and cost in one job (infra/offline/job.py): SDKs imported once, the preview forked beside
 # the plan.
-plan: plan-venv tools
+plan: plan-venv tools  ## offline plan, first preview and cost estimate of STACK (default staging): the main job
 	$(PY) -m infra.offline.job --stack $(STACK) --offline-secrets
 
-plan-all: plan-venv tools
+plan-all: plan-venv tools  ## `make plan` for staging and prod in one job
 	$(PY) -m infra.offline.job --stack staging --stack prod --offline-secrets
 
-package: venv
+package: venv  ## build the Lambda zips of STACK and print their sizes against the AWS limits
 	$(PY) -m infra.offline.package --stack $(STACK) --rebuild
 
-lint: venv
+lint: venv  ## ruff over the repository
 	$(PY) -m ruff check .
 
-test: venv tools
+test: venv tools  ## ruff, then every test (installs what it needs)
 	$(PY) -m ruff check .
+	@echo "==> every test (about 11 minutes on two cores; pytest prints the total)"
 	$(PY) -m pytest
 
 # Every checked-in generated artifact at once: rules/ (from rules/slos.yaml and rules/symptoms.yaml), dashboards/
 # (from the plans), the README's config reference. `make rules`, `make dashboards`, `make docs` do one part each.
-generate: venv tools edge-model
-	$(PY) -m infra.offline.generate
+generate: venv tools edge-model  ## rewrite every checked-in generated file (rules/, dashboards/, config reference, runbook pages)
+	@echo "==> planning every stack and rewriting the generated files"; start=$$(date +%s); \
+	  $(PY) -m infra.offline.generate; echo "    done in $$(( $$(date +%s) - start )) s"
 
-docs: venv
+docs: venv  ## rewrite the generated config reference only
 	$(PY) -m infra.offline.generate docs
 
-clean:
+clean:  ## remove build/ (plans, caches, zips, models)
 	rm -rf build
 
 # ---- component targets (one block per component; keep each in its own block) ----
@@ -85,19 +90,19 @@ clean:
 .PHONY: xray-test xray-smoke
 XRAY_DAEMON ?= xray-daemon.observability.svc.cluster.local:2000
 XRAY_REGION ?= us-east-1
-xray-test: venv
+xray-test: venv  ## the tracing tests only
 	$(PY) -m pytest -q tests/test_xray_plan.py tests/test_xray_rules.py tests/test_xray_smoke.py
 # Post-deploy: one segment over UDP in the daemon protocol, then found with GetTraceSummaries (run in-cluster).
-xray-smoke: venv
+xray-smoke: venv  ## post-deploy: send one segment to the X-Ray daemon and find it again (run in the cluster)
 	$(PY) -m infra.tools.xray_smoke --daemon $(XRAY_DAEMON) --region $(XRAY_REGION)
 # -- emf-edge --
 .PHONY: edge-model bench-edge
 # The slow first-run steps, in parallel: fetch the weights, write all-MiniLM-L6-v2 as ONNX and quantise it (cached
 # in build/models by its inputs' hash) while every function's wheels are downloaded (build/cache/deps, by content).
-edge-model: plan-venv
+edge-model: plan-venv  ## export and quantise the edge model, download every function's wheels (cached, slow the first time)
 	$(PY) -m infra.offline.package --model-only
 # The edge function against sentence-transformers in one process: the source of the README's edge figures.
-bench-edge: venv edge-model
+bench-edge: venv edge-model  ## the edge function against sentence-transformers: the edge figures
 	$(PY) -m benchmarks.bench_edge
 test: edge-model
 plan: edge-model
@@ -105,26 +110,26 @@ plan-all: edge-model
 package: edge-model
 # -- anomaly --
 .PHONY: anomaly-test bench-anomaly bench-detector
-anomaly-test: venv
+anomaly-test: venv  ## the anomaly detection tests only
 	$(PY) -m pytest tests/test_anomaly*.py -q
 
 # NAB standard-profile scoring of the streaming detector on shared/nab-dev (not part of `make test`): per-file
 # and total dev score, the threshold curve, the parameter sweep and the production view at the shipped threshold.
 NAB_DATA ?= ../shared/nab-dev
-bench-anomaly: venv
+bench-anomaly: venv  ## NAB standard-profile scoring of the detector on NAB_DATA, and the trainer's validation report
 	$(PY) -m benchmarks.run_nab --data $(NAB_DATA) --rescore --sweep
 	$(PY) -m benchmarks.fit_report --data $(NAB_DATA)
 # One detector invocation for 1, 20, 100 and 1,000 metrics against a moto server: time, peak RSS, linear fit.
-bench-detector: venv
+bench-detector: venv  ## one detector run for 1 to 1,000 metrics against moto: time, peak memory, linear fit
 	$(PY) -m benchmarks.bench_detector
 # -- slo-alerting --
 .PHONY: rules slo-check slo-replay slo-test
 # Regenerate rules/prometheus, rules/alertmanager and rules/tests from rules/slos.yaml and rules/symptoms.yaml
 # (never edit them by hand); part of `make generate`.
-rules: venv
+rules: venv  ## rewrite rules/ from rules/slos.yaml and rules/symptoms.yaml
 	$(PY) -m infra.offline.generate rules
 # What `make test` runs through pytest (tests/test_slo_rules.py), for humans: promtool and amtool on the files.
-slo-check: tools
+slo-check: tools  ## promtool and amtool on the checked-in rules and Alertmanager configs
 	promtool check rules rules/prometheus/*.yml
 	promtool test rules rules/tests/*.test.yml
 	amtool check-config rules/alertmanager/*.yml
@@ -137,9 +142,9 @@ slo-check: tools
 	amtool config routes test --config.file=rules/alertmanager/alertmanager-tickets-only.yml \
 	  --verify.receivers=tickets severity=P0 service=akidb-rest slo=availability
 # MTTD / noise replays through promtool, ours and the plan's rules (prints the table; ~2 min).
-slo-replay: venv tools
+slo-replay: venv tools  ## MTTD and noise replays of ours and the plan's rules through promtool (about 2 min)
 	$(PY) -m infra.slo.replay
-slo-test: venv tools
+slo-test: venv tools  ## the SLO alerting tests only
 	$(PY) -m pytest -q tests/test_slo_rules.py tests/test_slo_alerting.py tests/test_slo_replay.py \
 	  tests/test_runbook_automation.py tests/test_alertmanager_inhibition.py
 # -- dashboards --
@@ -157,7 +162,7 @@ AGAINST ?=
 PLAN ?=
 MARKDOWN ?=
 # What `pulumi preview --diff` would print for this change, from the offline plans of both sides.
-plan-diff: venv tools
+plan-diff: venv tools  ## what `pulumi preview --diff` would show for this change (AGAINST=REF or PLAN=FILE; default: merge base with main)
 	$(PY) -m infra.offline.diff --stack $(STACK) --offline-secrets \
 	  $(if $(PLAN),--plan $(PLAN),$(if $(AGAINST),--against $(AGAINST))) \
 	  $(if $(MARKDOWN),--markdown $(MARKDOWN))
@@ -169,26 +174,26 @@ $(CHECKOV_VENV)/.installed:
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30
 	touch $@
 .PHONY: checkov
-checkov: venv $(CHECKOV_VENV)/.installed
+checkov: venv $(CHECKOV_VENV)/.installed  ## checkov's Kubernetes checks on STACK's planned objects (own venv)
 	$(PY) -m infra.offline.manifests --stack $(STACK)
 	$(CHECKOV_VENV)/bin/checkov -d build/$(STACK)/manifests --framework kubernetes --compact --quiet
 # `pulumi import` lines, from config, for the resources a destroy keeps (retainOnDelete, skipDestroy, protect).
-import-retained: venv tools
+import-retained: venv tools  ## `pulumi import` lines for what a destroy of STACK leaves behind
 	$(PY) -m infra.offline.retained --stack $(STACK)
 # requirements.txt (read by `pulumi install`) from pyproject.toml.
-requirements: venv
+requirements: venv  ## rewrite requirements.txt (read by `pulumi install`) from pyproject.toml
 	$(PY) -m infra.offline.requirements
 plan-diff import-retained: edge-model
-# -- dashboards: Day 5 probes, alerting path, cost, restore drill --
-.PHONY: cost dr-drill day5-test
-# Monthly cost estimate of the last plan of STACK (per component and type; exit 1 above dashboards.cost.ceilingUsd).
-cost: venv
+# -- the stack watching itself: probes, alerting path, cost, restore drill --
+.PHONY: cost dr-drill watch-test
+# Monthly cost estimate of the last plan of STACK (per component and type; exit 1 above costWatch.ceilingUsd).
+cost: venv  ## monthly cost estimate of STACK's last plan (exit 1 above costWatch.ceilingUsd)
 	@test -f build/$(STACK)/plan.json || $(PY) -m infra.offline.plan --stack $(STACK) --offline-secrets >/dev/null
 	$(PY) -m infra.offline.cost_report --stack $(STACK)
 # Delete the detector's band/state and a model in a versioned bucket (moto), restore them, check it resumes.
-dr-drill: venv
+dr-drill: venv  ## delete and restore the detector's state and a model on moto, check the detector resumes
 	$(PY) -m infra.tools.dr_drill
-day5-test: venv
+watch-test: venv  ## the tests of the probes, the alerting path, the cost watch and the restore drill
 	$(PY) -m pytest -q tests/test_canary.py tests/test_alerting_path.py tests/test_cost.py tests/test_dr_drill.py \
 	  tests/test_heartbeat.py tests/test_grafana_cloudwatch.py tests/test_incident_timeline.py
 
@@ -206,7 +211,7 @@ runbooks: venv tools edge-model  ## rewrite the runbook pages' generated parts a
 # -- signal paths --
 .PHONY: paths
 # Every signal of both stacks to the person it reaches (Markdown table) and the dead ends (exit 1 on one).
-paths: venv edge-model
+paths: venv edge-model  ## every signal of both stacks to the person it reaches, and the dead ends (exit 1 on one)
 	$(PY) -m infra.tools.signal_paths_report --stack staging --stack prod
 
 # -- policy pack --
@@ -218,39 +223,39 @@ policy/venv/.installed: policy/requirements.txt
 	$(BOOTSTRAP_PYTHON) -m venv policy/venv
 	policy/venv/bin/pip install --quiet -r policy/requirements.txt </dev/null
 	touch $@
-policy-venv: policy/venv/.installed
+policy-venv: policy/venv/.installed  ## the policy pack's own venv (policy/venv), for a local `pulumi preview --policy-pack policy/`
 # The pack started as the CLI starts it, in that venv (built in build/policy-venv/<hash>), on both stacks' plans.
-policy-test: venv tools edge-model
+policy-test: venv tools edge-model  ## the policy pack run as the CLI runs it, on both stacks' plans
 	$(PY) -m pytest -q -s tests/test_policy_pack.py
 
 # -- workflows: every workflow job offline, deploy markers --
 .PHONY: workflow-steps
 # Every job of every workflow with every matrix combination (make test runs the first combination of each).
-workflow-steps: venv tools
+workflow-steps: venv tools  ## every job of every workflow with every matrix combination, offline
 	WORKFLOW_STEPS_FULL=1 $(PY) -m pytest -q -s tests/test_workflow_steps.py
 
 # -- config hardening: the stack-config fuzz pass --
 .PHONY: fuzz-config
 # CASES mutated stack files (structural, provider namespaces, values the services refuse) judged as accepted,
 # rejected naming the key, or a finding; ROOT=<checkout> runs another checkout's code (figures before a change).
-fuzz-config: venv
+fuzz-config: venv  ## CASES mutated stack files judged accepted, rejected naming the key, or a finding
 	PYTHONPATH=$(or $(ROOT),$(CURDIR)) $(PY) tests/fuzz_stack_config.py --cases $(or $(CASES),600) $(if $(ROOT),--root $(ROOT))
 
 # -- drill --
 .PHONY: drill drill-short
 # The paths end to end with real Prometheus and Alertmanager (shipped rules and config), a synthetic akidb-rest,
 # PagerDuty/Slack stand-ins and the runbook webhook on moto (infra/tools/drill); report in build/drill/.
-drill: venv tools
+drill: venv tools  ## the signal paths end to end with real Prometheus and Alertmanager; report in build/drill/
 	$(PY) -m infra.tools.drill --scenarios all
 # The subset `make test` runs (tests/test_drill.py), with 10 s scrape/evaluation and without waiting for resolves.
-drill-short: venv tools
+drill-short: venv tools  ## the drill subset `make test` runs
 	$(PY) -m infra.tools.drill --scenarios short --scrape-interval 10 --evaluation-interval 10 --no-resolve
 
 # -- prometheus values --
 .PHONY: check-prometheus-values
 # A kube-prometheus-stack values file against what the shipped rules need (retention, scrape and evaluation
 # intervals, derived from the definitions): make check-prometheus-values VALUES=docs/kube-prometheus-stack-values.yaml
-check-prometheus-values: venv
+check-prometheus-values: venv  ## check a kube-prometheus-stack values file (VALUES=...) against what the rules need
 	$(PY) -m infra.tools.check_prometheus_values $(or $(VALUES),$(error VALUES=<kube-prometheus-stack values.yaml> is required))
 
 # -- logs --

@@ -1,4 +1,6 @@
-"""The NAB standard scoring profile, written from its public description (shared/FACTS.md section 12).
+"""The NAB standard scoring profile, written from its public description (Lavin & Ahmad, "Evaluating Real-time
+Anomaly Detection Algorithms - the Numenta Anomaly Benchmark", 2015, https://arxiv.org/abs/1510.03336; the
+scoring section of https://github.com/numenta/NAB).
 
 - The first 15% of each file (at most 750 points) is probation: detections there count for nothing.
 - Inside a window only the earliest detection counts, worth sigma(position) with the scaled sigmoid

@@ -8,18 +8,71 @@ from typing import Any
 
 import pulumi
 
+from infra.blocks.context import StackContext
+from infra.components import alerting_path as alerting_path_component
+from infra.components import anomaly as anomaly_component
+from infra.components import cost_watch as cost_watch_component
+from infra.components import dashboards as dashboards_component
+from infra.components import emf_edge as emf_edge_component
+from infra.components import game_days as game_days_component
+from infra.components import logs as logs_component
+from infra.components import severity_topics as severity_topics_component
+from infra.components import slo_alerting as slo_alerting_component
+from infra.components import synthetics as synthetics_component
+from infra.components import xray as xray_component
+from infra.components.alerting_path import (
+    AlertingPath,
+    AlertingPathArgs,
+    AlertingPathInputs,
+    WatchedApi,
+    WatchedFunction,
+    WatchedQueue,
+    WatchedTable,
+    WatchedTopic,
+)
 from infra.components.anomaly import Anomaly, AnomalyArgs
-from infra.components.dashboards import Dashboards, DashboardsArgs, day5_watch_inputs
+from infra.components.cost_watch import CostWatch, CostWatchArgs
+from infra.components.dashboards import Dashboards, DashboardsArgs
 from infra.components.emf_edge import EmfEdge, EmfEdgeArgs
 from infra.components.game_days import EXPERIMENT_KEYS as GAME_DAY_KEYS
 from infra.components.game_days import GameDays, GameDaysArgs, stop_alarm_names
 from infra.components.logs import Logs, LogsArgs
 from infra.components.pagerduty import PagerDuty, PagerDutyArgs
-from infra.components.severity_topics import SeverityTopics, SeverityTopicsArgs
-from infra.components.slo_alerting import PagerDutyKeys, SloAlerting, SloAlertingArgs
+from infra.components.runbook_automation import PagerDutyKeys
+from infra.components.severity_topics import AlertTopics, SeverityTopics, SeverityTopicsArgs
+from infra.components.slo_alerting import SloAlerting, SloAlertingArgs
+from infra.components.synthetics import Synthetics, SyntheticsArgs
 from infra.components.xray import Tracing, TracingArgs
 from infra.config import StackConfig
-from infra.core.context import StackContext
+
+# The `component` tag of every AWS provider of the program: the budget's scope (CostWatch).
+STACK_COMPONENTS = (severity_topics_component.COMPONENT, xray_component.COMPONENT, emf_edge_component.COMPONENT,
+                    anomaly_component.COMPONENT, slo_alerting_component.COMPONENT, dashboards_component.COMPONENT,
+                    synthetics_component.COMPONENT, alerting_path_component.COMPONENT,
+                    cost_watch_component.COMPONENT, game_days_component.COMPONENT, logs_component.COMPONENT)
+
+
+def watched_paths(cfg: StackConfig, topics: AlertTopics, anomaly: Anomaly | None,
+                  slo: SloAlerting | None) -> AlertingPathInputs:
+    """What the alerting path watches, from the components that own it."""
+    home = cfg.aws.region
+    watched = AlertingPathInputs(topics=topics)
+    if anomaly is not None:
+        watched.queues.append(WatchedQueue("anomaly-failures", home, anomaly.failure_queue_arn, dead_letter=True))
+        # Episodes go to the ticket webhook: its failure must page (P1), as the P2 topic's does.
+        watched.other_topics.append(WatchedTopic("anomaly", home, anomaly.topic_arn, failure_severity="P1"))
+    if slo is not None and slo.runbooks is not None:
+        rb = slo.runbooks
+        for key, arn in rb.queue_arns.items():
+            watched.queues.append(WatchedQueue(key, home, arn, dead_letter=key.endswith("-dlq")))
+        p99 = cfg.alerting_path.webhook_p99_ms
+        for key, fn_name in rb.function_names.items():
+            watched.functions.append(WatchedFunction(key, home, fn_name,
+                                                     p99_ms=p99 if key == "runbook-webhook" else None))
+        watched.apis["runbook-api"] = WatchedApi(home, rb.api_id, rb.api_access_logs)
+        watched.other_topics.append(WatchedTopic("runbook-audit", home, rb.audit_topic_arn, failure_severity="P2"))
+        watched.tables += [WatchedTable(key, home, table_name, ops) for key, (table_name, ops) in rb.tables.items()]
+    return watched
 
 
 def build(cfg: StackConfig) -> dict[str, Any]:
@@ -30,7 +83,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         "environment": cfg.environment,
         "alertTopicArns": topics.arns,
     }
-    # Day components are added below, each guarded by its `enabled` switch (one block per component).
+    # Components are added below, each guarded by its `enabled` switch (one block per component).
     # -- xray --
     if cfg.xray.enabled:
         tracing = Tracing("tracing", TracingArgs(context=ctx, alert_topic_arn=topics.arns[ctx.region]["P1"]))
@@ -84,8 +137,32 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         outputs["sloAlertmanagerRoutes"] = slo_alerting.alertmanager_routes
         outputs["sloSeverityRouting"] = slo_alerting.subscriptions
         outputs["runbookWebhookUrl"] = slo_alerting.webhook_url
+    # -- synthetics --
+    synthetics: Synthetics | None = None
+    if cfg.synthetics.enabled:
+        edge_url = None
+        if cfg.emf_edge.enabled and edge.distribution_domain is not None:
+            edge_url = pulumi.Output.concat("https://", edge.distribution_domain)
+        synthetics = Synthetics("synthetics", SyntheticsArgs(context=ctx, topics=topics.refs, edge_url=edge_url))
+    # -- alerting-path --
+    path_alarms: dict[str, list[str]] = {}
+    if cfg.alerting_path.enabled:
+        alerting_path = AlertingPath("alerting-path", AlertingPathArgs(context=ctx, watched=watched_paths(
+            cfg, topics.refs, anomaly if cfg.anomaly.enabled else None,
+            slo_alerting if cfg.slo_alerting.enabled else None)))
+        path_alarms = alerting_path.alarm_names
+    # -- cost-watch --
+    if cfg.cost_watch.enabled:
+        CostWatch("cost-watch", CostWatchArgs(context=ctx, p2_topic_arn=topics.arns[ctx.region]["P2"],
+                                                           components=STACK_COMPONENTS))
     # -- dashboards --
     if cfg.dashboards.enabled:
+        # The probes board shows the canaries' alarms and the alerting path's; without canaries there is none.
+        probe_alarms: dict[str, list[str]] = {}
+        if synthetics is not None:
+            for source in (synthetics.result.alarm_names, path_alarms):
+                for region, names in source.items():
+                    probe_alarms.setdefault(region, []).extend(names)
         dashboards = Dashboards("dashboards", DashboardsArgs(
             context=ctx,
             edge_alarm_names=edge.alarm_names if cfg.emf_edge.enabled else None,
@@ -93,9 +170,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             anomaly_alarm_names=anomaly.alarm_names if cfg.anomaly.enabled else None,
             anomaly_function_names=[anomaly.detector_name, anomaly.trainer_name] if cfg.anomaly.enabled else [],
             slo_rules_deployed=bool(slo_alerting.prometheus_rules) if cfg.slo_alerting.enabled else False,
-            **day5_watch_inputs(cfg, topics, edge if cfg.emf_edge.enabled else None,
-                                anomaly if cfg.anomaly.enabled else None,
-                                slo_alerting if cfg.slo_alerting.enabled else None),
+            probe_alarm_names=probe_alarms,
         ))
         outputs["cloudwatchDashboards"] = dashboards.cloudwatch_names
         outputs["grafanaDashboardConfigMaps"] = dashboards.grafana_config_maps
@@ -106,15 +181,15 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     if cfg.game_days.enabled:
         # Experiments stop on the home Region's user-facing alarms; without one, none is safe to create.
         stop = stop_alarm_names(ctx.region, edge.composite_alarms if cfg.emf_edge.enabled else None,
-                                dashboards.probes.alarm_names if cfg.dashboards.enabled else None)
+                                synthetics.result.alarm_names if synthetics is not None else None)
         if not stop:
             outputs["gameDaySkipped"] = {k: "no stop-condition alarm in the home Region (emfEdge and "
-                                            "dashboards.synthetics are off)" for k in GAME_DAY_KEYS}
+                                            "synthetics are off)" for k in GAME_DAY_KEYS}
         else:
             # The templates name alarms and a function of these components: created after them.
             owners: list[pulumi.Resource] = [
                 c for c in (edge if cfg.emf_edge.enabled else None, anomaly if cfg.anomaly.enabled else None,
-                            dashboards if cfg.dashboards.enabled else None) if c is not None]
+                            synthetics) if c is not None]
             game_days = GameDays("game-days", GameDaysArgs(
                 context=ctx, stop_alarm_names=stop,
                 detector_function_name=anomaly.detector_name if cfg.anomaly.enabled else None,
@@ -126,8 +201,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # -- logs --
     # Last: it archives every log group the components above created (StackContext.log_groups).
     if cfg.logs.enabled:
-        runbook_functions = getattr(slo_alerting, "runbook_function_names", None) \
-            if cfg.slo_alerting.enabled else None
+        runbooks = slo_alerting.runbooks if cfg.slo_alerting.enabled else None
+        runbook_functions = runbooks.function_names if runbooks is not None else None
         logs = Logs("logs", LogsArgs(
             context=ctx, topics=topics.refs,
             edge_function_name=edge.function_name if cfg.emf_edge.enabled else None,

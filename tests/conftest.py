@@ -2,7 +2,7 @@
 
 `run_stack("staging", overrides={...})` runs the whole program for a stack file (optionally edited), waits for
 every registration, then returns the PlanResult to assert on: collect first, then assert (asserting inside an
-`apply` races with later registrations; shared/FACTS.md section 2).
+`apply` races with later registrations; Pulumi "Unit testing", https://www.pulumi.com/docs/iac/concepts/testing/unit/).
 
 Secrets: the stack files hold none, so the harness stands in for the ones a config needs, explicitly, the way
 `python -m infra.offline.plan --offline-secrets` does (`offline_secrets=False` to see the missing-secret errors).

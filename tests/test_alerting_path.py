@@ -11,7 +11,7 @@ import pytest
 
 from infra.components.alerting_path import FAILURE_ROUTE
 from infra.components.severity_topics import SEVERITIES
-from infra.validation.day5 import PATH_METRICS, alerting_path_watched, notification_paths
+from infra.validation.alerting_path import PATH_METRICS, alerting_path_watched, notification_paths
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
@@ -98,7 +98,7 @@ def test_the_anomaly_and_audit_topics_have_delivery_alarms_to_another_path(plann
 
 def test_a_wrong_webhook_secret_pages_and_4xx_tickets(planned: dict[str, Any]) -> None:
     plan = planned["prod"].plan
-    cfg = plan.config.dashboards.alerting_path
+    cfg = plan.config.alerting_path
     (unauthorized,) = _alarms_named(plan, "runbook-api-401")
     (rejected,) = _alarms_named(plan, "runbook-api-4xx")
     assert unauthorized.inputs["alarmActions"][0].endswith("-alerts-p1")

@@ -1,6 +1,7 @@
-"""The layout's promises, checked on the source: no import cycle among the project's modules, and library code never
-imports command-line code (a module that defines a top-level `main`). Imports inside functions count too: a
-function-local import hides a cycle from the reader, not from this test."""
+"""The layout's promises, checked on the source: no import cycle among the project's modules, library code never
+imports command-line code (a module that defines a top-level `main`), and the rooms of infra/ form layers: a module
+imports only from its own room or from rooms below it (LAYERS), never climbs. Imports inside functions count too:
+a function-local import hides a cycle from the reader, not from this test."""
 
 from __future__ import annotations
 
@@ -129,10 +130,44 @@ def test_the_checker_finds_a_cycle_and_a_cli_import() -> None:
     assert _is_cli(tree) and not _is_cli(ast.parse("def helper() -> None: ...\n"))
 
 
-@pytest.mark.parametrize("room", ["core", "config", "blocks", "components", "slo", "artifacts", "validation",
-                                  "offline", "tools", "dashboard_defs"])
+# Bottom to top: a room may import from the rooms before it. The Lambda packages are the floor (they never import
+# infra); the program, the offline commands and the tools sit on everything they assemble or check.
+LAYERS = ("lambdas", "infra.core", "infra.slo", "infra.config", "infra.plan", "infra.artifacts", "infra.blocks",
+          "infra.dashboard_defs", "infra.components", "infra.program", "infra.validation", "infra.offline",
+          "infra.tools", "infra.__main__")
+
+
+def _room(module: str) -> str:
+    """The layer a module belongs to: its room of infra/ (or infra.program, infra.__main__), or lambdas."""
+    parts = module.split(".")
+    return parts[0] if parts[0] != "infra" or len(parts) == 1 else ".".join(parts[:2])
+
+
+def _climbs(graph: dict[str, set[str]]) -> list[str]:
+    rank = {room: i for i, room in enumerate(LAYERS)}
+    return sorted(f"{m} ({_room(m)}) imports {t} ({_room(t)})" for m, deps in graph.items() for t in deps
+                  if rank.get(_room(t), -1) > rank.get(_room(m), len(LAYERS)))
+
+
+@pytest.mark.parametrize("room", [r.removeprefix("infra.") for r in LAYERS if r.startswith("infra.")
+                                  and r not in ("infra.program", "infra.__main__")])
 def test_each_room_of_infra_exists(room: str) -> None:
     assert (ROOT / "infra" / room / "__init__.py").exists()
+
+
+def test_every_module_belongs_to_a_layer() -> None:
+    """A new room must take its place in LAYERS (else no climb from or into it could be seen)."""
+    assert sorted({_room(m) for m in MODULES} - set(LAYERS)) == ["infra"]  # infra/__init__.py: the package itself
+
+
+def test_no_import_climbs_the_layers() -> None:
+    assert _climbs(GRAPH) == []
+
+
+def test_the_checker_finds_a_climb() -> None:
+    """A made-up graph: core importing config climbs; config importing core does not."""
+    assert _climbs({"infra.core.x": {"infra.config.y"}, "infra.config.y": {"infra.core.z"}}) == [
+        "infra.core.x (infra.core) imports infra.config.y (infra.config)"]
 
 
 def test_core_and_config_depend_on_no_component() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import infra.components
 from infra.artifacts.packaging import LambdaPackage, read_package
 from infra.core.paths import ROOT
-from infra.core.plan import Plan, PlannedResource
 from infra.offline.plan import PlanResult
+from infra.plan.model import Plan, PlannedResource
 
 STACKS = ("staging", "prod")
 FUNCTION = "aws:lambda/function:Function"

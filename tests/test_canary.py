@@ -22,10 +22,10 @@ from canary import handler as canary_handler
 from canary import probes
 
 from infra.artifacts.canary_package import ENTRY, HANDLER, build_canary
+from infra.blocks.context import StackContext
 from infra.components.synthetics import PROBE_NAMESPACE, SYNTHETICS_NAMESPACE, canary_name
-from infra.config.dashboards import CANARY_RUNTIMES, schedule_minutes
-from infra.core.context import StackContext
-from infra.validation.day5 import canary_runtime_and_schedule
+from infra.config.synthetics import CANARY_RUNTIMES, schedule_minutes
+from infra.validation.synthetics import canary_runtime_and_schedule
 
 DIMS = 384
 
@@ -93,7 +93,8 @@ def _mode() -> Iterator[None]:
 
 
 def emf_problems(doc: dict[str, Any]) -> list[str]:
-    """What would make CloudWatch drop the record's metrics (the EMF specification, shared/FACTS.md 5)."""
+    """What would make CloudWatch drop the record's metrics (CloudWatch "Embedded metric
+    format specification")."""
     out = []
     meta = doc.get("_aws") or {}
     if not isinstance(meta.get("Timestamp"), int):
@@ -271,7 +272,7 @@ def test_packaged_zip_runs_from_the_synthetics_layout(server: str, tmp_path: Pat
 def test_one_canary_per_probe_region_with_its_alarms(planned: dict[str, Any], stack: str) -> None:
     result = planned[stack]
     cfg = result.plan.config
-    s = cfg.dashboards.synthetics
+    s = cfg.synthetics
     ctx = StackContext(cfg)
     canaries = {c.region: c for c in result.plan.of_type("aws:synthetics/canary:Canary")}
     assert sorted(canaries) == sorted(s.probe_regions)
@@ -318,20 +319,19 @@ def test_canary_rule_fails_on_bad_canaries(planned: dict[str, Any], change: dict
 
 
 def test_config_problems_are_reported(run_stack: Any) -> None:
-    result = run_stack("staging", overrides={"dashboards": {"synthetics": {
-        "schedule": "rate(7 hours)", "probeRegions": ["us-east-1", "us-east-1"]}}})
+    result = run_stack("staging", overrides={"synthetics": {
+        "schedule": "rate(7 hours)", "probeRegions": ["us-east-1", "us-east-1"]}})
     text = "\n".join(result.config_problems)
-    assert "dashboards.synthetics.schedule" in text
-    result = run_stack("staging", overrides={"dashboards": {"synthetics": {"probeRegions": ["us-east-1", "us-east-1"],
-                                                                           "schedule": "rate(10 minutes)",
-                                                                           "timeoutS": 700}}})
+    assert "synthetics.schedule" in text
+    result = run_stack("staging", overrides={"synthetics": {"probeRegions": ["us-east-1", "us-east-1"],
+                                                             "schedule": "rate(10 minutes)", "timeoutS": 700}})
     text = "\n".join(result.config_problems)
     assert "probeRegions" in text and "distinct" in text
     assert "timeoutS = 700: must not exceed the schedule's 600 s" in text
 
 
 def test_a_probe_region_gets_its_own_severity_topics(run_stack: Any) -> None:
-    result = run_stack("staging", overrides={"dashboards": {"synthetics": {"probeRegions": ["eu-central-1"]}}})
+    result = run_stack("staging", overrides={"synthetics": {"probeRegions": ["eu-central-1"]}})
     assert result.config_problems == [] and [str(v) for v in result.violations] == []
     assert "eu-central-1" in result.plan.config.alarm_regions
     topics = [t for t in result.plan.of_type("aws:sns/topic:Topic") if t.region == "eu-central-1"]

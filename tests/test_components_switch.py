@@ -10,6 +10,9 @@ COMPONENTS = {
     "anomaly": "akidb:anomaly:",
     "sloAlerting": "akidb:slo-alerting:",
     "dashboards": "akidb:dashboards:",
+    "synthetics": "akidb:synthetics:",
+    "alertingPath": "akidb:alerting-path:",
+    "costWatch": "akidb:cost-watch:",
 }
 
 

@@ -93,6 +93,17 @@ def test_unknown_nested_key_is_named():
     assert any(f"{PROJECT}:xray.samplingFracton" in m and "did you mean 'samplingFraction'" in m for m in msgs)
 
 
+@pytest.mark.parametrize(("old", "new"), [(("dashboards", "synthetics"), "synthetics"),
+                                        (("dashboards", "alertingPath"), "alertingPath"),
+                                        (("dashboards", "cost"), "costWatch"),
+                                        (("costWatch", "budgetEnabled"), "costWatch.enabled")])
+def test_a_moved_key_is_an_error_naming_its_new_place(old: tuple[str, str], new: str) -> None:
+    section, key = old
+    msgs = problems(overrides={section: {key: {"enabled": True} if section == "dashboards" else False}})
+    assert any(m.startswith(f"{PROJECT}:{section}.{key} ") and f"moved: set it as {PROJECT}:{new}" in m
+               for m in msgs), msgs
+
+
 def test_out_of_range_value_names_key_value_and_range():
     msgs = problems(overrides={"xray": {"samplingFraction": 1.5}})
     assert msgs == [f'{PROJECT}:xray.samplingFraction = 1.5: must be a number in (0.0, 1.0]']

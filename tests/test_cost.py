@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from infra.config.dashboards import schedule_minutes
-from infra.offline import cost
+from infra.config.synthetics import schedule_minutes
 from infra.offline.cost_report import main as cost_report_main
-from infra.validation.day5 import cost_within_ceiling
+from infra.plan import cost
+from infra.validation.cost import cost_within_ceiling
 
 
 def price(service: str, item: str) -> float:
@@ -59,13 +59,13 @@ def test_lines_follow_the_plan_counts_and_the_table(planned: dict[str, Any], sta
     # per component and per type add up to the same total
     assert sum(est.by("component").values()) == pytest.approx(est.total)
     assert sum(est.by("kind").values()) == pytest.approx(est.total)
-    assert est.total <= plan.config.dashboards.cost.ceiling_usd
+    assert est.total <= plan.config.cost_watch.ceiling_usd
     assert list(cost_within_ceiling(plan)) == []
 
 
 def test_usage_assumptions_scale_their_lines(planned: dict[str, Any]) -> None:
     plan = planned["prod"].plan
-    usage = plan.config.dashboards.cost.usage
+    usage = plan.config.cost_watch.usage
     base = cost.estimate(plan, usage).by("kind")
     more = dataclasses.replace(usage, traces_recorded_per_month=2 * usage.traces_recorded_per_month,
                                edge_requests_per_month=2 * usage.edge_requests_per_month)
@@ -76,9 +76,9 @@ def test_usage_assumptions_scale_their_lines(planned: dict[str, Any]) -> None:
 
 
 def test_estimate_above_the_ceiling_fails_the_plan(run_stack: Any) -> None:
-    result = run_stack("staging", overrides={"dashboards": {"cost": {"ceilingUsd": 5}}})
+    result = run_stack("staging", overrides={"costWatch": {"ceilingUsd": 5}})
     found = [v for v in result.violations if v.rule == "cost_within_ceiling"]
-    assert len(found) == 1 and "exceeds dashboards.cost.ceilingUsd $5.00" in found[0].message
+    assert len(found) == 1 and "exceeds costWatch.ceilingUsd $5.00" in found[0].message
 
 
 def test_report_prints_the_comparison_with_the_plan(planned: dict[str, Any], capsys: pytest.CaptureFixture[str],

@@ -11,7 +11,7 @@ import pytest
 from infra.dashboard_defs.catalog import ANOMALY_NAMESPACE
 from infra.dashboard_defs.grafana import expressions
 from infra.dashboard_defs.grafana_boards import golden_signals, slo_board
-from infra.dashboard_defs.render import drift, expected_files, on_disk
+from infra.offline.dashboard_files import drift, expected_files, on_disk
 from infra.slo.spec import BURN_RATE_TIERS, SLO_DASHBOARD_UID, load_slos
 from infra.validation.dashboards import DASHBOARD, grafana_config_maps
 from lambdas.edge_inference import emf
@@ -207,7 +207,7 @@ def test_disabled_components_get_no_widgets(run_stack):
     # The probes board reads only the probes, the outcomes board the runbook webhook's incident timeline: switch
     # them off too to see no CloudWatch dashboard at all.
     result = run_stack("staging", overrides={"emfEdge": {"enabled": False}, "anomaly": {"enabled": False},
-                                             "dashboards": {"synthetics": {"enabled": False}},
+                                             "synthetics": {"enabled": False},
                                              "sloAlerting": {"runbooks": {"enabled": False}}})
     assert _mine(result) == []
     assert result.plan.of_type(DASHBOARD) == []  # edge, anomaly and the edge SLO board all read disabled parts

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from infra.components.dashboards import DASHBOARD_KEY_ANNOTATION
-from infra.dashboard_defs import promql
+from infra.core import promql
 from infra.validation import Plan, PlannedResource
 from infra.validation.dashboards import (
     CONFIG_MAP,

@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from infra.tools import dr_drill
-from infra.validation.day5 import stores_restorable
+from infra.validation.restore import stores_restorable
 
 
 def test_drill_restores_and_the_detector_resumes() -> None:

@@ -24,7 +24,8 @@ FUNCTION = "aws:lambda/function:Function"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 # Other components are planned by their own tests; here only the foundation and emf-edge run.
 ONLY_EDGE = {"xray": {"enabled": False}, "anomaly": {"enabled": False}, "sloAlerting": {"enabled": False},
-             "dashboards": {"enabled": False}}
+             "dashboards": {"enabled": False}, "synthetics": {"enabled": False}, "alertingPath": {"enabled": False},
+             "costWatch": {"enabled": False}}
 
 
 def plan_stack(stack: str, extra: dict[str, Any] | None = None):

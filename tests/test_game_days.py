@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from infra.components import game_days as component
-from infra.offline.cost import action_minutes, estimate, price_table
 from infra.offline.plan import PlanResult
+from infra.plan.cost import action_minutes, estimate, price_table
 from infra.validation import Plan, PlannedResource
 from infra.validation import game_days as rules
 
@@ -112,7 +112,7 @@ def test_experiments_of_switched_off_components_are_skipped_and_said(run_stack: 
     assert result.outputs["gameDayExperiments"] == ["rest-spot-interruption"]
     assert set(result.outputs["gameDaySkipped"]) == {"anomaly-detector-errors", "anomaly-detector-delay",
                                                      "rest-pod-latency"}
-    blind = run_stack("staging", overrides={"emfEdge": {"enabled": False}, "dashboards": {"enabled": False}})
+    blind = run_stack("staging", overrides={"emfEdge": {"enabled": False}, "synthetics": {"enabled": False}})
     assert blind.plan.of_type(TEMPLATE) == [] and not blind.plan.of_type(component.TOKEN)
     assert set(blind.outputs["gameDaySkipped"]) == set(component.EXPERIMENT_KEYS)
 

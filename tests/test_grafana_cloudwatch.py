@@ -186,7 +186,7 @@ def test_without_the_timeline_the_datasource_stays_but_the_board_goes(run_stack)
 
 def test_a_cluster_without_oidc_provider_is_a_config_error(run_stack):
     result = run_stack("staging", overrides={"kubernetes": {"oidcProviderArn": None}, "xray": {"enabled": False},
-                                             "dashboards": {"alertingPath": {"heartbeat": {"enabled": False}}}})
+                                             "alertingPath": {"heartbeat": {"enabled": False}}})
     assert result.exit_code == 2
     (problem,) = result.config_problems
     assert "dashboards.grafanaCloudwatch.enabled" in problem and "kubernetes.oidcProviderArn" in problem

@@ -18,15 +18,15 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
+from infra.blocks.context import StackContext
 from infra.components.alerting_path import HEARTBEAT_TOPIC, PERIOD_S, heartbeat_topic_name, stack_heartbeat
 from infra.components.slo_alerting import stack_alertmanager_config
-from infra.core.context import StackContext
 from infra.core.naming import Naming
 from infra.slo.alertmanager import HEARTBEAT_TIMING, RECEIVER_HEARTBEAT
 from infra.slo.render import dump
 from infra.slo.spec import HEARTBEAT_ALERT, duration_seconds
 from infra.validation import Plan, PlannedResource
-from infra.validation.day5 import alerting_path_watched, alertmanager_heartbeat_received
+from infra.validation.alerting_path import alerting_path_watched, alertmanager_heartbeat_received
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
@@ -71,11 +71,11 @@ def test_the_stack_owns_the_heartbeat_topic_its_publisher_and_the_missing_heartb
     issuer = cfg.kubernetes.oidc_provider_arn.split(":oidc-provider/", 1)[1]
     (trust,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert trust["Condition"]["StringEquals"][f"{issuer}:sub"] == (
-        f"system:serviceaccount:{cfg.kubernetes.namespace}:{cfg.dashboards.alerting_path.heartbeat.service_account}")
+        f"system:serviceaccount:{cfg.kubernetes.namespace}:{cfg.alerting_path.heartbeat.service_account}")
     statements = json.loads(policy.inputs["policy"])["Statement"]
     assert {a for s in statements for a in s["Action"]} == {"sns:Publish", "kms:Decrypt", "kms:GenerateDataKey"}
     assert next(s for s in statements if s["Action"] == ["sns:Publish"])["Resource"] == [topic.outputs["arn"]]
-    periods = cfg.dashboards.alerting_path.heartbeat.missing_periods
+    periods = cfg.alerting_path.heartbeat.missing_periods
     i = alarm.inputs
     assert (i["statistic"], i["comparisonOperator"], i["threshold"], i["treatMissingData"]) == (
         "Sum", "LessThanThreshold", 1, "breaching")
@@ -115,7 +115,7 @@ def test_the_deployed_alertmanager_config_publishes_the_heartbeat_to_that_topic(
 
 
 def test_switched_off_the_heartbeat_goes_to_the_external_webhook(run_stack):
-    result = run_stack("staging", overrides={"dashboards": {"alertingPath": {"heartbeat": {"enabled": False}}}})
+    result = run_stack("staging", overrides={"alertingPath": {"heartbeat": {"enabled": False}}})
     plan = result.plan
     assert result.config_problems == [] and _problems(plan) == []
     assert not [t for t in plan.of_type("aws:sns/topic:Topic") if t.inputs["name"].endswith(HEARTBEAT_TOPIC)]

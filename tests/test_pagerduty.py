@@ -15,10 +15,10 @@ import yaml
 from infra.components.pagerduty_surfaces import EVENTS_API_V2, PAGING_SEVERITIES, SURFACES, WEBHOOK_EVENTS
 from infra.components.slo_alerting import PAGERDUTY_SNS_URL
 from infra.config import PROJECT, ConfigError, parse_stack_config
-from infra.core.plan import Plan, PlannedResource
 from infra.offline.mocks import SECRET_SIG_KEY, SECRET_SIG_VALUE, Registration
 from infra.offline.plan import PlanResult, run_program
 from infra.offline.stackfile import read_stack_file, with_offline_secrets, with_overrides
+from infra.plan.model import Plan, PlannedResource
 from infra.slo.alertmanager import P1_ROUTING_KEY_FILE, RECEIVER_P0, RECEIVER_P1, ROUTING_KEY_FILE, ROUTING_KEY_SECRET
 from infra.validation.pagerduty import (
     INTEGRATION,
@@ -158,11 +158,12 @@ def test_the_webhook_subscription_points_at_the_runbook_api_and_its_secret_reach
     assert set(hook.inputs["events"]) == set(WEBHOOK_EVENTS)
     assert hook.options.get("additionalSecretOutputs") == ["deliveryMethods"]
     issued = hook.outputs["deliveryMethods"][0]["secret"]
-    version = _one(recorded, "aws:secretsmanager/secretVersion:SecretVersion", "slo-alerting-webhook-secret-value")
+    version = _one(recorded, "aws:secretsmanager/secretVersion:SecretVersion",
+                   "slo-alerting-runbooks-webhook-secret-value")
     value, is_secret = _unwrap(version.inputs["secretString"])
     assert is_secret and value == issued
     # The secret's path (its name, read by the receiver) is the one a hand-made subscription used.
-    secret = _one(recorded, "aws:secretsmanager/secret:Secret", "slo-alerting-webhook-secret")
+    secret = _one(recorded, "aws:secretsmanager/secret:Secret", "slo-alerting-runbooks-webhook-secret")
     assert secret.inputs["name"].endswith("pagerduty-webhook-secret")
 
 
@@ -342,8 +343,8 @@ def test_amtool_accepts_the_managed_alertmanager_config(planned: dict[str, PlanR
     import shutil
     import subprocess
 
+    from infra.blocks.context import StackContext
     from infra.components.slo_alerting import stack_alertmanager_config
-    from infra.core.context import StackContext
     from infra.slo.render import dump
 
     plan = planned["prod"].plan

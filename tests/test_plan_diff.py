@@ -90,6 +90,33 @@ def test_create_and_delete() -> None:
     assert sorted((c.op, c.name) for c in diff.changes) == [("create", "b"), ("delete", "a")]
 
 
+def test_a_resource_moved_by_its_alias_is_neither_created_nor_deleted() -> None:
+    old = _res("aws:sqs/queue:Queue", "dashboards-q", {"name": "q", "delaySeconds": 0})
+    moved = _res("aws:sqs/queue:Queue", "synthetics-q", {"name": "q", "delaySeconds": 0},
+                 options={"aliases": [old["urn"]]})
+    diff = diff_plans(_doc(old), _doc(moved))
+    assert diff.changes == [] and diff.moved == {moved["urn"]: old["urn"]}
+    assert "1 resource(s) moved by their aliases" in render(diff)
+    changed = {**moved, "inputs": {"name": "q", "delaySeconds": 5}}
+    assert [(c.op, c.name) for c in diff_plans(_doc(old), _doc(changed)).changes] == [("update", "synthetics-q")]
+    unaliased = {**moved, "options": {}}
+    assert sorted(c.op for c in diff_plans(_doc(old), _doc(unaliased)).changes) == ["create", "delete"]
+
+
+def test_the_plan_records_where_moved_resources_lived(planned: dict[str, PlanResult]) -> None:
+    """Every resource of the components split out of dashboards and slo-alerting names its old URN."""
+    for result in planned.values():
+        entries = plan_document(result)["resources"]
+        moved = [e for e in entries if e["parent"] in ("synthetics", "alerting-path", "cost-watch",
+                                                       "slo-alerting-runbooks")]
+        assert moved
+        for e in moved:
+            aliases = (e.get("options") or {}).get("aliases", [])  # with the SDK's own type aliases (BucketV2)
+            old_parent = "akidb:slo-alerting:SloAlerting$" if e["parent"] == "slo-alerting-runbooks" else \
+                "akidb:dashboards:Dashboards$"
+            assert any(f"::{old_parent}{e['type']}::" in a for a in aliases), (e["urn"], aliases)
+
+
 def test_markdown_carries_the_stack_marker() -> None:
     body = render_markdown(diff_plans(_doc(), _doc(), base="main"))
     assert body.startswith(comment_marker("staging")) and "no changes" in body

@@ -39,9 +39,9 @@ from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from infra.config import PROJECT
 from infra.core.files import exclusive
 from infra.core.paths import BUILD_DIR, ROOT
-from infra.core.plan import UNKNOWN, UNKNOWN_SECRET
 from infra.offline.plan import PlanResult
 from infra.offline.preview import PreviewResult, run_preview
+from infra.plan.model import UNKNOWN, UNKNOWN_SECRET
 from infra.validation import PLAN_ONLY, Plan, PlannedResource, load_rules, validate
 
 RULES = load_rules()  # fills PLAN_ONLY too

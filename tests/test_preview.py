@@ -10,9 +10,9 @@ import pytest
 
 from infra.config import PROJECT
 from infra.core import iam
-from infra.core.plan import Plan, PlannedResource
 from infra.offline.preview import PreviewResult, computed_by_aws, report, run_preview
 from infra.offline.stackfile import read_stack_file, with_overrides
+from infra.plan.model import Plan, PlannedResource
 from infra.validation.preview import UNKNOWN, known_at_preview, review_critical_unknowns
 
 STACKS = ("staging", "prod")

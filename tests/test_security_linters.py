@@ -25,7 +25,7 @@ from detect_secrets import SecretsCollection
 from detect_secrets.settings import default_settings
 
 from infra.core.paths import ROOT
-from infra.core.plan import Plan
+from infra.plan.model import Plan
 from infra.validation.foundation import identity_policy_docs
 
 IDENTITY_POLICY_TYPES = {"aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy"}

@@ -1,4 +1,4 @@
-"""The signal paths as data (infra/slo/signal_paths.py) and the rule over them (infra/validation/paths.py): both
+"""The signal paths as data (infra/plan/signal_paths.py) and the rule over them (infra/validation/paths.py): both
 real plans reach a person on every path, and each dead end of issue 23 is built and refused, naming the resource.
 
 Runbook pages are read from a temporary directory generated from the catalogue, so these tests do not depend on
@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from infra.components.slo_alerting import config_alertmanager
-from infra.core.plan import Plan, PlannedResource
+from infra.plan.model import Plan, PlannedResource
+from infra.plan.signal_paths import build_paths, route_receivers
 from infra.slo.alertmanager import (
     CHART_ALWAYS_FIRING,
     RECEIVER_NULL,
@@ -25,7 +26,6 @@ from infra.slo.alertmanager import (
 )
 from infra.slo.chart_alerts import CHART_ALERTS, CHART_SEVERITY_SCALE
 from infra.slo.runbooks import Runbook, load_runbooks
-from infra.slo.signal_paths import build_paths, route_receivers
 from infra.tools.signal_paths_report import main as report_main
 from infra.validation.paths import Catalogue, path_violations, plan_paths, stack_alertmanager
 from lambdas.runbook_automation.runbook_ids import RUNBOOK_IDS

@@ -256,13 +256,13 @@ def test_bad_maintenance_window_is_caught(planned) -> None:
 def test_webhook_route_has_its_own_throttle_and_the_state_table_resists_deletion(planned) -> None:  # type: ignore[no-untyped-def]
     """Issue 12: one shared throttle let an unrelated flood starve deliveries; the prod table lacked
     deletion protection (Pulumi's protect only guards `pulumi destroy`)."""
-    from infra.components import slo_alerting
+    from infra.components import runbook_automation
 
     for result in planned.values():
         (stage,) = result.plan.of_type("aws:apigatewayv2/stage:Stage")
         (route,) = stage.inputs["routeSettings"]
-        assert route["routeKey"] == slo_alerting.WEBHOOK_ROUTE
-        assert route["throttlingRateLimit"] == slo_alerting.WEBHOOK_ROUTE_RPS
+        assert route["routeKey"] == runbook_automation.WEBHOOK_ROUTE
+        assert route["throttlingRateLimit"] == runbook_automation.WEBHOOK_ROUTE_RPS
         assert stage.inputs["defaultRouteSettings"]["throttlingRateLimit"] < route["throttlingRateLimit"]
         tables = result.plan.of_type("aws:dynamodb/table:Table")
         assert tables and all(t.inputs.get("deletionProtectionEnabled", False) is result.plan.config.protect_stateful

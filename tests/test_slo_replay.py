@@ -95,7 +95,7 @@ def test_plan_rules_comparison(incident_results) -> None:
             _report(f"{sc.name}: {rules}: MTTD {_minutes(mttd(r, sc, slo))}, paging stops "
                     f"{_minutes(stops_after_end(r, sc, slo))} after the end")
     _, spot = incident_results[("spot-cascade", "plan")]
-    assert mttd(spot, *INCIDENTS["spot-cascade"]) is None  # FACTS 8: 1h/14.4x cannot see 8 min at 5%
+    assert mttd(spot, *INCIDENTS["spot-cascade"]) is None  # 1h/14.4x fires after 8.6 min at 5% (SRE Workbook)
     _, storm = incident_results[("cold-start-storm", "plan")]
     assert storm.pages("latency") == []  # le="0.030" is not a bucket anyone exports
     _, fixed = incident_results[("cold-start-storm", "plan-le-fixed")]

@@ -70,8 +70,9 @@ def test_definitions_are_read_from_the_file() -> None:
 
 
 def test_tiers_come_from_budget_shares_and_no_page_fires_below_the_burst_share() -> None:
-    """FACTS 8: a tier whose long window reaches burn B has spent B x long / period of the budget; every paging
-    tier needs at least PAGE_BURST_BUDGET_SHARE, so a burst spending less cannot page whatever its shape."""
+    """SRE Workbook, "Alerting on SLOs": a tier whose long window reaches burn B has spent B x long / period of the
+    budget; every paging tier needs at least PAGE_BURST_BUDGET_SHARE, so a burst spending less cannot page whatever
+    its shape."""
     for t in BURN_RATE_TIERS:
         assert t.budget_consumed(REFERENCE_PERIOD_DAYS) == pytest.approx(t.budget_share)
         if t.severity in ("P0", "P1"):

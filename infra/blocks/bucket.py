@@ -15,8 +15,8 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_aws as aws
 
+from infra.blocks.context import StackContext
 from infra.core import iam
-from infra.core.context import StackContext
 
 # Logical-name suffixes of the children; a component whose resources predate the block overrides some,
 # since renaming one would replace it.

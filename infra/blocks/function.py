@@ -22,8 +22,8 @@ import pulumi_aws as aws
 
 from infra.artifacts.packaging import LambdaPackage
 from infra.blocks.alarms import threshold_alarm
+from infra.blocks.context import StackContext
 from infra.core import iam
-from infra.core.context import StackContext
 from infra.core.naming import MAX_ALARM_NAME
 
 LAMBDA_SERVICE = "lambda.amazonaws.com"

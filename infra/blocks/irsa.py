@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.blocks.context import StackContext
 from infra.core import iam
-from infra.core.context import StackContext
 from infra.core.iam import known_after
 from infra.core.naming import MAX_IAM_ROLE_NAME
 

@@ -1,4 +1,4 @@
-"""The alerting path watched (Day 5): every way a notification travels has an alarm of its own.
+"""The alerting path watched: every way a notification travels has an alarm of its own.
 
 - SNS delivery failures (`NumberOfNotificationsFailed`) on every severity topic in every alarm region. A topic
   cannot report its own failure through itself, so P0/P1 failures go to P2 (the ticket path) and P2 failures
@@ -21,9 +21,11 @@
   and its metric; a publish without the role's credentials is refused and never counted.
 Canaries watch themselves (`infra/components/synthetics.py`). Alarms the owning component already has (the
 anomaly functions' errors/throttles) are not duplicated. The plan-time rule `alerting_path_watched`
-(`infra/validation/day5.py`) lists every notification path in the plan and fails on one without an alarm.
+(`infra/validation/probes_path_cost.py`) lists every notification path in the plan and fails on one without an alarm.
 
-Resources are children of the dashboards component (`parent`); what they watch comes in as explicit inputs.
+The `AlertingPath` component (config section `alertingPath`); what it watches comes in as explicit inputs (the
+program collects them from the owning components). Its resources lived under the dashboards component before and
+keep their identity through aliases (infra/core/moves.py).
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.blocks.alarms import metric_alarm
+from infra.blocks.context import StackContext
 from infra.blocks.irsa import WorkloadRole, workload_role
 from infra.components.severity_topics import SEVERITIES, AlertTopics
 from infra.config import StackConfig
 from infra.core import iam
-from infra.core.context import StackContext
+from infra.core.moves import OldParent, moved_from
 from infra.core.naming import MAX_ALARM_NAME, MAX_TOPIC_NAME, Naming
 from infra.slo.alertmanager import SnsHeartbeat
 
@@ -55,14 +58,17 @@ WEBHOOK_METRICS_NAMESPACE = "AkiDB/RunbookWebhook"
 UNAUTHORIZED_METRIC = "Unauthorized"
 HEARTBEAT_TOPIC = "alertmanager-heartbeat"  # also the role's key: akidb-<env>-alertmanager-heartbeat
 HEARTBEAT_ALARM = "alertmanager-heartbeat"
+COMPONENT = "alerting-path"
+TOKEN = "akidb:alerting-path:AlertingPath"
+# Where these alarms lived before they were a component of their own: children of the dashboards component.
+OLD_PARENT: OldParent = ("akidb:dashboards:Dashboards", "dashboards")
 
 
 def heartbeat_enabled(cfg: StackConfig) -> bool:
     """The stack receives the heartbeat: it deploys the Alertmanager config (Kubernetes, slo-alerting) and
     watches the alerting path."""
-    d = cfg.dashboards
-    return (cfg.kubernetes.enabled and cfg.slo_alerting.enabled and d.enabled and d.alerting_path.enabled
-            and d.alerting_path.heartbeat.enabled)
+    a = cfg.alerting_path
+    return cfg.kubernetes.enabled and cfg.slo_alerting.enabled and a.enabled and a.heartbeat.enabled
 
 
 def heartbeat_topic_name(naming: Naming) -> str:
@@ -130,6 +136,23 @@ class AlertingPathInputs:
     tables: list[WatchedTable] = field(default_factory=list)
 
 
+@dataclass
+class AlertingPathArgs:
+    context: StackContext
+    watched: AlertingPathInputs
+
+
+class AlertingPath(pulumi.ComponentResource):
+    alarm_names: dict[str, list[str]]  # region -> alarm names
+
+    def __init__(self, name: str, args: AlertingPathArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        ctx = args.context
+        moved = pulumi.ResourceOptions(transformations=[moved_from(self, name, OLD_PARENT, OLD_PARENT[1])])
+        super().__init__(TOKEN, name, None, ctx.component_opts(COMPONENT, pulumi.ResourceOptions.merge(moved, opts)))
+        self.alarm_names = create_alerting_path_alarms(name, ctx, args.watched, self)
+        self.register_outputs({"alarms": self.alarm_names})
+
+
 def _last(arn: pulumi.Input[str]) -> pulumi.Output[str]:
     return pulumi.Output.from_input(arn).apply(lambda a: a.rsplit(":", 1)[-1])
 
@@ -138,13 +161,13 @@ def create_heartbeat_receiver(name: str, ctx: StackContext, topics: AlertTopics,
                               parent: pulumi.Resource) -> tuple[str, WorkloadRole]:
     """The heartbeat topic and the only role that may publish to it; returns the topic name and the role."""
     home = ctx.region
-    hb = ctx.config.dashboards.alerting_path.heartbeat
+    hb = ctx.config.alerting_path.heartbeat
     topic_name = heartbeat_topic_name(ctx.naming)
     topic = aws.sns.Topic(f"{name}-heartbeat", region=home, name=topic_name, kms_master_key_id=topics.key_arns[home],
                           opts=pulumi.ResourceOptions(parent=parent))
     role = workload_role(
         f"{name}-heartbeat", ctx, key=HEARTBEAT_TOPIC, service_account=hb.service_account,
-        setting="dashboards.alertingPath.heartbeat", parent=parent,
+        setting="alertingPath.heartbeat", parent=parent,
         description=f"IRSA role of Alertmanager ({ctx.config.kubernetes.namespace}/{hb.service_account}): publish "
                     "the heartbeat, nothing else",
         statements=[
@@ -159,7 +182,7 @@ def create_heartbeat_receiver(name: str, ctx: StackContext, topics: AlertTopics,
 
 def create_alerting_path_alarms(name: str, ctx: StackContext, inputs: AlertingPathInputs,
                                 parent: pulumi.Resource) -> dict[str, list[str]]:
-    cfg = ctx.config.dashboards.alerting_path
+    cfg = ctx.config.alerting_path
     out: dict[str, list[str]] = {}
 
     def alarm(region: str, key: str, severity: str, description: str, runbook: str = PATH_RUNBOOK,

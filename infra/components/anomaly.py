@@ -1,4 +1,4 @@
-"""Day 3: Prophet anomaly detection (component `anomaly`).
+"""Prophet anomaly detection (component `anomaly`).
 
 Deploys, in the home region: an encrypted, versioned bucket for models, bands and detector state; the weekly
 trainer (Prophet, shipped through S3 because the package is far above the 50 MB direct-upload limit); the
@@ -28,10 +28,10 @@ import pulumi_aws as aws
 from infra.artifacts.packaging import build_lambda
 from infra.blocks.alarms import metric_alarm, threshold_alarm
 from infra.blocks.bucket import PrivateBucket
+from infra.blocks.context import StackContext
 from infra.blocks.function import FunctionSpec, HealthAlarms, PythonFunction, S3Code
 from infra.components.severity_topics import AlertTopics
 from infra.config import AnomalyConfig
-from infra.core.context import StackContext
 from infra.core.iam import key_alias_condition, known_after, statement
 from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
 from lambdas.anomaly_core import metrics as contract

@@ -1,4 +1,4 @@
-"""Day 5: CloudWatch dashboards (edge, anomaly, SLO, probes, outcomes) and Grafana dashboards (golden signals,
+"""CloudWatch dashboards (edge, anomaly, SLO, probes, outcomes) and Grafana dashboards (golden signals,
 SLO, outcomes) as code.
 
 Definitions live in `infra/dashboard_defs/` and read the same sources as the alerts; this component only
@@ -21,23 +21,9 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import yaml
 
+from infra.blocks.context import StackContext
 from infra.blocks.irsa import WorkloadRole, workload_role
-from infra.components import anomaly, emf_edge, game_days, logs, severity_topics, slo_alerting, xray
-from infra.components.alerting_path import (
-    AlertingPathInputs,
-    WatchedApi,
-    WatchedFunction,
-    WatchedQueue,
-    WatchedTable,
-    WatchedTopic,
-    create_alerting_path_alarms,
-)
-from infra.components.cost import create_cost_watch
-from infra.components.severity_topics import AlertTopics
-from infra.components.synthetics import ProbeResult, create_probes
-from infra.config import StackConfig
 from infra.core import iam
-from infra.core.context import StackContext
 from infra.core.naming import MAX_DASHBOARD_NAME
 from infra.dashboard_defs.cloudwatch import Dashboard
 from infra.dashboard_defs.definitions import (
@@ -72,20 +58,8 @@ class DashboardsArgs:
     anomaly_function_names: Sequence[str] = ()  # detector and trainer (their AWS/Lambda health metrics)
     # True when the slo-alerting component deployed its recording rules (the SLO board plots only those).
     slo_rules_deployed: bool = False
-    # Day 5 probes, alerting path and cost: the severity topics (alarm and budget targets), the edge's public
-    # base URL (https://<distribution domain>, when emf-edge creates the distribution), and what to watch.
-    topics: AlertTopics | None = None
-    edge_url: pulumi.Input[str] | None = None
-    watched_queues: Sequence[WatchedQueue] = ()
-    watched_functions: Sequence[WatchedFunction] = ()
-    watched_apis: Mapping[str, WatchedApi] | None = None
-    watched_topics: Sequence[WatchedTopic] = ()
-    watched_tables: Sequence[WatchedTable] = ()
-
-
-# The `component` tag of every AWS provider of the program: the budget's scope.
-STACK_COMPONENTS = (severity_topics.COMPONENT, xray.COMPONENT, emf_edge.COMPONENT, anomaly.COMPONENT,
-                    slo_alerting.COMPONENT, COMPONENT, game_days.COMPONENT, logs.COMPONENT)
+    # The probes board: the synthetics' and the alerting path's alarms (region -> names); empty without canaries.
+    probe_alarm_names: Mapping[str, Sequence[str]] | None = None
 
 
 def body_json(dashboard: Dashboard, account_id: str) -> str:
@@ -106,9 +80,6 @@ class Dashboards(pulumi.ComponentResource):
     cloudwatch_names: dict[str, pulumi.Output[str]]
     grafana_config_maps: dict[str, pulumi.Output[str]]
     grafana_cloudwatch_role: WorkloadRole | None
-    probes: ProbeResult
-    alerting_path_alarms: dict[str, list[str]]
-    cost_watch: dict[str, str]
 
     def __init__(self, name: str, args: DashboardsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         ctx = args.context
@@ -116,17 +87,12 @@ class Dashboards(pulumi.ComponentResource):
         cfg = ctx.config
         home = ctx.region
         child = pulumi.ResourceOptions(parent=self)
-        self._day5(name, ctx, args)
-        day5_alarms: dict[str, list[str]] = {}
-        for source in (self.probes.alarm_names, self.alerting_path_alarms):
-            for region, names in source.items():
-                day5_alarms.setdefault(region, []).extend(names)
         alarms = AlarmInputs(edge=by_region(args.edge_alarm_names, home),
                              anomaly=by_region(args.anomaly_alarm_names, home),
                              slo=by_region(args.slo_alarm_names, home),
                              edge_function_name=args.edge_function_name,
                              anomaly_functions=tuple(args.anomaly_function_names),
-                             probes=day5_alarms if self.probes.canary_names else {})
+                             probes={r: list(n) for r, n in (args.probe_alarm_names or {}).items()})
         self.cloudwatch_names = {}
         for board in cloudwatch_dashboards(cfg, alarms):
             dash = aws.cloudwatch.Dashboard(
@@ -158,7 +124,6 @@ class Dashboards(pulumi.ComponentResource):
                 self.grafana_config_maps[gboard.key] = cm.metadata.apply(lambda m: m.name)
         outputs: dict[str, Any] = {"cloudwatchDashboards": self.cloudwatch_names,
                                    "grafanaConfigMaps": self.grafana_config_maps,
-                                   "probes": self.probes.canary_names, "cost": self.cost_watch,
                                    "grafanaCloudwatchRoleArn": (self.grafana_cloudwatch_role.arn
                                                                 if self.grafana_cloudwatch_role else None)}
         self.register_outputs(outputs)
@@ -187,53 +152,3 @@ class Dashboards(pulumi.ComponentResource):
             data={f"{CLOUDWATCH_UID}.yaml": provisioning},
             opts=child)
         return role
-
-    def _day5(self, name: str, ctx: StackContext, args: DashboardsArgs) -> None:
-        """MTTD/MTTR validation parts: synthetic probes, the alerting path's own alarms, the cost watch."""
-        d = ctx.config.dashboards
-        self.probes, self.alerting_path_alarms, self.cost_watch = ProbeResult(), {}, {}
-        if args.topics is None:
-            return
-        if d.synthetics.enabled:
-            edge_url = d.synthetics.edge_url or args.edge_url
-            self.probes = create_probes(name, ctx, args.topics, self, edge_url)
-        if d.alerting_path.enabled:
-            self.alerting_path_alarms = create_alerting_path_alarms(name, ctx, AlertingPathInputs(
-                topics=args.topics, queues=list(args.watched_queues), functions=list(args.watched_functions),
-                apis=dict(args.watched_apis or {}), other_topics=list(args.watched_topics),
-                tables=list(args.watched_tables)), self)
-        if d.cost.budget_enabled:
-            self.cost_watch = create_cost_watch(name, ctx, args.topics.arns[ctx.region]["P2"], STACK_COMPONENTS,
-                                                self)
-
-
-def day5_watch_inputs(cfg: StackConfig, topics: severity_topics.SeverityTopics, edge: emf_edge.EmfEdge | None,
-                      anomaly_component: anomaly.Anomaly | None,
-                      slo: slo_alerting.SloAlerting | None) -> dict[str, Any]:
-    """The DashboardsArgs fields of Day 5, from the components that own what is watched (the program's call)."""
-    home = cfg.aws.region
-    queues: list[WatchedQueue] = []
-    functions: list[WatchedFunction] = []
-    apis: dict[str, WatchedApi] = {}
-    topics_: list[WatchedTopic] = []
-    tables: list[WatchedTable] = []
-    if anomaly_component is not None:
-        queues.append(WatchedQueue("anomaly-failures", home, anomaly_component.failure_queue_arn, dead_letter=True))
-        # Episodes go to the ticket webhook: its failure must page (P1), as the P2 topic's does.
-        topics_.append(WatchedTopic("anomaly", home, anomaly_component.topic_arn, failure_severity="P1"))
-    if slo is not None:
-        for key, arn in slo.runbook_queue_arns.items():
-            queues.append(WatchedQueue(key, home, arn, dead_letter=key.endswith("-dlq")))
-        p99 = cfg.dashboards.alerting_path.webhook_p99_ms
-        for key, fn_name in slo.runbook_function_names.items():
-            functions.append(WatchedFunction(key, home, fn_name, p99_ms=p99 if key == "runbook-webhook" else None))
-        if slo.runbook_api_id is not None:
-            apis["runbook-api"] = WatchedApi(home, slo.runbook_api_id, slo.runbook_api_access_logs)
-        if slo.audit_topic_arn is not None:
-            topics_.append(WatchedTopic("runbook-audit", home, slo.audit_topic_arn, failure_severity="P2"))
-        tables += [WatchedTable(key, home, table_name, ops) for key, (table_name, ops) in slo.runbook_tables.items()]
-    edge_url = None
-    if edge is not None and edge.distribution_domain is not None:
-        edge_url = pulumi.Output.concat("https://", edge.distribution_domain)
-    return {"topics": topics.refs, "edge_url": edge_url, "watched_queues": queues, "watched_functions": functions,
-            "watched_apis": apis, "watched_topics": topics_, "watched_tables": tables}

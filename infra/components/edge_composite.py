@@ -1,7 +1,8 @@
 """One page per edge outage, and a suppressor the deploy workflow raises: CloudWatch composite alarms of emf-edge.
 
 CloudWatch composite alarms can only watch alarms of their own account and Region (AWS "Creating a composite
-alarm"), and alarms cannot read another Region's metrics (FACTS 4), so the fan-in is per Region: in every edge
+alarm"), and alarms cannot read another Region's metrics (AWS "Restrictions on Lambda@Edge": a replica logs, and so
+publishes EMF, in the Region where it ran), so the fan-in is per Region: in every edge
 Region the regional metric alarms (errors, latencies, cold starts) only ticket (P2), and ONE composite alarm,
 `<prefix>-edge-outage` (the same name in every Region, so PagerDuty's CloudWatch integration sees one alarm name
 per outage), pages (P1) when the errors alarm fires, whatever else fires with it. Its actions are suppressed while
@@ -23,7 +24,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.blocks.alarms import composite_alarm, metric_alarm
-from infra.core.context import StackContext
+from infra.blocks.context import StackContext
 from infra.core.naming import MAX_ALARM_NAME
 
 TOKEN = "akidb:emf-edge:EdgeOutage"

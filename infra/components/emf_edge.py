@@ -1,4 +1,4 @@
-"""Day 2: the Lambda@Edge embedding function, its model bucket, replica log groups and per-region alarms.
+"""The Lambda@Edge embedding function, its model bucket, replica log groups and per-region alarms.
 
 - The model (all-MiniLM-L6-v2, ONNX INT8, built by `infra/artifacts/edge_model.py`) goes to an encrypted, versioned,
   private bucket under a content-addressed key; the zip holds code, tokenizer and dependencies only.
@@ -25,12 +25,12 @@ import pulumi_aws as aws
 from infra.artifacts.packaging import LambdaPackage, build_lambda
 from infra.blocks.alarms import metric_alarm
 from infra.blocks.bucket import PrivateBucket
+from infra.blocks.context import StackContext
 from infra.blocks.function import FunctionSpec, LogicalNames, PythonFunction
 from infra.components.edge_composite import EdgeOutageArgs, edge_composites
 from infra.components.severity_topics import AlertTopics
 from infra.config import EmfEdgeConfig
 from infra.core import iam
-from infra.core.context import StackContext
 from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, Naming
 from lambdas.edge_inference import emf
 

@@ -30,8 +30,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.blocks.bucket import PrivateBucket
+from infra.blocks.context import StackContext
 from infra.core import iam
-from infra.core.context import StackContext
 from infra.core.iam import known_after, partition_of
 from infra.core.naming import MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME
 

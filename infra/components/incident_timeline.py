@@ -1,4 +1,4 @@
-"""Day 5: the incident timeline's infrastructure and the IAM the hardened runbook functions need.
+"""The incident timeline's infrastructure and the IAM the hardened runbook functions need.
 
 The timeline runs inside the runbook worker (lambdas/runbook_automation/timeline.py: same signed webhook, same
 queue), so this module adds no function: a DynamoDB table (TTL, KMS, point-in-time recovery, deletion protection
@@ -16,8 +16,8 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.blocks.alarms import metric_alarm
+from infra.blocks.context import StackContext
 from infra.core import iam
-from infra.core.context import StackContext
 from infra.dashboard_defs.outcomes import OUTCOME_NAMESPACE, PAGES, TARGETS, WEEK_S
 
 RETENTION_DAYS = 400  # a year of weekly figures to compare, plus the review quarter
@@ -67,7 +67,7 @@ def incident_timeline(parent: pulumi.Resource, ctx: StackContext, *, name: str, 
             runbook="incident-outcome-target", notify_ok=False, topic_arn=ticket_topic_arn,
             description=(f"[ticket] The last 7 days missed the plan's target: {t.title} {t.statistic} "
                                f"must not exceed {t.limit:g} {t.unit}. Review the week's incidents in the "
-                               f"incident timeline table and the Day 5 outcome dashboard."),
+                               f"incident timeline table and the outcomes dashboard."),
             namespace=OUTCOME_NAMESPACE, metric_name=t.metric, period=WEEK_S, evaluation_periods=1,
             threshold=t.limit, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
             **stat)

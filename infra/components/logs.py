@@ -25,9 +25,9 @@ import pulumi_aws as aws
 
 from infra.blocks.alarms import threshold_alarm
 from infra.blocks.bucket import PrivateBucket
+from infra.blocks.context import LogGroupRef, StackContext
 from infra.components.severity_topics import AlertTopics
 from infra.core import iam
-from infra.core.context import LogGroupRef, StackContext
 from infra.core.iam import statement
 from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.blocks.context import StackContext
 from infra.core import iam
-from infra.core.context import StackContext
 from infra.core.iam import statement
 from infra.core.naming import MAX_TOPIC_NAME
 
@@ -42,7 +42,7 @@ def key_alias(naming_prefix: str) -> str:
     return f"alias/{naming_prefix}-alerts"
 
 
-# budgets/costalerts: Day 5's budget and cost-anomaly notifications to P2 (infra/components/cost.py).
+# budgets/costalerts: the cost watch's budget and cost-anomaly notifications to P2 (infra/components/cost_watch.py).
 PUBLISHING_SERVICES = ["budgets.amazonaws.com", "cloudwatch.amazonaws.com", "costalerts.amazonaws.com",
                        "events.amazonaws.com"]
 

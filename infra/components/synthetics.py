@@ -1,4 +1,4 @@
-"""Synthetic probes (Day 5): one CloudWatch Synthetics canary per probe region, seen from outside like a user.
+"""Synthetic probes: one CloudWatch Synthetics canary per probe region, seen from outside like a user.
 
 Each canary POSTs a fixed sentence to `/embed` through the CloudFront distribution (status, 384 finite floats,
 latency, the X-Amzn-Trace-Id root kept) and GETs the REST tier's health endpoints; code in `lambdas/canary/`,
@@ -7,7 +7,8 @@ in the probe's region, so per region the edge gets a user-perspective availabili
 check) and latency (`Latency`), each with its own alarm, and the canary's own health (runs at all) from
 `CloudWatchSynthetics`. This also sees what request-based SLOs cannot: traffic that never arrives.
 
-Resources are children of the dashboards component (`parent`), created with explicit inputs.
+The `Synthetics` component (config section `synthetics`); its resources lived under the dashboards component
+before and keep their identity through aliases (infra/core/moves.py).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import pulumi_aws as aws
 from infra.artifacts.canary_package import HANDLER, build_canary
 from infra.blocks.alarms import metric_alarm
 from infra.blocks.bucket import PrivateBucket
+from infra.blocks.context import StackContext
 from infra.components.severity_topics import AlertTopics
-from infra.config.dashboards import schedule_minutes
+from infra.config.synthetics import schedule_minutes
 from infra.core import iam
-from infra.core.context import StackContext
+from infra.core.moves import OldParent, moved_from
 from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME
 from infra.dashboard_defs import probes as probes_board
 from lambdas.canary import probes
@@ -36,6 +38,10 @@ CHECK_DIMENSION = probes.DIMENSION
 EMBED_CHECK = probes.EMBED_CHECK
 CANARY_FOLDER = "canary"
 PROBE_RUNBOOK = "synthetic-probe-failure"  # every probe alarm (rules/runbooks.yaml)
+COMPONENT = "synthetics"
+TOKEN = "akidb:synthetics:Synthetics"
+# Where the probes lived before they were a component of their own: children of the dashboards component.
+OLD_PARENT: OldParent = ("akidb:dashboards:Dashboards", "dashboards")
 
 
 @dataclass
@@ -47,6 +53,28 @@ class ProbeResult:
     alarm_names: dict[str, list[str]] = field(default_factory=dict)  # region -> alarm names
 
 
+@dataclass
+class SyntheticsArgs:
+    context: StackContext
+    topics: AlertTopics  # alarm targets in every probe region
+    # The edge's public base URL (https://<distribution domain>) when emf-edge creates the distribution;
+    # `synthetics.edgeUrl` wins when set.
+    edge_url: pulumi.Input[str] | None = None
+
+
+class Synthetics(pulumi.ComponentResource):
+    """The canaries, their buckets and role, and the per-region probe alarms."""
+
+    result: ProbeResult
+
+    def __init__(self, name: str, args: SyntheticsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        ctx = args.context
+        moved = pulumi.ResourceOptions(transformations=[moved_from(self, name, OLD_PARENT, OLD_PARENT[1])])
+        super().__init__(TOKEN, name, None, ctx.component_opts(COMPONENT, pulumi.ResourceOptions.merge(moved, opts)))
+        self.result = create_probes(name, ctx, args.topics, self, ctx.config.synthetics.edge_url or args.edge_url)
+        self.register_outputs({"canaries": self.result.canary_names, "alarms": self.result.alarm_names})
+
+
 def canary_name(ctx: StackContext, region: str) -> str:
     return probes_board.canary_name(ctx.config, region)
 
@@ -54,13 +82,13 @@ def canary_name(ctx: StackContext, region: str) -> str:
 def create_probes(name: str, ctx: StackContext, topics: AlertTopics, parent: pulumi.Resource,
                   edge_url: pulumi.Input[str] | None) -> ProbeResult:
     """Canaries, their artifact buckets, one execution role and the per-region alarms, under `parent`."""
-    s = ctx.config.dashboards.synthetics
+    s = ctx.config.synthetics
     child = pulumi.ResourceOptions(parent=parent)
     account = ctx.account_id
     pkg = build_canary(CANARY_FOLDER)
     result = ProbeResult(checks=probes_board.probe_checks(ctx.config))
     if (probes.EMBED_CHECK in result.checks) != (edge_url is not None):
-        raise ValueError("the edge URL and the planned checks disagree (dashboards.synthetics.edgeUrl / "
+        raise ValueError("the edge URL and the planned checks disagree (synthetics.edgeUrl / "
                          "emfEdge.createDistribution)")
     minutes = schedule_minutes(s.schedule)
     buckets = {region: _artifact_bucket(name, ctx, region, parent) for region in s.probe_regions}
@@ -117,7 +145,7 @@ def create_probes(name: str, ctx: StackContext, topics: AlertTopics, parent: pul
 
 def _artifact_bucket(name: str, ctx: StackContext, region: str, parent: pulumi.Resource) -> aws.s3.Bucket:
     """Run artifacts (logs, HAR, results) expire after `artifactExpirationDays`: nothing here is a record."""
-    s = ctx.config.dashboards.synthetics
+    s = ctx.config.synthetics
     return PrivateBucket(f"{name}-probe-artifacts-{region}", parent=parent, ctx=ctx, region=region,
                          name=ctx.naming.physical("probe-artifacts", region, max_len=MAX_BUCKET_NAME),
                          expiration_days=s.artifact_expiration_days, suffixes={"public_access": "block"}).bucket
@@ -125,7 +153,7 @@ def _artifact_bucket(name: str, ctx: StackContext, region: str, parent: pulumi.R
 
 def _alarms(name: str, ctx: StackContext, region: str, cname: str, checks: list[str], minutes: int,
             topics: dict[str, pulumi.Output[str]], parent: pulumi.Resource) -> list[str]:
-    s = ctx.config.dashboards.synthetics
+    s = ctx.config.synthetics
     period = minutes * 60
     names: list[str] = []
 

@@ -1,4 +1,4 @@
-"""Day 1, tracing: an ADOT collector pipeline that keeps every error and every slow trace, plus X-Ray itself.
+"""Tracing: an ADOT collector pipeline that keeps every error and every slow trace, plus X-Ray itself.
 
 Kubernetes (namespace from config, `observability`):
   - agent DaemonSet: X-Ray daemon protocol (UDP 2000, sampling proxy TCP 2000) and OTLP (4317/4318) in,
@@ -11,7 +11,8 @@ Kubernetes (namespace from config, `observability`):
 AWS: head-sampling rules (high rates, so the tail sampler sees the errors it must keep), X-Ray groups for
 errors/faults and slow requests with Insights, and an EventBridge rule sending Insights to the P1 topic.
 
-The seed's daemon was bound to cluster-admin and ran `:latest`; neither is reproduced (shared/seeds/README.md).
+The original plan's daemon was bound to cluster-admin and ran `:latest`; neither is reproduced (the
+AWSXRayDaemonWriteAccess managed policy is all a sender needs).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra.blocks.context import StackContext
 from infra.blocks.irsa import irsa_trust_policy
 from infra.components import xray_collector as oc
-from infra.core.context import StackContext
 from infra.core.iam import document, known_after, statement
 from infra.core.naming import MAX_IAM_ROLE_NAME
 

@@ -9,11 +9,14 @@ YAML keys are camelCase (the Pulumi convention); fields are snake_case. Secrets 
 be set with `pulumi config set --secret`; a secret given in plain text is an error, not a warning.
 
 The settings live in one module per component (xray.py, emf_edge.py, anomaly.py, slo_alerting.py, dashboards.py,
-pagerduty.py; shared.py for the providers); stack.py assembles them, rules.py holds the cross-field rules,
-parser.py reads and checks the Pulumi config, reference.py renders the README table. Import from here.
+synthetics.py, alerting_path.py, cost_watch.py, pagerduty.py; shared.py for the providers); stack.py assembles
+them, rules.py holds the cross-field rules, parser.py reads and checks the Pulumi config, reference.py renders the
+configuration reference. Import from here.
 """
 
+from infra.config.alerting_path import AlertingPathConfig
 from infra.config.anomaly import AnomalyConfig, AnomalyMetricSettings
+from infra.config.cost_watch import CostWatchConfig
 from infra.config.dashboards import DashboardsConfig
 from infra.config.emf_edge import EdgeAlarmSettings, EmfEdgeConfig
 from infra.config.game_days import GameDaysConfig
@@ -36,13 +39,14 @@ from infra.config.schema import (
 from infra.config.shared import AwsSettings, KubernetesSettings
 from infra.config.slo_alerting import RunbookSettings, SloAlertingConfig
 from infra.config.stack import SECRET_KEYS, Secrets, StackConfig
+from infra.config.synthetics import SyntheticsConfig
 from infra.config.xray import SamplingRuleSettings, XrayConfig
 
 __all__ = [
     "AWS_REGION_PATTERN", "K8S_NAME_PATTERN", "LOG_RETENTION_DAYS", "OIDC_PROVIDER_ARN_PATTERN",
-    "PINNED_IMAGE_PATTERN", "PROJECT", "ROLE_ARN_PATTERN", "SECRET_KEYS", "AnomalyConfig", "AnomalyMetricSettings",
-    "AwsSettings", "ConfigError", "DashboardsConfig", "EdgeAlarmSettings", "EmfEdgeConfig", "GameDaysConfig",
-    "KubernetesSettings", "PagerDutyConfig", "Problem", "RunbookSettings", "SamplingRuleSettings", "Secrets",
-    "SloAlertingConfig", "StackConfig", "XrayConfig",
-    "camel", "load_stack_config", "parse_stack_config", "setting", "snake",
+    "PINNED_IMAGE_PATTERN", "PROJECT", "ROLE_ARN_PATTERN", "SECRET_KEYS", "AlertingPathConfig", "AnomalyConfig",
+    "AnomalyMetricSettings", "AwsSettings", "ConfigError", "CostWatchConfig", "DashboardsConfig",
+    "EdgeAlarmSettings", "EmfEdgeConfig", "GameDaysConfig", "KubernetesSettings", "PagerDutyConfig", "Problem",
+    "RunbookSettings", "SamplingRuleSettings", "Secrets", "SloAlertingConfig", "StackConfig", "SyntheticsConfig",
+    "XrayConfig", "camel", "load_stack_config", "parse_stack_config", "setting", "snake",
 ]

@@ -1,4 +1,4 @@
-"""Day 3 settings: Prophet training, the scheduled detector and the metrics they watch."""
+"""Anomaly detection settings: Prophet training, the scheduled detector and the metrics they watch."""
 
 from __future__ import annotations
 

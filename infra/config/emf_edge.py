@@ -1,4 +1,4 @@
-"""Day 2 settings: the Lambda@Edge embedding function, its EMF metrics and alarms."""
+"""Edge settings: the Lambda@Edge embedding function, its EMF metrics and alarms."""
 
 from __future__ import annotations
 

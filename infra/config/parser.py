@@ -33,6 +33,14 @@ PROVIDER_SECRET_KEYS = ("aws:accessKey", "aws:secretKey", "aws:token", "pagerdut
 
 # The magnitude any numeric setting without its own bound may have (beyond it: a typo).
 MAX_UNBOUNDED_NUMBER = 1e15
+# Settings that moved to a section of their own (old dotted key -> new one): a stack file still using the old key
+# gets an error naming the new one, never a silent default.
+MOVED_KEYS = {
+    "dashboards.synthetics": "synthetics",
+    "dashboards.alertingPath": "alertingPath",
+    "dashboards.cost": "costWatch",
+    "costWatch.budgetEnabled": "costWatch.enabled",
+}
 
 
 class _Parser:
@@ -139,6 +147,12 @@ class _Parser:
         hints = typing.get_type_hints(cls)
         fields = {camel(f.name): f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
         for key in raw:
+            moved = MOVED_KEYS.get(f"{prefix}.{key}".removeprefix(f"{PROJECT}."))
+            if moved is not None and key not in fields:
+                self.fail(f"{prefix}.{key}", raw[key],
+                          f"moved: set it as {PROJECT}:{moved} (the same keys, now a section of its own)"
+                          if "." not in moved else f"moved: set it as {PROJECT}:{moved}")
+                continue
             if key not in fields:
                 close = difflib.get_close_matches(key, list(fields), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""

@@ -2,7 +2,7 @@
 an expression Prometheus cannot parse would only fail at the detector's first run, as a 400 from the API.
 
 The parsing is Prometheus' own (`promtool check rules` on a temporary rules file, the dashboards' checker in
-infra/dashboard_defs/promql.py): one promtool run for all the config's expressions, cached by their content,
+infra/core/promql.py): one promtool run for all the config's expressions, cached by their content,
 so an unchanged config starts no process.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping
 
-from infra.dashboard_defs.promql import PromtoolMissing, check_expressions
+from infra.core.promql import PromtoolMissing, check_expressions
 
 
 def promql_problems(queries: Mapping[int, str]) -> dict[int, str]:

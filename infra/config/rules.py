@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from infra.config.aws_limits import alarm_window_problem, cloudwatch_query_problems
-from infra.config.dashboards import cross_field_problems as dashboards_problems
-from infra.config.dashboards import schedule_minutes
+from infra.config.cost_watch import cross_field_problems as cost_watch_problems
+from infra.config.dashboards import irsa_problems
 from infra.config.formats import ScheduleError, fire_gaps_s, interval_s, parse_schedule
 from infra.config.game_days import cross_field_problems as game_days_problems
 from infra.config.pagerduty import cross_field_problems as pagerduty_problems
@@ -14,6 +14,8 @@ from infra.config.promql import promql_problems
 from infra.config.schema import ABSENT, PROJECT, Problem
 from infra.config.slo_alerting import RUNBOOK_RECEIVER_TIMEOUT_S
 from infra.config.stack import StackConfig
+from infra.config.synthetics import cross_field_problems as synthetics_problems
+from infra.config.synthetics import schedule_minutes
 from infra.config.time_intervals import window_problems
 
 # The edge function's EMF metrics are standard resolution (lambdas/edge_inference/emf.py sets no
@@ -150,9 +152,11 @@ def cross_field_problems(cfg: StackConfig, present_secrets: set[str], stack: str
     p += pagerduty_problems(cfg.pagerduty, ns, slo_enabled=slo.enabled, paging=slo.paging_enabled)
     if cfg.environment == "prod" and not cfg.protect_stateful:
         p.append(Problem(f"{ns}:protectStateful", False, "prod must protect its stateful resources"))
-    p += dashboards_problems(cfg.dashboards, ns,
-                             stack_distribution=cfg.emf_edge.enabled and cfg.emf_edge.create_distribution,
-                             cluster_roles=bool(cfg.kubernetes.oidc_provider_arn) if cfg.kubernetes.enabled else None)
+    p += irsa_problems(cfg.dashboards, cfg.alerting_path, ns,
+                       cluster_roles=bool(cfg.kubernetes.oidc_provider_arn) if cfg.kubernetes.enabled else None)
+    p += synthetics_problems(cfg.synthetics, ns,
+                             stack_distribution=cfg.emf_edge.enabled and cfg.emf_edge.create_distribution)
+    p += cost_watch_problems(cfg.cost_watch, ns)
     p += [Problem(k, v, a) for k, v, a in game_days_problems(cfg.game_days, ns, environment=cfg.environment)]
     if cfg.dashboards.enabled and not cfg.kubernetes.enabled:
         pass  # CloudWatch dashboards still deploy; Grafana ConfigMaps are skipped (see infra/components/dashboards.py).
@@ -195,15 +199,15 @@ def _edge_timeout_problems(cfg: StackConfig, ns: str) -> list[Problem]:
             p.append(Problem(f"{ns}:emfEdge.alarms.{key}", value,
                              f"must be below the function's timeout (emfEdge.timeoutS = {edge.timeout_s} s = "
                              f"{timeout_ms} ms): no invocation can be slower, so the alarm could never fire"))
-    webhook_p99 = cfg.dashboards.alerting_path.webhook_p99_ms
-    if cfg.dashboards.enabled and cfg.slo_alerting.enabled and webhook_p99 >= RUNBOOK_RECEIVER_TIMEOUT_S * 1000:
-        p.append(Problem(f"{ns}:dashboards.alertingPath.webhookP99Ms", webhook_p99,
+    webhook_p99 = cfg.alerting_path.webhook_p99_ms
+    if cfg.alerting_path.enabled and cfg.slo_alerting.enabled and webhook_p99 >= RUNBOOK_RECEIVER_TIMEOUT_S * 1000:
+        p.append(Problem(f"{ns}:alertingPath.webhookP99Ms", webhook_p99,
                          f"must be below the webhook receiver's timeout ({RUNBOOK_RECEIVER_TIMEOUT_S * 1000} ms): no "
                          "invocation lasts longer, so the alarm could never fire"))
-    syn = cfg.dashboards.synthetics
-    if cfg.dashboards.enabled and syn.enabled:
+    syn = cfg.synthetics
+    if syn.enabled:
         if syn.max_latency_ms >= syn.timeout_s * 1000:
-            p.append(Problem(f"{ns}:dashboards.synthetics.maxLatencyMs", syn.max_latency_ms,
+            p.append(Problem(f"{ns}:synthetics.maxLatencyMs", syn.max_latency_ms,
                              f"must be below the canary timeout (timeoutS = {syn.timeout_s} s): a slower check is "
                              "cut off as a timeout, never measured as slow"))
         try:
@@ -212,7 +216,7 @@ def _edge_timeout_problems(cfg: StackConfig, ns: str) -> list[Problem]:
             period_s = 0  # its pattern reports it
         window = alarm_window_problem(period_s, syn.evaluation_periods) if period_s else None
         if window:
-            p.append(Problem(f"{ns}:dashboards.synthetics.evaluationPeriods", syn.evaluation_periods,
+            p.append(Problem(f"{ns}:synthetics.evaluationPeriods", syn.evaluation_periods,
                              f"{window} (the period is the schedule, {syn.schedule})"))
     return p
 

@@ -1,4 +1,4 @@
-"""Day 4 settings: SLO rules, Alertmanager routing, severity subscriptions, runbooks."""
+"""SLO alerting settings: SLO rules, Alertmanager routing, severity subscriptions, runbooks."""
 
 from __future__ import annotations
 

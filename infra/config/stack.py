@@ -7,7 +7,9 @@ from typing import Literal
 
 import pulumi
 
+from infra.config.alerting_path import AlertingPathConfig
 from infra.config.anomaly import AnomalyConfig
+from infra.config.cost_watch import CostWatchConfig
 from infra.config.dashboards import DashboardsConfig
 from infra.config.emf_edge import EmfEdgeConfig
 from infra.config.game_days import GameDaysConfig
@@ -16,6 +18,7 @@ from infra.config.pagerduty import PagerDutyConfig
 from infra.config.schema import setting
 from infra.config.shared import AwsSettings, KubernetesSettings
 from infra.config.slo_alerting import SloAlertingConfig
+from infra.config.synthetics import SyntheticsConfig
 from infra.config.xray import XrayConfig
 
 # Top-level keys set with `pulumi config set --secret`. Value: (doc, required_when).
@@ -55,11 +58,16 @@ class StackConfig:
     protect_stateful: bool = setting(False, doc="protect buckets and keys from deletion (prod)")
     aws: AwsSettings = setting(default_factory=AwsSettings, doc="AWS provider")
     kubernetes: KubernetesSettings = setting(default_factory=KubernetesSettings, doc="Kubernetes provider")
-    xray: XrayConfig = setting(default_factory=XrayConfig, doc="Day 1: tracing")
-    emf_edge: EmfEdgeConfig = setting(default_factory=EmfEdgeConfig, doc="Day 2: edge function and metrics")
-    anomaly: AnomalyConfig = setting(default_factory=AnomalyConfig, doc="Day 3: anomaly detection")
-    slo_alerting: SloAlertingConfig = setting(default_factory=SloAlertingConfig, doc="Day 4: SLO alerting")
-    dashboards: DashboardsConfig = setting(default_factory=DashboardsConfig, doc="Day 5: dashboards")
+    xray: XrayConfig = setting(default_factory=XrayConfig, doc="tracing")
+    emf_edge: EmfEdgeConfig = setting(default_factory=EmfEdgeConfig, doc="edge function and metrics")
+    anomaly: AnomalyConfig = setting(default_factory=AnomalyConfig, doc="anomaly detection")
+    slo_alerting: SloAlertingConfig = setting(default_factory=SloAlertingConfig, doc="SLO alerting")
+    dashboards: DashboardsConfig = setting(default_factory=DashboardsConfig, doc="dashboards")
+    synthetics: SyntheticsConfig = setting(default_factory=SyntheticsConfig, doc="synthetic probes (canaries)")
+    alerting_path: AlertingPathConfig = setting(default_factory=AlertingPathConfig,
+                                                doc="alarms on the alerting path itself")
+    cost_watch: CostWatchConfig = setting(default_factory=CostWatchConfig,
+                                          doc="budget, cost anomalies, the monthly estimate's ceiling")
     pagerduty: PagerDutyConfig = setting(default_factory=PagerDutyConfig, doc="PagerDuty as code")
     game_days: GameDaysConfig = setting(default_factory=GameDaysConfig, doc="game days: FIS experiments (staging)")
     logs: LogsConfig = setting(default_factory=LogsConfig, doc="logs: archive, saved queries, log-based alarms")
@@ -77,6 +85,6 @@ class StackConfig:
         regions = [self.aws.region]
         if self.emf_edge.enabled:
             regions += [r for r in self.emf_edge.edge_regions if r not in regions]
-        if self.dashboards.enabled and self.dashboards.synthetics.enabled:  # probe alarms live where probes run
-            regions += [r for r in self.dashboards.synthetics.probe_regions if r not in regions]
+        if self.synthetics.enabled:  # probe alarms live where probes run
+            regions += [r for r in self.synthetics.probe_regions if r not in regions]
         return regions

@@ -1,4 +1,4 @@
-"""Day 1 settings: tracing (ADOT collector tiers, tail sampling, X-Ray rules and groups)."""
+"""Tracing settings (ADOT collector tiers, tail sampling, X-Ray rules and groups)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Dashboards as code: typed widget/panel models, one module per dashboard, rendering and preview.
+"""Dashboards as code: typed widget/panel models, one module per dashboard, and the layout preview (the checked-in
+files under dashboards/ are written from the plan by infra/offline/dashboard_files.py).
 
 `cloudwatch.py` / `grafana.py` are the models (widgets, panels, grid layout). `edge.py`, `anomaly.py`, `slo.py`
 build the CloudWatch dashboards; `grafana_boards.py` builds the Grafana ones. Every threshold and query comes

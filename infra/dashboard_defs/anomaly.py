@@ -1,4 +1,4 @@
-"""CloudWatch dashboard of the Prophet anomaly detector (Day 3): per metric, the actual value against the
+"""CloudWatch dashboard of the Prophet anomaly detector: per metric, the actual value against the
 forecast and its band, the score, the anomaly episodes; and the detector's own health.
 
 The band is the one the detector publishes (UpperBound/LowerBound from Prophet's interval), not CloudWatch's

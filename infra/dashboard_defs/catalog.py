@@ -22,14 +22,15 @@ ANOMALY_NAMESPACE = anomaly_metrics_contract.NAMESPACE
 ANOMALY_DIMENSION = anomaly_metrics_contract.METRIC_DIMENSION
 
 # AWS namespaces a dashboard may name, the metrics we use of them, and where they exist (None: any region).
-# CloudFront publishes only in us-east-1 (FACTS section 4).
+# CloudFront publishes only in us-east-1 (CloudFront Developer Guide, "Monitoring CloudFront metrics with
+# Amazon CloudWatch").
 AWS_METRICS: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {
     "AWS/Lambda": (frozenset({"Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions"}), None),
     "AWS/CloudFront": (frozenset({"Requests", "4xxErrorRate", "5xxErrorRate", "TotalErrorRate",
                                   "LambdaExecutionError", "LambdaValidationError"}), frozenset({"us-east-1"})),
     "AWS/SNS": (frozenset({"NumberOfMessagesPublished", "NumberOfNotificationsFailed"}), None),
     "AWS/Events": (frozenset({"Invocations", "FailedInvocations"}), None),
-    # Synthetics' own metrics (per canary, in the canary's region; Day 5 probes).
+    # Synthetics' own metrics (per canary, in the canary's region).
     "CloudWatchSynthetics": (frozenset({"SuccessPercent", "Duration", "Failed"}), None),
 }
 
@@ -79,7 +80,7 @@ def anomaly_metrics(cfg: StackConfig) -> set[Emitted]:
 
 def probe_metrics(cfg: StackConfig) -> set[Emitted]:
     """The synthetic probes' EMF (lambdas/canary/probes.py): per check, in each probe region."""
-    s = cfg.dashboards.synthetics
+    s = cfg.synthetics
     if not (cfg.dashboards.enabled and s.enabled):
         return set()
     return {Emitted(probes.NAMESPACE, name, dims(**{probes.DIMENSION: check}), region)

@@ -2,7 +2,8 @@
 
 Why a model and not JSON literals: the body is generated per stack (regions, alarm names, thresholds), and the
 plan-time rules in `infra/validation/dashboards.py` read the rendered JSON back, so the shapes live in one place.
-Body structure: CloudWatch "Dashboard Body Structure and Syntax" (shared/FACTS.md section 6).
+Body structure: CloudWatch "Dashboard Body Structure and Syntax",
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/CloudWatch-Dashboard-Body-Structure.html.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ class AlarmInputs:
     slo: Mapping[str, Sequence[str]] = field(default_factory=dict)
     edge_function_name: str | None = None  # physical name of the Lambda@Edge function (its replicas' metrics)
     anomaly_functions: Sequence[str] = ()  # physical names of the detector and trainer functions
-    probes: Mapping[str, Sequence[str]] = field(default_factory=dict)  # Day 5 probe + alerting-path alarms
+    probes: Mapping[str, Sequence[str]] = field(default_factory=dict)  # probe + alerting-path alarms
 
 
 def refs(by_region: Mapping[str, Sequence[str]]) -> list[AlarmRef]:
@@ -53,7 +53,7 @@ def cloudwatch_dashboards(cfg: StackConfig, alarms: AlarmInputs) -> list[Dashboa
         out.append(anomaly_dashboard(cfg, refs(alarms.anomaly), alarms.anomaly_functions))
     if cfg.slo_alerting.enabled and cfg.emf_edge.enabled:
         out.append(slo_dashboard(cfg, alarms.edge, refs(alarms.slo)))
-    if cfg.dashboards.synthetics.enabled and alarms.probes:
+    if cfg.synthetics.enabled and alarms.probes:
         out.append(probes_dashboard(cfg, alarms.probes))
     if timeline_deployed(cfg):  # the incident timeline's figures
         out.append(outcomes_dashboard(cfg))

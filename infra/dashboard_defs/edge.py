@@ -1,7 +1,8 @@
-"""CloudWatch dashboard of the Lambda@Edge embedding function (Day 2 metrics).
+"""CloudWatch dashboard of the Lambda@Edge embedding function (its EMF metrics).
 
-Each replica publishes its EMF metrics in the region where it ran (FACTS section 4), so every line names that
-region. "All regions" graphs show one line per region (stacked for counts: the stack's top is the total);
+Each replica publishes its EMF metrics in the region where it ran (AWS "Restrictions on Lambda@Edge"), so every
+line names that region. "All regions" graphs show one line per region (stacked for counts: the stack's top is the
+total);
 ratios are computed inside one region only, because metric math does not combine regions. Thresholds are the
 edge alarms' own settings (`cfg.emf_edge.alarms`), so the line on the graph is the line the alarm uses.
 """
@@ -44,7 +45,7 @@ def _total_metric(cfg: StackConfig, name: str, region: str, stat: str) -> Metric
 
 
 def _regional(cfg: StackConfig, name: str, region: str, stat: str, label: str, color: str) -> Metric:
-    """The EdgeRegion breakdown of one region (EdgeRegion is the executing region: FACTS section 4)."""
+    """The EdgeRegion breakdown of one region (EdgeRegion is the executing region: AWS_REGION in a replica)."""
     return Metric(cfg.emf_edge.namespace, name, region, dimensions=((emf.EDGE_REGION, region),),
                   stat=stat, label=label, color=color)
 

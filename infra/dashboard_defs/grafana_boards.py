@@ -12,8 +12,8 @@ link to `/d/akidb-slo/?var-service=...&var-slo=...` (slo_spec.SLO_DASHBOARD_UID)
 from __future__ import annotations
 
 from infra.config import StackConfig
+from infra.core.promql import metric_names
 from infra.dashboard_defs.grafana import GrafanaDashboard, Panel, Target, Threshold, row
-from infra.dashboard_defs.promql import metric_names
 from infra.slo.spec import (
     BURN_ALERT,
     BURN_RATE_TIERS,

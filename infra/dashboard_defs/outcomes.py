@@ -1,7 +1,7 @@
-"""Day 5 outcome panels: the plan's headline figures measured from real incidents (the incident timeline in
+"""Outcome panels: the plan's headline figures measured from real incidents (the incident timeline in
 lambdas/runbook_automation/timeline.py), weekly p50/p90 against the plan's targets.
 
-Targets (shared/seeds 000/001, "expected outcomes"): MTTD < 5 min, MTTR < 15 min, < 10 alerts a week. The plan
+Targets (the project plan's "expected outcomes"): MTTD < 5 min, MTTR < 15 min, < 10 alerts a week. The plan
 gives no MTTA target, so time to acknowledge is drawn without one. Metric names and dimensions are the ones the
 timeline publishes (tests/test_incident_timeline.py checks both sides agree). One definition (TARGETS, the
 statistics, the weekly period) draws both boards: `outcomes_dashboard` (CloudWatch) and `outcomes_grafana_board`
@@ -139,7 +139,7 @@ def outcomes_grafana_board(cfg: StackConfig, namespace: str = OUTCOME_NAMESPACE)
 
 
 def outcomes_dashboard(cfg: StackConfig) -> Dashboard:
-    """Day 5: what the incident timeline measured, week by week, against the plan's targets."""
+    """What the incident timeline measured, week by week, against the plan's targets."""
     home = cfg.aws.region
     note = ("From the PagerDuty incident timeline (signed V3 webhooks): time to detect = trigger - condition start, "
             "to acknowledge and to resolve from the trigger. Red lines are the plan's targets; a week above one "

@@ -1,4 +1,4 @@
-"""CloudWatch dashboard of the synthetic probes (Day 5): the edge as users see it from each probe region.
+"""CloudWatch dashboard of the synthetic probes: the edge as users see it from each probe region.
 
 Per probe region: the embed check's success (the user-perspective availability SLI) and latency, the REST
 health checks, whether the canary runs at all (CloudWatchSynthetics SuccessPercent), and the region's probe and
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from infra.config import StackConfig
-from infra.config.dashboards import schedule_minutes
+from infra.config.synthetics import schedule_minutes
 from infra.core.naming import Naming
 from infra.dashboard_defs.cloudwatch import (
     PALETTE,
@@ -33,7 +33,7 @@ MAX_CANARY_NAME = 255
 
 def probe_checks(cfg: StackConfig) -> list[str]:
     """The `Check` values every canary of this stack publishes (edge check when there is an edge URL)."""
-    s = cfg.dashboards.synthetics
+    s = cfg.synthetics
     edge = bool(s.edge_url) or (cfg.emf_edge.enabled and cfg.emf_edge.create_distribution)
     return ([probes.EMBED_CHECK] if edge else []) + ([probes.health_check_name(p) for p in s.health_paths]
                                                      if s.rest_url else [])
@@ -50,7 +50,7 @@ def _check(region: str, check: str, name: str, stat: str, label: str, color: str
 
 
 def probes_dashboard(cfg: StackConfig, alarms: Mapping[str, Sequence[str]]) -> Dashboard:
-    s = cfg.dashboards.synthetics
+    s = cfg.synthetics
     period = schedule_minutes(s.schedule) * 60
     regions = list(s.probe_regions)
     colors = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(regions)}

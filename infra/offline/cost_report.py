@@ -13,9 +13,9 @@ from pathlib import Path
 
 from infra.config import ConfigError, parse_stack_config
 from infra.core.paths import BUILD_DIR
-from infra.core.plan import Plan, PlannedResource
-from infra.offline.cost import estimate, report
 from infra.offline.stackfile import StackFileError, read_stack_file, with_offline_secrets
+from infra.plan.cost import estimate, report
+from infra.plan.model import Plan, PlannedResource
 
 
 def load_plan(stack: str, path: Path) -> Plan:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StackFileError) as err:
         print(f"invalid stack config for '{args.stack}':\n{err}", file=sys.stderr)
         return 2
-    ceiling = plan.config.dashboards.cost.ceiling_usd
+    ceiling = plan.config.cost_watch.ceiling_usd
     est = estimate(plan, stack=args.stack)
     print(report(est, ceiling))
     return 0 if est.total <= ceiling else 1

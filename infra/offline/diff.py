@@ -123,6 +123,7 @@ class PlanDiff:
     stack: str
     base: str
     changes: list[ResourceChange]
+    moved: dict[str, str] = field(default_factory=dict)  # new URN -> old URN, matched by the new one's aliases
 
     @property
     def counts(self) -> dict[str, int]:
@@ -239,11 +240,27 @@ def _fixed_name_warning(entry: dict[str, Any], reasons: list[str]) -> str | None
             f"name '{name}': {consequence}")
 
 
+def _moved(old: dict[str, Any], new: dict[str, Any]) -> dict[str, str]:
+    """New key -> old key, for a resource whose URN changed and whose aliases name its old URN (the engine moves
+    it in the state: no create, no delete; an update when its inputs changed too)."""
+    out: dict[str, str] = {}
+    for key, entry in new.items():
+        if key in old:
+            continue
+        for alias in (entry.get("options") or {}).get("aliases", []):
+            if alias in old and alias not in new and alias not in out.values():
+                out[key] = alias
+                break
+    return out
+
+
 def diff_plans(old_doc: dict[str, Any], new_doc: dict[str, Any], *, base: str = "base") -> PlanDiff:
     old, new = _comparable(_index(old_doc), _index(new_doc))
+    moved = _moved(old, new)
+    gone = set(moved.values())
     changes: list[ResourceChange] = []
-    for key in sorted(set(old) | set(new)):
-        before, after = old.get(key), new.get(key)
+    for key in sorted((set(old) - gone) | set(new)):
+        before, after = old.get(moved.get(key, key)), new.get(key)
         if before is None and after is not None:
             changes.append(ResourceChange("create", key, after["type"], after["name"]))
             continue
@@ -264,7 +281,7 @@ def diff_plans(old_doc: dict[str, Any], new_doc: dict[str, Any], *, base: str = 
         if op == "replace":
             change.warning = _fixed_name_warning(after, reasons)
         changes.append(change)
-    return PlanDiff(stack=str(new_doc.get("stack", "?")), base=base, changes=changes)
+    return PlanDiff(stack=str(new_doc.get("stack", "?")), base=base, changes=changes, moved=moved)
 
 
 def render(diff: PlanDiff) -> str:
@@ -278,6 +295,9 @@ def render(diff: PlanDiff) -> str:
             lines.append(f"      {p.line()}{'  [forces replacement]' if p.replaces else ''}")
     if diff.warnings:
         lines += ["", f"{len(diff.warnings)} warning(s):"] + [f"  ! {w}" for w in diff.warnings]
+    if diff.moved:
+        lines += ["", f"{len(diff.moved)} resource(s) moved by their aliases (new URN, same identity: no create, no "
+                      "delete)"]
     counts = diff.counts
     lines += ["", "Resources: " + ", ".join(f"{n} to {op}" for op, n in counts.items() if n) if any(
         counts.values()) else "Resources: unchanged"]

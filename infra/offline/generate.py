@@ -1,7 +1,7 @@
 """`make generate`: rewrite every checked-in generated artifact from its one definition; `--check` only compares.
 
 - rules/prometheus, rules/tests, rules/alertmanager  <- rules/slos.yaml + rules/symptoms.yaml (infra/slo/generate.py)
-- dashboards/                                       <- the offline plan of every stack (infra/dashboard_defs/render.py)
+- dashboards/                                       <- every stack's offline plan (infra/offline/dashboard_files.py)
 - README.md config reference                        <- the config schema (infra/config/reference.py)
 - docs/runbooks/*.md generated parts, mkdocs.yml nav <- rules/runbooks.yaml, the SLO and symptom definitions and
                                                     the plans (infra/slo/runbook_pages.py, infra/offline/docs_site.py)
@@ -19,11 +19,11 @@ from pathlib import Path
 
 from infra.config.reference import updated_readme
 from infra.core.paths import DASHBOARDS_DIR, ROOT, RULES_DIR
-from infra.core.plan import Plan
-from infra.dashboard_defs import render
+from infra.offline import dashboard_files as render
 from infra.offline import docs_site
 from infra.offline.plan import run_plan
 from infra.offline.runbook_facts import stack_facts
+from infra.plan.model import Plan
 from infra.slo import generate as slo_generate
 from infra.slo import runbook_pages
 from infra.slo.runbooks import RunbookCatalogueError, load_runbooks

@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from infra.core.paths import BUILD_DIR
-from infra.core.plan import Plan
 from infra.offline.plan import run_plan
+from infra.plan.model import Plan
 from infra.validation.kubernetes import k8s_objects
 
 

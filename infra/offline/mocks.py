@@ -1,7 +1,8 @@
 """A recording mock for Pulumi's mock runtime: fills computed outputs per type and records every registration.
 
 What the engine would compute (ARNs, versions, endpoints, autonames) is filled in per type, because an
-unfilled output resolves to None and an f-string silently renders "None/..." (shared/FACTS.md section 2).
+unfilled output resolves to None and an f-string silently renders "None/..." (Pulumi "Unit testing",
+https://www.pulumi.com/docs/iac/concepts/testing/unit/: mocks return what new_resource returns, nothing more).
 Every registration is recorded with its parent and provider, so the plan and the tests can inspect the whole
 program once it has finished ("collect, then assert").
 """
@@ -20,7 +21,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
 from infra.core.archives import recorded_archive
-from infra.core.plan import GLOBAL_AWS_PREFIXES, UNKNOWN, UNKNOWN_SECRET
+from infra.plan.model import GLOBAL_AWS_PREFIXES, UNKNOWN, UNKNOWN_SECRET
 
 ACCOUNT_ID = "123456789012"
 SECRET_SIG_KEY = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
@@ -80,11 +81,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.provider_regions: dict[str, str] = {}
         self.lock = threading.Lock()
         self.invokes: list[tuple[str, dict[str, Any]]] = []
+        # (type, logical name) -> the logical name a moved resource had (RecordingMonitor fills it from aliases).
+        self.identity: dict[tuple[str, str], str] = {}
 
     # ---------------------------------------------------------------------------------------------- resources
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = unwrap_secrets(dict(args.inputs))
-        token, name = args.typ, args.name
+        token = args.typ
+        name = self.identity.get((token, args.name), args.name)
         outputs: dict[str, Any] = dict(args.inputs)
         if token.startswith("pulumi:providers:"):
             return f"{name}_id", outputs
@@ -262,29 +266,61 @@ def _options(request: Any) -> dict[str, Any]:
 
 
 class RecordingMonitor(MockMonitor):
-    """Records each registration with the parent and provider the plain mock monitor drops."""
+    """Records each registration with the parent and provider the plain mock monitor drops, and the URNs its
+    aliases name (the identities `pulumi up` would move to it: `make plan-diff` matches them)."""
 
     def __init__(self, mocks: RecordingMocks) -> None:
         super().__init__(mocks)
         self.recorded: list[Registration] = []
+        self.alias_urns: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+
+    def _alias_urns(self, request: Any) -> list[str]:
+        """The engine's reading of the alias specs: a spec's parent, name and type default to the resource's; a
+        child also inherits each alias of its parent, its name's parent-name prefix following the parent's
+        ("Resource option: aliases", https://www.pulumi.com/docs/iac/concepts/options/aliases/)."""
+        out: list[str] = []
+        for alias in getattr(request, "aliases", []) or []:
+            if alias.WhichOneof("alias") == "urn":
+                out.append(alias.urn)
+                continue
+            spec = alias.spec
+            parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+            out.append(self.make_urn(parent, spec.type or request.type, spec.name or request.name))
+        parent_name = request.parent.rsplit("::", 1)[-1] if request.parent else ""
+        for parent_alias in self.alias_urns.get(request.parent, []):
+            name = request.name
+            if parent_name and name.startswith(parent_name):
+                name = parent_alias.rsplit("::", 1)[-1] + name[len(parent_name):]
+            out.append(self.make_urn(parent_alias, request.type, name))
+        return list(dict.fromkeys(out))
 
     def RegisterResource(self, request: Any) -> Any:
         # Unannotated in pulumi; untyped_calls_exclude (pyproject) does not cover calls through super().
+        aliases = self._alias_urns(request) if request.type != "pulumi:pulumi:Stack" else []
+        mocks: RecordingMocks = self.mocks  # type: ignore[assignment]
+        if aliases:
+            # A moved resource keeps what the cloud named after its old logical name (ids, auto-names).
+            with mocks.lock:
+                mocks.identity[(request.type, request.name)] = aliases[0].rsplit("::", 1)[-1]
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
         inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
         state = self.resources[response.urn].state if response.urn in self.resources else {}
+        options = _options(request)
+        if aliases:
+            options["aliases"] = aliases
         reg = Registration(urn=response.urn, type=request.type, name=request.name, parent_urn=request.parent,
                            provider_ref=request.provider or None, inputs=dict(inputs), outputs=dict(state),
-                           custom=bool(request.custom), options=_options(request))
-        mocks: RecordingMocks = self.mocks  # type: ignore[assignment]
+                           custom=bool(request.custom), options=options)
         if request.type == "pulumi:providers:aws":
             with mocks.lock:
                 mocks.provider_regions[response.urn] = str(inputs.get("region") or mocks.home_region)
         with self._lock:
             self.recorded.append(reg)
+            if aliases:
+                self.alias_urns[response.urn] = aliases
         return response
 
 

@@ -33,9 +33,9 @@ import pulumi
 from infra.artifacts.packaging import LambdaPackage, read_package
 from infra.config import PROJECT, ConfigError, StackConfig, load_stack_config
 from infra.core.paths import BUILD_DIR, ROOT
-from infra.core.plan import Plan, PlannedResource, Violation
 from infra.offline.mocks import RecordingMocks, RecordingMonitor, Registration, as_plain
 from infra.offline.stackfile import StackFile, StackFileError, read_stack_file, with_offline_secrets
+from infra.plan.model import Plan, PlannedResource, Violation
 from infra.program import build
 from infra.validation import resource_region, validate
 
@@ -107,7 +107,7 @@ def configure_mock_runtime(stack_file: StackFile, *, preview: bool = False) -> R
     home_region = str(aws_settings.get("region") or "us-east-1")
     accounts = aws_settings.get("allowedAccountIds") or []
     for var in [v for v in os.environ if v.startswith("PULUMI_CONFIG")]:
-        del os.environ[var]  # they leak through set_all_config (FACTS section 2)
+        del os.environ[var]  # they leak through set_all_config (pulumi.runtime.config reads them)
     pulumi.runtime.set_all_config(dict(stack_file.values), list(stack_file.secret_keys))
     mocks = RecordingMocks(home_region=home_region,
                            account_id=str(accounts[0]) if isinstance(accounts, list) and accounts else None,

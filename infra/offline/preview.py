@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.config import PROJECT, ConfigError, StackConfig
-from infra.core.plan import Plan, PlannedResource, Violation
 from infra.offline.plan import collect, prepare_stack_file, run_program
 from infra.offline.stackfile import StackFile
+from infra.plan.model import Plan, PlannedResource, Violation
 from infra.validation.preview import known_at_preview, review_critical_unknowns, unknown_paths
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_aws(\..*)?")

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from infra.core.plan import Plan, PlannedResource
+from infra.plan.model import Plan, PlannedResource
 from infra.slo.stack_facts import AlarmFact, CloudWatchBoard, Guardrails, LogQuery, StackFacts, alarm_runbooks
 
 METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"

@@ -144,8 +144,9 @@ class BurnRateTier:
         return self.burn_rate * duration_seconds(self.long_window) / (period_days * 86400)
 
 
-# Budget arithmetic (FACTS 8): a tier fires once its long window has burned `budget_share` of the 30-day budget,
-# whatever the error ratio e, and that takes (budget_share x period x (1 - SLO)) / e of a sudden incident.
+# Budget arithmetic (Google SRE Workbook, "Alerting on SLOs", https://sre.google/workbook/alerting-on-slos/): a
+# tier fires once its long window has burned `budget_share` of the 30-day budget, whatever the error ratio e, and
+# that takes (budget_share x period x (1 - SLO)) / e of a sudden incident.
 # - page-quick needs 0.5% of the budget (10m at 21.6x): a self-resolving burst that spends less (5% errors for
 #   2 minutes is 0.46%) never pages, whatever its shape, because no window can hold more than what was spent.
 #   A full outage spends 0.5% in 0.5% x 43200 min x 0.0005 = 6.5 s (pages at the first evaluation); 5% errors

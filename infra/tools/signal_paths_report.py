@@ -14,7 +14,7 @@ if str(LAMBDAS_DIR) not in sys.path:
     sys.path.insert(0, str(LAMBDAS_DIR))  # the plan packages the Lambda folders as top-level packages
 
 from infra.offline.plan import run_plan
-from infra.slo.signal_paths import path_table
+from infra.plan.signal_paths import path_table
 from infra.validation.paths import path_violations, plan_paths
 
 

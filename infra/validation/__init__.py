@@ -19,7 +19,7 @@ from typing import Any
 
 from infra.config import StackConfig
 from infra.core.archives import recorded_archive
-from infra.core.plan import GLOBAL_AWS_PREFIXES, UNKNOWN, Plan, PlannedResource, Violation
+from infra.plan.model import GLOBAL_AWS_PREFIXES, UNKNOWN, Plan, PlannedResource, Violation
 
 __all__ = ["PLAN_ONLY", "RULES", "Plan", "PlannedResource", "Rule", "Violation", "engine_plan", "load_rules",
            "plan_only", "resource_region", "rule", "rule_description", "stack_of_urn", "validate", "violations"]

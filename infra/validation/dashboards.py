@@ -25,8 +25,9 @@ from infra.components.dashboards import (
     GRAFANA_CLOUDWATCH_ROLE,
 )
 from infra.config import AWS_REGION_PATTERN, StackConfig
+from infra.core import promql
 from infra.core.naming import MAX_IAM_ROLE_NAME, Naming
-from infra.dashboard_defs import catalog, promql
+from infra.dashboard_defs import catalog
 from infra.dashboard_defs.grafana import cloudwatch_targets, expressions
 from infra.dashboard_defs.grafana_boards import input_contract_metrics
 from infra.validation import Plan, PlannedResource, Violation, rule

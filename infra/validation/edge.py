@@ -16,7 +16,7 @@ from typing import Any
 
 from infra.artifacts.packaging import read_package
 from infra.components import emf_edge
-from infra.core.plan import UNKNOWN
+from infra.plan.model import UNKNOWN
 from infra.validation import Plan, PlannedResource, Violation, plan_only, rule
 
 EDGE_REGION = "us-east-1"

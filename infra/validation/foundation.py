@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from infra.artifacts.packaging import read_package
+from infra.blocks.context import REQUIRED_TAGS
 from infra.config import LOG_RETENTION_DAYS
-from infra.core.context import REQUIRED_TAGS
 from infra.validation import Plan, Violation, rule
 
 SUPPORTED_RUNTIMES = ("python3.12", "python3.13", "python3.14")

@@ -22,7 +22,7 @@ from typing import Any
 import kubernetes_validate
 from kubernetes_validate import utils as kv_utils
 
-from infra.core.plan import UNKNOWN, UNKNOWN_SECRET
+from infra.plan.model import UNKNOWN, UNKNOWN_SECRET
 from infra.validation import Plan, PlannedResource, Violation, rule
 
 # Where the pod spec sits inside each workload kind.

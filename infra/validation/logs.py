@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from infra.core.plan import Plan, Violation
+from infra.plan.model import Plan, Violation
 from infra.validation import rule
 
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"

@@ -1,4 +1,4 @@
-"""Plan-time rule over the signal paths (infra/slo/signal_paths.py): no dead end between a fault and a person.
+"""Plan-time rule over the signal paths (infra/plan/signal_paths.py): no dead end between a fault and a person.
 
 Refused, one violation each, naming the resource and the fix:
 - a topic something publishes to with no subscriber;
@@ -24,9 +24,9 @@ from pathlib import Path
 from infra.components.dashboards import DASHBOARD_KEY_ANNOTATION
 from infra.components.slo_alerting import config_alertmanager
 from infra.core.paths import DASHBOARDS_DIR
-from infra.core.plan import Plan
+from infra.plan.model import Plan
+from infra.plan.signal_paths import PathGraph, SignalPath, build_paths, topic_label
 from infra.slo.runbooks import RUNBOOK_PAGES_DIR, Runbook, load_runbooks
-from infra.slo.signal_paths import PathGraph, SignalPath, build_paths, topic_label
 from infra.slo.spec import cloudwatch_dashboard_of
 from infra.slo.stack_facts import LinkTargets, grafana_uids, link_problem
 from infra.validation import Violation, rule

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from infra.components.dashboards import DASHBOARD_KEY_ANNOTATION
-from infra.core.plan import UNKNOWN, UNKNOWN_SECRET
+from infra.plan.model import UNKNOWN, UNKNOWN_SECRET
 from infra.validation import Plan, PlannedResource, Violation, rule
 
 # Alert routing whose value is a secret some service generates, unreadable at every preview: the SNS subscription

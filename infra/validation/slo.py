@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from infra.config.time_intervals import window_problems
-from infra.core.plan import UNKNOWN, UNKNOWN_SECRET
+from infra.plan.model import UNKNOWN, UNKNOWN_SECRET
 from infra.slo.rules import rule_files
 from infra.slo.spec import LinkSettings
 from infra.validation import Plan, Violation, rule

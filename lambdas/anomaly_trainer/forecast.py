@@ -1,6 +1,8 @@
 """Prophet fitting, validation and the forecast band: the trainer Lambda and the offline scorer share this.
 
-Seasonalities follow the history (FACTS 11): daily from 2 days of data, weekly only from 2 weeks, and the
+Seasonalities follow the history (Prophet's "Seasonality, Holiday Effects, And Regressors",
+https://facebook.github.io/prophet/docs/seasonality,_holiday_effects,_and_regressors.html): daily from 2 days of
+data, weekly only from 2 weeks, and the
 hourly term (`period=1/24` day) only when asked for AND it lowers the validation error ("only where it helps").
 A fitted Prophet model cannot be fitted again, so validation fits its own model on everything but the last
 7 days, and the published model is a second, fresh fit on the whole history.

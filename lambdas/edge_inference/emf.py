@@ -30,7 +30,8 @@ METRICS: dict[str, str] = {
 }
 
 # A dimensionless aggregate plus one breakdown per dimension: every set publishes a separate metric, and an alarm
-# or widget must name exactly one of these sets (shared/FACTS.md section 5).
+# or widget must name exactly one of these sets (CloudWatch "Embedded metric format specification",
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
 DIMENSION_SETS: list[list[str]] = [[], [EDGE_REGION], [MODEL]]
 
 # Metrics present in every document (0/1 counters and the totals); the others appear only when they apply.

@@ -1,8 +1,9 @@
 """X-Ray trace header propagation (Lambda@Edge cannot run active tracing: only the header travels).
 
-Format: `Root=1-<8 hex epoch>-<24 hex>;Parent=<16 hex>;Sampled=0|1` (shared/FACTS.md section 7). A valid
-incoming header keeps its Root and Sampled decision and gets this hop's id as Parent; a missing or malformed one
-is replaced by a new trace (a malformed header is never echoed back).
+Format: `Root=1-<8 hex epoch>-<24 hex>;Parent=<16 hex>;Sampled=0|1` (AWS X-Ray Developer Guide, "Tracing
+header", https://docs.aws.amazon.com/xray/latest/devguide/xray-concepts.html). A valid incoming header keeps its
+Root and Sampled decision and gets this hop's id as Parent; a missing or malformed one is replaced by a new trace
+(a malformed header is never echoed back).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ fetched or any AWS client is used, so an unsigned flood costs microseconds per r
 `parse` turns the signed body into a `Delivery` or raises `BadDelivery` naming the field and what is allowed (the
 handler answers 400): a signed body can still be malformed (PagerDuty bug, a test delivery, a stolen secret).
 Freshness and identity come only from the signed body (`event.id`, `event.occurred_at`), never from the unsigned
-`X-Webhook-Id` header (shared/FACTS.md section 13).
+`X-Webhook-Id` header (PagerDuty "Verifying Signatures": the signature covers the raw body only,
+https://developer.pagerduty.com/docs/verifying-webhook-signatures).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ POLL_S = 0.5
 HISTORY_STEP_S = 30.0  # the backfilled history's sample spacing (kube-prometheus-stack's scrape interval)
 DAY_S, WEEK_S = 86400.0, 7 * 86400.0
 # The stack's missing-heartbeat alarm: NumberOfMessagesPublished per 5-minute period, missing data breaching,
-# `dashboards.alertingPath.heartbeat.missingPeriods` (default 2) empty periods.
+# `alertingPath.heartbeat.missingPeriods` (default 2) empty periods.
 HEARTBEAT_PERIOD_S, HEARTBEAT_MISSING_PERIODS = 300, 2
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import boto3
 
 from infra.artifacts.packaging import build_lambda
-from infra.components.slo_alerting import FUNCTION_FOLDER
+from infra.components.runbook_automation import FUNCTION_FOLDER
 from infra.core.paths import BUILD_DIR
 
 PACKAGED_NAME = "drill_packaged_runbook_automation"

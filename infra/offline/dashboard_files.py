@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.core.paths import DASHBOARDS_DIR
-from infra.core.plan import Plan
+from infra.plan.model import Plan
 from infra.validation.dashboards import DASHBOARD, grafana_config_maps
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.core.plan import Plan, PlannedResource
+from infra.plan.model import Plan, PlannedResource
 from infra.slo.alertmanager import RECEIVER_NULL
 from infra.slo.chart_alerts import CHART_ALERTS
 from infra.slo.runbooks import marked_runbook

@@ -1,10 +1,10 @@
 """Monthly cost estimate of what a plan creates: per component and resource type, from the checked-in price
-table (`infra/offline/prices.yaml`, with its source and date) and the usage assumptions of the stack config
-(`dashboards.cost.usage`). Counts (alarms and their metrics, dashboards, canaries and their schedules, keys,
+table (`infra/plan/prices.yaml`, with its source and date) and the usage assumptions of the stack config
+(`costWatch.usage`). Counts (alarms and their metrics, dashboards, canaries and their schedules, keys,
 secrets, functions with their memory, schedules and triggers, pods and their requests) come from the plan
 itself; traffic-driven lines (requests, traces, log GB, stored GB, custom metrics) from the assumptions.
 
-Compared with the plan's +$170/month (shared/seeds 000 "Cost Analysis") and with `dashboards.cost.ceilingUsd`:
+Compared with the project plan's +$170/month (its "Cost Analysis") and with `costWatch.ceilingUsd`:
 the plan-time rule `cost_within_ceiling` fails above the ceiling; `python -m infra.offline.cost_report` prints it.
 """
 
@@ -19,11 +19,12 @@ from typing import Any
 
 import yaml
 
-from infra.config.dashboards import UsageAssumptions, schedule_minutes
-from infra.core.plan import Plan, PlannedResource
+from infra.config.cost_watch import UsageAssumptions
+from infra.config.synthetics import schedule_minutes
+from infra.plan.model import Plan, PlannedResource
 
 PRICES_PATH = Path(__file__).with_name("prices.yaml")
-PLAN_TARGET_USD = 170.0  # shared/seeds 000 and 001: "+$170/month"
+PLAN_TARGET_USD = 170.0  # the project plan's cost analysis: "+$170/month"
 HOURS_PER_MONTH = 730.0
 MINUTES_PER_MONTH = HOURS_PER_MONTH * 60
 DAYS_PER_MONTH = HOURS_PER_MONTH / 24
@@ -130,7 +131,7 @@ def _alarm_metrics(r: PlannedResource) -> int:
 
 
 def estimate(plan: Plan, usage: UsageAssumptions | None = None, stack: str = "") -> Estimate:
-    u = usage or plan.config.dashboards.cost.usage
+    u = usage or plan.config.cost_watch.usage
     comp = _components(plan)
     doc = price_table()
     est = Estimate(stack=stack, source=str(doc["source"]), date=str(doc["date"]))

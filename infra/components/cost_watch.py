@@ -1,32 +1,57 @@
-"""Cost watched (Day 5): a tag-scoped AWS Budget per environment and a Cost Anomaly Detection monitor.
+"""Cost watch: a tag-scoped AWS Budget per environment and a Cost Anomaly Detection monitor.
 
 Scope: the stack's own resources, i.e. tagged `environment=<env>` AND `component` in the stack's components
-(every AWS resource carries both through the providers' default tags, `infra/core/context.py`); the rest of the
+(every AWS resource carries both through the providers' default tags, `infra/blocks/context.py`); the rest of the
 account (AkiDB itself) is not counted. Those tag keys are activated as cost allocation tags here, without which
 Budgets and Cost Explorer cannot filter on them. Actual (`actualAlertPercents`) and forecast
 (`forecastAlertPercent`) alerts and anomalies go to the home region's P2 topic (its policy lets
 budgets.amazonaws.com and costalerts.amazonaws.com publish: `infra/components/severity_topics.py`).
 
-Resources are children of the dashboards component (`parent`), created with explicit inputs.
+The `CostWatch` component (config section `costWatch`); its resources lived under the dashboards component before
+and keep their identity through aliases (infra/core/moves.py).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.core.context import StackContext
+from infra.blocks.context import StackContext
+from infra.core.moves import OldParent, moved_from
 
 SCOPE_TAG_KEYS = ("environment", "component")
+COMPONENT = "cost-watch"
+TOKEN = "akidb:cost-watch:CostWatch"
+# Where the budget lived before it was a component of its own: children of the dashboards component.
+OLD_PARENT: OldParent = ("akidb:dashboards:Dashboards", "dashboards")
+
+
+@dataclass
+class CostWatchArgs:
+    context: StackContext
+    p2_topic_arn: pulumi.Input[str]  # the home region's P2 topic: budget and anomaly notifications
+    components: Sequence[str]  # the `component` tag values of the stack's AWS providers (what the budget counts)
+
+
+class CostWatch(pulumi.ComponentResource):
+    names: dict[str, str]  # budget and anomaly monitor names
+
+    def __init__(self, name: str, args: CostWatchArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        ctx = args.context
+        moved = pulumi.ResourceOptions(transformations=[moved_from(self, name, OLD_PARENT, OLD_PARENT[1])])
+        super().__init__(TOKEN, name, None, ctx.component_opts(COMPONENT, pulumi.ResourceOptions.merge(moved, opts)))
+        self.names = create_cost_watch(name, ctx, args.p2_topic_arn, args.components, self)
+        self.register_outputs({"cost": self.names})
 
 
 def create_cost_watch(name: str, ctx: StackContext, p2_topic_arn: pulumi.Input[str], components: Sequence[str],
                       parent: pulumi.Resource) -> dict[str, str]:
     """`components`: the `component` tag values of the stack's AWS providers (what the budget counts)."""
-    c = ctx.config.dashboards.cost
+    c = ctx.config.cost_watch
     child = pulumi.ResourceOptions(parent=parent)
     env = ctx.config.environment
     components = sorted(components)

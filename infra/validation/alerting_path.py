@@ -1,133 +1,20 @@
-"""Day 5 rules: canaries (runtime, schedule, package, artifacts), budget scope, an alarm on every notification
-path (the heartbeat topic Alertmanager publishes to included), the heartbeat's receiving side, stores that can be
-restored, and the monthly estimate under its ceiling."""
+"""Rules of the alerting path: an alarm on every notification path (the heartbeat topic Alertmanager publishes to
+included) and the heartbeat's receiving side."""
 
 from __future__ import annotations
 
 import json
 import re
-import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from infra.artifacts.packaging import read_package
 from infra.components.alerting_path import HEARTBEAT_TOPIC, heartbeat_enabled, heartbeat_topic_name
-from infra.config.dashboards import CANARY_RUNTIMES, CANARY_SCHEDULE_PATTERN, schedule_minutes
 from infra.core.naming import MAX_IAM_ROLE_NAME, Naming
-from infra.core.plan import UNKNOWN, PlannedResource
-from infra.offline.cost import PLAN_TARGET_USD, estimate
+from infra.plan.model import UNKNOWN, PlannedResource
 from infra.validation import Plan, Violation, rule
 from infra.validation.xray import irsa_problems
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
-
-
-def _by_bucket(plan: Plan, token: str) -> dict[str, PlannedResource]:
-    return {str(r.inputs.get("bucket")): r for r in plan.of_type(token)}
-
-
-@rule
-def canary_runtime_and_schedule(plan: Plan) -> Iterator[Violation]:
-    """A current Python runtime, a schedule the alarms can follow, code from the packaging, encrypted expiring
-    artifacts in the canary's own region."""
-    name = "canary_runtime_and_schedule"
-    buckets = {str(b.inputs.get("bucket")): b for b in plan.of_type("aws:s3/bucket:Bucket")}
-    lifecycles = _by_bucket(plan, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
-    for c in plan.of_type("aws:synthetics/canary:Canary"):
-        i = c.inputs
-        if i.get("runtimeVersion") not in CANARY_RUNTIMES:
-            yield Violation(name, c.label, f"runtimeVersion {i.get('runtimeVersion')!r}; allowed: "
-                                           f"{', '.join(CANARY_RUNTIMES)}")
-        expr = str(c.get("schedule.expression") or "")
-        if not re.match(CANARY_SCHEDULE_PATTERN, expr):
-            yield Violation(name, c.label, f"schedule {expr!r}: rate(N minutes) up to rate(1 hour)")
-        else:
-            if c.get("schedule.durationInSeconds") not in (0, 0.0):
-                yield Violation(name, c.label, "schedule.durationInSeconds must be 0 (run until stopped)")
-            if float(c.get("runConfig.timeoutInSeconds") or 0) > schedule_minutes(expr) * 60:
-                yield Violation(name, c.label, "runConfig.timeoutInSeconds exceeds the schedule's period")
-        if float(c.get("runConfig.memoryInMb") or 960) < 960:
-            yield Violation(name, c.label, "runConfig.memoryInMb below the Synthetics minimum 960")
-        path = i.get("zipFile")
-        pkg = read_package(path)
-        if pkg is None:
-            yield Violation(name, c.label, f"zipFile {path!r} was not built by infra.artifacts (no manifest)")
-        else:
-            module = str(i.get("handler") or "").rsplit(".", 1)[0]
-            with zipfile.ZipFile(Path(str(path))) as zf:
-                if f"python/{module}.py" not in zf.namelist():
-                    yield Violation(name, c.label, f"handler {i.get('handler')!r}: no python/{module}.py in the zip")
-            for msg in pkg.problems():
-                yield Violation(name, c.label, msg)
-        m = re.match(r"^s3://([^/]+)/", str(i.get("artifactS3Location") or ""))
-        bucket = buckets.get(m.group(1)) if m else None
-        if bucket is None:
-            yield Violation(name, c.label, "artifactS3Location is not a bucket of this stack")
-        else:
-            if bucket.region != c.region:
-                yield Violation(name, c.label, f"artifact bucket in {bucket.region}, canary in {c.region}")
-            life = lifecycles.get(str(bucket.inputs.get("bucket")))
-            if life is None or not any(r.get("expiration") for r in life.inputs.get("rules") or []):
-                yield Violation(name, c.label, "artifact bucket has no expiring lifecycle rule")
-        if not c.get("artifactConfig.s3Encryption.encryptionMode"):
-            yield Violation(name, c.label, "artifactConfig.s3Encryption is not set (artifacts unencrypted)")
-
-
-def _provider_component(provider: PlannedResource) -> str | None:
-    raw = provider.inputs.get("defaultTags")
-    tags = (json.loads(raw) if isinstance(raw, str) else raw or {}).get("tags", {})
-    component = tags.get("component")
-    return component if isinstance(component, str) else None
-
-
-def _topic_policy_allows(plan: Plan, topic_arn: str, service: str) -> bool:
-    for p in plan.of_type("aws:sns/topicPolicy:TopicPolicy"):
-        if p.inputs.get("arn") == topic_arn and service in str(p.inputs.get("policy")):
-            return True
-    return False
-
-
-@rule
-def budget_scope(plan: Plan) -> Iterator[Violation]:
-    """The budget counts this stack only (its environment and component tags), alerts on actual and forecast
-    spend, and its target topic accepts Budgets; anomaly alerts reach a topic that accepts them."""
-    name = "budget_scope"
-    cfg = plan.config
-    components = sorted(filter(None, (_provider_component(p) for p in plan.of_type("pulumi:providers:aws"))))
-    budgets = plan.of_type("aws:budgets/budget:Budget")
-    if cfg.dashboards.enabled and cfg.dashboards.cost.budget_enabled and not budgets:
-        yield Violation(name, "stack", "dashboards.cost.budgetEnabled but no aws:budgets Budget is planned")
-    for b in budgets:
-        tags: dict[str, list[str]] = {}
-        for part in b.get("filterExpression.ands") or []:
-            t = part.get("tags") or {}
-            tags[str(t.get("key"))] = list(t.get("values") or [])
-        for f in b.inputs.get("costFilters") or []:
-            for v in f.get("values") or []:
-                key, _, value = str(v).removeprefix("user:").partition("$")
-                tags.setdefault(key, []).append(value)
-        if tags.get("environment") != [cfg.environment]:
-            yield Violation(name, b.label, f"not scoped to environment={cfg.environment} "
-                                           f"(tags filter {tags.get('environment')})")
-        missing = [c for c in components if c and c not in tags.get("component", [])]
-        if "component" not in tags or missing:
-            yield Violation(name, b.label, f"component tag filter misses {missing or 'the stack components'}")
-        kinds = {n.get("notificationType") for n in b.inputs.get("notifications") or []}
-        if not {"ACTUAL", "FORECASTED"} <= kinds:
-            yield Violation(name, b.label, f"needs ACTUAL and FORECASTED notifications (has {sorted(kinds)})")
-        for n in b.inputs.get("notifications") or []:
-            for arn in n.get("subscriberSnsTopicArns") or []:
-                if not _topic_policy_allows(plan, arn, "budgets.amazonaws.com"):
-                    yield Violation(name, b.label, f"topic {arn} does not let budgets.amazonaws.com publish")
-    for s in plan.of_type("aws:costexplorer/anomalySubscription:AnomalySubscription"):
-        for sub in s.inputs.get("subscribers") or []:
-            if sub.get("type") == "SNS":
-                if s.inputs.get("frequency") != "IMMEDIATE":
-                    yield Violation(name, s.label, "SNS subscribers need frequency IMMEDIATE")
-                if not _topic_policy_allows(plan, str(sub.get("address")), "costalerts.amazonaws.com"):
-                    yield Violation(name, s.label, f"topic {sub.get('address')} does not let "
-                                                   "costalerts.amazonaws.com publish")
 
 
 def _alarms(plan: Plan) -> list[PlannedResource]:
@@ -271,9 +158,8 @@ SILENCE_KINDS = ("published",)
 def alerting_path_watched(plan: Plan) -> Iterator[Violation]:
     """Every notification path (topic, queue, function, API, canary) has an alarm of its own.
 
-    Off only when the operator switched the watching off (dashboards.enabled / dashboards.alertingPath.enabled)."""
-    d = plan.config.dashboards
-    if not (d.enabled and d.alerting_path.enabled):
+    Off only when the operator switched the watching off (alertingPath.enabled)."""
+    if not plan.config.alerting_path.enabled:
         return
     for kind, label, region, ident in notification_paths(plan):
         if ident in ("", UNKNOWN):
@@ -310,7 +196,7 @@ def alertmanager_heartbeat_received(plan: Plan) -> Iterator[Violation]:
     else:
         trust = json.loads(str(role.inputs.get("assumeRolePolicy")))
         for msg in irsa_problems(trust, cfg.kubernetes.oidc_provider_arn, cfg.kubernetes.namespace,
-                                 cfg.dashboards.alerting_path.heartbeat.service_account):
+                                 cfg.alerting_path.heartbeat.service_account):
             yield Violation(name, role.label, msg)
         for pol in plan.of_type("aws:iam/rolePolicy:RolePolicy"):
             if pol.inputs.get("role") != role_name:
@@ -339,36 +225,3 @@ def alertmanager_heartbeat_received(plan: Plan) -> Iterator[Violation]:
             yield Violation(name, a.label, f"the missing heartbeat notifies {targets}, not the P1 topic {p1}")
 
 
-def _versioned(plan: Plan) -> dict[str, Any]:
-    return {str(v.inputs.get("bucket")): v.get("versioningConfiguration.status") for v in
-            plan.of_type("aws:s3/bucketVersioning:BucketVersioning")}
-
-
-@rule
-def stores_restorable(plan: Plan) -> Iterator[Violation]:
-    """What the stack stores can be restored: state buckets versioned with a noncurrent-version lifecycle,
-    DynamoDB tables with point-in-time recovery (the RPO/RTO table of the README)."""
-    name = "stores_restorable"
-    versioned = _versioned(plan)
-    lifecycles = _by_bucket(plan, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
-    for b in plan.of_type("aws:s3/bucket:Bucket"):
-        bucket = str(b.inputs.get("bucket"))
-        if versioned.get(bucket) != "Enabled":
-            yield Violation(name, b.label, "bucket holds state but versioning is not Enabled")
-        life = lifecycles.get(bucket)
-        if life is not None and not any(r.get("noncurrentVersionExpiration") for r in life.inputs.get("rules") or []):
-            yield Violation(name, b.label, "versioned bucket without a noncurrentVersionExpiration rule")
-    for t in plan.of_type("aws:dynamodb/table:Table"):
-        if not t.get("pointInTimeRecovery.enabled"):
-            yield Violation(name, t.label, "no point-in-time recovery")
-
-
-@rule
-def cost_within_ceiling(plan: Plan) -> Iterator[Violation]:
-    """The monthly estimate (infra/offline/cost.py) stays below dashboards.cost.ceilingUsd."""
-    ceiling = plan.config.dashboards.cost.ceiling_usd
-    total = estimate(plan).total
-    if total > ceiling:
-        yield Violation("cost_within_ceiling", "stack",
-                        f"estimated ${total:,.2f}/month exceeds dashboards.cost.ceilingUsd ${ceiling:,.2f} "
-                        f"(the plan's target is +${PLAN_TARGET_USD:.0f}); `make cost` shows the lines")

@@ -1,8 +1,9 @@
 """PromQL checks for dashboard queries: parse with promtool, and list the metric names a query reads.
 
 promtool has no "check expression" command, but `promtool check rules` parses every `expr` of a rules file
-(FACTS section 9), so the expressions are written as recording rules into a temporary file. The verdict is
-cached per content hash under build/cache/promql, so a plan with unchanged dashboards does not start promtool.
+(Prometheus "Recording rules", "Syntax-checking rules"), so the expressions are written as recording rules into
+a temporary file. The verdict is cached per content hash under build/cache/promql, so a plan with unchanged
+dashboards does not start promtool.
 """
 
 from __future__ import annotations
