@@ -260,6 +260,6 @@ check-prometheus-values: venv  ## check a kube-prometheus-stack values file (VAL
 
 # -- logs --
 # Edge cold init from main's sources and this checkout's, alternating fresh processes, and logshape's own cost.
-log-shape-cold-start: venv
+log-shape-cold-start: venv  ## edge cold init before (main) and after the one log shape, and logshape's own import cost
 	$(PY) -m benchmarks.bench_log_shape --runs 7 --before main
 .PHONY: log-shape-cold-start
