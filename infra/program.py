@@ -199,8 +199,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             if game_days.skipped:
                 outputs["gameDaySkipped"] = game_days.skipped
     # -- logs --
-    # Last: it archives every log group the components above created (StackContext.log_groups).
-    if cfg.logs.enabled:
+    # Last: it archives every log group the components above created (StackContext.log_groups); none, nothing.
+    if cfg.logs.enabled and ctx.log_groups:
         runbooks = slo_alerting.runbooks if cfg.slo_alerting.enabled else None
         runbook_functions = runbooks.function_names if runbooks is not None else None
         logs = Logs("logs", LogsArgs(
