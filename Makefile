@@ -74,8 +74,8 @@ test: venv tools  ## ruff, then every test (installs what it needs)
 	$(PY) -m pytest
 
 # Every checked-in generated artifact at once: rules/ (from rules/slos.yaml and rules/symptoms.yaml), dashboards/
-# (from the plans), the README's config reference. `make rules`, `make dashboards`, `make docs` do one part each.
-generate: venv tools edge-model  ## rewrite every checked-in generated file (rules/, dashboards/, config reference, runbook pages)
+# (from the plans), the config reference page (docs/configuration.md). `make rules`, `make dashboards`, `make docs` do one part each.
+generate: venv tools edge-model  ## rewrite every checked-in generated file (rules/, dashboards/, config reference, module map, runbook pages)
 	@echo "==> planning every stack and rewriting the generated files"; start=$$(date +%s); \
 	  $(PY) -m infra.offline.generate; echo "    done in $$(( $$(date +%s) - start )) s"
 
@@ -101,7 +101,7 @@ xray-smoke: venv  ## post-deploy: send one segment to the X-Ray daemon and find 
 # in build/models by its inputs' hash) while every function's wheels are downloaded (build/cache/deps, by content).
 edge-model: plan-venv  ## export and quantise the edge model, download every function's wheels (cached, slow the first time)
 	$(PY) -m infra.offline.package --model-only
-# The edge function against sentence-transformers in one process: the source of the README's edge figures.
+# The edge function against sentence-transformers in one process: the source of the edge figures (docs/performance.md).
 bench-edge: venv edge-model  ## the edge function against sentence-transformers: the edge figures
 	$(PY) -m benchmarks.bench_edge
 test: edge-model
@@ -257,6 +257,21 @@ drill-short: venv tools  ## the drill subset `make test` runs
 # intervals, derived from the definitions): make check-prometheus-values VALUES=docs/kube-prometheus-stack-values.yaml
 check-prometheus-values: venv  ## check a kube-prometheus-stack values file (VALUES=...) against what the rules need
 	$(PY) -m infra.tools.check_prometheus_values $(or $(VALUES),$(error VALUES=<kube-prometheus-stack values.yaml> is required))
+
+# -- coverage --
+# Expected firings of every CloudWatch alarm of both plans in a healthy week (seeded; docs/coverage.md); fails at
+# the plan's 10 alerts a week.
+.PHONY: alarm-noise
+alarm-noise: venv tools edge-model  ## expected firings of every CloudWatch alarm of both plans in a healthy week (budget 10)
+	$(PY) -m infra.offline.alarm_noise --verbose
+
+# -- once --
+.PHONY: exactly-once
+# Every fault interleaving of the runbook webhook and worker (a throttled call, or the time running out, before
+# each AWS call of a run; then redeliveries), from the built zip against moto server: each effect exactly once.
+# `make test` runs a subset (tests/test_exactly_once.py suite_indexes).
+exactly-once: venv  ## every fault interleaving of the runbook webhook and worker: each side effect exactly once
+	EXACTLY_ONCE_ALL=1 $(PY) -m pytest -q -s tests/test_exactly_once.py
 
 # -- logs --
 # Edge cold init from main's sources and this checkout's, alternating fresh processes, and logshape's own cost.

@@ -1,4 +1,4 @@
-"""`make bench-edge`: the edge function against sentence-transformers, side by side; the README's edge figures.
+"""`make bench-edge`: the edge function against sentence-transformers, side by side; figures in docs/performance.md.
 
 Figures are printed, never asserted. One process pinned to one CPU core: the function's own handler
 (`App.handle` on a CloudFront event: base64, JSON, tokenizer, ONNX Runtime with one thread, pooling, EMF) and

@@ -12,6 +12,7 @@ from infra.blocks.context import StackContext
 from infra.components import alerting_path as alerting_path_component
 from infra.components import anomaly as anomaly_component
 from infra.components import cost_watch as cost_watch_component
+from infra.components import coverage as coverage_component
 from infra.components import dashboards as dashboards_component
 from infra.components import emf_edge as emf_edge_component
 from infra.components import game_days as game_days_component
@@ -32,6 +33,7 @@ from infra.components.alerting_path import (
 )
 from infra.components.anomaly import Anomaly, AnomalyArgs
 from infra.components.cost_watch import CostWatch, CostWatchArgs
+from infra.components.coverage import Coverage, CoverageArgs, start_inventory
 from infra.components.dashboards import Dashboards, DashboardsArgs
 from infra.components.emf_edge import EmfEdge, EmfEdgeArgs
 from infra.components.game_days import EXPERIMENT_KEYS as GAME_DAY_KEYS
@@ -49,7 +51,8 @@ from infra.config import StackConfig
 STACK_COMPONENTS = (severity_topics_component.COMPONENT, xray_component.COMPONENT, emf_edge_component.COMPONENT,
                     anomaly_component.COMPONENT, slo_alerting_component.COMPONENT, dashboards_component.COMPONENT,
                     synthetics_component.COMPONENT, alerting_path_component.COMPONENT,
-                    cost_watch_component.COMPONENT, game_days_component.COMPONENT, logs_component.COMPONENT)
+                    cost_watch_component.COMPONENT, game_days_component.COMPONENT, coverage_component.COMPONENT,
+                    logs_component.COMPONENT)
 
 
 def watched_paths(cfg: StackConfig, topics: AlertTopics, anomaly: Anomaly | None,
@@ -78,6 +81,7 @@ def watched_paths(cfg: StackConfig, topics: AlertTopics, anomaly: Anomaly | None
 def build(cfg: StackConfig) -> dict[str, Any]:
     """Create every enabled component; return the stack outputs."""
     ctx = StackContext(cfg)
+    inventory = start_inventory()  # first: records what the coverage component draws (infra/components/coverage.py)
     topics = SeverityTopics("alert-topics", SeverityTopicsArgs(context=ctx))
     outputs: dict[str, Any] = {
         "environment": cfg.environment,
@@ -177,6 +181,14 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         if dashboards.grafana_cloudwatch_role is not None:
             # For the Helm value grafana.serviceAccount.annotations."eks.amazonaws.com/role-arn".
             outputs["grafanaCloudwatchRoleArn"] = dashboards.grafana_cloudwatch_role.arn
+    # -- coverage -- (after every component it watches; rules/coverage.yaml)
+    if cfg.emf_edge.enabled or cfg.dashboards.enabled:
+        coverage = Coverage("coverage", CoverageArgs(
+            context=ctx, topics=topics.refs, inventory=inventory, draw=cfg.dashboards.enabled,
+            edge_function_name=edge.function_name if cfg.emf_edge.enabled else None,
+            edge_regions=edge.regions if cfg.emf_edge.enabled else [],
+            distribution=edge.distribution if cfg.emf_edge.enabled else None))
+        outputs["coverageAlarmNames"] = coverage.alarm_names
     # -- game-days --
     if cfg.game_days.enabled:
         # Experiments stop on the home Region's user-facing alarms; without one, none is safe to create.

@@ -49,6 +49,7 @@ def fast_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 class Env:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.mp = monkeypatch
+        self.last_batch: list[Any] = []
         fast_aws(monkeypatch)
         self.sns = boto3.client("sns", region_name=REGION)
         self.sqs = boto3.client("sqs", region_name=REGION)
@@ -129,6 +130,7 @@ class Env:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
                 if kinds is None or json.loads(m["Body"]).get("kind") in kinds:
                     records.append({"messageId": m["MessageId"], "body": m["Body"]})
+        self.last_batch = [json.loads(r["body"]) for r in records]
         return h.worker({"Records": records})
 
     def runbook_jobs(self) -> list[dict[str, Any]]:

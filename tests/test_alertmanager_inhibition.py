@@ -120,6 +120,47 @@ def test_service_down_inhibits_the_alerts_it_explains(alertmanager: str) -> None
     assert state[(TRAFFIC_DROP_ALERT, "svc-up")]["state"] == "active"
 
 
+def _shipped_alerts() -> list[dict[str, str]]:
+    """Every alert of the generated Prometheus rules, as its static labels (alertname included)."""
+    out = []
+    for path in sorted((RULES_DIR / "prometheus").glob("*.yml")):
+        for group in (yaml.safe_load(path.read_text()) or {}).get("groups", []):
+            out += [{"alertname": r["alert"], **{k: str(v) for k, v in r.get("labels", {}).items()}}
+                    for r in group["rules"] if "alert" in r]
+    return out
+
+
+def test_service_down_inhibits_exactly_what_it_explains_among_the_shipped_alerts(alertmanager: str) -> None:
+    """Every P1/P2 alert the rules ship, fired beside a ServiceDown of the same service: suppressed exactly when
+    its name is one ServiceDown explains (infra/slo: burn-rate, absent metric, latency bucket, TargetDown,
+    TrafficDrop); MemoryPressure, ProcessingBacklog and MemoryLeak still notify (a P0 without an SLO label
+    silenced them through the P0 -> P1/P2 rule's `equal: [service, slo]`)."""
+    from infra.slo.spec import ABSENT_ALERT, BUCKET_ALERT, BURN_ALERT
+    from infra.slo.symptoms import EXPLAINED_BY_SERVICE_DOWN, SERVICE_DOWN_ALERT
+
+    explained = {BURN_ALERT, ABSENT_ALERT, BUCKET_ALERT, *EXPLAINED_BY_SERVICE_DOWN}
+    service = "svc-every-alert"
+    shipped = [{**labels, "service": service} for labels in _shipped_alerts()
+               if labels.get("severity") in ("P1", "P2")]
+    names = {a["alertname"] for a in shipped}
+    assert {"MemoryPressure", "ProcessingBacklog", "MemoryLeakSuspected"} <= names and names & explained
+    down = {"alertname": SERVICE_DOWN_ALERT, "service": service, "severity": "P0", "job": service}
+    _post(alertmanager, [{"labels": labels, "annotations": {"summary": labels["alertname"]}}
+                         for labels in (down, *shipped)])
+    key = lambda labels: tuple(sorted(labels.items()))  # noqa: E731
+    state: dict[Any, dict[str, Any]] = {}
+    for _ in range(50):
+        state = {key(a["labels"]): a["status"] for a in _alerts(alertmanager) if a["labels"]["service"] == service}
+        if len(state) == len({key(a) for a in shipped}) + 1 and all(
+                state[key(a)]["state"] != "unprocessed" for a in shipped):
+            break
+        time.sleep(0.2)
+    assert state[key(down)]["state"] == "active"
+    wrong = [(a["alertname"], a["severity"], state[key(a)]["state"]) for a in shipped
+             if (state[key(a)]["state"] == "suppressed") != (a["alertname"] in explained)]
+    assert wrong == []
+
+
 def test_a_maintenance_window_mutes_p0_and_p1_of_its_service_in_a_running_alertmanager(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped config with a window containing now (only endpoints, secret files and the window's times

@@ -24,6 +24,7 @@ from anomaly_core.store import band_key, state_key
 from anomaly_detector import handler as detector
 from anomaly_env import anomaly_aws
 from anomaly_trainer import handler as trainer
+from botocore.exceptions import ClientError
 from prophet.serialize import model_from_json
 
 REGION = "us-east-1"
@@ -332,6 +333,72 @@ def test_detector_failures_never_notify_and_count_as_errors(
     assert reason in out["metrics"]["latency"]["skipped"]
     assert errors_published(aws) == [1.0]
     assert messages(aws) == []
+
+
+def _sent_timestamps(aws: dict[str, Any]) -> list[float]:
+    """Every datum timestamp the detector hands to PutMetricData (observed on the real client's calls)."""
+    sent: list[float] = []
+    aws["cloudwatch"].meta.events.register(
+        "before-parameter-build.cloudwatch.PutMetricData",
+        lambda params, **_: sent.extend(d["Timestamp"].timestamp() for d in params["MetricData"]))
+    return sent
+
+
+def test_a_future_stamped_source_point_is_not_scored_and_never_sinks_the_batch(
+        aws: dict[str, Any], prometheus: str, trained: Settings) -> None:
+    """CloudWatch refuses a whole PutMetricData request for one datum more than 2 h ahead: the point is a clock
+    fault, counted in DetectorErrors (which is published), and no datum leaves outside the accepted span."""
+    now = NOW + STEP + 30
+    sent = _sent_timestamps(aws)
+    PromAPI.latest = (now + 3 * 3600, 10_000.0)
+    out = detector.run(trained, detector_clients(aws, prometheus), detector.Targets(BUCKET, aws["topic"]), now)
+    assert "ahead of the clock" in out["metrics"]["latency"]["skipped"]
+    assert out["errors"] == 1 and errors_published(aws) == [1.0] and messages(aws) == []
+    assert sent and all(now - detector.MAX_POINT_AGE_S <= t <= now + detector.MAX_POINT_LEAD_S for t in sent)
+    # The next real point is scored (a future last_ts would have frozen the metric).
+    t = NOW + 2 * STEP
+    assert "is_anomaly" in detect(aws, trained, prometheus, t, seasonal(t))["metrics"]["latency"]
+
+
+def test_a_state_left_ahead_of_the_clock_does_not_freeze_the_metric(
+        aws: dict[str, Any], prometheus: str, trained: Settings) -> None:
+    doc = get(aws, state_key("latency"))
+    aws["s3"].put_object(Bucket=BUCKET, Key=state_key("latency"),
+                         Body=json.dumps({**doc, "last_ts": NOW + 30 * DAY}).encode())
+    t = NOW + STEP
+    detect(aws, trained, prometheus, t, seasonal(t))
+    assert get(aws, state_key("latency"))["last_ts"] == t  # fed, not held at the future stamp
+
+
+def test_one_datum_cloudwatch_refuses_is_dropped_alone_and_counted_with_its_reason(
+        aws: dict[str, Any], prometheus: str, trained: Settings) -> None:
+    """A refusal the screen did not foresee (CloudWatch answers InvalidParameterValue for the request): the
+    request is split until the refused datum is alone; everything else is published, the drop counted."""
+    def refuse_actual(params: dict[str, Any], **_: Any) -> None:
+        if any(d["MetricName"] == contract.ACTUAL for d in params["MetricData"]):
+            raise ClientError({"Error": {"Code": "InvalidParameterValue", "Message": "The value ... is invalid"}},
+                              "PutMetricData")
+
+    aws["cloudwatch"].meta.events.register("before-parameter-build.cloudwatch.PutMetricData", refuse_actual)
+    t = NOW + STEP
+    out = detect(aws, trained, prometheus, t, seasonal(t))
+    assert out["dropped"] == {"refused": 1}
+    seen = published(aws)
+    dim = ((contract.METRIC_DIMENSION, "latency"),)
+    assert seen[(contract.DETECTOR_ERRORS, ())] == [0.0]
+    assert {name for name in contract.PER_METRIC if (name, dim) in seen} == set(contract.PER_METRIC) - {contract.ACTUAL}
+    assert seen[(contract.DROPPED_POINTS, ((contract.DROP_REASON_DIMENSION, "refused"),))] == [1.0]
+
+
+def test_the_screen_drops_each_datum_cloudwatch_would_refuse_with_its_reason() -> None:
+    now = float(NOW)
+    data = [{"MetricName": contract.SCORE, "Value": v, "Timestamp": datetime.fromtimestamp(now + dt, UTC)}
+            for v, dt in ((1.0, 0), (1.0, 3 * 3600), (1.0, -15 * DAY), (2.0 ** 361, 0), (math.inf, 0),
+                          (1.0, detector.MAX_POINT_LEAD_S), (1.0, -detector.MAX_POINT_AGE_S))]
+    kept, dropped = detector.screen(data, now)
+    assert len(kept) == 3 and all(d["Value"] == 1.0 for d in kept)
+    assert dropped == {"timestamp-future": 1, "timestamp-past": 1, "value-range": 2}
+    assert set(dropped) <= set(contract.DROP_REASONS)
 
 
 def test_detector_handler_reads_baked_settings_and_env(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch,

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from infra.config import PROJECT, SECRET_KEYS, ConfigError, StackConfig, camel, parse_stack_config
+from infra.config.coverage import PRICE_CLASS_REGIONS
 from infra.config.formats import AWS_REGIONS, interval_s, parse_schedule
 from infra.config.reference import reference_rows
 from infra.config.rules import DETECTOR_ALARM_PERIOD_S, required_secrets
@@ -152,11 +153,12 @@ def test_reference_rows_cover_every_section():
     assert "pagerdutyRoutingKey" in keys
 
 
-def test_readme_config_reference_is_current():
-    from infra.config.reference import updated_readme
+def test_the_config_reference_page_is_current_and_lists_every_key():
+    from infra.config.reference import PAGE, reference_rows, render_page
 
-    text = (ROOT / "README.md").read_text()
-    assert updated_readme(text) == text, "README.md config reference is stale: run `make docs`"
+    text = (ROOT / PAGE).read_text()
+    assert render_page() == text, f"{PAGE} is stale: run `make generate`"
+    assert all(f"| `{key}` |" in text for key, *_ in reference_rows())
 
 
 # ------------------------------------------------------------------ namespaces: a typo never drops a section
@@ -324,7 +326,8 @@ def test_values_the_services_or_lambdas_reject_are_rejected_at_plan_time(overrid
     {"kubernetes": {"namespace": "n" * 63}},
     {"kubernetes": {"prometheusRuleLabels": {"app.kubernetes.io/part-of": "kube-prometheus-stack", "x": ""}}},
     {"emfEdge": {"modelName": "m" * 1024}},
-    {"emfEdge": {"originDomain": "api.akidb.example.com", "createDistribution": True}},
+    {"emfEdge": {"originDomain": "api.akidb.example.com", "createDistribution": True,
+                 "edgeRegions": list(PRICE_CLASS_REGIONS["PriceClass_All"])}},
     {"anomaly": {"prometheusUrl": "http://10.0.0.5:9090/"}},
 ])
 def test_values_at_the_limits_are_accepted(override):

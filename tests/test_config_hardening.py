@@ -127,6 +127,20 @@ def test_prod_paging_off_passes_with_its_named_guard(tmp_path) -> None:
     assert "pagingEnabled" not in out and "pagingDisabledReason" not in out, out
 
 
+def test_prod_runbooks_in_dry_run_pass_with_their_named_guard(tmp_path) -> None:
+    def edit(config: dict[str, Any]) -> None:
+        config[P + "sloAlerting"]["runbooks"].update(dryRun=True, dryRunReason="first week in prod: audit only")
+
+    _, out = _run(tmp_path, "prod", edit)
+    assert "dryRun" not in out, out
+
+
+def test_prod_runbooks_left_at_the_default_dry_run_are_refused(tmp_path) -> None:
+    """The default is dry-run: a prod file without `dryRun: false` would deploy runbooks that never act."""
+    code, out = _run(tmp_path, "prod", lambda c: c[P + "sloAlerting"]["runbooks"].pop("dryRun"))
+    assert code == 2 and "sloAlerting.runbooks.dryRun" in out and "dryRunReason" in out, out
+
+
 # ------------------------------------------------------------------------------------------ limits vs botocore
 def test_the_cloudwatch_and_amp_limits_are_botocores() -> None:
     import botocore.session  # a dev dependency (boto3), never the program's: hence the copy in aws_limits

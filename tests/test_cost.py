@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from infra.config.synthetics import schedule_minutes
+from infra.core.paths import ROOT
 from infra.offline.cost_report import main as cost_report_main
 from infra.plan import cost
 from infra.validation.cost import cost_within_ceiling
@@ -92,3 +93,18 @@ def test_report_prints_the_comparison_with_the_plan(planned: dict[str, Any], cap
     assert f"Total: ${est.total:,.2f}/month vs the plan's +${cost.PLAN_TARGET_USD:.0f}/month" in out
     assert "Per component:" in out and "Per resource type" in out
     assert cost_report_main(["--stack", "staging", "--plan", str(tmp_path / "missing.json")]) == 2
+
+
+def test_the_docs_table_of_estimates_is_current(planned: dict[str, Any]) -> None:
+    """docs/components/cost.md shows the `Total:` of each stack's estimate and its ceiling: recomputed, not copied."""
+    table = {}
+    for line in (ROOT / "docs" / "components" / "cost.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in planned:
+            table[cells[0]] = (cells[1], cells[2])
+    for stack in ("staging", "prod"):
+        plan = planned[stack].plan
+        figures = (f"${cost.estimate(plan, stack=stack).total:,.2f}",
+                   f"${plan.config.cost_watch.ceiling_usd:,.2f}")
+        assert table.get(stack) == figures, (
+            f"docs/components/cost.md, {stack}: {table.get(stack)} but `make plan` prints {figures}")

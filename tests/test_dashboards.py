@@ -55,7 +55,7 @@ def test_drift_is_reported():
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_every_stack_gets_its_dashboards(planned, stack):
     result = planned[stack]
-    assert set(_bodies(result)) == {"edge", "anomaly", "slo", "probes", "outcomes"}
+    assert set(_bodies(result)) == {"edge", "anomaly", "slo", "probes", "outcomes", "coverage"}
     keys = {k for cm in grafana_config_maps(result.plan) for k in cm.inputs["data"]}
     assert keys == {"golden-signals.json", "slo.json", "outcomes.json"}
     assert _mine(result) == []
@@ -210,14 +210,15 @@ def test_disabled_components_get_no_widgets(run_stack):
                                              "synthetics": {"enabled": False},
                                              "sloAlerting": {"runbooks": {"enabled": False}}})
     assert _mine(result) == []
-    assert result.plan.of_type(DASHBOARD) == []  # edge, anomaly and the edge SLO board all read disabled parts
+    # edge, anomaly and the edge SLO board all read disabled parts; the coverage board draws the severity topics
+    assert set(_bodies(result)) == {"coverage"}
     assert grafana_config_maps(result.plan)
 
 
 def test_without_slo_alerting_there_is_no_slo_board(run_stack):
     result = run_stack("staging", overrides={"sloAlerting": {"enabled": False}})
     assert result.config_problems == [] and _mine(result) == []
-    assert set(_bodies(result)) == {"edge", "anomaly", "probes"}
+    assert set(_bodies(result)) == {"edge", "anomaly", "probes", "coverage"}
     assert {k for cm in grafana_config_maps(result.plan) for k in cm.inputs["data"]} == {"golden-signals.json"}
 
 
@@ -225,7 +226,7 @@ def test_without_kubernetes_only_cloudwatch_is_deployed(run_stack):
     result = run_stack("staging", overrides={"kubernetes": {"enabled": False}, "xray": {"enabled": False}})
     assert result.config_problems == [] and _mine(result) == []
     assert grafana_config_maps(result.plan) == []
-    assert len(result.plan.of_type(DASHBOARD)) == 5  # edge, anomaly, slo, probes, outcomes
+    assert len(result.plan.of_type(DASHBOARD)) == 6  # edge, anomaly, slo, probes, outcomes, coverage
 
 
 def test_bad_dashboard_settings_are_config_errors(run_stack):

@@ -3,6 +3,7 @@ fails), and every runbook URL the rules and the automation write maps to a built
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra.core.paths import ROOT
-from infra.offline import docs_site
+from infra.offline import docs_site, generate
 from infra.slo.runbook_pages import runbook_urls
 from infra.slo.runbooks import load_runbooks
 from infra.slo.spec import DEFAULT_LINKS, LinkSettings, load_slos
@@ -91,7 +92,7 @@ def test_a_strict_build_fails_on_a_stray_page_a_broken_link_or_a_missing_page(tm
 def test_the_generated_nav_takes_every_page_and_a_page_needs_a_title(tmp_path: Path) -> None:
     root = _copy(tmp_path)
     (root / "docs" / "operations.md").write_text("# Operations\n\nDeploy, roll back.\n")
-    (root / "docs" / "components").mkdir()
+    (root / "docs" / "components").mkdir(exist_ok=True)
     (root / "docs" / "components" / "edge.md").write_text("# Edge inference\n")
     text = docs_site.updated_mkdocs((root / "mkdocs.yml").read_text(), load_runbooks(), root / "docs")
     assert "- Operations: operations.md" in text and "  - Edge inference: components/edge.md" in text
@@ -100,3 +101,62 @@ def test_the_generated_nav_takes_every_page_and_a_page_needs_a_title(tmp_path: P
     (root / "docs" / "untitled.md").write_text("no title\n")
     with pytest.raises(docs_site.DocsSiteError, match=r"untitled\.md: a page needs a `# ` title"):
         docs_site.updated_mkdocs(text, load_runbooks(), root / "docs")
+
+
+def test_the_generated_doc_pages_are_current() -> None:
+    """docs/configuration.md and the module map of docs/architecture.md are what `make generate` writes."""
+    for path, text in generate.expected_doc_pages().items():
+        assert path.read_text(encoding="utf-8") == text, f"{path.relative_to(ROOT)} is stale: run `make generate`"
+
+
+def test_the_module_map_follows_the_modules(tmp_path: Path) -> None:
+    """A module added (or renamed) appears with its docstring's first sentence; one without a docstring is refused."""
+    root = tmp_path / "repo"
+    for top in docs_site.LAYOUT_ROOTS:
+        shutil.copytree(ROOT / top, root / top, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    assert docs_site.updated_architecture(page, root) == page
+    (root / "infra" / "components" / "gravity.py").write_text('"""Gravity watched. Second sentence."""\n')
+    assert "| `gravity.py` | Gravity watched. |" in docs_site.updated_architecture(page, root)
+    (root / "infra" / "components" / "gravity.py").write_text("X = 1\n")
+    with pytest.raises(docs_site.DocsSiteError, match=r"infra/components/gravity\.py: a module needs a docstring"):
+        docs_site.updated_architecture(page, root)
+
+
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _slugs(markdown: str) -> set[str]:
+    """Heading anchors as MkDocs' toc extension makes them (lower case, punctuation dropped, spaces -> '-')."""
+    out = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = re.sub(r"[^\w\s-]", "", line.lstrip("#").strip().lower())
+            out.add(re.sub(r"[\s]+", "-", title).strip("-"))
+    return out
+
+
+def readme_link_problems(root: Path) -> list[str]:
+    """Links of README.md (which MkDocs does not build) that lead nowhere: a missing file or heading."""
+    problems = []
+    for target in _LINK.findall((root / "README.md").read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+://|mailto:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        file = root / path if path else root / "README.md"
+        if not file.exists():
+            problems.append(f"README.md links to {target}: no such file")
+        elif anchor and anchor not in _slugs(file.read_text(encoding="utf-8")):
+            problems.append(f"README.md links to {target}: no heading #{anchor} in {path or 'README.md'}")
+    return problems
+
+
+def test_every_readme_link_resolves(tmp_path: Path) -> None:
+    assert readme_link_problems(ROOT) == []
+    readme = (ROOT / "README.md").read_text()
+    assert len(_LINK.findall(readme)) >= 10  # the map links the docs; a README without links proves nothing
+    root = _copy(tmp_path)
+    (root / "README.md").write_text(readme + "\n[gone](docs/no-such-page.md) [here](docs/plan.md#no-such-heading)\n")
+    assert readme_link_problems(root) == ["README.md links to docs/no-such-page.md: no such file",
+                                          "README.md links to docs/plan.md#no-such-heading: no heading "
+                                          "#no-such-heading in docs/plan.md"]

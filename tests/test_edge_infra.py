@@ -13,6 +13,7 @@ import pytest
 from infra.artifacts.edge_probe import run_sample
 from infra.artifacts.packaging import MiB, read_package
 from infra.components.emf_edge import log_group_name
+from infra.config.coverage import DISTRIBUTION_PRICE_CLASS, PRICE_CLASS_REGIONS
 from infra.offline.plan import run_plan
 from infra.offline.stackfile import read_stack_file, with_overrides
 from infra.validation import Plan, PlannedResource
@@ -164,7 +165,9 @@ def test_settings_are_baked_into_the_package_and_follow_config():
 
 
 def test_distribution_when_configured():
-    result = plan_stack("staging", {"emfEdge": {"createDistribution": True, "originDomain": "api.akidb.example"}})
+    # The distribution's price class runs replicas in every Regional Edge Cache Region: all are edge regions.
+    result = plan_stack("staging", {"emfEdge": {"createDistribution": True, "originDomain": "api.akidb.example",
+                                                "edgeRegions": list(PRICE_CLASS_REGIONS[DISTRIBUTION_PRICE_CLASS])}})
     assert result.violations == [], [str(v) for v in result.violations]
     (dist,) = edge_resources(result, "aws:cloudfront/distribution:Distribution")
     (embed,) = dist.inputs["orderedCacheBehaviors"]

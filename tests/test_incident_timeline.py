@@ -323,3 +323,34 @@ def test_an_incident_open_for_weeks_still_publishes_every_figure_inside_what_clo
     assert put and all(now - 14 * 86400 < m.timestamp.timestamp() <= now + 7200 for m in put)
     ttr = [float(m.value) for m in put if m.name == timeline.TIME_TO_RESOLVE]
     assert ttr and set(ttr) == {round(resolved - opened, 3)}
+
+
+def test_an_incident_reopened_after_its_figures_were_published_is_a_new_episode_to_its_last_resolution(
+        env: Env) -> None:
+    """Trigger, acknowledge, resolve: published once settled. Reopened later (after the settle time), acknowledged,
+    resolved, reopened, resolved: the second episode's figures run from the reopening to its last resolution; the
+    first episode's stay as published; a redelivered publish job repeats nothing; Pages stays one."""
+    env.configure(timeline_settle_s=0)
+    deps = _deps()
+    now = deps.now()
+    t0 = now - 3600
+    first = (("incident.triggered", t0), ("incident.acknowledged", t0 + 60), ("incident.resolved", t0 + 600))
+    for n, (kind, at) in enumerate(first):
+        timeline.record(deps, _event(kind, at, n, "PREOPEN"))
+    assert timeline.TIME_TO_RESOLVE in timeline.publish(deps, "PREOPEN")["published"]
+    second = (("incident.reopened", t0 + 1800), ("incident.acknowledged", t0 + 1830),
+              ("incident.resolved", t0 + 2000), ("incident.reopened", t0 + 2010), ("incident.resolved", t0 + 2400))
+    for n, (kind, at) in enumerate(second, len(first)):
+        timeline.record(deps, _event(kind, at, n, "PREOPEN"))
+    for _ in range(2):  # SQS delivers the publish job twice
+        timeline.publish(deps, "PREOPEN")
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+    put = [m for m in cloudwatch_backends[DEFAULT_ACCOUNT_ID][REGION].metric_data
+           if m.namespace == NAMESPACE and not m.dimensions]
+    by_name: dict[str, list[float]] = {}
+    for m in put:
+        by_name.setdefault(m.name, []).append(float(m.value))
+    assert sorted(by_name[timeline.TIME_TO_RESOLVE]) == [600.0, 600.0]  # 0 -> 600; reopened 1800 -> 2400
+    assert sorted(by_name[timeline.TIME_TO_ACKNOWLEDGE]) == [30.0, 60.0]
+    assert by_name[timeline.TIME_TO_DETECT] == [pytest.approx(120.0, abs=0.01)] and by_name[timeline.PAGES] == [1.0]

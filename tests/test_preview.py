@@ -10,6 +10,7 @@ import pytest
 
 from infra.config import PROJECT
 from infra.core import iam
+from infra.core.paths import ROOT
 from infra.offline.preview import PreviewResult, computed_by_aws, report, run_preview
 from infra.offline.stackfile import read_stack_file, with_overrides
 from infra.plan.model import Plan, PlannedResource
@@ -103,3 +104,19 @@ def test_known_at_preview_with_the_account_id_from_the_invoke() -> None:
     result = run_preview("staging", stack_file=with_overrides(stack_file, {"aws": aws_settings}), offline_secrets=True)
     assert result.config is not None and result.config.aws.allowed_account_ids == []
     assert result.violations == [] and result.fixable_unknowns == {}
+
+
+def test_the_docs_table_of_first_preview_unknowns_is_current(previewed: dict[str, PreviewResult]) -> None:
+    """docs/plan.md shows what `python -m infra.offline.preview` prints per stack: recomputed, not copied."""
+    table = {}
+    for line in (ROOT / "docs" / "plan.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in STACKS:
+            table[cells[0]] = (cells[1], cells[2])
+    kinds = ("policy", "alarm action", "dashboard body", "lambda setting")
+    for stack in STACKS:
+        result = previewed[stack]
+        figures = (f"{len(result.unknowns)} of {len(result.managed)}",
+                   " / ".join(str(result.critical_counts.get(k, 0)) for k in kinds))
+        assert table.get(stack) == figures, (
+            f"docs/plan.md, first-preview table, {stack}: {table.get(stack)} but the preview gives {figures}")

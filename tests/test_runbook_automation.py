@@ -141,7 +141,8 @@ def test_unknown_runbook_answers_200_no_automation_and_is_audited_as_unknown(env
     assert resp["json"]["status"] == "no-automation" and resp["json"]["runbook"] == "reboot-everything"
     assert "unknown runbook 'reboot-everything'" in resp["json"]["reason"]
     assert "error-budget-fast-burn" in resp["json"]["reason"]
-    assert env.runbook_jobs() == []
+    assert env.run_queued_jobs() == {"batchItemFailures": []}  # the worker publishes the decision
+    assert [m["job"] for m in env.last_batch] == [None]
     (entry,) = env.drain(env.audit_q)
     assert entry["decision"] == "unknown-runbook" and entry["runbook"] == "reboot-everything"
 
@@ -154,7 +155,8 @@ def test_manual_runbook_answers_200_no_automation_audited_once(env: Env, runbook
     first, again = call(body, sign(body)), call(body, sign(body), webhook_id="wh-retry")
     assert first["statusCode"] == 200 and first["json"] == {"status": "no-automation", "runbook": runbook}
     assert again["statusCode"] == 200 and again["json"]["status"] == "duplicate"
-    assert env.runbook_jobs() == []
+    assert env.run_queued_jobs() == {"batchItemFailures": []}
+    assert [m["job"] for m in env.last_batch] == [None]
     audit = env.drain(env.audit_q)
     assert [(a["decision"], a["runbook"]) for a in audit] == [("no-automation", runbook)]
 
@@ -280,8 +282,8 @@ def test_a_pending_claim_of_a_crashed_invocation_expires(env: Env) -> None:
     assert len(env.runbook_jobs()) == 1
 
 
-def test_a_throttled_action_refunds_its_budget_and_the_redelivery_acts(env: Env,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_throttled_action_keeps_its_runs_budget_unit_and_the_redelivery_acts(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     env.configure(max_actions_per_hour=1, timeline_table_name="")
     body = incident(TITLE)
     call(body, sign(body))

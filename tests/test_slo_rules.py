@@ -232,7 +232,7 @@ def test_alertmanager_config_shape() -> None:
     severities = {r["name"]: r["pagerduty_configs"][0]["severity"]
                   for r in cfg["receivers"] if "pagerduty_configs" in r}
     assert severities == {RECEIVER_P0: "critical", RECEIVER_P1: "error"}
-    assert cfg["inhibit_rules"][0] == {"source_matchers": ['severity="P0"'],
+    assert cfg["inhibit_rules"][0] == {"source_matchers": ['severity="P0"', 'slo=~".+"'],
                                        "target_matchers": ['severity=~"P1|P2"'], "equal": ["service", "slo"]}
     down = cfg["inhibit_rules"][1]
     assert down["source_matchers"] == [f'alertname="{SERVICE_DOWN_ALERT}"'] and down["equal"] == ["service"]

@@ -122,6 +122,11 @@ messages = st.one_of(
                                      st.just({"runbook": "lambda-edge-cold-start", "incident_id": "P1",
                                               "title": "t", "webhook_id": "w"}))),
     st.builds(lambda iid: json.dumps({"kind": "timeline-publish", "incident_id": iid}), json_values),
+    # The receiver's decision travels with the event (published once by the worker's ledger): any shape of it.
+    st.builds(lambda ev, audit: json.dumps({"kind": "incident-event", "event": ev, "job": None, "audit": audit}),
+              st.one_of(json_values, st.just({"event_id": "01AUDIT", "event_type": "incident.triggered",
+                                               "incident_id": "P1", "occurred_at": 1.0, "correlation": {}})),
+              st.one_of(json_values, st.just({"decision": "ignored", "incident": "P1"}))),
 )
 
 

@@ -55,9 +55,10 @@ def _git(*args: str) -> str:
 
 
 def documented_settings() -> tuple[dict[str, str], set[str]]:
-    """Repository variables and environments as the README's CI settings table (and the rollback doc) list them:
+    """Repository variables and environments as the CI settings table (docs/operations/pr-flow.md) and the
+    rollback doc list them:
     a workflow reading a variable nobody is told to configure fails here."""
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "operations" / "pr-flow.md").read_text()
     table = text[text.index("## CI settings"):]
     names, envs = set(), set()
     for line in table.splitlines():
@@ -131,7 +132,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, planned: dict[str, PlanResult]
                                           {"AttributeName": "sk", "AttributeType": "S"}])
         runner = Runner(
             repo=ROOT, sha=sha, tmp=tmp_path_factory.mktemp("workflows"),
-            vars=StrictDict(variables, "not a repository variable the README's CI settings table documents"),
+            vars=StrictDict(variables, "not a repository variable the CI settings table "
+                                       "(docs/operations/pr-flow.md) documents"),
             environments=environments, moto_url=moto.url, cache_dir=CACHE, dev_venv=Path(sys.prefix),
             shared_build={"build/cache": (ROOT / "build" / "cache").resolve(),
                           "build/models": (ROOT / "build" / "models").resolve()},

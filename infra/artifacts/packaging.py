@@ -42,7 +42,7 @@ ARCHITECTURE = "x86_64"  # the only architecture WHEEL_PLATFORMS fetch wheels fo
 _MANYLINUX_TAGS = ("manylinux_2_28", "manylinux_2_17", "manylinux2014")  # newest first
 WHEEL_PLATFORMS = tuple(f"{tag}_{ARCHITECTURE}" for tag in _MANYLINUX_TAGS)
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-# Deflate level, chosen by measurement (`python -m infra.offline.package --zip-levels`, table in the README):
+# Deflate level, chosen by measurement (`python -m infra.offline.package --zip-levels`, table in docs/performance.md):
 # level 9 costs ~5x the CPU of level 1 for 13% smaller zips, and both zips stay far below their limits.
 ZIP_LEVEL = 1
 MiB = 1024 * 1024
@@ -149,7 +149,7 @@ def installer() -> str:
     """The wheel installer the build steps use: uv when the venv has it (`make plan` installs it), else pip.
 
     uv resolves, downloads and unpacks in parallel and writes no bytecode: the plan set of wheels installed in
-    5 s where pip took 75 s, prophet for the Lambda runtime in 5 s instead of 10 (README, Performance)."""
+    5 s where pip took 75 s, prophet for the Lambda runtime in 5 s instead of 10 (docs/performance.md)."""
     uv = Path(sys.executable).with_name("uv")
     return str(uv) if uv.exists() else "pip"
 

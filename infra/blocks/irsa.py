@@ -3,7 +3,7 @@ serves every such role (the collector tiers of xray too); `workload_role` makes 
 not deploy but must give AWS access to (Grafana, Alertmanager of the kube-prometheus-stack release).
 
 The service account belongs to the Helm release, so the stack does not annotate it; the role's name is fixed
-(`akidb-<env>-<key>`), and the README says which Helm value carries the annotation
+(`akidb-<env>-<key>`), and docs/components/ (dashboards, alerting-path) says which Helm value carries the annotation
 (`<component>.serviceAccount.annotations."eks.amazonaws.com/role-arn"`). Until then the workload has no
 credentials and its calls fail, which the alarms on its path report (the heartbeat alarm for Alertmanager).
 """

@@ -30,6 +30,7 @@ from infra.blocks.function import FunctionSpec, LogicalNames, PythonFunction
 from infra.components.edge_composite import EdgeOutageArgs, edge_composites
 from infra.components.severity_topics import AlertTopics
 from infra.config import EmfEdgeConfig
+from infra.config.coverage import DISTRIBUTION_PRICE_CLASS
 from infra.core import iam
 from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, Naming
 from lambdas.edge_inference import emf
@@ -164,6 +165,7 @@ class EmfEdge(pulumi.ComponentResource):
             function_name=self.function_name, alarm_names=self.alarm_names, paging_alarm_kind="errors",
             topics=args.topics.arns))
         self.distribution_domain = None
+        self.distribution: aws.cloudfront.Distribution | None = None  # watched by infra/components/coverage.py
         if cfg.create_distribution:
             self.distribution_domain = self._distribution(name, cfg, function.qualified_arn, child)
         self.register_outputs({
@@ -259,7 +261,7 @@ class EmfEdge(pulumi.ComponentResource):
                 event_type="origin-request", lambda_arn=qualified_arn, include_body=True)])
         dist = aws.cloudfront.Distribution(
             f"{name}-distribution", enabled=True, comment="AkiDB edge embeddings (POST /embed)",
-            price_class="PriceClass_All", is_ipv6_enabled=True, http_version="http2and3",
+            price_class=DISTRIBUTION_PRICE_CLASS, is_ipv6_enabled=True, http_version="http2and3",
             origins=[aws.cloudfront.DistributionOriginArgs(
                 origin_id=origin_id, domain_name=str(cfg.origin_domain),
                 custom_origin_config=aws.cloudfront.DistributionOriginCustomOriginConfigArgs(
@@ -274,5 +276,6 @@ class EmfEdge(pulumi.ComponentResource):
                 geo_restriction=aws.cloudfront.DistributionRestrictionsGeoRestrictionArgs(restriction_type="none")),
             viewer_certificate=aws.cloudfront.DistributionViewerCertificateArgs(cloudfront_default_certificate=True),
             opts=child)
+        self.distribution = dist
         domain_name: pulumi.Output[str] = dist.domain_name  # pulumi_aws is not followed (pyproject): Any here
         return domain_name

@@ -178,8 +178,7 @@ class RunbookAutomation(pulumi.ComponentResource):
         receiver_statements = [
             iam.statement(["secretsmanager:GetSecretValue"], [arns.secret(region, secret_name)], sid="WebhookSecret"),
             webhook_dedupe_statement(arns.table(region, table_name)),
-            iam.statement(["sqs:SendMessage"], [queue_arn], sid="QueueJobs"),
-            iam.statement(["sns:Publish"], [audit_arn], sid="Audit"),
+            iam.statement(["sqs:SendMessage"], [queue_arn], sid="QueueJobs"),  # its decision's audit: the worker's
             iam.statement(["kms:Decrypt", "kms:GenerateDataKey"], [arns.any_key(region)], sid="RunbookKey",
                           conditions=runbook_key),
         ]
@@ -187,7 +186,9 @@ class RunbookAutomation(pulumi.ComponentResource):
         # never acts on get no permission (least privilege).
         asg_arns = [arns.autoscaling_group(region, rb.scale_out_asg)] if rb.scale_out_asg else []
         worker_statements = [
-            iam.statement(["dynamodb:UpdateItem"], [arns.table(region, table_name)], sid="ActionBudget"),
+            # The run ledger and the action budget (lambdas/runbook_automation/ledger.py, runbooks.py).
+            iam.statement(["dynamodb:GetItem", "dynamodb:UpdateItem"], [arns.table(region, table_name)],
+                          sid="ActionBudget"),
             iam.statement(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], [queue_arn],
                           sid="ConsumeJobs"),
             iam.statement(["sns:Publish"], [audit_arn, home_p2], sid="AuditAndNotify"),

@@ -10,8 +10,8 @@ be set with `pulumi config set --secret`; a secret given in plain text is an err
 
 The settings live in one module per component (xray.py, emf_edge.py, anomaly.py, slo_alerting.py, dashboards.py,
 synthetics.py, alerting_path.py, cost_watch.py, pagerduty.py; shared.py for the providers); stack.py assembles
-them, rules.py holds the cross-field rules, parser.py reads and checks the Pulumi config, reference.py renders the
-configuration reference. Import from here.
+them, rules.py holds the cross-field rules, parser.py reads and checks the Pulumi config, reference.py renders
+docs/configuration.md. Import from here.
 """
 
 from infra.config.alerting_path import AlertingPathConfig

@@ -6,6 +6,7 @@ import re
 
 from infra.config.aws_limits import alarm_window_problem, cloudwatch_query_problems
 from infra.config.cost_watch import cross_field_problems as cost_watch_problems
+from infra.config.coverage import price_class_problems
 from infra.config.dashboards import irsa_problems
 from infra.config.formats import ScheduleError, fire_gaps_s, interval_s, parse_schedule
 from infra.config.game_days import cross_field_problems as game_days_problems
@@ -158,6 +159,7 @@ def cross_field_problems(cfg: StackConfig, present_secrets: set[str], stack: str
                              stack_distribution=cfg.emf_edge.enabled and cfg.emf_edge.create_distribution)
     p += cost_watch_problems(cfg.cost_watch, ns)
     p += [Problem(k, v, a) for k, v, a in game_days_problems(cfg.game_days, ns, environment=cfg.environment)]
+    p += price_class_problems(cfg)
     if cfg.dashboards.enabled and not cfg.kubernetes.enabled:
         pass  # CloudWatch dashboards still deploy; Grafana ConfigMaps are skipped (see infra/components/dashboards.py).
     return p
@@ -237,4 +239,12 @@ def _prod_guard_problems(cfg: StackConfig, ns: str, stack: str | None) -> list[P
     if reason and (cfg.environment != "prod" or slo.paging_enabled):
         p.append(Problem(f"{ns}:sloAlerting.pagingDisabledReason", reason,
                          "only guards a prod stack with pagingEnabled false: remove it"))
+    rb = slo.runbooks
+    if cfg.environment == "prod" and slo.enabled and rb.enabled and rb.dry_run and not rb.dry_run_reason:
+        p.append(Problem(f"{ns}:sloAlerting.runbooks.dryRun", True,
+                         "prod runbooks act (bounded by their guardrails): set dryRun false, or keep them in "
+                         "dry-run and say why in sloAlerting.runbooks.dryRunReason (the explicit guard)"))
+    if rb.dry_run_reason and not (cfg.environment == "prod" and slo.enabled and rb.enabled and rb.dry_run):
+        p.append(Problem(f"{ns}:sloAlerting.runbooks.dryRunReason", rb.dry_run_reason,
+                         "only guards a prod stack whose runbooks are in dry-run: remove it"))
     return p

@@ -46,7 +46,7 @@ def setting(
     key_format: str | None = None,
     default_factory: Callable[[], Any] | None = None,
 ) -> Any:
-    """A config field with its constraints; `doc` is shown in error messages and the README table.
+    """A config field with its constraints; `doc` is shown in error messages and docs/configuration.md.
 
     `pattern` must match the whole string (ASCII classes); `format` names a check of infra/config/formats.py (for
     a list: each item; for a map: each value), `key_format` one for each key of a map."""

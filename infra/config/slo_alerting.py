@@ -18,6 +18,12 @@ RUNBOOK_RECEIVER_TIMEOUT_S = 4
 class RunbookSettings:
     enabled: bool = setting(True, doc="deploy the PagerDuty webhook runbook automation")
     dry_run: bool = setting(True, doc="decide and audit, but do not act")
+    # The explicit guard of prod's dry-run switch (as pagingDisabledReason guards paging): a prod stack whose
+    # runbooks only audit must say so, and why (the default is dry-run: a prod file that forgets dryRun: false
+    # would otherwise plan, deploy and never act).
+    dry_run_reason: str | None = setting(None, format="printable",
+                                         doc="why this prod stack's runbooks only decide and audit: required to "
+                                             "keep dryRun true in prod (and refused otherwise)")
     allowed_asgs: list[str] = setting(default_factory=list, doc="Auto Scaling groups runbooks may scale",
                                       pattern=ASG_NAME_PATTERN)
     max_capacity: int = setting(20, doc="upper bound for any scale-out", minimum=1, maximum=1000)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.config import StackConfig
+from infra.config.coverage import load_coverage_map
 from infra.dashboard_defs import outcomes
 from infra.dashboard_defs.probes import probe_checks
 from lambdas.anomaly_core import metrics as anomaly_metrics_contract
@@ -33,6 +34,13 @@ AWS_METRICS: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {
     # Synthetics' own metrics (per canary, in the canary's region).
     "CloudWatchSynthetics": (frozenset({"SuccessPercent", "Duration", "Failed"}), None),
 }
+# ... and every AWS metric the coverage map (rules/coverage.yaml) requires alarmed or drawn.
+for _tc in load_coverage_map().types.values():
+    for _req in (*_tc.alarms, *_tc.widgets, *_tc.edge_alarms, *_tc.edge_widgets, *_tc.dead_letter_alarms):
+        if _req.namespace.startswith("AWS/") or _req.namespace == "CloudWatchSynthetics":
+            _names, _regions = AWS_METRICS.get(_req.namespace,
+                                               (frozenset(), frozenset({_tc.region}) if _tc.region else None))
+            AWS_METRICS[_req.namespace] = (_names | set(_req.metrics), _regions)
 
 Dims = tuple[tuple[str, str], ...]
 

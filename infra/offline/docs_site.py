@@ -8,6 +8,8 @@ the runbooks in catalogue order). A page's title in the navigation is its first 
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -81,3 +83,53 @@ def updated_mkdocs(text: str, runbooks: Mapping[str, Runbook], docs: Path = DOCS
         raise DocsSiteError(f"mkdocs.yml: the navigation goes between `{NAV_BEGIN}` and `{NAV_END}`")
     block = yaml.safe_dump({"nav": nav(runbooks, docs, pending)}, sort_keys=False, allow_unicode=True, width=120)
     return text[:begin] + NAV_BEGIN + "\n" + block + text[end:]
+
+
+# The module map of docs/architecture.md: one row per Python module of infra/ and lambdas/, its docstring's first
+# sentence, so a module added, renamed or removed shows up at `make generate` (and `make test` fails until then).
+ARCHITECTURE_PAGE = DOCS_DIR / "architecture.md"
+LAYOUT_BEGIN = "<!-- BEGIN GENERATED layout (make generate: infra/offline/docs_site.py; module docstrings) -->"
+LAYOUT_END = "<!-- END GENERATED layout -->"
+LAYOUT_ROOTS = ("infra", "lambdas")
+_SUMMARY_CHARS = 220
+
+
+def summary(source: str, where: str) -> str:
+    """The first sentence of a module's docstring (up to the first `.` ending a word), cut at ~220 characters."""
+    doc = ast.get_docstring(ast.parse(source))
+    if not doc:
+        raise DocsSiteError(f"{where}: a module needs a docstring (its line in docs/architecture.md)")
+    para = " ".join(doc.split("\n\n")[0].split())
+    match = re.match(r"(.+?\.)(\s|$)", para)
+    text = match.group(1) if match else para
+    if len(text) > _SUMMARY_CHARS:
+        text = text[:_SUMMARY_CHARS].rsplit(" ", 1)[0] + " ..."
+    return text.replace("|", "\\|")
+
+
+def layout(root: Path = ROOT) -> str:
+    """Markdown: per folder holding Python modules, its package docstring and one row per module."""
+    out: list[str] = []
+    for top in LAYOUT_ROOTS:
+        folders = sorted({p.parent for p in (root / top).rglob("*.py")})
+        for folder in folders:
+            rel = folder.relative_to(root).as_posix()
+            init = folder / "__init__.py"
+            head = f"### `{rel}/`"
+            out += [head, ""]
+            package_doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) if init.exists() else None
+            if package_doc and len(package_doc.split()) > 1:  # a one-word docstring says nothing the path does not
+                out += [summary(init.read_text(encoding="utf-8"), f"{rel}/__init__.py"), ""]
+            out += ["| module | what |", "|---|---|"]
+            for mod in sorted(p for p in folder.glob("*.py") if p.name != "__init__.py"):
+                out.append(f"| `{mod.name}` | {summary(mod.read_text(encoding='utf-8'), f'{rel}/{mod.name}')} |")
+            out.append("")
+    return "\n".join(out)
+
+
+def updated_architecture(text: str, root: Path = ROOT) -> str:
+    """docs/architecture.md with its generated module map replaced."""
+    begin, end = text.find(LAYOUT_BEGIN), text.find(LAYOUT_END)
+    if begin < 0 or end < begin:
+        raise DocsSiteError(f"docs/architecture.md: the module map goes between `{LAYOUT_BEGIN}` and `{LAYOUT_END}`")
+    return text[:begin] + LAYOUT_BEGIN + "\n\n" + layout(root) + "\n" + text[end:]

@@ -2,7 +2,8 @@
 
 - rules/prometheus, rules/tests, rules/alertmanager  <- rules/slos.yaml + rules/symptoms.yaml (infra/slo/generate.py)
 - dashboards/                                       <- every stack's offline plan (infra/offline/dashboard_files.py)
-- README.md config reference                        <- the config schema (infra/config/reference.py)
+- docs/configuration.md (config reference)         <- the config schema (infra/config/reference.py)
+- docs/architecture.md module map                 <- the modules' docstrings (infra/offline/docs_site.py)
 - docs/runbooks/*.md generated parts, mkdocs.yml nav <- rules/runbooks.yaml, the SLO and symptom definitions and
                                                     the plans (infra/slo/runbook_pages.py, infra/offline/docs_site.py)
 
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from infra.config.reference import updated_readme
+from infra.config import reference
 from infra.core.paths import DASHBOARDS_DIR, ROOT, RULES_DIR
 from infra.offline import dashboard_files as render
 from infra.offline import docs_site
@@ -70,15 +71,22 @@ def _dashboards(check: bool) -> list[str]:
     return []
 
 
+def expected_doc_pages() -> dict[Path, str]:
+    """The config reference page and the architecture page with its generated module map."""
+    arch = docs_site.ARCHITECTURE_PAGE
+    return {ROOT / reference.PAGE: reference.render_page(),
+            arch: docs_site.updated_architecture(arch.read_text(encoding="utf-8"))}
+
+
 def _docs(check: bool) -> list[str]:
-    path = ROOT / "README.md"
-    text = path.read_text(encoding="utf-8")
-    new = updated_readme(text)
+    files = expected_doc_pages()
     if check:
-        return [] if new == text else ["differs: README.md (config reference)"]
-    if new != text:
-        path.write_text(new, encoding="utf-8")
-    print("README.md (config reference)")
+        return [f"differs: {p.relative_to(ROOT)}" for p, text in files.items()
+                if not p.exists() or p.read_text(encoding="utf-8") != text]
+    for path, text in files.items():
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+        print(path.relative_to(ROOT))
     return []
 
 

@@ -220,10 +220,17 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
             ],
         },
         "inhibit_rules": [
-            # A P0 for a service+SLO already pages: its P1/P2 tiers would only repeat it.
-            {"source_matchers": ['severity="P0"'], "target_matchers": ['severity=~"P1|P2"'],
+            # A P0 for a service+SLO already pages: its P1/P2 tiers would only repeat it. Only alerts that carry an
+            # SLO: `equal` takes a label missing on both sides as equal (Alertmanager docs, inhibit_rule), so without
+            # `slo=~".+"` a P0 without one (ServiceDown) silenced every P1/P2 of its service that has none either
+            # (MemoryPressure, ProcessingBacklog, MemoryLeak), which nothing here explains.
+            {"source_matchers": ['severity="P0"', 'slo=~".+"'], "target_matchers": ['severity=~"P1|P2"'],
              "equal": ["service", "slo"]},
-            # A service that is down explains its burn-rate, absent-metric, traffic and target alerts.
+            # A service that is down explains its burn-rate, absent-metric, traffic and target alerts: consequences
+            # of no target answering. Not its memory or backlog alerts: memory comes from the kubelet and
+            # kube-state-metrics, still scraped while the service's own targets are down, and pressure near the
+            # limit is a likely cause (OOM kills take a service down); a backlog is the service's last state before
+            # it fell over (overload), and resolves by itself once its series go stale. Both help the responder.
             {"source_matchers": [f'alertname="{SERVICE_DOWN_ALERT}"'],
              "target_matchers": [f'alertname=~"{"|".join(explained)}"'],
              "equal": ["service"]},

@@ -24,6 +24,10 @@ LOWER_BOUND = "LowerBound"  # yhat_lower (95% interval)
 # Detector health.
 DETECTOR_ERRORS = "DetectorErrors"  # Count, no dimensions: missing data, NaN, source errors, stale/absent forecast
 FORECAST_AGE = "ForecastAge"  # Seconds, dimension Metric: age of the forecast band used for that metric
+# Count, dimension Reason, only when a run drops data: datums PutMetricData would refuse (see the detector).
+DROPPED_POINTS = "DroppedPoints"
+DROP_REASON_DIMENSION = "Reason"
+DROP_REASONS = ("timestamp-future", "timestamp-past", "value-range", "refused")
 
 MAX_ABS_VALUE = 2.0 ** 360  # PutMetricData rejects values beyond +-2^360 (and NaN, +-Infinity)
 

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from anomaly_core.store import (
     put_json_if,
     state_key,
 )
+from botocore.exceptions import ClientError
 from logshape import stdlib as logshape
 
 log = logging.getLogger()
@@ -59,6 +61,16 @@ class PublishFailed(RuntimeError):
 
 
 PUT_METRIC_DATA_MAX = 1000  # PutMetricData: up to 1000 metrics per call (and 1 MB; 1000 datums are ~200 kB)
+# PutMetricData refuses the whole request for one datum stamped more than two weeks back or two hours ahead (AWS
+# API reference, "PutMetricData"; margins for the time the request takes) or valued beyond +-2^360: each datum is
+# screened, and a request refused anyway is split until the refused datum is alone, so one bad point never sinks
+# the others (DetectorErrors included). What is dropped is counted in DroppedPoints by Reason.
+MAX_POINT_AGE_S = 14 * 86400 - 3600
+MAX_POINT_LEAD_S = 2 * 3600 - 300
+# A source point ahead of the detector's clock by more than this is a clock fault, not data: scoring it would also
+# set the state's last_ts in the future and freeze the metric until the clock caught up.
+SOURCE_SKEW_S = 300
+REFUSED_CODES = frozenset({"InvalidParameterValue", "InvalidParameterCombination", "MissingParameter"})
 
 
 @dataclass
@@ -96,9 +108,12 @@ def _finite_datum(name: str, value: float, metric_name: str | None, at: datetime
     return _datum(name, value, metric_name, at)
 
 
-def _last_ts(raw_state: dict[str, Any]) -> float | None:
+def _last_ts(raw_state: dict[str, Any], now: float) -> float | None:
     last = raw_state.get("last_ts")
     if isinstance(last, int | float) and not isinstance(last, bool) and math.isfinite(last):
+        if last > now + SOURCE_SKEW_S:  # left by a future-stamped point: it would freeze the metric
+            log.warning("state last_ts %r is ahead of the clock (%.0f): ignored", last, now)
+            return None
         return float(last)
     if last is not None:
         log.warning("state last_ts %r is not a number: ignored", last)
@@ -128,6 +143,9 @@ def detect_metric(metric: MetricSpec, cfg: Settings, clients: Clients, targets: 
     ts, value = pre.latest
     if not math.isfinite(value):
         raise DetectionSkipped(f"latest value at {ts:.0f} is not a number ({value})")
+    if ts > now + SOURCE_SKEW_S:
+        raise DetectionSkipped(f"latest point is stamped {ts - now:.0f} s ahead of the clock (at most "
+                               f"{SOURCE_SKEW_S} s of skew): a source clock fault, not scored")
     point = lookup(band, ts)
     if point is None:
         raise DetectionSkipped(f"timestamp {ts:.0f} is outside the forecast band")
@@ -142,7 +160,7 @@ def detect_metric(metric: MetricSpec, cfg: Settings, clients: Clients, targets: 
     state = ConfidenceState.from_json(raw_state.get("confidence")).seeded(seed)
     episode = Episode.from_json(raw_state.get("episode"))
     pending = _pending(raw_state.get("pending"))
-    last_ts = _last_ts(raw_state)
+    last_ts = _last_ts(raw_state, now)
     if last_ts is not None and ts <= last_ts:
         # Same point as the previous run (source lag) or a step back: publish it again, feed the state nothing.
         assessment, _ = assess(value, point, state, ts)
@@ -316,16 +334,59 @@ def run(cfg: Settings, clients: Clients, targets: Targets, now: float) -> dict[s
                           extra={"fields": {"metric": metric.name, "decision": "skipped"}})
     # DetectorErrors goes first: if a later call fails, the health metric has already been published.
     data.insert(0, _datum(m.DETECTOR_ERRORS, errors, None, datetime.fromtimestamp(now, UTC)))
-    failures = []
+    data, dropped = screen(data, now)
+    failures: list[str] = []
     for i in range(0, len(data), PUT_METRIC_DATA_MAX):
-        try:
-            clients.cloudwatch.put_metric_data(Namespace=m.NAMESPACE, MetricData=data[i:i + PUT_METRIC_DATA_MAX])
-        except Exception as e:  # the other batches are still sent; the run then fails so Lambda Errors sees it
-            failures.append(f"PutMetricData batch {i // PUT_METRIC_DATA_MAX}: {e}")
-            log.error("PutMetricData failed: %s", e)
+        _put(clients.cloudwatch, data[i:i + PUT_METRIC_DATA_MAX], dropped, failures)
+    if dropped:
+        at = datetime.fromtimestamp(now, UTC)
+        _put(clients.cloudwatch, [{"MetricName": m.DROPPED_POINTS, "Unit": "Count", "Timestamp": at,
+                                   "Value": float(n), "Dimensions": [{"Name": m.DROP_REASON_DIMENSION,
+                                                                      "Value": reason}]}
+                                  for reason, n in sorted(dropped.items())], Counter(), failures)
     if failures:
         raise PublishFailed("; ".join(failures))
-    return {"errors": errors, "metrics": results}
+    return {"errors": errors, "metrics": results, "dropped": dict(dropped)}
+
+
+def screen(data: list[dict[str, Any]], now: float) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """The data PutMetricData accepts, and the count of the rest by reason (m.DROP_REASONS)."""
+    kept, dropped = [], Counter[str]()
+    for d in data:
+        at, value = d["Timestamp"].timestamp(), d["Value"]
+        reason = ("timestamp-future" if at > now + MAX_POINT_LEAD_S else
+                  "timestamp-past" if at < now - MAX_POINT_AGE_S else
+                  "value-range" if not math.isfinite(value) or abs(value) > m.MAX_ABS_VALUE else None)
+        if reason is None:
+            kept.append(d)
+        else:
+            dropped[reason] += 1
+            log.warning("datum %s %s at %s = %r dropped: %s", d["MetricName"], d.get("Dimensions"), d["Timestamp"],
+                        value, reason)
+    return kept, dropped
+
+
+def _put(cloudwatch: Any, batch: list[dict[str, Any]], dropped: Counter[str], failures: list[str]) -> None:
+    """One PutMetricData; a request refused for its content is split in halves until the refused datum is alone
+    (dropped, reason `refused`); any other failure is listed (the run then fails so Lambda Errors sees it)."""
+    if not batch:
+        return
+    try:
+        cloudwatch.put_metric_data(Namespace=m.NAMESPACE, MetricData=batch)
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") not in REFUSED_CODES:
+            failures.append(f"PutMetricData ({len(batch)} datums): {e}")
+            log.error("PutMetricData failed: %s", e)
+        elif len(batch) == 1:
+            dropped["refused"] += 1
+            log.warning("datum %s %s refused by CloudWatch: %s", batch[0]["MetricName"], batch[0].get("Dimensions"), e)
+        else:
+            half = len(batch) // 2
+            _put(cloudwatch, batch[:half], dropped, failures)
+            _put(cloudwatch, batch[half:], dropped, failures)
+    except Exception as e:  # the other batches are still sent; the run then fails so Lambda Errors sees it
+        failures.append(f"PutMetricData ({len(batch)} datums): {e}")
+        log.error("PutMetricData failed: %s", e)
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

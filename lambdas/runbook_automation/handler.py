@@ -5,13 +5,14 @@ refused (401) before the secret is read or any AWS call is made, so unsigned flo
 (401), then the signed body (delivery.py: 400 naming the field when malformed, stale or from the future). The
 delivery is deduplicated on the signed `event.id` with a claim (a DynamoDB conditional put) that is marked
 `queued` only after the job reached SQS and deleted if queueing failed, so PagerDuty's retry runs it; a claim
-left `pending` by a crashed invocation expires after CLAIM_LEASE_S. Every incident lifecycle event is queued for
-the timeline (timeline.py); `incident.triggered` also carries the runbook named in the incident title
+left `pending` by a crashed invocation expires after CLAIM_LEASE_S (a retry may then queue the event a second
+time: the worker's ledger, keyed by the same event id, does its steps once). Every incident lifecycle event is
+queued for the timeline (timeline.py); `incident.triggered` also carries the runbook named in the incident title
 (`[runbook:<id>]`, written there by the Alertmanager config). A validly signed page is never answered 4xx: a
 runbook the catalogue marks manual, or an id it does not know, answers 200 "no-automation" (audited once, the
 unknown id as such) and a person follows the page. The answer comes in milliseconds. `worker` (SQS) records
-the timeline and runs the runbook with its guardrails. Both audit every
-decision. The webhook secret is read from Secrets Manager once per container, never from the environment.
+the timeline, publishes the receiver's decision and runs the runbook with its guardrails, each once
+(ledger.py). The webhook secret is read from Secrets Manager once per container, never from the environment.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -31,8 +33,9 @@ from . import settings as settings_mod
 from . import timeline
 from .audit import LOG, SHAPE, Audit
 from .delivery import MAX_BODY_BYTES, BadDelivery, Delivery, looks_signed, parse
+from .ledger import BOTO_CONFIG, Ledger, OutOfTime, unbounded_time
 from .runbook_ids import MANUAL_RUNBOOK_IDS
-from .runbooks import RUNBOOKS, Deps, Job, run
+from .runbooks import RUNBOOKS, Deps, Job, audit_once, run
 from .signature import verify
 
 RUNBOOK_TOKEN = re.compile(r"\[runbook:([a-z0-9][a-z0-9-]{0,62})\]")
@@ -40,6 +43,8 @@ RUNBOOK_TOKEN = re.compile(r"\[runbook:([a-z0-9][a-z0-9-]{0,62})\]")
 DEDUPE_TTL_S = 7 * 86400
 CLAIM_LEASE_S = 60  # > the receiver's timeout (4 s): a pending claim this old belongs to a dead invocation
 KIND_INCIDENT_EVENT = "incident-event"
+# Keys the worker sets on a decision's audit entry itself (or Audit.record's own parameters).
+RESERVED_AUDIT_KEYS = frozenset({"decision", "event_id", "dry_run", "notice_id", "self"})
 _state: dict[str, Any] = {}
 
 
@@ -51,9 +56,8 @@ def _reset() -> None:
 def _init() -> dict[str, Any]:
     if not _state:
         s = settings_mod.load()
-        _state.update(settings=s, sns=boto3.client("sns"), dynamodb=boto3.client("dynamodb"),
-                      sqs=boto3.client("sqs"), autoscaling=boto3.client("autoscaling"),
-                      cloudwatch=boto3.client("cloudwatch"))
+        _state.update(settings=s, **{name: boto3.client(name, config=BOTO_CONFIG)  # bounded calls (ledger.py)
+                                     for name in ("sns", "dynamodb", "sqs", "autoscaling", "cloudwatch")})
         _state["audit"] = Audit(_state["sns"], s.audit_topic_arn, s.environment)
     return _state
 
@@ -107,7 +111,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if len(body) > MAX_BODY_BYTES:
         return _response(413, error=f"body is {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted")
     st = _init()
-    s, audit = st["settings"], st["audit"]
+    s = st["settings"]
     if not verify(_secret(st), body, signature):
         return _unauthenticated(event)
     try:
@@ -118,8 +122,10 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if delivery.resource_type != "incident":
         return _response(202, status="ignored", reason=f"event type {delivery.event_type} runs no runbook")
     job, code, answer, audit_entry = _decide(delivery)
+    # The decision's audit entry travels with the event: the worker publishes it once (its ledger), so neither a
+    # receiver that dies after queueing nor a retry that queues the event again can lose or repeat it.
     message = {"kind": KIND_INCIDENT_EVENT, "event": timeline.timeline_event(delivery),
-               "job": job.__dict__ if job else None}
+               "job": job.__dict__ if job else None, "audit": audit_entry}
     claim = _claim(st, delivery.event_id)
     if claim is None:
         LOG.info(json.dumps({"decision": "duplicate", "event_id": delivery.event_id}))
@@ -131,8 +137,6 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         LOG.error(json.dumps({"decision": "queue-failed", "event_id": delivery.event_id, "error": str(e)}))
         return _response(503, error="could not queue the event; the claim was released, retry")
     _mark_queued(st, delivery.event_id, claim)
-    if audit_entry is not None:
-        audit.record(audit_entry.pop("decision"), event_id=delivery.event_id, dry_run=s.dry_run, **audit_entry)
     if job is not None:
         answer["dry_run"] = s.dry_run
     return _response(code, **answer)
@@ -140,7 +144,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 
 def _decide(d: Delivery) -> tuple[Job | None, int, dict[str, Any], dict[str, Any] | None]:
     """For an `incident.triggered`: the runbook job its title names (if known), the answer (code, body) and the
-    audit entry to write once the event is queued (so that a duplicate delivery is not audited twice)."""
+    audit entry the worker publishes once (ledger step `decision` of the signed event)."""
     if d.event_type != "incident.triggered":
         return None, 202, {"status": "recorded", "reason": f"event type {d.event_type} runs no runbook"}, None
     data, incident = d.data, d.data["id"]
@@ -205,15 +209,33 @@ def _mark_queued(st: dict[str, Any], event_id: str, token: str) -> None:
         LOG.error(json.dumps({"decision": "mark-failed", "event_id": event_id, "error": str(e)}))
 
 
+def _audit_or_log(st: dict[str, Any], decision: str, **details: Any) -> None:
+    """A notice about one attempt (a refusal, an error): never lets a failed publish fail the other records of
+    the batch (their redelivery would repeat what they did)."""
+    try:
+        st["audit"].record(decision, **details)
+    except (ClientError, BotoCoreError) as e:
+        LOG.error(json.dumps({"decision": "audit-failed", "audited": decision, "error": str(e)}, default=str))
+
+
+def _time_left(context: Any) -> Callable[[], float]:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return (lambda: float(remaining())) if callable(remaining) else unbounded_time
+
+
 def worker(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """SQS batch: record timeline events, publish settled incidents, run runbook jobs; only transient AWS
-    failures are reported for retry (refusals are final)."""
+    """SQS batch: record timeline events, publish settled incidents, audit the receiver's decision and run runbook
+    jobs, each step once (ledger.py); only transient AWS failures and a run stopped for time are reported for
+    retry (refusals are final)."""
     SHAPE.bind(context)
     st = _init()
+    time_left = _time_left(context)
     deps = Deps(settings=st["settings"], audit=st["audit"], autoscaling=st["autoscaling"],
-                dynamodb=st["dynamodb"], sns=st["sns"], sqs=st["sqs"], cloudwatch=st["cloudwatch"])
+                dynamodb=st["dynamodb"], sns=st["sns"], sqs=st["sqs"], cloudwatch=st["cloudwatch"],
+                time_left_ms=time_left)
     failures = []
-    for record in event.get("Records", []):
+    records = event.get("Records", [])
+    for index, record in enumerate(records):
         try:
             message = json.loads(record["body"])
             if not isinstance(message, dict):
@@ -221,8 +243,13 @@ def worker(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             kind = message.get("kind")
             job = Job.from_dict(message["job"]) if kind == KIND_INCIDENT_EVENT and message.get("job") \
                 else (Job.from_dict(message) if kind is None else None)
+            decision = message.get("audit") if kind == KIND_INCIDENT_EVENT else None
+            if decision is not None and not (isinstance(decision, dict) and isinstance(decision.get("decision"), str)
+                                             and isinstance(message.get("event"), dict)
+                                             and isinstance(message["event"].get("event_id"), str)):
+                raise TypeError("an audit entry is an object with a decision, beside an event with an event_id")
         except (ValueError, KeyError, TypeError, RecursionError) as e:
-            st["audit"].record("refused", reason=f"malformed job: {e}", message_id=record.get("messageId"))
+            _audit_or_log(st, "refused", reason=f"malformed job: {e}", message_id=record.get("messageId"))
             continue
         try:
             # The timeline first: it is idempotent, so a retry caused by the runbook below repeats nothing.
@@ -231,14 +258,21 @@ def worker(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             elif kind == timeline.KIND_PUBLISH:
                 timeline.publish(deps, str(message.get("incident_id", "")))
             elif kind is not None:
-                st["audit"].record("refused", reason=f"unknown job kind {kind!r}",
-                                   message_id=record.get("messageId"))
+                _audit_or_log(st, "refused", reason=f"unknown job kind {kind!r}", message_id=record.get("messageId"))
+            if decision is not None:
+                event_id = str(message["event"]["event_id"])
+                details = {k: v for k, v in decision.items() if k not in RESERVED_AUDIT_KEYS}
+                audit_once(deps, Ledger(deps.dynamodb, deps.settings.table_name, event_id, time_left), "decision",
+                           str(decision["decision"]), event_id=event_id, dry_run=deps.settings.dry_run, **details)
             if job is not None:
                 run(deps, job)
         except timeline.BadTimelineEvent as e:
-            st["audit"].record("refused", reason=f"malformed timeline event: {e}",
-                               message_id=record.get("messageId"))
+            _audit_or_log(st, "refused", reason=f"malformed timeline event: {e}", message_id=record.get("messageId"))
+        except OutOfTime as e:  # this record and the rest of the batch: SQS redelivers them
+            LOG.warning(json.dumps({"decision": "out-of-time", "error": str(e)}))
+            failures += [{"itemIdentifier": r.get("messageId")} for r in records[index:]]
+            break
         except (ClientError, BotoCoreError) as e:
-            st["audit"].record("error", runbook=job.runbook if job else None, kind=kind, error=str(e))
+            _audit_or_log(st, "error", runbook=job.runbook if job else None, kind=kind, error=str(e))
             failures.append({"itemIdentifier": record.get("messageId")})
     return {"batchItemFailures": failures}

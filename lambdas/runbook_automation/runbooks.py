@@ -8,6 +8,8 @@ runbook per hour, dry-run, and an audit entry for every decision.
   runs on the ASG's nodes).
 - lambda-edge-cold-start: Lambda@Edge has no provisioned concurrency (the plan's lever does not exist), so this
   runbook notifies the ticket topic with what an engineer needs: function, regions, the levers that do exist.
+Every run's plan, budget unit, action and notices are steps of its ledger (ledger.py): a redelivery of the same
+signed event does only the steps not yet recorded, so each happens once.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from .audit import LOG, Audit
+from .audit import Audit
+from .ledger import Ledger, unbounded_time
 from .settings import Settings
 
 
@@ -54,98 +57,107 @@ class Deps:
     sqs: Any = None
     cloudwatch: Any = None
     now: Callable[[], float] = time.time
+    time_left_ms: Callable[[], float] = unbounded_time  # the invocation's (Lambda context); OutOfTime guards
 
 
 class ActionBudget:
     """At most `max_actions_per_hour` actions per runbook per clock hour (a DynamoDB conditional counter).
 
-    Taken right before the AWS call that acts and refunded when that call fails, so an action that did not
-    happen (throttled, AccessDenied, a network error) costs no budget and the SQS redelivery can still act."""
+    Idempotent per run: the counter item holds the ids of the runs that took a unit, so a redelivery of a run
+    whose unit was taken (its ledger mark then failed) finds its id there instead of taking a second unit."""
 
     def __init__(self, deps: Deps) -> None:
         self.d = deps
 
-    def take(self, runbook: str) -> str | None:
-        """The counter's key when a unit was taken (pass it to `refund`), None when the budget is spent."""
+    def take(self, runbook: str, run_id: str) -> bool:
+        """True when this run holds a unit of this hour's budget (taken now or by an earlier attempt)."""
         s = self.d.settings
         if s.max_actions_per_hour == 0:
-            return None
+            return False
         hour = int(self.d.now() // 3600)
-        key = f"actions#{runbook}#{hour}"
+        key = {"pk": {"S": f"actions#{runbook}#{hour}"}}
         try:
             self.d.dynamodb.update_item(
-                TableName=s.table_name,
-                Key={"pk": {"S": key}},
-                UpdateExpression="SET #c = if_not_exists(#c, :zero) + :one, expires_at = :exp",
-                ConditionExpression="attribute_not_exists(#c) OR #c < :max",
+                TableName=s.table_name, Key=key,
+                UpdateExpression="SET #c = if_not_exists(#c, :zero) + :one, expires_at = :exp ADD holders :me",
+                ConditionExpression="(attribute_not_exists(#c) OR #c < :max) AND NOT contains(holders, :id)",
                 ExpressionAttributeNames={"#c": "count"},
                 ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"},
                                            ":max": {"N": str(s.max_actions_per_hour)},
-                                           ":exp": {"N": str((hour + 2) * 3600)}},
+                                           ":exp": {"N": str((hour + 2) * 3600)},
+                                           ":me": {"SS": [run_id]}, ":id": {"S": run_id}},
             )
-            return key
+            return True
         except ClientError as e:
-            if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise
-
-    def refund(self, key: str) -> None:
-        """Give back the unit of a failed action (the same hour's counter; never below zero)."""
-        self.d.dynamodb.update_item(
-            TableName=self.d.settings.table_name, Key={"pk": {"S": key}},
-            UpdateExpression="SET #c = #c - :one", ConditionExpression="#c > :zero",
-            ExpressionAttributeNames={"#c": "count"},
-            ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"}})
-
-    def act(self, runbook: str, action: Callable[[], object]) -> bool:
-        """Run `action` under one unit of budget: False (nothing done) when spent; the unit is refunded and the
-        error re-raised (for SQS to redeliver) when the action fails."""
-        key = self.take(runbook)
-        if key is None:
-            return False
-        try:
-            action()
-        except (ClientError, BotoCoreError) as failure:
-            try:
-                self.refund(key)
-            except (ClientError, BotoCoreError) as e:
-                LOG.error(json.dumps({"decision": "refund-failed", "key": key, "error": str(e),
-                                      "action_error": str(failure)}))
-            raise
-        return True
+            if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        item = self.d.dynamodb.get_item(TableName=s.table_name, Key=key, ConsistentRead=True).get("Item", {})
+        return run_id in item.get("holders", {}).get("SS", [])
 
 
-def _scale_out(deps: Deps, job: Job, why: str) -> dict[str, Any]:
-    s, audit = deps.settings, deps.audit
-    asg = s.scale_out_asg
-    base = {"runbook": job.runbook, "incident": job.incident_id, "webhook_id": job.webhook_id, "target": asg}
-    if not asg:
-        return _notify(deps, job, f"{why}; no scaleOutAsg configured, so nothing was scaled")
+def _ledger(deps: Deps, job: Job) -> Ledger:
+    return Ledger(deps.dynamodb, deps.settings.table_name, job.webhook_id, deps.time_left_ms)
+
+
+def audit_once(deps: Deps, ledger: Ledger, step: str, decision: str, **details: Any) -> dict[str, Any]:
+    """The audit entry of a run's step, published once (its notice_id names the run and the step)."""
+    entry: dict[str, Any] = {"decision": decision, **details}
+
+    def send() -> None:
+        entry.update(deps.audit.record(decision, notice_id=f"{ledger.run_id}#{step}", **details))
+
+    ledger.notice(step, send)
+    return entry
+
+
+def _budget(deps: Deps, ledger: Ledger, job: Job) -> bool:
+    return ledger.result("budget", lambda: "taken" if ActionBudget(deps).take(job.runbook, ledger.run_id)
+                         else "spent") == "taken"
+
+
+def _scale_plan(deps: Deps, asg: str, why: str) -> dict[str, Any]:
+    """What the scale-out does, decided once per run from the group as it is now (absolute target)."""
+    s = deps.settings
     if asg not in s.allowed_asgs:
-        return audit.record("refused", reason=f"ASG {asg!r} is not allow-listed ({list(s.allowed_asgs)})", **base)
+        return {"decision": "refused", "reason": f"ASG {asg!r} is not allow-listed ({list(s.allowed_asgs)})"}
     found = deps.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[asg])["AutoScalingGroups"]
     if not found:
-        return audit.record("refused", reason=f"ASG {asg!r} does not exist", **base)
+        return {"decision": "refused", "reason": f"ASG {asg!r} does not exist"}
     current, asg_max = int(found[0]["DesiredCapacity"]), int(found[0]["MaxSize"])
     desired = min(current + s.scale_out_step, s.max_capacity)
     if desired <= current:
-        return audit.record("refused", reason=f"already at the capacity bound ({current} >= maxCapacity "
-                                              f"{s.max_capacity})", current=current, **base)
+        return {"decision": "refused", "reason": f"already at the capacity bound ({current} >= maxCapacity "
+                                                 f"{s.max_capacity})", "current": current}
     plan = {"current": current, "desired": desired, "asg_max_size": asg_max, "why": why}
-    if s.dry_run:
-        return audit.record("dry-run", action="scale-out", **plan, **base)
-    def scale() -> None:
-        if desired > asg_max:  # the IAM policy allows UpdateAutoScalingGroup only with MaxSize <= maxCapacity
+    return {"decision": "dry-run" if s.dry_run else "act", "action": "scale-out", **plan}
+
+
+def _scale_out(deps: Deps, job: Job, why: str) -> dict[str, Any]:
+    s = deps.settings
+    asg = s.scale_out_asg
+    if not asg:
+        return _notify(deps, job, f"{why}; no scaleOutAsg configured, so nothing was scaled")
+    ledger = _ledger(deps, job)
+    base = {"runbook": job.runbook, "incident": job.incident_id, "webhook_id": job.webhook_id, "target": asg}
+    plan = json.loads(ledger.result("plan", lambda: json.dumps(_scale_plan(deps, asg, why), sort_keys=True)))
+    decision = plan.pop("decision")
+    if decision != "act":
+        return audit_once(deps, ledger, "audit", decision, **plan, **base)
+    if not _budget(deps, ledger, job):
+        return audit_once(deps, ledger, "audit", "refused",
+                          reason=f"action budget spent ({s.max_actions_per_hour} per hour)", **plan, **base)
+    desired = int(plan["desired"])
+
+    def scale() -> None:  # absolute: a repetition sets the same capacity
+        if desired > int(plan["asg_max_size"]):  # IAM allows UpdateAutoScalingGroup only with MaxSize <= maxCapacity
             deps.autoscaling.update_auto_scaling_group(AutoScalingGroupName=asg, MaxSize=desired,
                                                        DesiredCapacity=desired)
         else:
             deps.autoscaling.set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=desired,
                                                   HonorCooldown=False)
 
-    if not ActionBudget(deps).act(job.runbook, scale):
-        return audit.record("refused", reason=f"action budget spent ({s.max_actions_per_hour} per hour)",
-                            **plan, **base)
-    return audit.record("acted", action="scale-out", **plan, **base)
+    ledger.effect("scale", scale)
+    return audit_once(deps, ledger, "audit", "acted", **plan, **base)
 
 
 def _runbook_url(s: Settings, job: Job) -> str:
@@ -154,22 +166,25 @@ def _runbook_url(s: Settings, job: Job) -> str:
 
 def _notify(deps: Deps, job: Job, context: str) -> dict[str, Any]:
     s = deps.settings
+    ledger = _ledger(deps, job)
     base = {"runbook": job.runbook, "incident": job.incident_id, "webhook_id": job.webhook_id}
     if not s.notify_topic_arn:
-        return deps.audit.record("refused", reason="no notification topic configured", **base)
+        return audit_once(deps, ledger, "audit", "refused", reason="no notification topic configured", **base)
     message = {"incident": job.incident_id, "title": job.title, "incident_url": job.html_url,
                "runbook_url": _runbook_url(s, job), "context": context}
     if s.dry_run:
-        return deps.audit.record("dry-run", action="notify", message=message, **base)
+        return audit_once(deps, ledger, "audit", "dry-run", action="notify", message=message, **base)
+    if not _budget(deps, ledger, job):
+        return audit_once(deps, ledger, "audit", "refused",
+                          reason=f"action budget spent ({s.max_actions_per_hour} per hour)", **base)
 
     def publish() -> None:
         deps.sns.publish(TopicArn=s.notify_topic_arn, Subject=f"[runbook {job.runbook}] {job.title}"[:100],
-                         Message=json.dumps(message, indent=2, sort_keys=True))
+                         Message=json.dumps({**message, "notice_id": f"{ledger.run_id}#notify"}, indent=2,
+                                            sort_keys=True))
 
-    if not ActionBudget(deps).act(job.runbook, publish):
-        return deps.audit.record("refused", reason=f"action budget spent ({s.max_actions_per_hour} per hour)",
-                                 **base)
-    return deps.audit.record("acted", action="notify", message=message, **base)
+    ledger.notice("notify", publish)
+    return audit_once(deps, ledger, "audit", "acted", action="notify", message=message, **base)
 
 
 def spot_cascade(deps: Deps, job: Job) -> dict[str, Any]:
@@ -208,7 +223,7 @@ RUNBOOKS: dict[str, Callable[[Deps, Job], dict[str, Any]]] = {
 def run(deps: Deps, job: Job) -> dict[str, Any]:
     fn = RUNBOOKS.get(job.runbook)
     if fn is None:
-        return deps.audit.record("refused", reason=f"unknown runbook {job.runbook!r} (known: "
-                                                   f"{', '.join(sorted(RUNBOOKS))})", runbook=job.runbook,
-                                 incident=job.incident_id, webhook_id=job.webhook_id)
+        return audit_once(deps, _ledger(deps, job), "audit", "refused",
+                          reason=f"unknown runbook {job.runbook!r} (known: {', '.join(sorted(RUNBOOKS))})",
+                          runbook=job.runbook, incident=job.incident_id, webhook_id=job.webhook_id)
     return fn(deps, job)

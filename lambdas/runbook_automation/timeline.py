@@ -18,6 +18,9 @@ Delivery is at-least-once and in any order, so:
   - pages: 1 per incident, at its trigger time (summed per week on the dashboards and the alarm).
   Each publication is claimed first (a conditional flag on the incident's summary item) and the flag is removed
   again when PutMetricData fails, so it happens once and a retry still publishes it.
+- An incident reopened after its figures were published (after the settle time) is a new episode: its time to
+  acknowledge and resolve run from the reopening to that episode's last resolution (`reopened_episode`); the
+  published figures stay those of the episode they closed (CloudWatch cannot take a point back).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .audit import LOG
 from .delivery import BadDelivery, Delivery, parse_time
+from .ledger import Ledger, unbounded_time
 
 KIND_PUBLISH = "timeline-publish"
 LIFECYCLE = ("incident.triggered", "incident.acknowledged", "incident.escalated", "incident.resolved",
@@ -40,6 +44,7 @@ TIME_TO_DETECT, TIME_TO_ACKNOWLEDGE, TIME_TO_RESOLVE, PAGES = (
     "TimeToDetect", "TimeToAcknowledge", "TimeToResolve", "Pages")
 DIMENSIONS = ("Service", "Severity")  # plus a dimensionless aggregate: the alarms' and the targets' series
 SUMMARY_SK = "summary"
+COVERED = "covered_until"  # on the summary: the resolution the published figures run to (epoch s)
 # PutMetricData's accepted timestamps, with a margin for the time the request takes (AWS API reference).
 MAX_METRIC_AGE_S = 14 * 86400 - 3600
 MAX_METRIC_LEAD_S = 2 * 3600 - 300
@@ -272,17 +277,26 @@ def _values(data: list[dict[str, Any]]) -> str:
     return json.dumps({d["MetricName"]: d["Value"] for d in data}, sort_keys=True)
 
 
-def _once(deps: Any, incident_id: str, flag: str, data: list[dict[str, Any]]) -> bool:
+def _once(deps: Any, incident_id: str, flag: str, data: list[dict[str, Any]],
+          covers: tuple[float | None, float] | None = None) -> bool:
     """Claim `flag` on the summary item (holding what is published), publish, and drop the claim again if
-    publishing fails."""
+    publishing fails. `covers` (previous, new): the resolution the figures run to, stored with the claim in one
+    conditional write as COVERED (and put back to `previous` with the claim's removal)."""
     s = deps.settings
+    # The claim and the put are one step: never started without the time for both (a timeout between them
+    # would leave the figure claimed and never published).
+    Ledger.guard(getattr(deps, "time_left_ms", unbounded_time), 2)
     key = {"pk": {"S": f"incident#{incident_id}"}, "sk": {"S": SUMMARY_SK}}
+    update, values = "SET #f = :v, expires_at = :exp", {
+        ":v": {"S": _values(data)}, ":exp": {"N": str(int(deps.now()) + s.timeline_retention_days * 86400)}}
+    if covers is not None:
+        update += f", {COVERED} = :cov"
+        values[":cov"] = _n(covers[1])
     try:
         deps.dynamodb.update_item(
-            TableName=s.timeline_table_name, Key=key, UpdateExpression="SET #f = :v, expires_at = :exp",
+            TableName=s.timeline_table_name, Key=key, UpdateExpression=update,
             ConditionExpression="attribute_not_exists(#f)", ExpressionAttributeNames={"#f": flag},
-            ExpressionAttributeValues={":v": {"S": _values(data)},
-                                       ":exp": {"N": str(int(deps.now()) + s.timeline_retention_days * 86400)}})
+            ExpressionAttributeValues=values)
     except ClientError as e:
         if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
             return False
@@ -290,10 +304,49 @@ def _once(deps: Any, incident_id: str, flag: str, data: list[dict[str, Any]]) ->
     try:
         deps.cloudwatch.put_metric_data(Namespace=s.metrics_namespace, MetricData=data)
     except (ClientError, BotoCoreError):
-        deps.dynamodb.update_item(TableName=s.timeline_table_name, Key=key, UpdateExpression="REMOVE #f",
-                                  ExpressionAttributeNames={"#f": flag})
+        undo: dict[str, Any] = {"UpdateExpression": "REMOVE #f"}
+        if covers is not None and covers[0] is not None:
+            undo = {"UpdateExpression": f"REMOVE #f SET {COVERED} = :prev",
+                    "ExpressionAttributeValues": {":prev": _n(covers[0])}}
+        elif covers is not None:
+            undo = {"UpdateExpression": f"REMOVE #f, {COVERED}"}
+        deps.dynamodb.update_item(TableName=s.timeline_table_name, Key=key, ExpressionAttributeNames={"#f": flag},
+                                  **undo)
         raise
     return True
+
+
+def reopened_episode(incident_id: str, events: list[dict[str, Any]], covered: float) -> Figures | None:
+    """The figures of what came after the published resolution `covered`: an incident reopened after its figures
+    were published (after the settle time) is a new episode, from its reopening to its last resolution (the
+    published one cannot be taken back, and was right for the episode it closed). None while it is open or when
+    only late events of the closed episode arrived. No time to detect: the alert's condition start is the first
+    episode's."""
+    later = sorted((e for e in events if e["occurred_at"] > covered),
+                   key=lambda e: (e["occurred_at"], _rank(e["event_type"])))
+    start = next((i for i, e in enumerate(later) if e["event_type"] in ("incident.reopened", "incident.triggered")),
+                 None)
+    if start is None:
+        return None
+    episode = [{**e, "event_type": "incident.triggered" if i == start else e["event_type"], "created_at": None,
+                "correlation": {k: v for k, v in e["correlation"].items() if k != "condition_started_at"}}
+               for i, e in enumerate(later[start:], start)]
+    f = figures(incident_id, episode)
+    # Service and severity stay the incident's (the trigger's details), whatever the reopening carries.
+    whole = figures(incident_id, events)
+    return Figures(incident_id=incident_id, service=whole.service, severity=whole.severity,
+                   triggered_at=f.triggered_at, condition_started_at=None, acknowledged_at=f.acknowledged_at,
+                   resolved_at=f.resolved_at)
+
+
+def _figure_data(f: Figures, now: float) -> list[dict[str, Any]]:
+    data: list[dict[str, Any]] = []
+    for name, value, at in ((TIME_TO_DETECT, f.time_to_detect, f.triggered_at),
+                            (TIME_TO_ACKNOWLEDGE, f.time_to_acknowledge, f.acknowledged_at),
+                            (TIME_TO_RESOLVE, f.time_to_resolve, f.resolved_at)):
+        if value is not None and at is not None:
+            data += _datum(name, value, at, "Seconds", f, now)
+    return data
 
 
 def publish(deps: Any, incident_id: str) -> dict[str, Any]:
@@ -312,16 +365,21 @@ def publish(deps: Any, incident_id: str) -> dict[str, Any]:
     if f.triggered_at is not None and _once(deps, incident_id, "pages_published",
                                             _datum(PAGES, 1, f.triggered_at, "Count", f, now)):
         out["published"].append(PAGES)
-    if f.resolved_at is not None:
-        data: list[dict[str, Any]] = []
-        for name, value, at in ((TIME_TO_DETECT, f.time_to_detect, f.triggered_at),
-                                (TIME_TO_ACKNOWLEDGE, f.time_to_acknowledge, f.acknowledged_at),
-                                (TIME_TO_RESOLVE, f.time_to_resolve, f.resolved_at)):
-            if value is not None and at is not None:
-                data += _datum(name, value, at, "Seconds", f, now)
-        if data and _once(deps, incident_id, "figures_published", data):
+    covered = float(summary[COVERED]["N"]) if COVERED in summary else None
+    if covered is not None and f.resolved_at is not None and f.resolved_at > covered:
+        episode = reopened_episode(incident_id, events, covered)
+        if episode is not None and episode.resolved_at is not None:
+            data = _figure_data(episode, now)
+            if data and _once(deps, incident_id, f"figures_published_{int(covered * 1000)}", data,
+                              covers=(covered, episode.resolved_at)):
+                out["published"] += sorted({d["MetricName"] for d in data})
+                out["episode_from"] = episode.triggered_at
+    elif f.resolved_at is not None:
+        data = _figure_data(f, now)
+        if data and _once(deps, incident_id, "figures_published", data, covers=(None, f.resolved_at)):
             out["published"] += sorted({d["MetricName"] for d in data})
-        elif data and summary.get("figures_published", {}).get("S") not in (None, _values(data)):
+        elif data and summary.get("figures_published", {}).get("S") not in (None, _values(data)) and \
+                not any(k.startswith("figures_published_") for k in summary):  # a later episode is not "late"
             # CloudWatch cannot take a data point back: say so, with both versions, for the weekly review.
             LOG.warning(json.dumps({"decision": "timeline-late", "incident": incident_id,
                                     "published": summary["figures_published"]["S"], "now": _values(data),

@@ -65,6 +65,7 @@ class World:
     audit_queue: str
     heartbeat_queue: str
     heartbeat_topic_arn: str
+    notify_queue: str = ""  # a copy of the runbooks' ticket topic (the cold-start notice)
 
 
 def aws_environment(moto_url: str) -> dict[str, str]:
@@ -113,7 +114,8 @@ def create_world() -> World:
     return World(secret_id=secret_id, queue_url=queue_url,
                  audit_queue=_subscribe(sns, sqs, audit_topic, "akidb-drill-audit-copy"),
                  heartbeat_queue=_subscribe(sns, sqs, heartbeat_topic, "akidb-drill-heartbeat-copy"),
-                 heartbeat_topic_arn=heartbeat_topic)
+                 heartbeat_topic_arn=heartbeat_topic,
+                 notify_queue=_subscribe(sns, sqs, notify_topic, "akidb-drill-notify-copy"))
 
 
 def reset() -> None:
