@@ -42,6 +42,7 @@ import sys, time, json
 t0, c0 = time.perf_counter(), time.process_time()
 import numpy, onnxruntime, tokenizers  # noqa: F401  (what the zip's handler imports)
 sys.path.insert(0, {root!r})
+sys.path.insert(0, {root!r} + "/lambdas")  # the zip's root: the shared code include.txt copies there
 from lambdas.edge_inference.handler import App
 from infra.artifacts.edge_probe import LocalModelStore, origin_request_event
 t1, c1 = time.perf_counter(), time.process_time()
