@@ -30,7 +30,10 @@ from infra.slo.symptoms import (
     TRAFFIC_DROP_ALERT,
     UP,
     WORKING_SET,
+    TEMPLATE,
+    DefinedAlert,
     SymptomSpec,
+    defined_rule,
     symptom_alerts,
 )
 from infra.slo.unit_tests import fmt_duration as _fmt
@@ -66,7 +69,7 @@ def _rule(spec: SymptomSpec, links: LinkSettings, alert: str, severity: str | No
                 if r.get("alert") == alert and (severity is None or r["labels"]["severity"] == severity))
 
 
-_TEMPLATE = re.compile(r"\{\{ *(\$labels\.(\w+)|\$value|printf \"%\.1f\" \$value|\$value \| humanizePercentage) *\}\}")
+_TEMPLATE = TEMPLATE
 
 
 def render(template: str, labels: dict[str, str], value: float) -> str:
@@ -124,6 +127,7 @@ def _service_down_tests(spec: SymptomSpec, links: LinkSettings) -> list[dict[str
                           {"series": up2, "values": f"1x{steps + 10}"}],
          "alert_rule_test": [
              {"alertname": SERVICE_DOWN_ALERT, "eval_time": _fmt(onset + SERVICE_DOWN_LIMIT_S), "exp_alerts": []},
+             {"alertname": TARGET_DOWN_ALERT, "eval_time": _fmt(onset + 4 * 60), "exp_alerts": []},
              {"alertname": TARGET_DOWN_ALERT, "eval_time": _fmt(onset + 6 * 60), "exp_alerts": [
                  _exp(spec, links, TARGET_DOWN_ALERT, {"instance": "10.0.0.1:8080", "job": spec.job})]},
          ]},
@@ -234,16 +238,48 @@ def _memory_tests(spec: SymptomSpec, links: LinkSettings) -> list[dict[str, Any]
               "values": f"{_num(bl.above + 1)}x{duration_seconds(bl.for_) // 60 + 3}"},
              {"series": f'{IN_PROGRESS}{{instance="10.0.0.2:8080",job="{spec.job}"}}',
               "values": f"{_num(bl.above)}x{duration_seconds(bl.for_) // 60 + 3}"}],
-         "alert_rule_test": [{"alertname": BACKLOG_ALERT, "eval_time": _fmt(duration_seconds(bl.for_) + 60),
+         "alert_rule_test": [{"alertname": BACKLOG_ALERT, "eval_time": _fmt(duration_seconds(bl.for_) - 60),
+                              "exp_alerts": []},
+                             {"alertname": BACKLOG_ALERT, "eval_time": _fmt(duration_seconds(bl.for_) + 60),
                               "exp_alerts": [_exp(spec, links, BACKLOG_ALERT,
                                                   {"instance": "10.0.0.1:8080", "job": spec.job},
                                                   value=bl.above + 1)]}]},
     ]
 
 
+def defined_alert_tests(spec: SymptomSpec, a: DefinedAlert, links: LinkSettings) -> list[dict[str, Any]]:
+    """The two cases of an `alerts:` entry: firing at `at` with the labels and annotations the rule gives it;
+    on the quiet series, not even pending at any evaluation up to `at`."""
+    rule = defined_rule(spec, a, links)
+    labels = {**dict(a.fires.labels), **rule["labels"]}
+    value = a.fires.value or 0.0
+    at = duration_seconds(a.at)
+    selector = f'ALERTS{{alertname="{a.alert}",service="{a.service}",severity="{a.severity}"}}'
+    return [
+        {"name": f"{a.alert} ({a.service}, {a.severity}): fires on its firing series by {a.at}",
+         "interval": a.interval,
+         "input_series": [{"series": x, "values": v} for x, v in a.fires.series],
+         "alert_rule_test": [{"alertname": a.alert, "eval_time": _fmt(at), "exp_alerts": [
+             {"exp_labels": labels,
+              "exp_annotations": {k: render(v, labels, value) for k, v in rule["annotations"].items()}}]}]},
+        {"name": f"{a.alert} ({a.service}, {a.severity}): never pending on its quiet series up to {a.at}",
+         "interval": a.interval,
+         "input_series": [{"series": x, "values": v} for x, v in a.quiet.series],
+         "promql_expr_test": [{"expr": f"max_over_time({selector}[{_fmt(at)}])", "eval_time": _fmt(at),
+                               "exp_samples": []}]},
+    ]
+
+
 def symptom_test_files(spec: SymptomSpec, links: LinkSettings) -> dict[str, dict[str, Any]]:
     rules = [f"../prometheus/{SYMPTOMS_RULE_FILE}"]
+    # One file per evaluation interval the defined alerts use (evaluation_interval is per file).
+    defined: dict[str, list[dict[str, Any]]] = {}
+    for a in spec.alerts:
+        defined.setdefault(a.interval, []).extend(defined_alert_tests(spec, a, links))
     return {
+        **{f"symptoms-defined-{_fmt(duration_seconds(i))}.test.yml": {
+            "rule_files": rules, "evaluation_interval": _fmt(duration_seconds(i)), "tests": tests}
+           for i, tests in sorted(defined.items())},
         "symptoms-service-down.test.yml": {"rule_files": rules, "evaluation_interval": "30s",
                                            "tests": _service_down_tests(spec, links)},
         "symptoms-traffic-drop.test.yml": {"rule_files": rules, "evaluation_interval": _fmt(TRAFFIC_STEP_S),
