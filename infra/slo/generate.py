@@ -18,8 +18,9 @@ from infra.slo.unit_tests import unit_test_files
 def generated_files(slos: Sequence[Slo], symptoms: SymptomSpec) -> dict[str, str]:
     """Path relative to rules/ -> text, for every generated file."""
     files = {f"prometheus/{name}": dump(doc) for name, doc in rule_files(slos, symptoms=symptoms).items()}
-    files["alertmanager/alertmanager-paging.yml"] = dump(alertmanager_config(slos, paging=True, symptoms=symptoms))
-    files["alertmanager/alertmanager-tickets-only.yml"] = dump(alertmanager_config(slos, paging=False, symptoms=symptoms))
+    for name, paging in (("paging", True), ("tickets-only", False)):
+        files[f"alertmanager/alertmanager-{name}.yml"] = dump(alertmanager_config(slos, paging=paging,
+                                                                                  symptoms=symptoms))
     files |= {f"tests/{name}": dump(doc) for name, doc in unit_test_files(slos).items()}
     files |= {f"tests/{name}": dump(doc) for name, doc in symptom_test_files(symptoms, DEFAULT_LINKS).items()}
     files["tests/burst.test.yml"] = dump(burst_test_file(slos, DEFAULT_LINKS))

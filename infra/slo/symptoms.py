@@ -11,12 +11,11 @@ runbook automation treat them alike.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import re
 
 import yaml
 
