@@ -252,3 +252,11 @@ drill-short: venv tools
 # intervals, derived from the definitions): make check-prometheus-values VALUES=docs/kube-prometheus-stack-values.yaml
 check-prometheus-values: venv
 	$(PY) -m infra.tools.check_prometheus_values $(or $(VALUES),$(error VALUES=<kube-prometheus-stack values.yaml> is required))
+
+# -- slo --
+.PHONY: slo-properties
+# Anyone's SLOs (tests/slo_specs.py: 1-5 services, 1-4 SLOs each, 90%..99.999%, 7/28/30 days): a larger budget
+# than the suite's two small examples. make slo-properties SLO_PROPERTY_EXAMPLES=100
+SLO_PROPERTY_EXAMPLES ?= 25
+slo-properties: venv
+	SLO_PROPERTY_EXAMPLES=$(SLO_PROPERTY_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_slo_properties.py
