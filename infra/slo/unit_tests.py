@@ -197,9 +197,13 @@ def _guard_file(slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
 def _selects(sel: Selector, series: Selector) -> bool:
     """Does `sel` select the series written as `series` (equality matchers only)?"""
     labels = {n: v for n, _, v in series.matchers}
-    ops = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b,
-           "=~": lambda a, b: re.fullmatch(b, a) is not None, "!~": lambda a, b: re.fullmatch(b, a) is None}
-    return sel.metric == series.metric and all(ops[op](labels.get(n, ""), v) for n, op, v in sel.matchers)
+
+    def ok(op: str, have: str, want: str) -> bool:
+        if op in ("=", "!="):
+            return (have == want) == (op == "=")
+        return (re.fullmatch(want, have) is not None) == (op == "=~")
+
+    return sel.metric == series.metric and all(ok(op, labels.get(n, ""), v) for n, op, v in sel.matchers)
 
 
 def _meta_file(slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
