@@ -260,3 +260,7 @@ check-prometheus-values: venv
 SLO_PROPERTY_EXAMPLES ?= 25
 slo-properties: venv
 	SLO_PROPERTY_EXAMPLES=$(SLO_PROPERTY_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_slo_properties.py
+.PHONY: slo-guard-band
+# The quickest page against bursts of 0.8/0.9/1.1/1.2 x its budget share (new bad series, shifted phases).
+slo-guard-band: venv
+	$(PY) -m infra.slo.guard_band
