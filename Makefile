@@ -278,3 +278,21 @@ alarm-noise: venv tools edge-model  ## expected firings of every CloudWatch alar
 # `make test` runs a subset (tests/test_exactly_once.py suite_indexes).
 exactly-once: venv  ## every fault interleaving of the runbook webhook and worker: each side effect exactly once
 	EXACTLY_ONCE_ALL=1 $(PY) -m pytest -q -s tests/test_exactly_once.py
+
+# -- logs --
+# Edge cold init from main's sources and this checkout's, alternating fresh processes, and logshape's own cost.
+log-shape-cold-start: venv  ## edge cold init before (main) and after the one log shape, and logshape's own import cost
+	$(PY) -m benchmarks.bench_log_shape --runs 7 --before main
+.PHONY: log-shape-cold-start
+
+# -- slo --
+.PHONY: slo-properties
+# Anyone's SLOs (tests/slo_specs.py: 1-5 services, 1-4 SLOs each, 90%..99.999%, 7/28/30 days): a larger budget
+# than the suite's two small examples. make slo-properties SLO_PROPERTY_EXAMPLES=100
+SLO_PROPERTY_EXAMPLES ?= 25
+slo-properties: venv  ## the SLO property test with a larger budget (SLO_PROPERTY_EXAMPLES, default 25)
+	SLO_PROPERTY_EXAMPLES=$(SLO_PROPERTY_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_slo_properties.py
+.PHONY: slo-guard-band
+# The quickest page against bursts of 0.8/0.9/1.1/1.2 x its budget share (new bad series, shifted phases).
+slo-guard-band: venv  ## the quickest page against bursts of 0.8/0.9/1.1/1.2x its budget share
+	$(PY) -m infra.slo.guard_band

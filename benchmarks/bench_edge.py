@@ -35,6 +35,7 @@ from infra.artifacts.edge_probe import REFERENCE_SENTENCES, SAMPLE_TEXT, LocalMo
 from infra.artifacts.packaging import ZIP_LEVEL, MiB
 from infra.components.emf_edge import baked_settings, build_package
 from infra.config import EmfEdgeConfig
+from infra.core.paths import LAMBDAS_DIR
 from lambdas.edge_inference.events import MAX_TEXT_CHARS
 from lambdas.edge_inference.handler import App
 
@@ -148,9 +149,13 @@ def cold_init(model: EdgeModel, package: Path, tmp: Path, runs: int) -> dict[str
     from infra.tools import daemons
 
     task = tmp / "task"
+    # The function's folder and the shared code its zip holds at the root (include.txt); the vendored wheels are
+    # the venv's here (cp312 manylinux in the zip).
+    shared = (LAMBDAS_DIR / "edge_inference" / "include.txt").read_text().split()
+    prefixes = tuple(f"{name}/" for name in ("edge_inference", *shared))
     with zipfile.ZipFile(package) as zf:
         for name in zf.namelist():
-            if name.startswith("edge_inference/"):
+            if name.startswith(prefixes):
                 zf.extract(name, task)
     baked = json.loads((task / "edge_inference" / "settings.json").read_text())
     event = origin_request_event({"text": SAMPLE_TEXT})

@@ -16,6 +16,7 @@ from infra.components import coverage as coverage_component
 from infra.components import dashboards as dashboards_component
 from infra.components import emf_edge as emf_edge_component
 from infra.components import game_days as game_days_component
+from infra.components import logs as logs_component
 from infra.components import severity_topics as severity_topics_component
 from infra.components import slo_alerting as slo_alerting_component
 from infra.components import synthetics as synthetics_component
@@ -37,6 +38,7 @@ from infra.components.dashboards import Dashboards, DashboardsArgs
 from infra.components.emf_edge import EmfEdge, EmfEdgeArgs
 from infra.components.game_days import EXPERIMENT_KEYS as GAME_DAY_KEYS
 from infra.components.game_days import GameDays, GameDaysArgs, stop_alarm_names
+from infra.components.logs import Logs, LogsArgs
 from infra.components.pagerduty import PagerDuty, PagerDutyArgs
 from infra.components.runbook_automation import PagerDutyKeys
 from infra.components.severity_topics import AlertTopics, SeverityTopics, SeverityTopicsArgs
@@ -49,7 +51,8 @@ from infra.config import StackConfig
 STACK_COMPONENTS = (severity_topics_component.COMPONENT, xray_component.COMPONENT, emf_edge_component.COMPONENT,
                     anomaly_component.COMPONENT, slo_alerting_component.COMPONENT, dashboards_component.COMPONENT,
                     synthetics_component.COMPONENT, alerting_path_component.COMPONENT,
-                    cost_watch_component.COMPONENT, game_days_component.COMPONENT, coverage_component.COMPONENT)
+                    cost_watch_component.COMPONENT, game_days_component.COMPONENT, coverage_component.COMPONENT,
+                    logs_component.COMPONENT)
 
 
 def watched_paths(cfg: StackConfig, topics: AlertTopics, anomaly: Anomaly | None,
@@ -207,6 +210,19 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             outputs["gameDayLogGroup"] = game_days.log_group_name
             if game_days.skipped:
                 outputs["gameDaySkipped"] = game_days.skipped
+    # -- logs --
+    # Last: it archives every log group the components above created (StackContext.log_groups); none, nothing.
+    if cfg.logs.enabled and ctx.log_groups:
+        runbooks = slo_alerting.runbooks if cfg.slo_alerting.enabled else None
+        runbook_functions = runbooks.function_names if runbooks is not None else None
+        logs = Logs("logs", LogsArgs(
+            context=ctx, topics=topics.refs,
+            edge_function_name=edge.function_name if cfg.emf_edge.enabled else None,
+            runbook_functions=dict(runbook_functions or {}),
+            detector_function_name=anomaly.detector_name if cfg.anomaly.enabled else None))
+        outputs["logArchiveBuckets"] = logs.archive_buckets
+        outputs["logQueries"] = logs.query_urls
+        outputs["logAlarmNames"] = logs.alarm_names
     return outputs
 
 

@@ -27,10 +27,29 @@ sys.path.insert(0, str(LAMBDAS_DIR))
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_aws(\..*)?")
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_kubernetes(\..*)?")
 
+from log_shape import FUNCTION_TEST_MODULES, SERVICES, lines_of, shape_problems  # noqa: E402
+
 from infra.offline.plan import PlanResult, run_plan  # noqa: E402
 from infra.offline.stackfile import read_stack_file, with_offline_secrets, with_overrides  # noqa: E402
 
 STACKS = ("staging", "prod")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Every log line a function writes in its own tests is a line of the one shape (tests/log_shape.py): a
+    passing test of those modules fails when its captured stdout holds a line that is not."""
+    outcome = yield
+    report = outcome.get_result()
+    module = getattr(item, "module", None)
+    if report.when != "call" or report.outcome != "passed" or module is None \
+            or module.__name__ not in FUNCTION_TEST_MODULES:
+        return
+    stdout = "".join(text for name, text in report.sections if name == "Captured stdout call")
+    problems = [p for line in lines_of(stdout) for p in shape_problems(line, SERVICES)]
+    if problems:
+        report.outcome = "failed"
+        report.longrepr = "log lines outside the one shape (lambdas/logshape):\n" + "\n".join(problems[:10])
 
 
 @pytest.fixture(autouse=True)

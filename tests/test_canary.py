@@ -261,7 +261,7 @@ def test_packaged_zip_runs_from_the_synthetics_layout(server: str, tmp_path: Pat
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "unpacked", env=env, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    emf_lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{"')]
+    emf_lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{"_aws"')]
     assert [r["Check"] for r in emf_lines] == ["embed", "health-live"]
     # the same bytes again: deterministic package
     assert build_canary(out_dir=tmp_path / "again").sha256 == pkg.sha256

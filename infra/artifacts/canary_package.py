@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from infra.artifacts.packaging import LambdaPackage, _sha256, _walk, _zip_bytes, manifest_path
+from infra.artifacts.packaging import LambdaPackage, _read_lines, _sha256, _walk, _zip_bytes, manifest_path
 from infra.core.files import write_atomic
 from infra.core.paths import BUILD_DIR, LAMBDAS_DIR
 
@@ -25,6 +25,12 @@ def build_canary(folder: str = "canary", *, out_dir: Path | None = None,
         raise FileNotFoundError(f"{source}/handler.py is missing: the canary needs a handler module")
     entries: list[tuple[str, Path | bytes]] = [
         (f"python/{folder}/{f.relative_to(source).as_posix()}", f) for f in _walk(source)]
+    for extra in _read_lines(source / "include.txt"):  # shared code beside it, as build_lambda copies it
+        shared = lambdas_dir / extra
+        if not shared.is_dir():
+            raise FileNotFoundError(f"{source / 'include.txt'} names {extra}, which is not a folder of lambdas/")
+        entries += [(f"python/{extra}/{f.relative_to(shared).as_posix()}", f) for f in _walk(shared)]
+    entries = [(name, f) for name, f in entries if not name.endswith("/include.txt")]
     entries.append((f"python/{ENTRY}.py", f"from {folder}.handler import handler  # noqa: F401\n".encode()))
     data, unpacked = _zip_bytes(sorted(entries))
     # The content hash is in the name: a canary's zip_file has no source-code hash, so a new path is what makes

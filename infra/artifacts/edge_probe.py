@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -22,6 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from infra.artifacts.edge_model import MODELS_DIR
+from infra.core.paths import LAMBDAS_DIR
+
+# The handler imports the shared code its zip holds at the root (include.txt: logshape); the runtime has that
+# root on sys.path, lambdas/ stands for it here.
+if str(LAMBDAS_DIR) not in sys.path:
+    sys.path.insert(0, str(LAMBDAS_DIR))
+
 from lambdas.edge_inference import emf
 from lambdas.edge_inference.handler import App
 

@@ -20,6 +20,16 @@ from infra.core.naming import Naming
 REQUIRED_TAGS = ("service", "environment", "component", "owner")
 
 
+@dataclass(frozen=True)
+class LogGroupRef:
+    """A log group the program created: the logs component archives every one (infra/components/logs.py)."""
+
+    region: str
+    name: str
+    resource: pulumi.Resource
+    owner: str  # the function (physical name) or the service that writes it
+
+
 @dataclass
 class StackContext:
     config: StackConfig
@@ -28,6 +38,10 @@ class StackContext:
     _account_id: pulumi.Input[str] | None = None
     # The stack's KMS key per region (SeverityTopics makes one per alarm region): topics and log groups use it.
     _regional_keys: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    log_groups: list[LogGroupRef] = field(default_factory=list)
+
+    def register_log_group(self, region: str, name: str, resource: pulumi.Resource, owner: str) -> None:
+        self.log_groups.append(LogGroupRef(region, name, resource, owner))
 
     def register_regional_key(self, region: str, key_arn: pulumi.Input[str]) -> None:
         self._regional_keys[region] = key_arn

@@ -13,6 +13,7 @@ component always had (a URN change is a delete and a create in a real deploy).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +27,18 @@ from infra.core import iam
 from infra.core.naming import MAX_ALARM_NAME
 
 LAMBDA_SERVICE = "lambda.amazonaws.com"
+
+
+def redaction_environment(ctx: StackContext) -> dict[str, pulumi.Input[str]]:
+    """What the stack adds to lambdas/logshape's redaction (its LOG_REDACT_* variables), when it adds anything:
+    a function with an environment reads it there (Lambda@Edge has none: emf-edge bakes it)."""
+    logs = ctx.config.logs
+    out: dict[str, pulumi.Input[str]] = {}
+    if logs.redact_fields:
+        out["LOG_REDACT_FIELDS"] = json.dumps(logs.redact_fields)
+    if logs.redact_patterns:
+        out["LOG_REDACT_PATTERNS"] = json.dumps(logs.redact_patterns)
+    return out
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,7 @@ class PythonFunction:
                 kms_key_id=(spec.log_kms_key_arn if spec.log_kms_key_arn is not None
                             else ctx.regional_key(region or home)),
                 opts=child))
+            ctx.register_log_group(region or home, group_name, log_groups[-1], spec.name)
         self.log_group_names = sorted({group_name for _, group_name in targets})
 
         self.role = aws.iam.Role(
@@ -150,7 +164,8 @@ class PythonFunction:
             source_code_hash=pkg.source_code_hash,
             memory_size=spec.memory_mb,
             timeout=spec.timeout_s,
-            environment=(aws.lambda_.FunctionEnvironmentArgs(variables=spec.environment)
+            environment=(aws.lambda_.FunctionEnvironmentArgs(variables={**spec.environment,
+                                                                        **redaction_environment(ctx)})
                          if spec.environment is not None else None),
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active") if spec.tracing else None,
             ephemeral_storage=(aws.lambda_.FunctionEphemeralStorageArgs(size=spec.ephemeral_storage_mb)

@@ -100,6 +100,7 @@ class GameDays(pulumi.ComponentResource):
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs", region=region, name=self.log_group_name, retention_in_days=cfg.log_retention_days,
             kms_key_id=ctx.regional_key(region), opts=child)
+        ctx.register_log_group(region, self.log_group_name, log_group, "fis")
         log_arn = known_after(log_group, iam.join(arns.log_group(region, self.log_group_name), ":*"))
         stop = [aws.fis.ExperimentTemplateStopConditionArgs(source="aws:cloudwatch:alarm",
                                                             value=self._alarm_arn(ctx, a))

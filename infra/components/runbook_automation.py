@@ -235,6 +235,7 @@ class RunbookAutomation(pulumi.ComponentResource):
         access_logs = aws.cloudwatch.LogGroup(
             f"{name}-api-logs", region=region, name=access_logs_name,
             retention_in_days=rb.log_retention_days, kms_key_id=ctx.regional_key(region), opts=child)
+        ctx.register_log_group(region, access_logs_name, access_logs, "apigateway")
         aws.apigatewayv2.Stage(
             f"{name}-api-stage", region=region, api_id=api.id, name="$default", auto_deploy=True,
             # Anything but the webhook route gets next to nothing; the webhook route its own budget, far above

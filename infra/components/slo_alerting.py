@@ -87,7 +87,8 @@ def config_alertmanager(stack: StackConfig, account_id: str) -> dict[str, Any]:
     return alertmanager_config(cfg.slos, config_links(stack), paging=cfg.paging_enabled,
                                p1_routing_key_file=P1_ROUTING_KEY_FILE if stack.pagerduty_managed else None,
                                chat=stack.secrets.slack_webhook_url is not None,
-                               maintenance=config_maintenance(stack), heartbeat=stack_heartbeat(stack, account_id))
+                               maintenance=config_maintenance(stack), heartbeat=stack_heartbeat(stack, account_id),
+                               symptoms=cfg.symptoms)
 
 
 class SloAlerting(pulumi.ComponentResource):

@@ -13,6 +13,7 @@ from infra.config.cost_watch import CostWatchConfig
 from infra.config.dashboards import DashboardsConfig
 from infra.config.emf_edge import EmfEdgeConfig
 from infra.config.game_days import GameDaysConfig
+from infra.config.logs import LogsConfig
 from infra.config.pagerduty import PagerDutyConfig
 from infra.config.schema import setting
 from infra.config.shared import AwsSettings, KubernetesSettings
@@ -69,6 +70,7 @@ class StackConfig:
                                           doc="budget, cost anomalies, the monthly estimate's ceiling")
     pagerduty: PagerDutyConfig = setting(default_factory=PagerDutyConfig, doc="PagerDuty as code")
     game_days: GameDaysConfig = setting(default_factory=GameDaysConfig, doc="game days: FIS experiments (staging)")
+    logs: LogsConfig = setting(default_factory=LogsConfig, doc="logs: archive, saved queries, log-based alarms")
     secrets: Secrets = field(default_factory=Secrets, metadata={"doc": "secret keys", "internal": True})
 
     @property

@@ -132,6 +132,9 @@ class Arns:
     def log_group(self, region: str, name: str) -> pulumi.Input[str]:
         return self._arn("logs", region, f"log-group:{name}")
 
+    def delivery_stream(self, region: str, name: str) -> pulumi.Input[str]:
+        return self._arn("firehose", region, f"deliverystream/{name}")
+
     def event_rule(self, region: str, name: str) -> pulumi.Input[str]:
         return self._arn("events", region, f"rule/{name}")
 

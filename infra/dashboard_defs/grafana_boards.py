@@ -43,8 +43,8 @@ def _availability(slos: list[Slo]) -> Slo:
     return found[0]
 
 
-def _latency(slos: list[Slo]) -> Slo | None:
-    return next((s for s in slos if s.kind == "latency"), None)
+def _latency(slos: list[Slo]) -> list[Slo]:
+    return [s for s in slos if s.kind == "latency" and s.good_selector is not None]
 
 
 def input_contract_metrics(cfg: StackConfig) -> set[str]:
@@ -67,21 +67,30 @@ def input_contract_metrics(cfg: StackConfig) -> set[str]:
 
 def golden_signals(slos: list[Slo]) -> GrafanaDashboard:
     avail = _availability(slos)
-    lat = _latency(slos)
+    lats = _latency(slos)
     total = avail.total_selector
     job_matchers = ",".join(f'{n}{op}"{v}"' for n, op, v in total.matchers)
     w = RATE_WINDOW
     panels: list[Panel] = [row("Latency")]
-    if lat is not None and lat.good_selector is not None:
-        bucket = lat.good_selector.without("le")
+    # One quantile panel per histogram, with the threshold of every latency SLO on it; one SLI panel per SLO.
+    histograms: dict[str, list[Slo]] = {}
+    for lat in lats:
+        assert lat.good_selector is not None
+        histograms.setdefault(str(lat.good_selector.without("le")), []).append(lat)
+    for bucket, on_it in histograms.items():
         quantiles = [Target(f"histogram_quantile({q}, sum by (le) (rate({bucket}[{w}])))", f"p{int(q * 100)}")
                      for q in (0.5, 0.95, 0.99)]
+        thresholds = [Threshold(lat.threshold_seconds or 0.0, "red", f"{lat.name} SLO threshold") for lat in on_it]
+        lines = ", ".join(f"{lat.name} ({lat.threshold_seconds or 0.0:g} s)" for lat in on_it)
+        panels.append(Panel("Latency p50 / p95 / p99" + (f" ({bucket})" if len(histograms) > 1 else ""),
+                            quantiles, unit="s", minimum=0, thresholds=thresholds, draw_thresholds=True,
+                            description=(f"Red line: the {on_it[0].name} SLO threshold "
+                                         f"({on_it[0].threshold_seconds or 0.0:g} s)." if len(on_it) == 1
+                                         else f"Red lines: the SLO thresholds of {lines}.")))
+    for lat in lats:
         threshold = lat.threshold_seconds or 0.0
-        panels.append(Panel("Latency p50 / p95 / p99", quantiles, unit="s", minimum=0,
-                            thresholds=[Threshold(threshold, "red", f"{lat.name} SLO threshold")],
-                            draw_thresholds=True,
-                            description=f"Red line: the {lat.name} SLO threshold ({threshold:g} s)."))
-        panels.append(Panel(f"Requests within {threshold:g} s (latency SLI)",
+        panels.append(Panel(f"Requests within {threshold:g} s (latency SLI"
+                            + (f" {lat.name})" if len(lats) > 1 else ")"),
                             [Target(f"1 - ({lat.error_ratio_query(w)})", "within threshold")],
                             unit="percentunit", maximum=1, base_color="red",
                             thresholds=[Threshold(lat.objective, "green", "objective")], draw_thresholds=True,

@@ -95,6 +95,9 @@ HEALTHY: dict[str, Healthy] = {
     "Pages": Healthy(1.0, lambda rng, _p, _t: 2.0, "2 pages a week (the outcome target is 10)"),
     "TimeToDetect": Healthy(1.0, _below(0.5, 0.2), "half the target"),
     "TimeToResolve": Healthy(1.0, _below(0.5, 0.2), "half the target"),
+    # Log metric filters (infra/components/logs.py): their default value 0 is published every period.
+    "WebhookSignatureFailures": Healthy(1.0, _errors(0.01), "the odd unsigned request to the public webhook URL"),
+    "RunbookRefusedActions": Healthy(1.0, _errors(0.001), "a guardrail refusal, rare without incidents"),
 }
 
 

@@ -40,6 +40,12 @@ COMPUTED_BY_AWS: dict[tuple[str, str], str] = {
     # CloudWatch Logs takes the key's ARN only (no alias ARN: AssociateKmsKey / CreateLogGroup kmsKeyId).
     ("aws:cloudwatch/logGroup:LogGroup", "kmsKeyId"): _KEY_ARN,
     ("aws:dynamodb/table:Table", "serverSideEncryption.kmsKeyArn"): _KEY_ARN,
+    # Firehose's server-side encryption takes a key ARN only (DeliveryStreamEncryptionConfigurationInput.KeyARN);
+    # its S3 writes and the archive bucket's default name the same key, not an alias that could be re-pointed.
+    ("aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream", "serverSideEncryption.keyArn"): _KEY_ARN,
+    ("aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream", "extendedS3Configuration.kmsKeyArn"): _KEY_ARN,
+    ("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+     "rules.applyServerSideEncryptionByDefault.kmsMasterKeyId"): _KEY_ARN,
     ("aws:secretsmanager/secretVersion:SecretVersion", "secretId"): "the secret's ARN (AWS appends a random suffix)",
     ("aws:apigatewayv2/integration:Integration", "apiId"): _API_ID,
     ("aws:apigatewayv2/route:Route", "apiId"): _API_ID,

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from infra.plan.model import Plan, PlannedResource
-from infra.slo.stack_facts import AlarmFact, CloudWatchBoard, Guardrails, StackFacts, alarm_runbooks
+from infra.slo.stack_facts import AlarmFact, CloudWatchBoard, Guardrails, LogQuery, StackFacts, alarm_runbooks
 
 METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 COMPOSITE_ALARM = "aws:cloudwatch/compositeAlarm:CompositeAlarm"
@@ -79,4 +79,6 @@ def stack_facts(stack: str, plan: Plan) -> StackFacts:
                               max_actions_per_hour=rb.max_actions_per_hour),
         edge_function_name=str(settings.get("edge_function_name", "")),
         edge_regions=tuple(settings.get("edge_regions", ())),
-        boards=boards, alarms=tuple(sorted(alarms, key=lambda a: (a.name, a.region))))
+        boards=boards, alarms=tuple(sorted(alarms, key=lambda a: (a.name, a.region))),
+        log_queries=tuple(sorted((LogQuery(str(q.inputs["name"]), q.region or "") for q in plan.of_type(
+            "aws:cloudwatch/queryDefinition:QueryDefinition")), key=lambda q: (q.name, q.region))))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.slo.spec import ABSENT_ALERT, BUCKET_ALERT, BURN_ALERT, DEFAULT_LINKS, HEARTBEAT_ALERT, LinkSettings, Slo
-from infra.slo.symptoms import EXPLAINED_BY_SERVICE_DOWN, SERVICE_DOWN_ALERT
+from infra.slo.symptoms import SERVICE_DOWN_ALERT, SymptomSpec, explained_by_service_down
 
 # Alertmanager receivers (names are what `amtool config routes test --verify.receivers` checks).
 RECEIVER_P0 = "pagerduty-critical"
@@ -90,7 +90,8 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
                         chat: bool = True,
                         slack_url_file: str = SLACK_URL_FILE,
                         maintenance: Sequence[Maintenance] = EXAMPLE_MAINTENANCE,
-                        heartbeat: SnsHeartbeat | None = EXAMPLE_HEARTBEAT) -> dict[str, Any]:
+                        heartbeat: SnsHeartbeat | None = EXAMPLE_HEARTBEAT,
+                        symptoms: SymptomSpec | None = None) -> dict[str, Any]:
     """P0 -> PagerDuty critical, P1 -> PagerDuty error, P2 -> tickets and chat, info -> chat; with paging off,
     P0/P1 -> tickets (and chat). kube-prometheus-stack's severities: critical -> the P1 pager, warning -> tickets,
     info -> chat, none and Watchdog/InfoInhibitor -> `null` (deliberate silence); any other severity (or none at
@@ -201,7 +202,7 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
     muted = [{"matchers": [f'service="{svc}"'], "mute_time_intervals": [maintenance_interval_name(svc)],
               "routes": [{**r, "mute_time_intervals": [maintenance_interval_name(svc)]} for r in severity_routes]}
              for svc in sorted(by_service)]
-    explained = (BURN_ALERT, ABSENT_ALERT, BUCKET_ALERT, *EXPLAINED_BY_SERVICE_DOWN)
+    explained = (BURN_ALERT, ABSENT_ALERT, BUCKET_ALERT, *explained_by_service_down(symptoms))
     config: dict[str, Any] = {
         "global": {"resolve_timeout": "5m"},
         "route": {

@@ -10,7 +10,7 @@ from infra.slo.alertmanager import alertmanager_config
 from infra.slo.render import dump
 from infra.slo.rules import rule_files
 from infra.slo.spec import DEFAULT_LINKS, Slo
-from infra.slo.symptom_tests import burst_test_file, symptom_test_files
+from infra.slo.symptom_tests import burst_test_files, symptom_test_files
 from infra.slo.symptoms import SymptomSpec
 from infra.slo.unit_tests import unit_test_files
 
@@ -18,11 +18,12 @@ from infra.slo.unit_tests import unit_test_files
 def generated_files(slos: Sequence[Slo], symptoms: SymptomSpec) -> dict[str, str]:
     """Path relative to rules/ -> text, for every generated file."""
     files = {f"prometheus/{name}": dump(doc) for name, doc in rule_files(slos, symptoms=symptoms).items()}
-    files["alertmanager/alertmanager-paging.yml"] = dump(alertmanager_config(slos, paging=True))
-    files["alertmanager/alertmanager-tickets-only.yml"] = dump(alertmanager_config(slos, paging=False))
+    for name, paging in (("paging", True), ("tickets-only", False)):
+        files[f"alertmanager/alertmanager-{name}.yml"] = dump(alertmanager_config(slos, paging=paging,
+                                                                                  symptoms=symptoms))
     files |= {f"tests/{name}": dump(doc) for name, doc in unit_test_files(slos).items()}
     files |= {f"tests/{name}": dump(doc) for name, doc in symptom_test_files(symptoms, DEFAULT_LINKS).items()}
-    files["tests/burst.test.yml"] = dump(burst_test_file(slos, DEFAULT_LINKS))
+    files |= {f"tests/{name}": dump(doc) for name, doc in burst_test_files(slos, DEFAULT_LINKS).items()}
     return files
 
 

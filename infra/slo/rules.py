@@ -71,11 +71,18 @@ def burn_threshold(slo: Slo, tier: BurnRateTier) -> float:
     return tier.burn_rate * slo.error_budget
 
 
-def burn_alert(slo: Slo, tier: BurnRateTier, links: LinkSettings) -> dict[str, Any]:
-    """Both windows above the tier's burn rate, and enough requests in the long window to mean something.
+# A scrape gap is not a recovery: while the short window's ratio is absent (no sample: the target failed its
+# scrapes, its series went stale or it left discovery), a firing tier keeps firing, for at most GAP_HOLD after
+# the ratio's last sample. Without it, the page resolves in the gap and a second one follows it.
+GAP_HOLD = "10m"
+
+
+def burn_alert(slo: Slo, tier: BurnRateTier, links: LinkSettings, *, gap_hold: bool = True) -> dict[str, Any]:
+    """Both windows above the tier's burn rate, and enough requests in the long window to mean something;
+    or, through a gap in the data, the tier's own firing alert (GAP_HOLD).
 
     The expression's value is the long window's burn rate (error ratio / error budget), so `$value` in the
-    annotations is the burn rate itself.
+    annotations is the burn rate itself (1 while held through a gap).
     """
     budget = f"{slo.error_budget:.10g}"
     long_s = duration_seconds(tier.long_window)
@@ -87,6 +94,19 @@ def burn_alert(slo: Slo, tier: BurnRateTier, links: LinkSettings) -> dict[str, A
         f"and on(service, slo)\n"
         f"{sli_total_rate_metric(tier.long_window)}{_sel(slo)} * {long_s} >= {slo.min_events}\n"
     )
+    if gap_hold:
+        # Evidence: what the tier needs to decide at all (its short window's ratio, and enough requests in its
+        # long window). Without it, the tier's firing alert holds, up to GAP_HOLD after the evidence was last seen.
+        evidence = (f"({sli_error_ratio_metric(tier.short_window)}{_sel(slo)}\n"
+                    f"   and on(service, slo) {sli_total_rate_metric(tier.long_window)}{_sel(slo)} * {long_s}"
+                    f" >= {slo.min_events})")
+        firing = (f'ALERTS{{alertname="{BURN_ALERT}",alertstate="firing",service="{slo.service}",'
+                  f'slo="{slo.name}",tier="{tier.name}"}}')
+        expr += (f"or on(service, slo) (\n"
+                 f"  max without(alertname, alertstate) ({firing})\n"
+                 f"  unless on(service, slo) {evidence}\n"
+                 f"  and on(service, slo) present_over_time({evidence}[{GAP_HOLD}:])\n"
+                 f")\n")
     # Share of the whole period's budget the long window burned: ratio x long / (period x budget), in percent.
     factor = 100 * long_s / (slo.window_days * 86400 * slo.error_budget)
     consumed = (f'{{{{ with printf "{sli_error_ratio_metric(tier.long_window)}'
@@ -180,7 +200,7 @@ def rule_files(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS,
         base = f"slo-{slo.service}-{slo.name}"
         main.append({"name": base, "rules": [
             *_recordings(slo, tier_windows),
-            *[burn_alert(slo, t, links) for t in tiers],
+            *[burn_alert(slo, t, links) for t in tiers if slo.reaches(t)],
         ]})
         budget.append({"name": f"{base}-budget", "interval": "2m", "rules": [
             {"record": objective_metric(), "expr": f"vector({slo.objective:.10g})", "labels": slo.labels},

@@ -57,6 +57,20 @@ CLOUDWATCH_BOARDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The Logs Insights saved queries (by key: infra/components/logs.py QUERIES) a person runs for each runbook.
+LOG_QUERIES: dict[str, tuple[str, ...]] = {
+    "edge-errors": ("edge-errors-by-region", "edge-slow-requests"),
+    "edge-latency": ("edge-slow-requests", "edge-errors-by-region"),
+    "latency-slo-violation": ("edge-slow-requests",),
+    "lambda-edge-cold-start": ("edge-slow-requests",),
+    "error-budget-fast-burn": ("edge-errors-by-region",),
+    "runbook-webhook-rejected": ("runbook-audit-trail",),
+    "alerting-path-failure": ("runbook-audit-trail",),
+    "anomaly-episode": ("detector-decisions-by-metric",),
+    "anomaly-pipeline-failure": ("detector-decisions-by-metric",),
+}
+
+
 class RunbookPageError(ValueError):
     """A runbook page cannot be regenerated (its markers are missing or out of order)."""
 
@@ -239,6 +253,13 @@ def _dashboards_section(runbook: Runbook, alerts: Sequence[CarriedAlert], slos: 
     if boards:
         lines += ["CloudWatch dashboards:", ""]
         lines += [f"- {stack}: [{b.name}]({b.url}) ({b.region})" for stack, b in boards]
+        lines.append("")
+    saved = [(f.stack, q) for f in facts for key in LOG_QUERIES.get(runbook.id, ())
+             for q in f.log_queries if q.key == key]
+    if saved:
+        lines += ["Logs Insights saved queries (CloudWatch console, Logs Insights, Queries; each reads the functions' "
+                  "one log shape, `lambdas/logshape`):", ""]
+        lines += [f"- {stack}: `{q.name}` ({q.region})" for stack, q in saved]
         lines.append("")
     queries = _queries(runbook.id, slos, symptoms, alerts)
     if queries:

@@ -196,6 +196,11 @@ class Slo:
     def labels(self) -> dict[str, str]:
         return {"service": self.service, "slo": self.name}
 
+    def reaches(self, tier: BurnRateTier) -> bool:
+        """Whether any error ratio can burn at the tier's rate: at a 90% target, 21.6x the budget is 216% errors,
+        so the 10-minute page can never fire (its rule would be dead code no test can make fire)."""
+        return tier.burn_rate * self.error_budget < 1
+
     @property
     def window(self) -> str:
         return f"{self.window_days}d"

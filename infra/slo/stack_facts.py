@@ -32,6 +32,18 @@ class Guardrails:
 
 
 @dataclass(frozen=True)
+class LogQuery:
+    """A CloudWatch Logs Insights saved query of the stack (infra/components/logs.py): `<prefix>/<key>`."""
+
+    name: str
+    region: str
+
+    @property
+    def key(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class CloudWatchBoard:
     name: str
     region: str
@@ -67,6 +79,7 @@ class StackFacts:
     edge_regions: tuple[str, ...] = ()
     boards: tuple[CloudWatchBoard, ...] = ()
     alarms: tuple[AlarmFact, ...] = field(default_factory=tuple)
+    log_queries: tuple[LogQuery, ...] = ()
 
     def board(self, key: str) -> CloudWatchBoard | None:
         return next((b for b in self.boards if b.key == key), None)

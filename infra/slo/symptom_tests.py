@@ -13,7 +13,8 @@ from infra.slo.rules import SLO_FILE, burn_alert
 from infra.slo.spec import (
     BURN_ALERT,
     BURN_RATE_TIERS,
-    PAGE_BURST_BUDGET_SHARE,
+    REFERENCE_PERIOD_DAYS,
+    BurnRateTier,
     LinkSettings,
     Slo,
     duration_seconds,
@@ -27,12 +28,16 @@ from infra.slo.symptoms import (
     SERVICE_DOWN_ALERT,
     SYMPTOMS_RULE_FILE,
     TARGET_DOWN_ALERT,
+    TEMPLATE,
     TRAFFIC_DROP_ALERT,
     UP,
     WORKING_SET,
+    DefinedAlert,
     SymptomSpec,
+    defined_rule,
     symptom_alerts,
 )
+from infra.slo.unit_tests import availability_series
 from infra.slo.unit_tests import fmt_duration as _fmt
 from infra.slo.unit_tests import fmt_num as _num
 
@@ -66,7 +71,7 @@ def _rule(spec: SymptomSpec, links: LinkSettings, alert: str, severity: str | No
                 if r.get("alert") == alert and (severity is None or r["labels"]["severity"] == severity))
 
 
-_TEMPLATE = re.compile(r"\{\{ *(\$labels\.(\w+)|\$value|printf \"%\.1f\" \$value|\$value \| humanizePercentage) *\}\}")
+_TEMPLATE = TEMPLATE
 
 
 def render(template: str, labels: dict[str, str], value: float) -> str:
@@ -124,6 +129,7 @@ def _service_down_tests(spec: SymptomSpec, links: LinkSettings) -> list[dict[str
                           {"series": up2, "values": f"1x{steps + 10}"}],
          "alert_rule_test": [
              {"alertname": SERVICE_DOWN_ALERT, "eval_time": _fmt(onset + SERVICE_DOWN_LIMIT_S), "exp_alerts": []},
+             {"alertname": TARGET_DOWN_ALERT, "eval_time": _fmt(onset + 4 * 60), "exp_alerts": []},
              {"alertname": TARGET_DOWN_ALERT, "eval_time": _fmt(onset + 6 * 60), "exp_alerts": [
                  _exp(spec, links, TARGET_DOWN_ALERT, {"instance": "10.0.0.1:8080", "job": spec.job})]},
          ]},
@@ -234,16 +240,48 @@ def _memory_tests(spec: SymptomSpec, links: LinkSettings) -> list[dict[str, Any]
               "values": f"{_num(bl.above + 1)}x{duration_seconds(bl.for_) // 60 + 3}"},
              {"series": f'{IN_PROGRESS}{{instance="10.0.0.2:8080",job="{spec.job}"}}',
               "values": f"{_num(bl.above)}x{duration_seconds(bl.for_) // 60 + 3}"}],
-         "alert_rule_test": [{"alertname": BACKLOG_ALERT, "eval_time": _fmt(duration_seconds(bl.for_) + 60),
+         "alert_rule_test": [{"alertname": BACKLOG_ALERT, "eval_time": _fmt(duration_seconds(bl.for_) - 60),
+                              "exp_alerts": []},
+                             {"alertname": BACKLOG_ALERT, "eval_time": _fmt(duration_seconds(bl.for_) + 60),
                               "exp_alerts": [_exp(spec, links, BACKLOG_ALERT,
                                                   {"instance": "10.0.0.1:8080", "job": spec.job},
                                                   value=bl.above + 1)]}]},
     ]
 
 
+def defined_alert_tests(spec: SymptomSpec, a: DefinedAlert, links: LinkSettings) -> list[dict[str, Any]]:
+    """The two cases of an `alerts:` entry: firing at `at` with the labels and annotations the rule gives it;
+    on the quiet series, not even pending at any evaluation up to `at`."""
+    rule = defined_rule(spec, a, links)
+    labels = {**dict(a.fires.labels), **rule["labels"]}
+    value = a.fires.value or 0.0
+    at = duration_seconds(a.at)
+    selector = f'ALERTS{{alertname="{a.alert}",service="{a.service}",severity="{a.severity}"}}'
+    return [
+        {"name": f"{a.alert} ({a.service}, {a.severity}): fires on its firing series by {a.at}",
+         "interval": a.interval,
+         "input_series": [{"series": x, "values": v} for x, v in a.fires.series],
+         "alert_rule_test": [{"alertname": a.alert, "eval_time": _fmt(at), "exp_alerts": [
+             {"exp_labels": labels,
+              "exp_annotations": {k: render(v, labels, value) for k, v in rule["annotations"].items()}}]}]},
+        {"name": f"{a.alert} ({a.service}, {a.severity}): never pending on its quiet series up to {a.at}",
+         "interval": a.interval,
+         "input_series": [{"series": x, "values": v} for x, v in a.quiet.series],
+         "promql_expr_test": [{"expr": f"max_over_time({selector}[{_fmt(at)}])", "eval_time": _fmt(at),
+                               "exp_samples": []}]},
+    ]
+
+
 def symptom_test_files(spec: SymptomSpec, links: LinkSettings) -> dict[str, dict[str, Any]]:
     rules = [f"../prometheus/{SYMPTOMS_RULE_FILE}"]
+    # One file per evaluation interval the defined alerts use (evaluation_interval is per file).
+    defined: dict[str, list[dict[str, Any]]] = {}
+    for a in spec.alerts:
+        defined.setdefault(a.interval, []).extend(defined_alert_tests(spec, a, links))
     return {
+        **{f"symptoms-defined-{_fmt(duration_seconds(i))}.test.yml": {
+            "rule_files": rules, "evaluation_interval": _fmt(duration_seconds(i)), "tests": tests}
+           for i, tests in sorted(defined.items())},
         "symptoms-service-down.test.yml": {"rule_files": rules, "evaluation_interval": "30s",
                                            "tests": _service_down_tests(spec, links)},
         "symptoms-traffic-drop.test.yml": {"rule_files": rules, "evaluation_interval": _fmt(TRAFFIC_STEP_S),
@@ -258,42 +296,72 @@ def symptom_test_files(spec: SymptomSpec, links: LinkSettings) -> dict[str, dict
 # --------------------------------------------------------------------------------------------------------------
 
 
-def burst_test_file(slos: Sequence[Slo], links: LinkSettings, rps: float = 10.0) -> dict[str, Any]:
-    """Per SLO, a burst of 2 minutes after a full hour of clean traffic: spending 0.9 x the paging budget share
-    pages nothing at any time; spending 1.1 x it pages the quickest tier by the end of the burst."""
-    step, warm, burst_s = 30, 3600, 120
-    assert burst_s <= BURST_MAX_S
-    quickest = min((t for t in BURN_RATE_TIERS if t.severity in ("P0", "P1")),
-                   key=lambda t: duration_seconds(t.long_window))
-    tests: list[dict[str, Any]] = []
-    n = (warm + burst_s + 3600) // step
+def burst_test_files(slos: Sequence[Slo], links: LinkSettings) -> dict[str, dict[str, Any]]:
+    """burst.test.yml, and a coarser file per longer tier a loose target's burst case needs (the evaluation
+    interval is per file; a 6-hour tier evaluated every 30 s over 11 hours costs promtool a minute)."""
+    by_step: dict[int, list[Slo]] = {}
     for slo in slos:
+        by_step.setdefault(_burst_step(slo), []).append(slo)
+    return {("burst.test.yml" if step == 30 else f"burst-{_fmt(step)}.test.yml"): burst_test_file(group, links)
+            for step, group in sorted(by_step.items())}
+
+
+def _burst_tier(slo: Slo) -> BurnRateTier | None:
+    pages = [t for t in BURN_RATE_TIERS if t.severity in ("P0", "P1") and slo.reaches(t)]
+    return min(pages, key=lambda t: duration_seconds(t.long_window)) if pages else None
+
+
+def _burst_step(slo: Slo) -> int:
+    tier = _burst_tier(slo)
+    return 30 * max(1, duration_seconds(tier.long_window) // 3600) if tier else 30
+
+
+def burst_test_file(slos: Sequence[Slo], links: LinkSettings, rps: float = 10.0) -> dict[str, Any]:
+    """Per SLO, a burst after its quickest reachable page tier's long window (at least an hour) of clean traffic:
+    spending 0.9 x that tier's budget share (of a 30-day budget, as the tiers are defined) pages nothing at any
+    time; spending 1.1 x it pages that tier by the end of the burst. The burst lasts 2 minutes, longer when a
+    loose target needs more than 100% errors to spend the share in 2 minutes; an SLO whose share cannot be
+    spent within the tier's long window even at 100% errors has no burst case (its tier tests cover it)."""
+    burst_min = 120
+    assert burst_min <= BURST_MAX_S
+    step = max([_burst_step(s) for s in slos] or [30])
+    tests: list[dict[str, Any]] = []
+    for slo in slos:
+        quickest = _burst_tier(slo)
+        if quickest is None:
+            continue
+        long_s = duration_seconds(quickest.long_window)
+        # Seconds of a full outage that spend the tier's share: the threshold is of the 30-day reference budget.
+        outage_s = quickest.budget_share * REFERENCE_PERIOD_DAYS * 86400 * slo.error_budget
+        burst_s = max(burst_min, -(-int(1.1 * outage_s * 1.05) // step) * step)
+        if burst_s > long_s:
+            continue
+        warm = max(3600, long_s)
+        n = (warm + burst_s + 3600) // step
         for factor in (0.9, 1.1):
-            share = factor * PAGE_BURST_BUDGET_SHARE
-            ratio = share * slo.window_days * 86400 * slo.error_budget / burst_s
+            share = factor * quickest.budget_share
+            ratio = factor * outage_s / burst_s
             total = [rps * step] * n
             bad = [rps * step * ratio if warm <= k * step < warm + burst_s else 0.0 for k in range(n)]
             good = [t - b for t, b in zip(total, bad, strict=True)]
             if slo.kind == "availability":
-                job = slo.total_selector.label("job")
-                series = [{"series": f'{slo.total_selector.metric}{{job="{job}",status="200"}}',
-                           "values": counter(good)},
-                          {"series": f'{slo.total_selector.metric}{{job="{job}",status="500"}}',
-                           "values": counter(bad)}]
+                series = [{"series": availability_series(slo, "200"), "values": counter(good)},
+                          {"series": availability_series(slo, "500"), "values": counter(bad)}]
             else:
                 series = [{"series": str(slo.good_selector), "values": counter(good)},
                           {"series": str(slo.total_selector), "values": counter(total)}]
-            pages = f'ALERTS{{alertname="{BURN_ALERT}",slo="{slo.name}",severity=~"P0|P1"}}'
-            name = (f"{slo.name}: a {burst_s // 60}-minute burst of {ratio:.2%} spends {share:.2%} of the budget: "
+            sel = f'ALERTS{{alertname="{BURN_ALERT}",slo="{slo.name}",severity=~"P0|P1"}}'
+            length = f"{burst_s // 60}-minute" if burst_s % 60 == 0 else f"{burst_s}-second"
+            name = (f"{slo.name}: a {length} burst of {ratio:.2%} spends {share:.2%} of the budget: "
                     + ("pages nothing" if factor < 1 else f"{quickest.name} pages by its end"))
             test: dict[str, Any] = {"name": name, "interval": _fmt(step), "input_series": series}
             end = warm + burst_s
             if factor < 1:
-                test["promql_expr_test"] = [{"expr": f"max_over_time({pages}[{_fmt(n * step - warm)}])",
+                test["promql_expr_test"] = [{"expr": f"max_over_time({sel}[{_fmt(n * step - warm)}])",
                                              "eval_time": _fmt(n * step), "exp_samples": []}]
             else:
                 labels = burn_alert(slo, quickest, links)["labels"]
-                test["promql_expr_test"] = [{"expr": f'{pages[:-1]},tier="{quickest.name}"}}',
+                test["promql_expr_test"] = [{"expr": f'{sel[:-1]},tier="{quickest.name}"}}',
                                              "eval_time": _fmt(end), "exp_samples": [{
                                                  "labels": "ALERTS{" + ",".join(
                                                      f'{k}="{v}"' for k, v in sorted(

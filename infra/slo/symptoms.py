@@ -1,5 +1,7 @@
-"""Symptom alerts of akidb-rest (`rules/symptoms.yaml`): service down, traffic drop, memory leak, memory pressure,
-processing backlog. The model, its loader, the Prometheus rules and the metrics they read (the input contract).
+"""Symptom alerts (`rules/symptoms.yaml`): akidb-rest's service down, traffic drop, memory leak, memory pressure,
+processing backlog (sections of their own: their tests are built from their thresholds), and any number of
+alerts defined whole in its `alerts:` list (expression, for, severity, runbook, inhibition scope and the series
+under which it must fire and stay silent). The model, its loader, the Prometheus rules and the metrics they read.
 
 They sit next to the SLOs because they cover what a ratio of requests cannot see: no requests at all (a target
 that is gone, traffic that stopped) and the causes that come before errors (memory, queueing). Each alert carries
@@ -9,6 +11,7 @@ runbook automation treat them alike.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +99,41 @@ class Backlog:
     runbook: str
 
 
+# The annotation templates the generated tests can render (symptom_tests.render): any other form would make the
+# expected annotations a guess.
+TEMPLATE = re.compile(r"\{\{ *(\$labels\.(\w+)|\$value|printf \"%\.1f\" \$value|\$value \| humanizePercentage) *\}\}")
+_ANY_TEMPLATE = re.compile(r"\{\{.*?\}\}")
+_ALERT_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+SCOPES = ("none", "serviceDown")  # what inhibits a defined alert: nothing, or a ServiceDown of its service
+
+
+@dataclass(frozen=True)
+class Case:
+    """Input series (promtool notation) and what the alert carries when it fires on them."""
+    series: tuple[tuple[str, str], ...]
+    labels: tuple[tuple[str, str], ...] = ()
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class DefinedAlert:
+    """One entry of `alerts:`: the rule and its two promtool cases, nothing else to write."""
+    alert: str
+    service: str
+    severity: Severity
+    expr: str
+    for_: str
+    runbook: str
+    summary: str
+    description: str
+    explained_by: str
+    interval: str
+    at: str  # when the firing case must be firing (and before which the quiet case never even pends)
+    fires: Case
+    quiet: Case
+
+
 @dataclass(frozen=True)
 class SymptomSpec:
     service: str
@@ -107,6 +145,7 @@ class SymptomSpec:
     memory_leak: MemoryLeak
     memory_pressure: MemoryPressure
     backlog: Backlog
+    alerts: tuple[DefinedAlert, ...] = ()
 
     @property
     def labels(self) -> dict[str, str]:
@@ -131,7 +170,12 @@ _FIELDS: dict[str, dict[str, type]] = {
     "memoryPressure": {"ticketAbove": float, "pageAbove": float, "for": str, "runbook": str},
     "backlog": {"severity": str, "above": float, "for": str, "runbook": str},
 }
-_TOP = {"service": str, "job": str, "container": str, **{k: dict for k in _FIELDS}}
+_TOP = {"service": str, "job": str, "container": str, **{k: dict for k in _FIELDS}, "alerts": list}
+_ALERT_KEYS = ("alert", "service", "severity", "expr", "for", "runbook", "summary", "description", "explainedBy",
+               "test")
+_ALERT_REQUIRED = ("alert", "severity", "expr", "for", "runbook", "summary", "description", "test")
+_TEST_KEYS = ("interval", "at", "fires", "quiet")
+_CASE_KEYS = ("series", "labels", "value")
 
 
 def _check_section(name: str, raw: Any, p: list[str]) -> dict[str, Any]:
@@ -167,6 +211,117 @@ def _check_section(name: str, raw: Any, p: list[str]) -> dict[str, Any]:
     return out
 
 
+def _duration(raw: Any, where: str, p: list[str]) -> str:
+    try:
+        duration_seconds(raw)
+        return str(raw)
+    except (ValueError, TypeError) as err:
+        p.append(f"{where}: {err}")
+        return "1m"
+
+
+def _case(raw: Any, where: str, p: list[str]) -> Case:
+    if not isinstance(raw, Mapping) or set(raw) - set(_CASE_KEYS) or "series" not in raw:
+        p.append(f"{where}: expected a mapping with `series` (a list of {{series, values}} in promtool notation) "
+                 f"and optionally `labels`, `value`; allowed keys: {', '.join(_CASE_KEYS)}")
+        return Case(())
+    series: list[tuple[str, str]] = []
+    raw_series = raw["series"]
+    if not isinstance(raw_series, list) or not raw_series:
+        p.append(f"{where}.series: a non-empty list of {{series: 'metric{{...}}', values: '1x10'}}")
+        raw_series = []
+    for i, item in enumerate(raw_series):
+        if not (isinstance(item, Mapping) and set(item) == {"series", "values"}
+                and all(isinstance(item[k], str) and item[k] for k in ("series", "values"))):
+            p.append(f"{where}.series[{i}]: expected {{series: 'metric{{...}}', values: '1x10'}} (two strings)")
+            continue
+        series.append((item["series"], item["values"]))
+    labels = raw.get("labels") or {}
+    if not isinstance(labels, Mapping) or not all(
+            isinstance(k, str) and _LABEL_NAME.match(k) and isinstance(v, str) for k, v in labels.items()):
+        p.append(f"{where}.labels: a mapping of label name -> string (the labels the expression gives the alert)")
+        labels = {}
+    value = raw.get("value")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        p.append(f"{where}.value: a number (the alert's value, needed when an annotation shows {{{{ $value }}}})")
+        value = None
+    return Case(tuple(series), tuple(sorted(labels.items())), None if value is None else float(value))
+
+
+def _defined_alert(i: int, raw: Any, service: str, p: list[str]) -> DefinedAlert | None:
+    where = f"alerts[{i}]"
+    if not isinstance(raw, Mapping):
+        p.append(f"{where}: expected a mapping with keys {', '.join(_ALERT_KEYS)}")
+        return None
+    n = len(p)
+    where = f"alerts[{i}] ({raw.get('alert', '?')})"
+    for key in raw:
+        if key not in _ALERT_KEYS:
+            p.append(f"{where}.{key}: unknown key (allowed: {', '.join(_ALERT_KEYS)})")
+    for key in _ALERT_REQUIRED:
+        if raw.get(key) in (None, ""):
+            p.append(f"{where}.{key}: required")
+    for key in ("alert", "service", "severity", "expr", "for", "runbook", "summary", "description", "explainedBy"):
+        if key in raw and not isinstance(raw[key], str):
+            p.append(f"{where}.{key}: must be a string, got {raw[key]!r}")
+    if len(p) > n:
+        return None
+    if not _ALERT_NAME.match(raw["alert"]):
+        p.append(f"{where}.alert: {raw['alert']!r} is not a Prometheus alert name ([a-zA-Z_][a-zA-Z0-9_]*)")
+    elif raw["alert"] in SYMPTOM_ALERTS:
+        p.append(f"{where}.alert: {raw['alert']!r} is a built-in symptom alert (its section defines it)")
+    if raw["severity"] not in _SEVERITIES:
+        p.append(f"{where}.severity: must be one of {', '.join(_SEVERITIES)}, got {raw['severity']!r}")
+    if raw["runbook"] not in (catalogue := load_runbooks()):
+        p.append(f"{where}.runbook: {raw['runbook']!r} is not in rules/runbooks.yaml (known: {', '.join(catalogue)})")
+    scope = raw.get("explainedBy", "none")
+    if scope not in SCOPES:
+        p.append(f"{where}.explainedBy: must be one of {', '.join(SCOPES)}, got {scope!r}")
+    for_ = _duration(raw["for"], f"{where}.for", p)
+    test = raw["test"]
+    if not isinstance(test, Mapping) or set(test) - set(_TEST_KEYS) or not {"fires", "quiet"} <= set(test):
+        p.append(f"{where}.test: expected a mapping with `fires` and `quiet` (input series under which the alert "
+                 f"must fire, and must never even pend) and optionally `interval` (default 1m) and `at` (default "
+                 f"`for` + 2 intervals); allowed keys: {', '.join(_TEST_KEYS)}")
+        return None
+    interval = _duration(test.get("interval", "1m"), f"{where}.test.interval", p)
+    default_at = duration_seconds(for_) + 2 * duration_seconds(interval)
+    at = _duration(test.get("at", f"{default_at}s"), f"{where}.test.at", p)
+    fires = _case(test["fires"], f"{where}.test.fires", p)
+    quiet = _case(test["quiet"], f"{where}.test.quiet", p)
+    texts = {"summary": raw["summary"], "description": raw["description"]}
+    for key, text in texts.items():
+        for tpl in _ANY_TEMPLATE.findall(text):
+            if not TEMPLATE.fullmatch(tpl):
+                p.append(f"{where}.{key}: template {tpl!r} is not one the generated tests can render (allowed: "
+                         "{{ $labels.<name> }}, {{ $value }}, {{ printf \"%.1f\" $value }}, "
+                         "{{ $value | humanizePercentage }})")
+            elif "$value" in tpl and fires.value is None:
+                p.append(f"{where}.{key}: shows {{{{ $value }}}}: give the firing value as test.fires.value")
+    if len(p) > n:
+        return None
+    return DefinedAlert(
+        alert=raw["alert"], service=raw.get("service", service), severity=raw["severity"], expr=raw["expr"],
+        for_=for_, runbook=raw["runbook"], summary=raw["summary"], description=raw["description"],
+        explained_by=scope, interval=interval, at=at, fires=fires, quiet=quiet)
+
+
+def _defined_alerts(raw: Any, service: str, p: list[str]) -> tuple[DefinedAlert, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        p.append("alerts: expected a list of alert definitions")
+        return ()
+    out = [a for i, x in enumerate(raw) if (a := _defined_alert(i, x, service, p)) is not None]
+    seen: set[tuple[str, str, str]] = set()
+    for a in out:
+        key = (a.alert, a.service, a.severity)
+        if key in seen:
+            p.append(f"alerts: {a.alert} of {a.service} at {a.severity} is defined twice")
+        seen.add(key)
+    return tuple(out)
+
+
 def parse_symptoms(text: str, slos: Sequence[Slo], source: str = "symptoms.yaml") -> SymptomSpec:
     try:
         doc = yaml.safe_load(text)
@@ -192,6 +347,7 @@ def parse_symptoms(text: str, slos: Sequence[Slo], source: str = "symptoms.yaml"
     td = sections["trafficDrop"]
     if "dropBelow" in td and not td["dropBelow"] < 1:
         p.append("trafficDrop.dropBelow: must be below 1 (a share of the baseline)")
+    alerts = _defined_alerts(doc.get("alerts"), str(doc.get("service")), p)
     if p:
         raise SloSpecError([f"{source}: {x}" for x in p])
     sd, ml, bl = sections["serviceDown"], sections["memoryLeak"], sections["backlog"]
@@ -204,6 +360,7 @@ def parse_symptoms(text: str, slos: Sequence[Slo], source: str = "symptoms.yaml"
         memory_leak=MemoryLeak(ml["severity"], ml["lookback"], ml["horizon"], ml["for"], ml["runbook"]),
         memory_pressure=MemoryPressure(mp["ticketAbove"], mp["pageAbove"], mp["for"], mp["runbook"]),
         backlog=Backlog(bl["severity"], bl["above"], bl["for"], bl["runbook"]),
+        alerts=alerts,
     )
 
 
@@ -218,12 +375,12 @@ def load_symptoms(slos: Sequence[Slo], path: Path | str = SYMPTOMS_FILE) -> Symp
 
 
 def _annotations(spec: SymptomSpec, runbook: str, summary: str, description: str,
-                 links: LinkSettings) -> dict[str, str]:
+                 links: LinkSettings, service: str | None = None) -> dict[str, str]:
     # The summary becomes the page's incident title, from which the webhook reads the runbook it runs: every
     # symptom names its runbook there (a page without the mark runs nothing and its figures stay unattributed).
     summary = summary if runbook_mark(runbook) in summary else f"{summary} {runbook_mark(runbook)}"
     return {"summary": summary, "description": description, "runbook_url": links.runbook(runbook),
-            "dashboard": links.dashboard(GOLDEN_SIGNALS_UID, service=spec.service)}
+            "dashboard": links.dashboard(GOLDEN_SIGNALS_UID, service=service or spec.service)}
 
 
 def symptom_alerts(spec: SymptomSpec, links: LinkSettings) -> list[dict[str, Any]]:
@@ -317,7 +474,13 @@ def symptom_alerts(spec: SymptomSpec, links: LinkSettings) -> list[dict[str, Any
             spec, bl.runbook, f"{spec.service}: {{{{ $value }}}} requests in progress on {{{{ $labels.instance }}}}",
             f"More than {bl.above:g} requests in progress for {bl.for_}: work is queueing.", links),
     })
-    return rules
+    return rules + [defined_rule(spec, a, links) for a in spec.alerts]
+
+
+def defined_rule(spec: SymptomSpec, a: DefinedAlert, links: LinkSettings) -> dict[str, Any]:
+    return {"alert": a.alert, "expr": a.expr.strip() + "\n", "for": a.for_,
+            "labels": {"service": a.service, "severity": a.severity},
+            "annotations": _annotations(spec, a.runbook, a.summary, a.description, links, a.service)}
 
 
 def symptom_rule_file(spec: SymptomSpec, links: LinkSettings) -> dict[str, Any]:
@@ -326,3 +489,9 @@ def symptom_rule_file(spec: SymptomSpec, links: LinkSettings) -> dict[str, Any]:
 
 # Alerts a ServiceDown explains (Alertmanager inhibits them while it fires for the same service).
 EXPLAINED_BY_SERVICE_DOWN = (TARGET_DOWN_ALERT, TRAFFIC_DROP_ALERT)
+
+
+def explained_by_service_down(spec: SymptomSpec | None) -> tuple[str, ...]:
+    """The built-in alerts a ServiceDown explains and the defined ones whose scope says so."""
+    defined = () if spec is None else tuple(a.alert for a in spec.alerts if a.explained_by == "serviceDown")
+    return (*EXPLAINED_BY_SERVICE_DOWN, *dict.fromkeys(defined))

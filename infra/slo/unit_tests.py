@@ -9,10 +9,11 @@ budget remaining, and the heartbeat. Expected values are computed here, not copi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
-from infra.slo.rules import BUDGET_FILE, META_FILE, SLO_FILE, burn_alert, meta_alerts
+from infra.slo.rules import BUDGET_FILE, GAP_HOLD, META_FILE, SLO_FILE, burn_alert, meta_alerts
 from infra.slo.runbooks import runbook_mark
 from infra.slo.spec import (
     ABSENT_ALERT,
@@ -23,6 +24,7 @@ from infra.slo.spec import (
     HEARTBEAT_ALERT,
     BurnRateTier,
     LinkSettings,
+    Selector,
     Slo,
     duration_seconds,
     error_budget_remaining_metric,
@@ -50,6 +52,12 @@ def _labels_text(labels: dict[str, str]) -> str:
     return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__") + "}"
 
 
+def availability_series(slo: Slo, status: str) -> str:
+    """A requests series of the SLO: every equality matcher of its total selector, and the status."""
+    labels = {n: v for n, op, v in slo.total_selector.matchers if op == "="} | {"status": status}
+    return slo.total_selector.metric + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+
+
 def _series(slo: Slo, ratio: float, interval_s: int, steps: int, *, rps: float = RPS,
             stop_after: int | None = None) -> list[dict[str, str]]:
     """Counters at `rps` with an error ratio `ratio` for `steps` intervals (errors stop after `stop_after`)."""
@@ -70,11 +78,8 @@ def _series(slo: Slo, ratio: float, interval_s: int, steps: int, *, rps: float =
 
     if slo.kind == "availability":
         assert slo.bad_selector is not None
-        job = slo.total_selector.label("job")
-        return [
-            {"series": f'{slo.total_selector.metric}{{job="{job}",status="200"}}', "values": counter_good()},
-            {"series": f'{slo.total_selector.metric}{{job="{job}",status="500"}}', "values": counter(bad_inc)},
-        ]
+        return [{"series": availability_series(slo, "200"), "values": counter_good()},
+                {"series": availability_series(slo, "500"), "values": counter(bad_inc)}]
     assert slo.good_selector is not None
     return [
         {"series": str(slo.good_selector), "values": counter_good()},
@@ -101,7 +106,7 @@ def _fires(tier: BurnRateTier, burn: float, rps: float, slo: Slo, interval_s: in
     enough_samples = all(min(duration_seconds(w), eval_s) >= interval_s for w in (tier.long_window,
                                                                                   tier.short_window))
     guard = rps * duration_seconds(tier.long_window) >= slo.min_events
-    return burn > tier.burn_rate and enough_samples and guard
+    return slo.reaches(tier) and burn > tier.burn_rate and enough_samples and guard
 
 
 def _tier_file(tier: BurnRateTier, slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
@@ -110,8 +115,9 @@ def _tier_file(tier: BurnRateTier, slos: Sequence[Slo], links: LinkSettings) -> 
     eval_s = 2 * short_s
     steps = 2 * eval_s // interval_s
     tests: list[dict[str, Any]] = []
-    for slo in slos:
-        hi, lo = tier.burn_rate * 1.3, tier.burn_rate * 0.7
+    for slo in [s for s in slos if s.reaches(tier)]:
+        # 30% above the tier's rate, or halfway to 100% errors when that is closer (a loose target).
+        hi, lo = min(tier.burn_rate * 1.3, (tier.burn_rate + 1 / slo.error_budget) / 2), tier.burn_rate * 0.7
         expected = [t for t in BURN_RATE_TIERS if _fires(t, hi, RPS, slo, interval_s, eval_s)]
         tests.append({
             "name": f"{slo.name}: {tier.name} fires at {hi:g}x with every tier at or below that burn",
@@ -188,6 +194,18 @@ def _guard_file(slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
     return {"rule_files": [f"../prometheus/{SLO_FILE}"], "evaluation_interval": "1m", "tests": tests}
 
 
+def _selects(sel: Selector, series: Selector) -> bool:
+    """Does `sel` select the series written as `series` (equality matchers only)?"""
+    labels = {n: v for n, _, v in series.matchers}
+
+    def ok(op: str, have: str, want: str) -> bool:
+        if op in ("=", "!="):
+            return (have == want) == (op == "=")
+        return (re.fullmatch(want, have) is not None) == (op == "=~")
+
+    return sel.metric == series.metric and all(ok(op, labels.get(n, ""), v) for n, op, v in sel.matchers)
+
+
 def _meta_file(slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
 
     meta = meta_alerts(slos, links)
@@ -209,20 +227,30 @@ def _meta_file(slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
             {"alertname": HEARTBEAT_ALERT, "eval_time": "1m", "exp_alerts": [alert(HEARTBEAT_ALERT, None)]},
         ],
     }]
+    thresholds = {s.good_selector.label("le") for s in slos if s.good_selector is not None}
+    missing_le = next(le for le in ("0.0001", "0.00011", "0.00012", "0.00013", "0.00014", "0.00015")
+                      if le not in thresholds)
     for slo in slos:
         if slo.kind != "latency":
             continue
         assert slo.good_selector is not None
-        wrong = str(slo.good_selector).replace(f'le="{slo.good_selector.label("le")}"', 'le="0.025"')
+        wrong = str(slo.good_selector).replace(f'le="{slo.good_selector.label("le")}"', f'le="{missing_le}"')
+        inputs = [Selector.parse(wrong), Selector.parse(str(slo.total_selector))]
+        # Every SLO counts what these two series give it: a latency SLO on the same histogram misses its bucket
+        # too; an SLO on other metrics has none at all.
+        seen = [s for s in slos if any(_selects(s.total_selector, x) for x in inputs)]
         tests.append({
             "name": f"{slo.name}: histogram without the {slo.good_selector.label('le')} bucket -> bucket alert",
             "interval": "1m",
             "input_series": [{"series": wrong, "values": "0+590x30"},
                              {"series": str(slo.total_selector), "values": "0+600x30"}],
             "alert_rule_test": [
-                {"alertname": BUCKET_ALERT, "eval_time": "11m", "exp_alerts": [alert(BUCKET_ALERT, slo)]},
+                {"alertname": BUCKET_ALERT, "eval_time": "9m", "exp_alerts": []},
+                {"alertname": BUCKET_ALERT, "eval_time": "11m", "exp_alerts": [
+                    alert(BUCKET_ALERT, s) for s in seen if s.good_selector is not None
+                    and not any(_selects(s.good_selector, x) for x in inputs)]},
                 {"alertname": ABSENT_ALERT, "eval_time": "11m",
-                 "exp_alerts": [alert(ABSENT_ALERT, s) for s in slos if s.kind != "latency"]},
+                 "exp_alerts": [alert(ABSENT_ALERT, s) for s in slos if s not in seen]},
             ],
         })
     return {"rule_files": [f"../prometheus/{META_FILE}"], "evaluation_interval": "1m", "tests": tests}
@@ -247,9 +275,65 @@ def _budget_file(slos: Sequence[Slo]) -> dict[str, Any]:
             "evaluation_interval": "5m", "tests": tests}
 
 
+def _gap_file(slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
+    """Per SLO, its quickest reachable page tier fires on a steady burn; the target then stops answering (a stale
+    marker, then no samples): the page stays firing through a 10-minute gap and after it while the burn goes on;
+    a gap longer than the hold (GAP_HOLD after the ratio's last sample) resolves it: a held page is bounded."""
+    interval_s = 30
+    hold_s = duration_seconds(GAP_HOLD)
+    tests: list[dict[str, Any]] = []
+    for slo in slos:
+        pages = [t for t in BURN_RATE_TIERS if t.severity in ("P0", "P1") and slo.reaches(t)]
+        if not pages:
+            continue
+        tier = min(pages, key=lambda t: duration_seconds(t.long_window))
+        burn = min(tier.burn_rate * 1.3, (tier.burn_rate + 1 / slo.error_budget) / 2)
+        onset = duration_seconds(tier.long_window) + 10 * 60  # firing well before the gap
+        sel = (f'ALERTS{{alertname="{BURN_ALERT}",alertstate="firing",service="{slo.service}",slo="{slo.name}",'
+               f'tier="{tier.name}"}}')
+        labels = _labels_text({"alertname": BURN_ALERT, "alertstate": "firing",
+                               **burn_alert(slo, tier, links)["labels"]})
+        for gap_s, held in ((hold_s, True), (3 * hold_s, False)):
+            before, gap, after = onset // interval_s, gap_s // interval_s, 20 * 60 // interval_s
+            series = []
+            for item in _series(slo, burn * slo.error_budget, interval_s, before + gap + after):
+                first, inc = item["values"].split("+", 1)[0], item["values"].split("+", 1)[1].split("x")[0]
+                step = float(inc)
+                resume = step * (before + gap)
+                item = {**item, "values": f"{first}+{inc}x{before - 1} stale _x{gap - 1} "
+                                          f"{fmt_num(resume)}+{inc}x{after}"}
+                series.append(item)
+                assert step >= 0
+            end_of_gap = onset + gap_s
+            if held:
+                n = (end_of_gap + 5 * 60 - onset) // interval_s
+                tests.append({
+                    "name": f"{slo.name}: {tier.name} stays firing through a {gap_s // 60}-minute scrape gap "
+                            "(stale, then absent) and after it while the burn goes on",
+                    "interval": fmt_duration(interval_s), "input_series": series,
+                    "promql_expr_test": [{
+                        # Half a step short of n evaluations: the count is n whether the range includes its
+                        # left end (Prometheus 2) or not (3).
+                        "expr": f"count_over_time({sel}[{fmt_duration(n * interval_s - interval_s // 2)}])",
+                        "eval_time": fmt_duration(end_of_gap + 5 * 60),
+                        "exp_samples": [{"labels": labels.replace("ALERTS", "", 1), "value": n}]}]})
+            else:
+                tests.append({
+                    "name": f"{slo.name}: {tier.name} held at most {GAP_HOLD} after the data stops: a "
+                            f"{gap_s // 60}-minute gap resolves it",
+                    "interval": fmt_duration(interval_s), "input_series": series,
+                    "promql_expr_test": [
+                        {"expr": sel, "eval_time": fmt_duration(onset), "exp_samples": [
+                            {"labels": "ALERTS" + labels, "value": 1}]},
+                        {"expr": sel, "eval_time": fmt_duration(onset + hold_s + 5 * 60), "exp_samples": []}]})
+    return {"rule_files": [f"../prometheus/{SLO_FILE}"], "evaluation_interval": fmt_duration(interval_s),
+            "tests": tests}
+
+
 def unit_test_files(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS) -> dict[str, dict[str, Any]]:
     files = {f"tier-{t.name}.test.yml": _tier_file(t, slos, links) for t in BURN_RATE_TIERS}
     files["guards.test.yml"] = _guard_file(slos, links)
     files["meta.test.yml"] = _meta_file(slos, links)
     files["budget.test.yml"] = _budget_file(slos)
+    files["gaps.test.yml"] = _gap_file(slos, links)
     return files

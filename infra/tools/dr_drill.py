@@ -25,7 +25,11 @@ webhook and worker (`lambdas/runbook_automation`) into a table shaped like the s
 5. the incident's resolution arrives through the webhook: the published figures (time to detect, acknowledge,
    resolve) equal the payload timestamps and the page is not counted again.
 
-Prints each step with the time it took; exit 1 if the detector or the timeline does not resume.
+Part 3, the log archive (`run_log_drill`): audit lines of the runbook functions' logger are archived as
+Firehose writes them, their log group is lost, and `infra/tools/log_archive.py` replays them into
+`/restored/<group>`, byte for byte.
+
+Prints each step with the time it took; exit 1 if the detector, the timeline or the logs do not come back.
 """
 
 from __future__ import annotations
@@ -450,12 +454,112 @@ def run_incident_drill(log: Callable[[str], None] = lambda _line: None) -> Incid
     return result
 
 
+@dataclass
+class LogDrillResult:
+    steps: list[tuple[str, float, str]] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    restored_group: str = ""
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.written) and self.restored == self.written
+
+    def report(self) -> str:
+        lines = ["DR drill (moto, the runbook functions' real logger): the log archive"]
+        lines += [f"  {secs:7.2f} s  {step}: {outcome}" for step, secs, outcome in self.steps]
+        lines.append(f"Logs restored from the archive: {'yes' if self.resumed else 'NO'} ({len(self.restored)} of "
+                     f"{len(self.written)} lines in {self.restored_group}, byte for byte)")
+        return "\n".join(lines)
+
+
+LOG_GROUP = "/aws/lambda/akidb-drill-runbook-webhook"
+LOG_BUCKET = "akidb-drill-logs-archive-us-east-1"
+
+
+def run_log_drill(log: Callable[[str], None] = lambda _line: None) -> LogDrillResult:
+    """Part 3, the log archive (infra/components/logs.py, infra/tools/log_archive.py):
+    1. the webhook's logger writes audit lines of an incident (lambdas/logshape's shape) into its log group;
+    2. the archive receives them as Firehose writes a subscription's records (moto runs no subscription);
+    3. disaster: the log group is deleted (an operator's cleanup, a retention set too short);
+    4. restore: the archived events are read back and replayed into /restored/<group>;
+    5. the restored lines equal the lost ones, and the audit trail of the incident is there again."""
+    import io
+    import logging
+
+    import boto3
+
+    from infra.tools.log_archive import archive_object, archived_events, replay, restored_group
+
+    if str(LAMBDAS_DIR) not in sys.path:
+        sys.path.insert(0, str(LAMBDAS_DIR))
+    from logshape import stdlib as logshape
+
+    result = LogDrillResult()
+
+    def step(name: str, fn: Callable[[], str]) -> None:
+        t0 = time.perf_counter()
+        outcome = fn()
+        result.steps.append((name, time.perf_counter() - t0, outcome))
+        log(f"{name}: {outcome}")
+
+    with _moto():
+        logs, s3 = boto3.client("logs", region_name=REGION), boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=LOG_BUCKET)
+        logs.create_log_group(logGroupName=LOG_GROUP)
+        now_ms = int(time.time() * 1000)
+
+        def write() -> str:
+            out = io.StringIO()
+            shape = logshape.configure("runbook-automation", stream=out)
+            shape.bind(None)
+            audit = logging.getLogger("runbook_automation")
+            for decision in ("accepted", "dry-run", "refused"):
+                audit.info(json.dumps({"decision": decision, "incident": "PDRILL1", "runbook": "edge-errors"}))
+            result.written = out.getvalue().splitlines()
+            logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName="2026/12/07/[$LATEST]drill")
+            logs.put_log_events(logGroupName=LOG_GROUP, logStreamName="2026/12/07/[$LATEST]drill", logEvents=[
+                {"timestamp": now_ms + i, "message": m} for i, m in enumerate(result.written)])
+            return f"{len(result.written)} audit lines in {LOG_GROUP}"
+
+        def archive() -> str:
+            key = f"logs/{datetime.now(UTC):%Y/%m/%d}/akidb-drill-logs-archive-1"
+            s3.put_object(Bucket=LOG_BUCKET, Key=key, Body=archive_object(
+                LOG_GROUP, "2026/12/07/[$LATEST]drill", [(now_ms + i, m) for i, m in enumerate(result.written)]))
+            return f"s3://{LOG_BUCKET}/{key}"
+
+        def lose() -> str:
+            logs.delete_log_group(logGroupName=LOG_GROUP)
+            return "log group deleted"
+
+        def restore() -> str:
+            events = archived_events(s3, LOG_BUCKET, log_group=LOG_GROUP, since_ms=now_ms - 3600_000)
+            counts = replay(logs, events)
+            result.restored_group = restored_group(LOG_GROUP)
+            got = logs.get_log_events(logGroupName=result.restored_group,
+                                      logStreamName="2026/12/07/[$LATEST]drill", startFromHead=True)["events"]
+            result.restored = [e["message"] for e in got]
+            return f"{counts} replayed"
+
+        def check() -> str:
+            trail = [json.loads(m) for m in result.restored]
+            ok = all(r.get("incident_id") == "PDRILL1" for r in trail)
+            return f"audit trail of PDRILL1: {[r.get('decision') for r in trail]} ({'complete' if ok else 'BROKEN'})"
+
+        for name, fn in (("write", write), ("archive", archive), ("disaster", lose), ("restore", restore),
+                         ("check", check)):
+            step(name, fn)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     result = run_drill()
     print(result.report())
     incidents = run_incident_drill()
     print(incidents.report())
-    return 0 if result.resumed and result.errors_while_lost == 1 and incidents.resumed else 1
+    logs = run_log_drill()
+    print(logs.report())
+    return 0 if result.resumed and result.errors_while_lost == 1 and incidents.resumed and logs.resumed else 1
 
 
 if __name__ == "__main__":

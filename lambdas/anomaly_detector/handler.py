@@ -45,9 +45,11 @@ from anomaly_core.store import (
     state_key,
 )
 from botocore.exceptions import ClientError
+from logshape import stdlib as logshape
 
 log = logging.getLogger()
 log.setLevel(logging.INFO)
+SHAPE = logshape.configure("anomaly-detector")
 
 
 class DetectionSkipped(Exception):
@@ -216,7 +218,9 @@ def deliver(clients: Clients, targets: Targets, metric: MetricSpec,
     for p in pending:
         key = notice_key(metric.name, p["episode"], p["event"], p["attempt"])
         if not claim(clients.s3, targets.bucket, key, {"metric": metric.name, "event": p["event"]}):
-            log.info("metric %s: notice %s already sent (claim exists): not sent again", metric.name, key)
+            log.info("metric %s: notice %s already sent (claim exists): not sent again", metric.name, key,
+                     extra={"fields": {"metric": metric.name, "decision": "notice-already-sent",
+                                       "episode_id": p["episode"], "event": p["event"]}})
             sent.append(p)
             continue
         msg = p["message"]
@@ -226,8 +230,11 @@ def deliver(clients: Clients, targets: Targets, metric: MetricSpec,
                                 MessageAttributes={"metric": {"DataType": "String", "StringValue": metric.name},
                                                    "event": {"DataType": "String", "StringValue": p["event"]}})
             sent.append(p)
+            log.info("metric %s: notice %s sent", metric.name, p["event"], extra={"fields": {
+                "metric": metric.name, "decision": "notified", "episode_id": p["episode"], "event": p["event"]}})
         except Exception as e:  # SNS throttled/unavailable: still owed, retried next run under a new attempt
-            log.warning("metric %s: publishing %s failed: %s", metric.name, p["event"], e)
+            log.warning("metric %s: publishing %s failed: %s", metric.name, p["event"], e, extra={"fields": {
+                "metric": metric.name, "decision": "notify-failed", "episode_id": p["episode"], "event": p["event"]}})
             failed.append({**p, "error": str(e)[:200]})
     return sent, failed
 
@@ -317,14 +324,19 @@ def run(cfg: Settings, clients: Clients, targets: Targets, now: float) -> dict[s
     for metric, pre in _chunked_prefetch(cfg, clients, targets, now):
         try:
             results[metric.name] = detect_metric(metric, cfg, clients, targets, now, data, pre)
+            log.info("metric %s scored", metric.name, extra={"fields": {
+                "metric": metric.name, "decision": "anomalous" if results[metric.name]["is_anomaly"] else "normal",
+                **results[metric.name]}})
         except (DetectionSkipped, SourceError, StoreError) as e:
             errors += 1
             results[metric.name] = {"skipped": str(e)}
-            log.warning("metric %s not scored: %s", metric.name, e)
+            log.warning("metric %s not scored: %s", metric.name, e,
+                        extra={"fields": {"metric": metric.name, "decision": "skipped", "reason": str(e)}})
         except Exception as e:  # anything unforeseen in one metric's data: counted, the others still scored
             errors += 1
             results[metric.name] = {"skipped": f"unexpected {type(e).__name__}: {e}"}
-            log.exception("metric %s not scored: unexpected error", metric.name)
+            log.exception("metric %s not scored: unexpected error", metric.name,
+                          extra={"fields": {"metric": metric.name, "decision": "skipped"}})
     # DetectorErrors goes first: if a later call fails, the health metric has already been published.
     data.insert(0, _datum(m.DETECTOR_ERRORS, errors, None, datetime.fromtimestamp(now, UTC)))
     data, dropped = screen(data, now)
@@ -384,6 +396,8 @@ def _put(cloudwatch: Any, batch: list[dict[str, Any]], dropped: Counter[str], fa
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     import boto3
+
+    SHAPE.bind(context)
 
     cfg = settings_mod.load(Path(__file__).parent)
     session = boto3.session.Session()

@@ -7,7 +7,6 @@ fails with every reason listed, so the error alarm and the on-failure destinatio
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,11 +17,13 @@ from anomaly_core import settings as settings_mod
 from anomaly_core.settings import MetricSpec, Settings, SettingsError
 from anomaly_core.sources import SourceError, Sources, default_sources
 from anomaly_core.store import band_key, model_key, put_json
+from logshape import stdlib as logshape
 
 from .forecast import ModelSettings, TrainingError, train, utc_iso
 
 log = logging.getLogger()
 log.setLevel(logging.INFO)
+SHAPE = logshape.configure("anomaly-trainer")
 HORIZON_DAYS = 8  # the 7 days until the next weekly run, plus a day of slack for a late or failed run
 
 
@@ -61,7 +62,8 @@ def train_metric(metric: MetricSpec, cfg: Settings, clients: Clients, bucket: st
                                                          "band": [list(r) for r in result.band]})
     if flagged:
         log.warning("metric %s flagged: validation error %.3f exceeds its limit %.3f; the detector will not "
-                    "score it until a model passes", metric.name, result.errors.headline, metric.mape_limit)
+                    "score it until a model passes", metric.name, result.errors.headline, metric.mape_limit,
+                    extra={"fields": {"metric": metric.name, "decision": "flagged"}})
     return meta
 
 
@@ -83,10 +85,11 @@ def run(event: Any, cfg: Settings, clients: Clients, bucket: str, now: float) ->
     for metric in metrics:
         try:
             trained[metric.name] = train_metric(metric, cfg, clients, bucket, now)
-            log.info("trained %s", json.dumps({k: v for k, v in trained[metric.name].items()}, default=str))
+            log.info("trained %s", metric.name, extra={"fields": {"decision": "trained", **trained[metric.name]}})
         except (SourceError, TrainingError) as e:
             failures[metric.name] = str(e)
-            log.error("training %s failed: %s", metric.name, e)
+            log.error("training %s failed: %s", metric.name, e,
+                      extra={"fields": {"metric": metric.name, "decision": "failed", "reason": str(e)}})
     if failures:
         raise TrainerFailed("; ".join(f"{k}: {v}" for k, v in failures.items()))
     return {"trained": sorted(trained), "flagged": sorted(k for k, v in trained.items() if v["flagged"])}
@@ -94,6 +97,8 @@ def run(event: Any, cfg: Settings, clients: Clients, bucket: str, now: float) ->
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     import boto3
+
+    SHAPE.bind(context)
 
     cfg = settings_mod.load(Path(__file__).parent)
     session = boto3.session.Session()

@@ -11,7 +11,6 @@ for our own faults (ErrorCount) - internals and tracebacks go to the log only, n
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -20,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+import logshape  # at the zip's root (include.txt), as the runtime imports it
+
 from . import emf, trace
 from .events import BadEvent, ClientError, EdgeRequest, float_array_json, parse_event, read_text, response
 from .model import TMP_DIR, Encoder, ModelUnavailable, S3Getter
@@ -27,6 +28,9 @@ from .s3get import S3Http
 from .settings import SETTINGS_FILE, Settings, SettingsError, load
 
 UNCONFIGURED_MODEL = "unconfigured"
+SERVICE = "edge-inference"
+# Redaction the stack adds to logshape's defaults: baked beside the settings (Lambda@Edge has no environment).
+LOG_SHAPE_FILE = SETTINGS_FILE.with_name(logshape.BAKED_FILE)
 MAX_PROPERTY_CHARS = 8_000  # a 20-frame traceback fits
 
 
@@ -51,6 +55,7 @@ class App:
         self.encoder: Encoder | None = None
         self.load_ms: float | None = None
         self._load_reported = False
+        self.shape = logshape.Shape(SERVICE, logshape.redactor_from(baked=LOG_SHAPE_FILE))
 
     # ------------------------------------------------------------------------------------------------ lifecycle
     def warm(self) -> None:
@@ -75,6 +80,7 @@ class App:
     # ------------------------------------------------------------------------------------------------- requests
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
         started = time.perf_counter()
+        self.shape.context = {"request_id": getattr(context, "aws_request_id", None)}
         values: dict[str, float] = {"RequestCount": 1, "ErrorCount": 0, "ClientErrorCount": 0}
         props: dict[str, Any] = {}
         raw: dict[str, str] = {}  # body fields already encoded as JSON
@@ -135,17 +141,23 @@ class App:
         model = settings.model_name if settings else UNCONFIGURED_MODEL
         # AWS_REGION is where this replica executes: the region whose CloudWatch receives these metrics.
         dims = emf.dimension_values(os.environ.get("AWS_REGION", "unknown"), model)
-        doc = emf.document(namespace, int(self.clock() * 1000), dims, values)
+        now = self.clock()
+        doc = emf.document(namespace, int(now * 1000), dims, values)
         # Properties may carry exception text (a fault's message, a traceback): bounded so the EMF line stays far
         # below CloudWatch Logs' 1 MB event limit, past which the request's metrics would be lost.
         doc.update({k: v[:MAX_PROPERTY_CHARS] if isinstance(v, str) else v for k, v in props.items()})
-        return doc
+        # The EMF document is also the request's log line: the stack's one shape, redacted (logshape).
+        status = int(props.get("Status", 200))
+        level = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
+        self.shape.context["trace_id"] = logshape.trace_id(props.get("TraceId"))
+        return self.shape.emf(level, f"POST /embed {status}", doc, at=now)
 
     def emit(self, values: dict[str, float], props: dict[str, Any]) -> None:
         self._write(emf.serialise(self.emf_document(values, props)))
 
     def _log(self, record: dict[str, Any]) -> None:
-        self._write(json.dumps(record, separators=(",", ":")))
+        level, message = str(record.pop("level", "INFO")), str(record.pop("message", ""))
+        self._write(self.shape.line(level, message, record))
 
     def _write(self, line: str) -> None:
         out = self.out or sys.stdout

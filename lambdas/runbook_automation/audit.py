@@ -7,8 +7,12 @@ import logging
 import time
 from typing import Any
 
+from logshape import stdlib as logshape
+
 LOG = logging.getLogger("runbook_automation")
 LOG.setLevel(logging.INFO)
+# Both entry points (webhook, worker) log the stack's one shape; each binds its invocation (handler.py).
+SHAPE = logshape.configure("runbook-automation")
 
 
 class Audit:

@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import settings as settings_mod
 from . import timeline
-from .audit import LOG, Audit
+from .audit import LOG, SHAPE, Audit
 from .delivery import MAX_BODY_BYTES, BadDelivery, Delivery, looks_signed, parse
 from .ledger import BOTO_CONFIG, Ledger, OutOfTime, unbounded_time
 from .runbook_ids import MANUAL_RUNBOOK_IDS
@@ -97,6 +97,7 @@ def _unauthenticated(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    SHAPE.bind(context)
     if not isinstance(event, dict):
         return _response(400, error="not an API Gateway HTTP API (payload 2.0) event")
     headers = _headers(event)
@@ -226,6 +227,7 @@ def worker(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """SQS batch: record timeline events, publish settled incidents, audit the receiver's decision and run runbook
     jobs, each step once (ledger.py); only transient AWS failures and a run stopped for time are reported for
     retry (refusals are final)."""
+    SHAPE.bind(context)
     st = _init()
     time_left = _time_left(context)
     deps = Deps(settings=st["settings"], audit=st["audit"], autoscaling=st["autoscaling"],

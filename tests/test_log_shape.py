@@ -1,0 +1,284 @@
+"""Logs as a signal (issue 32): every function writes the one shape (lambdas/logshape) with its own service, the
+invocation's request id, trace id and incident / episode id, and no secret or personal data reaches a line.
+
+Each function runs through its Lambda entry point (handler(event, context)) the way its own tests run it (moto
+for AWS, a local HTTP server for the canary's targets); the conftest hook also checks every line those tests
+write. The property tests feed secrets and personal data through every log path: the shape itself, the stdlib
+logging route (JSON messages, %-args, extra fields, exceptions), the edge's EMF line, the webhook's refusals.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import string
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import logshape
+import pytest
+from anomaly_core.settings import MetricSpec, Settings
+from anomaly_detector import handler as detector
+from anomaly_env import anomaly_aws
+from anomaly_trainer import handler as trainer
+from canary import handler as canary_handler
+from edge_inference import handler as edge
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from log_shape import records, shape_problems
+from logshape import stdlib
+from moto import mock_aws
+from runbook_automation import handler as runbook
+from runbook_env import TITLE, Env, http_event, incident, sign
+from test_canary import DIMS, server  # noqa: F401  (the canary's target, a fixture of its own tests)
+
+from infra.artifacts.edge_probe import origin_request_event
+from infra.artifacts.packaging import build_lambda
+from infra.core.paths import LAMBDAS_DIR
+
+ROOT_ID = "1-5f84c7a1-0123456789abcdef01234567"
+TRACE_ENV = f"Root={ROOT_ID};Parent=53995c3f42cd8ad8;Sampled=1"
+FUNCTIONS = sorted(p.parent.name for p in LAMBDAS_DIR.glob("*/handler.py"))
+
+
+def ctx(request_id: str) -> SimpleNamespace:
+    return SimpleNamespace(aws_request_id=request_id)
+
+
+def shaped(stdout: str, service: str) -> list[dict[str, Any]]:
+    recs = records(stdout)
+    assert recs, f"{service} wrote no log line"
+    problems = [p for r in recs for p in shape_problems(json.dumps(r), frozenset({service}))]
+    assert not problems, problems
+    return recs
+
+
+# ------------------------------------------------------------------------------------------------- packaging
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_function_package_carries_the_log_module(function: str) -> None:
+    """Each function's include.txt names logshape; the built zip holds it at its root (where it imports it)."""
+    includes = (LAMBDAS_DIR / function / "include.txt").read_text().split()
+    assert "logshape" in includes, f"lambdas/{function}/include.txt does not name logshape"
+    source = (LAMBDAS_DIR / function / "handler.py").read_text() + "".join(
+        p.read_text() for p in (LAMBDAS_DIR / function).glob("*.py"))
+    assert "logshape" in source, f"lambdas/{function} does not log through logshape"
+
+
+def test_runbook_zip_holds_the_log_module(tmp_path: Path) -> None:
+    pkg = build_lambda("runbook_automation", out_dir=tmp_path)
+    names = zipfile.ZipFile(pkg.path).namelist()
+    assert "logshape/__init__.py" in names and "logshape/stdlib.py" in names
+
+
+# ------------------------------------------------------------------------------------ each function's output
+def test_edge_lines_carry_the_shape_request_and_trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "us-east-1.akidb-staging-edge-inference")
+    out = io.StringIO()
+    app = edge.App(settings_path=tmp_path / "settings.json", out=out, tmp_dir=tmp_path)
+    app.warm()  # no settings: the init error line
+    resp = app.handle(origin_request_event({"text": "hello"}, headers={"X-Amzn-Trace-Id": TRACE_ENV}),
+                      ctx("edge-req-1"))
+    assert resp["status"] == "503"
+    init, request = shaped(out.getvalue(), "edge-inference")
+    assert init["level"] == "ERROR" and init["message"] == "init: model not loaded"
+    assert request["function"] == "us-east-1.akidb-staging-edge-inference"
+    assert request["request_id"] == "edge-req-1" and request["trace_id"] == ROOT_ID
+    assert request["level"] == "ERROR" and request["Status"] == 503 and "_aws" in request
+    assert next(iter(request)) == "_aws", "the EMF directive stays first"
+
+
+@pytest.fixture
+def runbook_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        yield Env(monkeypatch)
+    runbook._reset()
+
+
+def test_runbook_webhook_and_worker_lines_carry_request_trace_and_incident(
+        runbook_env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "akidb-prod-runbook-webhook")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", TRACE_ENV)
+    capsys.readouterr()
+    assert runbook.handler(http_event(b"{}", "v1=" + "0" * 64), ctx("hook-0"))["statusCode"] == 401
+    body = incident(TITLE)
+    assert runbook.handler(http_event(body, sign(body)), ctx("hook-1"))["statusCode"] == 202
+    hook = shaped(capsys.readouterr().out, "runbook-automation")
+    # the receiver logs its refusals; its decision on a signed page is audited once by the worker (ledger.py)
+    assert [r["decision"] for r in hook] == ["unauthenticated"]
+    assert hook[0]["request_id"] == "hook-0" and hook[0]["trace_id"] == ROOT_ID
+    assert hook[0]["function"] == "akidb-prod-runbook-webhook"
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "akidb-prod-runbook-worker")
+    runbook._reset()
+    msgs = runbook_env.sqs.receive_message(QueueUrl=runbook_env.queue_url, MaxNumberOfMessages=10)["Messages"]
+    runbook.worker({"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in msgs]}, ctx("work-1"))
+    work = shaped(capsys.readouterr().out, "runbook-automation")
+    for decision in ("accepted", "acted"):
+        lines = [r for r in work if r.get("decision") == decision]
+        assert lines and lines[0]["incident_id"] == "PGR0VU2" and lines[0]["request_id"] == "work-1", decision
+        assert lines[0]["function"] == "akidb-prod-runbook-worker" and lines[0]["trace_id"] == ROOT_ID
+
+
+BUCKET, REGION = "anomaly-bucket", "us-east-1"
+CW_METRIC = MetricSpec(name="request_rate", source="cloudwatch", query="AkiDB/Test|Requests|Average|Service=api",
+                       seasonality_mode="multiplicative")
+
+
+def _baked(tmp_path: Path, module: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = Settings(metrics=(CW_METRIC,), prometheus_url=None, confidence_threshold=0.7, history_days=22,
+                   forecast_max_age_s=192 * 3600)
+    (tmp_path / "settings.json").write_text(json.dumps(cfg.to_json()))
+    monkeypatch.setattr(module, "__file__", str(tmp_path / "handler.py"))
+
+
+def test_detector_and_trainer_lines_carry_the_metric_decision(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", TRACE_ENV)
+    with anomaly_aws(REGION, BUCKET) as aws:
+        monkeypatch.setenv("ANOMALY_BUCKET", BUCKET)
+        monkeypatch.setenv("ANOMALY_TOPIC_ARN", aws["topic"])
+        _baked(tmp_path, detector, monkeypatch)
+        capsys.readouterr()
+        detector.handler({"source": "aws.events"}, ctx("detect-1"))
+        lines = shaped(capsys.readouterr().out, "anomaly-detector")
+        decided = [r for r in lines if r.get("metric") == "request_rate"]
+        assert decided and decided[0]["decision"] == "skipped" and decided[0]["request_id"] == "detect-1"
+        assert decided[0]["trace_id"] == ROOT_ID and "no forecast yet" in decided[0]["reason"]
+        _baked(tmp_path, trainer, monkeypatch)
+        with pytest.raises(trainer.TrainerFailed):
+            trainer.handler({}, ctx("train-1"))  # no history in CloudWatch
+        lines = shaped(capsys.readouterr().out, "anomaly-trainer")
+        failed = [r for r in lines if r.get("decision") == "failed"]
+        assert failed and failed[0]["metric"] == "request_rate" and failed[0]["request_id"] == "train-1"
+
+
+def test_canary_lines_carry_the_shape(server: str, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CANARY_SETTINGS", json.dumps({
+        "canary": "c", "edge_url": server, "rest_url": server, "health_paths": ["/health/live"],
+        "embed_text": "probe sentence", "embed_dimensions": DIMS, "max_latency_ms": 2000, "request_timeout_s": 5}))
+    capsys.readouterr()
+    canary_handler.handler({}, ctx("canary-1"))
+    lines = shaped(capsys.readouterr().out, "canary")
+    assert [r["Check"] for r in lines if "_aws" in r] == ["embed", "health-live"]
+    assert {r["request_id"] for r in lines} == {"canary-1"}
+    assert lines[-1]["message"] == "all 2 checks passed"
+
+
+# ------------------------------------------------------------------------------------------------- redaction
+_B64URL = string.ascii_letters + string.digits + "-_"
+secrets_and_pii = st.one_of(
+    st.emails(),
+    st.text(_B64URL + ".~+/", min_size=8, max_size=40).map(lambda t: f"Bearer {t}"),
+    st.text(string.ascii_uppercase + string.digits, min_size=16, max_size=16).map(lambda t: f"AKIA{t}"),
+    st.text("0123456789abcdef", min_size=64, max_size=64).map(lambda t: f"v1={t}"),
+    st.tuples(*(st.text(_B64URL, min_size=6, max_size=30) for _ in range(3))).map(
+        lambda p: f"eyJ{p[0]}.{p[1]}.{p[2]}"),
+    st.text(_B64URL, min_size=8, max_size=30).map(lambda t: f"whsec_{t}"),
+)
+surrounding = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20)
+separators = st.sampled_from([" ", ": ", "=", "\n", "\t", " (", ", ", "'"])
+sensitive_names = st.sampled_from(sorted(logshape.DEFAULT_FIELDS)).flatmap(
+    lambda n: st.sampled_from([n, n.upper(), n.replace("_", "-"), n.title()]))
+private_values = st.text(string.ascii_letters + string.digits, min_size=8, max_size=24).map(lambda t: f"PII-{t}")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def assert_absent(output: str, *secrets: str) -> None:
+    for rec in records(output):
+        for text in _strings(rec):
+            for secret in secrets:
+                assert secret not in text, f"{secret!r} reached a log line: {text[:200]!r}"
+
+
+@settings(max_examples=150, deadline=None)
+@given(secret=secrets_and_pii, before=surrounding, after=surrounding, sep=separators, name=sensitive_names,
+       private=private_values)
+def test_shape_never_writes_a_secret_or_a_listed_field(secret: str, before: str, after: str, sep: str, name: str,
+                                                        private: str) -> None:
+    shape = logshape.Shape("edge-inference", logshape.redactor_from({}))
+    text = f"{before}{sep}{secret}{sep}{after}"
+    line = shape.line("INFO", text, {"error": text, name: private, "nested": {"deep": [text, {name: private}]},
+                                     "headers": {name: private}})
+    assert_absent(line, secret, private)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(secret=secrets_and_pii, sep=separators, name=sensitive_names, private=private_values)
+def test_stdlib_logging_paths_never_write_a_secret(secret: str, sep: str, name: str, private: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    shape = stdlib.configure("runbook-automation")
+    shape.bind(ctx("prop"))
+    log = logging.getLogger("runbook_automation")
+    text = f"reason{sep}{secret}{sep}end"
+    capsys.readouterr()
+    log.info(json.dumps({"decision": "malformed", "reason": text, name: private}))
+    log.warning("delivery refused: %s", text, extra={"fields": {name: private, "detail": [text]}})
+    try:
+        raise ValueError(text)
+    except ValueError:
+        log.exception("unexpected: %s", text)
+    out = capsys.readouterr().out
+    assert len(records(out)) == 3
+    assert_absent(out, secret, private)
+
+
+@settings(max_examples=60, deadline=None)
+@given(secret=secrets_and_pii, sep=separators)
+def test_edge_request_line_never_writes_the_request_text_or_a_secret(secret: str, sep: str) -> None:
+    """The caller's text never reaches the log; a fault whose message quotes it is scrubbed, traceback too."""
+    text = f"embed this{sep}{secret}"
+    out = io.StringIO()
+    app = edge.App(settings_path=Path("/nonexistent/settings.json"), out=out)
+
+    def fail() -> Any:
+        raise RuntimeError(f"tokenizer choked on{sep}{secret}")
+
+    app._ensure_encoder = fail  # type: ignore[method-assign]
+    assert app.handle(origin_request_event({"text": text}), ctx("e"))["status"] == "500"
+    doc = records(out.getvalue())[-1]
+    assert "Traceback" in doc and "Error" in doc
+    assert_absent(out.getvalue(), secret, text)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(secret=secrets_and_pii, sep=separators)
+def test_webhook_refusals_never_write_a_secret(secret: str, sep: str, runbook_env: Env,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A forged signature and a signed but malformed delivery quoting personal data: refused, nothing leaks."""
+    capsys.readouterr()
+    body = json.dumps({"event": {"id": f"x{sep}{secret}", "event_type": secret}}).encode()
+    assert runbook.handler(http_event(body, f"v1={'ab' * 32}"), ctx("w"))["statusCode"] == 401
+    assert runbook.handler(http_event(body, sign(body)), ctx("w"))["statusCode"] == 400
+    out = capsys.readouterr().out
+    assert len(records(out)) == 2
+    assert_absent(out, secret, sign(body), f"v1={'ab' * 32}")
+
+
+def test_deployments_add_fields_and_patterns_but_bad_ones_are_named() -> None:
+    env = {logshape.FIELDS_ENV: '["customer_id"]', logshape.PATTERNS_ENV: '["cust-[0-9]+"]'}
+    shape = logshape.Shape("canary", logshape.redactor_from(env))
+    rec = json.loads(shape.line("INFO", "for cust-42 (a@b.example)", {"Customer-Id": "c-1", "ok": "kept"}))
+    assert rec["message"] == f"for {logshape.REDACTED} ({logshape.REDACTED})"
+    assert rec["Customer-Id"] == logshape.REDACTED and rec["ok"] == "kept"
+    with pytest.raises(logshape.RedactionConfigError, match=r"LOG_REDACT_PATTERNS.*not a regular expression"):
+        logshape.redactor_from({logshape.PATTERNS_ENV: '["("]'})
+    with pytest.raises(logshape.RedactionConfigError, match="LOG_REDACT_FIELDS must be a JSON list of strings"):
+        logshape.redactor_from({logshape.FIELDS_ENV: "customer_id"})
