@@ -151,7 +151,8 @@ def cold_init(model: EdgeModel, package: Path, tmp: Path, runs: int) -> dict[str
     task = tmp / "task"
     # The function's folder and the shared code its zip holds at the root (include.txt); the vendored wheels are
     # the venv's here (cp312 manylinux in the zip).
-    shared = (LAMBDAS_DIR / "edge_inference" / "include.txt").read_text().split()
+    shared = [line.strip() for line in (LAMBDAS_DIR / "edge_inference" / "include.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
     prefixes = tuple(f"{name}/" for name in ("edge_inference", *shared))
     with zipfile.ZipFile(package) as zf:
         for name in zf.namelist():

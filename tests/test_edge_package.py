@@ -91,9 +91,11 @@ def test_packaged_function_initialises_at_import_and_serves(package, tmp_path):
     """The zip's own layout and baked settings: import with the Lambda runtime's variables set loads the model
     from S3 (a moto server, over HTTP, with the function's own signed GET) during init, without importing boto3,
     then `handler.handler` serves a CloudFront event warm."""
-    with zipfile.ZipFile(package.path) as zf:
+    shared = [line.strip() for line in (LAMBDAS_DIR / "edge_inference" / "include.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    with zipfile.ZipFile(package.path) as zf:  # the function and the shared code at the zip's root; wheels: venv's
         for name in zf.namelist():
-            if name.startswith("edge_inference/"):
+            if name.startswith(tuple(f"{top}/" for top in ("edge_inference", *shared))):
                 zf.extract(name, tmp_path / "task")
         settings = json.loads(zf.read("edge_inference/settings.json"))
     script = f"""
