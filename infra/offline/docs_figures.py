@@ -8,17 +8,28 @@ Each is a three-column table whose first cell names a stack; only those rows are
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from pathlib import Path
+from typing import Protocol
 
 from infra.core.paths import ROOT
-from infra.offline.preview import PreviewResult
 from infra.plan import cost
 from infra.plan.model import Plan
 
 PREVIEW_PAGE = ROOT / "docs" / "plan.md"
 COST_PAGE = ROOT / "docs" / "components" / "cost.md"
 CRITICAL_KINDS = ("policy", "alarm action", "dashboard body", "lambda setting")
+
+
+class PreviewResult(Protocol):
+    """What the table reads of `infra.offline.preview.PreviewResult` (a command's module: not imported here)."""
+
+    @property
+    def managed(self) -> Sized: ...
+    @property
+    def unknowns(self) -> Sized: ...
+    @property
+    def critical_counts(self) -> Mapping[str, int]: ...
 
 
 def preview_row(result: PreviewResult) -> tuple[str, str]:
