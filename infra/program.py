@@ -46,6 +46,7 @@ from infra.components.slo_alerting import SloAlerting, SloAlertingArgs
 from infra.components.synthetics import Synthetics, SyntheticsArgs
 from infra.components.xray import Tracing, TracingArgs
 from infra.config import StackConfig
+from infra.dashboard_defs.log_queries import LogOwners
 
 # The `component` tag of every AWS provider of the program: the budget's scope (CostWatch).
 STACK_COMPONENTS = (severity_topics_component.COMPONENT, xray_component.COMPONENT, emf_edge_component.COMPONENT,
@@ -159,6 +160,13 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     if cfg.cost_watch.enabled:
         CostWatch("cost-watch", CostWatchArgs(context=ctx, p2_topic_arn=topics.arns[ctx.region]["P2"],
                                                            components=STACK_COMPONENTS))
+    # Whose log groups the Logs Insights queries read: the saved queries (logs) and the boards' log widgets.
+    runbooks = slo_alerting.runbooks if cfg.slo_alerting.enabled else None
+    runbook_functions = runbooks.function_names if runbooks is not None else None
+    log_owners = LogOwners(
+        edge=(edge.function_name,) if cfg.emf_edge.enabled else (),
+        runbook=tuple(runbook_functions.values()) if runbook_functions else (),
+        detector=(anomaly.detector_name,) if cfg.anomaly.enabled else ())
     # -- dashboards --
     if cfg.dashboards.enabled:
         # The probes board shows the canaries' alarms and the alerting path's; without canaries there is none.
@@ -175,6 +183,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             anomaly_function_names=[anomaly.detector_name, anomaly.trainer_name] if cfg.anomaly.enabled else [],
             slo_rules_deployed=bool(slo_alerting.prometheus_rules) if cfg.slo_alerting.enabled else False,
             probe_alarm_names=probe_alarms,
+            log_owners=log_owners if cfg.logs.enabled else None,
         ))
         outputs["cloudwatchDashboards"] = dashboards.cloudwatch_names
         outputs["grafanaDashboardConfigMaps"] = dashboards.grafana_config_maps
@@ -213,13 +222,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # -- logs --
     # Last: it archives every log group the components above created (StackContext.log_groups); none, nothing.
     if cfg.logs.enabled and ctx.log_groups:
-        runbooks = slo_alerting.runbooks if cfg.slo_alerting.enabled else None
-        runbook_functions = runbooks.function_names if runbooks is not None else None
-        logs = Logs("logs", LogsArgs(
-            context=ctx, topics=topics.refs,
-            edge_function_name=edge.function_name if cfg.emf_edge.enabled else None,
-            runbook_functions=dict(runbook_functions or {}),
-            detector_function_name=anomaly.detector_name if cfg.anomaly.enabled else None))
+        logs = Logs("logs", LogsArgs(context=ctx, topics=topics.refs, owners=log_owners,
+                                     runbook_functions=dict(runbook_functions or {})))
         outputs["logArchiveBuckets"] = logs.archive_buckets
         outputs["logQueries"] = logs.query_urls
         outputs["logAlarmNames"] = logs.alarm_names

@@ -13,10 +13,14 @@ from infra.components.logs import (
     NAMESPACE,
     REFUSED_ACTIONS,
     SIGNATURE_FAILURES,
-    insights_url,
-    queries,
 )
+from infra.dashboard_defs.cloudwatch import widget_parts
+from infra.dashboard_defs.log_queries import queries
+from infra.offline.runbook_facts import log_queries, stack_facts
+from infra.slo import stack_facts as sf
 from infra.slo.runbooks import marked_runbook
+from infra.slo.spec import logs_insights_of, logs_insights_url
+from infra.validation.logs import log_widgets_are_saved_queries
 
 STACKS = ("staging", "prod")
 
@@ -138,6 +142,59 @@ def test_redaction_settings_reach_every_function_that_has_an_environment(run_sta
 
 
 def test_insights_link_opens_the_query_on_its_log_groups() -> None:
-    url = insights_url("eu-west-1", ["/aws/lambda/a"], "fields @timestamp\n| limit 5")
-    assert url.startswith("https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logsV2:")
-    assert "$3FqueryDetail$3D" in url and " " not in url and "\n" not in url
+    text = "fields @timestamp, a\n| filter b = \"x\" or c >= 4 # (note) 'q' ~ é\n| stats count(*) by d"
+    url = logs_insights_url("eu-west-1", ["/aws/lambda/us-east-1.a-b", "/g/c"], text)
+    assert url.startswith("https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logsV2:"
+                          "logs-insights$3FqueryDetail$3D$257E$2528end$257E0$257Estart$257E-3600")
+    assert sf.urls_in(f"see <{url}>.") == [url]  # nothing in it ends a link in Markdown or text
+    assert logs_insights_of(url) == ("eu-west-1", ("/aws/lambda/us-east-1.a-b", "/g/c"), text)
+    assert logs_insights_of(url.replace("https://eu-west-1.", "https://us-east-1.")) is None
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_board_shows_its_concerns_saved_query_on_the_same_log_groups(planned, stack: str) -> None:
+    plan = planned[stack].plan
+    assert plan is not None
+    saved = {(q.region, q.log_groups, q.text): q.key for q in log_queries(plan)}
+    shown: dict[str, list[tuple[str, str]]] = {}
+    for dash in plan.of_type("aws:cloudwatch/dashboard:Dashboard"):
+        for w in json.loads(dash.inputs["dashboardBody"])["widgets"]:
+            if w["type"] == "log":
+                groups, text = widget_parts(w["properties"]["query"])
+                key = saved.get((w["properties"]["region"], groups, text))
+                assert key is not None, (dash.name, w["properties"]["title"])
+                shown.setdefault(dash.inputs["dashboardName"].rsplit("-", 1)[1], []).append(
+                    (key, w["properties"]["region"]))
+    cfg = plan.config
+    assert shown == {"edge": [("edge-errors-by-region", r) for r in cfg.emf_edge.edge_regions],
+                     "anomaly": [("detector-decisions-by-metric", cfg.aws.region)],
+                     "outcomes": [("runbook-audit-trail", cfg.aws.region)]}
+    assert not [v for v in planned[stack].violations if v.rule == "log_widgets_are_saved_queries"]
+
+
+def test_a_log_widget_that_is_no_saved_query_is_refused(run_stack) -> None:
+    result = run_stack("staging")  # its own plan: the session's planned stacks are read-only
+    assert result.plan is not None
+    body = next(d for d in result.plan.of_type("aws:cloudwatch/dashboard:Dashboard")
+                if d.inputs["dashboardName"].endswith("-edge"))
+    doc = json.loads(body.inputs["dashboardBody"])
+    widget = next(w for w in doc["widgets"] if w["type"] == "log")
+    widget["properties"]["query"] = widget["properties"]["query"].replace("Status >= 400", "Status >= 500")
+    body.inputs["dashboardBody"] = json.dumps(doc)
+    refused = list(log_widgets_are_saved_queries(result.plan))
+    assert [v.message.split(" shows ")[0] for v in refused] == [
+        f"log widget '{widget['properties']['title']}' in {widget['properties']['region']}"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_runbook_links_open_the_saved_queries_and_nothing_else(planned, stack: str) -> None:
+    plan = planned[stack].plan
+    assert plan is not None
+    facts = stack_facts(stack, plan)
+    targets = facts.link_targets(set(), set())
+    assert facts.log_queries and all(sf.link_problem(q.url, targets) is None for q in facts.log_queries)
+    q = facts.log_queries[0]
+    for wrong in (logs_insights_url(q.region, q.log_groups, q.text + "\n| limit 1"),
+                  logs_insights_url(q.region, (*q.log_groups, "/aws/lambda/other"), q.text),
+                  logs_insights_url("sa-east-1" if q.region != "sa-east-1" else "us-west-2", q.log_groups, q.text)):
+        assert "opens no saved Logs Insights query" in str(sf.link_problem(wrong, targets))

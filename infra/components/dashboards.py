@@ -34,6 +34,7 @@ from infra.dashboard_defs.definitions import (
     grafana_dashboards,
 )
 from infra.dashboard_defs.grafana import CLOUDWATCH_UID, cloudwatch_datasource
+from infra.dashboard_defs.log_queries import LogOwners, placements, queries
 
 COMPONENT = "dashboards"
 TOKEN = "akidb:dashboards:Dashboards"
@@ -60,6 +61,8 @@ class DashboardsArgs:
     slo_rules_deployed: bool = False
     # The probes board: the synthetics' and the alerting path's alarms (region -> names); empty without canaries.
     probe_alarm_names: Mapping[str, Sequence[str]] | None = None
+    # Whose log groups the saved queries read (the boards' log widgets); None with logs off.
+    log_owners: LogOwners | None = None
 
 
 def body_json(dashboard: Dashboard, account_id: str) -> str:
@@ -92,7 +95,9 @@ class Dashboards(pulumi.ComponentResource):
                              slo=by_region(args.slo_alarm_names, home),
                              edge_function_name=args.edge_function_name,
                              anomaly_functions=tuple(args.anomaly_function_names),
-                             probes={r: list(n) for r, n in (args.probe_alarm_names or {}).items()})
+                             probes={r: list(n) for r, n in (args.probe_alarm_names or {}).items()},
+                             logs=placements(queries(cfg.xray.latency_threshold_ms), ctx.log_groups,
+                                             args.log_owners, home) if args.log_owners else ())
         self.cloudwatch_names = {}
         for board in cloudwatch_dashboards(cfg, alarms):
             dash = aws.cloudwatch.Dashboard(

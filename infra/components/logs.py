@@ -8,8 +8,9 @@ the records as CloudWatch Logs sent them (gzip JSON batches): `infra/tools/dr_dr
 them back. Every log group the program creates (StackContext.register_log_group) gets one `archive` filter;
 the plan rule `log_groups_archived` (infra/validation/logs.py) refuses a log group without one.
 
-Queries: CloudWatch Logs Insights QueryDefinitions on the fields of lambdas/logshape's one shape, per concern
-(QUERIES). A query definition names log groups of its own Region: the edge queries exist in every edge Region.
+Queries: CloudWatch Logs Insights QueryDefinitions of infra/dashboard_defs/log_queries.py (the boards' log widgets
+show the same text on the same log groups). A query definition names log groups of its own Region: the edge
+queries exist in every edge Region.
 
 Alarms: metric filters count the log events no metric carries (the webhook's signature refusals, the worker's
 refused actions) and `threshold_alarm` sends them, with their runbook, to the P2 topic like every other ticket.
@@ -17,7 +18,6 @@ refused actions) and `threshold_alarm` sends them, with their runbook, to the P2
 
 from __future__ import annotations
 
-import urllib.parse
 from dataclasses import dataclass, field
 
 import pulumi
@@ -30,6 +30,8 @@ from infra.components.severity_topics import AlertTopics
 from infra.core import iam
 from infra.core.iam import statement
 from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME
+from infra.dashboard_defs.log_queries import LogOwners, placements, queries, query_name
+from infra.slo.spec import logs_insights_url
 
 COMPONENT = "logs"
 TOKEN = "akidb:logs:Logs"
@@ -42,69 +44,12 @@ WEBHOOK_RUNBOOK = "runbook-webhook-rejected"
 REFUSED_RUNBOOK = "alerting-path-failure"
 
 
-@dataclass(frozen=True)
-class Query:
-    key: str
-    concern: str  # which log groups: edge | runbook | detector
-    title: str
-    text: str
-
-
-def queries(slow_ms: int) -> tuple[Query, ...]:
-    """The saved queries, one per concern, on the one shape's fields (`slow_ms`: the X-Ray slow-trace threshold,
-    so a slow request here is a slow trace there)."""
-    return (
-        Query("edge-errors-by-region", "edge", "Edge errors by region",
-              "fields @timestamp, EdgeRegion, Status, Reason, request_id, trace_id\n"
-              "| filter level = \"ERROR\" or Status >= 400\n"
-              "| stats count(*) as requests by EdgeRegion, Status, Reason\n"
-              "| sort requests desc"),
-        Query("edge-slow-requests", "edge", "Slow edge requests with their trace ids",
-              "fields @timestamp, EdgeRegion, TotalLatency, InferenceLatency, TokenCount, CacheHit, request_id, "
-              "trace_id\n"
-              f"| filter TotalLatency > {slow_ms}\n"
-              "| sort TotalLatency desc\n"
-              "| limit 100"),
-        Query("runbook-audit-trail", "runbook", "Runbook actions by incident (audit trail)",
-              "fields @timestamp, incident_id, function, decision, runbook, action, reason, request_id, trace_id\n"
-              "| filter ispresent(incident_id)\n"
-              "# add: | filter incident_id = \"<PagerDuty incident id>\"\n"
-              "| sort incident_id asc, @timestamp asc\n"
-              "| limit 1000"),
-        Query("detector-decisions-by-metric", "detector", "Anomaly detector decisions by metric",
-              "fields @timestamp, metric, decision, score, confidence, episode_id, reason\n"
-              "| filter ispresent(metric) and ispresent(decision)\n"
-              "| stats count(*) as runs, latest(decision) as last_decision, max(score) as max_score, "
-              "latest(episode_id) as episode by metric, decision\n"
-              "| sort metric asc"),
-    )
-
-
-def query_name(prefix: str, key: str) -> str:
-    """Saved queries are grouped in the console by the folder before the last '/'."""
-    return f"{prefix}/{key}"
-
-
-def insights_url(region: str, log_groups: list[str], text: str) -> str:
-    """A console link that opens Logs Insights with the query and its log groups filled in."""
-    detail = "~(end~0~start~-3600~timeType~'RELATIVE~unit~'seconds~editorString~" \
-             + _tilde(text) + "~source~(" + "~".join(_tilde(g) for g in log_groups) + "))"
-    return (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:logs-insights"
-            f"$3FqueryDetail$3D{urllib.parse.quote(detail, safe='').replace('%', '$')}")
-
-
-def _tilde(value: str) -> str:
-    """The console's JSURL-like encoding of a string inside queryDetail."""
-    return "'" + urllib.parse.quote(value, safe="").replace("%", "*")
-
-
 @dataclass
 class LogsArgs:
     context: StackContext
     topics: AlertTopics
-    edge_function_name: str | None = None
+    owners: LogOwners = field(default_factory=LogOwners)  # whose log groups each query reads
     runbook_functions: dict[str, str] = field(default_factory=dict)  # "runbook-webhook" / "runbook-worker" -> name
-    detector_function_name: str | None = None
 
 
 class Logs(pulumi.ComponentResource):
@@ -125,25 +70,17 @@ class Logs(pulumi.ComponentResource):
             self._archive(name, ctx, region, [g for g in groups if g.region == region],
                           args.topics.key_aliases[region], child)
 
-        by_concern: dict[str, list[LogGroupRef]] = {
-            "edge": [g for g in groups if args.edge_function_name and g.owner == args.edge_function_name],
-            "runbook": [g for g in groups if g.owner in set(args.runbook_functions.values())],
-            "detector": [g for g in groups if args.detector_function_name
-                         and g.owner == args.detector_function_name],
-        }
         self.query_names, self.query_urls = [], {}
-        for q in queries(ctx.config.xray.latency_threshold_ms):
-            targets = by_concern[q.concern]
-            for region in sorted({g.region for g in targets}, key=lambda r: (r != ctx.region, r)):
-                names = sorted(g.name for g in targets if g.region == region)
-                qname = query_name(n.prefix, q.key)
-                aws.cloudwatch.QueryDefinition(
-                    f"{name}-query-{q.key}-{region}", region=region, name=qname, query_string=q.text,
-                    log_group_names=names,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[g.resource for g in targets
-                                                                         if g.region == region]))
-                self.query_names.append(qname)
-                self.query_urls.setdefault(q.key, insights_url(region, names, q.text))
+        for p in placements(queries(ctx.config.xray.latency_threshold_ms), groups, args.owners, ctx.region):
+            qname = query_name(n.prefix, p.query.key)
+            aws.cloudwatch.QueryDefinition(
+                f"{name}-query-{p.query.key}-{p.region}", region=p.region, name=qname, query_string=p.query.text,
+                log_group_names=list(p.log_groups),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[g.resource for g in groups
+                                                                     if g.region == p.region
+                                                                     and g.name in p.log_groups]))
+            self.query_names.append(qname)
+            self.query_urls.setdefault(p.query.key, logs_insights_url(p.region, p.log_groups, p.query.text))
 
         self.alarm_names = []
         p2 = args.topics.arns[ctx.region]["P2"]

@@ -31,6 +31,7 @@ from infra.dashboard_defs.cloudwatch import (
     Widget,
     section,
 )
+from infra.dashboard_defs.log_queries import Placement, log_tables
 from lambdas.anomaly_core.metrics import (
     ACTUAL,
     CONFIDENCE,
@@ -44,6 +45,7 @@ from lambdas.anomaly_core.metrics import (
 )
 
 DETECTOR_PERIOD_S = 300  # the detector scores one point per 5-minute run
+DECISIONS_QUERY = "detector-decisions-by-metric"  # infra/dashboard_defs/log_queries.py
 
 
 def _m(cfg: StackConfig, name: str, metric: str | None, stat: str, label: str, color: str,
@@ -73,7 +75,8 @@ def _per_metric(cfg: StackConfig, metric: str) -> list[Widget]:
     ]
 
 
-def anomaly_dashboard(cfg: StackConfig, alarms: Sequence[AlarmRef], functions: Sequence[str] = ()) -> Dashboard:
+def anomaly_dashboard(cfg: StackConfig, alarms: Sequence[AlarmRef], functions: Sequence[str] = (),
+                      logs: Sequence[Placement] = ()) -> Dashboard:
     home = cfg.aws.region
     names = [m.name for m in cfg.anomaly.metrics]
     widgets: list[Widget] = [section(
@@ -103,6 +106,7 @@ def anomaly_dashboard(cfg: StackConfig, alarms: Sequence[AlarmRef], functions: S
         by_region.setdefault(ref.region, []).append(ref)
     for region, refs in sorted(by_region.items()):
         widgets.append(Alarms(width=8, height=6, title=f"Anomaly detector alarms ({region})", alarms=refs))
+    widgets += log_tables(logs, DECISIONS_QUERY)
     for metric in names:
         widgets.append(section(f"Metric {metric}"))
         widgets += _per_metric(cfg, metric)

@@ -188,6 +188,25 @@ class Text(Widget):
 
 
 @dataclass
+class LogTable(Widget):
+    """A Logs Insights widget: `text` (a saved query's, infra/dashboard_defs/log_queries.py) on log groups of ONE
+    region, shown as a table ("log" widget: Dashboard Body Structure, properties query/region/view)."""
+
+    title: str = ""
+    region: str = ""
+    log_groups: Sequence[str] = ()
+    text: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "log"
+
+    def properties(self, account_id: str) -> dict[str, Any]:
+        return {"title": self.title, "region": self.region, "view": "table",
+                "query": widget_query(self.log_groups, self.text)}
+
+
+@dataclass
 class Dashboard:
     """A named dashboard: widgets in reading order, placed by `flow()`; `start` is the default time range."""
 
@@ -220,3 +239,21 @@ def section(title: str, note: str = "") -> Text:
     """A full-width heading that starts a new row."""
     text = f"## {title}" + (f"\n{note}" if note else "")
     return Text(width=GRID_COLUMNS, height=2 if note else 1, markdown=text)
+
+
+def widget_query(log_groups: Sequence[str], text: str) -> str:
+    """A log widget's query: its log groups as SOURCE commands before the query text (the form the console and
+    AWS CDK's LogQueryWidget write)."""
+    return " | ".join(f"SOURCE '{g}'" for g in log_groups) + f" | {text}"
+
+
+def widget_parts(query: str) -> tuple[tuple[str, ...], str]:
+    """(log groups, query text) of a log widget's query: `widget_query` read back."""
+    groups = []
+    rest = query
+    while rest.startswith("SOURCE '"):
+        name, sep, rest = rest[len("SOURCE '"):].partition("' | ")
+        if not sep:
+            break
+        groups.append(name)
+    return tuple(groups), rest

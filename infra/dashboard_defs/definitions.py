@@ -15,6 +15,7 @@ from infra.dashboard_defs.cloudwatch import AlarmRef, Dashboard
 from infra.dashboard_defs.edge import edge_dashboard
 from infra.dashboard_defs.grafana import GrafanaDashboard
 from infra.dashboard_defs.grafana_boards import grafana_boards
+from infra.dashboard_defs.log_queries import Placement
 from infra.dashboard_defs.outcomes import outcomes_dashboard, outcomes_grafana_board
 from infra.dashboard_defs.probes import probes_dashboard
 from infra.dashboard_defs.slo import slo_dashboard
@@ -30,6 +31,7 @@ class AlarmInputs:
     edge_function_name: str | None = None  # physical name of the Lambda@Edge function (its replicas' metrics)
     anomaly_functions: Sequence[str] = ()  # physical names of the detector and trainer functions
     probes: Mapping[str, Sequence[str]] = field(default_factory=dict)  # probe + alerting-path alarms
+    logs: Sequence[Placement] = ()  # the saved queries where they run (log widgets); none with logs off
 
 
 def refs(by_region: Mapping[str, Sequence[str]]) -> list[AlarmRef]:
@@ -48,15 +50,15 @@ def by_region(names: Mapping[str, Sequence[str]] | Sequence[str] | None, home: s
 def cloudwatch_dashboards(cfg: StackConfig, alarms: AlarmInputs) -> list[Dashboard]:
     out: list[Dashboard] = []
     if cfg.emf_edge.enabled:
-        out.append(edge_dashboard(cfg, alarms.edge, alarms.edge_function_name))
+        out.append(edge_dashboard(cfg, alarms.edge, alarms.edge_function_name, alarms.logs))
     if cfg.anomaly.enabled:
-        out.append(anomaly_dashboard(cfg, refs(alarms.anomaly), alarms.anomaly_functions))
+        out.append(anomaly_dashboard(cfg, refs(alarms.anomaly), alarms.anomaly_functions, alarms.logs))
     if cfg.slo_alerting.enabled and cfg.emf_edge.enabled:
         out.append(slo_dashboard(cfg, alarms.edge, refs(alarms.slo)))
     if cfg.synthetics.enabled and alarms.probes:
         out.append(probes_dashboard(cfg, alarms.probes))
     if timeline_deployed(cfg):  # the incident timeline's figures
-        out.append(outcomes_dashboard(cfg))
+        out.append(outcomes_dashboard(cfg, alarms.logs))
     return out
 
 

@@ -28,8 +28,10 @@ from infra.dashboard_defs.cloudwatch import (
     Widget,
     section,
 )
+from infra.dashboard_defs.log_queries import Placement, log_tables
 from lambdas.edge_inference import emf
 
+ERRORS_QUERY = "edge-errors-by-region"  # infra/dashboard_defs/log_queries.py
 BOARD_KEY = "edge"  # the CloudWatch dashboard is named ctx.naming.physical(BOARD_KEY)
 
 LATENCY_STATS = (("Average", "avg", BLUE), ("p95", "p95", ORANGE), ("p99", "p99", RED))
@@ -87,7 +89,8 @@ def _all_regions(cfg: StackConfig) -> list[Widget]:
     return out
 
 
-def _one_region(cfg: StackConfig, region: str, alarms: Sequence[str], function_name: str | None) -> list[Widget]:
+def _one_region(cfg: StackConfig, region: str, alarms: Sequence[str], function_name: str | None,
+                logs: Sequence[Placement]) -> list[Widget]:
     period = cfg.emf_edge.alarms.period_s
     a = cfg.emf_edge.alarms
     out: list[Widget] = [section(f"Edge region {region}")]
@@ -121,13 +124,15 @@ def _one_region(cfg: StackConfig, region: str, alarms: Sequence[str], function_n
     if alarms:
         out.append(Alarms(width=8, height=6, title=f"Edge alarms ({region})",
                           alarms=[AlarmRef(region, name) for name in alarms]))
+    out += log_tables(logs, ERRORS_QUERY, region)
     return out
 
 
 def edge_dashboard(cfg: StackConfig, alarm_names: Mapping[str, Sequence[str]] | None,
-                   function_name: str | None = None) -> Dashboard:
-    """`function_name`: the deployed (physical) name, for the replicas' AWS/Lambda metrics."""
+                   function_name: str | None = None, logs: Sequence[Placement] = ()) -> Dashboard:
+    """`function_name`: the deployed (physical) name, for the replicas' AWS/Lambda metrics; `logs`: where the
+    saved queries run (each region's section shows its edge errors)."""
     widgets: list[Widget] = _all_regions(cfg)
     for region in cfg.emf_edge.edge_regions:
-        widgets += _one_region(cfg, region, (alarm_names or {}).get(region, ()), function_name)
+        widgets += _one_region(cfg, region, (alarm_names or {}).get(region, ()), function_name, logs)
     return Dashboard(key=BOARD_KEY, title="AkiDB edge inference", widgets=widgets, start="-PT6H")

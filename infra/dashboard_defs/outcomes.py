@@ -10,6 +10,7 @@ statistics, the weekly period) draws both boards: `outcomes_dashboard` (CloudWat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from infra.dashboard_defs.cloudwatch import (
     section,
 )
 from infra.dashboard_defs.grafana import CloudWatchTarget, GrafanaDashboard, Panel, Threshold, row
+from infra.dashboard_defs.log_queries import Placement, log_tables
 
 OUTCOME_NAMESPACE = "AkiDB/Incidents"
 WEEK_S = 7 * 86400
@@ -35,6 +37,7 @@ WEEK_S = 7 * 86400
 DEPLOY_NAMESPACE = "AkiDB/Deploys"
 DEPLOY_METRIC = "Deploy"
 DEPLOY_PHASES = ("start", "end")
+AUDIT_QUERY = "runbook-audit-trail"  # infra/dashboard_defs/log_queries.py
 TIME_TO_DETECT, TIME_TO_ACKNOWLEDGE, TIME_TO_RESOLVE, PAGES = (
     "TimeToDetect", "TimeToAcknowledge", "TimeToResolve", "Pages")
 DIMENSIONS = ("Service", "Severity")
@@ -138,12 +141,19 @@ def outcomes_grafana_board(cfg: StackConfig, namespace: str = OUTCOME_NAMESPACE)
                             time_from="now-90d", refresh="1h")
 
 
-def outcomes_dashboard(cfg: StackConfig) -> Dashboard:
-    """What the incident timeline measured, week by week, against the plan's targets."""
+def outcomes_dashboard(cfg: StackConfig, logs: Sequence[Placement] = ()) -> Dashboard:
+    """What the incident timeline measured, week by week, against the plan's targets; then the runbook
+    automation's audit trail (its saved Logs Insights query)."""
     home = cfg.aws.region
     note = ("From the PagerDuty incident timeline (signed V3 webhooks): time to detect = trigger - condition start, "
             "to acknowledge and to resolve from the trigger. Red lines are the plan's targets; a week above one "
             "opens a ticket.")
     return Dashboard(key="outcomes", title="AkiDB outcomes: detection, response and pages against the plan",
                      widgets=[section("Incident outcomes", note), deploy_widget(cfg.environment, home),
-                              *outcome_widgets(home)], start="-P90D")
+                              *outcome_widgets(home), *_audit_trail(logs)], start="-P90D")
+
+
+def _audit_trail(logs: Sequence[Placement]) -> list[Widget]:
+    tables = log_tables(logs, AUDIT_QUERY)
+    note = "Every decision of the runbook webhook and worker (acted, refused, dry run) by incident."
+    return [section("Runbook actions (audit trail)", note), *tables] if tables else []

@@ -14,6 +14,7 @@ METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 COMPOSITE_ALARM = "aws:cloudwatch/compositeAlarm:CompositeAlarm"
 DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
 FUNCTION = "aws:lambda/function:Function"
+QUERY_DEFINITION = "aws:cloudwatch/queryDefinition:QueryDefinition"
 _SEVERITY_TOPIC = re.compile(r"-alerts-(p[0-2])$")
 _COMPARISON = {"GreaterThanThreshold": ">", "GreaterThanOrEqualToThreshold": ">=", "LessThanThreshold": "<",
                "LessThanOrEqualToThreshold": "<="}
@@ -80,5 +81,11 @@ def stack_facts(stack: str, plan: Plan) -> StackFacts:
         edge_function_name=str(settings.get("edge_function_name", "")),
         edge_regions=tuple(settings.get("edge_regions", ())),
         boards=boards, alarms=tuple(sorted(alarms, key=lambda a: (a.name, a.region))),
-        log_queries=tuple(sorted((LogQuery(str(q.inputs["name"]), q.region or "") for q in plan.of_type(
-            "aws:cloudwatch/queryDefinition:QueryDefinition")), key=lambda q: (q.name, q.region))))
+        log_queries=log_queries(plan))
+
+
+def log_queries(plan: Plan) -> tuple[LogQuery, ...]:
+    """The stack's saved Logs Insights queries, as planned."""
+    return tuple(sorted((LogQuery(str(q.inputs["name"]), q.region or "", str(q.inputs.get("queryString") or ""),
+                                  tuple(str(g) for g in q.inputs.get("logGroupNames") or ()))
+                         for q in plan.of_type(QUERY_DEFINITION)), key=lambda q: (q.name, q.region)))

@@ -257,9 +257,9 @@ def _dashboards_section(runbook: Runbook, alerts: Sequence[CarriedAlert], slos: 
     saved = [(f.stack, q) for f in facts for key in LOG_QUERIES.get(runbook.id, ())
              for q in f.log_queries if q.key == key]
     if saved:
-        lines += ["Logs Insights saved queries (CloudWatch console, Logs Insights, Queries; each reads the functions' "
-                  "one log shape, `lambdas/logshape`):", ""]
-        lines += [f"- {stack}: `{q.name}` ({q.region})" for stack, q in saved]
+        lines += ["Logs Insights saved queries (each link opens the query on its log groups, the last hour; saved "
+                  "under Logs Insights, Queries; each reads the functions' one log shape, `lambdas/logshape`):", ""]
+        lines += [f"- {stack}: [{q.name}]({q.url}) ({q.region})" for stack, q in saved]
         lines.append("")
     queries = _queries(runbook.id, slos, symptoms, alerts)
     if queries:

@@ -533,3 +533,57 @@ def cloudwatch_dashboard_of(url: str) -> tuple[str, str] | None:
     if found is None or found.group(1) not in (None, found.group(2)):
         return None
     return found.group(2), unquote(found.group(3))
+
+
+# A Logs Insights query in the console, its text and log groups filled in. AWS documents no format for this link;
+# the console's own encoding, as worked out in the public Q&A "Is there a way to generate the AWS Console URLs for
+# CloudWatch Log Group filters?" (stackoverflow.com/questions/60796991): queryDetail is an object written
+# `~(key~value~...)`, an array `(~v~v)`, a string `'` + its UTF-8 bytes as `*XX`; that text is JS-escape()d, then
+# `?queryDetail=<it>` is percent-encoded once more with `$` for `%`.
+LOGS_INSIGHTS_LINK = re.compile(r"^https://([a-z0-9-]+)\.console\.aws\.amazon\.com/cloudwatch/home"
+                                r"\?region=([a-z0-9-]+)#logsV2:logs-insights([$A-Za-z0-9*._-]+)$")
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._")
+
+
+def _console_string(value: str) -> str:
+    return "'" + "".join(chr(b) if chr(b) in _PLAIN else f"*{b:02X}" for b in value.encode("utf-8"))
+
+
+def _console_value(token: str) -> str:
+    return unquote(token[1:].replace("*", "%")) if token.startswith("'") else token
+
+
+def _percent(text: str, keep: str) -> str:
+    """Percent-encode every character of ASCII `text` but letters, digits and `keep`."""
+    return "".join(c if (c.isascii() and c.isalnum()) or c in keep else f"%{ord(c):02X}" for c in text)
+
+
+def logs_insights_url(region: str, log_groups: Sequence[str], text: str, start_s: int = 3600) -> str:
+    """A console link opening Logs Insights on `log_groups` of `region` with the query `text`, over the last
+    `start_s` seconds."""
+    detail = (f"~(end~0~start~-{start_s}~timeType~'RELATIVE~unit~'seconds~editorString~{_console_string(text)}"
+              f"~isLiveTail~false~source~({''.join('~' + _console_string(g) for g in log_groups)}))")
+    escaped = _percent(detail, "@*_+-./")  # JavaScript's escape()
+    fragment = _percent(f"?queryDetail={escaped}", "-_.!~*'()")  # encodeURIComponent()
+    return (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:logs-insights"
+            + fragment.replace("%", "$"))
+
+
+def logs_insights_of(url: str) -> tuple[str, tuple[str, ...], str] | None:
+    """(region, log groups, query text) of a Logs Insights console link; None for any other URL or a link
+    whose detail does not read back."""
+    found = LOGS_INSIGHTS_LINK.match(url)
+    if found is None or found.group(1) != found.group(2):
+        return None
+    fragment = unquote(unquote(found.group(3).replace("$", "%")))
+    body = re.fullmatch(r"\?queryDetail=~\((.*)\)", fragment)
+    if body is None:
+        return None
+    source = re.search(r"~source~\(((?:~'[^~()']*)*)\)", body.group(1))
+    rest = body.group(1).replace(source.group(0), "") if source else body.group(1)
+    tokens = rest.split("~")
+    fields = dict(zip(tokens[::2], tokens[1::2], strict=False))
+    if source is None or "editorString" not in fields:
+        return None
+    groups = tuple(_console_value(t) for t in source.group(1).split("~")[1:])
+    return found.group(2), groups, _console_value(fields["editorString"])

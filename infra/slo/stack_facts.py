@@ -1,6 +1,7 @@
 """What each stack provides to its runbook pages (filled from the offline plans by infra/offline/runbook_facts.py),
 and whether a URL a page or the automation writes reaches it: a runbook page, a Grafana board the repository
-provides (dashboards/grafana, by uid), or one of the stack's CloudWatch dashboards (console address)."""
+provides (dashboards/grafana, by uid), one of the stack's CloudWatch dashboards or saved Logs Insights queries
+(console addresses)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.slo.runbooks import RUNBOOK_MARK
-from infra.slo.spec import cloudwatch_dashboard_of, cloudwatch_dashboard_url
+from infra.slo.spec import cloudwatch_dashboard_of, cloudwatch_dashboard_url, logs_insights_of, logs_insights_url
 
 # --------------------------------------------------------------------------------------------------------------
 # What each stack declares (filled from the offline plans by infra/offline/runbook_facts.py)
@@ -33,14 +34,22 @@ class Guardrails:
 
 @dataclass(frozen=True)
 class LogQuery:
-    """A CloudWatch Logs Insights saved query of the stack (infra/components/logs.py): `<prefix>/<key>`."""
+    """A CloudWatch Logs Insights saved query of the stack (infra/components/logs.py): `<prefix>/<key>`, its text
+    and the log groups (of `region`) it reads."""
 
     name: str
     region: str
+    text: str = ""
+    log_groups: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def url(self) -> str:
+        """The console link that opens the query on its log groups."""
+        return logs_insights_url(self.region, self.log_groups, self.text)
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,8 @@ class StackFacts:
         return LinkTargets(self.runbook_base_url, self.grafana_base_url, frozenset(uids),
                            frozenset((b.region, b.name) for b in self.boards),
                            lambda rid: None if rid in runbook_ids else f"no runbook page {rid!r} "
-                                                                       f"(known: {sorted(runbook_ids)})")
+                                                                       f"(known: {sorted(runbook_ids)})",
+                           frozenset((q.region, q.log_groups, q.text) for q in self.log_queries))
 
 
 def alarm_runbooks(description: str) -> list[str]:
@@ -114,14 +124,17 @@ def urls_in(text: str) -> list[str]:
 @dataclass(frozen=True)
 class LinkTargets:
     """What a link may reach: a runbook page under the runbook base, a Grafana board by uid under the Grafana base,
-    a CloudWatch dashboard by (region, name). The one resolver of the runbook pages, the automation's messages and
-    the paths rule (infra/validation/paths.py); `runbook_problem` says why a runbook id has no page (None: it has)."""
+    a CloudWatch dashboard by (region, name), a saved Logs Insights query by (region, log groups, text). The one
+    resolver of the runbook pages, the automation's messages and the paths rule (infra/validation/paths.py);
+    `runbook_problem` says why a runbook id has no page (None: it has)."""
 
     runbook_base_url: str
     grafana_base_url: str
     grafana_uids: frozenset[str]
     boards: frozenset[tuple[str | None, str]]
     runbook_problem: Callable[[str], str | None]
+    # (region, log groups, text) of each saved Logs Insights query of the stack (its QueryDefinitions)
+    log_queries: frozenset[tuple[str, tuple[str, ...], str]] = frozenset()
 
 
 def link_problem(url: str, t: LinkTargets) -> str | None:
@@ -142,5 +155,11 @@ def link_problem(url: str, t: LinkTargets) -> str | None:
             return (f"link {url}: no CloudWatch dashboard {board[1]} in {board[0]} in this stack "
                     f"(deployed: {', '.join(sorted(n for _, n in t.boards)) or 'none'})")
         return None
-    return (f"link {url}: not a runbook ({runbook_base}<id>), Grafana board ({grafana_base}d/<uid>) or CloudWatch "
-            "dashboard of this stack")
+    query = logs_insights_of(url)
+    if query is not None:
+        if query not in t.log_queries:
+            return (f"link {url}: opens no saved Logs Insights query of this stack (the text and log groups of a "
+                    f"QueryDefinition in {query[0]}; saved: {len(t.log_queries)})")
+        return None
+    return (f"link {url}: not a runbook ({runbook_base}<id>), Grafana board ({grafana_base}d/<uid>), CloudWatch "
+            "dashboard or saved Logs Insights query of this stack")

@@ -6,15 +6,19 @@ module adds the archive (infra/components/logs.py) and the redaction settings th
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
+from infra.dashboard_defs.cloudwatch import widget_parts
 from infra.plan.model import Plan, Violation
 from infra.validation import rule
 
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 SUBSCRIPTION = "aws:cloudwatch/logSubscriptionFilter:LogSubscriptionFilter"
 STREAM = "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream"
+QUERY_DEFINITION = "aws:cloudwatch/queryDefinition:QueryDefinition"
+DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
 _STREAM_ARN = re.compile(r"^arn:[\w-]+:firehose:([\w-]+):[^:]*:deliverystream/(.+)$")
 
 
@@ -69,3 +73,26 @@ def log_redaction_patterns(plan: Plan) -> Iterator[Violation]:
         except re.error as exc:
             yield Violation("log_redaction_patterns", "config logs.redactPatterns",
                             f"{pattern!r} is not a regular expression ({exc}); the functions would refuse to start")
+
+
+@rule
+def log_widgets_are_saved_queries(plan: Plan) -> Iterator[Violation]:
+    """A dashboard's log widget shows a saved query of the plan: the text and log groups of a QueryDefinition of its
+    region (one definition, two uses: infra/dashboard_defs/log_queries.py)."""
+    saved = {(q.region, tuple(q.inputs.get("logGroupNames") or ()), str(q.inputs.get("queryString") or ""))
+             for q in plan.of_type(QUERY_DEFINITION)}
+    for dash in plan.of_type(DASHBOARD):
+        try:
+            widgets = json.loads(str(dash.inputs.get("dashboardBody") or "{}")).get("widgets") or []
+        except ValueError:
+            continue  # dashboards_valid names a body that is not JSON
+        for w in widgets:
+            props = w.get("properties") or {}
+            if w.get("type") != "log":
+                continue
+            groups, text = widget_parts(str(props.get("query") or ""))
+            if (props.get("region"), groups, text) not in saved:
+                yield Violation("log_widgets_are_saved_queries", dash.label,
+                                f"log widget '{props.get('title')}' in {props.get('region')} shows no saved query of "
+                                f"the plan on {', '.join(groups) or 'no log group'}: build it with "
+                                "infra/dashboard_defs/log_queries.py log_tables")

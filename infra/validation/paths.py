@@ -107,7 +107,10 @@ def link_targets(plan: Plan, cat: Catalogue) -> LinkTargets:
     s = plan.config.slo_alerting
     return LinkTargets(s.runbook_base_url, s.grafana_base_url, frozenset(_grafana_uids(plan, cat.grafana_dir)),
                        frozenset(_cloudwatch_boards(plan)),
-                       lambda rid: next(iter(_runbook_problems(rid, cat)), None))
+                       lambda rid: next(iter(_runbook_problems(rid, cat)), None),
+                       frozenset((q.region or "", tuple(str(g) for g in q.inputs.get("logGroupNames") or ()),
+                                  str(q.inputs.get("queryString") or ""))
+                                 for q in plan.of_type("aws:cloudwatch/queryDefinition:QueryDefinition")))
 
 
 def _runbook_url(plan: Plan, runbook: str) -> str:
