@@ -10,9 +10,14 @@ import pytest
 
 from infra.components.logs import (
     ARCHIVE_FILTER,
+    ARCHIVE_RUNBOOK,
+    FIREHOSE,
+    FRESHNESS,
+    FRESHNESS_BUFFERS,
     NAMESPACE,
     REFUSED_ACTIONS,
     SIGNATURE_FAILURES,
+    SUCCESS,
 )
 from infra.dashboard_defs.cloudwatch import widget_parts
 from infra.dashboard_defs.log_queries import queries
@@ -198,3 +203,26 @@ def test_runbook_links_open_the_saved_queries_and_nothing_else(planned, stack: s
                   logs_insights_url(q.region, (*q.log_groups, "/aws/lambda/other"), q.text),
                   logs_insights_url("sa-east-1" if q.region != "sa-east-1" else "us-west-2", q.log_groups, q.text)):
         assert "opens no saved Logs Insights query" in str(sf.link_problem(wrong, targets))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_archive_stream_tickets_when_it_stops_delivering(planned, stack: str) -> None:
+    plan = planned[stack].plan
+    assert plan is not None
+    cfg = plan.config
+    alarms = [a for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+              if a.inputs.get("namespace") == FIREHOSE]
+    streams = plan.of_type("aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream")
+    assert streams
+    for stream in streams:
+        mine = {a.inputs["metricName"]: a for a in alarms
+                if a.inputs["dimensions"] == {"DeliveryStreamName": stream.inputs["name"]}}
+        assert set(mine) == {FRESHNESS, SUCCESS}, stream.label
+        assert all(a.region == stream.region for a in mine.values())
+        assert mine[FRESHNESS].inputs["threshold"] == FRESHNESS_BUFFERS * cfg.logs.archive_buffer_s
+        assert (mine[SUCCESS].inputs["threshold"], mine[SUCCESS].inputs["comparisonOperator"]) == (
+            1, "LessThanThreshold")
+        for a in mine.values():
+            assert marked_runbook(a.inputs["alarmDescription"]) == ARCHIVE_RUNBOOK
+            assert [str(t).rsplit(":", 1)[1] for t in a.inputs["alarmActions"]] == [f"{cfg.service}-"
+                                                                                     f"{cfg.environment}-alerts-p2"]

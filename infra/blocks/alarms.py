@@ -43,12 +43,14 @@ def composite_alarm(logical: str, *, parent: pulumi.Resource, name: str, descrip
 def threshold_alarm(logical: str, *, parent: pulumi.Resource, name: str, description: str, runbook: str,
                     topic_arn: pulumi.Input[str], namespace: str, metric_name: str, dimensions: dict[str, str],
                     period_s: int, statistic: str, threshold: float, treat_missing: str,
-                    evaluation_periods: int = 1,
-                    comparison: str = "GreaterThanThreshold") -> aws.cloudwatch.MetricAlarm:
-    """One metric against a static threshold, every evaluated period breaching (N of N)."""
+                    evaluation_periods: int = 1, comparison: str = "GreaterThanThreshold",
+                    region: str | None = None) -> aws.cloudwatch.MetricAlarm:
+    """One metric against a static threshold, every evaluated period breaching (N of N); in `region` (the
+    provider's when None), where the metric is published."""
+    extra: dict[str, Any] = {"region": region} if region else {}
     return metric_alarm(
         logical, parent=parent, name=name, description=description, runbook=runbook, topic_arn=topic_arn,
         namespace=namespace, metric_name=metric_name, dimensions=dimensions or None, period=period_s,
         statistic=statistic, threshold=threshold, comparison_operator=comparison,
         evaluation_periods=evaluation_periods, datapoints_to_alarm=evaluation_periods,
-        treat_missing_data=treat_missing)
+        treat_missing_data=treat_missing, **extra)

@@ -13,7 +13,8 @@ show the same text on the same log groups). A query definition names log groups 
 queries exist in every edge Region.
 
 Alarms: metric filters count the log events no metric carries (the webhook's signature refusals, the worker's
-refused actions) and `threshold_alarm` sends them, with their runbook, to the P2 topic like every other ticket.
+refused actions) and `threshold_alarm` sends them, with their runbook, to the P2 topic like every other ticket;
+each archive stream's delivery freshness and S3 success ticket too (rules/coverage.yaml requires both).
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ SIGNATURE_FAILURES = "WebhookSignatureFailures"
 REFUSED_ACTIONS = "RunbookRefusedActions"
 WEBHOOK_RUNBOOK = "runbook-webhook-rejected"
 REFUSED_RUNBOOK = "alerting-path-failure"
+ARCHIVE_RUNBOOK = "log-archive-delivery"
+FIREHOSE = "AWS/Firehose"
+# Firehose's S3 delivery metrics (Amazon Data Firehose developer guide, "Data delivery CloudWatch metrics"):
+# DataFreshness is the age in seconds of the oldest record not yet in S3; Success the share of S3 puts that worked.
+FRESHNESS = "DeliveryToS3.DataFreshness"
+SUCCESS = "DeliveryToS3.Success"
+FRESHNESS_BUFFERS = 3  # a record older than three buffer intervals is stuck, not buffered
 
 
 @dataclass
@@ -66,9 +74,10 @@ class Logs(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         groups = list(ctx.log_groups)
         self.archive_buckets = {}
+        self.alarm_names = []
         for region in sorted({g.region for g in groups}):
             self._archive(name, ctx, region, [g for g in groups if g.region == region],
-                          args.topics.key_aliases[region], child)
+                          args.topics.key_aliases[region], child, args.topics.arns[region]["P2"])
 
         self.query_names, self.query_urls = [], {}
         for p in placements(queries(ctx.config.xray.latency_threshold_ms), groups, args.owners, ctx.region):
@@ -82,7 +91,6 @@ class Logs(pulumi.ComponentResource):
             self.query_names.append(qname)
             self.query_urls.setdefault(p.query.key, logs_insights_url(p.region, p.log_groups, p.query.text))
 
-        self.alarm_names = []
         p2 = args.topics.arns[ctx.region]["P2"]
         webhook = args.runbook_functions.get("runbook-webhook")
         worker = args.runbook_functions.get("runbook-worker")
@@ -112,8 +120,28 @@ class Logs(pulumi.ComponentResource):
             self.alarm_names.append(alarm)
         self.register_outputs({"archiveBuckets": self.archive_buckets, "queries": self.query_names})
 
+    def _archive_alarms(self, name: str, ctx: StackContext, region: str, stream_name: str,
+                        topic_arn: pulumi.Input[str]) -> None:
+        """A stuck or failing archive stream opens a ticket (P2): its lines stay in their log groups meanwhile."""
+        buffer_s = ctx.config.logs.archive_buffer_s
+        for key, metric, statistic, threshold, comparison, what in (
+                ("freshness", FRESHNESS, "Maximum", FRESHNESS_BUFFERS * buffer_s, "GreaterThanThreshold",
+                 f"the oldest log record waiting is older than {FRESHNESS_BUFFERS} buffer intervals "
+                 f"({FRESHNESS_BUFFERS * buffer_s} s)"),
+                ("delivery", SUCCESS, "Average", 1, "LessThanThreshold", "some puts to the archive bucket failed")):
+            alarm = ctx.naming.physical("logs-archive", region, key, max_len=MAX_ALARM_NAME)
+            threshold_alarm(
+                f"{name}-archive-{key}-{region}", parent=self, name=alarm, region=region,
+                description=f"[P2] log archive stream {stream_name} ({region}): {what} for 15 minutes",
+                runbook=ARCHIVE_RUNBOOK, topic_arn=topic_arn, namespace=FIREHOSE, metric_name=metric,
+                dimensions={"DeliveryStreamName": stream_name}, period_s=300, evaluation_periods=3,
+                statistic=statistic, threshold=threshold, comparison=comparison,
+                # No data: nothing to deliver (no log lines in that Region), not a failure.
+                treat_missing="notBreaching")
+            self.alarm_names.append(alarm)
+
     def _archive(self, name: str, ctx: StackContext, region: str, groups: list[LogGroupRef], key_alias: str,
-                 child: pulumi.ResourceOptions) -> None:
+                 child: pulumi.ResourceOptions, topic_arn: pulumi.Input[str]) -> None:
         cfg, n, arns = ctx.config.logs, ctx.naming, ctx.arns
         key_arn = ctx.regional_key(region)
         bucket_name = n.physical("logs-archive", region, max_len=MAX_BUCKET_NAME)
@@ -159,6 +187,7 @@ class Logs(pulumi.ComponentResource):
                 compression_format="UNCOMPRESSED", kms_key_arn=key_arn,
                 buffering_interval=cfg.archive_buffer_s, buffering_size=5),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[firehose_policy]))
+        self._archive_alarms(name, ctx, region, stream_name, topic_arn)
         logs_role_name = n.physical("logs-archive", region, "logs", max_len=MAX_IAM_ROLE_NAME)
         logs_role = aws.iam.Role(
             f"{name}-logs-role-{region}", name=logs_role_name,

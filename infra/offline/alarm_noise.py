@@ -98,6 +98,11 @@ HEALTHY: dict[str, Healthy] = {
     # Log metric filters (infra/components/logs.py): their default value 0 is published every period.
     "WebhookSignatureFailures": Healthy(1.0, _errors(0.01), "the odd unsigned request to the public webhook URL"),
     "RunbookRefusedActions": Healthy(1.0, _errors(0.001), "a guardrail refusal, rare without incidents"),
+    # The log archive's Firehose streams (published while there are log lines to deliver): the oldest record
+    # waits about one buffer interval (a third of the alarm's three), S3 puts fail about one in ten thousand.
+    "DeliveryToS3.DataFreshness": Healthy(0.5, _below(1 / 3, 0.2), "about one buffer interval; with log lines"),
+    "DeliveryToS3.Success": Healthy(0.5, _success(0.0001, 1.0), "one failed put to S3 in ten thousand periods; "
+                                                                "with log lines"),
 }
 
 

@@ -192,6 +192,12 @@ def estimate(plan: Plan, usage: UsageAssumptions | None = None, stack: str = "")
     spread(logs, "logs storage", f"{u.log_stored_gb:g} GB", u.log_stored_gb * _price("cloudwatch", "logs_storage_gb"))
     spread(logs, "logs insights", f"{u.logs_insights_gb_scanned:g} GB scanned",
            u.logs_insights_gb_scanned * _price("cloudwatch", "logs_insights_gb_scanned"))
+    # The log archive: every line ingested is put to its Region's stream (an upper bound: CloudWatch Logs gzips
+    # the batches it sends).
+    streams = of("aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream")
+    if streams:  # none with logs.enabled off: no archive to pay for
+        spread(streams, "firehose ingest (log archive)", f"{u.log_ingest_gb_per_month:g} GB",
+               u.log_ingest_gb_per_month * _price("firehose", "ingest_gb"))
     spread(of("aws:s3/bucket:Bucket"), "s3 storage", f"{u.s3_stored_gb:g} GB",
            u.s3_stored_gb * _price("s3", "standard_gb"))
     topics = [t for t in of("aws:sns/topic:Topic") if "alerts" in str(t.inputs.get("name"))]

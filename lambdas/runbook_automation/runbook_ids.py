@@ -31,4 +31,5 @@ MANUAL_RUNBOOK_IDS: tuple[str, ...] = (
     "anomaly-pipeline-failure",
     "anomaly-episode",
     "incident-outcome-target",
+    "log-archive-delivery",
 )
