@@ -48,12 +48,21 @@ def test_one_threshold_change_is_the_only_change_printed(planned: dict[str, Plan
 
 
 def test_replacing_a_fixed_name_warns_and_names_the_cause() -> None:
-    old = _doc(_res("aws:lambda/function:Function", "fn", {"name": "akidb-fn", "memorySize": 128}))
-    new = _doc(_res("aws:lambda/function:Function", "fn", {"name": "akidb-fn2", "memorySize": 128}))
+    old = _doc(_res("aws:s3/bucket:Bucket", "b", {"bucket": "akidb-b", "objectLockEnabled": False}))
+    new = _doc(_res("aws:s3/bucket:Bucket", "b", {"bucket": "akidb-b", "objectLockEnabled": True}))
     diff = diff_plans(old, new)
     assert [c.op for c in diff.changes] == ["replace"]
     assert diff.changes[0].properties[0].replaces
-    assert len(diff.warnings) == 1 and "akidb-fn2" in diff.warnings[0] and "deleteBeforeReplace" in diff.warnings[0]
+    assert len(diff.warnings) == 1 and "akidb-b" in diff.warnings[0] and "deleteBeforeReplace" in diff.warnings[0]
+    assert "objectLockEnabled changed" in diff.warnings[0]
+
+
+def test_a_replacement_under_a_new_name_does_not_warn() -> None:
+    # Create before delete: the new name exists beside the old one until the old is deleted (no clash).
+    old = _doc(_res("aws:lambda/function:Function", "fn", {"name": "akidb-fn", "memorySize": 128}))
+    new = _doc(_res("aws:lambda/function:Function", "fn", {"name": "akidb-fn2", "memorySize": 128}))
+    diff = diff_plans(old, new)
+    assert [c.op for c in diff.changes] == ["replace"] and diff.warnings == []
 
 
 def test_delete_before_replace_warns_of_downtime() -> None:

@@ -55,9 +55,14 @@ def _example() -> str:
 
 
 def _with_example(old: str = "", new: str = "") -> str:
+    """The file with the example as the first entry of `alerts:` (before the ones it defines)."""
     example = _example()
     assert old in example
-    return SYMPTOMS_TEXT.replace("alerts: []\n", example.replace(old, new, 1) if old else example)
+    example = example.replace(old, new, 1) if old else example
+    if "\nalerts: []\n" in SYMPTOMS_TEXT:
+        return SYMPTOMS_TEXT.replace("\nalerts: []\n", "\n" + example, 1)
+    assert "\nalerts:\n" in SYMPTOMS_TEXT
+    return SYMPTOMS_TEXT.replace("\nalerts:\n", "\n" + example, 1)
 
 
 def _write(files: dict[str, str], root: Path) -> None:
@@ -75,7 +80,8 @@ def test_a_new_symptom_alert_is_only_its_definition(tmp_path: Path) -> None:
     silent case that pass (and fail once the rule no longer matches its definition), and the inhibition."""
     slos = load_slos()
     spec = parse_symptoms(_with_example(), slos)
-    assert [a.alert for a in spec.alerts] == ["ContainerRestarting"]
+    in_file = [a.alert for a in parse_symptoms(SYMPTOMS_TEXT, slos).alerts]
+    assert [a.alert for a in spec.alerts] == ["ContainerRestarting", *in_file]
     files = generated_files(slos, spec)
     _write(files, tmp_path)
     rules = yaml.safe_load(files["prometheus/symptoms.rules.yml"])

@@ -83,7 +83,7 @@ def test_ports_daemon_contract_otlp_and_health(planned):
     assert result.outputs["xrayDaemonAddress"] == "xray-daemon.observability.svc.cluster.local:2000"
     (ds,) = _k8s(result, "DaemonSet", "adot-agent")
     (container,) = pod_spec(ds)["containers"]
-    assert {(p["containerPort"], p["protocol"]) for p in container["ports"]} == ports | {(13133, "TCP")}
+    assert {(p["containerPort"], p["protocol"]) for p in container["ports"]} == ports | {(13133, "TCP"), (8888, "TCP")}
     doc, _ = _collector_config(result, "adot-agent")
     assert doc["receivers"]["awsxray"]["endpoint"] == "0.0.0.0:2000"
     assert doc["receivers"]["awsxray"]["transport"] == "udp"
@@ -226,5 +226,34 @@ def test_each_collector_tier_admits_only_its_senders(planned) -> None:  # type: 
         agent = policies[f"{xray.AGENT}-ingress"]
         assert agent["ingress"][0]["from"] == [{"namespaceSelector": {}}]
         assert {p["port"] for p in agent["ingress"][0]["ports"]} == {p["containerPort"] for p in xray.AGENT_PORTS}
-        # Nothing else is admitted: the other rule opens the health port only.
-        assert [r["ports"] for r in gateway["ingress"][1:]] == [[{"protocol": "TCP", "port": oc.HEALTH_PORT}]]
+        # Nothing else is admitted: the other rules open the health port, and the metrics port to Prometheus only.
+        scrape = {"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": xray.PROMETHEUS_POD_LABELS}}],
+                  "ports": [{"protocol": "TCP", "port": oc.METRICS_PORT}]}
+        for policy in (gateway, agent):
+            assert policy["ingress"][1:] == [{"ports": [{"protocol": "TCP", "port": oc.HEALTH_PORT}]}, scrape]
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_prometheus_scrapes_both_tiers_own_telemetry(planned, stack) -> None:  # type: ignore[no-untyped-def]
+    """Issue 25: the collectors serve their internal metrics on the port a PodMonitor the chart's Prometheus
+    selects (the stack's rule labels) scrapes as job adot-collector, keeping the tier as `component`."""
+    from infra.components import xray
+
+    result = planned[stack]
+    (monitor,) = result.plan.of_type("kubernetes:monitoring.coreos.com/v1:PodMonitor")
+    labels = monitor.get("metadata.labels")
+    assert labels.items() >= result.plan.config.kubernetes.prometheus_rule_labels.items()
+    spec = monitor.inputs["spec"]
+    assert spec["namespaceSelector"] == {"matchNames": [monitor.get("metadata.namespace")]}
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert {r["targetLabel"]: r.get("replacement") for r in endpoint["relabelings"]}["job"] == xray.METRICS_JOB
+    for tier in (xray.AGENT, xray.GATEWAY):
+        doc, _ = _collector_config(result, tier)
+        reader = doc["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
+        assert reader == {"host": "0.0.0.0", "port": oc.METRICS_PORT}
+        (workload,) = [w for kind in ("Deployment", "DaemonSet") for w in _k8s(result, kind, tier)]
+        template_labels = workload.get("spec.template.metadata.labels")
+        assert template_labels.items() >= spec["selector"]["matchLabels"].items()
+        assert template_labels["app.kubernetes.io/component"] == tier
+        (container,) = pod_spec(workload)["containers"]
+        assert {(p["name"], p["containerPort"]) for p in container["ports"]} >= {(endpoint["port"], oc.METRICS_PORT)}

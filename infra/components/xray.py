@@ -37,6 +37,11 @@ DAEMON_SERVICE = "xray-daemon"  # the address akidb-rest already uses: keep it
 AGENT = "adot-agent"
 GATEWAY = "adot-gateway"
 GATEWAY_HEADLESS = "adot-gateway-lb"
+METRICS_PORT_NAME = "metrics"
+# The `job` label of the collectors' own telemetry (rules/symptoms.yaml's trace-pipeline alerts select it).
+METRICS_JOB = "adot-collector"
+# kube-prometheus-stack's Prometheus pods carry this label (the operator sets it on every Prometheus it runs).
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
 COLLECTOR_UID = 10001  # the ADOT image's non-root user
 CHECKSUM_ANNOTATION = "checksum/config"
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -104,7 +109,8 @@ def pod_template(tier: str, image: str, region: str, service_account: str, confi
                 "args": [f"--config={oc.CONFIG_DIR}/{oc.CONFIG_KEY}"],
                 "env": [{"name": "AWS_REGION", "value": region},
                         {"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}],
-                "ports": [*ports, {"name": "health", "containerPort": oc.HEALTH_PORT, "protocol": "TCP"}],
+                "ports": [*ports, {"name": "health", "containerPort": oc.HEALTH_PORT, "protocol": "TCP"},
+                          {"name": METRICS_PORT_NAME, "containerPort": oc.METRICS_PORT, "protocol": "TCP"}],
                 "resources": resources,
                 "securityContext": container_security_context(),
                 "livenessProbe": {**probe, "initialDelaySeconds": 10, "failureThreshold": 3},
@@ -158,6 +164,7 @@ class Tracing(pulumi.ComponentResource):
         self._gateway(cfg.collector_image, cfg.gateway_replicas, gateway_cm, gateway_sum, gateway_deps)
         self._agent(cfg.collector_image, agent_cm, agent_sum, agent_deps)
         self._network_policies()
+        self._pod_monitor()
         self._sampling_rules()
         self.group_arns = self._groups_and_insights(args.alert_topic_arn)
         self.register_outputs({"daemonAddress": self.daemon_address, "groupArns": self.group_arns})
@@ -276,8 +283,11 @@ class Tracing(pulumi.ComponentResource):
 
     def _network_policies(self) -> None:
         """Only the agents may reach the gateway (it writes to X-Ray with its IRSA role); only pods of this
-        cluster may reach the agents. Health checks stay open to the kubelet; egress (X-Ray, STS) is not limited."""
+        cluster may reach the agents. Health checks stay open to the kubelet; the metrics port to Prometheus'
+        pods (any namespace); egress (X-Ray, STS) is not limited."""
         health = {"protocol": "TCP", "port": oc.HEALTH_PORT}
+        scrape = {"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": PROMETHEUS_POD_LABELS}}],
+                  "ports": [{"protocol": "TCP", "port": oc.METRICS_PORT}]}
         for tier, ports, sources in (
                 (GATEWAY, GATEWAY_PORTS, [{"podSelector": {"matchLabels": labels(AGENT)}}]),
                 (AGENT, AGENT_PORTS, [{"namespaceSelector": {}}])):
@@ -291,10 +301,40 @@ class Tracing(pulumi.ComponentResource):
                         {"from": sources,
                          "ports": [{"protocol": p["protocol"], "port": p["containerPort"]} for p in ports]},
                         {"ports": [health]},
+                        scrape,
                     ],
                 },
                 opts=self._child(),
             )
+
+    def _pod_monitor(self) -> None:
+        """Both tiers' internal metrics scraped by kube-prometheus-stack's Prometheus: a PodMonitor carrying the
+        labels its selectors match (the chart's default podMonitorSelector, like its ruleSelector, is
+        `release: <release name>`: kubernetes.prometheusRuleLabels). `job` is fixed and the tier kept as
+        `component`, so the alerts need not know the namespace."""
+        kcfg = self._ctx.config.kubernetes
+        name = "adot-collector"
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-pod-monitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="PodMonitor",
+            metadata={"name": name, "namespace": kcfg.namespace,
+                      "labels": {**labels("telemetry"), **kcfg.prometheus_rule_labels}},
+            spec={
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "adot-collector"}},
+                "namespaceSelector": {"matchNames": [kcfg.namespace]},
+                "podMetricsEndpoints": [{
+                    "port": METRICS_PORT_NAME,
+                    "path": "/metrics",
+                    "relabelings": [
+                        {"action": "replace", "targetLabel": "job", "replacement": METRICS_JOB},
+                        {"action": "replace", "targetLabel": "component",
+                         "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"]},
+                    ],
+                }],
+            },
+            opts=self._child(),
+        )
 
     # ------------------------------------------------------------------------------------------------ AWS
     def _sampling_rules(self) -> None:

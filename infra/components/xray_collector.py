@@ -25,6 +25,10 @@ XRAY_PROXY_PORT = 2000  # TCP: SDKs fetch sampling rules/targets here (awsxray r
 OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318
 HEALTH_PORT = 13133
+# The collector's own telemetry (otelcol_receiver_*, otelcol_exporter_*), scraped by Prometheus through a
+# PodMonitor (https://opentelemetry.io/docs/collector/internal-telemetry/). 8888 is the collector's usual port;
+# recent collectors bind it to localhost unless told otherwise, so the address is explicit.
+METRICS_PORT = 8888
 CONFIG_KEY = "collector.yaml"
 CONFIG_DIR = "/conf"
 
@@ -48,6 +52,13 @@ class Endpoints:
 
 def _health_check() -> dict[str, Any]:
     return {"health_check": {"endpoint": f"0.0.0.0:{HEALTH_PORT}"}}
+
+
+def _telemetry() -> dict[str, Any]:
+    """`service.telemetry`: internal metrics on 0.0.0.0:METRICS_PORT through a Prometheus pull reader (the
+    `readers` form; the older `address` key is deprecated since collector v0.111)."""
+    prometheus = {"host": "0.0.0.0", "port": METRICS_PORT}
+    return {"metrics": {"level": "normal", "readers": [{"pull": {"exporter": {"prometheus": prometheus}}}]}}
 
 
 def _memory_limiter() -> dict[str, Any]:
@@ -85,6 +96,7 @@ def agent_config(cfg: XrayConfig, region: str, endpoints: Endpoints) -> dict[str
         },
         "service": {
             "extensions": ["health_check"],
+            "telemetry": _telemetry(),
             "pipelines": {"traces": {
                 "receivers": ["awsxray", "otlp"],
                 "processors": ["memory_limiter", "batch"],
@@ -132,6 +144,7 @@ def gateway_config(cfg: XrayConfig, region: str) -> dict[str, Any]:
         },
         "service": {
             "extensions": ["health_check"],
+            "telemetry": _telemetry(),
             "pipelines": {"traces": {
                 "receivers": ["otlp"],
                 "processors": ["memory_limiter", "tail_sampling", "batch"],

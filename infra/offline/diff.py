@@ -224,14 +224,20 @@ def _comparable(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) 
     return old, new
 
 
-def _fixed_name_warning(entry: dict[str, Any], reasons: list[str]) -> str | None:
-    key = PHYSICAL_NAME.get(entry["type"])
-    name = entry.get("inputs", {}).get(key) if key else None
+def _physical_name(entry: dict[str, Any]) -> Any:
     if entry["type"].startswith("kubernetes:"):
-        name = (entry.get("inputs", {}).get("metadata") or {}).get("name")
+        return (entry.get("inputs", {}).get("metadata") or {}).get("name")
+    key = PHYSICAL_NAME.get(entry["type"])
+    return entry.get("inputs", {}).get(key) if key else None
+
+
+def _fixed_name_warning(before: dict[str, Any], entry: dict[str, Any], reasons: list[str]) -> str | None:
+    name = _physical_name(entry)
     if not isinstance(name, str) or not name:
         return None
     dbr = bool((entry.get("options") or {}).get("deleteBeforeReplace"))
+    if not dbr and name != _physical_name(before):
+        return None  # a new name: the replacement is created beside the old one, no clash
     consequence = ("deleteBeforeReplace is set: the old one is deleted first, so expect downtime until the new "
                    "one exists" if dbr else
                    "the new one is created before the old one is deleted and AWS refuses the duplicate name; "
@@ -279,7 +285,7 @@ def diff_plans(old_doc: dict[str, Any], new_doc: dict[str, Any], *, base: str = 
         op = "replace" if reasons else "update"
         change = ResourceChange(op, key, after["type"], after["name"], props)
         if op == "replace":
-            change.warning = _fixed_name_warning(after, reasons)
+            change.warning = _fixed_name_warning(before, after, reasons)
         changes.append(change)
     return PlanDiff(stack=str(new_doc.get("stack", "?")), base=base, changes=changes, moved=moved)
 

@@ -32,4 +32,5 @@ MANUAL_RUNBOOK_IDS: tuple[str, ...] = (
     "anomaly-episode",
     "incident-outcome-target",
     "log-archive-delivery",
+    "trace-pipeline",
 )
