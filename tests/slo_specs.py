@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 from hypothesis import strategies as st
-from infra.dashboard_defs.promql import check_expressions, metric_names
+from infra.core.promql import check_expressions, metric_names
 
 from infra.dashboard_defs.grafana import expressions
 from infra.dashboard_defs.grafana_boards import SATURATION, golden_signals, slo_board

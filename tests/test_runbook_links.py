@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 from runbook_automation import runbooks as rb
 from runbook_automation.audit import Audit
 from runbook_automation.settings import parse
@@ -31,12 +33,19 @@ class Published:
 
 
 def _messages(settings: dict[str, Any], runbook: str) -> list[str]:
+    """What a dry run of `runbook` publishes, its run ledger in the stack's state table (moto)."""
     s = parse(json.dumps({**settings, "dry_run": True, "scale_out_asg": None}))
     sns = Published()
-    deps = rb.Deps(settings=s, audit=Audit(sns, s.audit_topic_arn, s.environment), autoscaling=None,
-                   dynamodb=None, sns=sns)
-    rb.run(deps, rb.Job(runbook=runbook, incident_id="PGR0VU2", title=f"t [runbook:{runbook}]",
-                        webhook_id="w1", html_url=""))
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="testing",
+                           aws_secret_access_key="testing")
+        ddb.create_table(TableName=s.table_name, BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+        deps = rb.Deps(settings=s, audit=Audit(sns, s.audit_topic_arn, s.environment), autoscaling=None,
+                       dynamodb=ddb, sns=sns)
+        rb.run(deps, rb.Job(runbook=runbook, incident_id="PGR0VU2", title=f"t [runbook:{runbook}]",
+                            webhook_id="w1", html_url=""))
     return sns.messages
 
 

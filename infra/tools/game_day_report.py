@@ -34,7 +34,14 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.core.naming import MAX_LAMBDA_NAME, Naming
+from infra.core.paths import LAMBDAS_DIR
 from infra.dashboard_defs.outcomes import TIME_TO_DETECT, target
+
+# The timeline imports the shared code its zip holds at the root (include.txt: logshape); the runtime has that
+# root on sys.path, lambdas/ stands for it here (as infra/artifacts/edge_probe.py does).
+if str(LAMBDAS_DIR) not in sys.path:
+    sys.path.insert(0, str(LAMBDAS_DIR))
+
 from lambdas.runbook_automation.timeline import SUMMARY_SK, figures
 
 AS_EXPECTED, MISSED, UNREADABLE = 0, 1, 2

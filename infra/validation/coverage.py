@@ -28,6 +28,10 @@ WATCHED_PREFIXES = ("aws:", "kubernetes:")
 # that switches one off says, in its config, that it does without those alarms (or widgets), not the others.
 WATCHERS_OFF = "alertingPath.enabled and dashboards.enabled are false: the stack's own watchers are off by its config"
 
+# The Prometheus alerts a workload needs are deployed by slo-alerting (its PrometheusRule): a stack that switches it
+# off says, in its config, that it does without them.
+RULES_OFF = "sloAlerting.enabled is false: the stack deploys no Prometheus rules by its config"
+
 Dims = frozenset[tuple[str, str]]
 Seen = tuple[str | None, str, str, Dims]  # (region, namespace, metric, dimensions)
 
@@ -202,6 +206,9 @@ def judge(plan: Plan) -> Iterator[Judged | str]:
             (None if alarms_on or widgets_on else WATCHERS_OFF)
         if why:
             yield Judged(res, waived=why)
+            continue
+        if tc.alerts and not plan.config.slo_alerting.enabled:
+            yield Judged(res, waived=RULES_OFF)
             continue
         if tc.alerts:
             exprs = _alert_exprs(plan) if exprs is None else exprs
