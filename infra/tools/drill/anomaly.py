@@ -43,16 +43,21 @@ BUCKET = "akidb-drill-anomaly"
 TOPIC = "akidb-drill-anomaly"
 
 # The detector process: a minimal Lambda runtime loop (one JSON event per line in, one JSON result per line out).
+# As in Lambda, the function's log lines go to its stdout, which here is the log file (stderr's): the results
+# travel on the pipe the process was given as stdout, kept apart before the handler is imported.
 RUNTIME = """
-import importlib, json, sys
+import importlib, json, os, sys
+results = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+sys.stdout = os.fdopen(1, "w", buffering=1)
 handler = importlib.import_module(sys.argv[1]).handler
 for line in sys.stdin:
     try:
         out = {"ok": handler(json.loads(line), None)}
     except Exception as e:
         out = {"error": f"{type(e).__name__}: {e}"}
-    sys.stdout.write(json.dumps(out, default=str) + "\\n")
-    sys.stdout.flush()
+    results.write(json.dumps(out, default=str) + "\\n")
+    results.flush()
 """
 
 
