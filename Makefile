@@ -288,7 +288,7 @@ log-shape-cold-start: venv  ## edge cold init before (main) and after the one lo
 # -- slo --
 .PHONY: slo-properties
 # Anyone's SLOs (tests/slo_specs.py: 1-5 services, 1-4 SLOs each, 90%..99.999%, 7/28/30 days): a larger budget
-# than the suite's two small examples. make slo-properties SLO_PROPERTY_EXAMPLES=100
+# than the suite's one example. make slo-properties SLO_PROPERTY_EXAMPLES=100
 SLO_PROPERTY_EXAMPLES ?= 25
 slo-properties: venv  ## the SLO property test with a larger budget (SLO_PROPERTY_EXAMPLES, default 25)
 	SLO_PROPERTY_EXAMPLES=$(SLO_PROPERTY_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_slo_properties.py

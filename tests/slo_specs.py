@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 from hypothesis import strategies as st
-from infra.core.promql import check_expressions, metric_names
 
+from infra.core.promql import check_expressions, metric_names
 from infra.dashboard_defs.grafana import expressions
 from infra.dashboard_defs.grafana_boards import SATURATION, golden_signals, slo_board
 from infra.slo.alert_coverage import untested

@@ -293,49 +293,80 @@ def _parse_buckets(text: Any, where: str, problems: list[str]) -> tuple[float, .
     return buckets
 
 
-def slo_from_openslo(doc: Any, index: int = 0) -> tuple[Slo | None, list[str]]:
-    """One OpenSLO v1 SLO document -> (Slo, []) or (None, problems)."""
-    name = _get(doc, "metadata.name")
-    where = f"document {index} ({name or 'unnamed'})"
-    p: list[str] = []
-    if not isinstance(doc, Mapping):
-        return None, [f"document {index}: expected a mapping, got {type(doc).__name__}"]
+# What the loader maps, per level of the document: any other key is refused by name (never silently dropped).
+_MAPPED_KEYS = {
+    "": ("apiVersion", "kind", "metadata", "spec"),
+    "metadata": ("name", "displayName", "annotations"),
+    "spec": ("description", "service", "budgetingMethod", "timeWindow", "indicator", "objectives"),
+    "spec.indicator": ("metadata", "spec"),
+    "spec.indicator.spec": ("ratioMetric",),
+    "spec.indicator.spec.ratioMetric": ("counter", "good", "bad", "total"),
+    "spec.objectives[0]": ("displayName", "target", "op", "value"),
+}
+
+
+def _unmapped_keys(doc: Mapping[str, Any], where: str, p: list[str]) -> None:
+    """Each key OpenSLO allows but the compiler cannot map (alertPolicies, thresholdMetric, timeSliceTarget...)."""
+    objectives = _get(doc, "spec.objectives")
+    for level, known in _MAPPED_KEYS.items():
+        node = (objectives[0] if isinstance(objectives, list) and objectives else None) \
+            if level == "spec.objectives[0]" else (_get(doc, level) if level else doc)
+        if not isinstance(node, Mapping):
+            continue
+        for key in node:
+            if key not in known:
+                p.append(f"{where}: {(level + '.') if level else ''}{key} cannot be mapped to Prometheus rules "
+                         f"(mapped here: {', '.join(known)})")
+
+
+def _check_header(doc: Mapping[str, Any], name: Any, where: str, p: list[str]) -> Mapping[str, Any]:
+    """apiVersion/kind, metadata.name and the akidb.io annotations; returns the annotations."""
     if doc.get("apiVersion") != "openslo/v1" or doc.get("kind") != "SLO":
         p.append(f"{where}: apiVersion/kind must be openslo/v1 / SLO, got "
                  f"{doc.get('apiVersion')!r} / {doc.get('kind')!r}")
     if not isinstance(name, str) or not _NAME.match(name):
         p.append(f"{where}: metadata.name must match {_NAME.pattern} (it becomes the `slo` label)")
     annotations = _get(doc, "metadata.annotations") or {}
+    if not isinstance(annotations, Mapping):
+        p.append(f"{where}: metadata.annotations must be a mapping")
+        return {}
     for key in annotations:
         if str(key).startswith("akidb.io/") and key not in KNOWN_ANNOTATIONS:
             p.append(f"{where}: unknown annotation {key!r} (known: {', '.join(KNOWN_ANNOTATIONS)})")
-    spec = doc.get("spec") or {}
-    service = spec.get("service")
-    if not isinstance(service, str) or not _NAME.match(service):
-        p.append(f"{where}: spec.service must match {_NAME.pattern}")
+    return annotations
+
+
+def _window_days(spec: Mapping[str, Any], where: str, p: list[str]) -> int:
+    """One rolling window of 1d..90d -> its days (0 after a problem)."""
     if spec.get("budgetingMethod") != "Occurrences":
         p.append(f"{where}: spec.budgetingMethod must be Occurrences (ratio of requests), "
                  f"got {spec.get('budgetingMethod')!r}")
     tw = spec.get("timeWindow") or []
-    window_days = 0
     if not (isinstance(tw, list) and len(tw) == 1 and isinstance(tw[0], Mapping) and tw[0].get("isRolling")):
         p.append(f"{where}: spec.timeWindow must be one rolling window")
-    else:
-        m = re.match(r"^(\d+)d$", str(tw[0].get("duration", "")))
-        if not m or not 1 <= int(m.group(1)) <= 90:
-            p.append(f"{where}: spec.timeWindow[0].duration must be 1d..90d, got {tw[0].get('duration')!r}")
-        else:
-            window_days = int(m.group(1))
+        return 0
+    m = re.match(r"^(\d+)d$", str(tw[0].get("duration", "")))
+    if not m or not 1 <= int(m.group(1)) <= 90:
+        p.append(f"{where}: spec.timeWindow[0].duration must be 1d..90d, got {tw[0].get('duration')!r}")
+        return 0
+    return int(m.group(1))
+
+
+def _objective(spec: Mapping[str, Any], where: str, p: list[str]) -> tuple[Mapping[str, Any], float]:
+    """The one objective and its target in [0.5, 1) (0.0 after a problem)."""
     objectives = spec.get("objectives") or []
-    target = objectives[0].get("target") if len(objectives) == 1 and isinstance(objectives[0], Mapping) else None
+    objective = objectives[0] if isinstance(objectives, list) and objectives and isinstance(
+        objectives[0], Mapping) else {}
+    target = objective.get("target") if isinstance(objectives, list) and len(objectives) == 1 else None
     if not isinstance(target, (int, float)) or isinstance(target, bool) or not 0.5 <= target < 1:
         p.append(f"{where}: spec.objectives must hold exactly one objective with a target in [0.5, 1), "
                  f"got {target!r}")
-    ratio = _get(spec, "indicator.spec.ratioMetric")
-    if not isinstance(ratio, Mapping) or ratio.get("counter") is not True:
-        p.append(f"{where}: spec.indicator.spec.ratioMetric with counter: true is required")
-        return None, p
+        return objective, 0.0
+    return objective, float(target)
 
+
+def _selectors(ratio: Mapping[str, Any], where: str, p: list[str]) -> dict[str, Selector]:
+    """ratioMetric's good/bad/total Prometheus queries, each a plain selector."""
     sel: dict[str, Selector] = {}
     for key in ("good", "bad", "total"):
         if key not in ratio:
@@ -350,7 +381,52 @@ def slo_from_openslo(doc: Any, index: int = 0) -> tuple[Slo | None, list[str]]:
             p.append(f"{where}: ratioMetric.{key}: {e}")
     if "total" not in ratio or ("good" in ratio) == ("bad" in ratio):
         p.append(f"{where}: ratioMetric needs total and exactly one of good / bad")
-    objective = objectives[0] if objectives and isinstance(objectives[0], Mapping) else {}
+    return sel
+
+
+def _min_events(annotations: Mapping[str, Any], where: str, p: list[str]) -> int:
+    try:
+        min_events = int(annotations.get(ANNOTATION_MIN_EVENTS, 1000))
+        if min_events < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        p.append(f"{where}: annotation {ANNOTATION_MIN_EVENTS} must be a positive integer")
+        return 0
+    return min_events
+
+
+def _runbook(annotations: Mapping[str, Any], where: str, p: list[str]) -> str:
+    runbook = str(annotations.get(ANNOTATION_RUNBOOK, ""))
+    if not _RUNBOOK.match(runbook):
+        p.append(f"{where}: annotation {ANNOTATION_RUNBOOK} must be a runbook id matching {_RUNBOOK.pattern}")
+    elif runbook not in (catalogue := load_runbooks()):
+        # Found here, not when an incident names a runbook nobody wrote.
+        p.append(f"{where}: annotation {ANNOTATION_RUNBOOK}={runbook!r} is not in rules/runbooks.yaml "
+                 f"(known: {', '.join(catalogue)})")
+    return runbook
+
+
+def slo_from_openslo(doc: Any, index: int = 0) -> tuple[Slo | None, list[str]]:
+    """One OpenSLO v1 SLO document -> (Slo, []) or (None, problems), each problem naming its field."""
+    if not isinstance(doc, Mapping):
+        return None, [f"document {index}: expected a mapping, got {type(doc).__name__}"]
+    name = _get(doc, "metadata.name")
+    where = f"document {index} ({name or 'unnamed'})"
+    p: list[str] = []
+    annotations = _check_header(doc, name, where, p)
+    raw_spec = doc.get("spec")
+    spec: Mapping[str, Any] = raw_spec if isinstance(raw_spec, Mapping) else {}
+    service = spec.get("service")
+    if not isinstance(service, str) or not _NAME.match(service):
+        p.append(f"{where}: spec.service must match {_NAME.pattern}")
+    window_days = _window_days(spec, where, p)
+    objective, target = _objective(spec, where, p)
+    _unmapped_keys(doc, where, p)
+    ratio = _get(spec, "indicator.spec.ratioMetric")
+    if not isinstance(ratio, Mapping) or ratio.get("counter") is not True:
+        p.append(f"{where}: spec.indicator.spec.ratioMetric with counter: true is required")
+        return None, p
+    sel = _selectors(ratio, where, p)
     kind: SliKind = "availability"
     threshold: float | None = None
     buckets: tuple[float, ...] = ()
@@ -360,27 +436,13 @@ def slo_from_openslo(doc: Any, index: int = 0) -> tuple[Slo | None, list[str]]:
         threshold, buckets = _check_latency(good, sel.get("total"), objective, annotations, where, p)
     elif "op" in objective or "value" in objective:
         p.append(f"{where}: objective op/value describe a latency threshold; a bad/total SLI has none")
-
-    try:
-        min_events = int(annotations.get(ANNOTATION_MIN_EVENTS, 1000))
-        if min_events < 1:
-            raise ValueError
-    except (TypeError, ValueError):
-        p.append(f"{where}: annotation {ANNOTATION_MIN_EVENTS} must be a positive integer")
-        min_events = 0
-    runbook = str(annotations.get(ANNOTATION_RUNBOOK, ""))
-    if not _RUNBOOK.match(runbook):
-        p.append(f"{where}: annotation {ANNOTATION_RUNBOOK} must be a runbook id matching {_RUNBOOK.pattern}")
-    elif runbook not in (catalogue := load_runbooks()):
-        # Found here, not when an incident names a runbook nobody wrote.
-        p.append(f"{where}: annotation {ANNOTATION_RUNBOOK}={runbook!r} is not in rules/runbooks.yaml "
-                 f"(known: {', '.join(catalogue)})")
+    min_events = _min_events(annotations, where, p)
+    runbook = _runbook(annotations, where, p)
     if p:
         return None, p
-    # No problem reported means the checks above held (restated for the type checker).
-    assert isinstance(service, str) and isinstance(target, int | float)
+    assert isinstance(service, str) and isinstance(name, str)  # no problem: the checks above held
     return Slo(
-        name=name, service=service, kind=kind, objective=float(target), window_days=window_days,
+        name=name, service=service, kind=kind, objective=target, window_days=window_days,
         description=str(spec.get("description", "")), display_name=str(_get(doc, "metadata.displayName") or name),
         total_selector=sel["total"], bad_selector=sel.get("bad"), good_selector=good,
         threshold_seconds=threshold, histogram_buckets=buckets, min_events=min_events, runbook=runbook,

@@ -275,18 +275,24 @@ def _budget_file(slos: Sequence[Slo]) -> dict[str, Any]:
             "evaluation_interval": "5m", "tests": tests}
 
 
-def _gap_file(slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
+def _gap_file(slos: Sequence[Slo], links: LinkSettings, *, slow: bool = False) -> dict[str, Any]:
     """Per SLO, its quickest reachable page tier fires on a steady burn; the target then stops answering (a stale
     marker, then no samples): the page stays firing through a 10-minute gap and after it while the burn goes on;
-    a gap longer than the hold (GAP_HOLD after the ratio's last sample) resolves it: a held page is bounded."""
-    interval_s = 30
+    a gap longer than the hold (GAP_HOLD after the ratio's last sample) resolves it: a held page is bounded.
+
+    `interval_s`: the scrape and evaluation step of the file; `slow` picks the SLOs whose quickest page has a long
+    window over an hour (low targets: only page-slow is reachable), whose hours of onset a 30-second step makes
+    ~4x as costly to evaluate as a 1-minute one (promtool's cost grows with steps x samples in each range)."""
     hold_s = duration_seconds(GAP_HOLD)
+    interval_s = 60 if slow else 30
     tests: list[dict[str, Any]] = []
     for slo in slos:
         pages = [t for t in BURN_RATE_TIERS if t.severity in ("P0", "P1") and slo.reaches(t)]
         if not pages:
             continue
         tier = min(pages, key=lambda t: duration_seconds(t.long_window))
+        if (duration_seconds(tier.long_window) > 3600) != slow:
+            continue
         burn = min(tier.burn_rate * 1.3, (tier.burn_rate + 1 / slo.error_budget) / 2)
         onset = duration_seconds(tier.long_window) + 10 * 60  # firing well before the gap
         sel = (f'ALERTS{{alertname="{BURN_ALERT}",alertstate="firing",service="{slo.service}",slo="{slo.name}",'
@@ -336,4 +342,6 @@ def unit_test_files(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS) ->
     files["meta.test.yml"] = _meta_file(slos, links)
     files["budget.test.yml"] = _budget_file(slos)
     files["gaps.test.yml"] = _gap_file(slos, links)
+    if (slow := _gap_file(slos, links, slow=True))["tests"]:
+        files["gaps-slow.test.yml"] = slow
     return files
