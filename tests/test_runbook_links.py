@@ -37,8 +37,7 @@ def _messages(settings: dict[str, Any], runbook: str) -> list[str]:
     s = parse(json.dumps({**settings, "dry_run": True, "scale_out_asg": None}))
     sns = Published()
     with mock_aws():
-        ddb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="testing",
-                           aws_secret_access_key="testing")
+        ddb = boto3.client("dynamodb", region_name="us-east-1")  # moto's fake credentials
         ddb.create_table(TableName=s.table_name, BillingMode="PAY_PER_REQUEST",
                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
