@@ -18,8 +18,10 @@ from infra.config.coverage import (
 from infra.offline import alarm_noise
 from infra.offline.plan import PlanResult
 from infra.plan.model import Plan, PlannedResource
+from infra.plan.types import DASHBOARD
+from infra.plan.types import METRIC_ALARM as ALARM
 from infra.validation import coverage
-from infra.validation.coverage import ALARM, DASHBOARD, every_resource_is_covered, needs
+from infra.validation.coverage import every_resource_is_covered, needs
 
 pytestmark = pytest.mark.slow  # one of the long modules: handed out first to the test workers
 

@@ -12,8 +12,9 @@ from infra.dashboard_defs.catalog import ANOMALY_NAMESPACE
 from infra.dashboard_defs.grafana import expressions
 from infra.dashboard_defs.grafana_boards import golden_signals, slo_board
 from infra.offline.dashboard_files import drift, expected_files, on_disk
+from infra.plan.types import DASHBOARD
 from infra.slo.spec import BURN_RATE_TIERS, SLO_DASHBOARD_UID, load_slos
-from infra.validation.dashboards import DASHBOARD, grafana_config_maps
+from infra.validation.dashboards import grafana_config_maps
 from lambdas.edge_inference import emf
 
 MY_RULES = {"cloudwatch_dashboard_layout", "cloudwatch_dashboard_metrics", "grafana_dashboards_valid",

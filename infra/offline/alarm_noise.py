@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.plan.model import Plan, PlannedResource
+from infra.plan.types import METRIC_ALARM as ALARM
 
 WEEK_S = 7 * 24 * 3600
-ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 PLAN_WEEKLY_ALERTS = 10  # the plan's alert budget: at most 10 alerts a week
 
 

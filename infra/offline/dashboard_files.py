@@ -16,7 +16,8 @@ from typing import Any
 
 from infra.core.paths import DASHBOARDS_DIR
 from infra.plan.model import Plan
-from infra.validation.dashboards import DASHBOARD, grafana_config_maps
+from infra.plan.types import DASHBOARD
+from infra.validation.dashboards import grafana_config_maps
 
 
 def _pretty(doc: Any) -> str:

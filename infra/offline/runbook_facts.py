@@ -8,13 +8,9 @@ import re
 from typing import Any
 
 from infra.plan.model import Plan, PlannedResource
+from infra.plan.types import COMPOSITE_ALARM, DASHBOARD, FUNCTION, METRIC_ALARM, QUERY_DEFINITION
 from infra.slo.stack_facts import AlarmFact, CloudWatchBoard, Guardrails, LogQuery, StackFacts, alarm_runbooks
 
-METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
-COMPOSITE_ALARM = "aws:cloudwatch/compositeAlarm:CompositeAlarm"
-DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
-FUNCTION = "aws:lambda/function:Function"
-QUERY_DEFINITION = "aws:cloudwatch/queryDefinition:QueryDefinition"
 _SEVERITY_TOPIC = re.compile(r"-alerts-(p[0-2])$")
 _COMPARISON = {"GreaterThanThreshold": ">", "GreaterThanOrEqualToThreshold": ">=", "LessThanThreshold": "<",
                "LessThanOrEqualToThreshold": "<="}

@@ -24,17 +24,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.plan.model import Plan, PlannedResource
+from infra.plan.types import COMPOSITE_ALARM as COMPOSITE
+from infra.plan.types import METRIC_ALARM as ALARM
+from infra.plan.types import PROMETHEUS_RULE
 from infra.slo.alertmanager import RECEIVER_NULL
 from infra.slo.chart_alerts import CHART_ALERTS
 from infra.slo.runbooks import marked_runbook
 
-ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
-COMPOSITE = "aws:cloudwatch/compositeAlarm:CompositeAlarm"
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 CHATBOT = "aws:chatbot/slackChannelConfiguration:SlackChannelConfiguration"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 TOPIC = "aws:sns/topic:Topic"
-PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 # SNS protocols that deliver outside AWS, to a system people read (AWS "Amazon SNS subscription protocols").
 PERSON_PROTOCOLS = ("https", "http", "email", "email-json", "sms")
 # Alertmanager integrations that reach people (a webhook is the ticket system).

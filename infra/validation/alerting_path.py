@@ -11,10 +11,9 @@ from typing import Any
 from infra.components.alerting_path import HEARTBEAT_TOPIC, heartbeat_enabled, heartbeat_topic_name
 from infra.core.naming import MAX_IAM_ROLE_NAME, Naming
 from infra.plan.model import UNKNOWN, PlannedResource
+from infra.plan.types import METRIC_ALARM as ALARM
 from infra.validation import Plan, Violation, rule
 from infra.validation.xray import irsa_problems
-
-ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
 
 def _alarms(plan: Plan) -> list[PlannedResource]:

@@ -17,12 +17,11 @@ from typing import Any
 
 from infra.config.coverage import WAIVER_ANNOTATION, WAIVER_TAG, Required, TypeCoverage, load_coverage_map
 from infra.plan.model import UNKNOWN
+from infra.plan.types import DASHBOARD, PROMETHEUS_RULE
+from infra.plan.types import METRIC_ALARM as ALARM
 from infra.validation import Plan, PlannedResource, Violation, rule
 from infra.validation.edge import EDGE_REGION, edge_functions
 
-ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
-DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
-PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 WATCHED_PREFIXES = ("aws:", "kubernetes:")
 # The alerting path holds the alarms on the stack's own parts and the dashboards component draws them: a stack
 # that switches one off says, in its config, that it does without those alarms (or widgets), not the others.

@@ -30,12 +30,11 @@ from infra.core.naming import MAX_IAM_ROLE_NAME, Naming
 from infra.dashboard_defs import catalog
 from infra.dashboard_defs.grafana import cloudwatch_targets, expressions
 from infra.dashboard_defs.grafana_boards import input_contract_metrics
+from infra.plan.types import DASHBOARD, PROMETHEUS_RULE
 from infra.validation import Plan, PlannedResource, Violation, rule
 from infra.validation.xray import irsa_problems
 
-DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
-PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 ALARM_TYPES = ("aws:cloudwatch/metricAlarm:MetricAlarm", "aws:cloudwatch/compositeAlarm:CompositeAlarm")
 WIDGET_TYPES = ("metric", "alarm", "text", "log", "explorer", "custom")
 MAX_CONFIG_MAP_BYTES = 1024 * 1024

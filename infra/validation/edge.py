@@ -17,12 +17,12 @@ from typing import Any
 from infra.artifacts.packaging import read_package
 from infra.components import emf_edge
 from infra.plan.model import UNKNOWN
+from infra.plan.types import FUNCTION
+from infra.plan.types import METRIC_ALARM as ALARM
 from infra.validation import Plan, PlannedResource, Violation, plan_only, rule
 
 EDGE_REGION = "us-east-1"
 EDGE_TOKEN = emf_edge.TOKEN
-FUNCTION = "aws:lambda/function:Function"
-ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 ORIGIN_MAX_MEMORY_MB = 10240
 ORIGIN_MAX_TIMEOUT_S = 30
 EDGE_PRINCIPALS = {"lambda.amazonaws.com", "edgelambda.amazonaws.com"}

@@ -12,13 +12,11 @@ from collections.abc import Iterator
 
 from infra.dashboard_defs.cloudwatch import widget_parts
 from infra.plan.model import Plan, Violation
+from infra.plan.types import DASHBOARD, LOG_GROUP, QUERY_DEFINITION
+from infra.plan.types import FIREHOSE_STREAM as STREAM
+from infra.plan.types import LOG_SUBSCRIPTION as SUBSCRIPTION
 from infra.validation import rule
 
-LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
-SUBSCRIPTION = "aws:cloudwatch/logSubscriptionFilter:LogSubscriptionFilter"
-STREAM = "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream"
-QUERY_DEFINITION = "aws:cloudwatch/queryDefinition:QueryDefinition"
-DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
 _STREAM_ARN = re.compile(r"^arn:[\w-]+:firehose:([\w-]+):[^:]*:deliverystream/(.+)$")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from infra.components.dashboards import DASHBOARD_KEY_ANNOTATION
 from infra.plan.model import UNKNOWN, UNKNOWN_SECRET
+from infra.plan.types import FUNCTION as FUNCTION_TYPE
 from infra.validation import Plan, PlannedResource, Violation, rule
 
 # Alert routing whose value is a secret some service generates, unreadable at every preview: the SNS subscription
@@ -38,7 +39,6 @@ ALARM_ROUTING_INPUTS = {
     "aws:sns/topicSubscription:TopicSubscription": ("topic", "protocol", "endpoint"),
 }
 DASHBOARD_INPUTS = {"aws:cloudwatch/dashboard:Dashboard": ("dashboardBody",)}
-FUNCTION_TYPE = "aws:lambda/function:Function"
 
 
 def unknown_paths(value: Any, path: str = "") -> list[str]:

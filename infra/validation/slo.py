@@ -9,14 +9,13 @@ from typing import Any
 
 from infra.config.time_intervals import window_problems
 from infra.plan.model import UNKNOWN, UNKNOWN_SECRET
+from infra.plan.types import FUNCTION, PROMETHEUS_RULE
 from infra.slo.rules import rule_files
 from infra.slo.spec import LinkSettings
 from infra.validation import Plan, Violation, rule
 
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
-PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
-FUNCTION = "aws:lambda/function:Function"
 SCALING_ACTIONS = {"autoscaling:SetDesiredCapacity", "autoscaling:UpdateAutoScalingGroup"}
 
 
