@@ -204,6 +204,11 @@ def test_roles_wider_than_their_targets(planned: dict[str, PlanResult]) -> None:
     trust = json.loads(role.inputs["assumeRolePolicy"])
     trust["Statement"][0]["Principal"] = {"Service": ["fis.amazonaws.com", "lambda.amazonaws.com"]}
     assert "only fis.amazonaws.com" in messages(check, replaced(plan, role, assumeRolePolicy=json.dumps(trust)))[0]
+    # IAM reads "x" and ["x"] alike: the string spelling is FIS only too.
+    trust["Statement"][0]["Principal"] = {"Service": "fis.amazonaws.com"}
+    assert not messages(check, replaced(plan, role, assumeRolePolicy=json.dumps(trust)))
+    trust["Statement"][0]["Principal"] = {"AWS": "arn:aws:iam::111111111111:root"}
+    assert "only fis.amazonaws.com" in messages(check, replaced(plan, role, assumeRolePolicy=json.dumps(trust)))[0]
     assert "not planned" in messages(check, replaced(plan, spot, roleArn="arn:aws:iam::111111111111:role/x"))[0]
 
 

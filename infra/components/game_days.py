@@ -131,10 +131,9 @@ class GameDays(pulumi.ComponentResource):
             role_name = n.physical("fis", exp.key, max_len=MAX_IAM_ROLE_NAME)
             role = aws.iam.Role(
                 f"{name}-{exp.key}-role", name=role_name, description=f"FIS experiment role: {exp.description}",
-                assume_role_policy=iam.json_text({"Version": "2012-10-17", "Statement": [{
-                    "Effect": "Allow", "Principal": {"Service": "fis.amazonaws.com"}, "Action": "sts:AssumeRole",
-                    # Confused deputy: only experiments of this account assume it (AWS FIS user guide).
-                    "Condition": {"StringEquals": {"aws:SourceAccount": ctx.account_id}}}]}),
+                # Confused deputy: only experiments of this account assume it (AWS FIS user guide).
+                assume_role_policy=iam.assume_role_policy(
+                    "fis.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": ctx.account_id}}),
                 max_session_duration=3600, opts=child)
             policy = aws.iam.RolePolicy(
                 f"{name}-{exp.key}-policy", role=role.name, name=f"fis-{exp.key}",

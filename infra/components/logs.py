@@ -156,9 +156,8 @@ class Logs(pulumi.ComponentResource):
             f"{name}-firehose-role-{region}", name=firehose_role_name,
             description=f"Firehose writes the {region} log archive",
             # Confused deputy: only this account's streams assume it (Firehose developer guide, S3 access).
-            assume_role_policy=iam.json_text({"Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": {"Service": "firehose.amazonaws.com"}, "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:ExternalId": account}}}]}),
+            assume_role_policy=iam.assume_role_policy(
+                "firehose.amazonaws.com", conditions={"StringEquals": {"sts:ExternalId": account}}),
             opts=child)
         firehose_policy = aws.iam.RolePolicy(
             f"{name}-firehose-policy-{region}", role=firehose_role.name, policy=iam.document(
@@ -194,9 +193,8 @@ class Logs(pulumi.ComponentResource):
             description=f"CloudWatch Logs sends the {region} log groups to their archive stream",
             # Only this account's log groups of this Region send through it (CloudWatch Logs user guide,
             # subscription filters with Firehose: the aws:SourceArn condition).
-            assume_role_policy=iam.json_text({"Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": {"Service": "logs.amazonaws.com"}, "Action": "sts:AssumeRole",
-                "Condition": {"StringLike": {"aws:SourceArn": arns.log_group(region, "*")}}}]}),
+            assume_role_policy=iam.assume_role_policy(
+                "logs.amazonaws.com", conditions={"StringLike": {"aws:SourceArn": arns.log_group(region, "*")}}),
             opts=child)
         logs_policy = aws.iam.RolePolicy(
             f"{name}-logs-policy-{region}", role=logs_role.name, policy=iam.document(

@@ -65,15 +65,13 @@ def document(*statements: Statement) -> pulumi.Input[str]:
     return json_text({"Version": "2012-10-17", "Statement": list(statements)})
 
 
-def assume_role_policy(*services: str) -> str:
-    return _dump({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Service": sorted(services)},
-            "Action": "sts:AssumeRole",
-        }],
-    })
+def assume_role_policy(*services: str, conditions: dict[str, Any] | None = None) -> pulumi.Input[str]:
+    """Trust policy letting AWS services assume a role; `conditions` narrow it against the confused deputy
+    (IAM user guide, "The confused deputy problem": aws:SourceAccount, aws:SourceArn, sts:ExternalId)."""
+    trust: Statement = {"Effect": "Allow", "Principal": {"Service": sorted(services)}, "Action": "sts:AssumeRole"}
+    if conditions:
+        trust["Condition"] = conditions
+    return json_text({"Version": "2012-10-17", "Statement": [trust]})
 
 
 def partition_of(region: str) -> str:

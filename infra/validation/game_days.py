@@ -126,6 +126,14 @@ def _tag_conditions(stmt: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _services(principal: Any) -> list[str] | None:
+    """The service principals of a trust statement's Principal, or None for any other kind of principal."""
+    if not isinstance(principal, dict) or set(principal) != {"Service"}:
+        return None
+    service = principal["Service"]
+    return [service] if isinstance(service, str) else sorted(service)
+
+
 @rule
 def game_days_roles_scoped(plan: Plan) -> Iterator[Violation]:
     """Each experiment role is trusted by FIS only and reaches its targets only: any resource of a kind (`*`,
@@ -141,7 +149,8 @@ def game_days_roles_scoped(plan: Plan) -> Iterator[Violation]:
             continue
         trust = json.loads(str(role.inputs.get("assumeRolePolicy") or "{}"))
         principals = [s.get("Principal") for s in trust.get("Statement", [])]
-        if principals != [{"Service": "fis.amazonaws.com"}]:
+        # IAM reads a one-element list as the string itself: both spellings are "FIS only".
+        if [_services(p) for p in principals] != [["fis.amazonaws.com"]]:
             yield Violation(name, role.label, f"trusted by {principals}: only fis.amazonaws.com")
         wanted: dict[str, str] = {}
         for target in t.inputs.get("targets") or []:
