@@ -8,68 +8,33 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from runbook_automation import runbooks as rb
+from zip_env import client, copy_of, drain, function_env, moto, state_table  # noqa: F401  (moto: a fixture)
 
 from infra.core.paths import DASHBOARDS_DIR
 from infra.offline.runbook_facts import runbook_settings, stack_facts
 from infra.slo import stack_facts as sf
 from infra.slo.runbooks import load_runbooks
-from infra.tools import daemons
 from infra.tools.drill import zip_runtime
 
 STACKS = ("staging", "prod")
 FUNCTION = "runbook_automation"
-REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    with daemons.moto_server() as m:
-        yield m.url
-
-
-def _client(url: str, service: str) -> Any:
-    return boto3.client(service, endpoint_url=url, region_name=REGION, aws_access_key_id="testing",
-                        aws_secret_access_key="testing")  # pragma: allowlist secret (moto's fake credentials)
-
-
-def _copy_of(url: str, topic: str) -> str:
-    sqs = _client(url, "sqs")
-    queue = sqs.create_queue(QueueName=f"{topic.rsplit(':', 1)[-1]}-copy")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    _client(url, "sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn,
-                                  Attributes={"RawMessageDelivery": "true"})
-    return str(queue)
-
-
-def _drain(url: str, queue: str) -> list[str]:
-    sqs, out = _client(url, "sqs"), []
-    while msgs := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages"):
-        out += [m["Body"] for m in msgs]
-        sqs.delete_message_batch(QueueUrl=queue, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                                                          for i, m in enumerate(msgs)])
-    return out
 
 
 def _messages(url: str, settings: dict[str, Any], out_dir: Path) -> dict[str, list[str]]:
     """Per runbook of the zip, what a dry run of it publishes (audit and notice topics), its run ledger in the
     stack's state table; the topics are the moto ones of the planned names."""
-    sns, ddb = _client(url, "sns"), _client(url, "dynamodb")
+    sns = client(url, "sns")
     topics = {key: sns.create_topic(Name=str(settings[key]).rsplit(":", 1)[-1])["TopicArn"]
               for key in ("audit_topic_arn", "notify_topic_arn") if settings.get(key)}
-    if settings["table_name"] not in ddb.list_tables()["TableNames"]:
-        ddb.create_table(TableName=settings["table_name"], BillingMode="PAY_PER_REQUEST",
-                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
-    copies = [_copy_of(url, t) for t in topics.values()]
-    env = {**daemons.aws_env(url, REGION), "AWS_LAMBDA_FUNCTION_NAME": "akidb-runbook-worker",
-           "RUNBOOK_SETTINGS": json.dumps({**settings, **topics, "dry_run": True, "scale_out_asg": None})}
+    state_table(url, settings["table_name"])
+    copies = [copy_of(url, t) for t in topics.values()]
+    env = function_env(url, AWS_LAMBDA_FUNCTION_NAME="akidb-runbook-worker", RUNBOOK_SETTINGS=json.dumps(
+        {**settings, **topics, "dry_run": True, "scale_out_asg": None}))
     out: dict[str, list[str]] = {}
     with zip_runtime.packaged(FUNCTION, out_dir, env) as worker:
         for runbook in rb.RUNBOOKS:  # the names only: each runs in the zip
@@ -79,7 +44,7 @@ def _messages(url: str, settings: dict[str, Any], out_dir: Path) -> dict[str, li
             got = worker.invoke({"Records": [{"messageId": f"m-{runbook}", "body": json.dumps(job)}]},
                                 function="worker", context={"aws_request_id": f"r-{runbook}"})
             assert got.error is None and got.result == {"batchItemFailures": []}, (runbook, got, worker.tail())
-            out[runbook] = [m for q in copies for m in _drain(url, q)]
+            out[runbook] = [m for q in copies for m in drain(url, q)]
     return out
 
 
@@ -91,7 +56,7 @@ def _edge_board(planned: Any, stack: str) -> sf.CloudWatchBoard:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_url_the_automation_writes_reaches_a_provided_dashboard_or_page(  # type: ignore[no-untyped-def]
-        planned, moto: str, stack: str, tmp_path: Path) -> None:
+        planned, moto: str, stack: str, tmp_path: Path) -> None:  # noqa: F811
     facts = stack_facts(stack, planned[stack].plan)
     settings = runbook_settings(planned[stack].plan)
     board = _edge_board(planned, stack)
@@ -104,7 +69,7 @@ def test_every_url_the_automation_writes_reaches_a_provided_dashboard_or_page(  
 
 
 def test_the_cold_start_message_links_the_edge_board_of_the_stack(  # type: ignore[no-untyped-def]
-        planned, moto: str, tmp_path: Path) -> None:
+        planned, moto: str, tmp_path: Path) -> None:  # noqa: F811
     board = _edge_board(planned, "prod")
     settings = runbook_settings(planned["prod"].plan)  # as the stack plans them: the board wired in
     assert settings["edge_dashboard_url"] == board.url
