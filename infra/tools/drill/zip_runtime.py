@@ -6,8 +6,9 @@ Python": the runtime includes the SDK; everything else comes from the deployment
 
 `ZipProcess(root, "pkg.handler")` starts it; `invoke(event, function=...)` is one invocation, optionally with one
 AWS fault injected: the call numbered `fail_at` among the function's AWS calls of this invocation (botocore
-`before-call` on the runtime's default session, so every client the function makes has it) raises as a throttled
-API does. The function's stdout (its log lines) goes to a log file; each invocation returns its own lines.
+`before-call`) raises as a throttled API does. The hook is put on every client any session makes (botocore's
+Session.create_client wrapped, as tracing SDKs patch it): a function may make its own session. The function's
+stdout (its log lines) goes to a log file; each invocation returns its own lines.
 Used by the drill (the anomaly detector) and by the tests of every function's zip.
 """
 
@@ -43,7 +44,6 @@ sys.stdout = os.fdopen(1, "w", buffering=1)
 root, runtime, module = sys.argv[1:4]
 sys.path[:0] = [root, runtime]
 os.chdir(root)
-import boto3
 from botocore.exceptions import ClientError
 
 class Faults:
@@ -65,8 +65,15 @@ class Context:
     def get_remaining_time_in_millis(self):
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
-boto3.setup_default_session()
-boto3.DEFAULT_SESSION.events.register("before-call", hook)
+import botocore.session
+_create_client = botocore.session.Session.create_client
+
+def create_client(self, *args, **kwargs):  # every client of every session the function makes
+    made = _create_client(self, *args, **kwargs)
+    made.meta.events.register("before-call", hook)
+    return made
+
+botocore.session.Session.create_client = create_client
 mod = importlib.import_module(module)
 for line in sys.stdin:
     req = json.loads(line)
