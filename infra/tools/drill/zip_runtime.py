@@ -14,6 +14,7 @@ Used by the drill (the anomaly detector) and by the tests of every function's zi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import json
@@ -145,7 +146,9 @@ def _closure(names: tuple[str, ...]) -> list[importlib.metadata.Distribution]:
         for req in dist.requires or ():
             if ";" in req and "extra" in req.split(";", 1)[1]:
                 continue  # an optional extra (boto3[crt]): not in the runtime
-            todo.append(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req).group(0))  # type: ignore[union-attr]
+            name_of = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
+            if name_of:
+                todo.append(name_of.group(0))
     return list(seen.values())
 
 
@@ -158,7 +161,10 @@ def runtime_site(out: Path | None = None) -> Path:
         base = Path(str(dist.locate_file("")))
         for name in _top_level(dist):
             link, target = out / name, base / name
-            if target.exists() and not link.exists():
+            if not target.exists() or (link.is_symlink() and link.readlink() == target):
+                continue
+            link.unlink(missing_ok=True)  # a link into an older environment
+            with contextlib.suppress(FileExistsError):  # another test worker made it meanwhile
                 link.symlink_to(target)
     return out
 
