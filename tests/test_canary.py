@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -20,11 +17,14 @@ from typing import Any
 import pytest
 from canary import handler as canary_handler
 from canary import probes
+from zip_env import function_env, moto  # noqa: F401  (moto: a fixture)
 
 from infra.artifacts.canary_package import ENTRY, HANDLER, build_canary
 from infra.blocks.context import StackContext
 from infra.components.synthetics import PROBE_NAMESPACE, SYNTHETICS_NAMESPACE, canary_name
 from infra.config.synthetics import CANARY_RUNTIMES, schedule_minutes
+from infra.tools import daemons
+from infra.tools.drill import zip_runtime
 from infra.validation.synthetics import canary_runtime_and_schedule
 
 DIMS = 384
@@ -247,24 +247,59 @@ def test_handler_reads_settings_from_the_environment(server: str, monkeypatch: p
     assert list(canary_handler.handler()["checks"]) == ["embed"]
 
 
+def _canary_settings(server: str, **kw: Any) -> str:
+    return json.dumps({"canary": "c", "edge_url": server, "rest_url": server, "health_paths": ["/health/live"],
+                       "embed_text": "probe sentence", "embed_dimensions": DIMS, "max_latency_ms": 2000,
+                       "request_timeout_s": 5, **kw})
+
+
 def test_packaged_zip_runs_from_the_synthetics_layout(server: str, tmp_path: Path) -> None:
+    """The zip's python/ folder on the path (as the Synthetics Python runtime puts it), in the runtime's own
+    interpreter with nothing else but boto3 (infra/tools/drill/zip_runtime.py)."""
     pkg = build_canary(out_dir=tmp_path / "out")
     names = zipfile.ZipFile(pkg.path).namelist()
     assert f"python/{ENTRY}.py" in names and "python/canary/probes.py" in names
     assert all(n.startswith("python/") for n in names)
-    zipfile.ZipFile(pkg.path).extractall(tmp_path / "unpacked")
-    env = {**os.environ, "CANARY_SETTINGS": json.dumps({
-        "canary": "c", "edge_url": server, "rest_url": server, "health_paths": ["/health/live"],
-        "embed_text": "probe sentence", "embed_dimensions": DIMS, "max_latency_ms": 2000, "request_timeout_s": 5})}
-    module, func = HANDLER.rsplit(".", 1)
-    code = f"import sys; sys.path.insert(0, 'python'); import {module} as m; print(m.{func}())"
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "unpacked", env=env, capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    emf_lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{"_aws"')]
-    assert [r["Check"] for r in emf_lines] == ["embed", "health-live"]
+    root = zip_runtime.extract(pkg.path, tmp_path / "unpacked") / "python"
+    with zip_runtime.ZipProcess(root, HANDLER.rsplit(".", 1)[0], {"CANARY_SETTINGS": _canary_settings(server)},
+                                tmp_path / "canary.log") as canary:
+        run = canary.invoke({})
+    assert run.error is None, (run, canary.tail())
+    assert [r["Check"] for r in run.records() if "_aws" in r] == ["embed", "health-live"]
     # the same bytes again: deterministic package
     assert build_canary(out_dir=tmp_path / "again").sha256 == pkg.sha256
+
+
+def test_packaged_canary_a_fault_between_its_checks_then_the_retry_each_check_reported_once_per_run(
+        server: str, moto: str, tmp_path: Path) -> None:  # noqa: F811
+    """The canary's steps are its checks; it calls no AWS API (its metrics are EMF lines on stdout, asserted: its
+    AWS calls are counted against moto server). The fault comes between its steps: the edge answers, then the
+    REST side fails (not ready, then unreachable). The run fails naming that check; Synthetics' retry runs
+    clean. Each run reports every check exactly once (one EMF record each), the failed run the failed check as
+    Success 0, and nothing of the failed run is reported again by the retry."""
+    root = zip_runtime.extract(build_canary(out_dir=tmp_path / "out").path, tmp_path / "unpacked") / "python"
+    closed = f"http://127.0.0.1:{daemons.free_port()}"
+    faults = {"not-ready": ({"health_paths": ["/health/live", "/health/ready"]}, "not-ready"),
+              "unreachable": ({"rest_url": closed}, "ok")}
+    with zip_runtime.ZipProcess(root, HANDLER.rsplit(".", 1)[0], function_env(moto), tmp_path / "canary.log") as canary:
+        for name, (change, mode) in faults.items():
+            FakeEdge.mode = mode
+            failed = canary.invoke({}, context={"aws_request_id": f"{name}-1"},
+                                   env={"CANARY_SETTINGS": _canary_settings(server, **change)})
+            FakeEdge.mode = "ok"
+            retried = canary.invoke({}, context={"aws_request_id": f"{name}-2"},
+                                    env={"CANARY_SETTINGS": _canary_settings(server, **{
+                                        k: v for k, v in change.items() if k != "rest_url"})})
+            assert failed.error_type == "CanaryFailure" and retried.error is None, (name, failed, retried)
+            assert failed.calls == [] and retried.calls == []  # no AWS call: nothing of AWS to fault
+            checks = probes.check_names(probes.ProbeSettings.from_json(_canary_settings(server, **change)))
+            for run, request in ((failed, f"{name}-1"), (retried, f"{name}-2")):
+                emf = [r for r in run.records() if "_aws" in r]
+                assert sorted(r["Check"] for r in emf) == sorted(checks), (name, request, emf)
+                assert {r["request_id"] for r in emf} == {request}
+            assert {r["Check"]: r["Success"] for r in failed.records() if "_aws" in r} == {
+                c: int(c == "embed" or (c == "health-live" and name == "not-ready")) for c in checks}
+            assert all(r["Success"] == 1 for r in retried.records() if "_aws" in r)
 
 
 # ------------------------------------------------------------------------------------------------ the plan

@@ -148,7 +148,11 @@ def test_short_drill_report_carries_the_incident_timeline(short_drill: dict[str,
         (t,) = r.timeline
         assert t["events"] == 2 and not t["published"]  # triggered + acknowledged
         assert t["tta"] is not None and abs(t["tta"] - ACK_AFTER_S) < 0.5
-        assert report.timeline(r).startswith(f"{report._fig(t['ttd'])} / {t['tta']:.0f} / - ")
+        # TTD from the fault's start to the page as the V3 delivery dates it: between the fault and the stand-in's
+        # incident (no later than the page the drill saw opened)
+        page = min(p["opened_at"] for p in r.pages)
+        assert t["triggered_at"] is not None and r.fault_at < t["triggered_at"] <= page + 0.001
+        assert report.timeline(r).startswith(f"{report.ttd(r, t):.0f} / {t['tta']:.0f} / - ")
 
 
 @pytest.mark.slow

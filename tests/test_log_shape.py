@@ -21,11 +21,7 @@ from typing import Any
 
 import logshape
 import pytest
-from anomaly_core.settings import MetricSpec, Settings
-from anomaly_detector import handler as detector
-from anomaly_env import anomaly_aws
-from anomaly_trainer import handler as trainer
-from canary import handler as canary_handler
+from anomaly_core.settings import SETTINGS_FILE, MetricSpec, Settings
 from edge_inference import handler as edge
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,12 +29,15 @@ from log_shape import records, shape_problems
 from logshape import stdlib
 from moto import mock_aws
 from runbook_automation import handler as runbook
-from runbook_env import TITLE, Env, http_event, incident, sign
+from runbook_env import SECRET, Env, http_event, incident, sign
 from test_canary import DIMS, server  # noqa: F401  (the canary's target, a fixture of its own tests)
+from zip_env import client, function_env, moto, state_table  # noqa: F401  (moto: a fixture)
 
+from infra.artifacts.canary_package import HANDLER, build_canary
 from infra.artifacts.edge_probe import origin_request_event
 from infra.artifacts.packaging import build_lambda
 from infra.core.paths import LAMBDAS_DIR
+from infra.tools.drill import zip_runtime
 
 ROOT_ID = "1-5f84c7a1-0123456789abcdef01234567"
 TRACE_ENV = f"Root={ROOT_ID};Parent=53995c3f42cd8ad8;Sampled=1"
@@ -101,71 +100,87 @@ def runbook_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     runbook._reset()
 
 
-def test_runbook_webhook_and_worker_lines_carry_request_trace_and_incident(
-        runbook_env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "akidb-prod-runbook-webhook")
-    monkeypatch.setenv("_X_AMZN_TRACE_ID", TRACE_ENV)
-    capsys.readouterr()
-    assert runbook.handler(http_event(b"{}", "v1=" + "0" * 64), ctx("hook-0"))["statusCode"] == 401
-    body = incident(TITLE)
-    assert runbook.handler(http_event(body, sign(body)), ctx("hook-1"))["statusCode"] == 202
-    hook = shaped(capsys.readouterr().out, "runbook-automation")
+COLD_START = "edge cold starts above target [runbook:lambda-edge-cold-start]"
+
+
+def test_runbook_webhook_and_worker_lines_carry_request_trace_and_incident(moto: str, tmp_path: Path) -> None:  # noqa: F811
+    """The webhook and the worker from their built zip (each its own container, as two functions of one zip)."""
+    sm, sns, sqs = client(moto, "secretsmanager"), client(moto, "sns"), client(moto, "sqs")
+    secret = sm.create_secret(Name="akidb-prod-pagerduty-webhook", SecretString=SECRET)["ARN"]
+    audit, notify = (sns.create_topic(Name=n)["TopicArn"] for n in ("log-audit", "log-alerts-p2"))
+    queue = sqs.create_queue(QueueName="log-jobs")["QueueUrl"]
+    state_table(moto, "log-runbook-state")
+    state_table(moto, "log-incident-timeline", sort_key=True)
+    settings = json.dumps({
+        "environment": "prod", "table_name": "log-runbook-state", "audit_topic_arn": audit, "queue_url": queue,
+        "secret_id": secret, "notify_topic_arn": notify, "dry_run": False, "timeline_settle_s": 0,
+        "timeline_table_name": "log-incident-timeline", "runbook_base_url": "https://runbooks.akidb.internal"})
+    body = incident(COLD_START)
+    with zip_runtime.packaged("runbook_automation", tmp_path / "hook", function_env(
+            moto, RUNBOOK_SETTINGS=settings, AWS_LAMBDA_FUNCTION_NAME="akidb-prod-runbook-webhook")) as hook:
+        refused = hook.invoke(http_event(b"{}", "v1=" + "0" * 64), context={"aws_request_id": "hook-0"},
+                              env={"_X_AMZN_TRACE_ID": TRACE_ENV})
+        accepted = hook.invoke(http_event(body, sign(body)), context={"aws_request_id": "hook-1"})
+    assert refused.result["statusCode"] == 401 and accepted.result["statusCode"] == 202, (refused, accepted)
+    # botocore's own INFO lines ("Found credentials in environment variables.") are in the shape too; the
+    # function's are those of its logger
+    lines = [r for r in shaped("\n".join(refused.log + accepted.log), "runbook-automation")
+             if not str(r.get("logger", "")).startswith("botocore")]
     # the receiver logs its refusals; its decision on a signed page is audited once by the worker (ledger.py)
-    assert [r["decision"] for r in hook] == ["unauthenticated"]
-    assert hook[0]["request_id"] == "hook-0" and hook[0]["trace_id"] == ROOT_ID
-    assert hook[0]["function"] == "akidb-prod-runbook-webhook"
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "akidb-prod-runbook-worker")
-    runbook._reset()
-    msgs = runbook_env.sqs.receive_message(QueueUrl=runbook_env.queue_url, MaxNumberOfMessages=10)["Messages"]
-    runbook.worker({"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in msgs]}, ctx("work-1"))
-    work = shaped(capsys.readouterr().out, "runbook-automation")
+    assert [r.get("decision") for r in lines] == ["unauthenticated"]
+    assert lines[0]["request_id"] == "hook-0" and lines[0]["trace_id"] == ROOT_ID
+    assert lines[0]["function"] == "akidb-prod-runbook-webhook"
+    msgs = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    with zip_runtime.packaged("runbook_automation", tmp_path / "work", function_env(
+            moto, RUNBOOK_SETTINGS=settings, AWS_LAMBDA_FUNCTION_NAME="akidb-prod-runbook-worker")) as work:
+        done = work.invoke({"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in msgs]},
+                           function="worker", context={"aws_request_id": "work-1"}, env={"_X_AMZN_TRACE_ID": TRACE_ENV})
+    assert done.result == {"batchItemFailures": []}, done
+    work_lines = shaped("\n".join(done.log), "runbook-automation")
     for decision in ("accepted", "acted"):
-        lines = [r for r in work if r.get("decision") == decision]
-        assert lines and lines[0]["incident_id"] == "PGR0VU2" and lines[0]["request_id"] == "work-1", decision
-        assert lines[0]["function"] == "akidb-prod-runbook-worker" and lines[0]["trace_id"] == ROOT_ID
+        found = [r for r in work_lines if r.get("decision") == decision]
+        assert found and found[0]["incident_id"] == "PGR0VU2" and found[0]["request_id"] == "work-1", decision
+        assert found[0]["function"] == "akidb-prod-runbook-worker" and found[0]["trace_id"] == ROOT_ID
 
 
-BUCKET, REGION = "anomaly-bucket", "us-east-1"
+BUCKET = "anomaly-bucket"
 CW_METRIC = MetricSpec(name="request_rate", source="cloudwatch", query="AkiDB/Test|Requests|Average|Service=api",
                        seasonality_mode="multiplicative")
 
 
-def _baked(tmp_path: Path, module: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_detector_and_trainer_lines_carry_the_metric_decision(moto: str, tmp_path: Path) -> None:  # noqa: F811
+    """Each from its built zip with the settings baked as the stack bakes them (settings.json)."""
     cfg = Settings(metrics=(CW_METRIC,), prometheus_url=None, confidence_threshold=0.7, history_days=22,
                    forecast_max_age_s=192 * 3600)
-    (tmp_path / "settings.json").write_text(json.dumps(cfg.to_json()))
-    monkeypatch.setattr(module, "__file__", str(tmp_path / "handler.py"))
+    baked = {SETTINGS_FILE: json.dumps(cfg.to_json()).encode()}
+    client(moto, "s3").create_bucket(Bucket=BUCKET)
+    topic = client(moto, "sns").create_topic(Name="anomaly")["TopicArn"]
+    env = function_env(moto, ANOMALY_BUCKET=BUCKET, ANOMALY_TOPIC_ARN=topic)
+    with zip_runtime.packaged("anomaly_detector", tmp_path, env, baked=baked) as detector:
+        run = detector.invoke({"source": "aws.events"}, context={"aws_request_id": "detect-1"},
+                              env={"_X_AMZN_TRACE_ID": TRACE_ENV})
+    assert run.error is None, (run, detector.tail())
+    decided = [r for r in shaped("\n".join(run.log), "anomaly-detector") if r.get("metric") == "request_rate"]
+    assert decided and decided[0]["decision"] == "skipped" and decided[0]["request_id"] == "detect-1"
+    assert decided[0]["trace_id"] == ROOT_ID and "no forecast yet" in decided[0]["reason"]
+    with zip_runtime.packaged("anomaly_trainer", tmp_path, env, baked=baked) as trainer:
+        train = trainer.invoke({}, context={"aws_request_id": "train-1"}, env={"_X_AMZN_TRACE_ID": TRACE_ENV})
+    assert train.error_type == "TrainerFailed", (train, trainer.tail())  # no history in CloudWatch
+    failed = [r for r in shaped("\n".join(train.log), "anomaly-trainer") if r.get("decision") == "failed"]
+    assert failed and failed[0]["metric"] == "request_rate" and failed[0]["request_id"] == "train-1"
 
 
-def test_detector_and_trainer_lines_carry_the_metric_decision(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("_X_AMZN_TRACE_ID", TRACE_ENV)
-    with anomaly_aws(REGION, BUCKET) as aws:
-        monkeypatch.setenv("ANOMALY_BUCKET", BUCKET)
-        monkeypatch.setenv("ANOMALY_TOPIC_ARN", aws["topic"])
-        _baked(tmp_path, detector, monkeypatch)
-        capsys.readouterr()
-        detector.handler({"source": "aws.events"}, ctx("detect-1"))
-        lines = shaped(capsys.readouterr().out, "anomaly-detector")
-        decided = [r for r in lines if r.get("metric") == "request_rate"]
-        assert decided and decided[0]["decision"] == "skipped" and decided[0]["request_id"] == "detect-1"
-        assert decided[0]["trace_id"] == ROOT_ID and "no forecast yet" in decided[0]["reason"]
-        _baked(tmp_path, trainer, monkeypatch)
-        with pytest.raises(trainer.TrainerFailed):
-            trainer.handler({}, ctx("train-1"))  # no history in CloudWatch
-        lines = shaped(capsys.readouterr().out, "anomaly-trainer")
-        failed = [r for r in lines if r.get("decision") == "failed"]
-        assert failed and failed[0]["metric"] == "request_rate" and failed[0]["request_id"] == "train-1"
-
-
-def test_canary_lines_carry_the_shape(server: str, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
-                                      capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("CANARY_SETTINGS", json.dumps({
+def test_canary_lines_carry_the_shape(server: str, tmp_path: Path) -> None:  # noqa: F811
+    """The canary from its Synthetics zip (python/ on the path, as the runtime puts it)."""
+    pkg = build_canary(out_dir=tmp_path / "out")
+    root = zip_runtime.extract(pkg.path, tmp_path / "canary-zip") / "python"
+    env = {"CANARY_SETTINGS": json.dumps({
         "canary": "c", "edge_url": server, "rest_url": server, "health_paths": ["/health/live"],
-        "embed_text": "probe sentence", "embed_dimensions": DIMS, "max_latency_ms": 2000, "request_timeout_s": 5}))
-    capsys.readouterr()
-    canary_handler.handler({}, ctx("canary-1"))
-    lines = shaped(capsys.readouterr().out, "canary")
+        "embed_text": "probe sentence", "embed_dimensions": DIMS, "max_latency_ms": 2000, "request_timeout_s": 5})}
+    with zip_runtime.ZipProcess(root, HANDLER.rsplit(".", 1)[0], env, tmp_path / "canary.log") as canary:
+        run = canary.invoke({}, context={"aws_request_id": "canary-1"})
+    assert run.error is None, (run, canary.tail())
+    lines = shaped("\n".join(run.log), "canary")
     assert [r["Check"] for r in lines if "_aws" in r] == ["embed", "health-live"]
     assert {r["request_id"] for r in lines} == {"canary-1"}
     assert lines[-1]["message"] == "all 2 checks passed"

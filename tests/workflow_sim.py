@@ -43,6 +43,9 @@ from typing import Any
 
 import yaml
 
+from infra.artifacts.packaging import RUNTIME_PYTHON
+from infra.tools.drill.zip_runtime import runtime_python
+
 STANDIN = Path(__file__).with_name("workflow_standin.py")
 STEP_TIMEOUT_S = 900
 
@@ -613,12 +616,23 @@ class Runner:
                 self.prepare_workspace(ws)
             return f"checked out {args.get('ref') or self.sha} into {args.get('path', '.')}"
         if action == "actions/setup-python":
-            want = args.get("python-version", "")
+            # One version a line; the last is the default `python` (setup-python's "Specifying multiple Python
+            # and PyPy versions"): this interpreter's. Another may be the Lambda runtime's only (zip_runtime
+            # finds one here), linked as python3.X beside it.
+            want = str(args.get("python-version", "")).split()
             have = f"{sys.version_info.major}.{sys.version_info.minor}"
-            if want != have:
-                raise WorkflowError(f"setup-python {want}: this machine simulates it with Python {have}")
+            if not want or want[-1] != have:
+                raise WorkflowError(f"setup-python {' '.join(want)}: this machine simulates the default one with "
+                                    f"Python {have}")
+            for other in want[:-1]:
+                if other != RUNTIME_PYTHON:
+                    raise WorkflowError(f"setup-python {other}: this machine simulates Python {have} and the "
+                                        f"Lambda runtime's {RUNTIME_PYTHON} only")
+                link = self.bin_python / f"python{other}"
+                if not link.exists():
+                    link.symlink_to(runtime_python())
             env["PATH"] = f"{self.bin_python}:{env['PATH']}"
-            return f"python {have} on PATH"
+            return f"python {' '.join(want)} on PATH"
         if action == "actions/cache":
             # Its key was evaluated with the other inputs: every file it hashes exists in the checkout.
             for p in args.get("path", "").split():

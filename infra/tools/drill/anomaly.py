@@ -19,17 +19,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import subprocess
-import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from infra.artifacts.packaging import build_lambda
 from infra.components.anomaly import settings_json
 from infra.config.anomaly import AnomalyConfig
+from infra.tools.drill import zip_runtime
 from infra.tools.drill.webhook import client
 
 DETECTOR = "anomaly_detector"
@@ -41,25 +37,6 @@ BAND_HALF_WIDTH = 0.1  # of the healthy rate
 STEP_S = 300
 BUCKET = "akidb-drill-anomaly"
 TOPIC = "akidb-drill-anomaly"
-
-# The detector process: a minimal Lambda runtime loop (one JSON event per line in, one JSON result per line out).
-# As in Lambda, the function's log lines go to its stdout, which here is the log file (stderr's): the results
-# travel on the pipe the process was given as stdout, kept apart before the handler is imported.
-RUNTIME = """
-import importlib, json, os, sys
-results = os.fdopen(os.dup(1), "w")
-os.dup2(2, 1)
-sys.stdout = os.fdopen(1, "w", buffering=1)
-handler = importlib.import_module(sys.argv[1]).handler
-for line in sys.stdin:
-    try:
-        out = {"ok": handler(json.loads(line), None)}
-    except Exception as e:
-        out = {"error": f"{type(e).__name__}: {e}"}
-    results.write(json.dumps(out, default=str) + "\\n")
-    results.flush()
-"""
-
 
 @dataclass(frozen=True)
 class Shipped:
@@ -103,54 +80,36 @@ def seed_band(rate: float, now: float) -> None:
 
 class Detector:
     """The deployed detector zip, extracted, its settings' prometheusUrl pointed at the drill's Prometheus, run in
-    its own interpreter; `invoke()` is one scheduled run."""
+    the runtime's own interpreter (zip_runtime: only the zip and boto3 on its path); `invoke()` is one scheduled
+    run. Its log lines go to detector.log."""
 
     def __init__(self, out_dir: Path, prometheus_url: str, topic_arn: str) -> None:
         self.out_dir, self.prometheus_url, self.topic_arn = out_dir, prometheus_url, topic_arn
-        self._proc: subprocess.Popen[str] | None = None
+        self._proc: zip_runtime.ZipProcess | None = None
 
     def __enter__(self) -> Detector:
-        pkg = build_lambda(DETECTOR, kind="lambda", baked={"settings.json": settings_json(SHIPPED)})
-        root = self.out_dir / "detector-zip"
-        shutil.rmtree(root, ignore_errors=True)
-        with zipfile.ZipFile(pkg.path) as z:
-            z.extractall(root)
-        module = pkg.handler.rsplit(".", 1)[0]  # anomaly_detector.handler.handler
-        settings_file = root / module.split(".")[0] / "settings.json"
+        env = {**os.environ, "ANOMALY_BUCKET": BUCKET, "ANOMALY_TOPIC_ARN": self.topic_arn}
+        proc = zip_runtime.packaged(DETECTOR, self.out_dir, env, baked={"settings.json": settings_json(SHIPPED)})
+        settings_file = proc.root / proc.module.split(".")[0] / "settings.json"  # anomaly_detector.handler
         settings = drill_settings(self.prometheus_url)
         if json.loads(settings_file.read_text()) != settings.shipped or settings.differences():
-            raise RuntimeError(f"{pkg.path}: the baked settings are not the shipped ones")
+            raise RuntimeError(f"{settings_file}: the baked settings are not the shipped ones")
         settings_file.write_text(json.dumps(settings.drill, sort_keys=True, indent=1))
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env.update(PYTHONPATH=str(root), ANOMALY_BUCKET=BUCKET, ANOMALY_TOPIC_ARN=self.topic_arn)
-        self._proc = subprocess.Popen([sys.executable, "-c", RUNTIME, module], cwd=root, env=env, text=True,
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=(self.out_dir / "detector.log").open("w"))
+        proc.log_path = self.out_dir / "detector.log"
+        self._proc = proc.__enter__()
         return self
 
     def invoke(self) -> dict[str, Any]:
-        """One run (the scheduled event's content is not read by the detector)."""
-        proc = self._proc
-        if proc is None or proc.stdin is None or proc.stdout is None:
+        """One run (the scheduled event's content is not read by the detector): {"ok": result} or {"error": ...}."""
+        if self._proc is None:
             raise RuntimeError("the detector is not running")
-        pipe_in: IO[str] = proc.stdin
-        pipe_in.write(json.dumps({"source": "aws.events", "detail-type": "Scheduled Event"}) + "\n")
-        pipe_in.flush()
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the detector exited: see {self.out_dir / 'detector.log'}")
-        out: dict[str, Any] = json.loads(line)
-        return out
+        run = self._proc.invoke({"source": "aws.events", "detail-type": "Scheduled Event"})
+        return {"error": run.error} if run.error else {"ok": run.result}
 
     def __exit__(self, *exc: object) -> None:
         if self._proc is not None:
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=10)
+            self._proc.__exit__(*exc)
+            self._proc = None
 
 
 def page_alarm_at(points: list[tuple[float, float]], cfg: AnomalyConfig = SHIPPED) -> float | None:

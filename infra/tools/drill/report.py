@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from infra.tools.drill import anomaly
 from infra.tools.drill.runner import Result, heartbeat_alarm_at
 
 COLUMNS = ("scenario", "result", "setup (s)", "firing (s)", "in Alertmanager (s)", "page received (s)", "pages",
            "webhook", "runbook outcome", "runbook done (s)", "resolved (s after recovery)",
-           "timeline TTD / TTA / TTR (s)", "heartbeat", "notes")
+           "timeline TTD (fault->page) / TTA / TTR (s)", "heartbeat", "notes")
 
 
 def _s(value: float | None, since: float) -> str:
@@ -43,10 +44,21 @@ def _fig(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def ttd(r: Result, t: dict[str, Any]) -> float | None:
+    """Time to detect of one incident: from the fault's start (the drill's marker) to the page as PagerDuty
+    dated it (the trigger's occurred_at, else the incident's created_at: what a V3 delivery carries, kept by the
+    timeline). An upper bound of the alert's own detection time, the figure game_day_report gives for a game day
+    (fault start -> page). PagerDuty's V3 incident object has no alert start (no custom details), so the
+    timeline's own TTD (alert condition start -> page) is shown only when it had one ("alert" below)."""
+    at = t.get("triggered_at")
+    return None if at is None or not r.fault_at else max(0.0, at - r.fault_at)
+
+
 def timeline(r: Result) -> str:
     """The incident timeline's figures per incident; "published" once it put them to CloudWatch (on resolve),
     else what it computes from the events so far."""
-    return "; ".join(f"{_fig(t['ttd'])} / {_fig(t['tta'])} / {_fig(t['ttr'])}"
+    return "; ".join(f"{_fig(ttd(r, t))} / {_fig(t['tta'])} / {_fig(t['ttr'])}"
+                     + (f" (alert {_fig(t['ttd'])})" if t["ttd"] is not None else "")
                      + (" published" if t["published"] else " (unresolved: computed)") for t in r.timeline) or "-"
 
 

@@ -50,6 +50,11 @@ def packaged_handler() -> ModuleType:
     with zipfile.ZipFile(pkg.path) as z:
         z.extractall(root)
     package, module = pkg.handler.rsplit(".", 1)[0].split(".", 1)  # runbook_automation.handler.handler
+    # The shared code the zip holds at its root (include.txt: logshape) is imported absolutely: Lambda has the
+    # zip's root on sys.path (/var/task), so does this process (first: the zip's copy, not the source tree's, unless
+    # this process imported the source's before).
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
     spec = importlib.util.spec_from_file_location(PACKAGED_NAME, root / package / "__init__.py",
                                                   submodule_search_locations=[str(root / package)])
     if spec is None or spec.loader is None:
@@ -250,7 +255,11 @@ def timeline_figures(world: World) -> dict[str, dict[str, Any]]:
         got = published.get(incident)
         out[incident] = {
             "incident": incident, "events": len(events), "published": got is not None,
+            # PagerDuty's V3 incident object carries no alert start (only its own created_at and the trigger's
+            # occurred_at): the timeline's TTD (alert condition start -> page) is None for a real delivery, and the
+            # report counts TTD from the drill's fault marker to `triggered_at` instead (as game_day_report does).
             "ttd": got.get(timeline.TIME_TO_DETECT) if got else f.time_to_detect,
+            "triggered_at": f.triggered_at,
             "tta": got.get(timeline.TIME_TO_ACKNOWLEDGE) if got else f.time_to_acknowledge,
             "ttr": got.get(timeline.TIME_TO_RESOLVE) if got else f.time_to_resolve,
             "service": f.service, "severity": f.severity}

@@ -1,0 +1,269 @@
+"""A function run as Lambda runs it: its built zip extracted, imported by a fresh interpreter of the runtime's
+Python (RUNTIME_PYTHON, 3.12) whose path holds the zip and what the runtime itself provides (the AWS SDK for
+Python: boto3 and its dependencies), nothing else: no site-packages, no source tree, no PYTHONPATH. A module, a
+vendored wheel or a file the zip lacks fails the function here as it fails in Lambda (AWS Lambda "Building with
+Python": the runtime includes the SDK; everything else comes from the deployment package).
+
+`ZipProcess(root, "pkg.handler")` starts it; `invoke(event, function=...)` is one invocation, optionally with one
+AWS fault injected: the call numbered `fail_at` among the function's AWS calls of this invocation (botocore
+`before-call`) raises as a throttled API does. The hook is put on every client any session makes (botocore's
+Session.create_client wrapped, as tracing SDKs patch it): a function may make its own session. The function's
+stdout (its log lines) goes to a log file; each invocation returns its own lines.
+Used by the drill (the anomaly detector) and by the tests of every function's zip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from infra.artifacts.packaging import RUNTIME_PYTHON, build_lambda
+from infra.core.paths import BUILD_DIR
+
+# What the Lambda Python runtime brings besides the standard library (AWS Lambda "Lambda runtimes").
+RUNTIME_DISTRIBUTIONS = ("boto3",)
+
+# The runtime loop: one JSON request per line in, one JSON result per line out. As in Lambda, the function's
+# stdout is its log, here the log file (stderr's); the results travel on the pipe given as stdout, kept apart
+# before anything is imported.
+RUNTIME = """
+import importlib, json, os, sys, time
+results = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+sys.stdout = os.fdopen(1, "w", buffering=1)
+root, runtime, module = sys.argv[1:4]
+sys.path[:0] = [root, runtime]
+os.chdir(root)
+from botocore.exceptions import ClientError
+
+class Faults:
+    fail_at, calls, fired = -1, [], False
+
+def hook(model, **_):
+    index = len(Faults.calls)
+    Faults.calls.append(f"{model.service_model.service_name}.{model.name}")
+    if index == Faults.fail_at and not Faults.fired:
+        Faults.fired = True
+        raise ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded (injected)"},
+                           "ResponseMetadata": {"HTTPStatusCode": 400}}, model.name)
+
+class Context:
+    def __init__(self, raw):
+        self.aws_request_id = raw.get("aws_request_id", "req")
+        self.function_name = raw.get("function_name", module)
+        self._deadline = time.monotonic() + raw.get("timeout_s", 900)
+    def get_remaining_time_in_millis(self):
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+import botocore.session
+_create_client = botocore.session.Session.create_client
+
+def create_client(self, *args, **kwargs):  # every client of every session the function makes
+    made = _create_client(self, *args, **kwargs)
+    made.meta.events.register("before-call", hook)
+    return made
+
+botocore.session.Session.create_client = create_client
+mod = importlib.import_module(module)
+for line in sys.stdin:
+    req = json.loads(line)
+    for k, v in req.get("env", {}).items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    Faults.fail_at, Faults.calls, Faults.fired = req.get("fail_at", -1), [], False
+    try:
+        out = {"ok": getattr(mod, req.get("function", "handler"))(req["event"], Context(req.get("context", {})))}
+    except Exception as e:
+        out = {"error": f"{type(e).__name__}: {e}", "error_type": type(e).__name__}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    out.update(calls=Faults.calls, fired=Faults.fired)
+    results.write(json.dumps(out, default=str) + "\\n")
+    results.flush()
+"""
+
+
+class RuntimeMissing(RuntimeError):
+    """No interpreter of the runtime's Python on this machine."""
+
+
+@functools.cache
+def runtime_python() -> str:
+    """An interpreter of the Lambda runtime's Python (the vendored wheels are built for it, not for the host's):
+    python3.12 on PATH, else pyenv's, else one uv finds; each candidate is asked its version (a pyenv shim on
+    PATH may name a version it does not run)."""
+    candidates = [shutil.which(f"python{RUNTIME_PYTHON}") or ""]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates += sorted(str(p) for p in pyenv.glob(f"versions/{RUNTIME_PYTHON}*/bin/python{RUNTIME_PYTHON}"))
+    uv = Path(sys.executable).with_name("uv")
+    if uv.exists():
+        found = subprocess.run([str(uv), "python", "find", RUNTIME_PYTHON], capture_output=True, text=True,
+                               stdin=subprocess.DEVNULL)
+        candidates.append(found.stdout.strip() if found.returncode == 0 else "")
+    for candidate in filter(None, candidates):
+        asked = subprocess.run([candidate, "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if asked.returncode == 0 and asked.stdout.strip() == RUNTIME_PYTHON:
+            return candidate
+    raise RuntimeMissing(f"no Python {RUNTIME_PYTHON} interpreter (the Lambda runtime's) found: install one "
+                         f"(e.g. `uv python install {RUNTIME_PYTHON}`) so the functions' zips can run as in Lambda")
+
+
+def _top_level(dist: importlib.metadata.Distribution) -> set[str]:
+    names = set()
+    for f in dist.files or ():
+        first = f.parts[0]
+        if first.endswith((".dist-info", ".egg-info")) or first in ("..", "bin", "__pycache__"):
+            continue
+        names.add(first)
+    return names
+
+
+def _closure(names: tuple[str, ...]) -> list[importlib.metadata.Distribution]:
+    """The distributions `names` need at run time (their unconditional requirements, transitively)."""
+    seen: dict[str, importlib.metadata.Distribution] = {}
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        key = name.lower().replace("_", "-")
+        if key in seen:
+            continue
+        dist = importlib.metadata.distribution(name)
+        seen[key] = dist
+        for req in dist.requires or ():
+            if ";" in req and "extra" in req.split(";", 1)[1]:
+                continue  # an optional extra (boto3[crt]): not in the runtime
+            name_of = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
+            if name_of:
+                todo.append(name_of.group(0))
+    return list(seen.values())
+
+
+def runtime_site(out: Path | None = None) -> Path:
+    """A folder holding only the runtime's own packages (links to this environment's copies of boto3 and what it
+    needs: pure Python, the same on the runtime's Python)."""
+    out = out or BUILD_DIR / "lambda-runtime"
+    out.mkdir(parents=True, exist_ok=True)
+    for dist in _closure(RUNTIME_DISTRIBUTIONS):
+        base = Path(str(dist.locate_file("")))
+        for name in _top_level(dist):
+            link, target = out / name, base / name
+            if not target.exists() or (link.is_symlink() and link.readlink() == target):
+                continue
+            link.unlink(missing_ok=True)  # a link into an older environment
+            with contextlib.suppress(FileExistsError):  # another test worker made it meanwhile
+                link.symlink_to(target)
+    return out
+
+
+def extract(zip_path: Path, dest: Path) -> Path:
+    """The zip's files under `dest` (emptied first), as Lambda unpacks a deployment package to /var/task."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    with zipfile.ZipFile(zip_path) as z:
+        for info in z.infolist():
+            z.extract(info, dest)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:  # keep the exec bit (prophet's compiled Stan model runs as a program)
+                (dest / info.filename).chmod(mode)
+    return dest
+
+
+@dataclass
+class Invocation:
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    calls: list[str] = field(default_factory=list)
+    fired: bool = False
+    log: list[str] = field(default_factory=list)  # the function's stdout lines during this invocation
+
+    def records(self) -> list[dict[str, Any]]:
+        """The log lines that are JSON objects (the one log shape)."""
+        return [json.loads(ln) for ln in self.log if ln.startswith("{")]
+
+
+class ZipProcess:
+    """The function at `root` (an extracted zip), `module` imported once by the runtime loop (the container's
+    init), then invoked per event. `env` is the function's environment (its configuration variables, and the
+    endpoint its boto3 talks to)."""
+
+    def __init__(self, root: Path, module: str, env: dict[str, str], log: Path) -> None:
+        self.root, self.module, self.env, self.log_path = root, module, env, log
+        self._proc: subprocess.Popen[str] | None = None
+        self._log: IO[str] | None = None
+        self._offset = 0
+
+    def __enter__(self) -> ZipProcess:
+        env = {k: v for k, v in self.env.items() if not k.startswith("PYTHON")}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("w")
+        self._offset = 0
+        # -I: no PYTHON* variables, no user site, not the current folder; -S: no site-packages.
+        self._proc = subprocess.Popen([runtime_python(), "-I", "-S", "-c", RUNTIME, str(self.root),
+                                       str(runtime_site()), self.module], cwd=self.root, env=env, text=True,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)
+        return self
+
+    def invoke(self, event: Any, *, function: str = "handler", context: dict[str, Any] | None = None,
+               env: dict[str, str | None] | None = None, fail_at: int = -1) -> Invocation:
+        """One invocation; `env` changes the environment from now on (None removes a variable), as the runtime
+        sets per-invocation variables such as _X_AMZN_TRACE_ID."""
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.stdout is None:
+            raise RuntimeError("the function is not running")
+        proc.stdin.write(json.dumps({"event": event, "function": function, "context": context or {},
+                                     "env": env or {}, "fail_at": fail_at}) + "\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the function exited: {self.tail()}")
+        out = json.loads(line)
+        return Invocation(result=out.get("ok"), error=out.get("error"), error_type=out.get("error_type"),
+                          calls=out["calls"], fired=out["fired"], log=self._new_log_lines())
+
+    def _new_log_lines(self) -> list[str]:
+        with self.log_path.open("rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        self._offset += len(data)
+        return data.decode(errors="replace").splitlines()
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=10)
+            self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def packaged(function: str, out_dir: Path, env: dict[str, str], *,
+             baked: dict[str, bytes] | None = None) -> ZipProcess:
+    """`lambdas/<function>` as the stack deploys it (build_lambda's zip), extracted under `out_dir`, ready to start
+    (`with packaged(...) as fn: fn.invoke(...)`); its log is `out_dir/<function>.log`."""
+    pkg = build_lambda(function, kind="lambda", baked=baked)
+    root = extract(pkg.path, out_dir / f"{function}-zip")
+    return ZipProcess(root, pkg.handler.rsplit(".", 1)[0], env, out_dir / f"{function}.log")
