@@ -34,9 +34,12 @@ def _t(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def recorded(now: float) -> tuple[list[dict[str, Any]], list[str]]:
+def recorded(now: float, *, documented: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
     """The recorded payloads moved in time so the latest happened a minute ago (the webhook refuses stale
-    events); every difference between timestamps, which is all the figures depend on, is kept."""
+    events); every difference between timestamps, which is all the figures depend on, is kept.
+
+    documented: as PagerDuty's V3 incident object is documented, without the event's custom details; an
+    Alertmanager page's title then ends with the `[since:<start>]` mark its description template renders."""
     doc = json.loads(DATA.read_text())
     shift = now - 60 - max(_t(p["event"]["occurred_at"]) for p in doc["payloads"])
     for p in doc["payloads"]:
@@ -47,6 +50,10 @@ def recorded(now: float) -> tuple[list[dict[str, Any]], list[str]]:
         for key in DETAIL_TIMES:
             if key in details:
                 details[key] = iso(_t(details[key]) + shift)
+        if documented:
+            del ev["data"]["custom_details"]
+            if "condition_started_at" in details:
+                ev["data"]["title"] += f" [since:{details['condition_started_at']}]"
     return doc["payloads"], doc["delivery_order"]
 
 
@@ -59,8 +66,10 @@ def expected_figures(payloads: list[dict[str, Any]]) -> dict[str, dict[str, Any]
     for incident_id, events in by_incident.items():
         events.sort(key=lambda e: _t(e["occurred_at"]))
         trigger = next(e for e in events if e["event_type"] == "incident.triggered")
-        details = trigger["data"]["custom_details"]
+        details = trigger["data"].get("custom_details", {})
         start = next((_t(details[k]) for k in DETAIL_TIMES if k in details), None)
+        if start is None and "[since:" in trigger["data"]["title"]:
+            start = _t(trigger["data"]["title"].rsplit("[since:", 1)[1].rstrip("]"))
         acks = [_t(e["occurred_at"]) for e in events if e["event_type"] == "incident.acknowledged"]
         finished = events[-1]["event_type"] == "incident.resolved"
         t0 = _t(trigger["occurred_at"])
@@ -99,9 +108,10 @@ def deliver(payloads: list[dict[str, Any]], order: list[str]) -> list[int]:
     return codes
 
 
-def test_a_recorded_out_of_order_sequence_gives_the_exact_figures(env: Env) -> None:
+@pytest.mark.parametrize("documented", [False, True], ids=["with-custom-details", "as-documented"])
+def test_a_recorded_out_of_order_sequence_gives_the_exact_figures(env: Env, documented: bool) -> None:
     now = datetime.now(tz=UTC).timestamp()
-    payloads, order = recorded(now)
+    payloads, order = recorded(now, documented=documented)
     codes = deliver(payloads, order)
     assert len(order) > len(payloads)  # the recording holds duplicates ...
     assert codes.count(200) == len(order) - len(payloads)  # ... and each is recognised as one
@@ -126,6 +136,8 @@ def test_a_recorded_out_of_order_sequence_gives_the_exact_figures(env: Env) -> N
     # The figures really vary: a reopened incident, an unacknowledged one, a CloudWatch one, an open one.
     assert len({f["TimeToResolve"] for f in expected.values()}) == 4
     assert sum(f["TimeToAcknowledge"] is None for f in expected.values()) == 2
+    # Time to detect is published for the Alertmanager pages in both shapes (from the title's mark as documented).
+    assert sum(f["TimeToDetect"] is not None for f in expected.values()) >= 2
 
 
 def test_every_event_is_stored_once_whatever_the_redeliveries(env: Env) -> None:
@@ -204,6 +216,21 @@ def _deps() -> Any:
 ])
 def test_correlation_reads_alertmanager_and_cloudwatch_details(details: Any, want: dict[str, Any]) -> None:
     assert timeline.correlate({"custom_details": details}) == want
+
+
+@pytest.mark.parametrize(("title", "want"), [
+    ("akidb-rest availability: burning (P0) [runbook:error-budget-fast-burn] [since:2026-11-23T10:00:00Z]",
+     {"condition_started_at": _t("2026-11-23T10:00:00Z")}),
+    ("x [since:2026-11-23T10:00:00+01:00]", {"condition_started_at": _t("2026-11-23T09:00:00Z")}),
+    ("x [since:2026-13-45T10:00:00Z]", {"correlation_problem": "the title's [since:] mark must be an ISO 8601 "
+                                                               "timestamp with a zone, got '2026-13-45T10:00:00Z'"}),
+    ("x [since:] or [since:soon]", {}),
+    ("ALARM: akidb-prod-edge-errors-us-east-1", {}),
+])
+def test_correlation_reads_the_condition_start_from_the_title_as_documented(title: str, want: dict[str, Any]) -> None:
+    """PagerDuty's V3 incident carries its title, not the event's details: Alertmanager's description ends with
+    the first alert's start."""
+    assert timeline.correlate({"title": title}) == want
 
 
 # ------------------------------------------------------------------------------------------------ infrastructure

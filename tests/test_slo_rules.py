@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -304,6 +305,26 @@ def test_pagerduty_details_carry_what_the_incident_timeline_correlates_on() -> N
             assert "severity" in details and ".CommonLabels.severity" in details["severity"]
             (start_key,) = [k for k in details if k in timeline.CONDITION_START_KEYS]
             assert "StartsAt" in details[start_key]
+
+
+def test_the_page_title_carries_the_condition_start_the_timeline_reads(tmp_path: Path) -> None:
+    """A V3 webhook's incident has its title, not the event's details: the description Alertmanager renders (amtool,
+    on its example alerts) ends with the first alert's start, and the timeline reads it back from the title."""
+    from lambdas.runbook_automation import timeline
+
+    cfg = alertmanager_config(load_slos(), paging=True)
+    (tmp_path / "none.tmpl").write_text("")
+    descriptions = {pd["description"] for r in cfg["receivers"] for pd in r.get("pagerduty_configs", [])}
+    assert descriptions
+    for text in descriptions:
+        before = time.time()
+        out = run("amtool", "template", "render", f"--template.glob={tmp_path / 'none.tmpl'}",
+                  f"--template.text={text}")
+        assert out.returncode == 0, out.stderr
+        found = timeline.correlate({"title": out.stdout.strip()})
+        assert "correlation_problem" not in found, found
+        # amtool's example alerts started minutes ago (whole seconds).
+        assert before - 3600 <= found["condition_started_at"] <= time.time() + 1, (out.stdout, found)
 
 
 def test_every_alert_that_reaches_a_person_names_its_runbook_in_the_incident_title() -> None:

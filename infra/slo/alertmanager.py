@@ -110,6 +110,9 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
         return f"{{{{ range $i, $a := .Alerts }}}}{{{{ if eq $i 0 }}}}{{{{ $a.Annotations.{annotation} }}}}" \
                "{{ end }}{{ end }}"
 
+    # The first alert's start, ISO 8601 in UTC, as Go's time.Format writes it.
+    started_at = ('{{ range $i, $a := .Alerts }}{{ if eq $i 0 }}'
+                  '{{ $a.StartsAt.UTC.Format "2006-01-02T15:04:05Z07:00" }}{{ end }}{{ end }}')
     details = {
         "firing": "{{ .Alerts.Firing | len }}",
         "service": "{{ .CommonLabels.service }}",
@@ -117,8 +120,7 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
         # The incident timeline (lambdas/runbook_automation/timeline.py) correlates pages by these: time to detect
         # is the trigger minus the first alert's start.
         "severity": "{{ .CommonLabels.severity }}",
-        "condition_started_at": ('{{ range $i, $a := .Alerts }}{{ if eq $i 0 }}'
-                                 '{{ $a.StartsAt.Format "2006-01-02T15:04:05Z07:00" }}{{ end }}{{ end }}'),
+        "condition_started_at": started_at,
         "tiers": "{{ range .Alerts.Firing }}{{ .Labels.tier }} {{ end }}",
         "burn_rate": first("burn_rate"),
         "budget_consumed": first("budget_consumed"),
@@ -128,7 +130,10 @@ def alertmanager_config(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS
 
     def pagerduty(severity: str, key_file: str) -> dict[str, Any]:
         return {"routing_key_file": key_file, "severity": severity, "send_resolved": True,
-                "description": first("summary"), "details": details,
+                # A V3 webhook's incident carries its title, not the event's custom details (PagerDuty's V3
+                # incident object): the condition's start travels in the title too, for the timeline's time to
+                # detect (lambdas/runbook_automation/timeline.py, START_MARK).
+                "description": f"{first('summary')} [since:{started_at}]", "details": details,
                 "links": [{"href": first("runbook_url"), "text": "runbook"},
                           {"href": first("dashboard"), "text": "dashboard"}]}
 

@@ -26,6 +26,7 @@ Delivery is at-least-once and in any order, so:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +60,9 @@ CORRELATION_KEYS = {
     "severity": ("severity",),
 }
 CONDITION_START_KEYS = ("condition_started_at", "starts_at", "startsAt", "StateChangeTime")
+# Alertmanager's page title ends with `[since:<first alert's StartsAt>]` (infra/slo/alertmanager.py): a V3
+# delivery carries the incident's title, not the event's custom details.
+START_MARK = re.compile(r"\[since:([0-9][0-9T:.+\-]*Z?)\]")
 
 
 class BadTimelineEvent(ValueError):
@@ -101,6 +105,13 @@ def correlate(data: dict[str, Any]) -> dict[str, Any]:
             except BadDelivery as e:
                 found["correlation_problem"] = str(e)
             break
+    else:
+        mark = START_MARK.search(data["title"]) if isinstance(data.get("title"), str) else None
+        if mark:
+            try:
+                found["condition_started_at"] = parse_time(mark.group(1), "the title's [since:] mark")
+            except BadDelivery as e:
+                found["correlation_problem"] = str(e)
     return found
 
 
