@@ -40,7 +40,7 @@ from benchmarks.edge_floor import (
     floor_ms,
     int8_gemm_rate,
     linear_macs_per_token,
-    model_weight_type,
+    model_weight_types,
 )
 from benchmarks.optimum_int8 import OptimumEncoder, ensure_optimum_int8
 from infra.artifacts.edge_model import QUANTISATION, EdgeModel, bert_shape, ensure_model, source_dir
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"host: {cpu_name}; {have}; python {sys.version.split()[0]}")
     print("INT8 GEMM rate (ONNX Runtime MatMulInteger {}x{}x{}, one thread, best of 100): ".format(*best.shape)
           + ", ".join(f"u8 x {w} {r.macs_per_s / 1e9:.1f} G MAC/s" for w, r in rates.items())
-          + f"; the model's weights: {model_weight_type(model.onnx_int8)}")
+          + f"; the model's weights: {model_weight_types(model.onnx_int8)}")
     print(f"floor = the model's multiply-adds ({shape.layers} layers x (linear {linear_macs_per_token(shape) / 1e6:.2f}"
           f" M per token + attention 2 n^2 x {shape.hidden})) / the faster rate (u8 x {best.weights})")
     print(f"edge function vs sentence-transformers fp32 and Optimum INT8 (1 core, 1 thread each, {args.rounds} "

@@ -49,16 +49,17 @@ def model_macs(shape: BertShape, tokens: int) -> int:
     return shape.layers * (tokens * linear_macs_per_token(shape) + 2 * tokens * tokens * shape.hidden)
 
 
-def model_weight_type(onnx_file: Path) -> str:
-    """'u8' or 's8': the element type of the quantised weights of the model's integer MatMuls."""
+def model_weight_types(onnx_file: Path) -> str:
+    """The element types of the model's quantised weights ('u8', 's8' or both), over its integer MatMuls."""
     import onnx
 
     model = onnx.load(str(onnx_file), load_external_data=False)
     inits = {i.name: i.data_type for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type in ("DynamicQuantizeMatMul", "MatMulInteger", "QAttention") and node.input[1] in inits:
-            return "s8" if inits[node.input[1]] == onnx.TensorProto.INT8 else "u8"
-    raise ValueError(f"{onnx_file}: no integer MatMul with constant weights (not a dynamic INT8 build)")
+    found = {"s8" if inits[node.input[1]] == onnx.TensorProto.INT8 else "u8" for node in model.graph.node
+             if node.op_type in ("DynamicQuantizeMatMul", "MatMulInteger", "QAttention") and node.input[1] in inits}
+    if not found:
+        raise ValueError(f"{onnx_file}: no integer MatMul with constant weights (not a dynamic INT8 build)")
+    return " + ".join(sorted(found))
 
 
 @dataclass(frozen=True)
