@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     model = ensure_model(quiet=True)
     optimum_file = ensure_optimum_int8()
     pin_one_core()
+    load_before = os.getloadavg()[0]  # CPU time inflates when the host's cores are oversubscribed: say how much
     cpu_name, flags = cpu_description()
     shape = bert_shape(json.loads((source_dir() / "config.json").read_text()))
     rates = {w: int8_gemm_rate(w) for w in ("u8", "s8")}
@@ -344,9 +345,12 @@ def main(argv: list[str] | None = None) -> int:
             emf_us = emf_cost(app, 20000)
 
     have = ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in flags.items())
-    print(f"host: {cpu_name}; {have}; python {sys.version.split()[0]}")
+    when = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {load_before:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end on {os.cpu_count()} CPUs")
+    print(f"host: {cpu_name}; {have}; python {sys.version.split()[0]}; {when}")
     print("INT8 GEMM rate (ONNX Runtime MatMulInteger {}x{}x{}, one thread, best of 100): ".format(*best.shape)
-          + ", ".join(f"u8 x {w} {r.macs_per_s / 1e9:.1f} G MAC/s" for w, r in rates.items())
+          + ", ".join(f"u8 x {w} {r.macs_per_s / 1e9:.1f} G MAC/s (median run {r.median_ms / r.best_ms:.2f}x the best)"
+                      for w, r in rates.items())
           + f"; the model's weights: {model_weight_types(model.onnx_int8)}")
     print(f"floor = the model's multiply-adds ({shape.layers} layers x (linear {linear_macs_per_token(shape) / 1e6:.2f}"
           f" M per token + attention 2 n^2 x {shape.hidden})) / the faster rate (u8 x {best.weights})")
@@ -388,8 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     table = summary_table(rows, floors, cos)
     print(table)
     if not args.no_docs:
-        header = (f"Host: {cpu_name} ({have}); {args.rounds} shuffled rounds on one pinned core, thread CPU time "
-                  f"(wall in brackets). INT8 GEMM rate: "
+        header = (f"{when}. Host: {cpu_name} ({have}); {args.rounds} shuffled rounds on one pinned core, thread CPU "
+                  f"time (wall in brackets). INT8 GEMM rate: "
                   + ", ".join(f"u8 x {w} {r.macs_per_s / 1e9:.1f} G MAC/s" for w, r in rates.items())
                   + f"; floor at the faster. {cold_line[0].upper()}{cold_line[1:]}.")
         write_table(table, header)
