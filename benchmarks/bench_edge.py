@@ -1,13 +1,17 @@
 """`make bench-edge`: the edge function against sentence-transformers, side by side; figures in docs/performance.md.
 
 Figures are printed, never asserted. One process pinned to one CPU core: the function's own handler
-(`App.handle` on a CloudFront event: base64, JSON, tokenizer, ONNX Runtime with one thread, pooling, EMF) and
-sentence-transformers (fp32, torch with one thread, the same weights, `encode` of the same text) run in the
-same rounds, in shuffled order, so machine noise hits both alike. Printed: p50 per input length and the ratio,
-the ONNX session alone, the cosine of both embeddings over the reference sentences (sentence-transformers at its
-own defaults: 256 tokens), cold init as Lambda runs it and split into its parts, with the function's signed GET
-and with boto3 (fresh processes, the model fetched from a moto server into an empty /tmp), the 100,000-character
-CJK input, EMF cost, zip and model sizes.
+(`App.handle` on a CloudFront event: base64, JSON, tokenizer, ONNX Runtime with one thread, pooling, EMF),
+sentence-transformers (fp32, torch with one thread, the same weights, `encode` of the same text) and the Optimum
+INT8 path a user would pick instead (benchmarks/optimum_int8.py: exported and quantised here from the same
+weights) run in the same rounds, in shuffled order, so machine noise hits all alike. Printed: the host's CPU and
+its INT8-relevant flags, p50 per input length (thread CPU time beside wall time) and the ratios, the ONNX session
+alone, the floor (benchmarks/edge_floor.py: the model's multiply-adds over this host's measured INT8 GEMM rate)
+and the handler's distance to it, the cosine of the embeddings over the reference sentences against
+sentence-transformers at its own defaults (256 tokens), cold init as Lambda runs it and split into its parts,
+with the function's signed GET and with boto3 (fresh processes, the model fetched from a moto server into an
+empty /tmp), the 100,000-character CJK input, EMF cost, zip and model sizes. The summary table is also written
+into docs/performance.md between its generated markers (`--no-docs` leaves the page alone).
 """
 
 from __future__ import annotations
@@ -30,12 +34,21 @@ from typing import Any
 
 import numpy as np
 
-from infra.artifacts.edge_model import QUANTISATION, EdgeModel, ensure_model, source_dir
+from benchmarks.edge_floor import (
+    GemmRate,
+    cpu_description,
+    floor_ms,
+    int8_gemm_rate,
+    linear_macs_per_token,
+    model_weight_types,
+)
+from benchmarks.optimum_int8 import OptimumEncoder, ensure_optimum_int8
+from infra.artifacts.edge_model import QUANTISATION, EdgeModel, bert_shape, ensure_model, source_dir
 from infra.artifacts.edge_probe import REFERENCE_SENTENCES, SAMPLE_TEXT, LocalModelStore, origin_request_event
 from infra.artifacts.packaging import ZIP_LEVEL, MiB
 from infra.components.emf_edge import baked_settings, build_package
 from infra.config import EmfEdgeConfig
-from infra.core.paths import LAMBDAS_DIR
+from infra.core.paths import LAMBDAS_DIR, ROOT
 from lambdas.edge_inference.events import MAX_TEXT_CHARS
 from lambdas.edge_inference.handler import App
 
@@ -107,6 +120,9 @@ mark("handler module + first request")
 print(json.dumps({{k: v * 1000 for k, v in marks.items()}}))
 """
 LENGTHS = (16, 64, 128, 256)
+PERFORMANCE_PAGE = ROOT / "docs" / "performance.md"
+TABLE_BEGIN = "<!-- BEGIN GENERATED bench-edge (make bench-edge: benchmarks/bench_edge.py) -->"
+TABLE_END = "<!-- END GENERATED bench-edge -->"
 
 
 def pin_one_core() -> None:
@@ -221,13 +237,42 @@ def p50s(samples: list[tuple[float, float]]) -> tuple[float, float]:
     return percentile([w for w, _ in samples], 50), percentile([c for _, c in samples], 50)
 
 
-def cosines(app: App, ref: Any) -> np.ndarray:
-    ours = []
-    for text in REFERENCE_SENTENCES:
-        ours.append(json.loads(app.handle(origin_request_event({"text": text}), None)["body"])["embedding"])
-    mine = np.asarray(ours, dtype=np.float32)
-    theirs = np.asarray(ref.encode(REFERENCE_SENTENCES, normalize_embeddings=True, show_progress_bar=False))
+def cosines(embed: Callable[[str], Any], theirs: np.ndarray) -> np.ndarray:
+    mine = np.asarray([embed(text) for text in REFERENCE_SENTENCES], dtype=np.float32)
     return (mine * theirs).sum(axis=1) / np.linalg.norm(mine, axis=1)
+
+
+def handler_embedding(app: App, text: str) -> list[float]:
+    return list(json.loads(app.handle(origin_request_event({"text": text}), None)["body"])["embedding"])
+
+
+def summary_table(rows: list[tuple[int, dict[str, tuple[float, float]]]], floors: dict[int, float],
+                  cos: dict[str, np.ndarray]) -> str:
+    """The issue's table (Markdown): CPU p50 of each path, the ratios, the floor and the handler's distance."""
+    lines = ["| tokens | handler CPU p50 (wall) | sentence-transformers fp32 | Optimum INT8 | ratio s-t / handler "
+             "| ratio Optimum / handler | floor | handler / floor | session alone / floor |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for length, p50 in rows:
+        h, st, opt, se = p50["handler"], p50["st"], p50["optimum"], p50["session"]
+        lines.append(f"| {length} | {h[1]:.2f} ms ({h[0]:.2f}) | {st[1]:.2f} ms ({st[0]:.2f}) | "
+                     f"{opt[1]:.2f} ms ({opt[0]:.2f}) | {st[1] / h[1]:.2f}x | {opt[1] / h[1]:.2f}x | "
+                     f"{floors[length]:.2f} ms | {h[1] / floors[length]:.2f}x | {se[1] / floors[length]:.2f}x |")
+    lines.append("")
+    lines.append("| cosine vs sentence-transformers' defaults | min | mean |")
+    lines.append("|---|---|---|")
+    for name, c in cos.items():
+        lines.append(f"| {name} | {c.min():.4f} | {c.mean():.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: str, header: str, page: Path = PERFORMANCE_PAGE) -> None:
+    """Replace the generated part of the performance page (between TABLE_BEGIN and TABLE_END) with `table`."""
+    text = page.read_text(encoding="utf-8")
+    begin, end = text.find(TABLE_BEGIN), text.find(TABLE_END)
+    if begin < 0 or end < begin:
+        raise RuntimeError(f"{page}: the edge table goes between `{TABLE_BEGIN}` and `{TABLE_END}`")
+    page.write_text(text[:begin] + TABLE_BEGIN + "\n\n" + header + "\n\n" + table + "\n" + text[end:],
+                    encoding="utf-8")
 
 
 def emf_cost(app: App, iterations: int) -> list[float]:
@@ -247,11 +292,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/performance.md alone")
     args = parser.parse_args(argv)
 
     model = ensure_model(quiet=True)
+    optimum_file = ensure_optimum_int8()
     pin_one_core()
+    load_before = os.getloadavg()[0]  # CPU time inflates when the host's cores are oversubscribed: say how much
+    cpu_name, flags = cpu_description()
+    shape = bert_shape(json.loads((source_dir() / "config.json").read_text()))
+    rates = {w: int8_gemm_rate(w) for w in ("u8", "s8")}
+    best: GemmRate = max(rates.values(), key=lambda r: r.macs_per_s)
+    floors = {length: floor_ms(shape, length, best) for length in LENGTHS}
     ref = reference_model()
+    optimum = OptimumEncoder(optimum_file, ref)
+    theirs = np.asarray(ref.encode(REFERENCE_SENTENCES, normalize_embeddings=True, show_progress_bar=False))
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp_name:
         tmp = Path(tmp_name)
         settings = setup(tmp, model)
@@ -267,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
             app.warm()
             encoder = app.encoder
             assert encoder is not None
-            cos = cosines(app, ref)
+            cos = {"edge function (handler)": cosines(lambda text: handler_embedding(app, text), theirs),
+                   "Optimum INT8 (avx2 recipe)": cosines(optimum.encode, theirs)}
             rows = []
             for length in LENGTHS:
                 text = text_with_tokens(model.tokenizer, length)
@@ -277,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                     "handler": lambda event=event: app.handle(event, None),
                     "session": lambda feeds=feeds: encoder.session.run(None, feeds),
                     "st": lambda text=text: ref.encode(text, show_progress_bar=False),
+                    "optimum": lambda text=text: optimum.encode(text),
                 }, args.rounds)
                 rows.append((length, {k: p50s(v) for k, v in samples.items()}))
             cjk = ("東京は日本の首都です。" * (MAX_TEXT_CHARS // 11 + 1))[:MAX_TEXT_CHARS]
@@ -287,27 +344,42 @@ def main(argv: list[str] | None = None) -> int:
             cjk_whole_ms = (time.perf_counter() - started) * 1000
             emf_us = emf_cost(app, 20000)
 
-    print(f"edge function vs sentence-transformers (1 core, 1 thread each, {args.rounds} shuffled rounds; "
-          f"python {sys.version.split()[0]})")
-    print(f"  {'':>6}  {'p50 wall time, ms':^40}  {'p50 CPU time of the thread, ms':^40}")
-    print(f"  {'tokens':>6}" + f"  {'handler':>8} {'session':>8} {'s-t':>7} {'ratio h':>7} {'ratio s':>7}" * 2)
+    have = ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in flags.items())
+    when = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {load_before:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end on {os.cpu_count()} CPUs")
+    print(f"host: {cpu_name}; {have}; python {sys.version.split()[0]}; {when}")
+    print("INT8 GEMM rate (ONNX Runtime MatMulInteger {}x{}x{}, one thread, best of 100): ".format(*best.shape)
+          + ", ".join(f"u8 x {w} {r.macs_per_s / 1e9:.1f} G MAC/s (median run {r.median_ms / r.best_ms:.2f}x the best)"
+                      for w, r in rates.items())
+          + f"; the model's weights: {model_weight_types(model.onnx_int8)}")
+    print(f"floor = the model's multiply-adds ({shape.layers} layers x (linear {linear_macs_per_token(shape) / 1e6:.2f}"
+          f" M per token + attention 2 n^2 x {shape.hidden})) / the faster rate (u8 x {best.weights})")
+    print(f"edge function vs sentence-transformers fp32 and Optimum INT8 (1 core, 1 thread each, {args.rounds} "
+          "shuffled rounds)")
+    print(f"  {'':>6}  {'p50 wall time, ms':^44}  {'p50 CPU time of the thread, ms':^44}  {'floor':>6} "
+          f"{'h/floor':>7}")
+    print(f"  {'tokens':>6}" + f"  {'handler':>8} {'session':>8} {'s-t':>8} {'Optimum':>8} {'s-t/h':>6}" * 2)
     for length, p50 in rows:
         line = f"  {length:>6}"
         for i in (0, 1):  # wall, CPU
-            h, se, st = p50["handler"][i], p50["session"][i], p50["st"][i]
-            line += f"  {h:>8.2f} {se:>8.2f} {st:>7.2f} {st / h:>6.2f}x {st / se:>6.2f}x"
-        print(line)
-    print(f"  cosine vs sentence-transformers over {len(cos)} sentences: min {cos.min():.4f} mean {cos.mean():.4f} "
-          f"(quantisation: {QUANTISATION})")
+            h, se, st, opt = p50["handler"][i], p50["session"][i], p50["st"][i], p50["optimum"][i]
+            line += f"  {h:>8.2f} {se:>8.2f} {st:>8.2f} {opt:>8.2f} {st / h:>5.2f}x"
+        print(line + f"  {floors[length]:>6.2f} {p50['handler'][1] / floors[length]:>6.2f}x")
+    for name, c in cos.items():
+        print(f"  cosine vs sentence-transformers' defaults over {len(c)} sentences, {name}: min {c.min():.4f} "
+              f"mean {c.mean():.4f}")
+    print(f"  quantisation: {QUANTISATION}")
     for kind, label in (("s3get", "now (signed GET, s3get.py)"), ("boto3", "before (boto3)")):
         parts = {k: statistics.median(c[k] for c in cold[kind]) for k in cold[kind][0]}
         print(f"  cold init split, {label}, CPU ms (median of {len(cold[kind])} fresh processes, model from S3 "
               f"(moto) into an empty /tmp): " + ", ".join(f"{k} {v:.0f}" for k, v in parts.items())
               + f"; sum {sum(parts.values()):.0f}")
     whole = sorted(sum(c.values()) for c in cold["whole"])
-    print(f"  cold init as Lambda runs it (import with AWS_LAMBDA_FUNCTION_NAME set + first request), CPU ms: "
-          f"median {statistics.median(whole):.0f} (range {whole[0]:.0f}-{whole[-1]:.0f}; "
-          + ", ".join(f"{k} {statistics.median(c[k] for c in cold['whole']):.0f}" for k in cold["whole"][0]) + ")")
+    cold_line = (f"cold init as Lambda runs it (import with AWS_LAMBDA_FUNCTION_NAME set + first request), CPU ms: "
+                 f"median {statistics.median(whole):.0f} (range {whole[0]:.0f}-{whole[-1]:.0f}; "
+                 + ", ".join(f"{k} {statistics.median(c[k] for c in cold['whole']):.0f}" for k in cold["whole"][0])
+                 + ")")
+    print(f"  {cold_line}")
     print(f"  {MAX_TEXT_CHARS:,}-character CJK text: handler {cjk_ms:.1f} ms p50 (tokenizing the whole text would "
           f"take {cjk_whole_ms:.0f} ms)")
     print(f"  EMF per request (build + serialise + write, {len(emf_us)} runs): mean {statistics.mean(emf_us):5.1f} us"
@@ -317,6 +389,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  model: safetensors fp32 {(source_dir() / 'model.safetensors').stat().st_size / MiB:.1f} MiB, "
           f"ONNX fp32 {model.onnx_fp32.stat().st_size / MiB:.1f} MiB, "
           f"ONNX quantised {model.onnx_int8.stat().st_size / MiB:.1f} MiB (in S3, not in the zip)")
+    table = summary_table(rows, floors, cos)
+    print(table)
+    if not args.no_docs:
+        header = (f"{when}. Host: {cpu_name} ({have}); {args.rounds} shuffled rounds on one pinned core, thread CPU "
+                  f"time (wall in brackets). INT8 GEMM rate: "
+                  + ", ".join(f"u8 x {w} {r.macs_per_s / 1e9:.1f} G MAC/s" for w, r in rates.items())
+                  + f"; floor at the faster. {cold_line[0].upper()}{cold_line[1:]}.")
+        write_table(table, header)
+        print(f"  written to {PERFORMANCE_PAGE.relative_to(ROOT)}")
     return 0
 
 

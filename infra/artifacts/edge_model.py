@@ -105,7 +105,18 @@ CLS_SPLIT = True
 #   Add + ReduceMean + Sub + SimplifiedLayerNormalization 67 (needs a centred input it does not get: not exact);
 #   SkipLayerNormalization 332 us.
 # - session options: ORT_ENABLE_EXTENDED vs ALL, allow_spinning off, ORT_PARALLEL, denormals as zero: +-1%.
-QUANTISATION = ("dynamic INT8 (per-channel weights, QAttention), SmoothQuant attention a=0.8 / FFN-in a=0.65, "
+# WEIGHTS: Lambda@Edge picks the host CPU, so the weights must be exact on any x86-64. Without VNNI, ONNX Runtime's
+# u8 x s8 kernels use VPMADDUBSW, whose 16-bit pair sums saturate with full-range signed weights ("When and why do
+# I need to try U8U8?", ONNX Runtime docs, performance/model-optimizations/quantization); 7-bit signed weights
+# (reduce_range: |w| <= 64, 2 x 255 x 64 < 32768) cannot saturate, and u8 x u8 accumulates in int32 everywhere.
+# Measured on an AVX2-only AMD EPYC (55 sentences, cosine min / mean vs sentence-transformers' defaults; session
+# CPU p50 at 128 / 256 tokens, same process, shuffled): all u8 0.9973 / 0.9992, 31.3 / 71.1 ms; all signed
+# full range 0.9707 (saturates); all signed 7-bit 0.9910 / 0.9976, 25.6 / 58.3 ms; signed 7-bit on QKV,
+# attention output and FFN in, u8 on FFN out (chosen) 0.9957 / 0.9986, 27.5 / 65.5 ms; signed on FFN out alone
+# 0.9927 (the GELU output's product is the one 7-bit weights hurt). ONNX Runtime's u8 x s8 GEMM here: 1.4x the
+# u8 x u8 rate (benchmarks/edge_floor.py); with VNNI, u8 x u8 was 2.5-3.4x slower than u8 x s8 (below).
+QUANTISATION = ("dynamic INT8 (per-channel weights, QAttention; signed 7-bit weights on QKV, attention output and "
+                "FFN in, unsigned on FFN out), SmoothQuant attention a=0.8 / FFN-in a=0.65, "
                 "[CLS] row quantised apart in the FFN, INT8 word embeddings per row, bias in the MatMul + exact "
                 "GELU")
 # Calibration inputs for the smoothing scales: varied and disjoint from the reference sentences the tests and the
@@ -557,20 +568,48 @@ def _build(src: Path, folder: Path, max_tokens: int) -> None:
     partial = folder / "model.smoothed.onnx"
     onnx.save(smoothed, str(partial))
     logging.disable(logging.WARNING)  # the quantiser logs every node it visits
+    signed = [n.name for n in smoothed.graph.node if _signed_weights(n.op_type, n.name)]
+    half = folder / "model.half.onnx"
     try:
         # MatMul and Attention only: the embeddings are already INT8 per row (one scale per token).
         # DefaultTensorType: shape inference does not type the outputs of ORT's contrib operators.
-        # Unsigned weights (U8U8): Lambda@Edge picks the host CPU, and on x86-64 without VNNI ONNX Runtime's U8S8
-        # kernels use VPMADDUBSW, whose 16-bit sums saturate ("When and why do I need to try U8U8?", ONNX Runtime
-        # docs, performance/model-optimizations/quantization). Measured on an AVX2-only AMD EPYC: cosine min
-        # against sentence-transformers 0.9877 with signed weights, 0.9931 with reduce_range, 0.9971 with U8U8;
-        # U8U8 accumulates exactly in int32 on every instruction set, so the figure does not follow the host.
-        quantize_dynamic(str(partial), str(folder / "model.int8.onnx"), weight_type=QuantType.QUInt8,
-                         per_channel=True, op_types_to_quantize=["MatMul", "Attention"],
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        # Two passes, see WEIGHTS: signed 7-bit weights (reduce_range) on `signed`, then unsigned on the rest.
+        common: dict[str, Any] = {"per_channel": True, "op_types_to_quantize": ["MatMul", "Attention"],
+                                  "extra_options": {"DefaultTensorType": onnx.TensorProto.FLOAT}}
+        quantize_dynamic(str(partial), str(half), weight_type=QuantType.QInt8, reduce_range=True,
+                         nodes_to_quantize=signed, **common)
+        quantize_dynamic(str(half), str(partial), weight_type=QuantType.QUInt8, **common)
+        _preoptimise(partial, folder / "model.int8.onnx")
     finally:
         logging.disable(logging.NOTSET)
         partial.unlink(missing_ok=True)
+        half.unlink(missing_ok=True)
+
+
+def _preoptimise(model: Path, out: Path) -> None:
+    """ONNX Runtime's graph optimisations up to the extended level done once here, saved as the model.
+
+    The function's session then starts from the fused graph (144 nodes instead of 294) rather than redoing the
+    fusions and constant folding on every cold start: session creation 52 -> 42 ms CPU, the run the same (AVX2
+    host, median of 6 alternating creations; issue 29). The extended level is the highest whose result does not
+    depend on the build host's CPU (ONNX Runtime warns that the level above, with its layout transformer, does;
+    "Graph optimizations", ONNX Runtime docs); the function keeps ORT_ENABLE_ALL, which has little left to do.
+    ONNX Runtime's transformer optimiser (onnxruntime.transformers.optimizer, model_type bert) was tried on the
+    graph before quantisation: it found no attention or layer norm left to fuse and only turned bias + Gelu into
+    BiasGelu, which the bias-in-the-MatMul form above beats (GELU notes)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(out)
+    ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _signed_weights(op_type: str, name: str) -> bool:
+    """The products quantised with signed 7-bit weights (WEIGHTS): QKV (Attention), attention output, FFN in."""
+    return op_type == "Attention" or (op_type == "MatMul" and (name.endswith("/attention_output")
+                                                               or "/ffn_in" in name))
 
 
 def _is_current(model: EdgeModel) -> bool:
