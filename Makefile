@@ -279,12 +279,6 @@ alarm-noise: venv tools edge-model  ## expected firings of every CloudWatch alar
 exactly-once: venv  ## every fault interleaving of the runbook webhook and worker: each side effect exactly once
 	EXACTLY_ONCE_ALL=1 $(PY) -m pytest -q -s tests/test_exactly_once.py
 
-# -- logs --
-# Edge cold init from main's sources and this checkout's, alternating fresh processes, and logshape's own cost.
-log-shape-cold-start: venv  ## edge cold init before (main) and after the one log shape, and logshape's own import cost
-	$(PY) -m benchmarks.bench_log_shape --runs 7 --before main
-.PHONY: log-shape-cold-start
-
 # -- slo --
 .PHONY: slo-properties
 # Anyone's SLOs (tests/slo_specs.py: 1-5 services, 1-4 SLOs each, 90%..99.999%, 7/28/30 days): a larger budget

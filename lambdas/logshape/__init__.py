@@ -13,7 +13,7 @@ the environment variables LOG_REDACT_FIELDS / LOG_REDACT_PATTERNS (JSON lists), 
 
 Standard library only, and without `logging` (logshape.stdlib formats the logging module's records for the
 functions that use it): the edge function writes its lines itself and keeps its cold-start budget
-(`make log-shape-cold-start`).
+(`make bench-edge` prints the cold-init split).
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ from typing import Any, TextIO
 
 from . import Shape, redactor_from
 
+QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
+
 
 class JsonFormatter(logging.Formatter):
     """stdlib logging records -> the shape. A message that is itself a JSON object (the runbook code's
@@ -79,6 +81,13 @@ def install(shape: Shape, stream: TextIO | None = None) -> None:
             h.setFormatter(JsonFormatter(shape))
     if root.level != logging.INFO:
         root.setLevel(logging.INFO)
+    # The SDK's INFO lines ("Found credentials in environment variables.", "Found endpoint for sqs via: ...")
+    # are one per client and call: log volume (CloudWatch Logs ingestion is billed per GB) with no diagnosis in
+    # it. Its warnings and errors still pass.
+    for noisy in QUIET_LOGGERS:
+        logger = logging.getLogger(noisy)
+        if logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
 
 
 class LoggingShape(Shape):
