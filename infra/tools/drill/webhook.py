@@ -50,6 +50,10 @@ def packaged_handler() -> ModuleType:
     with zipfile.ZipFile(pkg.path) as z:
         z.extractall(root)
     package, module = pkg.handler.rsplit(".", 1)[0].split(".", 1)  # runbook_automation.handler.handler
+    # Lambda puts the zip's root on sys.path (/var/task): the shared modules packed beside the package (logshape)
+    # import from there. Without it `make drill` failed outside pytest, whose conftest adds lambdas/ instead.
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
     spec = importlib.util.spec_from_file_location(PACKAGED_NAME, root / package / "__init__.py",
                                                   submodule_search_locations=[str(root / package)])
     if spec is None or spec.loader is None:
