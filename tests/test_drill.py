@@ -19,7 +19,7 @@ import pytest
 
 from infra.slo.alertmanager import RECEIVER_P0, RECEIVER_P1
 from infra.tools.drill import configs, report
-from infra.tools.drill.runner import Drill, Result, Timing
+from infra.tools.drill.runner import Drill, Result, Timing, judge_gap
 from infra.tools.drill.scenarios import SHORT, by_name
 from infra.tools.drill.standins import ACK_AFTER_S, TIMED_OUT, StandIns
 from infra.tools.drill.webhook import ASG, START_CAPACITY
@@ -67,6 +67,36 @@ def test_any_other_difference_is_caught(tmp_path: Path) -> None:
 def test_unknown_scenario_names_are_refused_with_the_known_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown scenario.*nope.*known: all, short, outage"):
         by_name("outage,nope")
+
+
+def test_the_gap_judge_names_a_page_that_stopped_firing_resolved_or_paged_again() -> None:
+    """The full drill's outage-scrape-gap judgement (its run takes 20 minutes: `make drill`, not the suite)."""
+    gap = by_name("outage-scrape-gap")[0]
+    assert gap.gap_s >= 600 and gap not in SHORT
+    slo_page = {"incident": "PDRILL0001", "title": "akidb-rest availability: error budget burning", "opened_at": 50.0,
+                "resolved_at": 1000.0, "triggers": 1, "triggered_at": [50.0]}
+    down = {"incident": "PDRILL0002", "title": "akidb-rest: no target of job akidb-rest answers its scrape",
+            "opened_at": 200.0, "resolved_at": 760.0, "triggers": 1, "triggered_at": [200.0]}
+    held = ("page-fast", "page-quick")
+
+    def judged(**changes: Any) -> list[str]:
+        r = Result(gap, fault_at=0.0, recovered_at=850.0, gap_at=100.0, gap_ended_at=700.0, gap_held=held,
+                   gap_polls=[(float(t), held) for t in range(101, 850, 10)], pages=[slo_page, down])
+        for k, v in changes.items():
+            setattr(r, k, v)
+        judge_gap(r)
+        return r.problems
+
+    assert judged() == []
+    polls = [(float(t), held if t < 400 else ("page-fast",)) for t in range(101, 850, 10)]
+    assert judged(gap_polls=polls) == ["the SLO page stopped firing in Prometheus 301 s into the gap "
+                                       "(page-quick not firing)"]
+    assert judged(pages=[slo_page | {"resolved_at": 400.0}, down]) == [
+        "the SLO page was resolved 300 s into the gap, before the recovery"]
+    again = slo_page | {"incident": "PDRILL0003", "opened_at": 720.0}
+    assert judged(pages=[slo_page, down, again]) == [
+        "after the target left, expected ServiceDown's page alone, got: " + down["title"] + "; " + again["title"]]
+    assert judged(gap_held=()) == ["no P0 tier of the SLO page was firing when the target left"]
 
 
 def test_the_pagerduty_stand_in_retries_as_pagerduty_documents() -> None:

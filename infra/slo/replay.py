@@ -296,7 +296,7 @@ def generated_rules(tmp: Path, tier_names: Sequence[str] | None = None) -> list[
     if not tiers:
         raise ValueError(f"no tier named {tier_names}; tiers: {[t.name for t in BURN_RATE_TIERS]}")
     path = tmp / f"slo-{'-'.join(t.name for t in tiers)}.rules.yml"
-    path.write_text(dump_rules(rule_files(load_slos(), tiers=tiers)[SLO_FILE]), encoding="utf-8")
+    path.write_text(dump_rules(rule_files(load_slos(), tiers=tiers, sloth=False)[SLO_FILE]), encoding="utf-8")
     return [path]
 
 

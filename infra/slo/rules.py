@@ -11,6 +11,9 @@ Rule files:
 - slo-budget.rules.yml: objectives, the period's error ratio and error budget remaining (evaluated every 2m: a
   30-day range is expensive, and the budget moves slowly);
 - slo-meta.rules.yml: absent metrics, a missing latency bucket, and the always-firing heartbeat.
+
+An SLO annotated `akidb.io/sloth-compatible: "true"` is also recorded as Sloth records it (sloth_recordings), at
+the end of the same groups, so Sloth's Grafana dashboards work on it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from infra.slo.runbooks import runbook_mark
+from infra.slo.sloth import sloth_budget_recordings, sloth_recordings
 from infra.slo.spec import (
     ABSENT_ALERT,
     BUCKET_ALERT,
@@ -187,12 +191,13 @@ def meta_alerts(slos: Sequence[Slo], links: LinkSettings) -> list[dict[str, Any]
 
 def rule_files(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS,
                tiers: Sequence[BurnRateTier] = BURN_RATE_TIERS,
-               symptoms: SymptomSpec | None = None) -> dict[str, dict[str, Any]]:
+               symptoms: SymptomSpec | None = None, *, sloth: bool = True) -> dict[str, dict[str, Any]]:
     """File name -> {"groups": [...]} (plain Prometheus rule file format).
 
     One group per SLO holds every recording its alerts read (rules in a group run in order; groups run
     independently, so an alert must never read another group's recording). `tiers` selects tiers for the
-    replays (a month of 1-minute steps is affordable for the 10m tier, not for 1d/3d ranges).
+    replays (a month of 1-minute steps is affordable for the 10m tier, not for 1d/3d ranges); `sloth=False`
+    leaves out Sloth's series of the sloth-compatible SLOs (the replays judge alerts, which never read them).
     """
     tier_windows = sorted({w for t in tiers for w in (t.long_window, t.short_window)}, key=duration_seconds)
     main, budget = [], []
@@ -201,6 +206,7 @@ def rule_files(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS,
         main.append({"name": base, "rules": [
             *_recordings(slo, tier_windows),
             *[burn_alert(slo, t, links) for t in tiers if slo.reaches(t)],
+            *(sloth_recordings(slo, tier_windows) if sloth and slo.sloth_compatible else []),
         ]})
         budget.append({"name": f"{base}-budget", "interval": "2m", "rules": [
             {"record": objective_metric(), "expr": f"vector({slo.objective:.10g})", "labels": slo.labels},
@@ -209,6 +215,7 @@ def rule_files(slos: Sequence[Slo], links: LinkSettings = DEFAULT_LINKS,
              "expr": (f"1 - {sli_error_ratio_metric(slo.window)}{_sel(slo)}\n"
                       f"  / on(service, slo) (1 - {objective_metric()}{_sel(slo)})\n"),
              "labels": slo.labels},
+            *(sloth_budget_recordings(slo) if sloth and slo.sloth_compatible else []),
         ]})
     files = {
         SLO_FILE: {"groups": main},

@@ -30,7 +30,11 @@ SLO_FILE = RULES_DIR / "slos.yaml"
 ANNOTATION_BUCKETS = "akidb.io/histogram-buckets"
 ANNOTATION_MIN_EVENTS = "akidb.io/min-events"
 ANNOTATION_RUNBOOK = "akidb.io/runbook"
-KNOWN_ANNOTATIONS = (ANNOTATION_BUCKETS, ANNOTATION_MIN_EVENTS, ANNOTATION_RUNBOOK)
+# "true": the rules also record the SLO as Sloth does (its sloth_* labels and metadata series), so Sloth's Grafana
+# dashboards work on it (infra/slo/rules.py, sloth_recordings). An annotation, not a file-level switch: every
+# document stays a plain OpenSLO v1 SLO that other OpenSLO tools read and the export round-trips.
+ANNOTATION_SLOTH = "akidb.io/sloth-compatible"
+KNOWN_ANNOTATIONS = (ANNOTATION_BUCKETS, ANNOTATION_MIN_EVENTS, ANNOTATION_RUNBOOK, ANNOTATION_SLOTH)
 
 SliKind = Literal["availability", "latency"]
 Severity = Literal["P0", "P1", "P2"]
@@ -187,6 +191,7 @@ class Slo:
     runbook: str = ""
     indicator_name: str = ""
     objective_name: str = ""
+    sloth_compatible: bool = False  # annotation akidb.io/sloth-compatible
 
     @property
     def error_budget(self) -> float:
@@ -395,6 +400,13 @@ def _min_events(annotations: Mapping[str, Any], where: str, p: list[str]) -> int
     return min_events
 
 
+def _sloth_compatible(annotations: Mapping[str, Any], where: str, p: list[str]) -> bool:
+    value = str(annotations.get(ANNOTATION_SLOTH, "false"))
+    if value not in ("true", "false"):
+        p.append(f"{where}: annotation {ANNOTATION_SLOTH} must be \"true\" or \"false\", got {value!r}")
+    return value == "true"
+
+
 def _runbook(annotations: Mapping[str, Any], where: str, p: list[str]) -> str:
     runbook = str(annotations.get(ANNOTATION_RUNBOOK, ""))
     if not _RUNBOOK.match(runbook):
@@ -438,6 +450,7 @@ def slo_from_openslo(doc: Any, index: int = 0) -> tuple[Slo | None, list[str]]:
         p.append(f"{where}: objective op/value describe a latency threshold; a bad/total SLI has none")
     min_events = _min_events(annotations, where, p)
     runbook = _runbook(annotations, where, p)
+    sloth = _sloth_compatible(annotations, where, p)
     if p:
         return None, p
     assert isinstance(service, str) and isinstance(name, str)  # no problem: the checks above held
@@ -447,7 +460,7 @@ def slo_from_openslo(doc: Any, index: int = 0) -> tuple[Slo | None, list[str]]:
         total_selector=sel["total"], bad_selector=sel.get("bad"), good_selector=good,
         threshold_seconds=threshold, histogram_buckets=buckets, min_events=min_events, runbook=runbook,
         indicator_name=str(_get(spec, "indicator.metadata.name") or f"{name}-sli"),
-        objective_name=str(objective.get("displayName", "")),
+        objective_name=str(objective.get("displayName", "")), sloth_compatible=sloth,
     ), []
 
 
@@ -532,6 +545,8 @@ def to_openslo(slo: Slo) -> dict[str, Any]:
         ratio["bad"] = source(slo.bad_selector)
     ratio["total"] = source(slo.total_selector)
     annotations |= {ANNOTATION_MIN_EVENTS: str(slo.min_events), ANNOTATION_RUNBOOK: slo.runbook}
+    if slo.sloth_compatible:
+        annotations[ANNOTATION_SLOTH] = "true"
     return {
         "apiVersion": "openslo/v1",
         "kind": "SLO",

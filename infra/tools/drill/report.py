@@ -95,6 +95,18 @@ def anomaly_path(r: Result) -> str:
     return "; ".join(parts)
 
 
+def gap(r: Result) -> str:
+    """The scrape gap: when the target left and came back, and how many polls saw the SLO page's tiers firing."""
+    assert r.gap_at is not None
+    held = sum(1 for _, tiers in r.gap_polls if set(r.gap_held) <= set(tiers))
+    back = f"back +{r.gap_ended_at - r.fault_at:.0f} s" if r.gap_ended_at else "never back"
+    slo = [p for p in r.pages if p["opened_at"] < r.gap_at]
+    triggers = ", ".join(f"+{t - r.fault_at:.0f}" for p in slo for t in p["triggered_at"]) or "-"
+    return (f"target gone +{r.gap_at - r.fault_at:.0f} s, {back}; {', '.join(r.gap_held) or 'no tier'} firing at "
+            f"{held}/{len(r.gap_polls)} polls until the recovery; the SLO page's trigger events at {triggers} s "
+            f"({len(slo)} incident before the gap)")
+
+
 def row(r: Result) -> list[str]:
     page = min((p["opened_at"] for p in r.pages), default=None)
     resolved = max((p["resolved_at"] for p in r.pages if p["resolved_at"]), default=None)
@@ -105,6 +117,8 @@ def row(r: Result) -> list[str]:
         notes.append("held back: " + ", ".join(f"{k} {v}" for k, v in sorted(r.suppressed.items())))
     if r.scenario.anomaly:
         notes.append(anomaly_path(r))
+    if r.gap_at is not None:
+        notes.append(gap(r))
     if r.scenario.maintenance and r.firing_at and not r.pages:
         notes.append("muted by the maintenance window")
     if r.pages and not resolved:

@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +69,12 @@ class Result:
     detector_runs: list[dict[str, Any]] = field(default_factory=list)
     anomaly_notices: list[dict[str, Any]] = field(default_factory=list)
     alertmanager_stopped_at: float | None = None
+    # The scrape gap (Scenario.gap_s): when the target left and came back, the SLO page's P0 tiers firing when
+    # it left, and every poll from then until the recovery: (at, P0 tiers firing in Prometheus).
+    gap_at: float | None = None
+    gap_ended_at: float | None = None
+    gap_held: tuple[str, ...] = ()
+    gap_polls: list[tuple[float, tuple[str, ...]]] = field(default_factory=list)
     alertmanager_url: str = ""
     setup_s: float = 0.0  # backfill, daemons, warm-up
     ended_at: float = 0.0
@@ -199,7 +205,8 @@ class Drill:
         incidents = {i.id for i in self.standins.incidents(name)}
         r.timeline = [timelines[i] for i in sorted(incidents) if i in timelines]
         r.pages = [{"incident": i.id, "title": i.title, "opened_at": i.opened_at, "resolved_at": i.resolved_at,
-                    "triggers": i.triggers} for i in self.standins.incidents(name)]
+                    "triggers": i.triggers, "triggered_at": list(i.triggered_at)}
+                   for i in self.standins.incidents(name)]
         r.webhooks = [{"at": w.at, "event_type": w.event_type, "status": w.status, "answer": w.answer,
                        "incident": w.incident, "webhook_id": w.webhook_id, "attempt": w.attempt}
                       for w in self.standins.webhooks(name)]
@@ -361,6 +368,8 @@ class Drill:
                 if quiet or elapsed > max(s.page_timeout_s, s.fault_s):
                     break
             time.sleep(POLL_S)
+        if s.gap_s > 0 and paged_at is not None:
+            self._gap(s, r, exp, prom, am.url)
         if r.recovered_at is None:
             exp.set_traffic(baseline)
             r.recovered_at = time.time()
@@ -374,6 +383,22 @@ class Drill:
             while time.time() < deadline and any(i.resolved_at is None for i in self.standins.incidents(s.name)):
                 self._observe(r, prom, None if s.stop_alertmanager else am.url)
                 time.sleep(POLL_S)
+
+    def _gap(self, s: Scenario, r: Result, exp: exporter.Exporter, prom: str, am: str) -> None:
+        """The target leaves for `gap_s` (its port closes: scrapes fail, its series go stale) with the fault going
+        on, then comes back; every poll until `after_gap_s` later records the P0 tiers firing in Prometheus."""
+        r.gap_held = _burn_tiers(prom)
+        r.gap_at = time.time()
+        exp.set_traffic(dataclasses.replace(s.fault, up=False))
+        for until, traffic in ((r.gap_at + s.gap_s, s.fault), (r.gap_at + s.gap_s + s.after_gap_s, None)):
+            while time.time() < until:
+                self._observe(r, prom, am)
+                with suppress(OSError):
+                    r.gap_polls.append((time.time(), _burn_tiers(prom)))
+                time.sleep(2 * POLL_S)
+            if traffic is not None:
+                exp.set_traffic(traffic)
+                r.gap_ended_at = time.time()
 
     def _observe(self, r: Result, prom: str, am: str | None) -> None:
         now = time.time()
@@ -395,6 +420,12 @@ class Drill:
                         r.suppressed[key] = "silenced"
         except OSError:
             pass
+
+
+def _burn_tiers(prom: str) -> tuple[str, ...]:
+    """The tiers of the SLO burn-rate alert firing at P0 in Prometheus now."""
+    found = _query(prom, 'ALERTS{alertname="SLOErrorBudgetBurn",alertstate="firing",severity="P0"}')
+    return tuple(sorted(a["metric"].get("tier", "") for a in found))
 
 
 def heartbeat_alarm_at(last: float) -> float:
@@ -445,6 +476,8 @@ def _judge(r: Result) -> None:
             r.problems.append(f"the healthy run before the fault was not clean: {r.detector_runs[0]}")
         if len({n["episode"] for n in r.anomaly_notices}) > 1:
             r.problems.append("the start and end notices name different episodes")
+    if s.gap_s > 0:
+        judge_gap(r)
     for name in s.expect_inhibited:
         if not any(k.split(" ")[0] == name and why == "inhibited" for k, why in r.suppressed.items()):
             r.problems.append(f"{name} was not seen inhibited in Alertmanager")
@@ -452,6 +485,33 @@ def _judge(r: Result) -> None:
     for name in s.expect_inhibited:
         if name in paged:
             r.problems.append(f"{name} paged although inhibited")
+
+
+def judge_gap(r: Result) -> None:
+    """Through the gap the SLO page held: its P0 tiers firing in Prometheus at every poll, its incident opened
+    before the gap, not resolved before the recovery; the only other page is ServiceDown's, for the dark target."""
+    if r.gap_at is None or r.recovered_at is None:
+        r.problems.append("the target never left (no page before the gap)")
+        return
+    if not r.gap_held:
+        r.problems.append("no P0 tier of the SLO page was firing when the target left")
+    for at, tiers in r.gap_polls:
+        missing = sorted(set(r.gap_held) - set(tiers))
+        if missing:
+            r.problems.append(f"the SLO page stopped firing in Prometheus {at - r.gap_at:.0f} s into the gap "
+                              f"({', '.join(missing)} not firing)")
+            break
+    before = [p for p in r.pages if p["opened_at"] < r.gap_at]
+    during = [p for p in r.pages if p["opened_at"] >= r.gap_at]
+    if len(before) != 1:
+        r.problems.append(f"{len(before)} pages before the gap, expected the SLO page alone")
+    for p in before:
+        if p["resolved_at"] is not None and p["resolved_at"] < r.recovered_at:
+            r.problems.append(f"the SLO page was resolved {p['resolved_at'] - r.gap_at:.0f} s into the gap, "
+                              "before the recovery")
+    if len(during) != 1 or "answers its scrape" not in during[0]["title"]:
+        r.problems.append("after the target left, expected ServiceDown's page alone, got: "
+                          + ("; ".join(p["title"] for p in during) or "none"))
 
 
 # What the audit records once per page: the webhook's decision on the trigger, then the worker's runbook outcome.

@@ -63,6 +63,11 @@ class Scenario:
     # The anomaly detector (from its zip) watches this scenario's Prometheus; its episode notice must reach the
     # ticket stand-in through the anomaly topic (and, with resolves awaited, its recovery notice too).
     anomaly: bool = False
+    # After the page and `hold_after_page_s`, the scrape target disappears for this long (its exporter stops
+    # answering, the fault goes on), comes back with the fault still on and is watched `after_gap_s` before the
+    # recovery: the SLO page must stay firing in Prometheus through the gap, get no resolve and no second trigger.
+    gap_s: float = 0.0
+    after_gap_s: float = 0.0
     notes: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
 
@@ -88,6 +93,14 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("service-down-inhibits", "ServiceDown held until the SLO alert it explains fires, inhibited",
              Traffic(up=False), expect_firing=(SERVICE_DOWN, "SLOMetricAbsent"),
              expect_inhibited=("SLOMetricAbsent",), page_timeout_s=900.0, resolve_timeout_s=0.0),
+    # Gaps in the data are not recoveries (rules/prometheus/slo.rules.yml, GAP_HOLD 10m): the target leaves for
+    # 10 minutes in the middle of an outage. ServiceDown pages for the dark target (its own incident, and it
+    # inhibits the SLO alerts in Alertmanager meanwhile); the SLO page is one incident, triggered once, open
+    # until the recovery; in Prometheus the burn alert is firing at every poll of the gap.
+    Scenario("outage-scrape-gap", "Full outage; the target is gone for 10 minutes of it: the SLO page holds",
+             Traffic(error_ratio=1.0), expect_firing=(BURN, SERVICE_DOWN), expect_pages=2,
+             hold_after_page_s=60.0, gap_s=600.0, after_gap_s=150.0, page_timeout_s=1200.0,
+             resolve_timeout_s=480.0),
     Scenario("errors-5pct", "5% of requests answer 5xx", Traffic(error_ratio=0.05), expect_firing=(BURN,),
              resolve_timeout_s=480.0),
     Scenario("latency-brownout", "5% of requests slower than 30 ms", Traffic(slow_ratio=0.05),

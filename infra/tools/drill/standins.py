@@ -64,6 +64,7 @@ class Incident:
     resolved_at: float | None = None
     triggers: int = 0
     routing_key: str = ""
+    triggered_at: list[float] = field(default_factory=list)  # every trigger event's arrival (dedup'd into it)
 
 
 @dataclass
@@ -223,6 +224,7 @@ class StandIns:
                     self._outbox.put(("incident.triggered", scenario, incident, now))
                     self._outbox.put(("incident.acknowledged", scenario, incident, now + ACK_AFTER_S))
                 incident.triggers += 1
+                incident.triggered_at.append(now)
             elif action == "resolve" and incident is not None:
                 incident.resolved_at = now
                 self._outbox.put(("incident.resolved", scenario, incident, now))
