@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from runbook_automation.timeline import START_MARK
 
 from infra.core.paths import RULES_DIR
 
@@ -212,6 +213,9 @@ def test_a_maintenance_window_mutes_p0_and_p1_of_its_service_in_a_running_alertm
                     break
                 time.sleep(0.5)
             time.sleep(2)  # anything of akidb-rest flushed with the same group_wait would be here by now
-            pages = {i.title for i in standins.incidents("mw")}
+            titles = [i.title for i in standins.incidents("mw")]
+    # Each page's title ends with its condition start (what the incident timeline reads as documented).
+    assert all(START_MARK.search(t) for t in titles), titles
+    pages = {START_MARK.sub("", t).strip() for t in titles}
     assert pages == {"other-service availability page-quick", "other-service latency page-slow"}, pages
     assert beats and am.url in beats[0]["Body"]
