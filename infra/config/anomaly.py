@@ -65,6 +65,22 @@ class AnomalyConfig:
                                           minimum=1, maximum=192)
     trainer_memory_mb: int = setting(3008, doc="trainer memory (Prophet fits on 90 days)", minimum=1024,
                                      maximum=10240)
+    # Fan-out (issue 28): the dispatcher queues the metrics in batches; one batch is one detector (or trainer)
+    # invocation. The detector's batch is sized to finish far inside its 60 s timeout: `make bench-detector`
+    # measured ~25 ms of wall time per metric against moto (a week-old state, a day's band), so 200 metrics take
+    # ~5-10 s, with room for slow S3 or CloudWatch answers before the timeout; 10,000 metrics are 50 invocations.
+    detect_batch_metrics: int = setting(200, doc="metrics per detection batch (one SQS message, one detector "
+                                        "invocation; ~25 ms each, far inside the 60 s timeout)",
+                                        minimum=1, maximum=2000)
+    detect_max_concurrency: int = setting(10, doc="detector invocations at once (the event source mapping's "
+                                          "maximum concurrency, also the function's reserved concurrency)",
+                                          minimum=2, maximum=1000)
+    # A Prophet fit on 90 days takes ~20-60 s with validation (benchmarks/fit_report.py): 5 metrics stay well
+    # inside the trainer's 900 s timeout.
+    train_batch_metrics: int = setting(5, doc="metrics per training batch (one trainer invocation; Prophet fits "
+                                       "of up to a minute each, inside the 900 s timeout)", minimum=1, maximum=50)
+    train_max_concurrency: int = setting(5, doc="trainer invocations at once (maximum concurrency of its event "
+                                         "source mapping, and its reserved concurrency)", minimum=2, maximum=100)
     log_retention_days: int = setting(30, doc="retention of the trainer and detector log groups",
                                       choices=LOG_RETENTION_DAYS)
     noncurrent_version_days: int = setting(30, doc="days old model/band/state versions are kept",
