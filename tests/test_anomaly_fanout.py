@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from log_shape import shape_problems
 
 from infra.components.anomaly import DETECTOR_TIMEOUT_S, DISPATCHER_TIMEOUT_S
 from infra.tools import anomaly_fleet as fleet
@@ -105,6 +106,10 @@ def test_bad_events_and_batches_say_what_is_wrong(fleet_env: Fleet) -> None:
     assert out["batchItemFailures"] == [{"itemIdentifier": "m-1"}, {"itemIdentifier": "m-2"}]
     log = "".join(p.read_text() for p in fleet_env.workdir.glob("anomaly_detector*.log"))
     assert "record body is not JSON" in log and "is not a detection batch" in log
+    # The dispatcher writes the one log shape (lambdas/logshape) with its own service.
+    lines = [ln for p in fleet_env.workdir.glob("anomaly_dispatcher*.log") for ln in p.read_text().splitlines()
+             if ln.startswith("{")]
+    assert lines and all(shape_problems(ln, frozenset({"anomaly-dispatcher"})) == [] for ln in lines)
 
 
 FAULT_METRICS = names(3)

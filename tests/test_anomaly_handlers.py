@@ -208,6 +208,23 @@ def test_trainer_failures_are_listed_and_other_metrics_still_trained(aws: dict[s
     assert band_at(aws, "request_rate")["metric"] == "request_rate"  # the healthy one was written
 
 
+def test_trainer_consumes_training_batches_and_reports_the_failed_one(
+        aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The fan-out's trainer entry point (issue 28): one SQS record per batch of metrics; a name no longer
+    configured is dropped, a record that is not a training batch is reported failed (SQS redelivers it alone)."""
+    put_history(aws["cloudwatch"], 22)
+    monkeypatch.setenv("ANOMALY_BUCKET", BUCKET)
+    baked = tmp_path / "settings.json"
+    baked.write_text(json.dumps(settings(CW_METRIC).to_json()))
+    monkeypatch.setattr(trainer, "__file__", str(baked.parent / "handler.py"))
+    monkeypatch.setattr(trainer, "_CACHED", None)
+    batch = {"job": "train", "cycle": NOW, "metrics": ["request_rate", "no_longer_configured"]}
+    out = trainer.consume({"Records": [{"messageId": "ok", "body": json.dumps(batch)},
+                                       {"messageId": "bad", "body": json.dumps({"job": "detect"})}]}, None)
+    assert out == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    assert len(whole_band(aws, "request_rate")) == trainer.HORIZON_DAYS * 288
+
+
 @pytest.mark.parametrize(("event", "message"), [
     ([], "event must be a JSON object"),
     ({"metrics": "request_rate"}, "event.metrics must be a non-empty list"),

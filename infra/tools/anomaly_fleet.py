@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import urllib.parse
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +46,57 @@ def metric_name(i: int) -> str:
     return f"m{i:05d}"
 
 
-def fleet_config(n: int) -> AnomalyConfig:
-    """The shipped settings with `n` CloudWatch metrics (one source point each)."""
-    return AnomalyConfig(metrics=[AnomalyMetricSettings(
-        name=metric_name(i), source="cloudwatch", query=f"{SOURCE_NAMESPACE}|Value|Average|Id={metric_name(i)}")
-        for i in range(n)])
+def fleet_config(n: int, prometheus_url: str | None = None) -> AnomalyConfig:
+    """The shipped settings with `n` metrics (one source point each): CloudWatch ones, or with `prometheus_url`
+    Prometheus ones (the shipped metrics' source) answered by `prometheus_stand_in`."""
+    if prometheus_url is None:
+        return AnomalyConfig(metrics=[AnomalyMetricSettings(
+            name=metric_name(i), source="cloudwatch", query=f"{SOURCE_NAMESPACE}|Value|Average|Id={metric_name(i)}")
+            for i in range(n)])
+    return AnomalyConfig(prometheus_url=prometheus_url, metrics=[AnomalyMetricSettings(
+        name=metric_name(i), source="prometheus", query=f'fleet_value{{id="{metric_name(i)}"}}') for i in range(n)])
+
+
+PROM_QUERY_ID = "id=\""
+
+
+class _PromAPI(BaseHTTPRequestHandler):
+    """Prometheus's instant-query API for the fleet's series: `fleet_value{id="<metric>"}` answers that metric's
+    seeded point (`points`), any other query an empty vector."""
+
+    points: dict[str, tuple[float, float]] = {}
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlparse(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query)).get("query", "")
+        name = query.split(PROM_QUERY_ID, 1)[-1].split('"', 1)[0] if PROM_QUERY_ID in query else ""
+        point = _PromAPI.points.get(name)
+        result = [] if point is None or url.path != "/api/v1/query" else [
+            {"metric": {"id": name}, "value": [point[0], repr(point[1])]}]
+        body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def prometheus_stand_in() -> Iterator[str]:
+    """A Prometheus HTTP API stand-in on 127.0.0.1 (threaded), answering each metric's seeded point at once: the
+    bench's source, because moto's GetMetricData scans every stored datum for each query (its time grows with
+    metrics x datums) and would be what the bench measures. Yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PromAPI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def seasonal(t: float) -> float:
@@ -119,6 +170,7 @@ def seed(world: World, names: list[str], now: float, values: dict[str, float] | 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(put, names))
     put_points(world, names, now - 60, values or {})
+    _PromAPI.points = {n: (now - 60, (values or {}).get(n, seasonal(now - 60))) for n in names}
 
 
 def put_points(world: World, names: list[str], at: float, values: dict[str, float]) -> None:
