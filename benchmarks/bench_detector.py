@@ -32,6 +32,9 @@ from infra.tools.lambda_pool import drain, lambda_pool
 from lambdas.anomaly_core import metrics as contract
 
 DETECTOR_MEMORY_GB = 256 / 1024
+# Lambda's CPU is proportional to memory, one vCPU at 1,769 MB (AWS Lambda developer guide, "Configuring Lambda
+# function memory"): the detector's CPU time measured here, spread at that share, is its duration on Lambda.
+DETECTOR_VCPU = 256 / 1769
 DISPATCHER_MEMORY_GB = 128 / 1024
 # Datums per metric per run: the per-metric series (IsAnomaly ... LowerBound) and ForecastAge.
 DATUMS_PER_METRIC = len(contract.PER_METRIC) + 1
@@ -126,18 +129,19 @@ def report(r: dict[str, Any], cfg: AnomalyConfig) -> None:
     per_metric_ms = 1000 * r["moto_cpu_s"] / max(1, r["scored"])
     print(f"moto server CPU during the cycle: {r['moto_cpu_s']:.1f} s ({per_metric_ms:.1f} ms a metric; one "
           f"process: AWS answers in parallel)")
-    lower = max(max(walls), sum(cpus) / r["concurrency"])
-    print(f"without moto (the detectors' own CPU spread over {r['concurrency']} containers, or the slowest "
-          f"invocation): >= {lower:.1f} s")
-    mean_s = statistics.mean(walls)
+    lambda_s = statistics.mean(cpus) / DETECTOR_VCPU
+    slowest = max(cpus) / DETECTOR_VCPU
+    waves = math.ceil(len(runs) / r["concurrency"])
+    print(f"on Lambda (the CPU measured here at 256 MB's {DETECTOR_VCPU:.2f} vCPU, S3/source waits overlapped): "
+          f"~{lambda_s:.1f} s an invocation (slowest {slowest:.1f} s of the {DETECTOR_TIMEOUT_S} s timeout), "
+          f"{waves} waves of {r['concurrency']}: a cycle of ~{waves * slowest:.0f} s")
     log_per_metric = r["log_bytes"] / max(1, r["scored"])
     cycles = runs_per_month(cfg.detect_schedule)
     print(f"\nmonthly AWS cost (price table: infra/plan/prices.yaml; {cycles:,.0f} cycles a month; each "
-          f"invocation billed at the {mean_s:.2f} s measured here, {log_per_metric:.0f} log bytes a "
-          f"metric):")
+          f"invocation billed at the {lambda_s:.1f} s above, {log_per_metric:.0f} log bytes a metric):")
     header = f"  {'line':<28}" + "".join(f"{n:>14,}" for n in (1_000, 10_000))
     print(header + "   metrics")
-    table = {n: monthly_cost(n, r["batch"], mean_s, r["dispatch"].get("wall_s", 0.0), log_per_metric,
+    table = {n: monthly_cost(n, r["batch"], lambda_s, r["dispatch"].get("wall_s", 0.0), log_per_metric,
                              cfg.detect_schedule, r["source"]) for n in (1_000, 10_000)}
     for i, (line, _) in enumerate(table[1_000]):
         print(f"  {line:<28}" + "".join(f"{table[n][i][1]:>14,.2f}" for n in table))

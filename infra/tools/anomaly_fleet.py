@@ -61,18 +61,20 @@ PROM_QUERY_ID = "id=\""
 
 
 class _PromAPI(BaseHTTPRequestHandler):
-    """Prometheus's instant-query API for the fleet's series: `fleet_value{id="<metric>"}` answers that metric's
-    seeded point (`points`), any other query an empty vector."""
+    """Prometheus's instant-query API for the fleet's series: `fleet_value{id="<metric>"}` of a seeded metric
+    answers its latest sample, a minute before the query's evaluation time, as a live Prometheus would (the
+    seeded value, else the band's centre); any other query an empty vector."""
 
-    points: dict[str, tuple[float, float]] = {}
+    values: dict[str, float | None] = {}
 
     def do_GET(self) -> None:
         url = urllib.parse.urlparse(self.path)
-        query = dict(urllib.parse.parse_qsl(url.query)).get("query", "")
+        params = dict(urllib.parse.parse_qsl(url.query))
+        query = params.get("query", "")
         name = query.split(PROM_QUERY_ID, 1)[-1].split('"', 1)[0] if PROM_QUERY_ID in query else ""
-        point = _PromAPI.points.get(name)
-        result = [] if point is None or url.path != "/api/v1/query" else [
-            {"metric": {"id": name}, "value": [point[0], repr(point[1])]}]
+        at = float(params.get("time", "0")) - 60
+        result = [] if name not in _PromAPI.values or url.path != "/api/v1/query" else [
+            {"metric": {"id": name}, "value": [at, repr(_PromAPI.values[name] or seasonal(at))]}]
         body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -170,7 +172,7 @@ def seed(world: World, names: list[str], now: float, values: dict[str, float] | 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(put, names))
     put_points(world, names, now - 60, values or {})
-    _PromAPI.points = {n: (now - 60, (values or {}).get(n, seasonal(now - 60))) for n in names}
+    _PromAPI.values = {n: (values or {}).get(n) for n in names}
 
 
 def put_points(world: World, names: list[str], at: float, values: dict[str, float]) -> None:
