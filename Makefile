@@ -125,9 +125,12 @@ bench-anomaly: venv  ## NAB standard-profile scoring of the detector on NAB_DATA
 	$(PY) -m benchmarks.run_nab --data $(NAB_DATA) --rescore --sweep
 	$(PY) -m benchmarks.lofo --data $(NAB_DATA)
 	$(PY) -m benchmarks.fit_report --data $(NAB_DATA)
-# One detector invocation for 1, 20, 100 and 1,000 metrics against a moto server: time, peak RSS, linear fit.
-bench-detector: venv  ## one detector run for 1 to 1,000 metrics against moto: time, peak memory, linear fit
-	$(PY) -m benchmarks.bench_detector
+# One 5-minute cycle of the fanned-out detector (dispatcher + one invocation per batch, up to the mapping's maximum
+# concurrency at once) from the built zips against a moto server: wall time, invocations, memory, monthly cost.
+# BENCH_METRICS=400 for a quick look; `make test` runs 50 metrics (tests/test_anomaly_fanout.py).
+BENCH_METRICS ?= 10000
+bench-detector: venv  ## one detector cycle at 10,000 metrics against moto: wall time, invocations, memory, cost
+	$(PY) -m benchmarks.bench_detector --metrics $(BENCH_METRICS)
 # -- slo-alerting --
 .PHONY: rules slo-check slo-replay slo-test
 # Regenerate rules/prometheus, rules/alertmanager and rules/tests from rules/slos.yaml and rules/symptoms.yaml

@@ -110,7 +110,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         anomaly = Anomaly("anomaly", AnomalyArgs(context=ctx, topics=topics.refs))
         outputs["anomalyBucket"] = anomaly.bucket_name
         outputs["anomalyTopicArn"] = anomaly.topic_arn
-        outputs["anomalyFunctions"] = {"trainer": anomaly.trainer_name, "detector": anomaly.detector_name}
+        outputs["anomalyFunctions"] = {"trainer": anomaly.trainer_name, "detector": anomaly.detector_name,
+                                        "dispatcher": anomaly.dispatcher_name}
         outputs["anomalyAlarmNames"] = anomaly.alarm_names
     # -- pagerduty --
     # Before slo-alerting, which sends to its keys; its webhook subscription delivers to slo-alerting's runbook

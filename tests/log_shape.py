@@ -9,7 +9,8 @@ from typing import Any
 
 import logshape
 
-SERVICES = frozenset({"edge-inference", "runbook-automation", "anomaly-detector", "anomaly-trainer", "canary"})
+SERVICES = frozenset({"edge-inference", "runbook-automation", "anomaly-detector", "anomaly-trainer",
+                      "anomaly-dispatcher", "canary"})
 # The test modules whose tests run a function in-process. Their tests call the functions' inner entry points
 # too (run(), not handler()), and one process imports several functions: a line there carries the shape of the
 # function bound last, so the hook checks the shape and a service of the stack; test_log_shape.py checks each

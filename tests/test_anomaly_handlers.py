@@ -20,7 +20,7 @@ from anomaly_core.episodes import RECOVERY_POINTS
 from anomaly_core.scoring import HISTORY_POINTS, LIKELIHOOD_WINDOW, RESIDUAL_MEMORY, ConfidenceState
 from anomaly_core.settings import MetricSpec, Settings
 from anomaly_core.sources import Sources
-from anomaly_core.store import band_key, state_key
+from anomaly_core.store import band_day_key, day_of, state_key
 from anomaly_detector import handler as detector
 from anomaly_env import anomaly_aws
 from anomaly_trainer import handler as trainer
@@ -138,6 +138,24 @@ def get(aws: dict[str, Any], key: str) -> Any:
     return json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
+def band_at(aws: dict[str, Any], metric: str, ts: float = NOW) -> Any:
+    """The band's day object covering `ts` (the trainer writes one per UTC day)."""
+    return get(aws, band_day_key(metric, day_of(ts)))
+
+
+def whole_band(aws: dict[str, Any], metric: str) -> list[list[float]]:
+    """Every day object of `metric`, each checked to hold its own day (plus one step either side), joined."""
+    rows: dict[float, list[float]] = {}
+    listed = aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix=f"bands/{metric}/")["Contents"]
+    for obj in listed:
+        doc = get(aws, obj["Key"])
+        start = datetime.strptime(doc["day"], "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+        assert obj["Key"] == band_day_key(metric, doc["day"])
+        assert all(start - STEP <= r[0] <= start + DAY for r in doc["band"])
+        rows.update({r[0]: r for r in doc["band"]})
+    return [rows[t] for t in sorted(rows)]
+
+
 def messages(aws: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     while True:
@@ -154,7 +172,7 @@ def test_trainer_fits_cloudwatch_history_and_writes_model_and_band(aws: dict[str
     put_history(aws["cloudwatch"], 22)
     out = trainer.run({}, settings(CW_METRIC), trainer_clients(aws), BUCKET, NOW)
     assert out == {"trained": ["request_rate"], "flagged": []}
-    band = get(aws, band_key("request_rate"))
+    band = {**band_at(aws, "request_rate"), "band": whole_band(aws, "request_rate")}
     assert band["history_points"] == 22 * 288
     assert band["validation"]["mape"] < 0.05 and band["validation"]["smape"] < 0.05
     assert band["flagged"] is False and band["seasonality_mode"] == "multiplicative"
@@ -173,11 +191,11 @@ def test_trainer_on_demand_prometheus_hourly_only_where_it_helps_and_flagging(
     cfg = settings(prom_metric("latency", hourly=True), prom_metric("strict", limit=1e-6), prometheus_url=prometheus)
     out = trainer.run({"metrics": ["latency", "strict"]}, cfg, trainer_clients(aws, prometheus), BUCKET, NOW)
     assert out["trained"] == ["latency", "strict"] and out["flagged"] == ["strict"]
-    latency = get(aws, band_key("latency"))
+    latency = band_at(aws, "latency")
     # The series has no hourly component: the hourly term does not lower the validation error, so it is dropped.
     model = model_from_json(aws["s3"].get_object(Bucket=BUCKET, Key=latency["model_key"])["Body"].read().decode())
     assert latency["hourly"] is ("hourly" in model.seasonalities)
-    strict = get(aws, band_key("strict"))
+    strict = band_at(aws, "strict")
     assert strict["flagged"] is True and strict["validation"]["headline"] > strict["error_limit"]
 
 
@@ -187,7 +205,24 @@ def test_trainer_failures_are_listed_and_other_metrics_still_trained(aws: dict[s
     PromAPI.mode = "error"
     with pytest.raises(trainer.TrainerFailed, match=r"latency: Prometheus /api/v1/query_range answered HTTP 500"):
         trainer.run({}, cfg, trainer_clients(aws, prometheus), BUCKET, NOW)
-    assert get(aws, band_key("request_rate"))["metric"] == "request_rate"  # the healthy one was written
+    assert band_at(aws, "request_rate")["metric"] == "request_rate"  # the healthy one was written
+
+
+def test_trainer_consumes_training_batches_and_reports_the_failed_one(
+        aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The fan-out's trainer entry point (issue 28): one SQS record per batch of metrics; a name no longer
+    configured is dropped, a record that is not a training batch is reported failed (SQS redelivers it alone)."""
+    put_history(aws["cloudwatch"], 22)
+    monkeypatch.setenv("ANOMALY_BUCKET", BUCKET)
+    baked = tmp_path / "settings.json"
+    baked.write_text(json.dumps(settings(CW_METRIC).to_json()))
+    monkeypatch.setattr(trainer, "__file__", str(baked.parent / "handler.py"))
+    monkeypatch.setattr(trainer, "_CACHED", None)
+    batch = {"job": "train", "cycle": NOW, "metrics": ["request_rate", "no_longer_configured"]}
+    out = trainer.consume({"Records": [{"messageId": "ok", "body": json.dumps(batch)},
+                                       {"messageId": "bad", "body": json.dumps({"job": "detect"})}]}, None)
+    assert out == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    assert len(whole_band(aws, "request_rate")) == trainer.HORIZON_DAYS * 288
 
 
 @pytest.mark.parametrize(("event", "message"), [
@@ -318,16 +353,21 @@ def test_detector_failures_never_notify_and_count_as_errors(
         cfg = settings(*trained.metrics, prometheus_url=prometheus, max_age_s=60)
         at = NOW + 3600
     elif case == "outside-band":
-        at = NOW - 2 * DAY
+        # Just before the band (which starts at the training time) in the day object holding its start; at a
+        # day's first minutes that point falls in the day before, which has no band object at all.
+        at = NOW - 2 * STEP
         cfg = settings(*trained.metrics, prometheus_url=prometheus, max_age_s=10 * DAY)
+        if day_of(at) != day_of(NOW):
+            reason = "no forecast yet"
     elif case in ("flagged", "malformed", "no-forecast"):
-        doc = get(aws, band_key("latency"))
+        key = band_day_key("latency", day_of(at))  # the one band object the detector reads for this point
+        doc = get(aws, key)
         if case == "flagged":
-            aws["s3"].put_object(Bucket=BUCKET, Key=band_key("latency"), Body=json.dumps({**doc, "flagged": True}))
+            aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=json.dumps({**doc, "flagged": True}))
         elif case == "malformed":
-            aws["s3"].put_object(Bucket=BUCKET, Key=band_key("latency"), Body=b'{"trained_at_epoch": 1}')
+            aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=b'{"trained_at_epoch": 1}')
         else:
-            aws["s3"].delete_object(Bucket=BUCKET, Key=band_key("latency"))
+            aws["s3"].delete_object(Bucket=BUCKET, Key=key)
     if case == "stale":
         PromAPI.latest = (at, value)
         out = detector.run(cfg, detector_clients(aws, prometheus), detector.Targets(BUCKET, aws["topic"]), at)
@@ -424,7 +464,7 @@ def test_new_detector_state_starts_from_the_trainers_residuals(aws: dict[str, An
     """Right after the first training (no state yet) a clear anomaly notifies: no half-day blind period."""
     cfg = settings(prom_metric("latency"), prometheus_url=prometheus)
     trainer.run({}, cfg, trainer_clients(aws, prometheus), BUCKET, NOW)
-    seed = get(aws, band_key("latency"))["seed_residuals"]
+    seed = band_at(aws, "latency")["seed_residuals"]
     assert len(seed) == RESIDUAL_MEMORY and all(r >= 0 for r in seed)
     t = NOW + STEP
     out = detect(aws, cfg, prometheus, t, seasonal(t) * 3)
@@ -442,6 +482,6 @@ def test_detector_storage_error_is_counted_not_raised(aws: dict[str, Any], prome
     cfg = settings(prom_metric("latency"), prometheus_url=prometheus)
     out = detector.run(cfg, detector_clients(aws, prometheus), detector.Targets("no-such-bucket", aws["topic"]),
                        NOW + 30)
-    assert out["errors"] == 1 and "reading s3://no-such-bucket/bands/latency/latest.json failed" in \
-        out["metrics"]["latency"]["skipped"]
+    assert out["errors"] == 1 and f"reading s3://no-such-bucket/{band_day_key('latency', day_of(NOW + 30))} " \
+        "failed" in out["metrics"]["latency"]["skipped"]
     assert errors_published(aws) == [1.0] and messages(aws) == []

@@ -33,7 +33,8 @@ def test_stack_has_the_component_and_passes_validation(planned: dict[str, PlanRe
     result = planned[stack]
     assert result.violations == []
     fns = {r.inputs["name"]: r for r in mine(result, FN)}
-    assert set(fns) == {f"akidb-{stack}-anomaly-trainer", f"akidb-{stack}-anomaly-detector"}
+    assert set(fns) == {f"akidb-{stack}-anomaly-trainer", f"akidb-{stack}-anomaly-detector",
+                        f"akidb-{stack}-anomaly-dispatcher"}
     for fn in fns.values():
         assert fn.inputs["runtime"] == "python3.12" and fn.inputs["tracingConfig"]["mode"] == "Active"
     trainer = fns[f"akidb-{stack}-anomaly-trainer"]
@@ -56,14 +57,39 @@ def test_stack_has_the_component_and_passes_validation(planned: dict[str, PlanRe
     with zipfile.ZipFile(det_pkg.path) as zf:
         assert not any(n.startswith(("prophet/", "pandas/", "numpy/")) for n in zf.namelist())
     assert det_pkg.compressed_bytes < 100_000
-    # Schedules, on-failure destinations, encrypted topic and queue.
+    # Schedules (both to the dispatcher), on-failure destinations, encrypted topic and queues.
     schedules = {r.inputs["scheduleExpression"] for r in mine(result, "aws:cloudwatch/eventRule:EventRule")}
     assert schedules == {"rate(5 minutes)", "cron(0 3 ? * SUN *)"}
-    assert len(mine(result, "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")) == 2
+    dispatcher = fns[f"akidb-{stack}-anomaly-dispatcher"]
+    targets = mine(result, "aws:cloudwatch/eventTarget:EventTarget")
+    assert sorted(json.loads(t.inputs["input"])["job"] for t in targets) == ["detect", "train"]
+    assert all(t.inputs["arn"].endswith(f":function:{dispatcher.inputs['name']}") for t in targets)
+    assert len(mine(result, "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")) == 3
     (topic,) = mine(result, "aws:sns/topic:Topic")
     assert topic.inputs["kmsMasterKeyId"].startswith("arn:aws:kms:us-east-1:")
-    (queue,) = mine(result, "aws:sqs/queue:Queue")
-    assert queue.inputs["sqsManagedSseEnabled"] is True
+    queues = {q.inputs["name"].removeprefix(f"akidb-{stack}-anomaly-"): q
+              for q in mine(result, "aws:sqs/queue:Queue")}
+    assert set(queues) == {"failures", "detect", "detect-dlq", "train", "train-dlq"}
+    assert queues["failures"].inputs["sqsManagedSseEnabled"] is True
+    # The fan-out (issue 28): each batch queue KMS-encrypted, redriving to its DLQ, visible again only after six
+    # times its consumer's timeout; one batch per invocation, failures reported per batch, bounded concurrency.
+    cfg = result.plan.config.anomaly
+    for kind, fn_kind, most in (("detect", "detector", cfg.detect_max_concurrency),
+                                ("train", "trainer", cfg.train_max_concurrency)):
+        q, fn = queues[kind], fns[f"akidb-{stack}-anomaly-{fn_kind}"]
+        assert q.inputs["kmsMasterKeyId"] == topic.inputs["kmsMasterKeyId"]
+        assert q.inputs["visibilityTimeoutSeconds"] >= 6 * fn.inputs["timeout"]
+        assert json.loads(q.inputs["redrivePolicy"])["deadLetterTargetArn"].endswith(f"-anomaly-{kind}-dlq")
+        (esm,) = [e for e in mine(result, "aws:lambda/eventSourceMapping:EventSourceMapping")
+                  if e.inputs["eventSourceArn"].endswith(q.inputs["name"])]
+        assert esm.inputs["functionName"].endswith(f":function:{fn.inputs['name']}")
+        assert esm.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"] and esm.inputs["batchSize"] == 1
+        assert esm.inputs["scalingConfig"]["maximumConcurrency"] == most == fn.inputs["reservedConcurrentExecutions"]
+        assert fn.inputs["handler"].endswith(".consume")
+    env = dispatcher.inputs["environment"]["variables"]
+    assert (env["DETECT_BATCH_METRICS"], env["TRAIN_BATCH_METRICS"]) == (str(cfg.detect_batch_metrics),
+                                                                        str(cfg.train_batch_metrics))
+    assert dispatcher.inputs["reservedConcurrentExecutions"] == 1
 
 
 def test_least_privilege_policies(planned: dict[str, PlanResult]) -> None:
@@ -75,6 +101,16 @@ def test_least_privilege_policies(planned: dict[str, PlanResult]) -> None:
         "Sid": "PublishAnomalyMetrics"}]
     kms = next(s for s in detector if s["Sid"] == "EncryptedTopic")
     assert kms["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"] and kms["Resource"][0].startswith("arn:aws:kms:")
+    # The dispatcher only queues; each consumer only reads and deletes on its own queue (issue 28).
+    dispatcher = docs["anomaly-dispatcher-policy"]["Statement"]
+    (send,) = [s for s in dispatcher if s["Sid"] == "QueueBatches"]
+    assert send["Action"] == ["sqs:SendMessage"] and sorted(r.rsplit(":", 1)[-1] for r in send["Resource"]) == [
+        "akidb-staging-anomaly-detect", "akidb-staging-anomaly-train"]
+    assert not any(a.startswith(("s3:", "sns:", "cloudwatch:")) for s in dispatcher for a in s["Action"])
+    for fn, queue in (("detector", "detect"), ("trainer", "train")):
+        (take,) = [s for s in docs[f"anomaly-{fn}-policy"]["Statement"] if "sqs:ReceiveMessage" in s["Action"]]
+        assert take["Resource"] == [f"arn:aws:sqs:us-east-1:111111111111:akidb-staging-anomaly-{queue}"]
+        assert sorted(take["Action"]) == ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
     trainer = docs["anomaly-trainer-policy"]["Statement"]
     assert not any("cloudwatch:PutMetricData" in s["Action"] or "sns:Publish" in s["Action"] for s in trainer)
     amp = next(s for s in trainer if s["Sid"] == "ReadPrometheus")
@@ -163,11 +199,25 @@ def test_rules_fail_on_bad_inputs(planned: dict[str, PlanResult]) -> None:
                for q in page.inputs["metricQueries"]]
     assert "'Confidance' is not published" in next(iter(rules.anomaly_alarms_follow_the_contract(
         replaced(plan, page, metricQueries=queries)))).message
-    fn = mine(planned["staging"], FN)[0]
+    fns = {f.inputs["name"].rsplit("-", 1)[-1]: f for f in mine(planned["staging"], FN)}
     assert "Active" in next(iter(rules.anomaly_functions_traced_and_bounded(
-        replaced(plan, fn, tracingConfig={"mode": "PassThrough"})))).message
-    assert "reservedConcurrentExecutions" in next(iter(rules.anomaly_functions_traced_and_bounded(
-        replaced(plan, fn, reservedConcurrentExecutions=5)))).message
+        replaced(plan, fns["detector"], tracingConfig={"mode": "PassThrough"})))).message
+    assert "must be 1 for a scheduled function" in next(iter(rules.anomaly_functions_traced_and_bounded(
+        replaced(plan, fns["dispatcher"], reservedConcurrentExecutions=5)))).message
+    assert "at least the event source mapping's maximumConcurrency" in next(iter(
+        rules.anomaly_functions_traced_and_bounded(replaced(plan, fns["detector"], reservedConcurrentExecutions=1)))
+    ).message
+    assert list(rules.anomaly_queues_fit_their_consumers(plan)) == []
+    queue = next(q for q in mine(planned["staging"], "aws:sqs/queue:Queue") if q.inputs["name"].endswith("-detect"))
+    assert "must be at least 6 x 60 s" in next(iter(rules.anomaly_queues_fit_their_consumers(
+        replaced(plan, queue, visibilityTimeoutSeconds=300)))).message
+    assert "kmsMasterKeyId" in next(iter(rules.anomaly_queues_fit_their_consumers(
+        replaced(plan, queue, kmsMasterKeyId=None)))).message
+    assert "redrivePolicy" in next(iter(rules.anomaly_queues_fit_their_consumers(
+        replaced(plan, queue, redrivePolicy=None)))).message
+    esm = mine(planned["staging"], "aws:lambda/eventSourceMapping:EventSourceMapping")[0]
+    assert "ReportBatchItemFailures" in next(iter(rules.anomaly_queues_fit_their_consumers(
+        replaced(plan, esm, functionResponseTypes=[])))).message
     lifecycle = mine(planned["staging"], "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[0]
     assert "noncurrent" in next(iter(rules.anomaly_bucket_keeps_bounded_history(
         replaced(plan, lifecycle, rules=[{"status": "Enabled", "id": "x"}])))).message

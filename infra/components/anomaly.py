@@ -3,7 +3,19 @@
 Deploys, in the home region: an encrypted, versioned bucket for models, bands and detector state; the weekly
 trainer (Prophet, shipped through S3 because the package is far above the 50 MB direct-upload limit); the
 5-minute detector (standard library + boto3); their schedules, log groups, on-failure queue and alarms; and the
-component's own KMS-encrypted SNS topic for anomaly notifications. Metric names come from the contract module
+component's own KMS-encrypted SNS topic for anomaly notifications.
+
+Fan-out over SQS (issue 28): both schedules invoke the dispatcher, which queues the metrics in batches
+(`anomaly.detectBatchMetrics`, `anomaly.trainBatchMetrics`) on the detection and training queues; the detector
+and the trainer consume one batch per invocation through event source mappings (ReportBatchItemFailures, at most
+`anomaly.detectMaxConcurrency` / `anomaly.trainMaxConcurrency` at once). SQS rather than a Step Functions
+distributed map: the work is a flat list of independent batches that needs no state machine, the retry and
+dead-letter path is the queue's own, and the cost is one request per batch (a distributed map bills a state
+transition per item and its child executions, and starts at the same Lambda invocations). Each queue is
+KMS-encrypted with the topics' key and redrives to its dead-letter queue after MAX_RECEIVES; its visibility
+timeout is six times the consumer's timeout, as the Lambda developer guide asks for an SQS event source
+("Configuring a queue to use with Lambda",
+https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html). Metric names come from the contract module
 `lambdas.anomaly_core.metrics` shared with the detector and the dashboards.
 
 An episode reaches a person two ways (item 4 of issue 23):
@@ -32,7 +44,7 @@ from infra.blocks.context import StackContext
 from infra.blocks.function import FunctionSpec, HealthAlarms, PythonFunction, S3Code
 from infra.components.severity_topics import AlertTopics
 from infra.config import AnomalyConfig
-from infra.core.iam import key_alias_condition, known_after, statement
+from infra.core.iam import json_text, key_alias_condition, known_after, statement
 from infra.core.naming import MAX_ALARM_NAME, MAX_BUCKET_NAME, MAX_IAM_ROLE_NAME, MAX_LAMBDA_NAME, MAX_TOPIC_NAME
 from lambdas.anomaly_core import metrics as contract
 
@@ -40,6 +52,15 @@ COMPONENT = "anomaly"
 TOKEN = "akidb:anomaly:Anomaly"
 TRAINER_TIMEOUT_S = 900  # five metrics x (validation fit(s) + final fit + forecast) on 90 days: minutes at most
 DETECTOR_TIMEOUT_S = 60
+DISPATCHER_TIMEOUT_S = 60  # SendMessageBatch calls of 10 batches: 10,000 metrics are 5 calls
+VISIBILITY_FACTOR = 6  # queue visibility timeout = 6 x the consumer's timeout (Lambda developer guide, above)
+MAX_RECEIVES = 3  # deliveries of a batch before it goes to the dead-letter queue
+DETECT_RETENTION_S = 3600  # a detection batch is worth an hour at most: later cycles score the same metrics
+TRAIN_RETENTION_S = 86400
+# Age of the oldest detection batch that means the fleet is not keeping up: a whole 5-minute cycle behind.
+DETECT_BACKLOG_S = 300
+TRAIN_BACKLOG_S = 6 * 3600  # the weekly run's batches should be done within hours
+DLQ_NEGLECT_S = 3 * 86400
 PIPELINE_RUNBOOK = "anomaly-pipeline-failure"  # the trainer/detector cannot produce or score forecasts
 EPISODE_RUNBOOK = "anomaly-episode"  # a detected episode: tickets and pages
 AMP_URL = re.compile(r"^https://aps-workspaces\.([a-z0-9-]+)\.amazonaws\.com/workspaces/(ws-[\w-]+)")
@@ -68,6 +89,7 @@ class Anomaly(pulumi.ComponentResource):
     topic_arn: pulumi.Output[str]
     trainer_name: str
     detector_name: str
+    dispatcher_name: str
     alarm_names: dict[str, list[str]]
 
     def __init__(self, name: str, args: AnomalyArgs, opts: pulumi.ResourceOptions | None = None):
@@ -123,6 +145,33 @@ class Anomaly(pulumi.ComponentResource):
                 description=f"[P2] anomaly {kind} {{what}}: see its log group /aws/lambda/{fn_name} and the "
                             f"failures queue")
 
+        # ---- queues: one batch of metrics per message ----
+        key_alias = args.topics.key_aliases[region]
+
+        def work_queue(kind: str, timeout_s: int,
+                       retention_s: int) -> tuple[str, str, pulumi.Input[str], pulumi.Input[str]]:
+            dlq_q_name = n.physical("anomaly", kind, "dlq", max_len=80)
+            q_name = n.physical("anomaly", kind, max_len=80)
+            dead = aws.sqs.Queue(f"{name}-{kind}-dlq", name=dlq_q_name, kms_master_key_id=key_arn,
+                                 message_retention_seconds=14 * 86400, opts=child)
+            q = aws.sqs.Queue(
+                f"{name}-{kind}-queue", name=q_name, kms_master_key_id=key_arn,
+                visibility_timeout_seconds=VISIBILITY_FACTOR * timeout_s, message_retention_seconds=retention_s,
+                redrive_policy=json_text({"deadLetterTargetArn": known_after(dead, arns.queue(region, dlq_q_name)),
+                                          "maxReceiveCount": MAX_RECEIVES}, sort_keys=False), opts=child)
+            return (q_name, dlq_q_name, known_after(q, arns.queue_url(region, q_name)),
+                    known_after(q, arns.queue(region, q_name)))
+
+        detect_q, detect_dlq, detect_url, detect_arn = work_queue("detect", DETECTOR_TIMEOUT_S, DETECT_RETENTION_S)
+        train_q, train_dlq, train_url, train_arn = work_queue("train", TRAINER_TIMEOUT_S, TRAIN_RETENTION_S)
+        # The queues' messages are encrypted with the topics' key, named by its alias (its ARN holds AWS's id).
+        queue_key = statement(["kms:GenerateDataKey", "kms:Decrypt"], [arns.any_key(region)], sid="EncryptedQueues",
+                              conditions=key_alias_condition(key_alias))
+
+        def consume(q_name: str, sid: str) -> Any:
+            return statement(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                             [arns.queue(region, q_name)], sid=sid)
+
         # ---- trainer: Prophet, through S3 ----
         trainer_pkg = build_lambda("anomaly_trainer", kind="lambda-s3", baked=baked)
         trainer_object = aws.s3.BucketObjectv2(
@@ -131,22 +180,41 @@ class Anomaly(pulumi.ComponentResource):
         trainer = PythonFunction(f"{name}-trainer", FunctionSpec(
             name=self.trainer_name, role_name=n.physical("anomaly", "trainer", max_len=MAX_IAM_ROLE_NAME),
             package=trainer_pkg, s3_code=S3Code(bucket=bucket.bucket, key=trainer_object.key),
+            handler=trainer_pkg.handler.removesuffix(".handler") + ".consume",
             memory_mb=cfg.trainer_memory_mb, timeout_s=TRAINER_TIMEOUT_S,
             log_retention_days=cfg.log_retention_days,
             statements=[xray, failures, *read_source,
                         statement(["s3:PutObject"], [objects("models/"), objects("bands/")],
-                                  sid="WriteModelsAndBands")],
+                                  sid="WriteModelsAndBands"),
+                        consume(train_q, "ConsumeTrainingBatches"), queue_key],
             # cmdstan writes its CSV outputs to the temp dir: /tmp is the only writable path on Lambda.
             ephemeral_storage_mb=2048,
             environment={"ANOMALY_BUCKET": self.bucket_name, "TMPDIR": "/tmp", "MPLCONFIGDIR": "/tmp"},
-            tracing=True, reserved_concurrency=1,
+            # Each metric's model and band objects are its own: batches of distinct metrics train side by side.
+            tracing=True, reserved_concurrency=cfg.train_max_concurrency,
             alarms=health("trainer", self.trainer_name)), parent=self, ctx=ctx)
 
-        # ---- detector: tiny, every 5 minutes ----
+        # ---- dispatcher: the metrics in batches onto the queues ----
+        self.dispatcher_name = n.physical("anomaly", "dispatcher", max_len=MAX_LAMBDA_NAME)
+        dispatcher = PythonFunction(f"{name}-dispatcher", FunctionSpec(
+            name=self.dispatcher_name, role_name=n.physical("anomaly", "dispatcher", max_len=MAX_IAM_ROLE_NAME),
+            package=build_lambda("anomaly_dispatcher", kind="lambda", baked=baked), memory_mb=128,
+            timeout_s=DISPATCHER_TIMEOUT_S, log_retention_days=cfg.log_retention_days,
+            statements=[xray, failures,
+                        statement(["sqs:SendMessage"], [arns.queue(region, detect_q), arns.queue(region, train_q)],
+                                  sid="QueueBatches"), queue_key],
+            environment={"ANOMALY_DETECT_QUEUE_URL": detect_url, "ANOMALY_TRAIN_QUEUE_URL": train_url,
+                         "DETECT_BATCH_METRICS": str(cfg.detect_batch_metrics),
+                         "TRAIN_BATCH_METRICS": str(cfg.train_batch_metrics)},
+            tracing=True, reserved_concurrency=1,
+            alarms=health("dispatcher", self.dispatcher_name)), parent=self, ctx=ctx)
+
+        # ---- detector: tiny, one batch per invocation ----
         detector_pkg = build_lambda("anomaly_detector", kind="lambda", baked=baked)
         detector = PythonFunction(f"{name}-detector", FunctionSpec(
             name=self.detector_name, role_name=n.physical("anomaly", "detector", max_len=MAX_IAM_ROLE_NAME),
             package=detector_pkg, memory_mb=256, timeout_s=DETECTOR_TIMEOUT_S,
+            handler=detector_pkg.handler.removesuffix(".handler") + ".consume",
             log_retention_days=cfg.log_retention_days,
             statements=[
                 xray, failures, *read_source,
@@ -158,34 +226,57 @@ class Anomaly(pulumi.ComponentResource):
                 # GetObject's existence check carries no s3:prefix, so a condition would deny it).
                 statement(["s3:ListBucket"], [bucket_arn], sid="MissingKeyIsNoSuchKey"),
                 statement(["sns:Publish"], [arns.topic(region, topic_name)], sid="Notify"),
-                # The topic's key, named by its alias: a key ARN holds an id AWS picks.
+                # The topic's key (and the queue's, the same key), named by its alias: a key ARN holds an id AWS
+                # picks.
                 statement(["kms:GenerateDataKey", "kms:Decrypt"], [arns.any_key(region)], sid="EncryptedTopic",
-                          conditions=key_alias_condition(args.topics.key_aliases[region]))],
+                          conditions=key_alias_condition(key_alias)),
+                consume(detect_q, "ConsumeDetectionBatches")],
             environment={"ANOMALY_BUCKET": self.bucket_name, "ANOMALY_TOPIC_ARN": self.topic_arn},
             tracing=True,
-            # One run at a time: the episode state in S3 is read-modify-write.
-            reserved_concurrency=1,
+            # Batches hold distinct metrics, and each state write is conditional on the ETag read: invocations
+            # at once never overwrite each other's state (a duplicated batch's loser skips that metric).
+            reserved_concurrency=cfg.detect_max_concurrency,
             alarms=health("detector", self.detector_name)), parent=self, ctx=ctx)
 
-        for kind, fn, schedule, retries in (("trainer", trainer, cfg.train_schedule, 1),
-                                            ("detector", detector, cfg.detect_schedule, 0)):
+        for kind, fn, q_arn, concurrency in (("trainer", trainer, train_arn, cfg.train_max_concurrency),
+                                             ("detector", detector, detect_arn, cfg.detect_max_concurrency)):
+            aws.lambda_.EventSourceMapping(
+                f"{name}-{kind}-batches", event_source_arn=q_arn, function_name=fn.arn,
+                # One batch of metrics per invocation: the batch is sized to the function's timeout.
+                batch_size=1, function_response_types=["ReportBatchItemFailures"],
+                scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(maximum_concurrency=concurrency),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[fn.function]))
+            # A direct asynchronous invocation (`aws lambda invoke --invocation-type Event`) still reports its
+            # failure to the failures queue.
             aws.lambda_.FunctionEventInvokeConfig(
-                f"{name}-{kind}-invoke", function_name=fn.function.name, maximum_retry_attempts=retries,
-                maximum_event_age_in_seconds=3600 if kind == "trainer" else 600,
+                f"{name}-{kind}-invoke", function_name=fn.function.name, maximum_retry_attempts=1 if kind == "trainer"
+                else 0, maximum_event_age_in_seconds=3600 if kind == "trainer" else 600,
                 destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
                     on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
                         destination=dlq_arn)), opts=child)
+        aws.lambda_.FunctionEventInvokeConfig(
+            f"{name}-dispatcher-invoke", function_name=dispatcher.function.name,
+            # A repeated dispatch is harmless (the consumers admit each point once): retry both times.
+            maximum_retry_attempts=2, maximum_event_age_in_seconds=600,
+            destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
+                on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
+                    destination=dlq_arn)), opts=child)
+        for kind, schedule in (("trainer", cfg.train_schedule), ("detector", cfg.detect_schedule)):
+            job = "train" if kind == "trainer" else "detect"
             rule_name = n.physical("anomaly", kind, max_len=64)
             rule = aws.cloudwatch.EventRule(f"{name}-{kind}-schedule", name=rule_name,
                                             schedule_expression=schedule,
                                             description=f"anomaly {kind} ({schedule})", opts=child)
-            aws.cloudwatch.EventTarget(f"{name}-{kind}-target", rule=rule.name, arn=fn.arn, opts=child)
-            aws.lambda_.Permission(f"{name}-{kind}-invoke-permission", action="lambda:InvokeFunction",
-                                   function=fn.function.name, principal="events.amazonaws.com",
+            aws.cloudwatch.EventTarget(f"{name}-{kind}-target", rule=rule.name, arn=dispatcher.arn,
+                                       input=json.dumps({"job": job}), opts=child)
+            aws.lambda_.Permission(f"{name}-{kind}-dispatch-permission", action="lambda:InvokeFunction",
+                                   function=dispatcher.function.name, principal="events.amazonaws.com",
                                    source_arn=known_after(rule, arns.event_rule(region, rule_name)), opts=child)
 
         # ---- alarms (home region, to the home region's severity topics) ----
-        self.alarm_names = {region: [*trainer.alarm_names, *detector.alarm_names]}
+        self.alarm_names = {region: [*trainer.alarm_names, *detector.alarm_names, *dispatcher.alarm_names]}
+        self._queue_alarms(name, ctx, ticket, (("detect", detect_q, detect_dlq, DETECT_BACKLOG_S),
+                                               ("train", train_q, train_dlq, TRAIN_BACKLOG_S)))
         # Failures that never page by design land here: missing data, NaN, source errors, stale forecasts.
         self._alarm(f"{name}-detector-health", n.physical("anomaly", "detector", "health", max_len=MAX_ALARM_NAME),
                     "[P2] anomaly detector cannot score some metrics (DetectorErrors > 0 for 30 min, or no runs): "
@@ -204,6 +295,7 @@ class Anomaly(pulumi.ComponentResource):
         self.failure_queue_arn = dlq_arn
         self.register_outputs({"bucket": self.bucket_name, "topicArn": self.topic_arn,
                                "trainer": self.trainer_name, "detector": self.detector_name,
+                               "dispatcher": self.dispatcher_name, "queues": [detect_q, train_q],
                                "alarmNames": self.alarm_names, "failureQueue": dlq_arn})
 
     def _alarm(self, logical: str, alarm_name: str, description: str, topic: pulumi.Input[str],
@@ -211,6 +303,35 @@ class Anomaly(pulumi.ComponentResource):
         threshold_alarm(logical, parent=self, name=alarm_name, description=description, runbook=PIPELINE_RUNBOOK,
                         topic_arn=topic, **spec)
         self.alarm_names[self._region].append(alarm_name)
+
+    def _queue_alarms(self, name: str, ctx: StackContext, topic: pulumi.Input[str],
+                      queues: tuple[tuple[str, str, str, int], ...]) -> None:
+        """Per queue: a batch in its dead-letter queue (delivered MAX_RECEIVES times and failed each time: those
+        metrics went unscored or untrained), and the oldest batch waiting longer than the work allows."""
+        n = ctx.naming
+        for kind, q_name, dlq_q_name, backlog_s in queues:
+            self._alarm(f"{name}-{kind}-dlq-alarm", n.physical("anomaly", kind, "dlq", max_len=MAX_ALARM_NAME),
+                        f"[P2] anomaly {kind} batches in the dead-letter queue {dlq_q_name}: a batch failed "
+                        f"{MAX_RECEIVES} times. Read its metrics from the queue, the reason from the consumer's log.",
+                        topic, namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
+                        dimensions={"QueueName": dlq_q_name}, period_s=300, statistic="Maximum", threshold=0,
+                        treat_missing="notBreaching")
+            # The dead-letter queue keeps 14 days: a failed batch left unread for DLQ_NEGLECT_S is one nobody looked
+            # at (the not-empty alarm above has been firing since).
+            self._alarm(f"{name}-{kind}-dlq-age-alarm",
+                        n.physical("anomaly", kind, "dlq", "age", max_len=MAX_ALARM_NAME),
+                        f"[P2] anomaly {kind} batches have sat in the dead-letter queue {dlq_q_name} over "
+                        f"{DLQ_NEGLECT_S // 86400} days unread: redrive or delete them (they expire after 14 days)",
+                        topic, namespace="AWS/SQS", metric_name="ApproximateAgeOfOldestMessage",
+                        dimensions={"QueueName": dlq_q_name}, period_s=3600, statistic="Maximum",
+                        threshold=DLQ_NEGLECT_S, treat_missing="notBreaching")
+            self._alarm(f"{name}-{kind}-backlog-alarm",
+                        n.physical("anomaly", kind, "backlog", max_len=MAX_ALARM_NAME),
+                        f"[P2] anomaly {kind} queue {q_name}: the oldest batch has waited over {backlog_s} s (the "
+                        f"consumers are not keeping up, throttled or failing)", topic, namespace="AWS/SQS",
+                        metric_name="ApproximateAgeOfOldestMessage", dimensions={"QueueName": q_name},
+                        period_s=300, statistic="Maximum", threshold=backlog_s, evaluation_periods=2,
+                        treat_missing="notBreaching")
 
     def _page_alarms(self, name: str, ctx: StackContext, page_topic: pulumi.Input[str]) -> None:
         """Per metric: IsAnomaly x Confidence at or above pageConfidence in every 5-minute period of

@@ -65,6 +65,25 @@ class AnomalyConfig:
                                           minimum=1, maximum=192)
     trainer_memory_mb: int = setting(3008, doc="trainer memory (Prophet fits on 90 days)", minimum=1024,
                                      maximum=10240)
+    # Fan-out (issue 28): the dispatcher queues the metrics in batches; one batch is one detector (or trainer)
+    # invocation. The detector's batch is sized to finish far inside its 60 s timeout on Lambda's CPU: Lambda gives
+    # a function CPU in proportion to its memory (one vCPU at 1,769 MB: "Configuring Lambda function memory",
+    # https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html), so the detector's 256 MB have ~0.14
+    # vCPU; `make bench-detector` measured ~38 ms of detector CPU a metric, so 50 metrics are ~1.9 s of CPU, ~13 s
+    # at 256 MB, a quarter of the timeout (room for slow S3 or source answers). 10,000 metrics are 200 batches:
+    # 20 at once are 10 waves of ~13 s, well inside the 5-minute cycle.
+    detect_batch_metrics: int = setting(50, doc="metrics per detection batch (one SQS message, one detector "
+                                        "invocation; ~13 s at 256 MB, a quarter of the 60 s timeout)",
+                                        minimum=1, maximum=2000)
+    detect_max_concurrency: int = setting(20, doc="detector invocations at once (the event source mapping's "
+                                          "maximum concurrency, also the function's reserved concurrency)",
+                                          minimum=2, maximum=1000)
+    # A Prophet fit on 90 days takes ~20-60 s with validation (benchmarks/fit_report.py): 5 metrics stay well
+    # inside the trainer's 900 s timeout.
+    train_batch_metrics: int = setting(5, doc="metrics per training batch (one trainer invocation; Prophet fits "
+                                       "of up to a minute each, inside the 900 s timeout)", minimum=1, maximum=50)
+    train_max_concurrency: int = setting(5, doc="trainer invocations at once (maximum concurrency of its event "
+                                         "source mapping, and its reserved concurrency)", minimum=2, maximum=100)
     log_retention_days: int = setting(30, doc="retention of the trainer and detector log groups",
                                       choices=LOG_RETENTION_DAYS)
     noncurrent_version_days: int = setting(30, doc="days old model/band/state versions are kept",

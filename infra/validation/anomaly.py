@@ -45,13 +45,64 @@ def _contract_problems(label: str, name: Any, dimensions: Any) -> Iterator[Viola
 
 @rule
 def anomaly_functions_traced_and_bounded(plan: Plan) -> Iterator[Violation]:
-    """Both functions: active X-Ray tracing, one concurrent run (the detector's state is read-modify-write)."""
-    for fn in (r for r in _members(plan) if r.type == "aws:lambda/function:Function"):
+    """Every function traced, with a reserved concurrency: 1 for a scheduled one (the dispatcher), at least the
+    maximum concurrency of the event source mapping that feeds a queue consumer (issue 28)."""
+    members = _members(plan)
+    fns = {str(fn.inputs.get("name")): fn for fn in members if fn.type == "aws:lambda/function:Function"}
+    fed = {_function_name(e.inputs.get("functionName")): e for e in members
+           if e.type == "aws:lambda/eventSourceMapping:EventSourceMapping"}
+    for fn_name, fn in fns.items():
         if (fn.inputs.get("tracingConfig") or {}).get("mode") != "Active":
             yield Violation("anomaly_functions_traced_and_bounded", fn.label, "tracingConfig.mode must be Active")
-        if fn.inputs.get("reservedConcurrentExecutions") != 1:
+        reserved = fn.inputs.get("reservedConcurrentExecutions")
+        esm = fed.get(fn_name)
+        if esm is None:
+            if reserved != 1:
+                yield Violation("anomaly_functions_traced_and_bounded", fn.label,
+                                "reservedConcurrentExecutions must be 1 for a scheduled function (one run at a time)")
+            continue
+        most = (esm.inputs.get("scalingConfig") or {}).get("maximumConcurrency")
+        if not isinstance(most, int) or not isinstance(reserved, int) or reserved < most:
             yield Violation("anomaly_functions_traced_and_bounded", fn.label,
-                            "reservedConcurrentExecutions must be 1 (no overlapping runs on the same state)")
+                            f"reservedConcurrentExecutions {reserved!r} must be set and at least the event source "
+                            f"mapping's maximumConcurrency {most!r} (else SQS batches are throttled back)")
+
+
+def _function_name(value: Any) -> str:
+    return str(value or "").rsplit(":function:", 1)[-1].split(":")[0]
+
+
+@rule
+def anomaly_queues_fit_their_consumers(plan: Plan) -> Iterator[Violation]:
+    """Each batch queue: KMS-encrypted, a dead-letter queue, a visibility timeout of at least six times its
+    consumer's timeout (Lambda developer guide, "Configuring a queue to use with Lambda"), and a mapping that
+    reports failed batches one by one (ReportBatchItemFailures) under a maximum concurrency."""
+    members = _members(plan)
+    fns = {str(fn.inputs.get("name")): fn for fn in members if fn.type == "aws:lambda/function:Function"}
+    queues = {str(q.inputs.get("name")): q for q in members if q.type == "aws:sqs/queue:Queue"}
+    for esm in (e for e in members if e.type == "aws:lambda/eventSourceMapping:EventSourceMapping"):
+        q = queues.get(str(esm.inputs.get("eventSourceArn") or "").rsplit(":", 1)[-1])
+        fn = fns.get(_function_name(esm.inputs.get("functionName")))
+        if q is None or fn is None:
+            yield Violation("anomaly_queues_fit_their_consumers", esm.label,
+                            "the mapping must join a queue and a function of the anomaly component")
+            continue
+        if "ReportBatchItemFailures" not in (esm.inputs.get("functionResponseTypes") or []):
+            yield Violation("anomaly_queues_fit_their_consumers", esm.label,
+                            "functionResponseTypes must hold ReportBatchItemFailures (a failed batch alone returns)")
+        if not (esm.inputs.get("scalingConfig") or {}).get("maximumConcurrency"):
+            yield Violation("anomaly_queues_fit_their_consumers", esm.label,
+                            "scalingConfig.maximumConcurrency is unset")
+        timeout = int(fn.inputs.get("timeout") or 3)
+        visibility = q.inputs.get("visibilityTimeoutSeconds")
+        if not isinstance(visibility, int) or visibility < 6 * timeout:
+            yield Violation("anomaly_queues_fit_their_consumers", q.label,
+                            f"visibilityTimeoutSeconds {visibility!r} must be at least 6 x {timeout} s (the "
+                            f"consumer's timeout)")
+        if not q.inputs.get("kmsMasterKeyId"):
+            yield Violation("anomaly_queues_fit_their_consumers", q.label, "kmsMasterKeyId is unset (KMS encryption)")
+        if not q.inputs.get("redrivePolicy"):
+            yield Violation("anomaly_queues_fit_their_consumers", q.label, "no redrivePolicy (dead-letter queue)")
 
 
 @rule

@@ -103,8 +103,12 @@ def cloudwatch_latest_batch(client: Any, metrics: Sequence[MetricSpec], now: flo
         out[metric.name] = None
     if not queries:
         return out
+    # The start on the period grid: CloudWatch buckets points from StartTime, so an unaligned start would stamp the
+    # same point differently from one run to the next, and the detector (which admits each timestamp once to a
+    # metric's state) would take it for a new one.
+    start = (now - LATEST_LOOKBACK_S) // STEP_S * STEP_S
     kwargs: dict[str, Any] = {"MetricDataQueries": queries, "ScanBy": "TimestampAscending",
-                              "StartTime": datetime.fromtimestamp(now - LATEST_LOOKBACK_S, UTC),
+                              "StartTime": datetime.fromtimestamp(start, UTC),
                               "EndTime": datetime.fromtimestamp(now, UTC)}
     try:
         while True:

@@ -1,16 +1,22 @@
 """S3 layout of the anomaly bucket, in one place (trainer writes, detector reads):
 
 - models/<metric>/<trained_at>.json   Prophet model as JSON (prophet.serialize.model_to_json; never pickle)
-- bands/<metric>/latest.json          forecast band (ts, yhat, lower, upper on the 5-minute grid) + metadata
+- bands/<metric>/<YYYY-MM-DD>.json    one UTC day of the forecast band (ts, yhat, lower, upper on the 5-minute
+                                      grid, plus one step of each neighbouring day) + the training metadata: a
+                                      detector run reads the day of the point it scores (~15 kB), not 8 days
+- bands/<metric>/latest.json          the whole 8-day band, as trainers before the day objects wrote it: read only
+                                      when the day's object does not exist (a bucket trained before the change)
 - state/<metric>.json                 detector state: confidence memory and the open anomaly episode
 - state/notices/<metric>/<episode>.<event>.<attempt>.json   one notification claimed (created with
                                       If-None-Match: *, so a second claim of the same notice fails)
+- state/notices/<metric>/<episode>.<event>.<attempt>.sent.json   written once the notice was published
 """
 
 from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 from .scoring import BandPoint
@@ -26,6 +32,26 @@ def model_key(metric: str, trained_at: str) -> str:
 
 def band_key(metric: str) -> str:
     return f"bands/{metric}/latest.json"
+
+
+def band_day_key(metric: str, day: str) -> str:
+    return f"bands/{metric}/{day}.json"
+
+
+def day_of(ts: float) -> str:
+    """The UTC day (YYYY-MM-DD) a band point belongs to."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def band_days(meta: dict[str, Any], rows: list[list[float]], step_s: float = 300.0) -> dict[str, dict[str, Any]]:
+    """The day objects of one band: per UTC day its rows plus one step on each side, so the nearest-point lookup
+    (anomaly_core.scoring.lookup, within one step) finds a point near midnight in that one object."""
+    out: dict[str, dict[str, Any]] = {}
+    for day in sorted({day_of(r[0]) for r in rows}):
+        start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+        mine = [r for r in rows if start - step_s <= r[0] <= start + 86400]
+        out[day] = {**meta, "day": day, "band": mine}
+    return out
 
 
 def state_key(metric: str) -> str:
@@ -72,6 +98,38 @@ def claim(s3: Any, bucket: str, key: str, doc: Any) -> bool:
             return False
         raise
     return True
+
+
+# A claim without its sent mark older than this was left by a run that ended between claiming and publishing (the
+# detector's timeout is 60 s): the notice is taken over and published, so a run that dies there loses no notice.
+NOTICE_LEASE_S = 120
+
+
+def sent_key(claim_key: str) -> str:
+    return claim_key.removesuffix(".json") + ".sent.json"
+
+
+def claim_notice(s3: Any, bucket: str, key: str, doc: dict[str, Any], now: float) -> str:
+    """"mine" when this run holds the notice's claim (it created it, or took over one left unsent past
+    NOTICE_LEASE_S), "sent" when it was published already, "in-flight" when another run claimed it within the lease.
+    A claim of a detector before the sent marks (no `claimed_at`) counts as sent, as it did then."""
+    if claim(s3, bucket, key, {**doc, "claimed_at": now}):
+        return "mine"
+    if get_json(s3, bucket, sent_key(key)) is not None:
+        return "sent"
+    raw, etag = get_json_tagged(s3, bucket, key)
+    claimed_at = raw.get("claimed_at") if isinstance(raw, dict) else None
+    if not isinstance(claimed_at, int | float) or isinstance(claimed_at, bool):
+        return "sent"
+    if now - claimed_at < NOTICE_LEASE_S:
+        return "in-flight"
+    try:
+        put_json_if(s3, bucket, key, {**doc, "claimed_at": now}, etag)
+    except StoreError as e:
+        if "concurrent writer" in str(e):  # another run took it over first
+            return "in-flight"
+        raise
+    return "mine"
 
 
 def get_json_tagged(s3: Any, bucket: str, key: str) -> tuple[Any | None, str | None]:

@@ -11,10 +11,20 @@ Notifications are idempotent: the episode and the notice it owes are saved befor
 claimed with a create-only S3 write (If-None-Match: *), so neither a failed save nor a retry sends it twice.
 Reads are batched: S3 objects in parallel, CloudWatch latest values in GetMetricData calls of 500 queries.
 Standard library + boto3 only (no Prophet, no pandas): the package stays a few tens of kB.
+
+Scale-out (issue 28): the dispatcher (lambdas/anomaly_dispatcher) sends the metrics every 5 minutes in batches to
+the detection queue; `consume` scores one batch per SQS record (ReportBatchItemFailures: a failed batch alone is
+redelivered, and after maxReceiveCount it lands in the dead-letter queue). Exactly once per (metric, point): the
+state's `last_ts` (written with an ETag-conditional PUT) admits each point to the state once, so a redelivered or
+duplicated batch feeds nothing twice and opens no second episode; its datums are the ones stored with the point
+(`last_out`), so a replay publishes the same values again (every anomaly alarm reads Maximum) and the notices stay
+claimed once. Each run reads only the band's day object covering the point it scores (anomaly_core.store).
+`handler` (a direct invocation) still scores every configured metric in one run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -35,13 +45,17 @@ from anomaly_core.settings import MetricSpec, Settings
 from anomaly_core.sources import SourceError, Sources, default_sources
 from anomaly_core.store import (
     StoreError,
+    band_day_key,
     band_key,
-    claim,
+    claim_notice,
+    day_of,
     get_json,
     get_json_tagged,
     notice_key,
     parse_band,
+    put_json,
     put_json_if,
+    sent_key,
     state_key,
 )
 from botocore.exceptions import ClientError
@@ -162,8 +176,18 @@ def detect_metric(metric: MetricSpec, cfg: Settings, clients: Clients, targets: 
     pending = _pending(raw_state.get("pending"))
     last_ts = _last_ts(raw_state, now)
     if last_ts is not None and ts <= last_ts:
-        # Same point as the previous run (source lag) or a step back: publish it again, feed the state nothing.
+        # Same point as the previous run (source lag, a redelivered batch) or a step back: publish it again, feed
+        # the state nothing. The same point publishes the values stored when it was scored, not a rescore
+        # against the state it already changed.
         assessment, _ = assess(value, point, state, ts)
+        stored = raw_state.get("last_out")
+        if isinstance(stored, dict) and stored.get("ts") == ts:
+            try:
+                assessment = dataclasses.replace(assessment, score=float(stored["score"]),
+                                                 confidence=float(stored["confidence"]),
+                                                 is_anomaly=bool(stored["is_anomaly"]))
+            except (KeyError, TypeError, ValueError):
+                log.warning("metric %s: stored last_out %r is malformed: rescored", metric.name, stored)
         new_state, new_episode, event = state, episode, None
     else:
         assessment, new_state = assess(value, point, state, ts)
@@ -178,18 +202,21 @@ def detect_metric(metric: MetricSpec, cfg: Settings, clients: Clients, targets: 
         message = notice(metric, event, ts, value, point, assessment, new_episode, episode, cfg)
         pending = [*pending, {"event": event, "episode": (new_episode if event == "start" else episode).id,
                               "attempt": 0, "message": message}]
+    fresh = last_ts is None or ts > last_ts
     doc = {"confidence": new_state.to_json(), "episode": new_episode.to_json(), "pending": pending,
-           "last_ts": max(ts, last_ts or 0.0)}
+           "last_ts": max(ts, last_ts or 0.0),
+           "last_out": {"ts": ts, "score": assessment.score, "confidence": assessment.confidence,
+                        "is_anomaly": assessment.is_anomaly} if fresh else raw_state.get("last_out")}
     # Idempotent notification: the episode (and the notice it owes) is stored BEFORE anything is published; the
     # notice is then claimed with a create-only write, so a failed save after publishing never sends it twice.
-    if event is not None or pending != _pending(raw_state.get("pending")) or last_ts is None or ts > last_ts:
+    if event is not None or pending != _pending(raw_state.get("pending")) or fresh:
         etag = put_json_if(clients.s3, targets.bucket, state_key(metric.name), doc, etag)
     data.extend(mine)
-    sent, failed = deliver(clients, targets, metric, pending)
+    sent, failed, held = deliver(clients, targets, metric, pending, now)
     if sent or failed:
         # A failed notice gets a new attempt number: its claim exists, so retrying under it would count as sent.
         retry = [{k: v for k, v in p.items() if k != "error"} | {"attempt": p["attempt"] + 1} for p in failed]
-        put_json_if(clients.s3, targets.bucket, state_key(metric.name), {**doc, "pending": retry}, etag)
+        put_json_if(clients.s3, targets.bucket, state_key(metric.name), {**doc, "pending": held + retry}, etag)
     if failed:
         raise DetectionSkipped(f"notification failed ({failed[0]['error']}); retried next run")
     return {"value": value, "score": assessment.score, "confidence": assessment.confidence,
@@ -210,18 +237,30 @@ def _pending(raw: Any) -> list[dict[str, Any]]:
     return ok[-MAX_PENDING:]
 
 
-def deliver(clients: Clients, targets: Targets, metric: MetricSpec,
-            pending: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(delivered or already delivered, failed) among the owed notices."""
+def deliver(clients: Clients, targets: Targets, metric: MetricSpec, pending: list[dict[str, Any]],
+            now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(delivered or already delivered, failed, in flight in another run) among the owed notices.
+
+    Each notice is claimed (anomaly_core.store.claim_notice), published, then marked sent. A run that dies between
+    claim and publish leaves a claim without its mark: once its lease has run out the notice is taken over and
+    published, so it is not lost. A run that dies between publishing and the mark leaves the same trace: that
+    notice goes out twice, with the same `dedupe_key`, which the ticket receiver keys on."""
     sent: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []
     for p in pending:
         key = notice_key(metric.name, p["episode"], p["event"], p["attempt"])
-        if not claim(clients.s3, targets.bucket, key, {"metric": metric.name, "event": p["event"]}):
-            log.info("metric %s: notice %s already sent (claim exists): not sent again", metric.name, key,
-                     extra={"fields": {"metric": metric.name, "decision": "notice-already-sent",
-                                       "episode_id": p["episode"], "event": p["event"]}})
+        fields = {"metric": metric.name, "episode_id": p["episode"], "event": p["event"]}
+        status = claim_notice(clients.s3, targets.bucket, key, {"metric": metric.name, "event": p["event"]}, now)
+        if status == "sent":
+            log.info("metric %s: notice %s already sent: not sent again", metric.name, key,
+                     extra={"fields": {**fields, "decision": "notice-already-sent"}})
             sent.append(p)
+            continue
+        if status == "in-flight":
+            log.info("metric %s: notice %s claimed by another run: left to it", metric.name, key,
+                     extra={"fields": {**fields, "decision": "notice-in-flight"}})
+            held.append(p)
             continue
         msg = p["message"]
         try:
@@ -229,14 +268,19 @@ def deliver(clients: Clients, targets: Targets, metric: MetricSpec,
                                 Message=json.dumps(msg["body"]),
                                 MessageAttributes={"metric": {"DataType": "String", "StringValue": metric.name},
                                                    "event": {"DataType": "String", "StringValue": p["event"]}})
-            sent.append(p)
-            log.info("metric %s: notice %s sent", metric.name, p["event"], extra={"fields": {
-                "metric": metric.name, "decision": "notified", "episode_id": p["episode"], "event": p["event"]}})
         except Exception as e:  # SNS throttled/unavailable: still owed, retried next run under a new attempt
-            log.warning("metric %s: publishing %s failed: %s", metric.name, p["event"], e, extra={"fields": {
-                "metric": metric.name, "decision": "notify-failed", "episode_id": p["episode"], "event": p["event"]}})
+            log.warning("metric %s: publishing %s failed: %s", metric.name, p["event"], e,
+                        extra={"fields": {**fields, "decision": "notify-failed"}})
             failed.append({**p, "error": str(e)[:200]})
-    return sent, failed
+            continue
+        sent.append(p)
+        log.info("metric %s: notice %s sent", metric.name, p["event"], extra={"fields": {**fields,
+                                                                                       "decision": "notified"}})
+        try:
+            put_json(clients.s3, targets.bucket, sent_key(key), {"metric": metric.name, "event": p["event"]})
+        except Exception as e:  # the state drops the notice next: only a run dying before that resends it
+            log.warning("metric %s: marking notice %s sent failed: %s", metric.name, key, e)
+    return sent, failed, held
 
 
 def notice(metric: MetricSpec, event: str, ts: float, value: float, point: Any, assessment: Any,
@@ -277,12 +321,29 @@ S3_READERS = 16  # parallel GetObject calls: S3 has no batch read, and each call
 CHUNK_METRICS = 16  # metrics read and scored together (~1 MB each parsed): memory stays bounded at any count
 
 
+def read_band(clients: Clients, targets: Targets, metric: MetricSpec, at: float) -> Any | None:
+    """The band object covering `at`: its day object, else the 8-day object of a trainer before day objects."""
+    doc = get_json(clients.s3, targets.bucket, band_day_key(metric.name, day_of(at)))
+    return doc if doc is not None else get_json(clients.s3, targets.bucket, band_key(metric.name))
+
+
 def prefetch(metrics: list[MetricSpec], clients: Clients, targets: Targets, now: float) -> dict[str, Prefetched]:
+    # The latest values first: each names the day whose band object is read (no point: today's, for ForecastAge).
+    try:
+        latest = clients.sources.latest_many(metrics, now)
+    except Exception as e:  # a bug in the batch reader must not cost the whole run: every metric counts it
+        latest = {metric.name: SourceError(f"reading the sources failed: {type(e).__name__}: {e}")
+                  for metric in metrics}
+
     def band(metric: MetricSpec) -> Any | StoreError | None:
+        point = latest.get(metric.name)
+        at = point[0] if isinstance(point, tuple) and math.isfinite(point[0]) else now
         try:
-            return get_json(clients.s3, targets.bucket, band_key(metric.name))
+            return read_band(clients, targets, metric, at)
         except StoreError as e:
             return e
+        except (OverflowError, ValueError, OSError) as e:  # a timestamp no calendar day holds
+            return StoreError(f"no band day for timestamp {at!r}: {e}")
 
     def state(metric: MetricSpec) -> tuple[Any | None, str | None] | StoreError:
         try:
@@ -294,11 +355,6 @@ def prefetch(metrics: list[MetricSpec], clients: Clients, targets: Targets, now:
         bands = pool.map(band, metrics)
         states = pool.map(state, metrics)
         bands_l, states_l = list(bands), list(states)
-    try:
-        latest = clients.sources.latest_many(metrics, now)
-    except Exception as e:  # a bug in the batch reader must not cost the whole run: every metric counts it
-        latest = {metric.name: SourceError(f"reading the sources failed: {type(e).__name__}: {e}")
-                  for metric in metrics}
     return {metric.name: Prefetched(b, s, latest.get(metric.name)) for metric, b, s in
             zip(metrics, bands_l, states_l, strict=True)}
 
@@ -394,14 +450,81 @@ def _put(cloudwatch: Any, batch: list[dict[str, Any]], dropped: Counter[str], fa
         log.error("PutMetricData failed: %s", e)
 
 
-def handler(event: Any, context: Any) -> dict[str, Any]:
+def _init() -> tuple[Settings, Clients, Targets]:
     import boto3
-
-    SHAPE.bind(context)
 
     cfg = settings_mod.load(Path(__file__).parent)
     session = boto3.session.Session()
     clients = Clients(s3=session.client("s3"), cloudwatch=session.client("cloudwatch"),
                       sns=session.client("sns"), sources=default_sources(cfg.prometheus_url, session))
     targets = Targets(bucket=settings_mod.env("ANOMALY_BUCKET"), topic_arn=settings_mod.env("ANOMALY_TOPIC_ARN"))
+    return cfg, clients, targets
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    """A direct invocation: every configured metric in this one run."""
+    SHAPE.bind(context)
+    cfg, clients, targets = _init()
     return run(cfg, clients, targets, time.time())
+
+
+class BadBatch(ValueError):
+    """An SQS record that is not a detection batch (the message says what is wrong)."""
+
+
+def batch_metrics(body: str, cfg: Settings) -> tuple[MetricSpec, ...]:
+    """The configured metrics a detection batch names (names no longer configured are dropped with a warning:
+    a deploy between dispatch and delivery); BadBatch naming what is wrong and what is expected."""
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, TypeError) as e:
+        raise BadBatch(f"record body is not JSON ({e}); expected {{\"job\": \"detect\", \"metrics\": [...]}}") \
+            from None
+    names = doc.get("metrics") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("job") != "detect" or not isinstance(names, list) \
+            or not all(isinstance(n, str) for n in names):
+        raise BadBatch(f"record body {body[:200]!r} is not a detection batch; expected "
+                       f"{{\"job\": \"detect\", \"cycle\": <epoch>, \"metrics\": [<metric names>]}}")
+    wanted = set(names)
+    specs = tuple(m for m in cfg.metrics if m.name in wanted)
+    if len(specs) < len(wanted):
+        log.warning("batch names %d metrics no longer configured: dropped", len(wanted) - len(specs),
+                    extra={"fields": {"decision": "unknown-metrics-dropped",
+                                      "metrics": sorted(wanted - {m.name for m in specs})[:20]}})
+    return specs
+
+
+# A record is started only with this much time left (a batch of the configured size takes a fraction of it); the
+# rest are reported failed untouched and come back at once, instead of being cut at the timeout.
+MIN_REMAINING_MS = 20_000
+_CONSUMER: tuple[Settings, Clients, Targets] | None = None
+
+
+def consume(event: Any, context: Any) -> dict[str, Any]:
+    """SQS event of the detection queue: each record one batch of metrics, scored by `run`. A record whose run
+    fails (PublishFailed, a bad body) is reported in batchItemFailures; a metric that cannot be scored is counted
+    in DetectorErrors (the run's own health metric) and not retried: the next cycle scores it."""
+    global _CONSUMER
+    SHAPE.bind(context)
+    if _CONSUMER is None:  # once per container: Lambda reuses the clients across the batches it is given
+        _CONSUMER = _init()
+    cfg, clients, targets = _CONSUMER
+    records = (event or {}).get("Records") or []
+    failed: list[str] = []
+    scored = errors = 0
+    for i, record in enumerate(records):
+        mid = str(record.get("messageId"))
+        if i and context is not None and context.get_remaining_time_in_millis() < MIN_REMAINING_MS:
+            failed += [str(r.get("messageId")) for r in records[i:]]
+            log.warning("%d batches left for a later invocation (time running out)", len(records) - i)
+            break
+        try:
+            specs = batch_metrics(record.get("body", ""), cfg)
+            if specs:
+                out = run(dataclasses.replace(cfg, metrics=specs), clients, targets, time.time())
+                scored, errors = scored + len(specs) - out["errors"], errors + out["errors"]
+        except Exception as e:  # this batch comes back (the dead-letter queue after maxReceiveCount)
+            failed.append(mid)
+            log.error("batch %s failed: %s", mid, e, extra={"fields": {"decision": "batch-failed",
+                                                                        "reason": str(e)[:500]}})
+    return {"batchItemFailures": [{"itemIdentifier": f} for f in failed], "scored": scored, "errors": errors}

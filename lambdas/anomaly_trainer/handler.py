@@ -1,12 +1,21 @@
 """Trainer Lambda: for each configured metric, fetch history, fit and validate Prophet, write model and band.
 
-Event: {} (the weekly schedule) or {"metrics": ["request_rate", ...]} (on demand: `aws lambda invoke`).
-Each metric is trained independently; if any fails, the others are still written and the invocation then
-fails with every reason listed, so the error alarm and the on-failure destination see it.
+Events:
+- SQS (the weekly fan-out, issue 28): the dispatcher (lambdas/anomaly_dispatcher) sends the metrics in batches to
+  the training queue; each record is one batch {"job": "train", "cycle": ..., "metrics": [...]}, trained by
+  `consume`. A batch that fails is reported in batchItemFailures (ReportBatchItemFailures), so SQS redelivers that
+  batch only, and after the queue's maxReceiveCount it lands in the dead-letter queue (alarmed). Retraining a
+  metric is idempotent (the same history gives the same model and band), so a redelivery is harmless.
+- {} or {"metrics": ["request_rate", ...]} (on demand: `aws lambda invoke`): those metrics in this invocation.
+Each metric is trained independently; if any fails, the others are still written and the invocation (or the
+batch) then fails with every reason listed.
+The band is written as one object per UTC day (anomaly_core.store.band_days): the detector reads only the day it
+scores.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -16,7 +25,7 @@ from typing import Any
 from anomaly_core import settings as settings_mod
 from anomaly_core.settings import MetricSpec, Settings, SettingsError
 from anomaly_core.sources import SourceError, Sources, default_sources
-from anomaly_core.store import band_key, model_key, put_json
+from anomaly_core.store import band_day_key, band_days, model_key, put_json
 from logshape import stdlib as logshape
 
 from .forecast import ModelSettings, TrainingError, train, utc_iso
@@ -58,8 +67,10 @@ def train_metric(metric: MetricSpec, cfg: Settings, clients: Clients, bucket: st
     }
     clients.s3.put_object(Bucket=bucket, Key=meta["model_key"], Body=result.model_json.encode(),
                           ContentType="application/json")
-    put_json(clients.s3, bucket, band_key(metric.name), {**meta, "seed_residuals": result.seed_residuals,
-                                                         "band": [list(r) for r in result.band]})
+    days = band_days({**meta, "seed_residuals": result.seed_residuals}, [list(r) for r in result.band])
+    for day, doc in days.items():
+        put_json(clients.s3, bucket, band_day_key(metric.name, day), doc)
+    meta["band_days"] = sorted(days)
     if flagged:
         log.warning("metric %s flagged: validation error %.3f exceeds its limit %.3f; the detector will not "
                     "score it until a model passes", metric.name, result.errors.headline, metric.mape_limit,
@@ -95,12 +106,48 @@ def run(event: Any, cfg: Settings, clients: Clients, bucket: str, now: float) ->
     return {"trained": sorted(trained), "flagged": sorted(k for k, v in trained.items() if v["flagged"])}
 
 
-def handler(event: Any, context: Any) -> dict[str, Any]:
-    import boto3
-
+def consume(event: Any, context: Any) -> dict[str, Any]:
+    """SQS batch of the training queue: each record one batch of metrics; failed records reported by id."""
     SHAPE.bind(context)
+    global _CACHED
+    if _CACHED is None:  # once per container: Lambda reuses the clients across the batches it is given
+        _CACHED = _init()
+    cfg, clients, bucket = _CACHED
+    failures: list[dict[str, str]] = []
+    for record in (event or {}).get("Records", []):
+        try:
+            body = json.loads(record["body"])
+            if not isinstance(body, dict) or body.get("job") != "train":
+                raise TrainerFailed(f"record body must be a training batch {{\"job\": \"train\", \"metrics\": "
+                                    f"[...]}}, got {str(record.get('body'))[:200]!r}")
+            # Names the settings no longer hold (a deploy between dispatch and delivery) are dropped, not retried.
+            known = {m.name for m in cfg.metrics}
+            names = [n for n in body.get("metrics") or [] if n in known]
+            if len(names) < len(body.get("metrics") or []):
+                log.warning("training batch names metrics no longer configured: dropped",
+                            extra={"fields": {"decision": "unknown-metrics-dropped"}})
+            if names:
+                run({"metrics": names}, cfg, clients, bucket, time.time())
+        except Exception as e:  # this batch failed: SQS redelivers it (the DLQ after maxReceiveCount)
+            log.error("training batch %s failed: %s", record.get("messageId"), e,
+                      extra={"fields": {"decision": "batch-failed", "reason": str(e)[:500]}})
+            failures.append({"itemIdentifier": str(record.get("messageId"))})
+    return {"batchItemFailures": failures}
+
+
+_CACHED: tuple[Settings, Clients, str] | None = None
+
+
+def _init() -> tuple[Settings, Clients, str]:
+    import boto3
 
     cfg = settings_mod.load(Path(__file__).parent)
     session = boto3.session.Session()
-    clients = Clients(s3=session.client("s3"), sources=default_sources(cfg.prometheus_url, session))
-    return run(event, cfg, clients, settings_mod.env("ANOMALY_BUCKET"), time.time())
+    return (cfg, Clients(s3=session.client("s3"), sources=default_sources(cfg.prometheus_url, session)),
+            settings_mod.env("ANOMALY_BUCKET"))
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    SHAPE.bind(context)
+    cfg, clients, bucket = _init()
+    return run(event, cfg, clients, bucket, time.time())
