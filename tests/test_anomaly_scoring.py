@@ -20,7 +20,9 @@ from anomaly_core.scoring import (
     LIKELIHOOD_MIN_HISTORY,
     LIKELIHOOD_WINDOW,
     MIN_HISTORY_POINTS,
+    NEWS_MARGIN,
     RESIDUAL_MEMORY,
+    WEEK_POINTS,
     Assessment,
     BandPoint,
     ConfidenceState,
@@ -387,6 +389,21 @@ def test_a_daily_cron_job_does_not_mask_a_smaller_excursion_at_another_time() ->
     assert [i for i in episode_starts(ts, assessed) if i >= 2 * 288] == [next(
         i for i in range(at, at + 24) if (a := assessed[i]) is not None and a.confidence > THRESHOLD)]
     assert max(a.confidence for a in largest[at:at + 24] if a is not None) < THRESHOLD
+
+
+def test_the_news_span_sets_how_long_a_burst_stays_the_series_habit() -> None:
+    """news_span (issue 28's candidate): a burst four days ago is forgotten by the two-day span, so a slightly
+    smaller one now is news; within a week's span it is the series' habit (at most 0.5, the usual excursion)."""
+    burst, now = 6.0, 5.0
+    memory = [0.5] * RESIDUAL_MEMORY
+    for i in range(20):  # more than 0.5% of a week above: the week's 0.995 quantile is the burst
+        memory[-4 * 288 + i] = burst
+    state, point = ConfidenceState(residuals=memory), BandPoint(0.0, 0.0, -1.0, 1.0)  # half-width 1: residual = value
+    two_days, _ = assess(now, point, state, 0.0, DEFAULT_PARAMS)
+    week, _ = assess(now, point, state, 0.0, dataclasses.replace(DEFAULT_PARAMS, news_span=WEEK_POINTS,
+                                                                  news_quantile=0.995))
+    assert two_days.news == pytest.approx(1.0 - 0.5 / (now / (0.5 * NEWS_MARGIN)))  # beyond the usual 0.5
+    assert week.news == pytest.approx(0.5 * now / (burst * NEWS_MARGIN))  # within the usual burst
 
 
 def test_a_batch_job_that_drifts_by_up_to_40_minutes_stays_the_series_habit() -> None:
