@@ -225,6 +225,18 @@ def test_trainer_consumes_training_batches_and_reports_the_failed_one(
     assert len(whole_band(aws, "request_rate")) == trainer.HORIZON_DAYS * 288
 
 
+@pytest.mark.parametrize("cycle", [None, "1796600000", True, 0, -5, 1.5, NOW + 3600])
+def test_a_training_batch_without_a_sane_cycle_is_refused_naming_it(cycle: Any) -> None:
+    with pytest.raises(trainer.TrainerFailed, match="record body's cycle must be the epoch second"):
+        trainer.training_time(cycle, float(NOW))
+
+
+def test_a_redelivered_training_batch_trains_at_its_cycle_not_the_clock() -> None:
+    """Same cycle, same keys: a retry overwrites its own partial work (no second model beside the band)."""
+    assert trainer.training_time(NOW - 900, float(NOW)) == trainer.training_time(NOW - 900, float(NOW + 60))
+    assert trainer.training_time(NOW + 60, float(NOW)) == NOW + 60  # a dispatcher clock a minute ahead
+
+
 @pytest.mark.parametrize(("event", "message"), [
     ([], "event must be a JSON object"),
     ({"metrics": "request_rate"}, "event.metrics must be a non-empty list"),

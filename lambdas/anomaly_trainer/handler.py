@@ -40,6 +40,9 @@ class TrainerFailed(RuntimeError):
     """At least one metric could not be trained (the message lists them)."""
 
 
+CYCLE_LEAD_S = 300  # clock skew tolerated between the dispatcher and a consumer
+
+
 @dataclass
 class Clients:
     s3: Any
@@ -106,6 +109,16 @@ def run(event: Any, cfg: Settings, clients: Clients, bucket: str, now: float) ->
     return {"trained": sorted(trained), "flagged": sorted(k for k, v in trained.items() if v["flagged"])}
 
 
+def training_time(cycle: Any, now: float) -> float:
+    """The batch's training time: the dispatcher's cycle, not the clock. A redelivered batch (SQS retries a failed
+    one) then trains on the same history and writes the same model and band keys, overwriting its own partial
+    work instead of leaving a second model beside the band (models/<metric>/<trained_at>.json)."""
+    if isinstance(cycle, bool) or not isinstance(cycle, int) or not 0 < cycle <= now + CYCLE_LEAD_S:
+        raise TrainerFailed(f"record body's cycle must be the epoch second the dispatcher stamped, at most "
+                            f"{CYCLE_LEAD_S} s ahead of this clock, got {str(cycle)[:40]!r}")
+    return float(cycle)
+
+
 def consume(event: Any, context: Any) -> dict[str, Any]:
     """SQS batch of the training queue: each record one batch of metrics; failed records reported by id."""
     SHAPE.bind(context)
@@ -127,7 +140,7 @@ def consume(event: Any, context: Any) -> dict[str, Any]:
                 log.warning("training batch names metrics no longer configured: dropped",
                             extra={"fields": {"decision": "unknown-metrics-dropped"}})
             if names:
-                run({"metrics": names}, cfg, clients, bucket, time.time())
+                run({"metrics": names}, cfg, clients, bucket, training_time(body.get("cycle"), time.time()))
         except Exception as e:  # this batch failed: SQS redelivers it (the DLQ after maxReceiveCount)
             log.error("training batch %s failed: %s", record.get("messageId"), e,
                       extra={"fields": {"decision": "batch-failed", "reason": str(e)[:500]}})
