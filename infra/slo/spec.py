@@ -5,9 +5,10 @@ dashboards: both build their PromQL from `load_slos()`, `BURN_RATE_TIERS` and th
 so a dashboard can never plot a recording rule that does not exist.
 
 The definitions are OpenSLO v1 `kind: SLO` documents restricted to what can be compiled to correct PromQL:
-ratio SLIs over counters given as plain selectors (the generator adds `sum(rate(...[w]))`, so every window ratio
-is a ratio of summed rates), an `Occurrences` budget over a rolling window, and, for latency, a histogram bucket
-that akidb-rest really exports. Anything else is refused with one message per problem (`SloSpecError`).
+ratio SLIs over counters given as plain selectors (the generator counts each window's events itself,
+`window_count`, so every recorded window ratio is a ratio of summed counts), an `Occurrences` budget over a rolling
+window, and, for latency, a histogram bucket that akidb-rest really exports. Anything else is refused with one
+message per problem (`SloSpecError`).
 """
 
 from __future__ import annotations
