@@ -265,7 +265,10 @@ def _meta_file(slos: Sequence[Slo], links: LinkSettings) -> dict[str, Any]:
     meta = meta_alerts(slos, links)
 
     def alert(name: str, slo: Slo | None) -> dict[str, Any]:
-        rule = next(r for r in meta if r["alert"] == name and (slo is None or r["labels"].get("slo") == slo.name))
+        # By service and name: two services may each have an SLO of the same name.
+        rule = next(r for r in meta if r["alert"] == name
+                    and (slo is None or (r["labels"].get("slo") == slo.name
+                                         and r["labels"].get("service") == slo.service)))
         # absent() returns the selector's equality matchers as labels.
         sel = None if slo is None else (slo.good_selector if name == BUCKET_ALERT else slo.total_selector)
         from_absent = {n: v for n, op, v in sel.matchers if op == "="} if sel else {}
