@@ -290,6 +290,7 @@ SLO_PROPERTY_EXAMPLES ?= 25
 slo-properties: venv  ## the SLO property test with a larger budget (SLO_PROPERTY_EXAMPLES, default 25)
 	SLO_PROPERTY_EXAMPLES=$(SLO_PROPERTY_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_slo_properties.py
 .PHONY: slo-guard-band
-# The quickest page against bursts of 0.8/0.9/1.1/1.2 x its budget share (new bad series, shifted phases).
-slo-guard-band: venv  ## the quickest page against bursts of 0.8/0.9/1.1/1.2x its budget share
+# The quickest page against bursts of 0.8/0.9/1.1/1.2 x its budget share (jittered 30 s scrapes, new bad series,
+# shifted phases; asserted by tests/test_slo_guard_band.py), and its MTTD next to Sloth's default page (about 1 min).
+slo-guard-band: venv tools  ## the quickest page against bursts of 0.8/0.9/1.1/1.2x its budget share, and its MTTD next to Sloth's
 	$(PY) -m infra.slo.guard_band

@@ -1,11 +1,10 @@
 """Hypothesis strategy of anyone's SLO definitions, and the check every generated output must pass.
 
 1-5 services, 1-4 SLOs each (availability and latency, several latency SLOs on one histogram), targets from
-90% to 99.999%, 7/28/30-day windows, any exported bucket as threshold. Each spec goes through the OpenSLO text
+90% to 99.999%, 7/28/30-day windows, any exported bucket as threshold, and twins: an SLO on the very same series as
+an earlier one of its service (one requests counter with 99.9% and 99%, or one latency threshold with two targets
+or windows), whose alerts fire on the other's test series too. Each spec goes through the OpenSLO text
 (`to_openslo` -> `parse_slos`), so what is checked is what a user's rules/slos.yaml would produce.
-
-Not drawn: two SLOs on the very same series (one availability SLI with two targets or windows, or two latency
-SLOs with one threshold): the generated tests expect only the tested SLO's alerts, and the twin fires too.
 """
 
 from __future__ import annotations
@@ -33,8 +32,8 @@ SERVICES = ("akidb-rest", "search-api", "ingest", "billing", "edge-gw", "auth")
 
 
 @st.composite
-def _slo(draw: st.DrawFn, service: str, index: int, le: float) -> Slo:
-    kind = draw(st.sampled_from(("availability", "latency")))
+def _slo(draw: st.DrawFn, service: str, index: int, le: float, twin_of: Slo | None = None) -> Slo:
+    kind = twin_of.kind if twin_of is not None else draw(st.sampled_from(("availability", "latency")))
     objective = draw(st.integers(90000, 99999)) / 100000
     window = draw(st.sampled_from((7, 28, 30)))
     job = f'job="{service}"'
@@ -45,8 +44,12 @@ def _slo(draw: st.DrawFn, service: str, index: int, le: float) -> Slo:
         "objective_name": f"{objective:.3%}",
         "runbook": "error-budget-fast-burn" if kind == "availability" else "latency-slo-violation",
     }
+    if twin_of is not None:  # the same series, its own target, window and guard
+        return Slo(**common, total_selector=twin_of.total_selector, bad_selector=twin_of.bad_selector,
+                   good_selector=twin_of.good_selector, threshold_seconds=twin_of.threshold_seconds,
+                   histogram_buckets=twin_of.histogram_buckets)
     if kind == "availability":
-        # One availability SLI per route: two SLOs on the same series are a class of their own (see the note).
+        # One availability SLI per route (an SLO on an earlier one's route is a twin, drawn above).
         route = f',route="/r{index}"'
         return Slo(**common, total_selector=Selector.parse(f"akidb_requests_total{{{job}{route}}}"),
                    bad_selector=Selector.parse(f'akidb_requests_total{{{job}{route},status=~"5.."}}'))
@@ -62,8 +65,12 @@ def slo_specs(draw: st.DrawFn, max_services: int = 5, max_slos: int = 4) -> list
     slos: list[Slo] = []
     for service in services:
         n = draw(st.integers(1, max_slos))
-        les = draw(st.permutations(BUCKETS))  # latency SLOs of a service share its histogram, never a threshold
-        slos += [draw(_slo(service, i, les[i])) for i in range(n)]
+        les = draw(st.permutations(BUCKETS))  # latency SLOs of a service share its histogram
+        mine: list[Slo] = []
+        for i in range(n):
+            twin = draw(st.sampled_from([None, *mine])) if mine else None
+            mine.append(draw(_slo(service, i, les[i], twin)))
+        slos += mine
     # Through the definition file's text: the loader must accept what the generator is asked to compile.
     text = "---\n".join(yaml.safe_dump(to_openslo(s), sort_keys=False) for s in slos)
     return parse_slos(text, "generated.yaml")

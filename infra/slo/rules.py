@@ -61,7 +61,7 @@ def _sel(slo: Slo) -> str:
 def _recordings(slo: Slo, windows: Sequence[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for w in windows:
-        out.append({"record": sli_error_ratio_metric(w), "expr": slo.error_ratio_query(w), "labels": slo.labels})
+        out.append({"record": sli_error_ratio_metric(w), "expr": slo.window_error_ratio_query(w), "labels": slo.labels})
         out.append({"record": sli_total_rate_metric(w), "expr": slo.total_query(w), "labels": slo.labels})
     return out
 

@@ -36,7 +36,7 @@ def _sloth_ratio(slo: Slo, window: str, recorded: Sequence[str]) -> dict[str, An
     1d/3d range computed twice), else computed as ours would be."""
     metric = sli_error_ratio_metric(window)
     expr = (f"sum without(service, slo) ({metric}{_own_sel(slo)})" if window in recorded
-            else slo.error_ratio_query(window))
+            else slo.window_error_ratio_query(window))
     return {"record": metric, "expr": expr, "labels": {**sloth_labels(slo), "sloth_window": window}}
 
 

@@ -5,9 +5,10 @@ dashboards: both build their PromQL from `load_slos()`, `BURN_RATE_TIERS` and th
 so a dashboard can never plot a recording rule that does not exist.
 
 The definitions are OpenSLO v1 `kind: SLO` documents restricted to what can be compiled to correct PromQL:
-ratio SLIs over counters given as plain selectors (the generator adds `sum(rate(...[w]))`, so every window ratio
-is a ratio of summed rates), an `Occurrences` budget over a rolling window, and, for latency, a histogram bucket
-that akidb-rest really exports. Anything else is refused with one message per problem (`SloSpecError`).
+ratio SLIs over counters given as plain selectors (the generator counts each window's events itself,
+`window_count`, so every recorded window ratio is a ratio of summed counts), an `Occurrences` budget over a rolling
+window, and, for latency, a histogram bucket that akidb-rest really exports. Anything else is refused with one
+message per problem (`SloSpecError`).
 """
 
 from __future__ import annotations
@@ -230,6 +231,39 @@ class Slo:
             return f"{self.error_query(window)} / {guarded_total}"
         good = f"sum(rate({self.good_selector}[{window}]))"
         return f"clamp_min(1 - {good} / {guarded_total}, 0)"
+
+    def window_error_ratio_query(self, window: str) -> str:
+        """Bad / total over `window` as the rules record it: ratios of counted events (`window_count`), not of
+        extrapolated rates, so a burst inside the window counts what it spent, whatever the scrape timing."""
+        total = f"({window_count(self.total_selector, window)} > 0)"
+        if self.kind == "availability":
+            assert self.bad_selector is not None
+            return f"({window_count(self.bad_selector, window)} or vector(0))\n/ {total}"
+        assert self.good_selector is not None
+        return f"clamp_min(1 - {window_count(self.good_selector, window)}\n/ {total}, 0)"
+
+
+# A series with no sample in this long before a window is new in it (a status a client library creates at its first
+# use); one seen in it, absent at the window's start, was in a gap (a failed scrape writes a stale marker).
+NEW_SERIES_LOOKBACK = "1h"
+
+
+def window_count(selector: Selector, window: str) -> str:
+    """Events counted by `selector`'s counters over `window`, summed, without rate()'s extrapolation.
+
+    rate() extrapolates each series from its own samples (Prometheus, "rate()", and its extrapolatedRate: up to
+    1.1 x the scrape interval past the last sample and half an interval before the first), and never counts a new
+    series' first sample: a 2-minute burst on a status series new at the burst, scraped every 30 s, reads from
+    -25% to +37% of what it spent, wider than any guard band. Counted instead, per series:
+    - present at both ends: the difference of its samples at the window's ends (a negative one is a reset);
+    - new in the window (no sample in NEW_SERIES_LOOKBACK before it): its value, all of it spent in the window
+      (client libraries start a counter at 0 when they create it);
+    - anything else (a reset, a series gone or in a gap at an end): increase(), which handles resets.
+    """
+    x = str(selector)
+    return (f"sum(\n  (({x} - {x} offset {window}) >= 0)\n"
+            f"  or ({x} unless present_over_time({x}[{NEW_SERIES_LOOKBACK}] offset {window}))\n"
+            f"  or increase({x}[{window}])\n)")
 
 
 # --------------------------------------------------------------------------------------------------------------
