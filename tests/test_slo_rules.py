@@ -155,8 +155,7 @@ def test_rules_are_ratios_of_summed_counts_with_the_shared_names() -> None:
                 assert r["expr"].startswith(f"sum without(service, slo) ({r['record']}{{service=")
                 continue
         # A ratio of the window's summed counts (infra.slo.spec.window_count), never an average of ratios.
-        assert "avg" not in r["expr"] and "sum(
-" in r["expr"] and " offset " in r["expr"] and "> 0)" in r["expr"]
+        assert "avg" not in r["expr"] and "sum(\n" in r["expr"] and " offset " in r["expr"] and "> 0)" in r["expr"]
         assert set(r["labels"]) in ({"service", "slo"}, {"sloth_id", "sloth_service", "sloth_slo", "sloth_window"})
     alerts = [r for g in groups for r in g["rules"] if "alert" in r]
     burn = [a for a in alerts if a["alert"] == "SLOErrorBudgetBurn"]

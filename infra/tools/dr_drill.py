@@ -119,7 +119,7 @@ def run_drill(log: Callable[[str], None] = lambda _line: None) -> DrillResult:
     import boto3
     from anomaly_core.settings import MetricSpec, Settings
     from anomaly_core.sources import Sources
-    from anomaly_core.store import band_key, get_json, state_key
+    from anomaly_core.store import get_json, state_key
     from anomaly_detector import handler as detector
     from anomaly_trainer import handler as trainer
     from prophet.serialize import model_from_json
@@ -178,7 +178,9 @@ def run_drill(log: Callable[[str], None] = lambda _line: None) -> DrillResult:
                              f"state last_ts={before['last_ts']:.0f}, "
                              f"{len(before['confidence']['residuals'])} residuals"))
         model_keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"models/{METRIC}/")["Contents"]]
-        lost = [band_key(METRIC), state_key(METRIC), *model_keys]
+        # The band is one object per UTC day (anomaly_core.store.band_day_key): all of them are lost.
+        band_keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"bands/{METRIC}/")["Contents"]]
+        lost = [*band_keys, state_key(METRIC), *model_keys]
 
         def disaster() -> str:
             for key in lost:
