@@ -27,6 +27,7 @@ from infra.components.anomaly import settings_json
 from infra.config.anomaly import AnomalyConfig
 from infra.tools.drill import zip_runtime
 from infra.tools.drill.webhook import client
+from lambdas.anomaly_core.store import band_day_key, band_days
 
 DETECTOR = "anomaly_detector"
 # The shipped defaults (the stacks set only prometheusUrl: their AMP workspace, which the drill replaces).
@@ -74,8 +75,10 @@ def seed_band(rate: float, now: float) -> None:
     seed = [round(0.4 + 0.3 * math.sin(i), 6) for i in range(2 * 288)]
     doc = {"metric": METRIC, "trained_at": "drill", "trained_at_epoch": now - 3600, "history_points": 0,
            "validation": {"mape": 0.01}, "error_limit": 0.15, "flagged": False, "seasonality_mode": "multiplicative",
-           "interval_width": 0.95, "seed_residuals": seed, "band": band}
-    client("s3").put_object(Bucket=BUCKET, Key=f"bands/{METRIC}/latest.json", Body=json.dumps(doc).encode())
+           "interval_width": 0.95, "seed_residuals": seed}
+    # One object per UTC day, as the trainer writes them (the detector reads the day of the point it scores).
+    for day, part in band_days(doc, band, STEP_S).items():
+        client("s3").put_object(Bucket=BUCKET, Key=band_day_key(METRIC, day), Body=json.dumps(part).encode())
 
 
 class Detector:
