@@ -53,6 +53,8 @@ _DURATION = re.compile("^" + "".join(rf"(?:(\d+){u}(?![a-z]))?" for u, _ in _UNI
 _SIZE = re.compile(r"^(0|([0-9]*[.])?[0-9]+((K|M|G|T|E|P)i?)?B)$")
 _RANGE = re.compile(r"\[(\d+(?:ms|[smhdwy]))(?::[^\]]*)?\]")
 _OFFSET = re.compile(r"\boffset\s+(\d+(?:ms|[smhdwy]))")
+# What one selector reads back: its range (or the 5m lookback delta of an instant selector) plus its own offset.
+_READ = re.compile(r"(?:\[(\d+(?:ms|[smhdwy]))(?::[^\]]*)?\]|\})(?:\s+offset\s+(\d+(?:ms|[smhdwy])))?")
 
 
 class UnreadableValues(Exception):
@@ -106,8 +108,11 @@ def derive_requirements(groups: Sequence[Mapping[str, Any]]) -> Requirements:
         ranges = [parse_duration(r) for r in _RANGE.findall(expr)]
         offsets = [parse_duration(o) for o in _OFFSET.findall(expr)]
         if ranges or offsets:
-            # an instant selector with an offset still reads the 5m lookback delta; ranges are at least that here
-            need = max(offsets, default=0.0) + max(ranges, default=300.0)
+            # Per selector, its range plus its own offset (x[30d] and x offset 30d read 30d back, not 60d); an
+            # instant selector reads the 5m lookback delta before its offset.
+            reads = [(parse_duration(r) if r else 300.0) + (parse_duration(o) if o else 0.0)
+                     for r, o in _READ.findall(expr)]
+            need = max(reads, default=max(offsets, default=0.0) + 300.0)  # `up offset 1h`: no braces to anchor
             if need > lookback[0]:
                 lookback = (need, f"{name} reads {format_duration(need)} back")
         for r in ranges:
