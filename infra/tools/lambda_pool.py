@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import subprocess
-import sys
 import threading
-import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from infra.tools.drill.zip_runtime import extract, runtime_python, runtime_site
 
 # The runtime loop. As in Lambda the function's log lines go to its stdout, here the worker's log file; results
 # travel on the pipe the process was given as stdout, kept apart before the handler is imported.
@@ -38,6 +37,7 @@ results = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)
 sys.stdout = os.fdopen(1, "w", buffering=1)
 module, function, timeout_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
+sys.path[:0] = [sys.argv[4], sys.argv[5]]  # /var/task (the zip), then the runtime's boto3: nothing else
 import botocore.client
 from botocore.exceptions import ClientError
 
@@ -123,18 +123,18 @@ class LambdaPool:
                  workdir: Path) -> None:
         if workers < 1:
             raise ValueError(f"workers {workers} must be at least 1")
-        self.root = workdir / f"{zip_path.stem}-zip"
-        shutil.rmtree(self.root, ignore_errors=True)
-        with zipfile.ZipFile(zip_path) as z:
-            z.extractall(self.root)
+        self.root = extract(zip_path, workdir / f"{zip_path.stem}-zip")
         module, function = handler.rsplit(".", 1)
-        run_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
-        run_env["PYTHONPATH"] = str(self.root)
+        run_env = {k: v for k, v in env.items() if not k.startswith("PYTHON")}
+        site = str(runtime_site())
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: list[_Worker] = []
         for i in range(workers):
             log = workdir / f"{zip_path.stem}-{i}.log"
-            proc = subprocess.Popen([sys.executable, "-c", RUNTIME, module, function, str(timeout_s)],
+            # The runtime's Python, isolated (-I: no PYTHON* variables, no user site; -S: no site-packages), as
+            # infra/tools/drill/zip_runtime.py runs one container: a module the zip lacks fails here as in Lambda.
+            proc = subprocess.Popen([runtime_python(), "-I", "-S", "-c", RUNTIME, module, function, str(timeout_s),
+                                     str(self.root), site],
                                     cwd=self.root, env=run_env, text=True, stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=log.open("w"))
             worker = _Worker(proc, log)
