@@ -12,10 +12,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from infra.config.schema import PROJECT, Problem
 from infra.config.stack import StackConfig
+from infra.core import yamldoc
 from infra.core.paths import RULES_DIR
 
 COVERAGE_FILE = RULES_DIR / "coverage.yaml"
@@ -144,7 +143,7 @@ def parse_coverage_map(doc: Any, source: str = "rules/coverage.yaml") -> Coverag
 
 @cache
 def load_coverage_map(path: Path = COVERAGE_FILE) -> CoverageMap:
-    return parse_coverage_map(yaml.safe_load(path.read_text(encoding="utf-8")), path.name)
+    return parse_coverage_map(yamldoc.safe_load(path.read_text(encoding="utf-8")), path.name)
 
 
 def missing_price_class_regions(price_class: str, edge_regions: list[str]) -> list[str]:

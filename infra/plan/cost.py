@@ -17,10 +17,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from infra.config.cost_watch import UsageAssumptions
 from infra.config.synthetics import schedule_minutes
+from infra.core import yamldoc
 from infra.plan.model import Plan, PlannedResource
 
 PRICES_PATH = Path(__file__).with_name("prices.yaml")
@@ -61,7 +60,7 @@ class Estimate:
 
 @cache
 def price_table(path: Path = PRICES_PATH) -> dict[str, Any]:
-    doc = yaml.safe_load(path.read_text())
+    doc = yamldoc.safe_load(path.read_text())
     if not isinstance(doc, dict) or not {"source", "date", "prices"} <= doc.keys():
         raise ValueError(f"{path}: a price table needs 'source', 'date' and 'prices'")
     return doc

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from infra.core import yamldoc
 from infra.core.paths import RULES_DIR
 from infra.slo.render import dump
 from infra.slo.rules import SLO_FILE
@@ -188,7 +187,7 @@ def quick_page_rules(slo: Slo, rule_file: Path = RULES_DIR / "prometheus" / SLO_
     nothing it computes and cost promtool three quarters of its time."""
     tier = quick_tier(slo)
     assert tier is not None
-    doc = yaml.safe_load(rule_file.read_text(encoding="utf-8"))
+    doc = yamldoc.safe_load(rule_file.read_text(encoding="utf-8"))
     group = next(g for g in doc["groups"] if any(r.get("labels", {}).get("slo") == slo.name
                                                  and r.get("labels", {}).get("service") == slo.service
                                                  for r in g["rules"]))

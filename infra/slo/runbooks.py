@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from infra.core import yamldoc
 from infra.core.paths import ROOT, RULES_DIR
 
 RUNBOOKS_FILE = RULES_DIR / "runbooks.yaml"
@@ -60,7 +61,7 @@ class Runbook:
 def load_runbooks(path: Path = RUNBOOKS_FILE) -> dict[str, Runbook]:
     """The catalogue, by id, in file order."""
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yamldoc.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise RunbookCatalogueError(f"{path.name}: cannot read the runbook catalogue: {err}") from None
     entries = doc.get("runbooks") if isinstance(doc, dict) else None

@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 import yaml
 
+from infra.core import yamldoc
 from infra.core.paths import RULES_DIR
 from infra.slo.runbooks import load_runbooks
 
@@ -534,7 +535,7 @@ def _check_latency(good: Selector, total: Selector | None, objective: Mapping[st
 def parse_slos(text: str, source: str = "slos.yaml") -> list[Slo]:
     """Parse the YAML text of the definitions; raise SloSpecError with every problem."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yamldoc.safe_load_all(text) if d is not None]
     except yaml.YAMLError as e:
         raise SloSpecError([f"{source}: not valid YAML: {e}"]) from None
     problems: list[str] = []

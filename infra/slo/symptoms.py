@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from infra.core import yamldoc
 from infra.core.paths import RULES_DIR
 from infra.slo.runbooks import load_runbooks, runbook_mark
 from infra.slo.spec import (
@@ -324,7 +325,7 @@ def _defined_alerts(raw: Any, service: str, p: list[str]) -> tuple[DefinedAlert,
 
 def parse_symptoms(text: str, slos: Sequence[Slo], source: str = "symptoms.yaml") -> SymptomSpec:
     try:
-        doc = yaml.safe_load(text)
+        doc = yamldoc.safe_load(text)
     except yaml.YAMLError as err:
         raise SloSpecError([f"{source}: not valid YAML: {err}"]) from None
     p: list[str] = []

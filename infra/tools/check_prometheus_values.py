@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from infra.core import yamldoc
 from infra.slo.rules import all_groups
 from infra.slo.spec import SLO_FILE, load_slos
 from infra.slo.symptoms import SYMPTOMS_FILE, load_symptoms
@@ -151,7 +152,7 @@ def read_values(path: Path) -> Mapping[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UnreadableValues(f"{path}: cannot read: {exc}") from exc
     try:
-        doc = yaml.safe_load(text)
+        doc = yamldoc.safe_load(text)
     except yaml.YAMLError as exc:
         raise UnreadableValues(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
     if doc is None:

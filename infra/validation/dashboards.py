@@ -25,7 +25,7 @@ from infra.components.dashboards import (
     GRAFANA_CLOUDWATCH_ROLE,
 )
 from infra.config import AWS_REGION_PATTERN, StackConfig
-from infra.core import promql
+from infra.core import promql, yamldoc
 from infra.core.naming import MAX_IAM_ROLE_NAME, Naming
 from infra.dashboard_defs import catalog
 from infra.dashboard_defs.grafana import cloudwatch_targets, expressions
@@ -444,7 +444,7 @@ def grafana_datasources_exist(plan: Plan) -> Iterator[Violation]:
                                             f"{cfg.kubernetes.namespace!r} (Grafana's)")
         for key, text in (cm.inputs.get("data") or {}).items():
             try:
-                doc = yaml.safe_load(str(text))
+                doc = yamldoc.safe_load(str(text))
             except yaml.YAMLError as err:
                 yield Violation(name, cm.label, f"{key} is not YAML: {err}")
                 continue

@@ -17,6 +17,7 @@ import yaml
 
 from infra.components import xray_collector as oc
 from infra.components.xray import CHECKSUM_ANNOTATION, DAEMON_SERVICE, IRSA_ANNOTATION, MAX_XRAY_NAME
+from infra.core import yamldoc
 from infra.validation import Plan, PlannedResource, Violation, rule
 from infra.validation.kubernetes import k8s_objects, pod_spec
 
@@ -32,7 +33,7 @@ def collector_configs(plan: Plan) -> Iterator[tuple[PlannedResource, dict[str, A
         if text is None:
             continue
         try:
-            doc = yaml.safe_load(text)
+            doc = yamldoc.safe_load(text)
         except yaml.YAMLError as err:
             yield cm, f"{oc.CONFIG_KEY} is not valid YAML: {err}"
             continue
