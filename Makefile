@@ -150,8 +150,9 @@ slo-check: tools  ## promtool and amtool on the checked-in rules and Alertmanage
 	  --verify.receivers=tickets,chat severity=P2 service=akidb-rest slo=availability
 	amtool config routes test --config.file=rules/alertmanager/alertmanager-tickets-only.yml \
 	  --verify.receivers=tickets severity=P0 service=akidb-rest slo=availability
-# MTTD / noise replays through promtool, ours and the plan's rules (prints the table; ~2 min).
-slo-replay: venv tools  ## MTTD and noise replays of ours and the plan's rules through promtool (about 2 min)
+# MTTD / noise replays through promtool, ours and the plan's rules, and the healthy month's alert budget through
+# every rule (prints the table; ~10 min of promtool CPU; the suite replays a week of it).
+slo-replay: venv tools  ## MTTD replays of ours and the plan's rules, and a healthy month through every rule (about 10 min)
 	$(PY) -m infra.slo.replay
 slo-test: venv tools  ## the SLO alerting tests only
 	$(PY) -m pytest -q tests/test_slo_rules.py tests/test_slo_alerting.py tests/test_slo_replay.py \

@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,7 +258,7 @@ def normal_month(days: int = 30, step_s: int = 60, seed: int = 42, deploy_bump: 
                 out[start:start + DEPLOY_BUMP_S] = deploy_bump
         return out
 
-    name = f"normal month ({days} d{', weekly deploys' if deploy_bump else ''})"
+    name = f"normal traffic ({days} d{', weekly deploys' if deploy_bump else ''})"
     return Scenario(name, days * DAY, step_s, rate, errors, blips(BASE_SLOW, blips_slow, size_slow), seed=seed)
 
 
@@ -320,20 +321,9 @@ def month_step_s(tier_names: Sequence[str]) -> int:
     return 300 if shortest >= 300 else 60
 
 
-def month_plan(tmp: Path, days: int = 30) -> dict[str, list[tuple[Scenario, list[Path]]]]:
-    """The normal month, split by the step each rule set needs: tiers with 2-minute windows at 1-minute steps,
-    tiers whose windows are all >= 5 minutes at 5-minute steps (the same counters, sampled every 5 minutes; a
-    6h range over a month of 1-minute samples costs minutes of promtool time for no extra information about
-    1h and 6h ratios). The plan's rules (1h..3d windows) run at 5-minute steps."""
-    paging = paging_tier_names()
-    fine = [n for n in paging if month_step_s([n]) == 60]
-    coarse = [n for n in paging if month_step_s([n]) == 300]
-    runs: list[tuple[Scenario, list[Path]]] = []
-    if fine:
-        runs.append((normal_month(days, 60), generated_rules(tmp, fine)))
-    if coarse:
-        runs.append((normal_month(days, 300), generated_rules(tmp, coarse)))
-    return {"generated": runs, "plan, le fixed": [(normal_month(days, 300), original_rules(tmp, fix_bucket=True))]}
+def plan_month(tmp: Path, days: int = 30) -> tuple[Scenario, list[Path]]:
+    """The normal month through the plan's rules (1h..3d windows: 5-minute steps), `le` fixed, for comparison."""
+    return normal_month(days, 300), original_rules(tmp, fix_bucket=True)
 
 
 BUDGET_TICKET_STEP_S = 900  # the 1d/3d ticket tiers: windows >= 2h hold 8+ samples at 15-minute steps
@@ -363,6 +353,47 @@ def alert_budget_plan(tmp: Path, days: int = 30) -> list[tuple[Scenario, list[Pa
     runs = [(month(60), generated_rules(tmp, fine)), (month(300, gauges=True), [*generated_rules(tmp, mid), rest])]
     runs.append((month(BUDGET_TICKET_STEP_S), generated_rules(tmp, tickets)))
     return runs
+
+
+ALERT_BUDGET_PER_WEEK = 10  # the plan's budget: fewer alerts than this a week
+# `make test` replays a week of it (one weekly deploy, 21 blips of each kind); `make slo-replay` the whole month.
+SUITE_BUDGET_DAYS = 7
+
+
+@dataclass
+class AlertBudget:
+    """A healthy period through every Prometheus rule: what paged, how many ticket episodes, one line per run."""
+
+    days: int
+    pages: list[Firing]
+    tickets: int
+    lines: list[str]
+
+    @property
+    def per_week(self) -> float:
+        return self.tickets * 7 / self.days
+
+
+def alert_budget(tmp: Path, days: int = 30) -> AlertBudget:
+    """The healthy period of `alert_budget_plan`, one promtool process per step size side by side (each is one
+    single-threaded evaluation loop)."""
+    runs = alert_budget_plan(tmp, days)
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        results = list(pool.map(lambda run: replay(run[0], run[1], "generated"), runs))
+    pages: list[Firing] = []
+    tickets, seconds, lines = 0, 0.0, []
+    for (sc, rules), r in zip(runs, results, strict=True):
+        pages += r.pages()
+        episodes = sum(f.episodes for f in r.tickets())
+        tickets += episodes
+        seconds += r.seconds
+        which = sorted({(f.alertname, f.labels.get("tier", ""), f.labels.get("severity", "")) for f in r.firings})
+        lines.append(f"{sc.name}, {sc.step_s}s steps, rules {[p.name for p in rules]}: {len(r.pages())} pages, "
+                     f"{episodes} tickets {which} (promtool {r.seconds:.1f}s)")
+    out = AlertBudget(days, pages, tickets, lines)
+    lines.append(f"alert budget, healthy {days} days through every rule: {len(pages)} pages, {tickets} tickets "
+                 f"({out.per_week:.1f} alerts/week; budget < {ALERT_BUDGET_PER_WEEK}) (promtool {seconds:.1f}s)")
+    return out
 
 
 def mttd(result: ReplayResult, scenario: Scenario, slo: str) -> float | None:
@@ -411,14 +442,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             p2 = min((f.first_s - (sc.onset_s or 0) for f in r.tickets()), default=None)
             print(f"{sc.name}: {name}: first P2 after {_fmt(p2)}, pages: {len(r.pages())} "
                   f"({r.seconds:.1f}s)")
-        for name, runs in month_plan(tmp, args.month_days).items():
-            pages = []
-            for sc, rules in runs:
-                r = replay(sc, rules, name)
-                pages += [(f.alertname, f.labels.get("tier") or f.labels.get("component"), f.first_s)
-                          for f in r.pages()]
-                print(f"{sc.name}: {name} ({r.seconds:.1f}s)")
-            print(f"normal month: {name}: {len(pages)} paging alerts {pages}")
+        sc, rules = plan_month(tmp, args.month_days)
+        r = replay(sc, rules, "plan, le fixed")
+        print(f"{sc.name}: plan, le fixed: {len(r.pages())} paging alerts "
+              f"{[(f.alertname, f.first_s) for f in r.pages()]} ({r.seconds:.1f}s)")
+        budget = alert_budget(tmp, args.month_days)
+        print("\n".join(budget.lines))
+        if budget.pages or budget.per_week >= ALERT_BUDGET_PER_WEEK:
+            print(f"FAIL: the healthy {args.month_days} days page or exceed the alert budget")
+            return 1
     return 0
 
 
