@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from infra.artifacts.edge_model import ensure_model, source_dir
 from infra.artifacts.packaging import ZIP_LEVEL, MiB, size_table, vendor_all, zip_level_table
+from infra.core.files import exclusive
 from infra.core.paths import BUILD_DIR, LAMBDAS_DIR
 
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="staging")
     parser.add_argument("--rebuild", action="store_true",
-                        help="delete the built zips first (dependency downloads stay cached)")
+                        help="rebuild every zip (each replaced whole; dependency downloads stay cached)")
     parser.add_argument("--model-only", action="store_true",
                         help="export and quantise the edge model and vendor the wheels (in parallel), nothing else")
     parser.add_argument("--force", action="store_true", help="with --model-only: rebuild even when cached")
@@ -59,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_only:
         return _model(args.force)
     if args.rebuild:
-        for old in (BUILD_DIR / "lambdas").glob("*.zip"):
-            old.unlink()
+        # Forget each zip's content key, under the zip's own lock, instead of deleting the zip: the build then
+        # rebuilds and replaces it whole, while a plan or test reading the old one (same bytes) never finds it
+        # missing (a deleted zip read as "no edge function in this plan" by a concurrent plan's rules).
+        for key in (BUILD_DIR / "lambdas").glob("*.key"):
+            with exclusive(key.with_name(f".{key.with_suffix('.zip').name}.lock")):
+                key.unlink(missing_ok=True)
     from infra.offline.plan import run_plan  # imports the Pulumi SDKs (~2 s): only what needs the program
 
     result = run_plan(args.stack, quiet=True, offline_secrets=True)  # zips do not depend on secrets
