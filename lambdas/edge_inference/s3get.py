@@ -29,6 +29,13 @@ ATTEMPTS = 3  # transient failures (connection errors, 5xx, 429) are retried, wi
 TIMEOUT_S = 10.0  # per socket operation; Lambda@Edge origin-request functions may run 30 s
 CHUNK = 1 << 20
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+# The trust store of the GET: the five Amazon Trust Services roots, which S3's default certificates chain to since
+# June 2022 ("Amazon S3 and Amazon CloudFront service certificates migrating to Amazon Trust Services", AWS Storage
+# Blog), all five as Amazon Trust Services recommends for custom trust stores (https://www.amazontrust.com/repository/,
+# which publishes the SHA-256 of each root's public key: tests/test_edge_s3get.py checks the file against them).
+# Loading the system's whole CA store instead (ssl.create_default_context()) parses ~140 certificates: ~20-30 ms
+# CPU of a cold start (docs/performance.md); these five: ~1 ms.
+TRUST_ROOTS = Path(__file__).with_name("ats_roots.pem")
 
 
 class S3Error(Exception):
@@ -83,6 +90,13 @@ class S3Http:
         self.region = region
         self.env = os.environ if env is None else env
         self.sleep = sleep
+        self._tls: ssl.SSLContext | None = None
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Certificate and host name checked (create_default_context's defaults), against TRUST_ROOTS only."""
+        if self._tls is None:
+            self._tls = ssl.create_default_context(cafile=str(TRUST_ROOTS))
+        return self._tls
 
     def download_file(self, Bucket: str, Key: str, Filename: str) -> None:
         scheme, host, path = object_url(Bucket, Key, self.region, self.env)
@@ -98,8 +112,8 @@ class S3Http:
     def _get(self, scheme: str, host: str, path: str, target: Path) -> None:
         headers = sign("GET", host, path, self.region, self.env, datetime.now(UTC))
         conn: http.client.HTTPConnection
-        if scheme == "https":  # the system's CA store, as boto3 uses (certifi is not in the zip)
-            conn = http.client.HTTPSConnection(host, timeout=TIMEOUT_S, context=ssl.create_default_context())
+        if scheme == "https":
+            conn = http.client.HTTPSConnection(host, timeout=TIMEOUT_S, context=self.tls_context())
         else:
             conn = http.client.HTTPConnection(host, timeout=TIMEOUT_S)
         try:
