@@ -8,10 +8,11 @@ Layout of a function folder `lambdas/<name>/`:
 - `exclude.txt` (optional): glob patterns of vendored files to drop (tests, docs) to stay within limits.
 
 The zip holds `<name>/...` plus vendored packages at the root; the handler is `<name>.handler.handler`.
-Timestamps are fixed, entries sorted, permissions normalised and bytecode left out, so the same sources give
-the same bytes, the same `source_code_hash`, and `pulumi preview` shows no spurious diff. Settings that
-Lambda@Edge cannot read from environment variables are baked in as files (`baked=`), which makes the zip
-per-stack: its name carries a hash of them.
+Timestamps are fixed, entries sorted, permissions normalised and the source tree's bytecode left out (a package
+may carry the runtime's own instead: `bytecode=True`), so the same sources give the same bytes, the same
+`source_code_hash`, and `pulumi preview` shows no spurious diff. Settings that Lambda@Edge cannot read from
+environment variables are baked in as files (`baked=`), which makes the zip per-stack: its name carries a hash
+of them.
 """
 
 from __future__ import annotations
@@ -144,7 +145,10 @@ def compile_bytecode(entries: list[tuple[str, Path | bytes]]) -> dict[str, bytes
     sources = [(name, src) for name, src in entries if name.endswith(".py")]
     if not sources:
         return {}
-    python = runtime_python()
+    try:
+        python = runtime_python()
+    except RuntimeMissing as exc:
+        raise RuntimeMissing(f"{exc}; it also compiles the bytecode some zips carry (the edge function's)") from exc
     with tempfile.TemporaryDirectory(prefix="bytecode-") as tmp:
         root = Path(tmp) / "task"
         for name, src in sources:
