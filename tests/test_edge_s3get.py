@@ -192,3 +192,77 @@ def test_https_is_verified_against_the_trust_store_only(tmp_path, monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _Framed(BaseHTTPRequestHandler):
+    """Answers 200 with `body` framed as `framing` says: chunked, content-length, the connection's end, or a
+    content-length larger than what is sent (the connection then closes)."""
+    protocol_version = "HTTP/1.1"
+    framing = "chunked"
+    body = b""
+
+    def do_GET(self) -> None:
+        body = type(self).body
+        self.send_response(200)
+        if self.framing == "chunked":
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(body), 7000):
+                piece = body[i:i + 7000]
+                self.wfile.write(f"{len(piece):x};ext=1\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\nx-trailer: 1\r\n\r\n")
+        elif self.framing == "length":
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.framing == "close":
+            self.send_header("connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        else:  # "short": announces more than it sends
+            self.send_header("content-length", str(len(body) + 10))
+            self.send_header("connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length", "close", "short"])
+def test_the_body_is_read_as_its_framing_says(tmp_path, framing):
+    """The function reads the response itself (no http.client): each way HTTP/1.1 frames a body gives the exact
+    bytes, and a body cut short fails (retried, then reported), never a shorter file."""
+    payload = bytes(range(256)) * 97 + b"end"
+    handler = type("Framed", (_Framed,), {"framing": framing, "body": payload})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {**ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_port}"}
+        getter = S3Http("us-east-1", env=env, sleep=lambda _s: None)
+        if framing == "short":
+            with pytest.raises(S3Error, match=rf"failed 3 times: body cut short: {len(payload)} of "
+                                              rf"{len(payload) + 10} bytes"):
+                getter.download_file(Bucket="b", Key="k", Filename=str(tmp_path / "m"))
+        else:
+            getter.download_file(Bucket="b", Key="k", Filename=str(tmp_path / "m"))
+            assert (tmp_path / "m").read_bytes() == payload
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_importing_the_handler_imports_no_http_client():
+    """What the cold start no longer pays for: http.client and the email package it parses headers with."""
+    import subprocess
+    import sys
+
+    from infra.core.paths import LAMBDAS_DIR
+
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); import edge_inference.handler; "
+              "print(sorted(m for m in sys.modules if m == 'http.client' or m.split('.')[0] == 'email'))")
+    proc = subprocess.run([sys.executable, "-I", "-c", script, str(LAMBDAS_DIR)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
