@@ -8,10 +8,11 @@ weights) run in the same rounds, in shuffled order, so machine noise hits all al
 its INT8-relevant flags, p50 per input length (thread CPU time beside wall time) and the ratios, the ONNX session
 alone, the floor (benchmarks/edge_floor.py: the model's multiply-adds over this host's measured INT8 GEMM rate)
 and the handler's distance to it, the cosine of the embeddings over the reference sentences against
-sentence-transformers at its own defaults (256 tokens), cold init as Lambda runs it and split into its parts,
-with the function's signed GET and with boto3 (fresh processes, the model fetched from a moto server into an
-empty /tmp), the 100,000-character CJK input, EMF cost, zip and model sizes. The summary table is also written
-into docs/performance.md between its generated markers (`--no-docs` leaves the page alone).
+sentence-transformers at its own defaults (256 tokens), cold init as Lambda runs it and split into its parts
+(the built zip run by the runtime's Python in fresh processes, the model fetched from a moto server into an
+empty /tmp), the 100,000-character CJK input, EMF cost, zip and model sizes. The summary table and the cold
+init split are also written into docs/performance.md between its generated markers (`--no-docs` leaves the
+page alone; `--cold-only` runs only the cold init and prints it).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,17 +45,19 @@ from benchmarks.edge_floor import (
 from benchmarks.optimum_int8 import OptimumEncoder, ensure_optimum_int8
 from infra.artifacts.edge_model import QUANTISATION, EdgeModel, bert_shape, ensure_model, source_dir
 from infra.artifacts.edge_probe import REFERENCE_SENTENCES, SAMPLE_TEXT, LocalModelStore, origin_request_event
-from infra.artifacts.packaging import ZIP_LEVEL, MiB
+from infra.artifacts.packaging import RUNTIME_PYTHON, ZIP_LEVEL, MiB
 from infra.components.emf_edge import baked_settings, build_package
 from infra.config import EmfEdgeConfig
-from infra.core.paths import LAMBDAS_DIR, ROOT
+from infra.core.paths import ROOT
 from lambdas.edge_inference.events import MAX_TEXT_CHARS
 from lambdas.edge_inference.handler import App
 
-# Cold init as Lambda runs it, in a fresh process: the model fetched from S3 (a moto server on this host) into an
-# empty /tmp. Two scripts: WHOLE imports the handler with the runtime's variable set (init loads the model) and
-# serves the first request; PARTS does the same steps one by one to split the CPU time, with either getter
-# (`s3get`, the function's; `boto3`, what it used before). CPU time of the process (all its threads).
+# Cold init as Lambda runs it: a fresh interpreter of the runtime's Python (3.12, `-I -S`: nothing but the zip on
+# its path) imports the zip's own files - vendored wheels and bytecode included - without writing any bytecode
+# (`-B`: Lambda's /var/task is read-only), fetches the model from S3 (a moto server on this host) into an empty
+# /tmp, then serves the first request. Two scripts: WHOLE imports the handler with the runtime's variable set (init
+# loads the model); PARTS runs the same steps one by one, each timed, plus the TLS context the GET builds on AWS
+# (not in WHOLE: the moto server is HTTP). CPU time of the process (all its threads).
 COLD_WHOLE = """
 import time, sys, json, io
 c0 = time.process_time()
@@ -74,8 +76,8 @@ print(json.dumps({{"interpreter": c0 * 1000, "init": (c1 - c0) * 1000, "first re
 """
 COLD_PARTS = """
 import time, sys, json, io, os
-marks = {{"interpreter": time.process_time()}}
-last = [marks["interpreter"]]
+marks = {{"interpreter start": time.process_time()}}
+last = [marks["interpreter start"]]
 def mark(name):
     now = time.process_time()
     marks[name] = now - last[0]
@@ -84,39 +86,36 @@ sys.path.insert(0, {root!r})
 import edge_inference  # in Lambda (AWS_LAMBDA_FUNCTION_NAME set): OpenBLAS one thread
 del os.environ["AWS_LAMBDA_FUNCTION_NAME"]  # the steps below are called one by one, not by the handler's init
 import numpy
-mark("numpy")
+mark("import numpy")
 import onnxruntime
-mark("onnxruntime")
+mark("import onnxruntime")
 import tokenizers
-mark("tokenizers")
+mark("import tokenizers")
 from pathlib import Path
-from edge_inference import model as m
-from edge_inference.settings import load
+from edge_inference import handler, model as m
 from edge_inference.digest import file_sha256
+from edge_inference.settings import load
+mark("function modules")
 settings = load()
-mark("function modules + settings")
-if {getter!r} == "boto3":
-    import boto3
-    client = boto3.client("s3", region_name=settings.bucket_region)
-else:
-    from edge_inference.s3get import S3Http
-    client = S3Http(settings.bucket_region)
-mark("S3 client (import + make)")
+mark("settings")
+client = handler._default_s3(settings)
+client.tls_context()  # on AWS the GET is HTTPS; the moto server here is HTTP, so the step is timed by itself
+mark("TLS trust store (HTTPS on AWS)")
 target = Path({tmp!r}) / "model.onnx"
 client.download_file(Bucket=settings.bucket, Key=settings.model_key, Filename=str(target))
-mark("download")
+mark("model fetch (S3 client + GET)")
 assert file_sha256(target) == settings.model_sha256
-mark("SHA-256")
+mark("hash check (SHA-256)")
 session = m.new_session(target)
 mark("ONNX session")
 tokenizer = m.load_tokenizer(settings)
 mark("tokenizer")
-from edge_inference.handler import App
-app = App(out=io.StringIO())
+app = handler._APP
+app.out = io.StringIO()
 app.settings, app.encoder, app.load_ms = settings, m.Encoder(settings, tokenizer, session), 1.0
 resp = app.handle({event!r}, None)
 assert resp["status"] == "200", resp
-mark("handler module + first request")
+mark("first request")
 print(json.dumps({{k: v * 1000 for k, v in marks.items()}}))
 """
 LENGTHS = (16, 64, 128, 256)
@@ -158,27 +157,21 @@ def setup(tmp: Path, model: EdgeModel) -> Path:
 
 
 def cold_init(model: EdgeModel, package: Path, tmp: Path, runs: int) -> dict[str, list[dict[str, float]]]:
-    """CPU ms per part of a cold start, `runs` fresh processes per script (pinned to this process's core), the
-    function's files as the zip holds them (its code, settings.json, tokenizer.json)."""
+    """CPU ms of a cold start, whole and split into its parts: `runs` fresh processes per script, alternating,
+    pinned to this process's core; the zip as Lambda unpacks it, run by the runtime's Python."""
     import boto3
 
+    from infra.artifacts.packaging import runtime_python
     from infra.tools import daemons
+    from infra.tools.drill.zip_runtime import extract
 
-    task = tmp / "task"
-    # The function's folder and the shared code its zip holds at the root (include.txt); the vendored wheels are
-    # the venv's here (cp312 manylinux in the zip).
-    shared = [line.strip() for line in (LAMBDAS_DIR / "edge_inference" / "include.txt").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
-    prefixes = tuple(f"{name}/" for name in ("edge_inference", *shared))
-    with zipfile.ZipFile(package) as zf:
-        for name in zf.namelist():
-            if name.startswith(prefixes):
-                zf.extract(name, task)
+    task = extract(package, tmp / "task")
     baked = json.loads((task / "edge_inference" / "settings.json").read_text())
     event = origin_request_event({"text": SAMPLE_TEXT})
     cpu = sorted(os.sched_getaffinity(0))[0] if hasattr(os, "sched_getaffinity") else None
     prefix = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
-    results: dict[str, list[dict[str, float]]] = {"whole": [], "s3get": [], "boto3": []}
+    python = runtime_python()
+    results: dict[str, list[dict[str, float]]] = {"whole": [], "parts": []}
     with daemons.moto_server() as moto:
         s3 = boto3.client("s3", region_name=baked["bucket_region"], endpoint_url=moto.url,
                           aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -192,13 +185,29 @@ def cold_init(model: EdgeModel, package: Path, tmp: Path, runs: int) -> dict[str
                 shutil.rmtree(cold_tmp, ignore_errors=True)
                 cold_tmp.mkdir()  # an empty /tmp: the download happens
                 script = (COLD_WHOLE if kind == "whole" else COLD_PARTS).format(
-                    root=str(task), tmp=str(cold_tmp), event=event, getter=kind)
-                proc = subprocess.run([*prefix, sys.executable, "-c", script], capture_output=True, text=True,
-                                      cwd=cold_tmp, env=env)
+                    root=str(task), tmp=str(cold_tmp), event=event)
+                proc = subprocess.run([*prefix, python, "-I", "-S", "-B", "-c", script], capture_output=True,
+                                      text=True, cwd=cold_tmp, env=env)
                 if proc.returncode:
                     raise RuntimeError(f"cold start ({kind}) failed: {proc.stderr[-2000:]}")
                 results[kind].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     return results
+
+
+def cold_split(cold: dict[str, list[dict[str, float]]]) -> tuple[str, str]:
+    """(one line, Markdown table) of the cold init: the whole as Lambda runs it, and each part's median."""
+    whole = sorted(sum(c.values()) for c in cold["whole"])
+    line = (f"cold init as Lambda runs it (the zip run by python{RUNTIME_PYTHON} -I -S -B, import with "
+            f"AWS_LAMBDA_FUNCTION_NAME set + first request, model from S3 into an empty /tmp), CPU ms: median "
+            f"{statistics.median(whole):.0f} (range {whole[0]:.0f}-{whole[-1]:.0f}; "
+            + ", ".join(f"{k} {statistics.median(c[k] for c in cold['whole']):.0f}" for k in cold["whole"][0])
+            + f"; {len(whole)} fresh processes)")
+    parts = {k: statistics.median(c[k] for c in cold["parts"]) for k in cold["parts"][0]}
+    rows = [f"| cold init part (each step alone, in init's order; median of {len(cold['parts'])} fresh "
+            "processes) | CPU ms |", "|---|---|"]
+    rows += [f"| {k} | {v:.0f} |" for k, v in parts.items()]
+    rows.append(f"| sum | {sum(parts.values()):.0f} |")
+    return line, "\n".join(rows) + "\n"
 
 
 def reference_model() -> Any:
@@ -291,11 +300,22 @@ def emf_cost(app: App, iterations: int) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--cold-runs", type=int, default=7)
+    parser.add_argument("--cold-only", action="store_true",
+                        help="only the cold init, whole and split (printed; docs/performance.md left alone)")
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/performance.md alone")
     args = parser.parse_args(argv)
 
     model = ensure_model(quiet=True)
+    if args.cold_only:
+        pin_one_core()
+        load_before = os.getloadavg()[0]
+        with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp_name:
+            pkg = build_package(EmfEdgeConfig(), "bench", "us-east-1", model)
+            cold_line, cold_table = cold_split(cold_init(model, pkg.path, Path(tmp_name), args.cold_runs))
+        print(f"{cold_line}; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end on "
+              f"{os.cpu_count()} CPUs\n{cold_table}")
+        return 0
     optimum_file = ensure_optimum_int8()
     pin_one_core()
     load_before = os.getloadavg()[0]  # CPU time inflates when the host's cores are oversubscribed: say how much
@@ -369,17 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  cosine vs sentence-transformers' defaults over {len(c)} sentences, {name}: min {c.min():.4f} "
               f"mean {c.mean():.4f}")
     print(f"  quantisation: {QUANTISATION}")
-    for kind, label in (("s3get", "now (signed GET, s3get.py)"), ("boto3", "before (boto3)")):
-        parts = {k: statistics.median(c[k] for c in cold[kind]) for k in cold[kind][0]}
-        print(f"  cold init split, {label}, CPU ms (median of {len(cold[kind])} fresh processes, model from S3 "
-              f"(moto) into an empty /tmp): " + ", ".join(f"{k} {v:.0f}" for k, v in parts.items())
-              + f"; sum {sum(parts.values()):.0f}")
-    whole = sorted(sum(c.values()) for c in cold["whole"])
-    cold_line = (f"cold init as Lambda runs it (import with AWS_LAMBDA_FUNCTION_NAME set + first request), CPU ms: "
-                 f"median {statistics.median(whole):.0f} (range {whole[0]:.0f}-{whole[-1]:.0f}; "
-                 + ", ".join(f"{k} {statistics.median(c[k] for c in cold['whole']):.0f}" for k in cold["whole"][0])
-                 + ")")
+    cold_line, cold_table = cold_split(cold)
     print(f"  {cold_line}")
+    print(cold_table)
     print(f"  {MAX_TEXT_CHARS:,}-character CJK text: handler {cjk_ms:.1f} ms p50 (tokenizing the whole text would "
           f"take {cjk_whole_ms:.0f} ms)")
     print(f"  EMF per request (build + serialise + write, {len(emf_us)} runs): mean {statistics.mean(emf_us):5.1f} us"
@@ -396,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"time (wall in brackets). INT8 GEMM rate: "
                   + ", ".join(f"u8 x {w} {r.macs_per_s / 1e9:.1f} G MAC/s" for w, r in rates.items())
                   + f"; floor at the faster. {cold_line[0].upper()}{cold_line[1:]}.")
-        write_table(table, header)
+        write_table(table + "\n" + cold_table, header)
         print(f"  written to {PERFORMANCE_PAGE.relative_to(ROOT)}")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,7 +12,15 @@ import boto3
 import pytest
 
 from infra.artifacts.edge_model import ensure_model
-from infra.artifacts.packaging import MiB, build_lambda, install_target, manifest_path, vendored_selection
+from infra.artifacts.packaging import (
+    RUNTIME_PYTHON,
+    MiB,
+    build_lambda,
+    install_target,
+    manifest_path,
+    runtime_python,
+    vendored_selection,
+)
 from infra.components.emf_edge import build_package
 from infra.config import EmfEdgeConfig
 from infra.core.paths import LAMBDAS_DIR, ROOT
@@ -45,7 +54,13 @@ def test_zip_holds_cp312_manylinux_binaries_and_the_function(package):
     for module in ("handler", "emf", "model", "pooling", "events", "settings", "trace", "s3get"):
         assert f"edge_inference/{module}.py" in names
     assert {"edge_inference/settings.json", "edge_inference/tokenizer.json"} <= names
-    assert not any(n.endswith((".onnx", ".pyc")) or "__pycache__" in n for n in names)
+    assert not any(n.endswith(".onnx") for n in names)
+    # The runtime's bytecode of every module and nothing else under __pycache__ (tests/test_packaging.py checks
+    # its format): /var/task is read-only, so what the zip lacks is compiled again at every cold start.
+    tag = f"cpython-{RUNTIME_PYTHON.replace('.', '')}"
+    expected = {f"{n.rsplit('/', 1)[0]}/__pycache__/{n.rsplit('/', 1)[1][:-3]}.{tag}.pyc" if "/" in n
+                else f"__pycache__/{n[:-3]}.{tag}.pyc" for n in names if n.endswith(".py")}
+    assert {n for n in names if "__pycache__" in n or n.endswith(".pyc")} == expected
     assert settings["bucket"] == "bucket" and settings["namespace"] == "AkiDB/Edge"
 
 
@@ -127,6 +142,43 @@ print("STATUS", resp["status"], len(json.loads(resp["body"])["embedding"]))
     emf_lines = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith('{"_aws"')]
     assert len(emf_lines) == 1 and emf_lines[0]["EdgeRegion"] == "ap-southeast-1"
     assert emf_lines[0]["CacheHit"] == 0 and emf_lines[0]["ModelLoadTime"] > 0
+
+
+
+def test_the_runtime_imports_the_zip_without_compiling_a_module(package, tmp_path):
+    """As Lambda runs it (the runtime's Python, only the zip on its path, no bytecode written: /var/task is
+    read-only), importing the handler with numpy, onnxruntime and tokenizers reads the zip's bytecode: no module
+    of the zip is compiled from source. The same import with the zip's __pycache__ folders removed compiles
+    them, so the probe sees compilation when there is some."""
+    from infra.tools.drill.zip_runtime import extract
+
+    script = """
+import importlib._bootstrap_external as ext, sys
+root = sys.argv[1]
+compiled = []
+original = ext.SourceLoader.source_to_code
+def source_to_code(self, data, path, **kw):
+    if str(path).startswith(root):
+        compiled.append(str(path)[len(root) + 1:])
+    return original(self, data, path, **kw)
+ext.SourceLoader.source_to_code = source_to_code
+sys.path.insert(0, root)
+import edge_inference.handler
+print("COMPILED", len(compiled), sorted(compiled)[:5])
+"""
+
+    def compiled(root) -> str:
+        proc = subprocess.run([runtime_python(), "-I", "-S", "-B", "-c", script, str(root)], capture_output=True,
+                              text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout.strip().splitlines()[-1]
+
+    root = extract(package.path, tmp_path / "task")
+    assert compiled(root) == "COMPILED 0 []"
+    for cache in sorted(root.rglob("__pycache__")):
+        shutil.rmtree(cache)
+    count = int(compiled(root).split()[1])
+    assert count > 100, count  # numpy's modules, onnxruntime's, the function's own
 
 
 # ---- the build steps behind the edge zip and model: caches and installer (infra/artifacts/packaging.py) ----

@@ -53,6 +53,41 @@ def test_zip_layout_is_normalised(tmp_path):
     assert "-" in pkg.path.stem, "baked settings make a per-stack package name"
 
 
+
+def test_bytecode_is_the_runtimes_hash_based_unchecked_and_byte_identical(tmp_path):
+    """`bytecode=True`: each module's pyc as the runtime's Python names it, PEP 552's unchecked-hash flags (the
+    import neither stats nor hashes the source), compiled from the zip's sources (not the junk pyc beside them)."""
+    import json
+    import subprocess
+
+    lambdas = _function(tmp_path)
+    a = build_lambda("demo_fn", lambdas_dir=lambdas, out_dir=tmp_path / "a", use_cache=False, bytecode=True)
+    b = build_lambda("demo_fn", lambdas_dir=lambdas, out_dir=tmp_path / "b", use_cache=False, bytecode=True)
+    plain = build_lambda("demo_fn", lambdas_dir=lambdas, out_dir=tmp_path / "c", use_cache=False)
+    assert a.path.read_bytes() == b.path.read_bytes() and a.sha256 != plain.sha256
+    tag = f"cpython-{packaging.RUNTIME_PYTHON.replace('.', '')}"
+    with zipfile.ZipFile(a.path) as zf:
+        names = zf.namelist()
+        pycs = {n: zf.read(n) for n in names if n.endswith(".pyc")}
+    sources = [n for n in names if n.endswith(".py")]
+    assert sorted(pycs) == sorted(f"{n.rsplit('/', 1)[0]}/__pycache__/{n.rsplit('/', 1)[1][:-3]}.{tag}.pyc"
+                                  for n in sources)
+    python = packaging.runtime_python()  # the magic number is the runtime's, not the host's (3.11 here)
+    magic = subprocess.run([python, "-I", "-S", "-c", "import importlib.util, sys; "
+                            "sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())"],
+                           capture_output=True, text=True, check=True).stdout
+    for name, data in pycs.items():
+        assert data[:4].hex() == magic, name
+        assert int.from_bytes(data[4:8], "little") == 0b01, f"{name}: not hash-based unchecked (PEP 552 flags)"
+    handler_pyc = pycs[f"demo_fn/__pycache__/handler.{tag}.pyc"]
+    code = subprocess.run([python, "-I", "-S", "-c", "import marshal, sys, json; c = marshal.loads(sys.stdin.buffer"
+                           ".read()[16:]); print(json.dumps([c.co_filename, c.co_names]))"],
+                          input=handler_pyc.decode("latin-1"), capture_output=True, text=True, encoding="latin-1",
+                          check=True).stdout
+    filename, co_names = json.loads(code)
+    assert filename == f"{packaging.BYTECODE_ROOT}/demo_fn/handler.py" and co_names == ["handler"]
+
+
 def test_baked_settings_change_the_hash(tmp_path):
     lambdas = _function(tmp_path)
     a = build_lambda("demo_fn", lambdas_dir=lambdas, out_dir=tmp_path, baked={"settings.json": b'{"a":1}'})

@@ -43,8 +43,7 @@ from typing import Any
 
 import yaml
 
-from infra.artifacts.packaging import RUNTIME_PYTHON
-from infra.tools.drill.zip_runtime import runtime_python
+from infra.artifacts.packaging import RUNTIME_PYTHON, runtime_python
 
 STANDIN = Path(__file__).with_name("workflow_standin.py")
 STEP_TIMEOUT_S = 900

@@ -8,16 +8,18 @@ Layout of a function folder `lambdas/<name>/`:
 - `exclude.txt` (optional): glob patterns of vendored files to drop (tests, docs) to stay within limits.
 
 The zip holds `<name>/...` plus vendored packages at the root; the handler is `<name>.handler.handler`.
-Timestamps are fixed, entries sorted, permissions normalised and bytecode left out, so the same sources give
-the same bytes, the same `source_code_hash`, and `pulumi preview` shows no spurious diff. Settings that
-Lambda@Edge cannot read from environment variables are baked in as files (`baked=`), which makes the zip
-per-stack: its name carries a hash of them.
+Timestamps are fixed, entries sorted, permissions normalised and the source tree's bytecode left out (a package
+may carry the runtime's own instead: `bytecode=True`), so the same sources give the same bytes, the same
+`source_code_hash`, and `pulumi preview` shows no spurious diff. Settings that Lambda@Edge cannot read from
+environment variables are baked in as files (`baked=`), which makes the zip per-stack: its name carries a hash
+of them.
 """
 
 from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import hashlib
 import io
 import json
@@ -58,6 +60,12 @@ LIMITS: dict[str, dict[str, int]] = {
 }
 _SKIP_DIRS = {"__pycache__", "tests", ".pytest_cache"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
+# Bytecode a package may carry (`build_lambda(bytecode=True)`): compiled by the runtime's Python, hash-based and
+# unchecked (PEP 552), so the import never reads the source's timestamp nor hashes it, and the same sources give
+# the same bytes. Lambda's /var/task is read-only: without these, every cold start compiles every module it
+# imports (numpy's ~150 among them) and throws the result away.
+BYTECODE_MODE = "unchecked-hash"
+BYTECODE_ROOT = "/var/task"  # the path Lambda unpacks the zip to (LAMBDA_TASK_ROOT): what tracebacks show
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,63 @@ class LambdaPackage:
             out.append(f"{self.path.name}: {self.unpacked_bytes / MiB:.1f} MiB unpacked exceeds the "
                        f"{lim['unpacked'] / MiB:.0f} MiB limit for {self.kind}")
         return out
+
+
+class RuntimeMissing(RuntimeError):
+    """No interpreter of the runtime's Python on this machine."""
+
+
+@functools.cache
+def runtime_python() -> str:
+    """An interpreter of the Lambda runtime's Python (the vendored wheels are built for it, not for the host's):
+    python3.12 on PATH, else pyenv's, else one uv finds; each candidate is asked its version (a pyenv shim on
+    PATH may name a version it does not run)."""
+    candidates = [shutil.which(f"python{RUNTIME_PYTHON}") or ""]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates += sorted(str(p) for p in pyenv.glob(f"versions/{RUNTIME_PYTHON}*/bin/python{RUNTIME_PYTHON}"))
+    uv = Path(sys.executable).with_name("uv")
+    if uv.exists():
+        found = subprocess.run([str(uv), "python", "find", RUNTIME_PYTHON], capture_output=True, text=True,
+                               stdin=subprocess.DEVNULL)
+        candidates.append(found.stdout.strip() if found.returncode == 0 else "")
+    for candidate in filter(None, candidates):
+        asked = subprocess.run([candidate, "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if asked.returncode == 0 and asked.stdout.strip() == RUNTIME_PYTHON:
+            return candidate
+    raise RuntimeMissing(f"no Python {RUNTIME_PYTHON} interpreter (the Lambda runtime's) found: install one "
+                         f"(e.g. `uv python install {RUNTIME_PYTHON}`) so the functions' zips can run as in Lambda")
+
+
+def compile_bytecode(entries: list[tuple[str, Path | bytes]]) -> dict[str, bytes]:
+    """`<dir>/__pycache__/<module>.cpython-312.pyc` for every `.py` entry, compiled by the runtime's Python.
+
+    compileall with a fixed hash seed and a fixed source root: the same sources give byte-identical files."""
+    sources = [(name, src) for name, src in entries if name.endswith(".py")]
+    if not sources:
+        return {}
+    try:
+        python = runtime_python()
+    except RuntimeMissing as exc:
+        raise RuntimeMissing(f"{exc}; it also compiles the bytecode some zips carry (the edge function's)") from exc
+    with tempfile.TemporaryDirectory(prefix="bytecode-") as tmp:
+        root = Path(tmp) / "task"
+        for name, src in sources:
+            target = root / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(src, bytes):
+                target.write_bytes(src)
+            else:
+                shutil.copyfile(src, target)
+        result = subprocess.run(
+            [python, "-S", "-s", "-m", "compileall", "-q", "--invalidation-mode", BYTECODE_MODE,
+             "-d", BYTECODE_ROOT, str(root)],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}, "PYTHONHASHSEED": "0"})
+        if result.returncode != 0:
+            raise RuntimeError(f"python{RUNTIME_PYTHON} could not compile the package's modules:\n"
+                               f"{(result.stdout + result.stderr).strip()[-2000:]}")
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.pyc"))}
 
 
 def manifest_path(zip_path: Path | str) -> Path:
@@ -278,8 +343,10 @@ def _zip_bytes(entries: list[tuple[str, Path | bytes]], level: int = ZIP_LEVEL) 
 
 def build_lambda(function: str, *, kind: str = "lambda", baked: dict[str, bytes] | None = None,
                  out_dir: Path | None = None, use_cache: bool = True,
-                 lambdas_dir: Path = LAMBDAS_DIR) -> LambdaPackage:
-    """Build `lambdas/<function>` into a deterministic zip and return its path, hash and sizes."""
+                 lambdas_dir: Path = LAMBDAS_DIR, bytecode: bool = False) -> LambdaPackage:
+    """Build `lambdas/<function>` into a deterministic zip and return its path, hash and sizes.
+
+    `bytecode`: the zip also carries the runtime's bytecode of every module (BYTECODE_MODE)."""
     if kind not in LIMITS:
         raise ValueError(f"unknown package kind {kind!r}; allowed: {', '.join(LIMITS)}")
     function_dir = lambdas_dir / function
@@ -289,6 +356,8 @@ def build_lambda(function: str, *, kind: str = "lambda", baked: dict[str, bytes]
     deps = vendor_dependencies(function_dir / "requirements.txt")
     entries = _entries(function, function_dir, deps, baked, lambdas_dir)
     digest = hashlib.sha256(f"deflate-level={ZIP_LEVEL}".encode())
+    if bytecode:  # the compiled files follow from the sources: the key only needs to say they are there
+        digest.update(f"bytecode={RUNTIME_PYTHON}:{BYTECODE_MODE}:{BYTECODE_ROOT}".encode())
     for name, src in entries:
         if deps is not None and isinstance(src, Path) and src.is_relative_to(deps):
             continue  # keyed below by the folder's recorded digest, not re-read
@@ -311,6 +380,8 @@ def build_lambda(function: str, *, kind: str = "lambda", baked: dict[str, bytes]
                 return cached
         else:
             started = time.perf_counter()
+            if bytecode:
+                entries = sorted([*entries, *compile_bytecode(entries).items()], key=lambda e: e[0])
             data, _ = _zip_bytes(entries)
             if deps is not None:  # only the packages with vendored wheels take long enough to mention
                 _progress(f"zipped {out.name}: {len(data) / MiB:.1f} MiB at deflate level {ZIP_LEVEL} in "

@@ -91,7 +91,9 @@ def baked_settings(cfg: EmfEdgeConfig, bucket: str, bucket_region: str, model: E
 
 def build_package(cfg: EmfEdgeConfig, bucket: str, bucket_region: str, model: EdgeModel) -> LambdaPackage:
     settings = json.dumps(baked_settings(cfg, bucket, bucket_region, model), indent=2, sort_keys=True) + "\n"
-    return build_lambda(FUNCTION_FOLDER, kind="edge-origin",
+    # With the runtime's bytecode: importing numpy, onnxruntime and the function from source cost ~250 ms CPU of
+    # each cold start (docs/performance.md), compiled again every time as /var/task is read-only.
+    return build_lambda(FUNCTION_FOLDER, kind="edge-origin", bytecode=True,
                         baked={"settings.json": settings.encode(), "tokenizer.json": model.tokenizer.read_bytes()})
 
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from infra.tools.drill.zip_runtime import extract, runtime_python, runtime_site
+from infra.artifacts.packaging import runtime_python
+from infra.tools.drill.zip_runtime import extract, runtime_site
 
 # The runtime loop. As in Lambda the function's log lines go to its stdout, here the worker's log file; results
 # travel on the pipe the process was given as stdout, kept apart before the handler is imported.

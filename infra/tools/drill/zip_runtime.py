@@ -15,20 +15,17 @@ Used by the drill (the anomaly detector) and by the tests of every function's zi
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.metadata
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from infra.artifacts.packaging import RUNTIME_PYTHON, build_lambda
+from infra.artifacts.packaging import build_lambda, runtime_python
 from infra.core.paths import BUILD_DIR
 
 # What the Lambda Python runtime brings besides the standard library (AWS Lambda "Lambda runtimes").
@@ -94,32 +91,6 @@ for line in sys.stdin:
     results.write(json.dumps(out, default=str) + "\\n")
     results.flush()
 """
-
-
-class RuntimeMissing(RuntimeError):
-    """No interpreter of the runtime's Python on this machine."""
-
-
-@functools.cache
-def runtime_python() -> str:
-    """An interpreter of the Lambda runtime's Python (the vendored wheels are built for it, not for the host's):
-    python3.12 on PATH, else pyenv's, else one uv finds; each candidate is asked its version (a pyenv shim on
-    PATH may name a version it does not run)."""
-    candidates = [shutil.which(f"python{RUNTIME_PYTHON}") or ""]
-    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates += sorted(str(p) for p in pyenv.glob(f"versions/{RUNTIME_PYTHON}*/bin/python{RUNTIME_PYTHON}"))
-    uv = Path(sys.executable).with_name("uv")
-    if uv.exists():
-        found = subprocess.run([str(uv), "python", "find", RUNTIME_PYTHON], capture_output=True, text=True,
-                               stdin=subprocess.DEVNULL)
-        candidates.append(found.stdout.strip() if found.returncode == 0 else "")
-    for candidate in filter(None, candidates):
-        asked = subprocess.run([candidate, "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if asked.returncode == 0 and asked.stdout.strip() == RUNTIME_PYTHON:
-            return candidate
-    raise RuntimeMissing(f"no Python {RUNTIME_PYTHON} interpreter (the Lambda runtime's) found: install one "
-                         f"(e.g. `uv python install {RUNTIME_PYTHON}`) so the functions' zips can run as in Lambda")
 
 
 def _top_level(dist: importlib.metadata.Distribution) -> set[str]:
