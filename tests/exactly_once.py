@@ -6,7 +6,7 @@ warm container: a module, a wheel or a file the zip lacks fails here. Only the f
 the faults; the harness's checking clients (this process) never do.
 
 A run is one signed PagerDuty delivery through the receiver, then the worker over the job queue until it is empty
-(SQS redelivering what failed). `calls(scenario)` records every AWS call of a clean run, both functions' in
+(SQS redelivering what failed). `clean_calls(scenario)` records every AWS call of a clean run, both functions' in
 order; `run(scenario, kind, at)` replays it with one fault at call `at` of the run (the runtime's fault, given to
 the invocation that makes that call):
 - `fail`: the call raises as a throttled AWS API does (SNS, DynamoDB, SQS, Auto Scaling, CloudWatch alike);
