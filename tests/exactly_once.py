@@ -1,8 +1,14 @@
 """Fault interleavings for the runbook webhook and worker, run from the zip the stack deploys against a moto server.
 
+Each function runs as Lambda runs it (infra/tools/drill/zip_runtime.py: its own warm container, the runtime's
+Python with only the extracted zip and boto3 on its path), started once and reused by every run as Lambda reuses a
+warm container: a module, a wheel or a file the zip lacks fails here. Only the functions' own boto3 clients see
+the faults; the harness's checking clients (this process) never do.
+
 A run is one signed PagerDuty delivery through the receiver, then the worker over the job queue until it is empty
-(SQS redelivering what failed). `calls(scenario)` records every AWS call of a clean run; `run(scenario, kind, at)`
-replays it with one fault at call `at`:
+(SQS redelivering what failed). `clean_calls(scenario)` records every AWS call of a clean run, both functions' in
+order; `run(scenario, kind, at)` replays it with one fault at call `at` of the run (the runtime's fault, given to
+the invocation that makes that call):
 - `fail`: the call raises as a throttled AWS API does (SNS, DynamoDB, SQS, Auto Scaling, CloudWatch alike);
 - `die`: the function's time runs out right before the call. Each call is taken to last its bounded duration
   (ledger.CALL_BOUND_MS: the case that lets a guarded step run closest to the deadline), the worker's Lambda
@@ -18,7 +24,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import importlib
 import json
 import os
 import time
@@ -26,68 +31,60 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import ModuleType
+from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
 
+from infra.artifacts.packaging import build_lambda
+from infra.components.runbook_automation import (
+    FUNCTION_FOLDER,
+    RECEIVER_TIMEOUT_S,
+    WORKER_TIMEOUT_S,
+    worker_handler,
+)
+from infra.tools import daemons
 from infra.tools.drill import webhook
+from infra.tools.drill.zip_runtime import FAULT_KINDS, Invocation, ZipProcess, extract
+from lambdas.runbook_automation.ledger import CALL_BOUND_MS
 
-KINDS = ("fail", "die")
+KINDS = FAULT_KINDS
 SCENARIOS = {
     "scale-out": "akidb-rest availability: burning at 14.4x (P0) [runbook:error-budget-fast-burn]",
     "cold-start": "edge cold starts above target [runbook:lambda-edge-cold-start]",
     "manual": "akidb-rest is down [runbook:service-down]",
 }
 MAX_ROUNDS = 8  # SQS redeliveries before the test calls it stuck (the queue's DLQ takes it after 5 in the stack)
-
-
-class LambdaTimeout(BaseException):
-    """The invocation ran out of time before this call."""
-
-
-def _throttled(operation: str) -> ClientError:
-    return ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded (injected)"},
-                        "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+INJECTED = "(injected)"  # in the message of the runtime's throttled call: an error the run was meant to meet
 
 
 @dataclass
 class Faults:
-    """Numbers every AWS call of the functions (botocore `before-call` on their clients) and injects one fault."""
+    """One fault per run, numbered over every AWS call of the run (both functions, every invocation): each
+    invocation is given the part of it that falls in its own calls."""
 
     bound_ms: int
     kind: str | None = None
     at: int = -1
     calls: list[str] = field(default_factory=list)
     fired: bool = False
-    invocation_start: int = 0
+    errors: list[str] = field(default_factory=list)  # what the functions raised that no fault explains
 
-    def hook(self, model: Any, **_: Any) -> None:
-        index = len(self.calls)
-        self.calls.append(f"{model.service_model.service_name}.{model.name}")
+    def arm(self, kind: str | None, at: int) -> None:
+        self.kind, self.at, self.fired = kind, at, False
+        self.calls.clear()
+        self.errors.clear()
+
+    def for_invocation(self) -> dict[str, Any] | None:
         if self.kind is None or self.fired:
-            return
-        if self.kind == "fail" and index == self.at:
-            self.fired = True
-            raise _throttled(model.name)
-        if self.kind == "die" and index >= self.at:
-            self.fired = True
-            raise LambdaTimeout(f"before call {index} ({self.calls[-1]})")
+            return None
+        return {"kind": self.kind, "at": self.at - len(self.calls), "call_ms": self.bound_ms}
 
-    def remaining_ms(self) -> float:
-        """The worker's time left: the deadline falls right before call `at`, each call lasting bound_ms."""
-        if self.kind != "die" or self.fired:
-            return 60_000.0
-        return float(max(0, self.at - len(self.calls)) * self.bound_ms)
-
-
-class Context:
-    def __init__(self, faults: Faults) -> None:
-        self._faults = faults
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int(self._faults.remaining_ms())
+    def took(self, got: Invocation) -> None:
+        self.calls += got.calls
+        self.fired = self.fired or got.fired
+        if got.error is not None and INJECTED not in got.error:
+            self.errors.append(got.error)
 
 
 def _iso(epoch: float) -> str:
@@ -122,34 +119,49 @@ class Outcome:
     decisions: Counter[str]
     rounds: int
     receiver_answers: list[int]
+    errors: list[str] = field(default_factory=list)
 
 
 class Harness:
-    """One moto world (drill's create_world) and the packaged functions; runs interleavings one after another."""
+    """One moto world (drill's create_world, in_process=False) and the two functions of the packaged zip, each in
+    its own runtime process (ZipProcess), started once; runs interleavings one after another."""
 
-    def __init__(self, world: webhook.World) -> None:
+    def __init__(self, world: webhook.World, moto_url: str, workdir: Path) -> None:
         self.world = world
-        self.mod: ModuleType = webhook.packaged_handler()
-        try:
-            bound_ms = int(importlib.import_module(f"{webhook.PACKAGED_NAME}.ledger").CALL_BOUND_MS)
-        except ImportError:  # a build without the ledger (main before issue 30): botocore's default read timeout
-            bound_ms = 60_000
-        self.faults = Faults(bound_ms=bound_ms)
+        self.faults = Faults(bound_ms=CALL_BOUND_MS)
         self.sqs = boto3.client("sqs")
         self.asg = boto3.client("autoscaling")
         self.ddb = boto3.client("dynamodb")
         self.settings = json.loads(os.environ["RUNBOOK_SETTINGS"])
-        self._armed_clients: set[int] = set()
         self._scaled = True  # unknown at the start: put the group to START_CAPACITY
+        pkg = build_lambda(FUNCTION_FOLDER, kind="lambda")
+        root = extract(pkg.path, workdir / "runbook-zip")  # one zip, two functions (the stack's two handlers)
+        env = {**daemons.aws_env(moto_url, webhook.REGION), "RUNBOOK_SETTINGS": os.environ["RUNBOOK_SETTINGS"]}
+        self.receiver_function = pkg.handler.rsplit(".", 1)[1]
+        self.worker_function = worker_handler(pkg.handler).rsplit(".", 1)[1]
+        module = pkg.handler.rsplit(".", 1)[0]
+        self.receiver = ZipProcess(root, module, {**env, "AWS_LAMBDA_FUNCTION_NAME": "akidb-drill-runbook-webhook"},
+                                   workdir / "webhook.log")
+        self.worker = ZipProcess(root, worker_handler(pkg.handler).rsplit(".", 1)[0],
+                                 {**env, "AWS_LAMBDA_FUNCTION_NAME": "akidb-drill-runbook-worker"},
+                                 workdir / "worker.log")
 
-    def _arm(self) -> None:
-        st = self.mod._init()
-        self.mod._secret(st)  # read once per container, before the faults: the same calls in every run
-        for name in ("sns", "dynamodb", "sqs", "autoscaling", "cloudwatch"):
-            client = st[name]
-            if id(client) not in self._armed_clients:
-                client.meta.events.register("before-call", self.faults.hook)
-                self._armed_clients.add(id(client))
+    def __enter__(self) -> Harness:
+        self.receiver.__enter__()
+        self.worker.__enter__()
+        # The receiver reads its secret once per container, on the first signed-looking delivery: a refused one
+        # here, before any fault, so every run makes the same calls.
+        body = b"{}"
+        warm = self._invoke_receiver(body, {"Content-Type": "application/json",
+                                            "X-PagerDuty-Signature": "v1=" + "0" * 64})
+        if warm.result is None or warm.result.get("statusCode") != 401 or warm.calls != [
+                "secretsmanager.GetSecretValue"]:
+            raise RuntimeError(f"the receiver's first delivery: {warm}\n{self.receiver.tail()}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.worker.__exit__(*exc)
+        self.receiver.__exit__(*exc)
 
     def _drain(self, url: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -176,16 +188,22 @@ class Harness:
         g = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[webhook.ASG])["AutoScalingGroups"][0]
         return int(g["DesiredCapacity"])
 
-    def _deliver(self, body: bytes, headers: dict[str, str]) -> int:
+    def _invoke_receiver(self, body: bytes, headers: dict[str, str]) -> Invocation:
         event = {"version": "2.0", "routeKey": "POST /pagerduty", "headers": headers,
                  "body": base64.b64encode(body).decode(), "isBase64Encoded": True,
                  "requestContext": {"http": {"method": "POST", "sourceIp": "127.0.0.1"}}}
-        try:
-            return int(self.mod.handler(event)["statusCode"])
-        except LambdaTimeout:
+        return self.receiver.invoke(event, function=self.receiver_function, fault=self.faults.for_invocation(),
+                                    context={"timeout_s": RECEIVER_TIMEOUT_S})
+
+    def _deliver(self, body: bytes, headers: dict[str, str]) -> int:
+        """The receiver's answer as PagerDuty sees it: its status, 0 when it timed out, 500 when it raised."""
+        got = self._invoke_receiver(body, headers)
+        self.faults.took(got)
+        if got.died is not None:
             return 0
-        except Exception:
+        if got.error is not None:
             return 500
+        return int(got.result["statusCode"])
 
     def _age_claim(self, event_id: str) -> None:
         """A minute passes before PagerDuty's retry: a pending claim's lease has run out."""
@@ -206,11 +224,13 @@ class Harness:
         if not msgs:
             return False
         records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in msgs]
-        try:
-            failed = {f["itemIdentifier"]
-                      for f in self.mod.worker({"Records": records}, Context(self.faults))["batchItemFailures"]}
-        except LambdaTimeout:
-            failed = {m["MessageId"] for m in msgs}  # the invocation died: the whole batch comes back
+        got = self.worker.invoke({"Records": records}, function=self.worker_function,
+                                 fault=self.faults.for_invocation(), context={"timeout_s": WORKER_TIMEOUT_S})
+        self.faults.took(got)
+        if got.died is None and got.error is None:
+            failed = {f["itemIdentifier"] for f in got.result["batchItemFailures"]}
+        else:  # the invocation died or raised: the whole batch comes back
+            failed = {m["MessageId"] for m in msgs}
         if self.faults.kind == "die" and failed:  # stopped before its deadline (OutOfTime): the next one is fresh
             self.faults.fired = True
         done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)
@@ -223,12 +243,14 @@ class Harness:
             self.sqs.change_message_visibility_batch(QueueUrl=self.world.queue_url, Entries=again)
         return True
 
+    def _stuck(self, scenario: str, kind: str | None, at: int) -> AssertionError:
+        return AssertionError(f"{scenario} {kind}@{at}: still redelivering after {MAX_ROUNDS} rounds; the functions "
+                              f"raised {self.faults.errors[-3:]}\n{self.worker.tail()}")
+
     def run(self, scenario: str, kind: str | None = None, at: int = -1) -> Outcome:
-        self._arm()
         if self._scaled:  # put the group back (the previous run drained its notices already)
             self.asg.set_desired_capacity(AutoScalingGroupName=webhook.ASG, DesiredCapacity=webhook.START_CAPACITY)
-        self.faults.calls.clear()
-        self.faults.kind, self.faults.at, self.faults.fired = kind, at, False
+        self.faults.arm(kind, at)
         event_id = "01" + uuid.uuid4().hex[:24].upper()
         body, headers = delivery(SCENARIOS[scenario], event_id)
         answers = [self._deliver(body, headers)]
@@ -236,12 +258,14 @@ class Harness:
         while self._worker_round():
             rounds += 1
             if rounds > MAX_ROUNDS:
-                raise AssertionError(f"{scenario} {kind}@{at}: still redelivering after {MAX_ROUNDS} rounds")
+                raise self._stuck(scenario, kind, at)
         if answers[0] not in (200, 202):  # PagerDuty retries a delivery that was not answered 2xx
             self._age_claim(event_id)
             answers.append(self._deliver(body, headers))
             while self._worker_round():
                 rounds += 1
+                if rounds > 2 * MAX_ROUNDS:
+                    raise self._stuck(scenario, kind, at)
         fired = self.faults.fired
         self.faults.kind = None
         notices = self._drain(self.world.notify_queue)
@@ -251,7 +275,8 @@ class Harness:
         self._scaled = scaled_by != 0
         return Outcome(scenario=scenario, kind=kind, at=at, fired=fired, scaled_by=scaled_by, notices=len(notices),
                        pages=self.pages(event_id),
-                       decisions=Counter(a["decision"] for a in audits), rounds=rounds, receiver_answers=answers)
+                       decisions=Counter(a["decision"] for a in audits), rounds=rounds, receiver_answers=answers,
+                       errors=list(self.faults.errors))
 
     def clean_calls(self, scenario: str) -> list[str]:
         self.run(scenario)
@@ -270,4 +295,5 @@ def problems(o: Outcome) -> list[str]:
     want = EXPECTED[o.scenario]
     got = {"scaled_by": o.scaled_by, "notices": o.notices, "pages": o.pages,
            "decisions": {k: v for k, v in o.decisions.items() if k != "error"}}
-    return [f"{o.scenario} {o.kind}@{o.at}: {k} {got[k]!r}, want {v!r}" for k, v in want.items() if got[k] != v]
+    return [f"{o.scenario} {o.kind}@{o.at}: {k} {got[k]!r}, want {v!r}" for k, v in want.items() if got[k] != v] + \
+        [f"{o.scenario} {o.kind}@{o.at}: a function raised {e}" for e in dict.fromkeys(o.errors)]

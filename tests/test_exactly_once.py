@@ -1,4 +1,5 @@
-"""Side effects exactly once (issue 30): the runbook webhook and worker from their built zip against a moto server,
+"""Side effects exactly once (issue 30): the runbook webhook and worker from their built zip, each run as Lambda runs
+it (its own runtime process: infra/tools/drill/zip_runtime.py), against a moto server,
 with one fault (a throttled AWS call, or the function's time running out) injected before each AWS call of a
 run in turn, then the redeliveries and retries that follow. Every run must end with each effect once: the
 scale-out (+2, never +4), the cold-start notice, the incident's Pages datum, the audit of the decision and of
@@ -23,16 +24,16 @@ EXHAUSTIVE = os.environ.get("EXACTLY_ONCE_ALL") == "1"
 
 
 @pytest.fixture(scope="module")
-def harness() -> Iterator[Harness]:
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     saved = {k: os.environ.get(k) for k in (*webhook.aws_environment("x"), "RUNBOOK_SETTINGS")}
     with daemons.moto_server() as moto:
-        os.environ.update(webhook.aws_environment(moto.url))
+        os.environ.update(webhook.aws_environment(moto.url))  # the harness's own checking clients
         try:
-            world = webhook.create_world()
-            webhook.asg_ready(world)  # made in the background (moto's first Auto Scaling call is slow)
-            yield Harness(world)
+            world = webhook.create_world(in_process=False)
+            with Harness(world, moto.url, tmp_path_factory.mktemp("exactly-once")) as harness:
+                webhook.asg_ready(world)  # made in the background (moto's first Auto Scaling call is slow)
+                yield harness
         finally:
-            webhook.reset()
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)

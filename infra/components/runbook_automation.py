@@ -36,7 +36,13 @@ WEBHOOK_ROUTE_RPS, WEBHOOK_ROUTE_BURST = 50, 100  # the webhook route's own thro
 DEFAULT_ROUTE_RPS, DEFAULT_ROUTE_BURST = 5, 10  # every other path: nothing legitimate calls it
 RECEIVER_TIMEOUT_S = RUNBOOK_RECEIVER_TIMEOUT_S  # PagerDuty waits 5 s for a 2xx (the config's latency alarm bound)
 WORKER_TIMEOUT_S = 60
+WORKER_FUNCTION = "worker"  # the worker's entry point, beside the receiver's `handler` in the zip's handler module
 AUDIT_TICKET_DECISIONS = ("refused", "error")  # audit decisions (runbook_automation/audit.py) that open a ticket
+
+
+def worker_handler(receiver_handler: str) -> str:
+    """The worker's `handler` setting: the receiver's module (one zip, two functions), its WORKER_FUNCTION."""
+    return f"{receiver_handler.rsplit('.', 1)[0]}.{WORKER_FUNCTION}"
 
 
 @dataclass(frozen=True)
@@ -215,7 +221,7 @@ class RunbookAutomation(pulumi.ComponentResource):
         receiver = function("webhook", receiver_name, receiver_statements, timeout_s=RECEIVER_TIMEOUT_S,
                             description="PagerDuty V3 webhook: verify, dedupe, queue the runbook (202)")
         worker = function("worker", worker_name, worker_statements, timeout_s=WORKER_TIMEOUT_S,
-                          handler=pkg.handler.removesuffix(".handler") + ".worker", reserved_concurrency=2,
+                          handler=worker_handler(pkg.handler), reserved_concurrency=2,
                           description="Runs queued runbooks with guardrails and audits every decision")
         aws.lambda_.EventSourceMapping(
             f"{name}-worker-jobs", region=region, event_source_arn=known_after(queue, queue_arn),

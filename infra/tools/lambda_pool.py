@@ -1,12 +1,12 @@
 """Lambda functions from their built zip, run as Lambda runs them, several at once, and an SQS event source mapping
 over them (issue 28: the anomaly fan-out's tests and `make bench-detector`).
 
-Each worker is a fresh interpreter with only the extracted zip and the runtime's boto3 on its path (a warm Lambda
-container: it keeps its module state between invocations), reading one request per line and answering one line:
-the handler's result, its wall and CPU time, and the process's peak RSS (what the function's memory size limits).
-A request can carry a fault, injected at the AWS call boundary of that invocation (botocore's
-`BaseClient._make_api_call`): `fail` raises call `at` as a throttled API does, `die` ends the invocation right
-before call `at` (the function's time ran out: the runtime answers `died`, nothing after it ran).
+Each worker is a warm Lambda container of infra/tools/drill/zip_runtime.py (ZipProcess: a fresh interpreter of the
+runtime's Python with only the extracted zip and the runtime's boto3 on its path, the one runtime loop); its answer
+is the handler's result, its wall and CPU time, and the process's peak RSS (what the function's memory size
+limits). A request can carry a fault, injected at the AWS call boundary of that invocation (zip_runtime.RUNTIME):
+`fail` raises call `at` as a throttled API does, `die` ends the invocation right before call `at` (the function's
+time ran out: the answer is `died`, nothing after it ran; its context reported the time left accordingly).
 
 `drain` plays an SQS event source mapping with ReportBatchItemFailures over a pool: it receives up to
 `batch_size` messages per invocation, invokes the workers concurrently (at most the mapping's maximum concurrency:
@@ -16,105 +16,20 @@ redelivery, without waiting out the visibility timeout).
 
 from __future__ import annotations
 
-import json
 import queue
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from infra.artifacts.packaging import runtime_python
-from infra.tools.drill.zip_runtime import extract, runtime_site
-
-# The runtime loop. As in Lambda the function's log lines go to its stdout, here the worker's log file; results
-# travel on the pipe the process was given as stdout, kept apart before the handler is imported.
-RUNTIME = r"""
-import importlib, json, os, resource, sys, time, uuid
-results = os.fdopen(os.dup(1), "w")
-os.dup2(2, 1)
-sys.stdout = os.fdopen(1, "w", buffering=1)
-module, function, timeout_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
-sys.path[:0] = [sys.argv[4], sys.argv[5]]  # /var/task (the zip), then the runtime's boto3: nothing else
-import botocore.client
-from botocore.exceptions import ClientError
-
-
-class LambdaTimeout(BaseException):
-    pass
-
-
-FAULT = {"kind": None, "at": -1, "calls": [], "fired": False}
-_real_call = botocore.client.BaseClient._make_api_call
-
-
-def _call(self, operation, params):
-    index = len(FAULT["calls"])
-    FAULT["calls"].append(f"{self.meta.service_model.service_name}.{operation}")
-    if FAULT["kind"] and not FAULT["fired"] and index >= FAULT["at"]:
-        FAULT["fired"] = True
-        if FAULT["kind"] == "die":
-            raise LambdaTimeout(f"time ran out before call {index} ({FAULT['calls'][-1]})")
-        raise ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded (injected)"},
-                           "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
-    return _real_call(self, operation, params)
-
-
-botocore.client.BaseClient._make_api_call = _call
-fn = getattr(importlib.import_module(module), function)
-
-
-class Context:
-    def __init__(self, request_id):
-        self.aws_request_id = request_id or str(uuid.uuid4())
-        self.function_name = module
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self):
-        return int(max(0.0, self._deadline - time.monotonic()) * 1000)
-
-
-for line in sys.stdin:
-    req = json.loads(line)
-    fault = req.get("fault") or {}
-    FAULT.update(kind=fault.get("kind"), at=int(fault.get("at", -1)), calls=[], fired=False)
-    t0, c0 = time.perf_counter(), time.process_time()
-    try:
-        out = {"ok": fn(req["event"], Context(req.get("id")))}
-    except LambdaTimeout as e:
-        out = {"died": str(e)}
-    except Exception as e:
-        out = {"error": f"{type(e).__name__}: {e}"}
-    out.update(wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0, calls=FAULT["calls"],
-               fired=FAULT["fired"], max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    results.write(json.dumps(out, default=str) + "\n")
-    results.flush()
-"""
+from infra.tools.drill.zip_runtime import ZipProcess, extract
 
 
 class PoolError(RuntimeError):
-    """A worker exited or answered something that is not a result line."""
-
-
-@dataclass
-class _Worker:
-    proc: subprocess.Popen[str]
-    log: Path
-
-    def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        pipe_in: IO[str] | None = self.proc.stdin
-        if pipe_in is None or self.proc.stdout is None:
-            raise PoolError("the worker has no pipes")
-        pipe_in.write(json.dumps(request) + "\n")
-        pipe_in.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise PoolError(f"the worker exited (code {self.proc.poll()}): see {self.log}")
-        out: dict[str, Any] = json.loads(line)
-        return out
+    """A worker exited, or a drain kept redelivering."""
 
 
 class LambdaPool:
@@ -125,45 +40,41 @@ class LambdaPool:
         if workers < 1:
             raise ValueError(f"workers {workers} must be at least 1")
         self.root = extract(zip_path, workdir / f"{zip_path.stem}-zip")
-        module, function = handler.rsplit(".", 1)
-        run_env = {k: v for k, v in env.items() if not k.startswith("PYTHON")}
-        site = str(runtime_site())
-        self._idle: queue.Queue[_Worker] = queue.Queue()
-        self._all: list[_Worker] = []
-        for i in range(workers):
-            log = workdir / f"{zip_path.stem}-{i}.log"
-            # The runtime's Python, isolated (-I: no PYTHON* variables, no user site; -S: no site-packages), as
-            # infra/tools/drill/zip_runtime.py runs one container: a module the zip lacks fails here as in Lambda.
-            proc = subprocess.Popen([runtime_python(), "-I", "-S", "-c", RUNTIME, module, function, str(timeout_s),
-                                     str(self.root), site],
-                                    cwd=self.root, env=run_env, text=True, stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=log.open("w"))
-            worker = _Worker(proc, log)
-            self._all.append(worker)
-            self._idle.put(worker)
+        module, self.function = handler.rsplit(".", 1)
+        self.timeout_s = timeout_s
+        self._idle: queue.Queue[ZipProcess] = queue.Queue()
+        self._all: list[ZipProcess] = []
+        try:
+            for i in range(workers):
+                worker = ZipProcess(self.root, module, env, workdir / f"{zip_path.stem}-{i}.log").__enter__()
+                self._all.append(worker)
+                self._idle.put(worker)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def size(self) -> int:
         return len(self._all)
 
     def invoke(self, event: Any, fault: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One invocation on an idle worker (waits for one); thread-safe."""
+        """One invocation on an idle worker (waits for one); thread-safe. The answer holds `ok` (the result),
+        `error` or `died`, and `calls`, `fired`, `wall_s`, `cpu_s`, `max_rss_mb`."""
         worker = self._idle.get()
         try:
-            return worker.call({"event": event, "fault": fault})
+            got = worker.invoke(event, function=self.function, context={"timeout_s": self.timeout_s}, fault=fault)
+        except RuntimeError as e:
+            raise PoolError(f"{e} (see {worker.log_path})") from e
         finally:
             self._idle.put(worker)
+        out: dict[str, Any] = {"died": got.died} if got.died is not None else \
+            {"error": got.error} if got.error is not None else {"ok": got.result}
+        out.update(calls=got.calls, fired=got.fired, wall_s=got.wall_s, cpu_s=got.cpu_s, max_rss_mb=got.max_rss_mb)
+        return out
 
     def close(self) -> None:
         for w in self._all:
-            if w.proc.stdin is not None:
-                w.proc.stdin.close()
-        for w in self._all:
-            try:
-                w.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
-                w.proc.wait(timeout=10)
+            w.__exit__(None, None, None)
 
 
 @contextmanager

@@ -99,8 +99,10 @@ def _subscribe(sns: Any, sqs: Any, topic: str, name: str) -> str:
     return url
 
 
-def create_world() -> World:
-    """Everything the functions expect, on the moto server the environment points at; sets RUNBOOK_SETTINGS."""
+def create_world(*, in_process: bool = True) -> World:
+    """Everything the functions expect, on the moto server the environment points at; sets RUNBOOK_SETTINGS.
+    `in_process`: the drill's functions run in this process (Functions): their container's init is done here.
+    Without it nothing of the zip is imported here (the functions run in their own runtime: zip_runtime)."""
     sns, sqs, ddb = client("sns"), client("sqs"), client("dynamodb")
     sm = client("secretsmanager")
     secret_id = sm.create_secret(Name="akidb-drill-pagerduty-webhook", SecretString=SECRET)["ARN"]
@@ -124,9 +126,10 @@ def create_world() -> World:
         "max_actions_per_hour": 60, "timeline_table_name": TIMELINE_TABLE,
         "runbook_base_url": "https://runbooks.akidb.internal", "grafana_base_url": "https://grafana.akidb.internal",
         "timeline_settle_s": 0})
-    handler = packaged_handler()
-    handler._reset()
-    handler._init()  # the container's init phase, once: its clients are then shared by the webhook and worker
+    if in_process:
+        handler = packaged_handler()
+        handler._reset()
+        handler._init()  # the container's init phase, once: its clients are then shared by the webhook and worker
     world = World(secret_id=secret_id, queue_url=queue_url,
                   audit_queue=_subscribe(sns, sqs, audit_topic, "akidb-drill-audit-copy"),
                   heartbeat_queue=_subscribe(sns, sqs, heartbeat_topic, "akidb-drill-heartbeat-copy"),

@@ -4,12 +4,14 @@ Python: boto3 and its dependencies), nothing else: no site-packages, no source t
 vendored wheel or a file the zip lacks fails the function here as it fails in Lambda (AWS Lambda "Building with
 Python": the runtime includes the SDK; everything else comes from the deployment package).
 
-`ZipProcess(root, "pkg.handler")` starts it; `invoke(event, function=...)` is one invocation, optionally with one
-AWS fault injected: the call numbered `fail_at` among the function's AWS calls of this invocation (botocore
-`before-call`) raises as a throttled API does. The hook is put on every client any session makes (botocore's
-Session.create_client wrapped, as tracing SDKs patch it): a function may make its own session. The function's
-stdout (its log lines) goes to a log file; each invocation returns its own lines.
-Used by the drill (the anomaly detector) and by the tests of every function's zip.
+`ZipProcess(root, "pkg.handler")` starts it (a warm container: its module state stays between invocations);
+`invoke(event, function=..., fault=...)` is one invocation, optionally with one AWS fault injected at the call
+numbered `at` among the function's AWS calls of this invocation: `fail` (the call raises as a throttled API does)
+or `die` (the invocation's time runs out right before it; see RUNTIME). The function's stdout (its log lines)
+goes to a log file; each invocation returns its own lines, its result, its AWS calls, wall and CPU time and the
+process's peak RSS (what the function's memory size limits).
+The one runtime loop of the repository: the drill (the anomaly detector), the tests of every function's zip,
+the exactly-once interleavings (tests/exactly_once.py) and infra/tools/lambda_pool.py's concurrent workers.
 """
 
 from __future__ import annotations
@@ -33,45 +35,73 @@ RUNTIME_DISTRIBUTIONS = ("boto3",)
 
 # The runtime loop: one JSON request per line in, one JSON result per line out. As in Lambda, the function's
 # stdout is its log, here the log file (stderr's); the results travel on the pipe given as stdout, kept apart
-# before anything is imported.
-RUNTIME = """
-import importlib, json, os, sys, time
+# before anything is imported. A request may carry one fault for its invocation, at the AWS call numbered `at`
+# (botocore's BaseClient._make_api_call wrapped, as tracing SDKs patch it: every client of every session):
+# - `fail`: the call raises as a throttled API does (ClientError Throttling: nothing reached AWS);
+# - `die`: the invocation's time runs out right before the call (LambdaTimeout, a BaseException no handler
+#   catches: nothing after it runs, the answer is `died`). Each call is taken to last `call_ms` (the function's
+#   bounded call), so the context's get_remaining_time_in_millis reports (at - calls made) * call_ms, at most the
+#   real time left: a function that checks its time before a step sees the deadline coming, as in Lambda.
+RUNTIME = r"""
+import importlib, json, os, resource, sys, time, uuid
 results = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)
 sys.stdout = os.fdopen(1, "w", buffering=1)
 root, runtime, module = sys.argv[1:4]
-sys.path[:0] = [root, runtime]
+sys.path[:0] = [root, runtime]  # /var/task (the zip), then the runtime's boto3: nothing else
 os.chdir(root)
+import botocore.client
 from botocore.exceptions import ClientError
 
-class Faults:
-    fail_at, calls, fired = -1, [], False
 
-def hook(model, **_):
-    index = len(Faults.calls)
-    Faults.calls.append(f"{model.service_model.service_name}.{model.name}")
-    if index == Faults.fail_at and not Faults.fired:
-        Faults.fired = True
+class LambdaTimeout(BaseException):
+    pass
+
+
+class Fault:
+    kind, at, call_ms, calls, fired = None, -1, 0.0, [], False
+
+    @classmethod
+    def arm(cls, spec):
+        cls.kind, cls.at, cls.call_ms = spec.get("kind"), int(spec.get("at", -1)), float(spec.get("call_ms", 0))
+        cls.calls, cls.fired = [], False
+
+    @classmethod
+    def left_ms(cls):
+        if cls.kind != "die" or cls.fired:
+            return None
+        return max(0, cls.at - len(cls.calls)) * cls.call_ms
+
+
+_real_call = botocore.client.BaseClient._make_api_call
+
+
+def _call(self, operation, params):
+    index = len(Fault.calls)
+    Fault.calls.append(f"{self.meta.service_model.service_name}.{operation}")
+    if Fault.kind and not Fault.fired and index >= Fault.at:
+        Fault.fired = True
+        if Fault.kind == "die":
+            raise LambdaTimeout(f"the time ran out before call {index} ({Fault.calls[-1]})")
         raise ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded (injected)"},
-                           "ResponseMetadata": {"HTTPStatusCode": 400}}, model.name)
+                           "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+    return _real_call(self, operation, params)
+
+
+botocore.client.BaseClient._make_api_call = _call
+
 
 class Context:
     def __init__(self, raw):
-        self.aws_request_id = raw.get("aws_request_id", "req")
-        self.function_name = raw.get("function_name", module)
-        self._deadline = time.monotonic() + raw.get("timeout_s", 900)
+        self.aws_request_id = raw.get("aws_request_id") or str(uuid.uuid4())
+        self.function_name = raw.get("function_name") or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", module)
+        self._deadline = time.monotonic() + float(raw.get("timeout_s", 900))
+
     def get_remaining_time_in_millis(self):
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        left, fault = max(0.0, self._deadline - time.monotonic()) * 1000, Fault.left_ms()
+        return int(left if fault is None else min(left, fault))
 
-import botocore.session
-_create_client = botocore.session.Session.create_client
 
-def create_client(self, *args, **kwargs):  # every client of every session the function makes
-    made = _create_client(self, *args, **kwargs)
-    made.meta.events.register("before-call", hook)
-    return made
-
-botocore.session.Session.create_client = create_client
 mod = importlib.import_module(module)
 for line in sys.stdin:
     req = json.loads(line)
@@ -80,17 +110,43 @@ for line in sys.stdin:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-    Faults.fail_at, Faults.calls, Faults.fired = req.get("fail_at", -1), [], False
+    Fault.arm(req.get("fault") or {})
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
-        out = {"ok": getattr(mod, req.get("function", "handler"))(req["event"], Context(req.get("context", {})))}
+        out = {"ok": getattr(mod, req.get("function", "handler"))(req["event"], Context(req.get("context") or {}))}
+    except LambdaTimeout as e:
+        out = {"died": str(e)}
     except Exception as e:
         out = {"error": f"{type(e).__name__}: {e}", "error_type": type(e).__name__}
+    out.update(wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0, calls=Fault.calls,
+               fired=Fault.fired, max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     sys.stdout.flush()
     sys.stderr.flush()
-    out.update(calls=Faults.calls, fired=Faults.fired)
-    results.write(json.dumps(out, default=str) + "\\n")
+    results.write(json.dumps(out, default=str) + "\n")
     results.flush()
 """
+
+FAULT_KINDS = ("fail", "die")
+# How long a call lasts in a `die` fault's clock when the caller names no bound of its function's own: botocore's
+# default read timeout (botocore "Config" reference: read_timeout, 60 s).
+DEFAULT_CALL_MS = 60_000
+
+
+def fault_spec(fault: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A fault as the runtime loop takes it (`{"kind", "at", "call_ms"}`), checked: a clear error otherwise."""
+    if not fault:
+        return None
+    unknown = sorted(set(fault) - {"kind", "at", "call_ms"})
+    if unknown:
+        raise ValueError(f"fault {fault!r}: unknown keys {unknown}; allowed: kind, at, call_ms")
+    kind, at, call_ms = fault.get("kind"), fault.get("at"), fault.get("call_ms", DEFAULT_CALL_MS)
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"fault kind {kind!r} is not one of: {', '.join(FAULT_KINDS)}")
+    if not isinstance(at, int) or isinstance(at, bool) or at < 0:
+        raise ValueError(f"fault at {at!r} is not a call index (an integer, 0 or more)")
+    if not isinstance(call_ms, int | float) or isinstance(call_ms, bool) or call_ms <= 0:
+        raise ValueError(f"fault call_ms {call_ms!r} is not a duration in milliseconds (more than 0)")
+    return {"kind": kind, "at": at, "call_ms": call_ms}
 
 
 def _top_level(dist: importlib.metadata.Distribution) -> set[str]:
@@ -158,9 +214,13 @@ class Invocation:
     result: Any = None
     error: str | None = None
     error_type: str | None = None
+    died: str | None = None  # a `die` fault ended it (the time ran out before this call)
     calls: list[str] = field(default_factory=list)
     fired: bool = False
     log: list[str] = field(default_factory=list)  # the function's stdout lines during this invocation
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    max_rss_mb: float = 0.0
 
     def records(self) -> list[dict[str, Any]]:
         """The log lines that are JSON objects (the one log shape)."""
@@ -190,21 +250,27 @@ class ZipProcess:
         return self
 
     def invoke(self, event: Any, *, function: str = "handler", context: dict[str, Any] | None = None,
-               env: dict[str, str | None] | None = None, fail_at: int = -1) -> Invocation:
+               env: dict[str, str | None] | None = None, fail_at: int = -1,
+               fault: dict[str, Any] | None = None) -> Invocation:
         """One invocation; `env` changes the environment from now on (None removes a variable), as the runtime
-        sets per-invocation variables such as _X_AMZN_TRACE_ID."""
+        sets per-invocation variables such as _X_AMZN_TRACE_ID. `fault` ({"kind": "fail" or "die", "at": call,
+        "call_ms": a call's bound}) is injected into it; `fail_at=N` is short for {"kind": "fail", "at": N}."""
+        if fail_at >= 0 and fault:
+            raise ValueError("give fail_at or fault, not both")
+        spec = fault_spec({"kind": "fail", "at": fail_at} if fail_at >= 0 else fault)
         proc = self._proc
         if proc is None or proc.stdin is None or proc.stdout is None:
             raise RuntimeError("the function is not running")
         proc.stdin.write(json.dumps({"event": event, "function": function, "context": context or {},
-                                     "env": env or {}, "fail_at": fail_at}) + "\n")
+                                     "env": env or {}, "fault": spec}) + "\n")
         proc.stdin.flush()
         line = proc.stdout.readline()
         if not line:
             raise RuntimeError(f"the function exited: {self.tail()}")
         out = json.loads(line)
         return Invocation(result=out.get("ok"), error=out.get("error"), error_type=out.get("error_type"),
-                          calls=out["calls"], fired=out["fired"], log=self._new_log_lines())
+                          died=out.get("died"), calls=out["calls"], fired=out["fired"], log=self._new_log_lines(),
+                          wall_s=out["wall_s"], cpu_s=out["cpu_s"], max_rss_mb=out["max_rss_mb"])
 
     def _new_log_lines(self) -> list[str]:
         with self.log_path.open("rb") as f:
