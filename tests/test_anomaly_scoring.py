@@ -340,6 +340,17 @@ def test_a_variance_change_around_the_same_mean_is_found_by_the_shape_signal() -
     assert max(level_only[at:at + 24]) < THRESHOLD  # the level signal alone damps it (issue 15)
 
 
+def test_the_warm_up_residuals_leave_the_weeks_news_span() -> None:
+    """A week's news span (issue 28's candidate) kept the first days' residuals, from bands fitted on half a day
+    and a day, as the series' usual excursion and lost the variance change; news_warmup leaves them out."""
+    week = {"news_span": WEEK_POINTS, "news_quantile": 0.995}
+    _, events, kept, _ = replay("variance_change", **week)
+    _, _, left_out, _ = replay("variance_change", **week, news_warmup=HISTORY_POINTS)
+    at = events[0]
+    assert max(kept[at:at + 24]) < THRESHOLD < max(left_out[at:at + 24])
+    assert max(left_out[2 * 288:at]) < THRESHOLD
+
+
 def test_a_short_extreme_spike_is_not_averaged_away() -> None:
     """The hourly mean of the likelihood stage dilutes one point; the spatial rule (beyond the running range) and
     the shape signal (the hour's spread) each see it on their own."""

@@ -307,7 +307,7 @@ def notice(metric: MetricSpec, event: str, ts: float, value: float, point: Any, 
         # Which signal opened the episode and its parts (anomaly_core.scoring): the reader sees why it is news.
         "signal": assessment.signal, "signals": {"news": assessment.news, "likelihood": assessment.likelihood,
                                                  "shape": assessment.shape, "range": assessment.spatial,
-                                                 "recurring": assessment.recurring},
+                                                 "context": assessment.context, "recurring": assessment.recurring},
         "episode_id": episode_id, "dedupe_key": f"anomaly/{metric.name}/{episode_id}",
         "started_at": datetime.fromtimestamp((new_episode if event == "start" else old_episode).started_at or ts,
                                              UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
