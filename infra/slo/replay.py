@@ -411,7 +411,8 @@ def stops_after_end(result: ReplayResult, scenario: Scenario, slo: str) -> float
     return max(p.last_s for p in pages) + scenario.step_s - scenario.end_s
 
 
-def _fmt(x: float | None) -> str:
+def minutes(x: float | None) -> str:
+    """Seconds as minutes for the reports, "never" for None."""
     return "never" if x is None else f"{x / 60:.1f} min"
 
 
@@ -431,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, rules in (("generated", ours_page), ("plan", plan), ("plan, le fixed", plan_fixed)):
                 r = replay(sc, rules, name)
                 key = slo if name == "generated" else comp
-                rows.append((sc.name, name, _fmt(mttd(r, sc, key)), _fmt(stops_after_end(r, sc, key)),
+                rows.append((sc.name, name, minutes(mttd(r, sc, key)), minutes(stops_after_end(r, sc, key)),
                              f"{r.seconds:.1f}s"))
         print(f"{'scenario':36} {'rules':16} {'MTTD':>10} {'stops after end':>16} {'promtool':>9}")
         for row in rows:
@@ -440,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, rules in (("generated", ours), ("plan", plan)):
             r = replay(sc, rules, name)
             p2 = min((f.first_s - (sc.onset_s or 0) for f in r.tickets()), default=None)
-            print(f"{sc.name}: {name}: first P2 after {_fmt(p2)}, pages: {len(r.pages())} "
+            print(f"{sc.name}: {name}: first P2 after {minutes(p2)}, pages: {len(r.pages())} "
                   f"({r.seconds:.1f}s)")
         sc, rules = plan_month(tmp, args.month_days)
         r = replay(sc, rules, "plan, le fixed")
