@@ -68,11 +68,12 @@ package: venv  ## build the Lambda zips of STACK and print their sizes against t
 lint: venv  ## ruff over the repository
 	$(PY) -m ruff check .
 
-# One pytest worker per core plus one (TEST_WORKERS=1 for a serial run): many tests wait on daemons, subprocesses
-# and real-time rule evaluations (the drill, Alertmanager), and the extra worker uses the core they leave idle
-# (2 cores, fresh clone, quiet: 740 s with 2 workers, 635 s with 3). --dist loadfile keeps a module and its
-# fixtures (daemons, plans) on one worker; tests/conftest.py hands out the long modules first.
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
+# One pytest worker per core (TEST_WORKERS=1 for a serial run): many tests wait on daemons, subprocesses and
+# rule timings, so a second worker nearly halves the wall time on two cores. --dist loadfile keeps a module and
+# its fixtures (daemons, plans) on one worker; tests/conftest.py hands out the long modules first. A third worker
+# on 2 cores did not pay from a fresh clone (757 s against 740 s with two: the suite is CPU-bound there, ~1,500 s
+# of CPU); it did with warm build caches (635 s).
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 test: venv tools  ## ruff, then every test on every core (installs what it needs)
 	$(PY) -m ruff check .
 	@echo "==> every test on $(TEST_WORKERS) workers (pytest prints the total)"
