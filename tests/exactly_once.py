@@ -137,13 +137,12 @@ class Harness:
         pkg = build_lambda(FUNCTION_FOLDER, kind="lambda")
         root = extract(pkg.path, workdir / "runbook-zip")  # one zip, two functions (the stack's two handlers)
         env = {**daemons.aws_env(moto_url, webhook.REGION), "RUNBOOK_SETTINGS": os.environ["RUNBOOK_SETTINGS"]}
-        self.receiver_function = pkg.handler.rsplit(".", 1)[1]
-        self.worker_function = worker_handler(pkg.handler).rsplit(".", 1)[1]
-        module = pkg.handler.rsplit(".", 1)[0]
-        self.receiver = ZipProcess(root, module, {**env, "AWS_LAMBDA_FUNCTION_NAME": "akidb-drill-runbook-webhook"},
+        receiver_module, self.receiver_function = pkg.handler.rsplit(".", 1)
+        worker_module, self.worker_function = worker_handler(pkg.handler).rsplit(".", 1)
+        self.receiver = ZipProcess(root, receiver_module,
+                                   {**env, "AWS_LAMBDA_FUNCTION_NAME": "akidb-drill-runbook-webhook"},
                                    workdir / "webhook.log")
-        self.worker = ZipProcess(root, worker_handler(pkg.handler).rsplit(".", 1)[0],
-                                 {**env, "AWS_LAMBDA_FUNCTION_NAME": "akidb-drill-runbook-worker"},
+        self.worker = ZipProcess(root, worker_module, {**env, "AWS_LAMBDA_FUNCTION_NAME": "akidb-drill-runbook-worker"},
                                  workdir / "worker.log")
 
     def __enter__(self) -> Harness:

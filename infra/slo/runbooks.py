@@ -7,6 +7,7 @@ docs/runbooks/. Bad input raises `RunbookCatalogueError` naming the entry and wh
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,16 +62,27 @@ class Runbook:
 def load_runbooks(path: Path = RUNBOOKS_FILE) -> dict[str, Runbook]:
     """The catalogue, by id, in file order."""
     try:
-        doc = yamldoc.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
+        text = path.read_text()
+    except OSError as err:
         raise RunbookCatalogueError(f"{path.name}: cannot read the runbook catalogue: {err}") from None
+    return dict(_parse_catalogue(path.name, text))
+
+
+# Every SLO and symptom checks its runbook against the catalogue (13 reads per stack-config parse): the same text
+# is parsed once. Keyed by the text itself, so an edited file is parsed again; errors are not cached.
+@functools.lru_cache(maxsize=8)
+def _parse_catalogue(name: str, text: str) -> dict[str, Runbook]:
+    try:
+        doc = yamldoc.safe_load(text)
+    except yaml.YAMLError as err:
+        raise RunbookCatalogueError(f"{name}: cannot read the runbook catalogue: {err}") from None
     entries = doc.get("runbooks") if isinstance(doc, dict) else None
     if not isinstance(entries, dict) or not entries:
-        raise RunbookCatalogueError(f"{path.name}: expected a mapping `runbooks: {{<id>: {{title, automation}}}}`")
+        raise RunbookCatalogueError(f"{name}: expected a mapping `runbooks: {{<id>: {{title, automation}}}}`")
     out: dict[str, Runbook] = {}
     problems = []
     for rid, entry in entries.items():
-        where = f"{path.name}: runbooks.{rid}"
+        where = f"{name}: runbooks.{rid}"
         if not isinstance(rid, str) or not RUNBOOK_ID.match(rid):
             problems.append(f"{where}: a runbook id matches {RUNBOOK_ID.pattern}")
             continue
