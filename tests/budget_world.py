@@ -129,7 +129,13 @@ def budget_world(tmp: Path, shares: Mapping[str, float], old_incident: tuple[str
         with daemons.prometheus(config, tsdb=tsdb) as prom:
             _promtool("create-blocks-from", "rules", f"--start={now - 600}", f"--end={now}", f"--url={prom.url}",
                       f"--output-dir={tsdb}", "--quiet", str(rules))
-    with daemons.prometheus(config, tsdb=tsdb) as prom:
+    # The world then evaluates the same rules itself, as the shipped Prometheus does: the backfilled recordings
+    # cover the first minutes (an instant query looks back 5 minutes), its own evaluations every 2 minutes after
+    # that, so a reader that comes late (the deploy workflow's gate, minutes into the workflow run on a loaded
+    # machine) still finds the budgets (the last backfilled sample alone went stale after 5 minutes).
+    serving = tmp / "prometheus-evaluating.yml"
+    serving.write_text(f"global: {{scrape_interval: 1m}}\nrule_files: [{rules.name}]\n")
+    with daemons.prometheus(serving, tsdb=tsdb) as prom:
         yield World(url=prom.url, slos=slos, tmp=tmp, build_s=time.monotonic() - started)
 
 

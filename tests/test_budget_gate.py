@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,6 +32,7 @@ from infra.config import ConfigError, parse_stack_config
 from infra.core.paths import ROOT
 from infra.offline.stackfile import StackFileError, read_stack_file, with_offline_secrets, with_overrides
 from infra.slo.budget_policy import budget_remaining_query
+from infra.slo.rules import BUDGET_FILE, rule_files
 from infra.slo.spec import load_slos
 from infra.tools import daemons
 from infra.tools.budget_gate import configured_max_spent
@@ -65,6 +67,20 @@ def test_the_gate_reads_the_share_each_slo_spent_in_its_window(world: World) -> 
         for r in readings:
             # The healthy service's incident a day before the window must not count.
             assert r.spent == pytest.approx(SHARES[svc], rel=1e-6), (svc, r.slo.name)
+
+
+def test_the_world_keeps_its_budgets_current_by_evaluating_the_rules_itself(world: World) -> None:
+    """The backfilled recordings end when the world is built and an instant query looks back only 5 minutes: a
+    reader minutes later (the deploy workflow's gate in tests/test_workflow_steps.py) read "unreadable" on a loaded
+    machine. The world's Prometheus evaluates every budget recording itself, as the shipped one does."""
+    with urllib.request.urlopen(f"{world.url}/api/v1/rules?type=record", timeout=10) as resp:
+        groups = json.load(resp)["data"]["groups"]
+    loaded = {(r["name"], json.dumps(r.get("labels") or {}, sort_keys=True)) for g in groups for r in g["rules"]}
+    shipped = rule_files([s for group in world.slos.values() for s in group])[BUDGET_FILE]
+    want = {(r["record"], json.dumps(r.get("labels") or {}, sort_keys=True))
+            for g in shipped["groups"] for r in g["rules"]}
+    assert want and want <= loaded, sorted(want - loaded)
+    assert all(r["health"] != "err" for g in groups for r in g["rules"]), groups
 
 
 def test_the_exhausted_service_is_held_and_the_healthy_one_goes(world: World) -> None:
