@@ -1,4 +1,4 @@
-"""The SLO alerts over long replays (a sustained slow burn over days, a healthy week through every rule), measured
+"""The SLO alerts over long replays (a sustained slow burn over days, healthy days through every rule), measured
 by promtool (infra/slo/replay.py); a module of its own so the test workers run it beside the incident replays
 (tests/test_slo_replay.py). The measured figures are appended to build/slo-replay.txt."""
 
@@ -49,8 +49,8 @@ def test_sustained_4x_burn_opens_a_ticket_within_a_day_and_never_pages(tmp_path:
     assert r.pages() == [], r.pages()
 
 
-def test_alert_budget_of_a_healthy_week(tmp_path: Path) -> None:
-    """A healthy week (daily cycle, nightly low hour, blips, the weekly deploy with a 2-minute error bump) through
+def test_alert_budget_of_healthy_days(tmp_path: Path) -> None:
+    """Healthy days (daily cycle, nightly low hour, blips, the weekly deploy with a 2-minute error bump) through
     every Prometheus rule: no page, and fewer than the plan's 10 alerts a week. The whole month is
     `make slo-replay` (the same function at 30 days)."""
     budget = alert_budget(tmp_path, SUITE_BUDGET_DAYS)
