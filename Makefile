@@ -233,7 +233,7 @@ paths: venv edge-model  ## every signal of both stacks to the person it reaches,
 policy/venv/.installed: policy/requirements.txt
 	rm -rf policy/venv
 	$(BOOTSTRAP_PYTHON) -m venv policy/venv
-	policy/venv/bin/pip install --quiet -r policy/requirements.txt </dev/null
+	policy/venv/bin/pip install --quiet --no-compile -r policy/requirements.txt </dev/null
 	touch $@
 policy-venv: policy/venv/.installed  ## the policy pack's own venv (policy/venv), for a local `pulumi preview --policy-pack policy/`
 # The pack started as the CLI starts it, in that venv (built in build/policy-venv/<hash>), on both stacks' plans.

@@ -1,7 +1,8 @@
 """The policy pack (policy/, `pulumi preview --policy-pack policy/`) in exactly the environment the workflows build.
 
-- The venv: `python -m venv` + `pip install -r policy/requirements.txt`, as preview.yml, pulumi-up.yml and drift.yml
-  do (here in build/policy-venv/<sha256-12 of the file>/, reused while the file is unchanged).
+- The venv: `python -m venv` + `pip install --no-compile -r policy/requirements.txt`, as preview.yml, pulumi-up.yml
+  and drift.yml do (here in build/policy-venv/<sha256-12 of the file and the command>/, reused while both are
+  unchanged).
 - The start: the CLI runs `pulumi-analyzer-policy-python <engine> . -virtualenv=venv` in the pack's folder; that
   script (pulumi/pulumi sdk/python/dist/pulumi-analyzer-policy-python) puts the venv's bin first on PATH, unsets
   PYTHONHOME and runs `<venv>/bin/python -u -m pulumi.policy <engine> .`, which runs policy/__main__.py; the pack
@@ -63,8 +64,12 @@ ENGINE_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 SOURCE_TREES = ("infra", "lambdas", "policy", "rules")
 
 
+# The workflows' pip command for the pack's venv (checked against each workflow below).
+PIP_INSTALL = ("install", "--quiet", "--no-compile", "-r")
+
+
 def requirements_digest() -> str:
-    return hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:12]
+    return hashlib.sha256(REQUIREMENTS.read_bytes() + " ".join(PIP_INSTALL).encode()).hexdigest()[:12]
 
 
 def _clean_env() -> dict[str, str]:
@@ -84,11 +89,19 @@ def pack_venv() -> Path:
         started = time.monotonic()
         # Exactly the workflows' two commands (`python` there is the runner's Python, here this session's base).
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=_clean_env())
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "-r", str(REQUIREMENTS)], check=True,
+        subprocess.run([str(venv / "bin" / "pip"), *PIP_INSTALL, str(REQUIREMENTS)], check=True,
                        env=_clean_env(), stdin=subprocess.DEVNULL)
         done.write_text(REQUIREMENTS.read_text())
         print(f"\npolicy pack venv: cold build {time.monotonic() - started:.1f} s ({venv.relative_to(ROOT)})")
         return venv
+
+
+def test_the_venv_is_built_with_the_workflows_own_command() -> None:
+    """pack_venv builds what the workflows build: each workflow that runs the pack has this command."""
+    command = f"policy/venv/bin/pip {' '.join(PIP_INSTALL)} policy/requirements.txt"
+    for name in ("preview.yml", "pulumi-up.yml", "drift.yml"):
+        text = (ROOT / ".github" / "workflows" / name).read_text()
+        assert "python -m venv policy/venv" in text and command in text, f"{name}: not `{command}`"
 
 
 class PackDidNotStart(RuntimeError):
