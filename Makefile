@@ -7,6 +7,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BOOTSTRAP_PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The Go tools (promtool, prometheus, alertmanager, amtool) collect garbage 4x less often: promtool's rule tests and
+# replays are allocation-bound (rules/tests: 57 -> 50 s CPU, an incident replay 13.4 -> 11.7 s; memory 120 -> 250
+# MB at most). Go's GOGC (pkg.go.dev/runtime, "Environment Variables"); a value set by the caller wins.
+export GOGC ?= 400
 
 .PHONY: help venv plan-venv tools plan plan-all package test lint generate docs clean
 
