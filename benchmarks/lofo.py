@@ -209,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--cache", type=Path, default=Path("build/bench-anomaly"))
-    parser.add_argument("--candidates", type=int, default=len(CANDIDATES),
-                        help="use only the first N parameter candidates (1: the shipped set only)")
+    parser.add_argument("--candidates", type=int, default=None,
+                        help="use only the first N parameter candidates (1: the shipped set only; default: all, "
+                             "with --tried the tried ones too)")
     parser.add_argument("--tried", action="store_true",
                         help="add the measured, not shipped candidates of TRIED after CANDIDATES")
     parser.add_argument("--objective", choices=("family-mean", "pooled"), default="family-mean",
@@ -220,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     files = load(args.data, args.cache)
     families = sorted({f.family for f in files})
     by_family = {fam: [i for i, f in enumerate(files) if f.family == fam] for fam in families}
-    cands = (_candidates((*CHANGES, *TRIED)) if args.tried else CANDIDATES)[:max(1, args.candidates)]
+    cands = _candidates((*CHANGES, *TRIED)) if args.tried else CANDIDATES
+    if args.candidates is not None:  # the default was len(CANDIDATES), which cut --tried off at [3] silently
+        cands = cands[:max(1, args.candidates)]
     rows = {c: [assessed(f, p, args.cache) for f in files] for c, p in enumerate(cands)}
     scores = {c: [onsets(r) for r in rs] for c, rs in rows.items()}
     shipped = AnomalyConfig().confidence_threshold
