@@ -14,7 +14,8 @@ pooled objective it is part of.
 
 Assessments are cached per file under build/bench-anomaly/assessed keyed by the scoring code and the parameter
 set, so a rerun that changes neither re-scores in seconds. `python -m benchmarks.lofo` (part of
-`make bench-anomaly`).
+`make bench-anomaly`); `--tried` and `--art` add the measured, not shipped candidates (issue 28's later ones, the
+novelty signal after ARTime), `--alone` prints every candidate alone under the same protocol.
 """
 
 from __future__ import annotations
@@ -102,6 +103,24 @@ ART: tuple[dict[str, object], ...] = (
     {"stuck": True, "art": 1.0, "art_fusion": "news"},
     {"stuck": True, "art": 1.0, "art_fusion": "alone"},
     {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 1.0},
+    # Only its stronger novelties (weight 0.8: 0.6 needs a match a whole allowed mismatch below the vigilance),
+    # on [2] and [1]; on [2] with the vigilance 1.5 standard deviations below the mean match.
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.8},
+    {"stuck": True, "art": 0.8},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.8,
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
+    # [10]'s neighbours: on [1] (the shipped base), at 2 standard deviations, at weight 0.7.
+    {"stuck": True, "art": 0.8, "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.8,
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=2.0)},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.7,
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
+    # [13]'s neighbours: on [1], at weight 0.6, at 2 standard deviations.
+    {"stuck": True, "art": 0.7, "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.6,
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.7,
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=2.0)},
 )
 
 
@@ -248,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--cache", type=Path, default=Path("build/bench-anomaly"))
-    parser.add_argument("--candidates", type=int, default=len(CANDIDATES),
-                        help="use only the first N parameter candidates (1: the shipped set only)")
+    parser.add_argument("--candidates", type=int, default=None,
+                        help="use only the first N parameter candidates (1: the shipped set only; default: all, "
+                             "--tried and --art included)")
     parser.add_argument("--tried", action="store_true",
                         help="add the measured, not shipped candidates of TRIED after CANDIDATES")
     parser.add_argument("--art", action="store_true",
@@ -264,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     families = sorted({f.family for f in files})
     by_family = {fam: [i for i, f in enumerate(files) if f.family == fam] for fam in families}
     extra = (*(TRIED if args.tried else ()), *(ART if args.art else ()))
-    cands = (_candidates((*CHANGES, *extra)) if extra else CANDIDATES)[:max(1, args.candidates)]
+    cands = _candidates((*CHANGES, *extra)) if extra else CANDIDATES
+    if args.candidates is not None:  # the default was len(CANDIDATES): --tried and --art were cut off silently
+        cands = cands[:max(1, args.candidates)]
     rows = {c: [assessed(f, p, args.cache) for f in files] for c, p in enumerate(cands)}
     scores = {c: [onsets(r) for r in rs] for c, rs in rows.items()}
     shipped = AnomalyConfig().confidence_threshold

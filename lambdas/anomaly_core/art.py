@@ -15,9 +15,10 @@ What differs from ARTime, for production (streaming, a 5-minute point at a time,
 - the categories are capped at `max_categories`: a new one then replaces the least recently used;
 - the vigilance statistics are an exponentially weighted mean and variance (three numbers), not a history.
 
-State per metric (JSON): under `window - 1` downsampled values, under `step` raw values, at most `max_categories`
-categories of 4 * window - 2 weights (rounded to 4 places) and 3 + 2 numbers: with the defaults (32 categories of
-30 weights) about 7 kB of JSON at most (see tests/test_anomaly_art.py).
+State per metric (JSON): `window - 1` downsampled values, under `step` raw values, at most `max_categories`
+categories of 1 + 4 * window - 2 numbers (weights rounded to 4 places) and 3 + 2 numbers: with the defaults (32
+categories of 14 weights) at most about 3.5 kB of JSON (tests/test_anomaly_art.py fills it with noise), beside the
+scorer's ~60 kB.
 
 Pure Python; every function returns a new state (the detector stores it, the offline replay threads it).
 """
