@@ -7,7 +7,7 @@ WINDOW downsampled values, normalised in a range, plus their Haar wavelet detail
 coded; a fuzzy ART network files each vector under the category it resonates with (match >= vigilance) or opens a
 new category; a new category after the warm-up is an anomaly, graded by how far the best match fell below the
 vigilance; after one, further anomalies are suppressed for a while unless clearly worse. ARTime adapts its
-vigilance to the series; here it is the mean best match of about a week minus `vigilance_sd` of its spread.
+vigilance to the series; here it is the mean best match of the last days minus `vigilance_sd` of its spread.
 
 What differs from ARTime, for production (streaming, a 5-minute point at a time, bounded state in S3):
 - the range is the caller's running range of the past days (the scorer's 14 days), never the file's min/max that
@@ -49,7 +49,7 @@ class ArtParams:
     # Two vigilances, as ARTime's dual-vigilance fuzzy ART (DVFA, da Silva, Elnabarawy & Wunsch 2019): a match at or
     # above `resonance` updates that category; below it a new category opens; it is an anomaly only below the
     # lower vigilance, which adapts to the series: the mean best match minus `vigilance_sd` standard deviations
-    # (about a week of matches, `memory`), kept in [vigilance_min, resonance]; `vigilance_start` before `warmup`.
+    # (`memory` steps: 3.5 days), kept in [vigilance_min, resonance]; `vigilance_start` before `warmup`.
     resonance: float = 0.95
     vigilance_sd: float = 1.0
     vigilance_min: float = 0.6
