@@ -121,6 +121,12 @@ ART: tuple[dict[str, object], ...] = (
      "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
     {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.7,
      "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=2.0)},
+    # The signal as a damper: the band's confidence halved while the last hour's shape is a known category, on [1]
+    # and [2] (novelty 0.7 at 1.5 sd beside it, as [13]).
+    {"stuck": True, "art": 0.7, "art_fusion": "familiar",
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.7, "art_fusion": "familiar",
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
 )
 
 

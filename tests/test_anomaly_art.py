@@ -135,8 +135,8 @@ def test_stored_garbage_keeps_only_well_formed_parts() -> None:
     good = [3.0] + [0.5] * (2 * p.dim)
     state = art.ArtState.from_json({
         "pending": [1.0, "x", float("nan"), 2.0], "recent": [True, 4.0], "steps": -3, "stat": [1.0, 2.0],
-        "last": [4.0, 0.5], "categories": [good, good[:-1], [3.0] + [1.5] * (2 * p.dim), "x"]})
-    assert state.pending == [1.0, 2.0] and state.recent == [4.0] and state.steps == 0
+        "last": [4.0, 0.5], "categories": [good, good[:-1], [3.0] + [1.5] * (2 * p.dim), "x"], "match": 1.5})
+    assert state.pending == [1.0, 2.0] and state.recent == [4.0] and state.steps == 0 and state.match == 0.0
     assert state.stat == [] and state.last == [4.0, 0.5] and state.categories == [good]
     assert art.ArtState.from_json("not a dict") == art.ArtState()
 
@@ -158,7 +158,7 @@ def test_bad_parameters_are_refused_naming_what_is_allowed(change: dict[str, obj
 
 
 def test_bad_fusion_or_weight_is_refused() -> None:
-    with pytest.raises(ValueError, match="art_fusion must be one of max, news, alone, got 'sum'"):
+    with pytest.raises(ValueError, match="art_fusion must be one of max, news, alone, familiar, got 'sum'"):
         ScoringParams(art_fusion="sum")
     with pytest.raises(ValueError, match=r"ScoringParams.art \(the novelty weight\) must be in \[0, 1\]"):
         ScoringParams(art=2.0)

@@ -102,11 +102,12 @@ class ArtState:
     steps: int = 0  # downsampled values seen
     stat: list[float] = field(default_factory=list)  # [count, mean, variance] of the best matches, or []
     last: list[float] = field(default_factory=list)  # [step number, best match] of the last anomaly, or []
+    match: float = 0.0  # the best match of the last completed step (0 before any)
 
     def to_json(self) -> dict[str, object]:
         return {"pending": list(self.pending), "recent": list(self.recent),
                 "categories": [list(c) for c in self.categories], "steps": self.steps, "stat": list(self.stat),
-                "last": list(self.last)}
+                "last": list(self.last), "match": self.match}
 
     @classmethod
     def from_json(cls, data: object, params: ArtParams = DEFAULT_ART) -> ArtState:
@@ -126,12 +127,15 @@ class ArtState:
                 and all(_number(x) for x in c) and all(0.0 <= x <= 1.0 for x in c[1:])
                 ][-params.max_categories:] if isinstance(raw_cats, list) else []
         steps = data.get("steps")
+        match = data.get("match")
         stat, last = floats("stat"), floats("last")
         return cls(pending=floats("pending")[-(params.step - 1):] if params.step > 1 else [],
                    recent=floats("recent")[-(params.window - 1):], categories=cats,
                    steps=steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0 else 0,
                    stat=stat if len(stat) == 3 and stat[0] >= 0 and stat[2] >= 0 else [],
-                   last=last if len(last) == 2 else [])
+                   last=last if len(last) == 2 else [],
+                   match=float(match) if isinstance(match, int | float) and _number(match) and 0.0 <= match <= 1.0
+                   else 0.0)
 
 
 def _number(x: object) -> bool:
@@ -253,5 +257,6 @@ def step(state: ArtState, value: float, lo: float, hi: float,
     mean += alpha * delta
     var = (1 - alpha) * (var + alpha * delta * delta)
     return conf, ArtState(pending=[], recent=recent, categories=_learnt(state.categories, x, hit, n, params),
-                          steps=n, stat=[min(count + 1, params.memory), round(mean, 9), round(var, 9)], last=last)
+                          steps=n, stat=[min(count + 1, params.memory), round(mean, 9), round(var, 9)], last=last,
+                          match=round(best, 6))
 

@@ -374,7 +374,9 @@ class ScoringParams:
     context_news: bool = False  # the context signal counts only with news (sqrt(news * context)), else on its own
     # The novelty signal after ARTime (anomaly_core.art; issue 28, measured under leave-one-family-out, see
     # docs/components/anomaly.md): off. art_fusion: "max" takes the larger of it and the band's confidence, "news"
-    # counts it only with news (sqrt(news * novelty)), "alone" ignores the band's signals (ARTime by itself).
+    # counts it only with news (sqrt(news * novelty)), "alone" ignores the band's signals (ARTime by itself),
+    # "familiar" is "max" with the band's confidence damped by recurring_damp while the last hour's shape
+    # resonates with a known category.
     art: float = 0.0  # the weight of the novelty signal in the confidence (0: off)
     art_fusion: str = "max"
     art_params: art_signal.ArtParams = art_signal.DEFAULT_ART
@@ -387,7 +389,7 @@ class ScoringParams:
             raise ValueError(f"ScoringParams.art (the novelty weight) must be in [0, 1], got {self.art!r}")
 
 
-ART_FUSIONS = ("max", "news", "alone")
+ART_FUSIONS = ("max", "news", "alone", "familiar")
 
 
 DEFAULT_PARAMS = ScoringParams()
@@ -538,6 +540,11 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
         novelty, art_state = art_signal.step(state.art, value, lo, hi, params.art_params)
         if params.art_fusion == "alone":
             conf = params.art * novelty
+        elif params.art_fusion == "familiar":
+            # The last hour's shape resonates with a known category: the band's excursion is damped like a
+            # recurring one (a burst the series has made before), and a novelty counts as in "max".
+            familiar = art_state.match >= params.art_params.resonance
+            conf = max(conf * (params.recurring_damp if familiar else 1.0), params.art * novelty)
         elif params.art_fusion == "news":
             conf = max(conf, params.art * math.sqrt(news * novelty))
         else:
