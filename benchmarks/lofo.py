@@ -14,7 +14,8 @@ pooled objective it is part of.
 
 Assessments are cached per file under build/bench-anomaly/assessed keyed by the scoring code and the parameter
 set, so a rerun that changes neither re-scores in seconds. `python -m benchmarks.lofo` (part of
-`make bench-anomaly`).
+`make bench-anomaly`); `--tried` and `--art` add the measured, not shipped candidates (issue 28's later ones, the
+novelty signal after ARTime), `--alone` prints every candidate alone under the same protocol.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from infra.config.anomaly import AnomalyConfig
 scoring = importlib.import_module("anomaly_core.scoring")
 streaming = importlib.import_module("anomaly_core.streaming")
 context = importlib.import_module("anomaly_core.context")
+art = importlib.import_module("anomaly_core.art")
 
 if TYPE_CHECKING:
     from anomaly_core.scoring import Assessment, ScoringParams
@@ -93,6 +95,39 @@ TRIED: tuple[dict[str, object], ...] = (
     {"stuck": True, "context": 1.0},
     {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "news_warmup": scoring.NEWS_WARMUP, "context": 1.0},
 )
+# The novelty signal after ARTime (anomaly_core.art), measured and not shipped (`--art` adds them after [0]-[3];
+# docs/components/anomaly.md has the figures): beside the band's signals on [1] (the larger of the two), only with
+# news (sqrt(news x novelty)), by itself (ARTime's place: no band, no stuck signal), and beside [2].
+ART: tuple[dict[str, object], ...] = (
+    {"stuck": True, "art": 1.0},
+    {"stuck": True, "art": 1.0, "art_fusion": "news"},
+    {"stuck": True, "art": 1.0, "art_fusion": "alone"},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 1.0},
+    # Only its stronger novelties (weight 0.8: 0.6 needs a match a whole allowed mismatch below the vigilance),
+    # on [2] and [1]; on [2] with the vigilance 1.5 standard deviations below the mean match.
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.8},
+    {"stuck": True, "art": 0.8},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.8,
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
+    # [10]'s neighbours: on [1] (the shipped base), at 2 standard deviations, at weight 0.7.
+    {"stuck": True, "art": 0.8, "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.8,
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=2.0)},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.7,
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
+    # [13]'s neighbours: on [1], at weight 0.6, at 2 standard deviations.
+    {"stuck": True, "art": 0.7, "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.6,
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.7,
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=2.0)},
+    # The signal as a damper: the band's confidence halved while the last hour's shape is a known category, on [1]
+    # and [2] (novelty 0.7 at 1.5 sd beside it, as [13]).
+    {"stuck": True, "art": 0.7, "art_fusion": "familiar",
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.7, "art_fusion": "familiar",
+     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
+)
 
 
 def _candidates(changes: Sequence[dict[str, object]] = CHANGES) -> list[ScoringParams]:
@@ -124,11 +159,13 @@ def load(data: Path, cache: Path) -> list[File]:
 
 # The scoring code as imported, read once (an edit during a run must not key old results under new code), as its
 # syntax tree: a comment or a line break does not invalidate the cache, any change of code does.
+# The novelty signal's code keys only the candidates that use it (a change of it re-scores those alone).
 _SOURCE = "".join(ast.dump(ast.parse(inspect.getsource(m))) for m in (scoring, streaming, context))
+_ART_SOURCE = ast.dump(ast.parse(inspect.getsource(art)))
 
 
 def _code_key(params: ScoringParams) -> str:
-    return hashlib.sha256(f"{_SOURCE}{params!r}".encode()).hexdigest()[:12]
+    return hashlib.sha256(f"{_SOURCE}{_ART_SOURCE if params.art else ''}{params!r}".encode()).hexdigest()[:12]
 
 
 def assessed(f: File, params: ScoringParams, cache: Path) -> list[Assessment | None]:
@@ -205,15 +242,46 @@ def family_score(files: Sequence[File], ss: Sequence[Sequence[float]], idx: Sequ
     return _pooled(labels, [ss[i] for i in idx], th), fps
 
 
+def print_alone(files: Sequence[File], families: Sequence[str], by_family: dict[str, list[int]],
+                rows: dict[int, list[list[Assessment | None]]], scores: dict[int, list[list[float]]], shipped: float,
+                objective: str) -> None:
+    """Each candidate alone under the same protocol: its held-out score per family (threshold chosen on the other
+    four), the mean and min, and its production view per family at the shipped threshold."""
+    with_windows = [fam for fam in families if any(files[i].labels.windows for i in by_family[fam])]
+    print(f"\neach candidate alone (held-out, threshold chosen on the other four | production at {shipped}: "
+          "episodes per metric-week, false share, windows reached)")
+    print(f"  {'cand':>4} " + " ".join(f"{fam[:24]:>38}" for fam in families) + "   mean   min")
+    for c in scores:
+        cells, held = [], []
+        for fam in families:
+            keep = [i for i in range(len(files)) if files[i].family != fam]
+            _, th, _ = choose(files, {c: scores[c]}, keep, objective)
+            sc, fp = family_score(files, scores[c], by_family[fam], th)
+            idx = by_family[fam]
+            prod = production_view([files[i].labels for i in idx], [rows[c][i] for i in idx],
+                                   [files[i].ts for i in idx], shipped)
+            head = f"{sc:5.1f}" if sc is not None else f"{fp:2d}FP"
+            if sc is not None and fam in with_windows:
+                held.append(sc)
+            cells.append(f"{head} @{th:.3f} | {prod.episodes / max(prod.weeks, 1e-9):4.2f} {prod.false_share:4.0%} "
+                         f"{prod.caught:2d}/{prod.windows:<2d}")
+        print(f"  [{c:>2}] " + " ".join(f"{x:>38}" for x in cells)
+              + f"  {statistics.mean(held):5.1f} {min(held):5.1f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--cache", type=Path, default=Path("build/bench-anomaly"))
     parser.add_argument("--candidates", type=int, default=None,
                         help="use only the first N parameter candidates (1: the shipped set only; default: all, "
-                             "with --tried the tried ones too)")
+                             "--tried and --art included)")
     parser.add_argument("--tried", action="store_true",
                         help="add the measured, not shipped candidates of TRIED after CANDIDATES")
+    parser.add_argument("--art", action="store_true",
+                        help="add the novelty-signal candidates of ART (after ARTime) after CANDIDATES")
+    parser.add_argument("--alone", action="store_true",
+                        help="also print each candidate alone under the same protocol, with its production view")
     parser.add_argument("--objective", choices=("family-mean", "pooled"), default="family-mean",
                         help="what the four families' choice maximises (see choose)")
     args = parser.parse_args(argv)
@@ -221,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     files = load(args.data, args.cache)
     families = sorted({f.family for f in files})
     by_family = {fam: [i for i, f in enumerate(files) if f.family == fam] for fam in families}
-    cands = _candidates((*CHANGES, *TRIED)) if args.tried else CANDIDATES
-    if args.candidates is not None:  # the default was len(CANDIDATES), which cut --tried off at [3] silently
+    extra = (*(TRIED if args.tried else ()), *(ART if args.art else ()))
+    cands = _candidates((*CHANGES, *extra)) if extra else CANDIDATES
+    if args.candidates is not None:  # the default was len(CANDIDATES): --tried and --art were cut off silently
         cands = cands[:max(1, args.candidates)]
     rows = {c: [assessed(f, p, args.cache) for f in files] for c, p in enumerate(cands)}
     scores = {c: [onsets(r) for r in rs] for c, rs in rows.items()}
@@ -303,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{head} | {prod.episodes / max(prod.weeks, 1e-9):4.2f} {prod.false_share:4.0%} "
                          f"{prod.caught:2d}/{prod.windows:<2d}")
         print(f"  {th:>9.2f} " + " ".join(f"{c:>34}" for c in cells))
+    if args.alone:
+        print_alone(files, families, by_family, rows, scores, shipped, args.objective)
     print("\npublished detectors on the same files (NAB standard profile, best threshold; quoted from issue 28):")
     for group, figs in PUBLISHED.items():
         print(f"  {group:<34} " + "  ".join(f"{k} {v:.1f}" for k, v in figs.items()))

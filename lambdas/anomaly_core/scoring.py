@@ -50,6 +50,7 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from . import art as art_signal
 from . import context as ctx
 
 STEP_S = 300  # the 5-minute grid of bands and detections
@@ -164,6 +165,7 @@ class ConfidenceState:
     ctx_levels: list[int] = field(default_factory=list)  # the last max(ctx.ORDERS) quantised levels
     ctx_raw: list[float] = field(default_factory=list)  # the last CONTEXT_WINDOW - 1 step surprises
     ctx_stat: list[float] = field(default_factory=list)  # [count, mean, variance] of the window means, or []
+    art: art_signal.ArtState = field(default_factory=art_signal.ArtState)  # the novelty signal (anomaly_core.art)
 
     def to_json(self) -> dict[str, object]:
         return {"residuals": [round(x, 6) for x in self.residuals],
@@ -176,7 +178,7 @@ class ConfidenceState:
                 "recent_values": list(self.recent_values), "since_flat": self.since_flat,
                 "ctx_counts": {k: [round(x, 4) for x in v] for k, v in self.ctx_counts.items()},
                 "ctx_levels": list(self.ctx_levels), "ctx_raw": [round(x, 6) for x in self.ctx_raw],
-                "ctx_stat": [round(x, 9) for x in self.ctx_stat]}
+                "ctx_stat": [round(x, 9) for x in self.ctx_stat], "art": self.art.to_json()}
 
     @classmethod
     def from_json(cls, data: object) -> ConfidenceState:
@@ -214,7 +216,8 @@ class ConfidenceState:
                    and since_flat >= 0 else 0,
                    ctx_counts=ctx.valid_counts(data.get("ctx_counts")), ctx_levels=ctx_levels,
                    ctx_raw=floats("ctx_raw", CONTEXT_WINDOW - 1),
-                   ctx_stat=ctx_stat if len(ctx_stat) == 3 and ctx_stat[0] >= 0 and ctx_stat[2] >= 0 else [])
+                   ctx_stat=ctx_stat if len(ctx_stat) == 3 and ctx_stat[0] >= 0 and ctx_stat[2] >= 0 else [],
+                   art=art_signal.ArtState.from_json(data.get("art")))
 
     def seeded(self, seed_residuals: Sequence[float]) -> ConfidenceState:
         """This state completed with a trainer's in-sample residuals (oldest first) where its memory is short.
@@ -249,6 +252,7 @@ class Assessment:
     recurring: bool = False  # the same excursion happened at the same time yesterday or last week
     stuck: bool = False  # the value repeated for an hour in a series that was not flat for a week (sensor failure)
     context: float = 0.0  # log-scaled likelihood of the recent context surprises (anomaly_core.context), in [0, 1]
+    art: float = 0.0  # the novelty of the last hours' shape (anomaly_core.art, after ARTime), in [0, 1]
 
     @property
     def signal(self) -> str:
@@ -261,6 +265,8 @@ class Assessment:
             name = "range"
         elif self.context > 0 and self.context >= self.confidence:
             name = "context"
+        elif self.art > 0 and self.art >= self.confidence:
+            name = "novelty"
         else:
             name = "shape" if self.shape > self.likelihood else "level"
         return f"{name}+recurring" if self.recurring and name in ("level", "shape") else name
@@ -366,6 +372,24 @@ class ScoringParams:
     # the held-out mean: off.
     context: float = 0.0  # the weight of the context signal in the confidence (0: off); see _context
     context_news: bool = False  # the context signal counts only with news (sqrt(news * context)), else on its own
+    # The novelty signal after ARTime (anomaly_core.art; issue 28, measured under leave-one-family-out, see
+    # docs/components/anomaly.md): off. art_fusion: "max" takes the larger of it and the band's confidence, "news"
+    # counts it only with news (sqrt(news * novelty)), "alone" ignores the band's signals (ARTime by itself),
+    # "familiar" is "max" with the band's confidence damped by recurring_damp while the last hour's shape
+    # resonates with a known category.
+    art: float = 0.0  # the weight of the novelty signal in the confidence (0: off)
+    art_fusion: str = "max"
+    art_params: art_signal.ArtParams = art_signal.DEFAULT_ART
+
+    def __post_init__(self) -> None:
+        if self.art_fusion not in ART_FUSIONS:
+            raise ValueError(f"ScoringParams.art_fusion must be one of {', '.join(ART_FUSIONS)}, got "
+                             f"{self.art_fusion!r}")
+        if not 0.0 <= self.art <= 1.0:
+            raise ValueError(f"ScoringParams.art (the novelty weight) must be in [0, 1], got {self.art!r}")
+
+
+ART_FUSIONS = ("max", "news", "alone", "familiar")
 
 
 DEFAULT_PARAMS = ScoringParams()
@@ -509,9 +533,28 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
         conf = max(conf, weighted)
     else:
         context, ctx_counts, ctx_levels, ctx_raw, ctx_stat = 0.0, {}, [], [], []
+    if params.art:
+        # The running range of the past RANGE_DAYS days normalises the window (never the future).
+        lo = min((r[1] for r in state.ranges), default=0.0)
+        hi = max((r[2] for r in state.ranges), default=0.0)
+        novelty, art_state = art_signal.step(state.art, value, lo, hi, params.art_params)
+        if params.art_fusion == "alone":
+            conf = params.art * novelty
+        elif params.art_fusion == "familiar":
+            # The last hour's shape resonates with a known category: the band's excursion is damped like a
+            # recurring one (a burst the series has made before), and a novelty counts as in "max".
+            familiar = art_state.match >= params.art_params.resonance
+            conf = max(conf * (params.recurring_damp if familiar else 1.0), params.art * novelty)
+        elif params.art_fusion == "news":
+            conf = max(conf, params.art * math.sqrt(news * novelty))
+        else:
+            conf = max(conf, params.art * novelty)
+    else:
+        novelty, art_state = 0.0, art_signal.ArtState()
     flat_window = [*state.recent_values[-(STUCK_POINTS - 1):], value]
     flat = len(flat_window) == STUCK_POINTS and max(flat_window) - min(flat_window) <= 1e-9 * max(1.0, abs(value))
-    stuck = params.stuck and flat and state.since_flat >= WEEK_POINTS and state.seen >= WEEK_POINTS
+    stuck = params.stuck and flat and state.since_flat >= WEEK_POINTS and state.seen >= WEEK_POINTS \
+        and not (params.art and params.art_fusion == "alone")
     if stuck:
         conf = max(conf, STUCK_CONFIDENCE)
     recent = state.confidences[-ONSET_POINTS:]
@@ -535,7 +578,8 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
                                 long_stat=[_r6(x) for x in long_fit] if long_fit else [],
                                 recent_values=flat_window[-(STUCK_POINTS - 1):],
                                 since_flat=0 if flat else min(state.since_flat + 1, WEEK_POINTS),
-                                ctx_counts=ctx_counts, ctx_levels=ctx_levels, ctx_raw=ctx_raw, ctx_stat=ctx_stat)
+                                ctx_counts=ctx_counts, ctx_levels=ctx_levels, ctx_raw=ctx_raw, ctx_stat=ctx_stat,
+                                art=art_state)
     return Assessment(score=s, confidence=conf, onset=onset, is_anomaly=value > point.upper or value < point.lower,
                       news=news, likelihood=lik, shape=shape_lik, spatial=spatial, recurring=recurring,
-                      stuck=stuck, context=context), new_state
+                      stuck=stuck, context=context, art=novelty), new_state
