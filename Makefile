@@ -72,13 +72,13 @@ package: venv  ## build the Lambda zips of STACK and print their sizes against t
 lint: venv  ## ruff over the repository
 	$(PY) -m ruff check .
 
-# One pytest worker per core (TEST_WORKERS=1 for a serial run): many tests wait on daemons, subprocesses and
-# rule timings, so a second worker nearly halves the wall time on two cores. --dist loadfile keeps a module and
-# its fixtures (daemons, plans) on one worker; tests/conftest.py hands out the long modules first. A third worker
-# on 2 cores did not pay from a fresh clone (757 s against 740 s with two: the suite is CPU-bound there, ~1,500 s
-# of CPU); it did with warm build caches (635 s).
-TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
-test: venv tools  ## ruff, then every test on every core (installs what it needs)
+# One pytest worker per core plus one (TEST_WORKERS=1 for a serial run): many tests wait on daemons, subprocesses
+# and rule timings, and the extra worker runs while they wait. --dist loadfile keeps a module and its fixtures
+# (daemons, plans) on one worker; tests/conftest.py hands out the long modules first. Measured from a fresh clone on
+# 2 quiet cores: 3 workers 572 s, 2 workers 721 s (the tests' CPU is ~1,060 s since the cuts of stop 37; at ~1,500 s
+# a third worker did not pay: 757 s against 740 s).
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
+test: venv tools  ## ruff, then every test on every core, plus one worker (installs what it needs)
 	$(PY) -m ruff check .
 	@echo "==> every test on $(TEST_WORKERS) workers (pytest prints the total)"
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
