@@ -172,3 +172,4 @@ def test_off_by_default_and_silent_in_the_state() -> None:
         a, state = assess(daily(i, rng), point, state, i * 300.0)
         assert a.art == 0.0
     assert state.art == art.ArtState()
+    assert "art" not in state.to_json()  # nothing stored per metric while the signal is off

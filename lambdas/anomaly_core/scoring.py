@@ -143,6 +143,10 @@ SPREAD_FLOOR = 0.01  # in half-widths: log(spread + floor) of a flat series stay
 _LOG_FLOOR = math.log(1e-10)  # tail probability 1e-10 (or below) -> log-likelihood 1
 
 
+# The novelty signal's state while it is off: one shared empty value (never mutated: art.step returns a new one).
+_NO_ART = art_signal.ArtState()
+
+
 @dataclass
 class ConfidenceState:
     """Per-metric memory (JSON-serialisable: the detector keeps it in S3 between runs)."""
@@ -178,7 +182,9 @@ class ConfidenceState:
                 "recent_values": list(self.recent_values), "since_flat": self.since_flat,
                 "ctx_counts": {k: [round(x, 4) for x in v] for k, v in self.ctx_counts.items()},
                 "ctx_levels": list(self.ctx_levels), "ctx_raw": [round(x, 6) for x in self.ctx_raw],
-                "ctx_stat": [round(x, 9) for x in self.ctx_stat], "art": self.art.to_json()}
+                "ctx_stat": [round(x, 9) for x in self.ctx_stat],
+                # The novelty signal's state only when it has one (off by default: nothing stored per metric).
+                **({"art": self.art.to_json()} if self.art != _NO_ART else {})}
 
     @classmethod
     def from_json(cls, data: object) -> ConfidenceState:
@@ -550,7 +556,7 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
         else:
             conf = max(conf, params.art * novelty)
     else:
-        novelty, art_state = 0.0, art_signal.ArtState()
+        novelty, art_state = 0.0, _NO_ART
     flat_window = [*state.recent_values[-(STUCK_POINTS - 1):], value]
     flat = len(flat_window) == STUCK_POINTS and max(flat_window) - min(flat_window) <= 1e-9 * max(1.0, abs(value))
     stuck = params.stuck and flat and state.since_flat >= WEEK_POINTS and state.seen >= WEEK_POINTS \
