@@ -30,6 +30,9 @@ Pure Python (no numpy): the detector package must stay tiny. A band is a sorted 
 - context (issue 28, off by default: ScoringParams.context): a prediction-free signal after CAD OSE
   (anomaly_core.context): how new the sequence of the values quantised in the running range is, its hourly mean
   judged like the likelihood against its own exponentially weighted Gaussian; the confidence takes the larger.
+- calibration (issue 28, off by default: ScoringParams.calibrate, shape_cap, record_days): the confidence judged
+  against the metric's own daily peaks of the last two weeks, the shape likelihood capped by the spread's rank in
+  the last week, an excursion within the recent daily record held to news 0.5 (docs/components/anomaly.md).
 - recurring: an excursion the series also made at the same time yesterday or last week (+-5 minutes; a cron job)
   is damped by RECURRING_DAMP: it is the series' habit, not news.
 - onset: the confidence when it beats every confidence of the last day, those older than an hour discounted by
@@ -139,6 +142,11 @@ STUCK_CONFIDENCE = 0.9
 # three numbers in the state instead of a history list).
 CONTEXT_WINDOW = 12
 CONTEXT_MEMORY = WEEK_POINTS
+# Issue 28, measured under leave-one-family-out and off by default (ScoringParams.calibrate / record_days): the
+# confidence judged against this metric's own daily peaks of the last two weeks, once three whole days are seen.
+CALIBRATION_DAYS = 14
+CALIBRATION_MIN_DAYS = 3
+MAX_PEAK_DAYS = 56  # the longest record_days allowed (eight weeks of one pair a day in the state)
 SPREAD_FLOOR = 0.01  # in half-widths: log(spread + floor) of a flat series stays finite
 _LOG_FLOOR = math.log(1e-10)  # tail probability 1e-10 (or below) -> log-likelihood 1
 
@@ -170,6 +178,8 @@ class ConfidenceState:
     ctx_raw: list[float] = field(default_factory=list)  # the last CONTEXT_WINDOW - 1 step surprises
     ctx_stat: list[float] = field(default_factory=list)  # [count, mean, variance] of the window means, or []
     art: art_signal.ArtState = field(default_factory=art_signal.ArtState)  # the novelty signal (anomaly_core.art)
+    peaks: list[list[float]] = field(default_factory=list)  # [day, peak confidence] of recent days (calibrate)
+    res_peaks: list[list[float]] = field(default_factory=list)  # [day, peak residual] of recent days (record_days)
 
     def to_json(self) -> dict[str, object]:
         return {"residuals": [round(x, 6) for x in self.residuals],
@@ -184,7 +194,10 @@ class ConfidenceState:
                 "ctx_levels": list(self.ctx_levels), "ctx_raw": [round(x, 6) for x in self.ctx_raw],
                 "ctx_stat": [round(x, 9) for x in self.ctx_stat],
                 # The novelty signal's state only when it has one (off by default: nothing stored per metric).
-                **({"art": self.art.to_json()} if self.art != _NO_ART else {})}
+                **({"art": self.art.to_json()} if self.art != _NO_ART else {}),
+                # The daily peaks only while calibrate / record_days are on (off by default: nothing stored).
+                **({"peaks": [list(p) for p in self.peaks]} if self.peaks else {}),
+                **({"res_peaks": [list(p) for p in self.res_peaks]} if self.res_peaks else {})}
 
     @classmethod
     def from_json(cls, data: object) -> ConfidenceState:
@@ -223,7 +236,8 @@ class ConfidenceState:
                    ctx_counts=ctx.valid_counts(data.get("ctx_counts")), ctx_levels=ctx_levels,
                    ctx_raw=floats("ctx_raw", CONTEXT_WINDOW - 1),
                    ctx_stat=ctx_stat if len(ctx_stat) == 3 and ctx_stat[0] >= 0 and ctx_stat[2] >= 0 else [],
-                   art=art_signal.ArtState.from_json(data.get("art")))
+                   art=art_signal.ArtState.from_json(data.get("art")),
+                   peaks=_day_peaks(data.get("peaks")), res_peaks=_day_peaks(data.get("res_peaks")))
 
     def seeded(self, seed_residuals: Sequence[float]) -> ConfidenceState:
         """This state completed with a trainer's in-sample residuals (oldest first) where its memory is short.
@@ -243,6 +257,14 @@ class ConfidenceState:
             out = replace(out, means=(means + out.means)[-LIKELIHOOD_HISTORY:],
                           scores=(scores + out.scores)[-(LIKELIHOOD_WINDOW - 1):] if LIKELIHOOD_WINDOW > 1 else [])
         return out
+
+
+def _day_peaks(raw: object) -> list[list[float]]:
+    """The [day number, peak] pairs of a stored state, oldest first; malformed pairs are dropped."""
+    if not isinstance(raw, list):
+        return []
+    return [[float(p[0]), float(p[1])] for p in raw if isinstance(p, list) and len(p) == 2 and all(
+        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in p)][-(MAX_PEAK_DAYS + 1):]
 
 
 @dataclass(frozen=True)
@@ -368,6 +390,16 @@ class ScoringParams:
     stuck: bool = True  # the sensor-failure signal
     shape_log: bool = False  # the shape Gaussian fitted on log spreads (a spread is a scale: heavy right tail)
     likelihood_cap: bool = False  # a mean no higher than one of the last two weeks is at most as rare as its rank
+    shape_cap: bool = False  # a spread no higher than one of the last week is at most as rare as its rank
+    # Experimental: the confidence rescaled against this metric's own daily peaks (0: off; else the quantile of the
+    # last CALIBRATION_DAYS daily peak confidences that maps to 0): a metric that peaks at 0.8 every day is not news
+    # at 0.8.
+    calibrate: float = 0.0
+    # Experimental: an excursion no larger than the record_rank-th largest daily peak residual of the last
+    # record_days days (x NEWS_MARGIN) is news of at most 0.5 (0 days: off): a series that bursts every few days
+    # (Twitter volume) is news only beyond its own recent bursts.
+    record_days: int = 0
+    record_rank: int = 1
     news_span: int = NEWS_SPAN  # the last residuals whose news_quantile is the usual excursion
     # The first points of a series whose residuals the news span leaves out (0: none), down to HISTORY_POINTS: a
     # band refitted on half a day, then a day of history misses by more than a settled one, and a week's span
@@ -393,6 +425,14 @@ class ScoringParams:
                              f"{self.art_fusion!r}")
         if not 0.0 <= self.art <= 1.0:
             raise ValueError(f"ScoringParams.art (the novelty weight) must be in [0, 1], got {self.art!r}")
+        if not 0.0 <= self.calibrate < 1.0:
+            raise ValueError(f"ScoringParams.calibrate (a quantile of the daily peaks, 0: off) must be in [0, 1), "
+                             f"got {self.calibrate!r}")
+        if not 0 <= self.record_days <= MAX_PEAK_DAYS:
+            raise ValueError(f"ScoringParams.record_days must be 0 (off) .. {MAX_PEAK_DAYS}, got {self.record_days!r}")
+        if not 1 <= self.record_rank <= max(1, self.record_days):
+            raise ValueError(f"ScoringParams.record_rank must be 1 .. record_days ({self.record_days}), got "
+                             f"{self.record_rank!r}")
 
 
 ART_FUSIONS = ("max", "news", "alone", "familiar")
@@ -497,6 +537,18 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
     if params.news_warmup:
         span = min(span, max(HISTORY_POINTS, state.seen - params.news_warmup))
     news = _news(r, memory, params.news_quantile, params.news_same_time, span)
+    day = math.floor((ts if ts is not None else point.ts) / 86400)
+    res_peaks = state.res_peaks
+    if params.record_days:
+        done = sorted((p[1] for p in res_peaks if day - params.record_days <= p[0] < day), reverse=True)
+        if len(done) >= params.record_rank and news > 0.5 and r > 1.0:
+            record = done[params.record_rank - 1] * NEWS_MARGIN
+            if record > 0 and r <= record:
+                news = min(news, max(0.25, 0.5 * r / record))
+        if res_peaks and res_peaks[-1][0] == day:
+            res_peaks = [*res_peaks[:-1], [day, max(res_peaks[-1][1], _r6(r))]]
+        else:
+            res_peaks = [*res_peaks, [day, _r6(r)]][-(params.record_days + 1):]
     window = [*state.scores[-(LIKELIHOOD_WINDOW - 1):], s] if LIKELIHOOD_WINDOW > 1 else [s]
     mean = sum(window) / len(window)
     means = state.means[-LIKELIHOOD_HISTORY:]
@@ -527,6 +579,8 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
     spreads = state.spreads[-SHAPE_HISTORY:]
     shape_x = math.log(spread + SPREAD_FLOOR) if params.shape_log else spread
     shape_lik = tail_score(shape_x, shape_fit) if params.shape else 0.0
+    if params.shape_cap and shape_lik > 0:
+        shape_lik = min(shape_lik, _rank_score(spread, spreads))
     shape = math.sqrt(news * shape_lik)
     before = _same_time_before(memory)
     recurring = r > 1.0 and before >= params.recurring_ratio * r
@@ -563,10 +617,20 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
         and not (params.art and params.art_fusion == "alone")
     if stuck:
         conf = max(conf, STUCK_CONFIDENCE)
+    peaks = state.peaks
+    if params.calibrate:
+        raw_conf = conf
+        done = sorted(p[1] for p in peaks if day - CALIBRATION_DAYS <= p[0] < day)
+        if len(done) >= CALIBRATION_MIN_DAYS and not stuck:
+            m = done[min(len(done) - 1, int(params.calibrate * len(done)))]
+            conf = max(0.0, (conf - m) / (1.0 - m)) if m < 1.0 else 0.0
+        if peaks and peaks[-1][0] == day:
+            peaks = [*peaks[:-1], [day, max(peaks[-1][1], _r6(raw_conf))]]
+        else:
+            peaks = [*peaks, [day, _r6(raw_conf)]][-(CALIBRATION_DAYS + 1):]
     recent = state.confidences[-ONSET_POINTS:]
     # Compared as stored (rounded to 6 places): a confidence that repeats exactly must not beat its own copy.
     onset = conf if _r6(conf) > _onset_bar(recent, params.onset_decay) else 0.0
-    day = math.floor((ts if ts is not None else point.ts) / 86400)
     kept = [_r6(x) for x in window]  # the state holds what its JSON holds: live and offline runs agree
     kept_signed = [_r6(x) for x in signed]
     new_state = ConfidenceState(residuals=[*memory, _r6(r)][-RESIDUAL_MEMORY:],
@@ -585,7 +649,7 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
                                 recent_values=flat_window[-(STUCK_POINTS - 1):],
                                 since_flat=0 if flat else min(state.since_flat + 1, WEEK_POINTS),
                                 ctx_counts=ctx_counts, ctx_levels=ctx_levels, ctx_raw=ctx_raw, ctx_stat=ctx_stat,
-                                art=art_state)
+                                art=art_state, peaks=peaks, res_peaks=res_peaks)
     return Assessment(score=s, confidence=conf, onset=onset, is_anomaly=value > point.upper or value < point.lower,
                       news=news, likelihood=lik, shape=shape_lik, spatial=spatial, recurring=recurring,
                       stuck=stuck, context=context, art=novelty), new_state
