@@ -134,7 +134,9 @@ def normalised(raw: float, labels: Sequence[FileLabels]) -> float:
 def best_threshold(labels: Sequence[FileLabels], scores: Sequence[Sequence[float]],
                    candidates: int = 400, above: float = -1.0) -> tuple[float, float]:
     """(threshold, raw total) maximising the corpus total over candidate thresholds (score quantiles) > above."""
-    pooled = sorted({round(s, 6) for ss, lab in zip(scores, labels, strict=True)
+    # Each candidate at or below the score it comes from (floored to 6 places, not rounded: a score rounded up
+    # would miss its own point, so the "best" threshold could score below a fixed one).
+    pooled = sorted({math.floor(s * 1e6) / 1e6 for ss, lab in zip(scores, labels, strict=True)
                      for s in ss[lab.probation:] if s > 0})
     if not pooled:
         return 1.01, sum(score_file(lab, ss, 1.01).score for lab, ss in zip(labels, scores, strict=True))

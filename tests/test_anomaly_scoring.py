@@ -84,6 +84,10 @@ def test_nab_profile_earliest_detection_fp_cost_missed_window_and_probation() ->
     perfect[60] = 0.3  # a weaker false alarm the best threshold leaves out
     th, raw = best_threshold([labels], [perfect])
     assert 0.3 < th <= 0.8 and normalised(raw, [labels]) == pytest.approx(100.0)
+    # A score with more than 6 decimals that would round up is still reached by its own candidate threshold.
+    perfect[100] = perfect[160] = 0.8000006
+    th, raw = best_threshold([labels], [perfect])
+    assert th <= 0.8000006 and normalised(raw, [labels]) == pytest.approx(100.0)
 
 
 # ---------------------------------------------------------------------------------------------- scoring core
