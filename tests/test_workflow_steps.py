@@ -6,9 +6,11 @@ does not run itself. The recorded CLI calls are then checked: OIDC token before 
 command, the stack `<org>/<stack>`, `--policy-pack policy/`, `--diff`, the kubeconfig before the program runs,
 the error-budget gate on prod deploys only, and the deploy markers and maintenance suppressor in (moto's) AWS.
 
-The policy pack's venv is built for real by the first job's own steps and kept (build/workflow-steps/, keyed by
-policy/requirements.txt) for the next jobs, whose same steps then find everything installed; every job runs at
-the same absolute path (build/workflow-steps/ws), as on a runner, so the kept venv works there."""
+The policy pack's venv is built once per checkout by the workflows' own two commands (tests/test_policy_pack.py's
+pack_venv, under its lock: the pack test and this one never both build it), copied into the first job that needs it,
+and kept (build/workflow-steps/, keyed by policy/requirements.txt) for the next jobs; each job's steps still run
+`python -m venv` and `pip install -r` on it and find everything installed. Every job runs at the same absolute path
+(build/workflow-steps/ws), as on a runner, so the kept venv works there."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import boto3
 import pytest
 import yaml
 from budget_world import budget_world
-from test_policy_pack import VENVS, requirements_digest
+from test_policy_pack import pack_venv
 from workflow_sim import JobRecord, Runner, StrictDict
 
 from infra.components.edge_composite import MAINTENANCE_DIMENSION, MAINTENANCE_METRIC, MAINTENANCE_NAMESPACE
@@ -139,7 +141,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, planned: dict[str, PlanResult]
             environments=environments, moto_url=moto.url, cache_dir=CACHE, dev_venv=Path(sys.prefix),
             shared_build={"build/cache": (ROOT / "build" / "cache").resolve(),
                           "build/models": (ROOT / "build" / "models").resolve()},
-            full_matrix=FULL, seed_policy_venv=VENVS / requirements_digest(),
+            full_matrix=FULL, seed_policy_venv=pack_venv,
             standin_env={"WORKFLOW_FIS_TEMPLATES": str(fis_templates(planned["staging"],
                                                                       world_dir / "fis-templates.json"))})
         runner.run_workflow("preview.yml", "pull_request")

@@ -298,10 +298,11 @@ class Runner:
     dev_venv: Path  # the venv a cache hit restores (its packages, not its stamp files)
     shared_build: dict[str, Path]  # build/cache, build/models: what a cache hit restores
     prepare_workspace: Callable[[Path], None] = lambda ws: None
-    # A venv already built from policy/requirements.txt by the workflows' own two commands (the policy pack test's,
-    # tests/test_policy_pack.py): copied in on a cache miss, so one session does not build the same venv twice. The
-    # job's steps still run `python -m venv` and `pip install -r` on it, as on a runner whose cache was restored.
-    seed_policy_venv: Path | None = None
+    # A venv built from policy/requirements.txt by the workflows' own two commands (the policy pack test's,
+    # tests/test_policy_pack.py: built there, or waited for under its lock, when the first job needs it): copied in
+    # on a cache miss, so one session does not build the same venv twice. The job's steps still run
+    # `python -m venv` and `pip install -r` on it, as on a runner whose cache was restored.
+    seed_policy_venv: Callable[[], Path] | None = None
     standin_env: dict[str, str] = field(default_factory=dict)  # WORKFLOW_* data the stand-ins answer from
     full_matrix: bool = True  # False: the first combination of each matrix only (every job still runs)
     records: list[JobRecord] = field(default_factory=list)
@@ -465,9 +466,11 @@ class Runner:
         policy_venv, cached = ws / "policy" / "venv", self.policy_cache(ws)
         if cached is not None and cached.is_dir():
             cached.rename(policy_venv)
-        elif cached is not None and self._seed_matches(ws):
-            assert self.seed_policy_venv is not None
-            shutil.copytree(self.seed_policy_venv, policy_venv, symlinks=True)
+        elif cached is not None and self.seed_policy_venv is not None:
+            seed = self.seed_policy_venv()
+            if _seed_matches(seed, ws):
+                shutil.copytree(seed, policy_venv, symlinks=True)
+                _relocate_scripts(seed, policy_venv)
         temp = jobdir / "temp"
         temp.mkdir(parents=True, exist_ok=True)
         rec = JobRecord(workflow=wf, job=job_id, matrix=matrix, inputs=dict(inputs), workspace=ws)
@@ -515,15 +518,6 @@ class Runner:
             ws.rename(jobdir / "ws")
             rec.workspace = jobdir / "ws"
         return rec
-
-    def _seed_matches(self, ws: Path) -> bool:
-        """The seed was built from exactly this checkout's policy/requirements.txt (its .complete marker holds the
-        file it was built from)."""
-        if self.seed_policy_venv is None:
-            return False
-        done = self.seed_policy_venv / ".complete"
-        req = ws / "policy" / "requirements.txt"
-        return done.is_file() and req.is_file() and done.read_text() == req.read_text()
 
     def policy_cache(self, ws: Path) -> Path | None:
         """Where the policy pack's venv is kept between jobs: keyed by policy/requirements.txt and the Python."""
@@ -727,6 +721,26 @@ class Runner:
         if dest.is_symlink() or dest.exists():
             return
         dest.symlink_to(self.shared_build[rel])
+
+
+def _seed_matches(seed: Path, ws: Path) -> bool:
+    """The seed was built from exactly this checkout's policy/requirements.txt (its .complete marker holds the file
+    it was built from)."""
+    done = seed / ".complete"
+    req = ws / "policy" / "requirements.txt"
+    return done.is_file() and req.is_file() and done.read_text() == req.read_text()
+
+
+def _relocate_scripts(seed: Path, venv: Path) -> None:
+    """The copied venv's console scripts (pip among them) name their interpreter by absolute path: pointed at the
+    copy's, so the job's `policy/venv/bin/pip` installs into the copy, as into a venv built there."""
+    shebang = f"#!{seed}/bin/".encode()
+    for script in (venv / "bin").iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        data = script.read_bytes()
+        if data.startswith(shebang):
+            script.write_bytes(f"#!{venv}/bin/".encode() + data[len(shebang):])
 
 
 class StepFailed(Exception):
