@@ -4,6 +4,7 @@ that refuses a log group without an archive."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -177,16 +178,17 @@ def test_each_board_shows_its_concerns_saved_query_on_the_same_log_groups(planne
     assert not [v for v in planned[stack].violations if v.rule == "log_widgets_are_saved_queries"]
 
 
-def test_a_log_widget_that_is_no_saved_query_is_refused(run_stack) -> None:
-    result = run_stack("staging")  # its own plan: the session's planned stacks are read-only
-    assert result.plan is not None
-    body = next(d for d in result.plan.of_type("aws:cloudwatch/dashboard:Dashboard")
+def test_a_log_widget_that_is_no_saved_query_is_refused(planned) -> None:
+    plan = planned["staging"].plan  # read-only: the edited dashboard is a copy in a copy of the plan
+    assert plan is not None
+    body = next(d for d in plan.of_type("aws:cloudwatch/dashboard:Dashboard")
                 if d.inputs["dashboardName"].endswith("-edge"))
     doc = json.loads(body.inputs["dashboardBody"])
     widget = next(w for w in doc["widgets"] if w["type"] == "log")
     widget["properties"]["query"] = widget["properties"]["query"].replace("Status >= 400", "Status >= 500")
-    body.inputs["dashboardBody"] = json.dumps(doc)
-    refused = list(log_widgets_are_saved_queries(result.plan))
+    edited = dataclasses.replace(body, inputs={**body.inputs, "dashboardBody": json.dumps(doc)})
+    refused = list(log_widgets_are_saved_queries(dataclasses.replace(
+        plan, resources=[edited if r is body else r for r in plan.resources])))
     assert [v.message.split(" shows ")[0] for v in refused] == [
         f"log widget '{widget['properties']['title']}' in {widget['properties']['region']}"]
 

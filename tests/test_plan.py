@@ -49,8 +49,8 @@ def test_severity_topics_exist_in_every_alarm_region(planned):
             assert {f"akidb-{env}-alerts-p0", f"akidb-{env}-alerts-p1", f"akidb-{env}-alerts-p2"} <= names
 
 
-def test_secrets_are_redacted_in_entries(run_stack):
-    result = run_stack("prod")
+def test_secrets_are_redacted_in_entries(planned):
+    result = planned["prod"]
     text = json.dumps(plan_entries(result)) + json.dumps(result.outputs)
     assert SECRET_PLACEHOLDER_PREFIX not in text
 

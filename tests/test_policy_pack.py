@@ -1,8 +1,8 @@
 """The policy pack (policy/, `pulumi preview --policy-pack policy/`) in exactly the environment the workflows build.
 
-- The venv: `python -m venv` + `pip install --no-compile -r policy/requirements.txt`, as preview.yml, pulumi-up.yml
-  and drift.yml do (here in build/policy-venv/<sha256-12 of the file and the command>/, reused while both are
-  unchanged).
+- The venv: `python -m venv` + `pip install --no-compile -r policy/requirements.txt`, as the workflows' policy-venv
+  action does on a miss of its cache (preview.yml, pulumi-up.yml, drift.yml) (here in
+  build/policy-venv/<sha256-12 of the file and the command>/, reused while both are unchanged).
 - The start: the CLI runs `pulumi-analyzer-policy-python <engine> . -virtualenv=venv` in the pack's folder; that
   script (pulumi/pulumi sdk/python/dist/pulumi-analyzer-policy-python) puts the venv's bin first on PATH, unsets
   PYTHONHOME and runs `<venv>/bin/python -u -m pulumi.policy <engine> .`, which runs policy/__main__.py; the pack
@@ -34,6 +34,7 @@ from typing import Any
 
 import grpc
 import pytest
+import yaml
 from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
@@ -64,8 +65,10 @@ ENGINE_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 SOURCE_TREES = ("infra", "lambdas", "policy", "rules")
 
 
-# The workflows' pip command for the pack's venv (checked against each workflow below).
+# The workflows' pip command for the pack's venv (checked against their policy-venv action below).
 PIP_INSTALL = ("install", "--quiet", "--no-compile", "-r")
+# Where the workflows build the pack's venv (on a miss of its cache): the one place that holds the commands.
+POLICY_VENV_ACTION = ROOT / ".github" / "actions" / "policy-venv" / "action.yml"
 
 
 def requirements_digest() -> str:
@@ -97,11 +100,19 @@ def pack_venv() -> Path:
 
 
 def test_the_venv_is_built_with_the_workflows_own_command() -> None:
-    """pack_venv builds what the workflows build: each workflow that runs the pack has this command."""
+    """pack_venv builds what the workflows build: their policy-venv action runs exactly these two commands, and
+    every workflow that runs the pack takes its venv from that action, never from commands of its own."""
     command = f"policy/venv/bin/pip {' '.join(PIP_INSTALL)} policy/requirements.txt"
-    for name in ("preview.yml", "pulumi-up.yml", "drift.yml"):
-        text = (ROOT / ".github" / "workflows" / name).read_text()
-        assert "python -m venv policy/venv" in text and command in text, f"{name}: not `{command}`"
+    steps = yaml.safe_load(POLICY_VENV_ACTION.read_text())["runs"]["steps"]
+    builds = [str(s["run"]).strip().splitlines() for s in steps if "pip" in str(s.get("run", ""))]
+    assert builds == [["python -m venv policy/venv", command]], f"{POLICY_VENV_ACTION.name}: not `{command}`"
+    packs = [p for p in (ROOT / ".github" / "workflows").glob("*.yml") if "--policy-pack" in p.read_text()]
+    assert {p.name for p in packs} >= {"preview.yml", "pulumi-up.yml", "drift.yml"}
+    for path in packs:
+        text = path.read_text()
+        assert "uses: ./.github/actions/policy-venv" in text, f"{path.name} runs the pack without its venv action"
+        assert "policy/venv/bin/pip" not in text and "-m venv policy/venv" not in text, (
+            f"{path.name} builds the pack's venv itself: use ./.github/actions/policy-venv (cached)")
 
 
 class PackDidNotStart(RuntimeError):

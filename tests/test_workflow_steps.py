@@ -6,9 +6,12 @@ does not run itself. The recorded CLI calls are then checked: OIDC token before 
 command, the stack `<org>/<stack>`, `--policy-pack policy/`, `--diff`, the kubeconfig before the program runs,
 the error-budget gate on prod deploys only, and the deploy markers and maintenance suppressor in (moto's) AWS.
 
-The policy pack's venv is built for real by the first job's own steps and kept (build/workflow-steps/, keyed by
-policy/requirements.txt) for the next jobs, whose same steps then find everything installed; every job runs at
-the same absolute path (build/workflow-steps/ws), as on a runner, so the kept venv works there."""
+The policy pack's venv comes from the workflows' cached action (.github/actions/policy-venv) under the runner's
+actions/cache (an empty store per run): the first job that needs it misses, runs the build step (`python -m venv`
+and `pip install -r`) and saves it at its end; the later jobs restore it and skip the build. The miss starts from a
+copy of the venv tests/test_policy_pack.py's pack_venv built with the same two commands (under its lock: the pack
+test and this one never both build it), on which the build step finds everything installed. Every job runs at the
+same absolute path (build/workflow-steps/ws), as on a runner, so a restored venv works there."""
 
 from __future__ import annotations
 
@@ -27,8 +30,8 @@ import boto3
 import pytest
 import yaml
 from budget_world import budget_world
-from test_policy_pack import VENVS, requirements_digest
-from workflow_sim import JobRecord, Runner, StrictDict
+from test_policy_pack import pack_venv
+from workflow_sim import JobRecord, Runner, StepRecord, StrictDict
 
 from infra.components.edge_composite import MAINTENANCE_DIMENSION, MAINTENANCE_METRIC, MAINTENANCE_NAMESPACE
 from infra.core.paths import ROOT
@@ -139,7 +142,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, planned: dict[str, PlanResult]
             environments=environments, moto_url=moto.url, cache_dir=CACHE, dev_venv=Path(sys.prefix),
             shared_build={"build/cache": (ROOT / "build" / "cache").resolve(),
                           "build/models": (ROOT / "build" / "models").resolve()},
-            full_matrix=FULL, seed_policy_venv=VENVS / requirements_digest(),
+            full_matrix=FULL, seed_policy_venv=pack_venv,
             standin_env={"WORKFLOW_FIS_TEMPLATES": str(fis_templates(planned["staging"],
                                                                       world_dir / "fis-templates.json"))})
         runner.run_workflow("preview.yml", "pull_request")
@@ -300,6 +303,39 @@ def test_deploys_leave_markers_and_raise_then_lower_the_suppressor(run: Run) -> 
         assert [i["outcome"]["S"] for i in mine if i["phase"]["S"] == "end"] == ["success"]
 
 
+def _pack_venv_steps(r: JobRecord) -> tuple[StepRecord, StepRecord, list[StepRecord]]:
+    """The policy-venv action's cache step and build step in the job `r`, and the cache's post step (if any)."""
+    def inner(name: str) -> StepRecord:
+        (step,) = [s for s in r.steps if s.name.endswith(f" > {name}") and not s.name.startswith("Post ")]
+        return step
+    cache, build = inner("Restore the policy pack virtualenv"), inner("Build the policy pack virtualenv (cache miss)")
+    return cache, build, [s for s in r.steps if s.name == f"Post {cache.name}"]
+
+
+def test_only_the_first_job_with_a_key_builds_the_pack_venv_the_others_restore_it(run: Run) -> None:
+    """Every job that ran the pack got its venv from the cached action; the first job with each key missed, built
+    it (the two commands) and saved it at its end; each later job with that key restored it and ran no pip."""
+    packs = [r for r in run.records if any(c["tool"] == "pulumi" and "--policy-pack" in c["argv"] for c in r.calls)]
+    assert {(r.workflow, r.job) for r in packs} >= {("preview.yml", "preview"), ("pulumi-up.yml", "up"),
+                                                   ("drift.yml", "drift")}
+    saved: set[str] = set()
+    keys: dict[str, set[str]] = {}
+    for r in packs:
+        cache, build, post = _pack_venv_steps(r)
+        key = cache.output.split()[-1]
+        keys.setdefault(_git("-C", str(r.workspace), "rev-parse", "HEAD"), set()).add(key)
+        if key not in saved:
+            assert cache.outputs == {"cache-hit": ""} and cache.output == f"cache miss {key}", r.report()
+            assert build.outcome == "success", r.report()
+            assert [s.output for s in post] == [f"cache saved {key}: policy/venv"], r.report()
+            saved.add(key)
+        else:
+            assert cache.outputs == {"cache-hit": "true"} and cache.output == f"cache hit {key}", r.report()
+            assert build.outcome == "skipped" and not post, r.report()
+    assert len(packs) > len(saved), "no job restored the pack's venv"
+    assert all(len(k) == 1 for k in keys.values()), f"one revision, several keys: {keys}"
+
+
 def test_report_the_recorded_calls(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
     """Not a check: each job and its calls, with the run's time (printed by `make workflow-steps`)."""
     if not FULL:
@@ -354,3 +390,58 @@ def test_the_runner_fails_on_what_ci_would_fail_on(tmp_path: Path) -> None:
     assert "pulumi: command not found" in r.step("cli").output
     with pytest.raises(AssertionError, match=r"vars\.NOT_DOCUMENTED is not defined"):
         runner.run_workflow("unset.yml", "workflow_dispatch")
+
+
+def test_the_runner_caches_like_actions_cache(tmp_path: Path) -> None:
+    """actions/cache in the runner: the first job misses, builds and saves at its end; the next job with the key
+    restores a copy and skips the build; a changed key misses; a failed job saves nothing (post-if: success());
+    a job that writes in place into a restored file is caught (GitHub's entries are immutable)."""
+    repo = tmp_path / "repo"
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    (repo / "data.txt").write_text("one\n")
+    steps = [{"uses": "actions/checkout@v6", "with": {"persist-credentials": False}},
+             {"id": "cache", "uses": "actions/cache@v5",
+              "with": {"path": "out", "key": "out-${{ runner.os }}-${{ hashFiles('data.txt') }}"}},
+             {"name": "build", "if": "steps.cache.outputs.cache-hit != 'true'",
+              "run": "mkdir out && cp data.txt out/copy"},
+             {"name": "use", "run": "cat out/copy"},
+             {"name": "fail", "if": "inputs.then == 'fail'", "run": "exit 1"},
+             {"name": "tamper", "if": "inputs.then == 'tamper'", "run": "echo tampered >> out/copy"}]
+    doc = {"on": {"workflow_dispatch": {"inputs": {"then": {"type": "string", "default": ""}}}}, "permissions": {},
+           "jobs": {"j": {"runs-on": "ubuntu-24.04", "permissions": {"contents": "read"}, "steps": steps}}}
+    (repo / ".github" / "workflows" / "t.yml").write_text(yaml.safe_dump(doc))
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+
+    def commit() -> str:
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-qm", "t"], check=True)
+        return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run([*git, "init", "-q"], check=True)
+    runner = Runner(repo=repo, sha=commit(), tmp=tmp_path / "run", vars=StrictDict({}, "not documented"),
+                    environments=set(), moto_url="http://127.0.0.1:9", cache_dir=tmp_path / "cache",
+                    dev_venv=Path(sys.prefix), shared_build={})
+
+    def job(then: str = "") -> tuple[JobRecord, str]:
+        (r,) = runner.run_workflow("t.yml", "workflow_dispatch", {"then": then})
+        (cache,) = [s for s in r.steps if s.name == "actions/cache@v5"]
+        return r, cache.outputs["cache-hit"]
+
+    def ran(r: JobRecord) -> list[str]:
+        return [s.name for s in r.steps if s.outcome != "skipped"]
+    r, hit = job()
+    assert (r.status, hit, r.step("use").output) == ("success", "", "one\n")
+    assert ran(r) == ["actions/checkout@v6", "actions/cache@v5", "build", "use", "Post actions/cache@v5"]
+    assert r.step("Post").output.startswith("cache saved out-Linux-")
+    r, hit = job()
+    assert (r.status, hit, r.step("use").output) == ("success", "true", "one\n")
+    assert ran(r) == ["actions/checkout@v6", "actions/cache@v5", "use"]
+    (repo / "data.txt").write_text("two\n")
+    runner.sha = commit()
+    r, hit = job("fail")
+    assert (r.status, hit, r.step("Post").outcome) == ("failure", "", "skipped")
+    r, hit = job()
+    assert (r.status, hit, r.step("use").output) == ("success", "", "two\n") and "build" in ran(r)
+    r, hit = job("tamper")
+    assert (r.status, hit) == ("success", "true")
+    with pytest.raises(AssertionError, match="changed after it was saved"):
+        job()

@@ -7,16 +7,20 @@ import re
 import subprocess
 import sys
 import tomllib
+import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
+from workflow_sim import base_python, evaluate, expression_functions, to_str
 
+from infra.artifacts.packaging import runtime_python
 from infra.core.paths import ROOT
 from infra.offline import requirements
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTIONS = sorted((ROOT / ".github" / "actions").glob("*/action.yml"))
+POLICY_VENV = "./.github/actions/policy-venv"  # the one place that builds the policy pack's venv (cached)
 BIN = Path(sys.executable).parent
 # The first major of each action that runs on node24 (node20 is removed from runners on 2026-09-23).
 NODE24_MAJOR = {
@@ -85,13 +89,87 @@ def test_one_pinned_pulumi_cli() -> None:
 def test_jobs_that_run_the_program_get_a_kubeconfig_and_the_policy_pack() -> None:
     for path in WORKFLOWS:
         for name, job in (_load(path).get("jobs") or {}).items():
-            runs = [str(s.get("run", "")) for s in job.get("steps", [])]
-            program = [r for r in runs if re.search(r"pulumi (preview|up|refresh)\b", r)]
-            for run in program:
-                before = runs[:runs.index(run) + 1]
-                assert any("aws eks update-kubeconfig" in r for r in before), f"{path.name}:{name} has no kubeconfig"
+            steps = job.get("steps", [])
+            runs = [str(s.get("run", "")) for s in steps]
+            for i, run in enumerate(runs):
+                if not re.search(r"pulumi (preview|up|refresh)\b", run):
+                    continue
+                assert any("aws eks update-kubeconfig" in r for r in runs[:i + 1]), (
+                    f"{path.name}:{name} has no kubeconfig")
                 if re.search(r"pulumi (preview|up)\b", run):
                     assert "--policy-pack policy/" in run, f"{path.name}:{name} runs without the policy pack"
+                if "--policy-pack" in run:
+                    # The pack's venv (cached) comes first, from the one action that builds it, after setup.
+                    uses = [str(s.get("uses", "")) for s in steps[:i]]
+                    assert POLICY_VENV in uses, f"{path.name}:{name} runs the pack before {POLICY_VENV}"
+                    assert "./.github/actions/setup" in uses[:uses.index(POLICY_VENV)], (
+                        f"{path.name}:{name}: {POLICY_VENV} needs setup's Python first")
+
+
+def _policy_venv_steps(action: Path = ROOT / POLICY_VENV / "action.yml",
+                       ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The policy-venv action's steps, and among them: the one whose outputs the key reads (the Python version),
+    the cache, the build."""
+    steps = _load(action)["runs"]["steps"]
+    caches = [s for s in steps if str(s.get("uses", "")).startswith("actions/cache@")]
+    builds = [s for s in steps if "pip" in str(s.get("run", ""))]
+    assert len(caches) == 1, f"{POLICY_VENV}: {len(caches)} actions/cache steps, not one for policy/venv"
+    assert len(builds) == 1, f"{POLICY_VENV}: {len(builds)} build steps"
+    (cache,), (build,) = caches, builds
+    refs = set(re.findall(r"steps\.([A-Za-z0-9_-]+)\.outputs", str(cache["with"]["key"])))
+    versions = [s for s in steps if s.get("id") in refs]
+    assert len(versions) == 1, f"{POLICY_VENV}: the key reads the outputs of {sorted(refs)}, not of one step"
+    return steps, versions[0], cache, build
+
+
+def test_the_policy_pack_venv_is_cached_and_built_on_a_miss_only() -> None:
+    steps, version, cache, build = _policy_venv_steps()
+    assert steps.index(version) < steps.index(cache) < steps.index(build)
+    setup_cache = next(s for s in _load(ROOT / ".github" / "actions" / "setup" / "action.yml")["runs"]["steps"]
+                       if str(s.get("uses", "")).startswith("actions/cache@"))
+    assert cache["uses"] == setup_cache["uses"], "one pin of actions/cache in the repository"
+    assert str(cache["with"]["path"]).split() == ["policy/venv"]
+    # Built only when the cache missed (`cache-hit` is empty then, not 'false': actions/cache README).
+    assert re.fullmatch(rf"steps\.{re.escape(cache['id'])}\.outputs\.cache-hit != 'true'", str(build["if"]).strip())
+
+
+def _pack_venv_key(ws: Path, python: str | None = None, runner_os: str = "Linux") -> str:
+    """The key the policy-venv action of the checkout `ws` computes: its version step run for real by `python`
+    (setup-python's, this session's base interpreter, unless another is given), then the key evaluated as the runner
+    evaluates it (hashFiles over `ws`)."""
+    _, version, cache, _ = _policy_venv_steps(ws / POLICY_VENV / "action.yml")
+    bin_dir, out = ws.parent / f"bin-{uuid.uuid4().hex[:8]}", ws.parent / "github-output"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(python or base_python())
+    out.write_text("")
+    subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", str(version["run"])], cwd=ws, check=True,
+                   env={"PATH": f"{bin_dir}:/usr/bin:/bin", "GITHUB_OUTPUT": str(out)})
+    outputs = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    ctx: dict[str, Any] = {"runner": {"os": runner_os}, "steps": {version["id"]: {"outputs": outputs}}}
+    return to_str(evaluate(cache["with"]["key"], ctx, expression_functions(ctx, ws)))
+
+
+def test_the_policy_pack_venv_key_changes_with_what_the_venv_is_built_from(tmp_path: Path) -> None:
+    """A change of the requirements, of the build commands, of the Python or of the OS is a new key (a miss, so a
+    rebuild); the checkout here holds only the requirements and the action, so the key hashes nothing else."""
+    ws = tmp_path / "ws"
+    action, req = ws / POLICY_VENV / "action.yml", ws / "policy" / "requirements.txt"
+    for f in (action, req):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes((ROOT / f.relative_to(ws)).read_bytes())
+    key = _pack_venv_key(ws)
+    assert key == _pack_venv_key(ws), "the key is not reproducible"
+    assert _pack_venv_key(ws, runner_os="macOS") != key, "the key does not follow the runner's OS"
+    assert _pack_venv_key(ws, python=runtime_python()) != key, "the key does not follow the Python version"
+    original = req.read_text()
+    req.write_text(original + "six==1.17.0\n")
+    assert _pack_venv_key(ws) != key, "the key does not follow policy/requirements.txt"
+    req.write_text(original)
+    assert _pack_venv_key(ws) == key
+    text = action.read_text()
+    assert text.count("--no-compile -r policy/requirements.txt") == 1
+    action.write_text(text.replace("--no-compile -r policy/requirements.txt", "-r policy/requirements.txt"))
+    assert _pack_venv_key(ws) != key, "the key does not follow the install command"
 
 
 def test_least_privilege_permissions() -> None:

@@ -14,8 +14,13 @@ What is real and what is simulated:
 - Third-party actions are simulated:
   checkout = the clean clone (`path:` a second clone, `ref:` checked out in it; the clone has full history, so
   `fetch-depth` is not simulated); setup-python = `python`/`python3` of this interpreter's version first on PATH,
-  the version checked; cache = a hit (see `restore_cache`: `.venv` is the dev venv's packages behind this job's
-  own stamp files, `build/cache`/`build/models` the shared caches; every `hashFiles` input must exist);
+  the version checked; cache of `.venv`, `build/cache`, `build/models` (the setup action's) = always a hit (see
+  `restore_cache`: `.venv` is the dev venv's packages behind this job's own stamp files, `build/cache`/
+  `build/models` the shared caches); cache of any other path = actions/cache's own semantics on a store of this
+  run (`cache_store`): an exact key match restores what was saved and sets `cache-hit` to 'true' (the entry is
+  moved in and back at the job's end; a job that changed it fails the next restore: entries are immutable); a
+  miss leaves `cache-hit` empty, and the post step saves the paths under the key at the end of a successful job
+  (an existing key is never overwritten); every `hashFiles` input must exist;
   configure-aws-credentials = role and Region checked, credentials and the moto endpoint exported to later steps;
   pulumi/actions = `pulumi-version-file` read and checked, the stand-in put on PATH; github-script = not executed,
   its script compiled by `node --check` inside an async function (as the action wraps it).
@@ -239,6 +244,29 @@ def condition(text: Any, ctx: dict[str, Any], fns: dict[str, Callable[..., Any]]
     return truthy(Expr(expr, ctx, fns).value())
 
 
+def expression_functions(ctx: dict[str, Any], ws: Path | None) -> dict[str, Callable[..., Any]]:
+    """The expression functions, `hashFiles` over the job's workspace `ws`."""
+    def hash_files(*patterns: str) -> str:
+        if ws is None:
+            raise WorkflowError("hashFiles() outside a job")
+        h = hashlib.sha256()
+        for p in patterns:
+            files = sorted(f for f in ws.glob(p) if f.is_file())
+            if not files:
+                raise WorkflowError(f"hashFiles('{p}'): no such file in the checkout")
+            for f in files:
+                h.update(f.read_bytes())
+        return h.hexdigest()
+
+    status = lambda: ctx["job"]["status"]  # noqa: E731
+    return {"always": lambda: True, "success": lambda: status() == "success",
+            "failure": lambda: status() == "failure", "cancelled": lambda: False, "hashFiles": hash_files,
+            "contains": lambda a, b: (to_str(b).lower() in to_str(a).lower()) if isinstance(a, str)
+            else b in (a or []),
+            "startsWith": lambda a, b: to_str(a).lower().startswith(to_str(b).lower()),
+            "format": lambda f, *a: re.sub(r"\{(\d+)\}", lambda m: to_str(a[int(m.group(1))]), f)}
+
+
 # ------------------------------------------------------------------------------------------------------ runner
 @dataclass
 class StepRecord:
@@ -294,19 +322,31 @@ class Runner:
     vars: StrictDict
     environments: set[str]
     moto_url: str
-    cache_dir: Path  # heavy real artefacts shared by the jobs of one run (the policy pack's venv)
+    cache_dir: Path  # the jobs' workspace, setup-python's interpreters and the actions/cache store of one run
     dev_venv: Path  # the venv a cache hit restores (its packages, not its stamp files)
     shared_build: dict[str, Path]  # build/cache, build/models: what a cache hit restores
     prepare_workspace: Callable[[Path], None] = lambda ws: None
-    # A venv already built from policy/requirements.txt by the workflows' own two commands (the policy pack test's,
-    # tests/test_policy_pack.py): copied in on a cache miss, so one session does not build the same venv twice. The
-    # job's steps still run `python -m venv` and `pip install -r` on it, as on a runner whose cache was restored.
-    seed_policy_venv: Path | None = None
+    # A venv built from policy/requirements.txt by the workflows' own two commands (the policy pack test's,
+    # tests/test_policy_pack.py: built there, or waited for under its lock, when the first job needs it): a miss
+    # of the `policy/venv` cache leaves a copy of it there (when it was built from this checkout's file), so one
+    # session does not build the same venv twice. The job's build step still runs `python -m venv` and
+    # `pip install -r` on it, and the post step saves the result.
+    seed_policy_venv: Callable[[], Path] | None = None
     standin_env: dict[str, str] = field(default_factory=dict)  # WORKFLOW_* data the stand-ins answer from
     full_matrix: bool = True  # False: the first combination of each matrix only (every job still runs)
     records: list[JobRecord] = field(default_factory=list)
+    # The current job's actions/cache post steps: (step label, key, paths) of each cache step that missed; and the
+    # entries it restored: (key, paths), moved back into the store at its end.
+    cache_posts: list[tuple[str, str, list[str]]] = field(default_factory=list, init=False)
+    cache_lent: list[tuple[str, list[str]]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
+        # actions/cache's store, empty at the start of each run: the first job with a key misses, as on a
+        # repository whose cache holds no entry for it yet.
+        self.cache_store = self.cache_dir / "actions-cache"
+        shutil.rmtree(self.cache_store, ignore_errors=True)
+        self.cache_store.mkdir(parents=True)
+        self.cache_manifests: dict[str, str] = {}
         self.bin_tools = self.tmp / "bin-runner"  # preinstalled on the runner image
         self.bin_pulumi = self.tmp / "bin-pulumi"  # installed by pulumi/actions
         # setup-python: at a fixed path, like the runner's tool cache (a kept venv links to its interpreter).
@@ -397,7 +437,7 @@ class Runner:
             raise WorkflowError(f"{wf}:{job_id}: only local reusable workflows are simulated ({uses})")
         called = yaml.safe_load((self.clone(self.tmp / f"wf-{wf}") / uses[2:]).read_text())
         spec = (called.get(True, called.get("on")) or {}).get("workflow_call", {}).get("inputs", {})
-        given = evaluate(job.get("with") or {}, ctx, self.functions(ctx, None))
+        given = evaluate(job.get("with") or {}, ctx, expression_functions(ctx, None))
         unknown = set(given) - set(spec)
         if unknown:
             raise WorkflowError(f"{wf}:{job_id}: {uses} has no inputs {sorted(unknown)}")
@@ -416,27 +456,6 @@ class Runner:
                 env: dict[str, str], steps: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
         return {"github": github, "vars": self.vars, "inputs": inputs, "matrix": matrix, "env": env, "steps": steps,
                 "runner": {"os": "Linux", "arch": "X64", "temp": ""}, "job": job, "secrets": {}, "needs": {}}
-
-    def functions(self, ctx: dict[str, Any], ws: Path | None) -> dict[str, Callable[..., Any]]:
-        def hash_files(*patterns: str) -> str:
-            if ws is None:
-                raise WorkflowError("hashFiles() outside a job")
-            h = hashlib.sha256()
-            for p in patterns:
-                files = sorted(f for f in ws.glob(p) if f.is_file())
-                if not files:
-                    raise WorkflowError(f"hashFiles('{p}'): no such file in the checkout")
-                for f in files:
-                    h.update(f.read_bytes())
-            return h.hexdigest()
-
-        status = lambda: ctx["job"]["status"]  # noqa: E731
-        return {"always": lambda: True, "success": lambda: status() == "success",
-                "failure": lambda: status() == "failure", "cancelled": lambda: False, "hashFiles": hash_files,
-                "contains": lambda a, b: (to_str(b).lower() in to_str(a).lower()) if isinstance(a, str)
-                else b in (a or []),
-                "startsWith": lambda a, b: to_str(a).lower().startswith(to_str(b).lower()),
-                "format": lambda f, *a: re.sub(r"\{(\d+)\}", lambda m: to_str(a[int(m.group(1))]), f)}
 
     # ----------------------------------------------------------------------------------------------- jobs
     def clone(self, dest: Path, ref: str | None = None) -> Path:
@@ -462,12 +481,7 @@ class Runner:
         if ws.exists():
             shutil.rmtree(ws)
         self.clone(ws)
-        policy_venv, cached = ws / "policy" / "venv", self.policy_cache(ws)
-        if cached is not None and cached.is_dir():
-            cached.rename(policy_venv)
-        elif cached is not None and self._seed_matches(ws):
-            assert self.seed_policy_venv is not None
-            shutil.copytree(self.seed_policy_venv, policy_venv, symlinks=True)
+        self.cache_posts, self.cache_lent = [], []
         temp = jobdir / "temp"
         temp.mkdir(parents=True, exist_ok=True)
         rec = JobRecord(workflow=wf, job=job_id, matrix=matrix, inputs=dict(inputs), workspace=ws)
@@ -493,7 +507,7 @@ class Runner:
         jobstate = {"status": "success"}
         ctx = self.context({**github, "workspace": str(ws)}, inputs, matrix, env, steps, jobstate)
         ctx["runner"]["temp"] = str(temp)
-        fns = self.functions(ctx, ws)
+        fns = expression_functions(ctx, ws)
         envname = job.get("environment")
         if envname is not None:
             name = to_str(evaluate(envname if isinstance(envname, str) else envname["name"], ctx, fns))
@@ -503,35 +517,79 @@ class Runner:
         env.update({k: to_str(v) for k, v in evaluate(job.get("env") or {}, ctx, fns).items()})
         try:
             self.run_steps(rec, job.get("steps") or [], ctx, fns, env, ws, temp, perms, prefix="")
+            # Post steps, last first: actions/cache's runs on success only (its action.yml: `post-if: success()`).
+            for label, key, paths in reversed(self.cache_posts):
+                if jobstate["status"] != "success":
+                    rec.steps.append(StepRecord(f"Post {label}", "skipped"))
+                    continue
+                rec.steps.append(StepRecord(f"Post {label}", "success", self.cache_save(ws, key, paths)))
         finally:
             rec.leftovers = _kill_tagged(tag)
+            for key, paths in self.cache_lent:  # restored entries go back, checked at their next restore
+                for p in paths:
+                    if (ws / p).exists() or (ws / p).is_symlink():
+                        (ws / p).rename(self.cache_entry(key) / p)
             if log.exists():
                 rec.calls = [json.loads(line) for line in log.read_text().splitlines()]
             rec.status = jobstate["status"]
             rec.seconds = time.monotonic() - started
-            # actions/cache-like: what a successful job built from policy/requirements.txt is kept for the next.
-            if cached is not None and rec.status == "success" and policy_venv.is_dir() and not cached.exists():
-                policy_venv.rename(cached)
             ws.rename(jobdir / "ws")
             rec.workspace = jobdir / "ws"
         return rec
 
-    def _seed_matches(self, ws: Path) -> bool:
-        """The seed was built from exactly this checkout's policy/requirements.txt (its .complete marker holds the
-        file it was built from)."""
-        if self.seed_policy_venv is None:
-            return False
-        done = self.seed_policy_venv / ".complete"
-        req = ws / "policy" / "requirements.txt"
-        return done.is_file() and req.is_file() and done.read_text() == req.read_text()
+    def cache_entry(self, key: str) -> Path:
+        return self.cache_store / hashlib.sha256(key.encode()).hexdigest()[:24]
 
-    def policy_cache(self, ws: Path) -> Path | None:
-        """Where the policy pack's venv is kept between jobs: keyed by policy/requirements.txt and the Python."""
-        req = ws / "policy" / "requirements.txt"
-        if not req.is_file():
-            return None
-        key = hashlib.sha256(req.read_bytes() + base_python().encode()).hexdigest()[:16]
-        return self.cache_dir / f"policy-venv-{key}"
+    def cache_restore(self, ws: Path, label: str, key: str, paths: list[str], outputs: dict[str, str]) -> str:
+        """actions/cache's main step: an exact key match restores the saved paths; a miss leaves `cache-hit` empty
+        (restore-keys are not simulated) and schedules the save for the end of the job."""
+        entry = self.cache_entry(key)
+        for p in paths:
+            if Path(p).is_absolute() or ".." in Path(p).parts or any(c in p for c in "*?[!"):
+                raise WorkflowError(f"actions/cache path {p!r}: only plain paths in the workspace are simulated")
+            if (ws / p).exists() or (ws / p).is_symlink():
+                raise WorkflowError(f"actions/cache: {p} exists before its restore (extracting over it is not "
+                                    "simulated)")
+        if entry.is_dir():
+            # The entry itself is moved into the workspace (a copy of a venv's ~25k files costs ~3 s of CPU) and
+            # back at the job's end; a job that changed anything in it (GitHub's entries are immutable, a job
+            # only changes its own copy) is caught here, at the next restore.
+            if _manifest(entry, paths) != self.cache_manifests[key]:
+                raise WorkflowError(f"the cache entry {key} changed after it was saved: a job changed its restored "
+                                    "copy, which the runner does not simulate (entries are immutable on GitHub)")
+            for p in paths:
+                if (entry / p).exists() or (entry / p).is_symlink():
+                    (ws / p).parent.mkdir(parents=True, exist_ok=True)
+                    (entry / p).rename(ws / p)
+            self.cache_lent.append((key, paths))
+            outputs["cache-hit"] = "true"
+            return f"cache hit {key}"
+        outputs["cache-hit"] = ""
+        self.cache_posts.append((label, key, paths))
+        if "policy/venv" in paths and self.seed_policy_venv is not None:
+            seed = self.seed_policy_venv()
+            if _seed_matches(seed, ws):
+                (ws / "policy").mkdir(exist_ok=True)
+                subprocess.run(["cp", "-a", str(seed), str(ws / "policy" / "venv")], check=True)  # C: ~30% less CPU
+                _relocate_scripts(seed, ws / "policy" / "venv")
+        return f"cache miss {key}"
+
+    def cache_save(self, ws: Path, key: str, paths: list[str]) -> str:
+        """actions/cache's post step after a miss: the paths as they are at the end of the job, under the key,
+        unless another job saved that key meanwhile (an entry is never overwritten)."""
+        entry = self.cache_entry(key)
+        if entry.exists():
+            return f"cache entry {key} exists already: not saved"
+        there = [p for p in paths if (ws / p).exists()]
+        if not there:
+            return f"none of {paths} exists: nothing saved"
+        tmp = entry.with_name(entry.name + ".saving")
+        for p in there:
+            (tmp / p).parent.mkdir(parents=True, exist_ok=True)
+            (ws / p).rename(tmp / p)  # the workspace is discarded after the job (kept for the checks: without it)
+        tmp.rename(entry)
+        self.cache_manifests[key] = _manifest(entry, paths)
+        return f"cache saved {key}: {' '.join(there)}"
 
     def run_steps(self, rec: JobRecord, steps: list[dict[str, Any]], ctx: dict[str, Any],
                   fns: dict[str, Callable[..., Any]], env: dict[str, str], ws: Path, temp: Path,
@@ -634,10 +692,19 @@ class Runner:
             return f"python {' '.join(want)} on PATH"
         if action == "actions/cache":
             # Its key was evaluated with the other inputs: every file it hashes exists in the checkout.
-            for p in args.get("path", "").split():
-                self.restore_cache(ws, p)
-            outputs["cache-hit"] = "true"
-            return f"cache hit {args.get('key')}"
+            paths, key = args.get("path", "").split(), args.get("key", "")
+            if not paths or not key:
+                raise WorkflowError(f"actions/cache needs a path and a key, got {args}")
+            simulated = [p for p in paths if p == ".venv" or p in self.shared_build]
+            if simulated and len(simulated) == len(paths):
+                for p in paths:
+                    self.restore_cache(ws, p)
+                outputs["cache-hit"] = "true"
+                return f"cache hit {key}"
+            if simulated or set(args) - {"path", "key"}:
+                raise WorkflowError(f"actions/cache of {paths} with {sorted(args)}: only a path list and a key are "
+                                    f"simulated, and {simulated} only on their own")
+            return self.cache_restore(ws, label, key, paths, outputs)
         if action == "aws-actions/configure-aws-credentials":
             if perms.get("id-token") != "write":
                 raise StepFailed("configure-aws-credentials with a role needs `id-token: write`")
@@ -677,7 +744,7 @@ class Runner:
             raise WorkflowError(f"{path.name}: no inputs {sorted(unknown)}")
         inputs = {k: args.get(k, to_str(s.get("default", ""))) for k, s in spec.items()}
         inner = {**ctx, "inputs": StrictDict(inputs, f"{path.name} declares no such input"), "steps": {}}
-        inner_fns = self.functions(inner, ws)
+        inner_fns = expression_functions(inner, ws)
         before = len(rec.steps)
         self.run_steps(rec, doc["runs"]["steps"], inner, inner_fns, env, ws, temp, perms, prefix=f"{label} > ")
         if any(s.outcome == "failure" for s in rec.steps[before:]):
@@ -727,6 +794,37 @@ class Runner:
         if dest.is_symlink() or dest.exists():
             return
         dest.symlink_to(self.shared_build[rel])
+
+
+def _manifest(entry: Path, paths: list[str]) -> str:
+    """A digest of the path, type, size and modification time of each of `paths` in `entry` and everything under
+    them (what adding, removing or writing a file changes; not the folders above them, which moving the paths
+    out and back changes). find(1): a Python walk of a venv's ~25k files costs ~0.9 s of CPU, find ~0.2 s."""
+    h = hashlib.sha256()
+    for p in paths:
+        out = subprocess.run(["find", str(entry / p), "-printf", r"%P\t%y\t%s\t%T@\n"], capture_output=True).stdout
+        h.update(f"{p}\n".encode() + b"".join(sorted(out.splitlines(keepends=True))))
+    return h.hexdigest()
+
+
+def _seed_matches(seed: Path, ws: Path) -> bool:
+    """The seed was built from exactly this checkout's policy/requirements.txt (its .complete marker holds the file
+    it was built from)."""
+    done = seed / ".complete"
+    req = ws / "policy" / "requirements.txt"
+    return done.is_file() and req.is_file() and done.read_text() == req.read_text()
+
+
+def _relocate_scripts(seed: Path, venv: Path) -> None:
+    """The copied venv's console scripts (pip among them) name their interpreter by absolute path: pointed at the
+    copy's, so the job's `policy/venv/bin/pip` installs into the copy, as into a venv built there."""
+    shebang = f"#!{seed}/bin/".encode()
+    for script in (venv / "bin").iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        data = script.read_bytes()
+        if data.startswith(shebang):
+            script.write_bytes(f"#!{venv}/bin/".encode() + data[len(shebang):])
 
 
 class StepFailed(Exception):

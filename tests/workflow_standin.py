@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -69,6 +70,13 @@ def pulumi(args: list[str]) -> None:
             venv_python = Path(pack) / "venv" / "bin" / "python"
             if not (Path(pack) / "PulumiPolicy.yaml").exists() or not venv_python.exists():
                 fail(f"--policy-pack {pack}: needs {pack}PulumiPolicy.yaml and the pack's venv {venv_python}")
+            # The venv's interpreter starts and finds the policy SDK (a restored venv too), without importing it.
+            probe = subprocess.run([str(venv_python), "-c", "import importlib.util, sys; "
+                                    "sys.exit(importlib.util.find_spec('pulumi_policy') is None)"],
+                                   capture_output=True, text=True)
+            if probe.returncode != 0:
+                fail(f"--policy-pack {pack}: the pack's venv {venv_python} has no pulumi_policy or does not start: "
+                     f"{probe.stderr.strip()}")
         if cmd == "stack export":
             Path(opts["--file"]).write_text(json.dumps({"version": 3, "deployment": {"resources": []}}))
             return

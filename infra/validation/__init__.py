@@ -127,6 +127,11 @@ def _known(value: Any) -> Any:
     a Mapping and a Sequence, not dict and list), archives and assets as pulumi objects; the rules read plain
     dicts and lists (and json-dump some). A value unknown at preview (the proxy raises on it) becomes UNKNOWN, as
     in the offline preview: unknown is not absent (a topic's key still being created is no unencrypted topic)."""
+    kind = type(value)
+    if kind is str or kind is bool or kind is int or value is None:
+        return value  # most values: the checks below (abstract base classes, archives) are what this cost
+    if kind is float:
+        return int(value) if value.is_integer() else value  # the engine's numbers are floats; the plan has ints
     if isinstance(value, Mapping):
         return {key: _known_item(value, key) for key in list(value.keys())}
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
