@@ -3,6 +3,7 @@ the policy pack; and requirements.txt (what `pulumi install` reads) in step with
 
 from __future__ import annotations
 
+import platform
 import re
 import subprocess
 import sys
@@ -134,10 +135,16 @@ def test_the_policy_pack_venv_is_cached_and_built_on_a_miss_only() -> None:
 
 
 def _pack_venv_key(ws: Path, python: str | None = None, runner_os: str = "Linux") -> str:
-    """The key the policy-venv action of the checkout `ws` computes: its version step run for real by `python`
-    (setup-python's, this session's base interpreter, unless another is given), then the key evaluated as the runner
-    evaluates it (hashFiles over `ws`)."""
+    """The key the policy-venv action of the checkout `ws` computes (see _cache_key)."""
     _, version, cache, _ = _policy_venv_steps(ws / POLICY_VENV / "action.yml")
+    return _cache_key(ws, version, cache, python, runner_os)
+
+
+def _cache_key(ws: Path, version: dict[str, Any], cache: dict[str, Any], python: str | None = None,
+               runner_os: str = "Linux") -> str:
+    """The key an action's cache step computes in the checkout `ws`: the step whose outputs it reads (`version`) run
+    for real by `python` (setup-python's, this session's base interpreter, unless another is given), then the key
+    evaluated as the runner evaluates it (hashFiles over `ws`)."""
     bin_dir, out = ws.parent / f"bin-{uuid.uuid4().hex[:8]}", ws.parent / "github-output"
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(python or base_python())
@@ -170,6 +177,27 @@ def test_the_policy_pack_venv_key_changes_with_what_the_venv_is_built_from(tmp_p
     assert text.count("--no-compile -r policy/requirements.txt") == 1
     action.write_text(text.replace("--no-compile -r policy/requirements.txt", "-r policy/requirements.txt"))
     assert _pack_venv_key(ws) != key, "the key does not follow the install command"
+
+
+def test_the_setup_venv_key_follows_the_python_version_it_is_built_with(tmp_path: Path) -> None:
+    """The setup action's cache restores .venv, whose python links to setup-python's interpreter of that exact
+    version: a runner image with another patch version must miss (a restored venv would not start, and its stamps
+    would stop `make venv` rebuilding it)."""
+    setup = Path(".github") / "actions" / "setup" / "action.yml"
+    steps = _load(ROOT / setup)["runs"]["steps"]
+    (cache,) = [s for s in steps if str(s.get("uses", "")).startswith("actions/cache@")]
+    assert ".venv" in str(cache["with"]["path"]).split()
+    refs = set(re.findall(r"steps\.([A-Za-z0-9_-]+)\.outputs", str(cache["with"]["key"])))
+    (version,) = [s for s in steps if s.get("id") in refs]
+    assert steps.index(version) < steps.index(cache)
+    ws = tmp_path / "ws"
+    for rel in (setup, *(Path(p) for p in re.findall(r"'([^']+)'", str(cache["with"]["key"])))):
+        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ws / rel).write_bytes((ROOT / rel).read_bytes())
+    key = _cache_key(ws, version, cache)
+    assert key == _cache_key(ws, version, cache), "the key is not reproducible"
+    assert _cache_key(ws, version, cache, python=runtime_python()) != key, "the key does not follow the Python"
+    assert platform.python_version() in key
 
 
 def test_least_privilege_permissions() -> None:
