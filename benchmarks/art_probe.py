@@ -35,9 +35,7 @@ def novelty_scores(ts: list[float], values: list[float], params: object) -> list
             out.append(0.0)
             continue
         last = t
-        lo = min((r[1] for r in ranges), default=0.0)
-        hi = max((r[2] for r in ranges), default=0.0)
-        c, state = art.step(state, v, lo, hi, params)
+        c, state = art.step(state, v, *scoring.running_range(ranges), params)
         out.append(c)
         ranges = scoring._ranges_with(ranges, math.floor(t / 86400), v)
     return out
@@ -84,11 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                            for th in FIXED)
             print(f"  {family:<22} false detections at {fps}")
             continue
-        # The sweeper's grid holds the scores rounded to 6 places: one rounded up misses its own point, so the
-        # fixed thresholds are offered too.
         th, total = best_threshold(labels, [s for _, s in items])
         fixed = {t: sum(score_file(lab, s, t).score for lab, s in items) for t in FIXED}
-        th, total = max([(th, total), *fixed.items()], key=lambda x: x[1])
         at = " ".join(f"{t}: {normalised(raw, labels):5.1f}" for t, raw in fixed.items())
         print(f"  {family:<22} best {normalised(total, labels):5.1f} at {th:.3f} | {at} | detections in/out "
               f"windows {inside}/{outside}")

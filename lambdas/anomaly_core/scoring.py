@@ -450,11 +450,16 @@ def _spread(xs: Sequence[float]) -> float:
     return math.sqrt(sum((x - mu) ** 2 for x in xs) / len(xs))
 
 
+def running_range(ranges: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """(min, max) of the [day, min, max] entries of the last RANGE_DAYS days ((0, 0) before any): the range the
+    spatial rule, the context and the novelty signals judge a value in (never the future)."""
+    return min((r[1] for r in ranges), default=0.0), max((r[2] for r in ranges), default=0.0)
+
+
 def _spatial(value: float, ranges: Sequence[Sequence[float]], seen: int, tolerance: float) -> float:
     if seen < MIN_HISTORY_POINTS or not ranges:
         return 0.0
-    lo = min(r[1] for r in ranges)
-    hi = max(r[2] for r in ranges)
+    lo, hi = running_range(ranges)
     span = hi - lo
     if span <= 0:
         return 0.0  # a constant history has no range to be outside of; the band judges it
@@ -488,6 +493,18 @@ def _age_weights(n: int, decay: float) -> tuple[float, ...]:
     return tuple(1.0 - per_point * (n - j - ONSET_HOLD) for j in range(n - ONSET_HOLD))
 
 
+def _peaks_before(peaks: Sequence[Sequence[float]], day: float, days: int) -> list[float]:
+    """The daily peaks of the `days` whole days before `day`, largest first."""
+    return sorted((p[1] for p in peaks if day - days <= p[0] < day), reverse=True)
+
+
+def _peaks_with(peaks: list[list[float]], day: float, value: float, days: int) -> list[list[float]]:
+    """The daily peaks with `value` counted in `day`'s (a new day appended), the last `days` + 1 days kept."""
+    if peaks and peaks[-1][0] == day:
+        return [*peaks[:-1], [day, max(peaks[-1][1], _r6(value))]]
+    return [*peaks, [day, _r6(value)]][-(days + 1):]
+
+
 def _ranges_with(ranges: Sequence[Sequence[float]], day: float, value: float) -> list[list[float]]:
     kept = [list(r) for r in ranges if r[0] > day - RANGE_DAYS]
     if kept and kept[-1][0] == day:
@@ -502,9 +519,7 @@ def _context(value: float, state: ConfidenceState) -> tuple[float, dict[str, lis
     """The context likelihood of this point and the context part of the next state: the value quantised in the
     running range of the past RANGE_DAYS days (never the future), its step surprise (anomaly_core.context), the
     mean of the last CONTEXT_WINDOW surprises against an exponentially weighted Gaussian of earlier means."""
-    lo = min((r[1] for r in state.ranges), default=0.0)
-    hi = max((r[2] for r in state.ranges), default=0.0)
-    s = ctx.level(value, lo, hi)
+    s = ctx.level(value, *running_range(state.ranges))
     if s is None:
         return 0.0, state.ctx_counts, state.ctx_levels, state.ctx_raw, state.ctx_stat
     raw = ctx.surprise(state.ctx_counts, state.ctx_levels, s)
@@ -540,15 +555,12 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
     day = math.floor((ts if ts is not None else point.ts) / 86400)
     res_peaks = state.res_peaks
     if params.record_days:
-        done = sorted((p[1] for p in res_peaks if day - params.record_days <= p[0] < day), reverse=True)
+        done = _peaks_before(res_peaks, day, params.record_days)
         if len(done) >= params.record_rank and news > 0.5 and r > 1.0:
             record = done[params.record_rank - 1] * NEWS_MARGIN
             if record > 0 and r <= record:
                 news = min(news, max(0.25, 0.5 * r / record))
-        if res_peaks and res_peaks[-1][0] == day:
-            res_peaks = [*res_peaks[:-1], [day, max(res_peaks[-1][1], _r6(r))]]
-        else:
-            res_peaks = [*res_peaks, [day, _r6(r)]][-(params.record_days + 1):]
+        res_peaks = _peaks_with(res_peaks, day, r, params.record_days)
     window = [*state.scores[-(LIKELIHOOD_WINDOW - 1):], s] if LIKELIHOOD_WINDOW > 1 else [s]
     mean = sum(window) / len(window)
     means = state.means[-LIKELIHOOD_HISTORY:]
@@ -595,9 +607,7 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
         context, ctx_counts, ctx_levels, ctx_raw, ctx_stat = 0.0, {}, [], [], []
     if params.art:
         # The running range of the past RANGE_DAYS days normalises the window (never the future).
-        lo = min((r[1] for r in state.ranges), default=0.0)
-        hi = max((r[2] for r in state.ranges), default=0.0)
-        novelty, art_state = art_signal.step(state.art, value, lo, hi, params.art_params)
+        novelty, art_state = art_signal.step(state.art, value, *running_range(state.ranges), params.art_params)
         if params.art_fusion == "alone":
             conf = params.art * novelty
         elif params.art_fusion == "familiar":
@@ -619,15 +629,11 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
         conf = max(conf, STUCK_CONFIDENCE)
     peaks = state.peaks
     if params.calibrate:
-        raw_conf = conf
-        done = sorted(p[1] for p in peaks if day - CALIBRATION_DAYS <= p[0] < day)
+        done = _peaks_before(peaks, day, CALIBRATION_DAYS)[::-1]  # smallest first: the quantile's index
+        peaks = _peaks_with(peaks, day, conf, CALIBRATION_DAYS)  # the peak before calibration
         if len(done) >= CALIBRATION_MIN_DAYS and not stuck:
             m = done[min(len(done) - 1, int(params.calibrate * len(done)))]
             conf = max(0.0, (conf - m) / (1.0 - m)) if m < 1.0 else 0.0
-        if peaks and peaks[-1][0] == day:
-            peaks = [*peaks[:-1], [day, max(peaks[-1][1], _r6(raw_conf))]]
-        else:
-            peaks = [*peaks, [day, _r6(raw_conf)]][-(CALIBRATION_DAYS + 1):]
     recent = state.confidences[-ONSET_POINTS:]
     # Compared as stored (rounded to 6 places): a confidence that repeats exactly must not beat its own copy.
     onset = conf if _r6(conf) > _onset_bar(recent, params.onset_decay) else 0.0
