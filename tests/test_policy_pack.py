@@ -100,12 +100,16 @@ def pack_venv() -> Path:
 
 
 def test_the_venv_is_built_with_the_workflows_own_command() -> None:
-    """pack_venv builds what the workflows build: their policy-venv action runs exactly these two commands, and
-    every workflow that runs the pack takes its venv from that action, never from commands of its own."""
+    """pack_venv builds what the workflows and `make policy-venv` build: their policy-venv action runs exactly these
+    two commands, the Makefile the same pip command, and every workflow that runs the pack takes its venv from that
+    action, never from commands of its own."""
     command = f"policy/venv/bin/pip {' '.join(PIP_INSTALL)} policy/requirements.txt"
     steps = yaml.safe_load(POLICY_VENV_ACTION.read_text())["runs"]["steps"]
     builds = [str(s["run"]).strip().splitlines() for s in steps if "pip" in str(s.get("run", ""))]
     assert builds == [["python -m venv policy/venv", command]], f"{POLICY_VENV_ACTION.name}: not `{command}`"
+    # `make policy-venv` (a local `pulumi preview --policy-pack`) builds it the same way.
+    recipe = (ROOT / "Makefile").read_text().split("\npolicy/venv/.installed:", 1)[1].split("\n\n", 1)[0]
+    assert command in recipe, f"make policy-venv does not run `{command}`"
     packs = [p for p in (ROOT / ".github" / "workflows").glob("*.yml") if "--policy-pack" in p.read_text()]
     assert {p.name for p in packs} >= {"preview.yml", "pulumi-up.yml", "drift.yml"}
     for path in packs:
