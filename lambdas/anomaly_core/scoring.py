@@ -33,6 +33,8 @@ Pure Python (no numpy): the detector package must stay tiny. A band is a sorted 
 - calibration (issue 28, off by default: ScoringParams.calibrate, shape_cap, record_days): the confidence judged
   against the metric's own daily peaks of the last two weeks, the shape likelihood capped by the spread's rank in
   the last week, an excursion within the recent daily record held to news 0.5 (docs/components/anomaly.md).
+- windows (issue 28): the counts below are durations written in 5-minute points; a series sampled at another
+  period counts them in its own points (Windows, windows_for: an hourly series' "hour" is no longer 12 hours).
 - recurring: an excursion the series also made at the same time yesterday or last week (+-5 minutes; a cron job)
   is damped by RECURRING_DAMP: it is the series' habit, not news.
 - onset: the confidence when it beats every confidence of the last day, those older than an hour discounted by
@@ -142,6 +144,83 @@ STUCK_CONFIDENCE = 0.9
 # three numbers in the state instead of a history list).
 CONTEXT_WINDOW = 12
 CONTEXT_MEMORY = WEEK_POINTS
+# The windows above are durations (an hour, a day, a week) written as counts of 5-minute points. A series sampled
+# at another period (the ad-exchange family of shared/nab-dev is hourly; NAB's nyc_taxi is half-hourly) counted
+# them as points too: its "hour" was 12 hours, its "day" (the onset's memory, yesterday's same time) 12 days.
+# Windows scales them to the series' own period (issue 28), in three kinds: time lags and memories of a duration
+# (yesterday, last week, the onset's day, the stats refit hour) keep their duration; the windows averaged into one
+# statistic (the likelihood's hour, the stuck hour) keep it too but never fall below MIN_WINDOW_POINTS (the spread
+# of one point is 0); the histories a quantile or a Gaussian is estimated from keep at least their sample counts
+# (the 0.98 quantile of two hourly days would be their largest of 48). At STEP_S every count is the constant.
+MIN_WINDOW_POINTS = 3
+MAX_STEP_S = 86400  # a daily series has one point a day: coarser ones have no day to compare
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The scorer's windows in points of one sampling period (`windows_for`)."""
+
+    step_s: float
+    day: int
+    week: int
+    onset: int  # confidences an onset must beat (a day)
+    onset_hold: int  # the last hour of them, counted in full
+    stats_every: int  # points between refits of the Gaussians (an hour)
+    same_time_max: int  # the widest same-time window (+-2 hours)
+    likelihood: int  # the band scores averaged (an hour)
+    long: int  # the long likelihood window (six hours)
+    stuck: int  # a flat hour
+    context: int  # the context surprises averaged (an hour)
+    history: int  # residuals whose quantile is the usual excursion (two days, at least 576)
+    min_history: int  # warm-up before any confidence (half a day, at least 144)
+    likelihood_history: int  # window means of the level Gaussian (two weeks, at least 4032)
+    likelihood_min_history: int
+    shape_history: int  # window spreads of the shape Gaussian (a week, at least 2016)
+    context_memory: int
+
+    @property
+    def residual_memory(self) -> int:
+        return max(self.week + self.same_time_max + 1, self.history)
+
+    def lag(self, points: int) -> int:
+        """A duration given in 5-minute points, in this period's points (at least 1)."""
+        return _lag(points, self.step_s)
+
+    def samples(self, points: int) -> int:
+        """A history given in 5-minute points: its duration, and never fewer samples."""
+        return _samples(points, self.step_s)
+
+
+def _lag(points: int, step_s: float) -> int:
+    return max(1, round(points * STEP_S / step_s))
+
+
+def _samples(points: int, step_s: float) -> int:
+    return max(points, _lag(points, step_s))
+
+
+def _window(points: int, step_s: float) -> int:
+    return max(MIN_WINDOW_POINTS, _lag(points, step_s))
+
+
+@functools.lru_cache(maxsize=32)
+def windows_for(step_s: float) -> Windows:
+    """The windows of a series sampled every `step_s` seconds (the detector's grid: STEP_S)."""
+    return Windows(step_s=step_s, day=_lag(DAY_POINTS, step_s), week=_lag(WEEK_POINTS, step_s),
+                   onset=_lag(ONSET_POINTS, step_s), onset_hold=_lag(ONSET_HOLD, step_s),
+                   stats_every=_lag(STATS_EVERY, step_s), same_time_max=_lag(NEWS_SAME_TIME_MAX, step_s),
+                   likelihood=_window(LIKELIHOOD_WINDOW, step_s), long=_window(LONG_WINDOW, step_s),
+                   stuck=_window(STUCK_POINTS, step_s), context=_window(CONTEXT_WINDOW, step_s),
+                   history=_samples(HISTORY_POINTS, step_s), min_history=_samples(MIN_HISTORY_POINTS, step_s),
+                   likelihood_history=_samples(LIKELIHOOD_HISTORY, step_s),
+                   likelihood_min_history=_samples(LIKELIHOOD_MIN_HISTORY, step_s),
+                   shape_history=_samples(SHAPE_HISTORY, step_s), context_memory=_samples(CONTEXT_MEMORY, step_s))
+
+
+FIVE_MINUTES = windows_for(STEP_S)
+
+
+
 # Issue 28, measured under leave-one-family-out and off by default (ScoringParams.calibrate / record_days): the
 # confidence judged against this metric's own daily peaks of the last two weeks, once three whole days are seen.
 CALIBRATION_DAYS = 14
@@ -308,10 +387,11 @@ def _r6(x: float) -> float:
     return round(x, 6)
 
 
-def gaussian(history: Sequence[float], min_std: float = LIKELIHOOD_MIN_STD) -> tuple[float, float] | None:
-    """(mean, std floored at min_std) of `history`, None before LIKELIHOOD_MIN_HISTORY values (warm-up)."""
+def gaussian(history: Sequence[float], min_std: float = LIKELIHOOD_MIN_STD,
+             min_history: int = LIKELIHOOD_MIN_HISTORY) -> tuple[float, float] | None:
+    """(mean, std floored at min_std) of `history`, None before `min_history` values (warm-up)."""
     n = len(history)
-    if n < LIKELIHOOD_MIN_HISTORY:
+    if n < min_history:
         return None
     mu = sum(history) / n
     var = max(0.0, sum(map(operator.mul, history, history)) / n - mu * mu)  # C-level loops
@@ -342,17 +422,18 @@ def _rank_score(x: float, history: Sequence[float]) -> float:
     return max(0.0, min(1.0, math.log(above / (len(history) + 1) + 1e-10) / _LOG_FLOOR))
 
 
-def _usual_largest(memory: Sequence[float], quantile: float, same_time: int, span: int = HISTORY_POINTS) -> float:
+def _usual_largest(memory: Sequence[float], quantile: float, same_time: int, span: int = HISTORY_POINTS,
+                   w: Windows = FIVE_MINUTES) -> float:
     """The excursion this series makes as a habit: the `quantile` of the last `span` residuals, or the largest one
     within +-`same_time` points of the same time yesterday or last week if that is larger (quantile 1: the
     largest of the span; the rule before issue 15 was the two days' largest)."""
     history = memory[-span:]
     if quantile >= 1.0:
         return max(history)
-    same_time = min(same_time, NEWS_SAME_TIME_MAX)
+    same_time = min(same_time, w.same_time_max)
     # The quantile as the k-th largest (k small): a week of residuals is not sorted on every point.
     out = heapq.nlargest(len(history) - int(quantile * (len(history) - 1)), history)[-1]
-    for lag in (DAY_POINTS, WEEK_POINTS):
+    for lag in (w.day, w.week):
         lo, hi = len(memory) - lag - same_time, len(memory) - lag + same_time + 1
         if lo >= 0:
             out = max(out, *memory[lo:hi])
@@ -360,12 +441,12 @@ def _usual_largest(memory: Sequence[float], quantile: float, same_time: int, spa
 
 
 def _news(r: float, memory: Sequence[float], quantile: float = NEWS_QUANTILE, same_time: int = NEWS_SAME_TIME,
-          span: int = NEWS_SPAN) -> float:
-    if len(memory[-HISTORY_POINTS:]) < MIN_HISTORY_POINTS:
+          span: int = NEWS_SPAN, w: Windows = FIVE_MINUTES) -> float:
+    if len(memory[-w.history:]) < w.min_history:
         return 0.0  # too little history to know what is usual
     if r <= 1.0:
         return 0.25 * r  # inside the band: low
-    largest = _usual_largest(memory, quantile, same_time, span) * NEWS_MARGIN
+    largest = _usual_largest(memory, quantile, same_time, span, w) * NEWS_MARGIN
     ratio = r / largest if largest > 0 else 10.0
     # Up to the recent largest excursion (x margin): at most 0.5; beyond it, 1 - 0.5/ratio -> 1.
     return max(0.25, 0.5 * ratio) if ratio <= 1.0 else 1.0 - 0.5 / ratio
@@ -418,8 +499,15 @@ class ScoringParams:
     art: float = 0.0  # the weight of the novelty signal in the confidence (0: off)
     art_fusion: str = "max"
     art_params: art_signal.ArtParams = art_signal.DEFAULT_ART
+    # The series' sampling period: the windows are durations counted in its points (Windows; the detector scores
+    # on its STEP_S grid, the replay passes the period of the rows it scores). The counts above (news_span,
+    # news_same_time, news_warmup) are given in 5-minute points.
+    step_s: float = STEP_S
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.step_s, int | float) and 1 <= self.step_s <= MAX_STEP_S):
+            raise ValueError(f"ScoringParams.step_s (the sampling period in seconds) must be in 1 .. {MAX_STEP_S}, "
+                             f"got {self.step_s!r}")
         if self.art_fusion not in ART_FUSIONS:
             raise ValueError(f"ScoringParams.art_fusion must be one of {', '.join(ART_FUSIONS)}, got "
                              f"{self.art_fusion!r}")
@@ -456,8 +544,9 @@ def running_range(ranges: Sequence[Sequence[float]]) -> tuple[float, float]:
     return min((r[1] for r in ranges), default=0.0), max((r[2] for r in ranges), default=0.0)
 
 
-def _spatial(value: float, ranges: Sequence[Sequence[float]], seen: int, tolerance: float) -> float:
-    if seen < MIN_HISTORY_POINTS or not ranges:
+def _spatial(value: float, ranges: Sequence[Sequence[float]], seen: int, tolerance: float,
+             min_history: int = MIN_HISTORY_POINTS) -> float:
+    if seen < min_history or not ranges:
         return 0.0
     lo, hi = running_range(ranges)
     span = hi - lo
@@ -467,30 +556,31 @@ def _spatial(value: float, ranges: Sequence[Sequence[float]], seen: int, toleran
     return 1.0 - 0.5 * tolerance / beyond if beyond > tolerance else 0.0
 
 
-def _same_time_before(history: Sequence[float]) -> float:
+def _same_time_before(history: Sequence[float], w: Windows = FIVE_MINUTES) -> float:
     """The largest residual at the same time yesterday and last week (+-1 point), 0 without that history."""
     out = 0.0
-    for lag in (DAY_POINTS, WEEK_POINTS):
+    for lag in (w.day, w.week):
         if len(history) >= lag + 1:
             out = max(out, *history[len(history) - lag - 1:len(history) - lag + 2])
     return out
 
 
-def _onset_bar(recent: Sequence[float], decay: float) -> float:
-    """What a new onset must beat: the last day's confidences (oldest first), those older than ONSET_HOLD points
-    discounted by their age (1 - decay a day back). The last hour counts in full: a confidence that stays put (a
-    saturated excursion) must never look new."""
-    if not decay or len(recent) <= ONSET_HOLD:
+def _onset_bar(recent: Sequence[float], decay: float, w: Windows = FIVE_MINUTES) -> float:
+    """What a new onset must beat: the last day's confidences (oldest first), those older than an hour (w.onset_hold
+    points) discounted by their age (1 - decay a day back). The last hour counts in full: a confidence that stays
+    put (a saturated excursion) must never look new."""
+    hold = w.onset_hold
+    if not decay or len(recent) <= hold:
         return max(recent, default=0.0)
-    older: float = max(map(operator.mul, recent[:-ONSET_HOLD], _age_weights(len(recent), decay)))  # C-level loop
-    return max(older, *recent[-ONSET_HOLD:])
+    older: float = max(map(operator.mul, recent[:-hold], _age_weights(len(recent), decay, w.onset, hold)))
+    return max(older, *recent[-hold:])
 
 
 @functools.lru_cache(maxsize=8)
-def _age_weights(n: int, decay: float) -> tuple[float, ...]:
-    """The discount of each of the n - ONSET_HOLD older confidences of _onset_bar (oldest first)."""
-    per_point = decay / (ONSET_POINTS - ONSET_HOLD)
-    return tuple(1.0 - per_point * (n - j - ONSET_HOLD) for j in range(n - ONSET_HOLD))
+def _age_weights(n: int, decay: float, onset: int = ONSET_POINTS, hold: int = ONSET_HOLD) -> tuple[float, ...]:
+    """The discount of each of the n - hold older confidences of _onset_bar (oldest first)."""
+    per_point = decay / max(1, onset - hold)
+    return tuple(1.0 - per_point * (n - j - hold) for j in range(n - hold))
 
 
 def _peaks_before(peaks: Sequence[Sequence[float]], day: float, days: int) -> list[float]:
@@ -514,8 +604,8 @@ def _ranges_with(ranges: Sequence[Sequence[float]], day: float, value: float) ->
     return kept[-RANGE_DAYS:]
 
 
-def _context(value: float, state: ConfidenceState) -> tuple[float, dict[str, list[float]], list[int], list[float],
-                                                             list[float]]:
+def _context(value: float, state: ConfidenceState, w: Windows = FIVE_MINUTES
+             ) -> tuple[float, dict[str, list[float]], list[int], list[float], list[float]]:
     """The context likelihood of this point and the context part of the next state: the value quantised in the
     running range of the past RANGE_DAYS days (never the future), its step surprise (anomaly_core.context), the
     mean of the last CONTEXT_WINDOW surprises against an exponentially weighted Gaussian of earlier means."""
@@ -523,35 +613,37 @@ def _context(value: float, state: ConfidenceState) -> tuple[float, dict[str, lis
     if s is None:
         return 0.0, state.ctx_counts, state.ctx_levels, state.ctx_raw, state.ctx_stat
     raw = ctx.surprise(state.ctx_counts, state.ctx_levels, s)
-    window = [*state.ctx_raw[-(CONTEXT_WINDOW - 1):], raw]
+    window = [*state.ctx_raw[-(w.context - 1):], raw]
     mean = sum(window) / len(window)
     lik = 0.0
     n, mu, var = state.ctx_stat if len(state.ctx_stat) == 3 else (0.0, 0.0, 0.0)
-    if n >= LIKELIHOOD_MIN_HISTORY:
+    if n >= w.likelihood_min_history:
         lik = tail_score(mean, (mu, max(math.sqrt(var), LIKELIHOOD_MIN_STD)))
     # An exponentially weighted mean and variance (Finch 2009, "Incremental calculation of weighted mean and
     # variance"): the exact running ones until CONTEXT_MEMORY means were seen, then that memory's weight.
-    alpha = 1.0 / min(n + 1, CONTEXT_MEMORY)
+    alpha = 1.0 / min(n + 1, w.context_memory)
     delta = mean - mu
     mu += alpha * delta
     var = (1 - alpha) * (var + alpha * delta * delta)
     counts = {k: [round(x, 4) for x in v] for k, v in ctx.learn(state.ctx_counts, state.ctx_levels, s).items()}
     kept = [_r6(x) for x in window]
     return (lik, counts, [*state.ctx_levels, s][-max(ctx.ORDERS):],
-            kept[1:] if len(kept) == CONTEXT_WINDOW else kept,
-            [min(n + 1, CONTEXT_MEMORY), round(mu, 9), round(var, 9)])
+            kept[1:] if len(kept) == w.context else kept,
+            [min(n + 1, w.context_memory), round(mu, 9), round(var, 9)])
 
 
 def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | None = None,
            params: ScoringParams = DEFAULT_PARAMS) -> tuple[Assessment, ConfidenceState]:
     """Score one observation from the band and the state built from earlier points only."""
+    w = windows_for(params.step_s)
     s = score(value, point)
     r = residual(value, point)
-    memory = state.residuals[-RESIDUAL_MEMORY:]
-    span = params.news_span
+    span = w.samples(params.news_span)
+    remembered = max(w.residual_memory, span)  # a week's span of an hourly series is more than its week
+    memory = state.residuals[-remembered:]
     if params.news_warmup:
-        span = min(span, max(HISTORY_POINTS, state.seen - params.news_warmup))
-    news = _news(r, memory, params.news_quantile, params.news_same_time, span)
+        span = min(span, max(w.history, state.seen - w.lag(params.news_warmup)))
+    news = _news(r, memory, params.news_quantile, w.lag(params.news_same_time), span, w)
     day = math.floor((ts if ts is not None else point.ts) / 86400)
     res_peaks = state.res_peaks
     if params.record_days:
@@ -561,46 +653,49 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
             if record > 0 and r <= record:
                 news = min(news, max(0.25, 0.5 * r / record))
         res_peaks = _peaks_with(res_peaks, day, r, params.record_days)
-    window = [*state.scores[-(LIKELIHOOD_WINDOW - 1):], s] if LIKELIHOOD_WINDOW > 1 else [s]
+    window = [*state.scores[-(w.likelihood - 1):], s]
     mean = sum(window) / len(window)
-    means = state.means[-LIKELIHOOD_HISTORY:]
+    means = state.means[-w.likelihood_history:]
     # The Gaussians are refitted every STATS_EVERY points (an hour) and kept in the state: fitting them on every
     # point made a 90-day replay cost O(history) per point; an hour's lag on a 2-week history changes nothing.
-    refresh = state.seen % STATS_EVERY == 0 or len(state.stats) != 2
-    level_fit = gaussian(means) if refresh else _fitted(state.stats[0])
+    refresh = state.seen % w.stats_every == 0 or len(state.stats) != 2
+    min_fit = w.likelihood_min_history
+    level_fit = gaussian(means, LIKELIHOOD_MIN_STD, min_fit) if refresh else _fitted(state.stats[0])
     if params.shape_log:
-        shape_fit = gaussian([math.log(x + SPREAD_FLOOR) for x in state.spreads[-SHAPE_HISTORY:]], SHAPE_MIN_STD) \
-            if refresh else _fitted(state.stats[1])
+        shape_fit = gaussian([math.log(x + SPREAD_FLOOR) for x in state.spreads[-w.shape_history:]], SHAPE_MIN_STD,
+                             min_fit) if refresh else _fitted(state.stats[1])
     else:
-        shape_fit = gaussian(state.spreads[-SHAPE_HISTORY:], SHAPE_MIN_STD) if refresh else _fitted(state.stats[1])
+        shape_fit = gaussian(state.spreads[-w.shape_history:], SHAPE_MIN_STD, min_fit) if refresh \
+            else _fitted(state.stats[1])
     lik = tail_score(mean, level_fit)
     if params.likelihood_cap and lik > 0:
         lik = min(lik, _rank_score(mean, means))
-    long_window = [*state.long_scores[-(LONG_WINDOW - 1):], s]
+    long_window = [*state.long_scores[-(w.long - 1):], s]
     long_mean = sum(long_window) / len(long_window)
-    long_means = state.long_means[-LIKELIHOOD_HISTORY:]
+    long_means = state.long_means[-w.likelihood_history:]
     if params.long_window:
-        long_fit = gaussian(long_means) if refresh or len(state.long_stat) != 2 else _fitted(state.long_stat)
+        long_fit = gaussian(long_means, LIKELIHOOD_MIN_STD, min_fit) if refresh or len(state.long_stat) != 2 \
+            else _fitted(state.long_stat)
         lik = max(lik, tail_score(long_mean, long_fit))
     else:
         long_fit = None
     level = math.sqrt(news * lik)
     signed_r = (value - point.yhat) / half_width(point)
-    signed = [*state.signed[-(LIKELIHOOD_WINDOW - 1):], signed_r]
+    signed = [*state.signed[-(w.likelihood - 1):], signed_r]
     spread = _spread(signed)
-    spreads = state.spreads[-SHAPE_HISTORY:]
+    spreads = state.spreads[-w.shape_history:]
     shape_x = math.log(spread + SPREAD_FLOOR) if params.shape_log else spread
     shape_lik = tail_score(shape_x, shape_fit) if params.shape else 0.0
     if params.shape_cap and shape_lik > 0:
         shape_lik = min(shape_lik, _rank_score(spread, spreads))
     shape = math.sqrt(news * shape_lik)
-    before = _same_time_before(memory)
+    before = _same_time_before(memory, w)
     recurring = r > 1.0 and before >= params.recurring_ratio * r
     conf = max(level, shape) * (params.recurring_damp if recurring else 1.0)
-    spatial = _spatial(value, state.ranges, state.seen, params.spatial_tolerance)
+    spatial = _spatial(value, state.ranges, state.seen, params.spatial_tolerance, w.min_history)
     conf = max(conf, spatial)
     if params.context:
-        context, ctx_counts, ctx_levels, ctx_raw, ctx_stat = _context(value, state)
+        context, ctx_counts, ctx_levels, ctx_raw, ctx_stat = _context(value, state, w)
         weighted = params.context * (math.sqrt(news * context) if params.context_news else context)
         conf = max(conf, weighted)
     else:
@@ -621,9 +716,9 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
             conf = max(conf, params.art * novelty)
     else:
         novelty, art_state = 0.0, _NO_ART
-    flat_window = [*state.recent_values[-(STUCK_POINTS - 1):], value]
-    flat = len(flat_window) == STUCK_POINTS and max(flat_window) - min(flat_window) <= 1e-9 * max(1.0, abs(value))
-    stuck = params.stuck and flat and state.since_flat >= WEEK_POINTS and state.seen >= WEEK_POINTS \
+    flat_window = [*state.recent_values[-(w.stuck - 1):], value]
+    flat = len(flat_window) == w.stuck and max(flat_window) - min(flat_window) <= 1e-9 * max(1.0, abs(value))
+    stuck = params.stuck and flat and state.since_flat >= w.week and state.seen >= w.week \
         and not (params.art and params.art_fusion == "alone")
     if stuck:
         conf = max(conf, STUCK_CONFIDENCE)
@@ -634,26 +729,26 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
         if len(done) >= CALIBRATION_MIN_DAYS and not stuck:
             m = done[min(len(done) - 1, int(params.calibrate * len(done)))]
             conf = max(0.0, (conf - m) / (1.0 - m)) if m < 1.0 else 0.0
-    recent = state.confidences[-ONSET_POINTS:]
+    recent = state.confidences[-w.onset:]
     # Compared as stored (rounded to 6 places): a confidence that repeats exactly must not beat its own copy.
-    onset = conf if _r6(conf) > _onset_bar(recent, params.onset_decay) else 0.0
+    onset = conf if _r6(conf) > _onset_bar(recent, params.onset_decay, w) else 0.0
     kept = [_r6(x) for x in window]  # the state holds what its JSON holds: live and offline runs agree
     kept_signed = [_r6(x) for x in signed]
-    new_state = ConfidenceState(residuals=[*memory, _r6(r)][-RESIDUAL_MEMORY:],
-                                confidences=[*recent, _r6(conf)][-ONSET_POINTS:],
-                                scores=kept[1:] if len(kept) == LIKELIHOOD_WINDOW else kept,
-                                means=[*means, _r6(mean)][-LIKELIHOOD_HISTORY:],
-                                signed=kept_signed[1:] if len(kept_signed) == LIKELIHOOD_WINDOW else kept_signed,
-                                spreads=[*spreads, _r6(spread)][-SHAPE_HISTORY:],
+    new_state = ConfidenceState(residuals=[*memory, _r6(r)][-remembered:],
+                                confidences=[*recent, _r6(conf)][-w.onset:],
+                                scores=kept[1:] if len(kept) == w.likelihood else kept,
+                                means=[*means, _r6(mean)][-w.likelihood_history:],
+                                signed=kept_signed[1:] if len(kept_signed) == w.likelihood else kept_signed,
+                                spreads=[*spreads, _r6(spread)][-w.shape_history:],
                                 ranges=_ranges_with(state.ranges, day, _r6(value)), seen=state.seen + 1,
                                 stats=[[_r6(x) for x in f] if f else [] for f in (level_fit, shape_fit)],
-                                long_scores=[_r6(x) for x in long_window][-(LONG_WINDOW - 1):]
+                                long_scores=[_r6(x) for x in long_window][-(w.long - 1):]
                                 if params.long_window else [],
-                                long_means=[*long_means, _r6(long_mean)][-LIKELIHOOD_HISTORY:] if params.long_window
+                                long_means=[*long_means, _r6(long_mean)][-w.likelihood_history:] if params.long_window
                                 else [],
                                 long_stat=[_r6(x) for x in long_fit] if long_fit else [],
-                                recent_values=flat_window[-(STUCK_POINTS - 1):],
-                                since_flat=0 if flat else min(state.since_flat + 1, WEEK_POINTS),
+                                recent_values=flat_window[-(w.stuck - 1):],
+                                since_flat=0 if flat else min(state.since_flat + 1, w.week),
                                 ctx_counts=ctx_counts, ctx_levels=ctx_levels, ctx_raw=ctx_raw, ctx_stat=ctx_stat,
                                 art=art_state, peaks=peaks, res_peaks=res_peaks)
     return Assessment(score=s, confidence=conf, onset=onset, is_anomaly=value > point.upper or value < point.lower,

@@ -15,13 +15,24 @@ reason; the state and the history only ever see points in increasing time order.
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .scoring import DEFAULT_PARAMS, STEP_S, Assessment, BandPoint, ConfidenceState, ScoringParams, assess, lookup
+from .scoring import (
+    DEFAULT_PARAMS,
+    MAX_STEP_S,
+    STEP_S,
+    Assessment,
+    BandPoint,
+    ConfidenceState,
+    ScoringParams,
+    assess,
+    lookup,
+)
 
 DAY_S = 86400
 log = logging.getLogger(__name__)
@@ -112,9 +123,24 @@ def stream_bands(ts: Sequence[float], values: Sequence[float], fitter: Fitter,
     return out
 
 
+def sampling_period(ts: Sequence[float]) -> float:
+    """The series' sampling period: the median spacing of its increasing timestamps, to the whole minute from a
+    minute up (every source here samples on whole minutes: CloudWatch periods, Prometheus steps; NAB's irregular
+    traffic rows then count as their 5 minutes), STEP_S for fewer than two rows."""
+    steps = sorted(b - a for a, b in itertools.pairwise(ts) if b > a)
+    if not steps:
+        return float(STEP_S)
+    median = steps[len(steps) // 2]
+    period = float(round(median / 60.0) * 60) if median >= 60 else float(max(1, round(median)))
+    return min(period, float(MAX_STEP_S))
+
+
 def assess_with_bands(values: Sequence[float], bands: Sequence[BandPoint | None], ts: Sequence[float] | None = None,
                       params: ScoringParams = DEFAULT_PARAMS) -> list[Assessment | None]:
-    """The detector's assessment of each row from the bands in force (None where the row is not scored)."""
+    """The detector's assessment of each row from the bands in force (None where the row is not scored), its
+    windows counted in the rows' own sampling period (scoring.Windows) when their timestamps are given."""
+    if ts is not None:
+        params = replace(params, step_s=sampling_period(ts))
     out: list[Assessment | None] = []
     state = ConfidenceState()
     for i, (v, point) in enumerate(zip(values, bands, strict=True)):
