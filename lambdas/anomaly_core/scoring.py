@@ -274,21 +274,21 @@ class ConfidenceState:
             isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x >= -1e9 for x in f)
         ] if isinstance(raw_stats, list) else []
         state = cls(residuals=floats("residuals", RESIDUAL_MEMORY), confidences=floats("confidences", ONSET_POINTS),
-                   scores=floats("scores", LIKELIHOOD_WINDOW - 1), means=floats("means", LIKELIHOOD_HISTORY),
-                   signed=floats("signed", LIKELIHOOD_WINDOW - 1), spreads=floats("spreads", SHAPE_HISTORY),
-                   ranges=ranges[-RANGE_DAYS:], stats=stats if len(stats) == 2 else [],
-                   seen=seen if isinstance(seen, int) and not isinstance(seen, bool) and seen >= 0 else 0,
-                   long_scores=floats("long_scores", LONG_WINDOW - 1),
-                   long_means=floats("long_means", LIKELIHOOD_HISTORY),
-                   long_stat=long_stat if len(long_stat) == 2 else [],
-                   recent_values=floats("recent_values", STUCK_POINTS - 1),
-                   since_flat=since_flat if isinstance(since_flat, int) and not isinstance(since_flat, bool)
-                   and since_flat >= 0 else 0,
-                   ctx_counts=ctx.valid_counts(data.get("ctx_counts")), ctx_levels=ctx_levels,
-                   ctx_raw=floats("ctx_raw", CONTEXT_WINDOW - 1),
-                   ctx_stat=ctx_stat if len(ctx_stat) == 3 and ctx_stat[0] >= 0 and ctx_stat[2] >= 0 else [],
-                   art=art_signal.ArtState.from_json(data.get("art")),
-                   peaks=_day_peaks(data.get("peaks")), res_peaks=_day_peaks(data.get("res_peaks")))
+                    scores=floats("scores", LIKELIHOOD_WINDOW - 1), means=floats("means", LIKELIHOOD_HISTORY),
+                    signed=floats("signed", LIKELIHOOD_WINDOW - 1), spreads=floats("spreads", SHAPE_HISTORY),
+                    ranges=ranges[-RANGE_DAYS:], stats=stats if len(stats) == 2 else [],
+                    seen=seen if isinstance(seen, int) and not isinstance(seen, bool) and seen >= 0 else 0,
+                    long_scores=floats("long_scores", LONG_WINDOW - 1),
+                    long_means=floats("long_means", LIKELIHOOD_HISTORY),
+                    long_stat=long_stat if len(long_stat) == 2 else [],
+                    recent_values=floats("recent_values", STUCK_POINTS - 1),
+                    since_flat=since_flat if isinstance(since_flat, int) and not isinstance(since_flat, bool)
+                    and since_flat >= 0 else 0,
+                    ctx_counts=ctx.valid_counts(data.get("ctx_counts")), ctx_levels=ctx_levels,
+                    ctx_raw=floats("ctx_raw", CONTEXT_WINDOW - 1),
+                    ctx_stat=ctx_stat if len(ctx_stat) == 3 and ctx_stat[0] >= 0 and ctx_stat[2] >= 0 else [],
+                    art=art_signal.ArtState.from_json(data.get("art")),
+                    peaks=_day_peaks(data.get("peaks")), res_peaks=_day_peaks(data.get("res_peaks")))
         # Packed lists are written rounded (to_json); lists of JSON numbers (an older state) are rounded on writing.
         state.rounded = all(isinstance(data.get(k), str) or not data.get(k) for k in ROUNDED_LISTS)
         return state
