@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from anomaly_core import metrics as contract
 from anomaly_core.episodes import RECOVERY_POINTS
-from anomaly_core.scoring import HISTORY_POINTS, LIKELIHOOD_WINDOW, RESIDUAL_MEMORY, ConfidenceState
+from anomaly_core.scoring import HISTORY_POINTS, LIKELIHOOD_WINDOW, RESIDUAL_MEMORY, ROUNDED_LISTS, ConfidenceState
 from anomaly_core.settings import MetricSpec, Settings
 from anomaly_core.sources import Sources
 from anomaly_core.store import band_day_key, day_of, state_key
@@ -482,11 +482,35 @@ def test_new_detector_state_starts_from_the_trainers_residuals(aws: dict[str, An
     out = detect(aws, cfg, prometheus, t, seasonal(t) * 3)
     assert out["metrics"]["latency"]["event"] == "start"
     assert [m["event"] for m in messages(aws)] == ["anomaly_start"]
-    kept = get(aws, state_key("latency"))["confidence"]
-    assert len(kept["residuals"]) == RESIDUAL_MEMORY
+    kept = ConfidenceState.from_json(get(aws, state_key("latency"))["confidence"])
+    assert len(kept.residuals) == RESIDUAL_MEMORY
     # The anomaly-likelihood memory lives in the same state object: seeded window means + this point's mean.
-    assert len(kept["means"]) == RESIDUAL_MEMORY + 1 and len(kept["scores"]) == LIKELIHOOD_WINDOW - 1
-    assert kept["scores"][-1] > 0.5  # this point's band score (3x the seasonal value)
+    assert len(kept.means) == RESIDUAL_MEMORY + 1 and len(kept.scores) == LIKELIHOOD_WINDOW - 1
+    assert kept.scores[-1] > 0.5  # this point's band score (3x the seasonal value)
+
+
+def test_detector_reads_a_state_stored_before_the_memory_was_packed(
+        aws: dict[str, Any], prometheus: str, trained: Settings) -> None:
+    """A state the detector stored before issue 28 packed its memory lists (JSON numbers, each rounded to 6
+    places) is read with no migration step: the run scores the point as from the packed copy of that state, and
+    saves the same memory, packed."""
+    t = NOW + STEP
+    detect(aws, trained, prometheus, t, seasonal(t))  # a state of this detector's own (packed)
+    doc = get(aws, state_key("latency"))
+    state = ConfidenceState.from_json(doc["confidence"])
+    before = {**doc, "confidence": {**doc["confidence"], **{k: [round(x, 6) for x in getattr(state, k)]
+                                                            for k in ROUNDED_LISTS}}}
+    assert isinstance(doc["confidence"]["residuals"], str) and isinstance(before["confidence"]["residuals"], list)
+    runs = []
+    for stored in (before, doc):
+        aws["s3"].put_object(Bucket=BUCKET, Key=state_key("latency"), Body=json.dumps(stored).encode())
+        at = t + STEP
+        out = detect(aws, trained, prometheus, at, seasonal(at) * 3)["metrics"]["latency"]
+        saved = get(aws, state_key("latency"))
+        runs.append((out, ConfidenceState.from_json(saved["confidence"]), saved["confidence"]["means"]))
+    (out_old, saved_old, raw_old), (out_new, saved_new, raw_new) = runs
+    assert {k: v for k, v in out_old.items() if k != "event"} == {k: v for k, v in out_new.items() if k != "event"}
+    assert saved_old == saved_new and raw_old == raw_new and isinstance(raw_old, str)
 
 
 def test_detector_storage_error_is_counted_not_raised(aws: dict[str, Any], prometheus: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import statistics
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from anomaly_core import scoring
 from anomaly_core.episodes import RECOVERY_POINTS, Episode, step
 from anomaly_core.scoring import (
     DEFAULT_PARAMS,
@@ -22,10 +24,12 @@ from anomaly_core.scoring import (
     MIN_HISTORY_POINTS,
     NEWS_MARGIN,
     RESIDUAL_MEMORY,
+    ROUNDED_LISTS,
     WEEK_POINTS,
     Assessment,
     BandPoint,
     ConfidenceState,
+    ScoringParams,
     assess,
     log_likelihood,
     lookup,
@@ -39,6 +43,8 @@ from anomaly_core.streaming import (
     stream_bands,
     stream_scores,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 from benchmarks import synthetic
 from benchmarks.nab_scoring import (
@@ -167,6 +173,62 @@ def test_state_seeded_from_the_trainers_residuals_has_likelihood_history() -> No
     _, own = quiet_state(LIKELIHOOD_MIN_HISTORY + 10)
     assert own.seeded(seed) == own
     assert ConfidenceState.from_json(own.to_json()) == own
+
+
+def _memory_state(points: int, params: ScoringParams) -> ConfidenceState:
+    """A state after `points` points of a daily series, started from unrounded seed residuals (as a trainer's)."""
+    state = ConfidenceState().seeded([abs(math.sin(i * 0.37)) * 1.3 for i in range(HISTORY_POINTS)])
+    for i in range(points):
+        t = 1_700_000_000 + i * 300
+        base = 100 + 20 * math.sin(2 * math.pi * (t % 86400) / 86400)
+        _, state = assess(base + (40 if i % 97 == 0 else 3 * math.sin(i * 1.7)),
+                          BandPoint(t, base, base - 10, base + 10), state, t, params)
+    return state
+
+
+@pytest.mark.parametrize("params", [DEFAULT_PARAMS, ScoringParams(context=0.6, long_window=True)],
+                         ids=["shipped", "context+long-window"])
+def test_a_state_stored_as_json_numbers_is_still_read_to_the_same_assessments(params: ScoringParams) -> None:
+    """Backward compatibility of the stored state (issue 28 packs the memory lists): a state as the detector stored
+    it before (each memory list as JSON numbers, every value rounded to 6 places) reads to the same state as its
+    packed copy, the points after it are assessed identically, and it is written back packed with those values."""
+    state = _memory_state(400, params)
+    packed = state.to_json()
+    assert all(isinstance(packed[k], str) for k in ROUNDED_LISTS)  # this writer packs every memory list
+    before = {**packed, **{k: [round(x, 6) for x in getattr(state, k)] for k in ROUNDED_LISTS}}  # the old writer
+    assert all(before[k] for k in ("residuals", "means", "spreads", "ctx_raw" if params.context else "scores"))
+    old = ConfidenceState.from_json(json.loads(json.dumps(before)))
+    new = ConfidenceState.from_json(json.loads(json.dumps(packed)))
+    assert old == new and old.residuals == [round(x, 6) for x in state.residuals]
+    for i in range(400, 700):
+        t = 1_700_000_000 + i * 300
+        point = BandPoint(t, 100.0, 90.0, 110.0)
+        value = 100 + (60 if i % 150 == 0 else 5 * math.sin(i))
+        (a_old, old), (a_new, new) = assess(value, point, old, t, params), assess(value, point, new, t, params)
+        assert a_old == a_new, i
+    assert old.to_json() == new.to_json()
+    assert ConfidenceState.from_json(old.to_json()) == old
+
+
+def test_unrounded_memory_is_stored_rounded_and_packed_values_read_back_exactly() -> None:
+    """The rounding guard: a state whose lists may hold unrounded values (a trainer's seed residuals, one built
+    by hand) is written rounded to 6 places as before; a packed list reads back the very doubles written."""
+    seeded = ConfidenceState().seeded([0.123456789, 2.000000499, 1e-9])
+    stored = ConfidenceState.from_json(seeded.to_json())
+    assert stored.residuals == [0.123457, 2.0, 0.0] and stored == ConfidenceState.from_json(
+        json.loads(json.dumps({k: [round(x, 6) for x in v] if isinstance(v, list) and k in ROUNDED_LISTS else v
+                               for k, v in dataclasses.asdict(seeded).items()})))
+    # A malformed packed field is dropped like any malformed field (the memory starts again), never a traceback.
+    assert ConfidenceState.from_json({"residuals": "f8le:not base64!", "means": "f8le:AAAA"}) == ConfidenceState()
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=20))
+def test_rounding_is_idempotent_so_known_rounded_lists_are_not_rounded_again(xs: list[float]) -> None:
+    """to_json skips round() on lists known rounded (read packed, then assessed): correct because rounding a
+    rounded value gives it back, and the packed form holds the exact doubles."""
+    once = [round(x, 6) for x in xs]
+    assert [round(x, 6) for x in once] == once
+    assert scoring._unpacked(str(scoring._packed(xs, rounded=False))) == once
 
 
 def test_episode_opens_once_and_closes_after_recovery_points() -> None:

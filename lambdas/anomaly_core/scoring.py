@@ -47,11 +47,15 @@ Pure Python (no numpy): the detector package must stay tiny. A band is a sorted 
 
 from __future__ import annotations
 
+import array
+import base64
+import binascii
 import bisect
 import functools
 import heapq
 import math
 import operator
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -233,6 +237,45 @@ _LOG_FLOOR = math.log(1e-10)  # tail probability 1e-10 (or below) -> log-likelih
 # The novelty signal's state while it is off: one shared empty value (never mutated: art.step returns a new one).
 _NO_ART = art_signal.ArtState()
 
+# Issue 28 (scale): the memory lists held rounded to 6 places (~8,000 numbers in a two-week state) are stored as
+# base64 of their IEEE 754 doubles, little-endian, not as JSON numbers: formatting and parsing that many floats
+# (and checking each) was most of the detector's own CPU per metric. The doubles are the very values the JSON text
+# gave back (a float's repr round-trips exactly: Python tutorial, "Floating-Point Arithmetic: Issues and
+# Limitations"), so every assessment is unchanged. A state stored as JSON numbers (before this change) is still read
+# and is written packed on its next save: no migration step.
+PACKED_PREFIX = "f8le:"
+ROUNDED_LISTS = ("residuals", "confidences", "scores", "means", "signed", "spreads", "long_scores", "long_means",
+                 "ctx_raw")
+
+
+def _packed(values: list[float], rounded: bool) -> str | list[float]:
+    """A memory list as stored: its values rounded to 6 places (unless known rounded), packed. A non-finite value
+    stays a JSON number, which the state's writer refuses (json.dumps allow_nan=False) as it always did."""
+    out = values if rounded else [_r6(x) for x in values]
+    if not math.isfinite(sum(out)) and not all(map(math.isfinite, out)):  # the sum alone may overflow
+        return out
+    doubles = array.array("d", out)
+    if sys.byteorder == "big":
+        doubles.byteswap()
+    return PACKED_PREFIX + base64.b64encode(doubles.tobytes()).decode("ascii")
+
+
+def _unpacked(text: str) -> list[float]:
+    """The doubles of a packed list; [] for a string that is not one (a malformed state field is dropped)."""
+    if not text.startswith(PACKED_PREFIX):
+        return []
+    try:
+        raw = base64.b64decode(text[len(PACKED_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        return []
+    if len(raw) % 8:
+        return []
+    doubles = array.array("d")
+    doubles.frombytes(raw)
+    if sys.byteorder == "big":
+        doubles.byteswap()
+    return doubles.tolist()
+
 
 @dataclass
 class ConfidenceState:
@@ -259,18 +302,23 @@ class ConfidenceState:
     art: art_signal.ArtState = field(default_factory=art_signal.ArtState)  # the novelty signal (anomaly_core.art)
     peaks: list[list[float]] = field(default_factory=list)  # [day, peak confidence] of recent days (calibrate)
     res_peaks: list[list[float]] = field(default_factory=list)  # [day, peak residual] of recent days (record_days)
+    # Every value of the ROUNDED_LISTS is known to be rounded to 6 places already (a state read packed, and the
+    # states assess makes from it: it appends rounded values only), so to_json need not round ~8,000 values again
+    # (round() is idempotent; ~0.5 us a value). Not an init field: any other state, dataclasses.replace included
+    # (seeded() adds a trainer's unrounded residuals), is rounded as before.
+    rounded: bool = field(default=False, init=False, compare=False, repr=False)
 
     def to_json(self) -> dict[str, object]:
-        return {"residuals": [round(x, 6) for x in self.residuals],
-                "confidences": [round(x, 6) for x in self.confidences],
-                "scores": [round(x, 6) for x in self.scores], "means": [round(x, 6) for x in self.means],
-                "signed": [round(x, 6) for x in self.signed], "spreads": [round(x, 6) for x in self.spreads],
+        done = self.rounded
+        return {"residuals": _packed(self.residuals, done), "confidences": _packed(self.confidences, done),
+                "scores": _packed(self.scores, done), "means": _packed(self.means, done),
+                "signed": _packed(self.signed, done), "spreads": _packed(self.spreads, done),
                 "ranges": [list(r) for r in self.ranges], "seen": self.seen, "stats": [list(f) for f in self.stats],
-                "long_scores": [round(x, 6) for x in self.long_scores],
-                "long_means": [round(x, 6) for x in self.long_means], "long_stat": list(self.long_stat),
+                "long_scores": _packed(self.long_scores, done), "long_means": _packed(self.long_means, done),
+                "long_stat": list(self.long_stat),
                 "recent_values": list(self.recent_values), "since_flat": self.since_flat,
                 "ctx_counts": {k: [round(x, 4) for x in v] for k, v in self.ctx_counts.items()},
-                "ctx_levels": list(self.ctx_levels), "ctx_raw": [round(x, 6) for x in self.ctx_raw],
+                "ctx_levels": list(self.ctx_levels), "ctx_raw": _packed(self.ctx_raw, done),
                 "ctx_stat": [round(x, 9) for x in self.ctx_stat],
                 # The novelty signal's state only when it has one (off by default: nothing stored per metric).
                 **({"art": self.art.to_json()} if self.art != _NO_ART else {}),
@@ -284,6 +332,9 @@ class ConfidenceState:
             return cls()
         def floats(key: str, keep: int) -> list[float]:
             raw = data.get(key)
+            if isinstance(raw, str):  # packed (to_json): doubles already, checked at C speed while all are finite
+                values = _unpacked(raw)
+                return (values if math.isfinite(sum(values)) else [x for x in values if math.isfinite(x)])[-keep:]
             values = [float(x) for x in raw if isinstance(x, int | float)] if isinstance(raw, list) else []
             return [x for x in values if math.isfinite(x)][-keep:]
         raw_ranges = data.get("ranges")
@@ -301,22 +352,30 @@ class ConfidenceState:
         stats = [[float(x) for x in f] for f in raw_stats if isinstance(f, list) and len(f) in (0, 2) and all(
             isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x >= -1e9 for x in f)
         ] if isinstance(raw_stats, list) else []
-        return cls(residuals=floats("residuals", RESIDUAL_MEMORY), confidences=floats("confidences", ONSET_POINTS),
-                   scores=floats("scores", LIKELIHOOD_WINDOW - 1), means=floats("means", LIKELIHOOD_HISTORY),
-                   signed=floats("signed", LIKELIHOOD_WINDOW - 1), spreads=floats("spreads", SHAPE_HISTORY),
-                   ranges=ranges[-RANGE_DAYS:], stats=stats if len(stats) == 2 else [],
-                   seen=seen if isinstance(seen, int) and not isinstance(seen, bool) and seen >= 0 else 0,
-                   long_scores=floats("long_scores", LONG_WINDOW - 1),
-                   long_means=floats("long_means", LIKELIHOOD_HISTORY),
-                   long_stat=long_stat if len(long_stat) == 2 else [],
-                   recent_values=floats("recent_values", STUCK_POINTS - 1),
-                   since_flat=since_flat if isinstance(since_flat, int) and not isinstance(since_flat, bool)
-                   and since_flat >= 0 else 0,
-                   ctx_counts=ctx.valid_counts(data.get("ctx_counts")), ctx_levels=ctx_levels,
-                   ctx_raw=floats("ctx_raw", CONTEXT_WINDOW - 1),
-                   ctx_stat=ctx_stat if len(ctx_stat) == 3 and ctx_stat[0] >= 0 and ctx_stat[2] >= 0 else [],
-                   art=art_signal.ArtState.from_json(data.get("art")),
-                   peaks=_day_peaks(data.get("peaks")), res_peaks=_day_peaks(data.get("res_peaks")))
+        state = cls(residuals=floats("residuals", RESIDUAL_MEMORY), confidences=floats("confidences", ONSET_POINTS),
+                    scores=floats("scores", LIKELIHOOD_WINDOW - 1), means=floats("means", LIKELIHOOD_HISTORY),
+                    signed=floats("signed", LIKELIHOOD_WINDOW - 1), spreads=floats("spreads", SHAPE_HISTORY),
+                    ranges=ranges[-RANGE_DAYS:], stats=stats if len(stats) == 2 else [],
+                    seen=seen if isinstance(seen, int) and not isinstance(seen, bool) and seen >= 0 else 0,
+                    long_scores=floats("long_scores", LONG_WINDOW - 1),
+                    long_means=floats("long_means", LIKELIHOOD_HISTORY),
+                    long_stat=long_stat if len(long_stat) == 2 else [],
+                    recent_values=floats("recent_values", STUCK_POINTS - 1),
+                    since_flat=since_flat if isinstance(since_flat, int) and not isinstance(since_flat, bool)
+                    and since_flat >= 0 else 0,
+                    ctx_counts=ctx.valid_counts(data.get("ctx_counts")), ctx_levels=ctx_levels,
+                    ctx_raw=floats("ctx_raw", CONTEXT_WINDOW - 1),
+                    ctx_stat=ctx_stat if len(ctx_stat) == 3 and ctx_stat[0] >= 0 and ctx_stat[2] >= 0 else [],
+                    art=art_signal.ArtState.from_json(data.get("art")),
+                    peaks=_day_peaks(data.get("peaks")), res_peaks=_day_peaks(data.get("res_peaks")))
+        # Packed lists are written rounded (to_json); lists of JSON numbers (an older state) are rounded on writing.
+        state.rounded = all(isinstance(data.get(k), str) or not data.get(k) for k in ROUNDED_LISTS)
+        return state
+
+    @property
+    def wants_seed(self) -> bool:
+        """Whether seeded() would add a trainer's residuals (the memory is shorter than a warm-up)."""
+        return len(self.residuals) < MIN_HISTORY_POINTS or len(self.means) < LIKELIHOOD_MIN_HISTORY
 
     def seeded(self, seed_residuals: Sequence[float]) -> ConfidenceState:
         """This state completed with a trainer's in-sample residuals (oldest first) where its memory is short.
@@ -751,6 +810,7 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
                                 since_flat=0 if flat else min(state.since_flat + 1, w.week),
                                 ctx_counts=ctx_counts, ctx_levels=ctx_levels, ctx_raw=ctx_raw, ctx_stat=ctx_stat,
                                 art=art_state, peaks=peaks, res_peaks=res_peaks)
+    new_state.rounded = state.rounded  # its lists are the state's, or rounded here (_r6)
     return Assessment(score=s, confidence=conf, onset=onset, is_anomaly=value > point.upper or value < point.lower,
                       news=news, likelihood=lik, shape=shape_lik, spatial=spatial, recurring=recurring,
                       stuck=stuck, context=context, art=novelty), new_state

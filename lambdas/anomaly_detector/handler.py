@@ -58,6 +58,7 @@ from anomaly_core.store import (
     sent_key,
     state_key,
 )
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from logshape import stdlib as logshape
 
@@ -169,9 +170,11 @@ def detect_metric(metric: MetricSpec, cfg: Settings, clients: Clients, targets: 
     if raw is not None and not isinstance(raw, dict):
         log.warning("metric %s: state is a %s, not an object: starting a new state", metric.name, type(raw).__name__)
     raw_state: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    # A new (or reset) state starts from the trainer's in-sample residuals rather than half a day of silence.
-    seed = ConfidenceState.from_json({"residuals": meta.get("seed_residuals") or []}).residuals
-    state = ConfidenceState.from_json(raw_state.get("confidence")).seeded(seed)
+    # A new (or reset) state starts from the trainer's in-sample residuals rather than half a day of silence (read
+    # only then: a warm state never uses them).
+    state = ConfidenceState.from_json(raw_state.get("confidence"))
+    if state.wants_seed:
+        state = state.seeded(ConfidenceState.from_json({"residuals": meta.get("seed_residuals") or []}).residuals)
     episode = Episode.from_json(raw_state.get("episode"))
     pending = _pending(raw_state.get("pending"))
     last_ts = _last_ts(raw_state, now)
@@ -455,7 +458,11 @@ def _init() -> tuple[Settings, Clients, Targets]:
 
     cfg = settings_mod.load(Path(__file__).parent)
     session = boto3.session.Session()
-    clients = Clients(s3=session.client("s3"), cloudwatch=session.client("cloudwatch"),
+    # A pooled connection per parallel reader: botocore keeps 10 by default ("Config" reference,
+    # max_pool_connections), and urllib3 discards the connections of the other 6 readers, so their next reads
+    # would open new TLS sessions (and log "Connection pool is full" warnings).
+    s3 = session.client("s3", config=Config(max_pool_connections=S3_READERS))
+    clients = Clients(s3=s3, cloudwatch=session.client("cloudwatch"),
                       sns=session.client("sns"), sources=default_sources(cfg.prometheus_url, session))
     targets = Targets(bucket=settings_mod.env("ANOMALY_BUCKET"), topic_arn=settings_mod.env("ANOMALY_TOPIC_ARN"))
     return cfg, clients, targets
