@@ -117,6 +117,7 @@ def run_drill(log: Callable[[str], None] = lambda _line: None) -> DrillResult:
     if str(LAMBDAS_DIR) not in sys.path:
         sys.path.insert(0, str(LAMBDAS_DIR))
     import boto3
+    from anomaly_core.scoring import ConfidenceState
     from anomaly_core.settings import MetricSpec, Settings
     from anomaly_core.sources import Sources
     from anomaly_core.store import get_json, state_key
@@ -174,9 +175,10 @@ def run_drill(log: Callable[[str], None] = lambda _line: None) -> DrillResult:
         before = get_json(s3, BUCKET, state_key(METRIC))
         if before is None:
             raise RuntimeError(f"the detector wrote no state to s3://{BUCKET}/{state_key(METRIC)} before the disaster")
+        # The memory read as the detector reads it (its lists are stored packed: anomaly_core.scoring).
+        old = ConfidenceState.from_json(before["confidence"]).residuals
         result.steps.append(("detector, 3 runs before the disaster", 0.0,
-                             f"state last_ts={before['last_ts']:.0f}, "
-                             f"{len(before['confidence']['residuals'])} residuals"))
+                             f"state last_ts={before['last_ts']:.0f}, {len(old)} residuals"))
         model_keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"models/{METRIC}/")["Contents"]]
         # The band is one object per UTC day (anomaly_core.store.band_day_key): all of them are lost.
         band_keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"bands/{METRIC}/")["Contents"]]
@@ -210,7 +212,7 @@ def run_drill(log: Callable[[str], None] = lambda _line: None) -> DrillResult:
         if after is None:
             raise RuntimeError(f"the detector wrote no state to s3://{BUCKET}/{state_key(METRIC)} after the restore")
         # The restored memory continues (its residuals plus this run's), instead of a fresh seeded state.
-        old, new = before["confidence"]["residuals"], after["confidence"]["residuals"]
+        new = ConfidenceState.from_json(after["confidence"]).residuals
         # (the history is a bounded window: the oldest residual may have rolled out.)
         memory_kept = bool(new) and new[:-1] == old[len(old) - (len(new) - 1):]
         model = model_from_json(s3.get_object(Bucket=BUCKET, Key=model_keys[0])["Body"].read().decode())
@@ -218,8 +220,7 @@ def run_drill(log: Callable[[str], None] = lambda _line: None) -> DrillResult:
                           and memory_kept and model is not None)
         result.steps.append(("detector after restore", 0.0,
                              f"DetectorErrors={after_run['errors']}, last_ts {before['last_ts']:.0f} -> "
-                             f"{after['last_ts']:.0f}, residuals {len(before['confidence']['residuals'])} -> "
-                             f"{len(after['confidence']['residuals'])}, model JSON loads"))
+                             f"{after['last_ts']:.0f}, residuals {len(old)} -> {len(new)}, model JSON loads"))
 
         # A bad write (not a delete): the previous version is copied back.
         s3.put_object(Bucket=BUCKET, Key=state_key(METRIC), Body=b"{not json")
