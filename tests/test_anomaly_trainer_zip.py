@@ -1,8 +1,9 @@
 """The anomaly trainer from its built zip (Prophet and its wheels vendored for the runtime's Python), run in the
 runtime's own interpreter with only the zip and boto3 on its path (infra/tools/drill/zip_runtime.py), against a
 moto server holding its CloudWatch history, fed as its SQS event source mapping feeds it (one training batch per
-record, stamped with the dispatcher's cycle). A throttled AWS call is injected at each of its calls in turn (the
-history read, the model write, each band day's write); SQS then redelivers the failed batch, which runs clean.
+record, stamped with the dispatcher's cycle). A throttled AWS call is injected at its calls in turn (the history
+read, the model write, the first and last band days' writes: zip_env.fault_positions; every call under
+`make exactly-once`); SQS then redelivers the failed batch, which runs clean.
 Whatever the fault, the bucket ends exactly as a clean run leaves it: one model, one object per band day, every
 day pointing at that model (the batch trains at its cycle, so a retry writes the same keys). The history and the
 fits are kept small: this is about the path, tests/test_anomaly_handlers.py is about the fits."""
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 from anomaly_core.settings import SETTINGS_FILE, MetricSpec, Settings
-from zip_env import client, function_env, moto  # noqa: F401  (moto: a fixture)
+from zip_env import client, fault_positions, function_env, moto  # noqa: F401  (moto: a fixture)
 
 from infra.tools.drill import zip_runtime
 
@@ -87,8 +88,9 @@ def test_a_fault_at_each_aws_call_then_the_redelivery_leaves_what_a_clean_run_le
         assert "cloudwatch.GetMetricData" in calls and calls.count("s3.PutObject") == 1 + len(days), calls
         want = _objects(moto, BUCKET)
         assert want == sorted([model, *days]), want
-        found = []
-        for at, call in enumerate(calls):
+        found, positions = [], fault_positions(calls)
+        for at in positions:
+            call = calls[at]
             empty()
             failed = attempt(at)
             assert failed.fired and failed.result == {"batchItemFailures": [{"itemIdentifier": "train-batch-1"}]}, \
@@ -98,6 +100,6 @@ def test_a_fault_at_each_aws_call_then_the_redelivery_leaves_what_a_clean_run_le
             got = _objects(moto, BUCKET)
             if got != want or {d["model_key"] for d in _days(moto, BUCKET).values()} != {model}:
                 found.append(f"fault at call {at} ({call}): objects {got}")
-        print(f"trainer zip: {len(calls)} AWS calls in a clean run ({', '.join(calls)}); {len(calls)} faults, each "
-              f"redelivered: {len(calls) - len(found)} ended as the clean run")
+        print(f"trainer zip: {len(calls)} AWS calls in a clean run ({', '.join(calls)}); faults at {positions}, "
+              f"each redelivered: {len(positions) - len(found)} ended as the clean run")
         assert found == []

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from zip_env import EXHAUSTIVE
 
 from infra.tools import daemons
 from infra.tools.drill import webhook
@@ -20,7 +21,6 @@ from tests.exactly_once import KINDS, SCENARIOS, Harness, problems
 
 pytestmark = pytest.mark.slow  # one of the long modules: handed out first to the test workers
 
-EXHAUSTIVE = os.environ.get("EXACTLY_ONCE_ALL") == "1"
 
 
 @pytest.fixture(scope="module")

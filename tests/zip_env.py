@@ -5,7 +5,8 @@ through this process's environment, so the functions' processes get exactly the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import boto3
@@ -14,6 +15,9 @@ import pytest
 from infra.tools import daemons
 
 REGION = "us-east-1"
+# `make exactly-once` sets EXACTLY_ONCE_ALL=1: a fault before every AWS call of a run. The suite injects a subset
+# (fault_positions, or test_exactly_once.suite_indexes).
+EXHAUSTIVE = os.environ.get("EXACTLY_ONCE_ALL") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +69,17 @@ def state_table(url: str, name: str, *, sort_key: bool = False) -> None:
 
 def loads(bodies: list[str]) -> list[dict[str, Any]]:
     return [json.loads(b) for b in bodies]
+
+
+def fault_positions(calls: Sequence[str], *always: int) -> list[int]:
+    """Where the suite injects a fault into a run of `calls`: at the first and the last call of each kind and at the
+    call right after each of them (every kind of step, and the seams between kinds), plus `always`; a repeat of the
+    same step in the middle (the fifth of eight band days written) is left to `make exactly-once`, which injects
+    at every call."""
+    if EXHAUSTIVE:
+        return list(range(len(calls)))
+    picked = set(always)
+    for name in set(calls):
+        at = [i for i, c in enumerate(calls) if c == name]
+        picked |= {at[0], at[0] + 1, at[-1], at[-1] + 1}
+    return sorted(i for i in picked if 0 <= i < len(calls))
