@@ -136,7 +136,7 @@ ART: tuple[dict[str, object], ...] = (
 # the labelled ones. [4] the confidence rescaled against the metric's own daily peaks of two weeks (their median
 # maps to 0); [5] the same with the shape likelihood capped by the spread's rank in the last week; [6] [5] with an
 # excursion no larger than the largest daily peak residual of two weeks held to news 0.5; [7] [2] with the shape
-# cap; [8] [1] with the two weeks' record alone; [9] [5] with the 0.6 quantile of the daily peaks; [10]-[12] below.
+# cap; [8] [1] with the two weeks' record alone; [9] [5] with the 0.6 quantile of the daily peaks; [10]-[16] below.
 CALIBRATED: tuple[dict[str, object], ...] = (
     {"stuck": True, "calibrate": 0.5},
     {"stuck": True, "calibrate": 0.5, "shape_cap": True},
@@ -159,6 +159,10 @@ CALIBRATED: tuple[dict[str, object], ...] = (
     {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "news_warmup": scoring.NEWS_WARMUP,
      "news_unscheduled": True},
     {"stuck": True, "news_unscheduled": True},
+    # The controls: [7] and [11] with the warm-up left out, without the switch.
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "news_warmup": scoring.NEWS_WARMUP},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "record_days": 28,
+     "news_warmup": scoring.NEWS_WARMUP},
 )
 
 
