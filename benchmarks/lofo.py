@@ -78,7 +78,7 @@ TARGET_MIN, TARGET_MEAN, TARGET_FALSE = 65.0, 72.0, 0.10  # issue 28: per family
 BEFORE = {"shape": True, "stuck": False, "long_window": False, "shape_log": False, "likelihood_cap": False,
           "shape_cap": False, "calibrate": 0.0, "record_days": 0, "record_rank": 1,
           "news_span": scoring.HISTORY_POINTS, "news_quantile": 0.98, "news_warmup": 0, "context": 0.0,
-          "context_news": False}
+          "context_news": False, "news_unscheduled": False}
 WEEK = scoring.WEEK_POINTS
 CHANGES: tuple[dict[str, object], ...] = (
     {}, {"stuck": True}, {"stuck": True, "news_span": WEEK, "news_quantile": 0.995},
@@ -136,7 +136,7 @@ ART: tuple[dict[str, object], ...] = (
 # the labelled ones. [4] the confidence rescaled against the metric's own daily peaks of two weeks (their median
 # maps to 0); [5] the same with the shape likelihood capped by the spread's rank in the last week; [6] [5] with an
 # excursion no larger than the largest daily peak residual of two weeks held to news 0.5; [7] [2] with the shape
-# cap; [8] [1] with the two weeks' record alone; [9] [5] with the 0.6 quantile of the daily peaks; [10]-[12] below.
+# cap; [8] [1] with the two weeks' record alone; [9] [5] with the 0.6 quantile of the daily peaks; [10]-[16] below.
 CALIBRATED: tuple[dict[str, object], ...] = (
     {"stuck": True, "calibrate": 0.5},
     {"stuck": True, "calibrate": 0.5, "shape_cap": True},
@@ -149,6 +149,20 @@ CALIBRATED: tuple[dict[str, object], ...] = (
     {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "calibrate": 0.6},
     {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "record_days": 28},
     {"stuck": True, "record_days": 28},
+    # The news quantile over the unscheduled excursions only (ScoringParams.news_unscheduled: a recurring residual,
+    # a cron job's, leaves the week's quantile, record and shape cap; issue 15's cron_then_event): [11], [7], [2]
+    # with the warm-up left out (TRIED's first), and [1], each with it.
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "record_days": 28,
+     "news_warmup": scoring.NEWS_WARMUP, "news_unscheduled": True},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True,
+     "news_warmup": scoring.NEWS_WARMUP, "news_unscheduled": True},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "news_warmup": scoring.NEWS_WARMUP,
+     "news_unscheduled": True},
+    {"stuck": True, "news_unscheduled": True},
+    # The controls: [7] and [11] with the warm-up left out, without the switch.
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "news_warmup": scoring.NEWS_WARMUP},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "record_days": 28,
+     "news_warmup": scoring.NEWS_WARMUP},
 )
 
 

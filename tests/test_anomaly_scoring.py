@@ -417,6 +417,24 @@ def test_the_warm_up_residuals_leave_the_weeks_news_span() -> None:
     assert max(left_out[2 * 288:at]) < THRESHOLD
 
 
+def test_a_daily_cron_job_leaves_the_weeks_quantile_with_news_unscheduled() -> None:
+    """Issue 28's candidate [11] (a week's 0.995 quantile, the shape cap, a 28-day record) with the warm-up left
+    out: the daily cron job (2 points a day, more than 0.5% of a week) set the usual excursion, and the record of
+    daily peaks held its first occurrence, so the smaller 14:24 event was missed. With news_unscheduled a recurring
+    excursion (and the occurrences it recurs from) leaves the quantile, the record and the shape cap: found, and
+    the cron job itself stays damped."""
+    week = {"stuck": True, "news_span": WEEK_POINTS, "news_quantile": 0.995, "shape_cap": True, "record_days": 28,
+            "news_warmup": HISTORY_POINTS}
+    ts, events, _, with_habit = replay("cron_then_event", **week, news_unscheduled=True)
+    _, _, _, without = replay("cron_then_event", **week)
+    at = events[0]
+    assert [i for i in episode_starts(ts, with_habit) if i >= 2 * 288] == [next(
+        i for i in range(at, at + 24) if (a := with_habit[i]) is not None and a.confidence > THRESHOLD)]
+    assert max(a.confidence for a in without[at:at + 24] if a is not None) < THRESHOLD
+    ts, _, _, cron = replay("daily_cron", **week, news_unscheduled=True)
+    assert [i for i in episode_starts(ts, cron) if i >= 2 * 288] == []
+
+
 def test_a_short_extreme_spike_is_not_averaged_away() -> None:
     """The hourly mean of the likelihood stage dilutes one point; the spatial rule (beyond the running range) and
     the shape signal (the hour's spread) each see it on their own."""

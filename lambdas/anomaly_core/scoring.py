@@ -53,6 +53,7 @@ import binascii
 import bisect
 import functools
 import heapq
+import itertools
 import math
 import operator
 import sys
@@ -302,6 +303,8 @@ class ConfidenceState:
     art: art_signal.ArtState = field(default_factory=art_signal.ArtState)  # the novelty signal (anomaly_core.art)
     peaks: list[list[float]] = field(default_factory=list)  # [day, peak confidence] of recent days (calibrate)
     res_peaks: list[list[float]] = field(default_factory=list)  # [day, peak residual] of recent days (record_days)
+    # The `seen` numbers of the remembered residuals that were recurring (news_unscheduled), ascending.
+    scheduled: list[int] = field(default_factory=list)
     # Every value of the ROUNDED_LISTS is known to be rounded to 6 places already (a state read packed, and the
     # states assess makes from it: it appends rounded values only), so to_json need not round ~8,000 values again
     # (round() is idempotent; ~0.5 us a value). Not an init field: any other state, dataclasses.replace included
@@ -324,7 +327,9 @@ class ConfidenceState:
                 **({"art": self.art.to_json()} if self.art != _NO_ART else {}),
                 # The daily peaks only while calibrate / record_days are on (off by default: nothing stored).
                 **({"peaks": [list(p) for p in self.peaks]} if self.peaks else {}),
-                **({"res_peaks": [list(p) for p in self.res_peaks]} if self.res_peaks else {})}
+                **({"res_peaks": [list(p) for p in self.res_peaks]} if self.res_peaks else {}),
+                # The scheduled positions only while news_unscheduled is on (off by default: nothing stored).
+                **({"scheduled": list(self.scheduled)} if self.scheduled else {})}
 
     @classmethod
     def from_json(cls, data: object) -> ConfidenceState:
@@ -367,7 +372,8 @@ class ConfidenceState:
                     ctx_raw=floats("ctx_raw", CONTEXT_WINDOW - 1),
                     ctx_stat=ctx_stat if len(ctx_stat) == 3 and ctx_stat[0] >= 0 and ctx_stat[2] >= 0 else [],
                     art=art_signal.ArtState.from_json(data.get("art")),
-                    peaks=_day_peaks(data.get("peaks")), res_peaks=_day_peaks(data.get("res_peaks")))
+                    peaks=_day_peaks(data.get("peaks")), res_peaks=_day_peaks(data.get("res_peaks")),
+                    scheduled=_positions(data.get("scheduled"), seen if isinstance(seen, int) else 0))
         # Packed lists are written rounded (to_json); lists of JSON numbers (an older state) are rounded on writing.
         state.rounded = all(isinstance(data.get(k), str) or not data.get(k) for k in ROUNDED_LISTS)
         return state
@@ -398,11 +404,23 @@ class ConfidenceState:
 
 
 def _day_peaks(raw: object) -> list[list[float]]:
-    """The [day number, peak] pairs of a stored state, oldest first; malformed pairs are dropped."""
+    """The [day number, peak] pairs of a stored state, oldest first (with news_unscheduled a third number: the day's
+    first `seen` number); malformed entries are dropped."""
     if not isinstance(raw, list):
         return []
-    return [[float(p[0]), float(p[1])] for p in raw if isinstance(p, list) and len(p) == 2 and all(
+    return [[float(x) for x in p] for p in raw if isinstance(p, list) and len(p) in (2, 3) and all(
         isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in p)][-(MAX_PEAK_DAYS + 1):]
+
+
+def _positions(raw: object, seen: int) -> list[int]:
+    """The scheduled residuals' `seen` numbers of a stored state: ascending ints below `seen` (a trainer's seed
+    residuals have negative ones), within the residual memory; anything else (a state stored before
+    news_unscheduled, a malformed field) reads as none."""
+    if not isinstance(raw, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in raw):
+        return []
+    if any(b <= a for a, b in itertools.pairwise(raw)) or (raw and raw[-1] >= seen):
+        return []
+    return raw[bisect.bisect_left(raw, seen - RESIDUAL_MEMORY):]
 
 
 @dataclass(frozen=True)
@@ -475,23 +493,53 @@ def log_likelihood(mean: float, history: Sequence[float], min_std: float = LIKEL
 def _rank_score(x: float, history: Sequence[float]) -> float:
     """The log-scaled empirical tail of `x` in `history` (like tail_score), 1 beyond the history's largest: a
     heavy-tailed series (bursty counts) has hourly means the Gaussian calls impossible several times a week."""
-    above = sum(1 for h in history if h >= x)
+    return _tail_rank(sum(1 for h in history if h >= x), len(history))
+
+
+def _tail_rank(above: int, n: int) -> float:
+    """_rank_score of a value with `above` of `n` values at or above it."""
     if not above:
         return 1.0
-    return max(0.0, min(1.0, math.log(above / (len(history) + 1) + 1e-10) / _LOG_FLOOR))
+    return max(0.0, min(1.0, math.log(above / (n + 1) + 1e-10) / _LOG_FLOOR))
+
+
+def _above_in(x: float, history: Sequence[float], scheduled: Sequence[int], window: int) -> int:
+    """How many values at or above `x` lie in a window of `window` points from a `scheduled` offset on (ascending,
+    from the end: -1 the last): the spreads a scheduled residual raised (news_unscheduled)."""
+    above, n, end = 0, len(history), 0  # the windows, merged: [start, end) as indices of history
+    for i in scheduled:
+        start = max(n + i, end, 0)
+        end = max(end, min(n + i + window, n))
+        above += sum(map(x.__le__, history[start:end]))  # h >= x, counted at C speed
+    return above
+
+
+def _span_quantile(memory: Sequence[float], quantile: float, span: int, scheduled: Sequence[int] = ()) -> float:
+    """The `quantile` of the last `span` residuals, those at the `scheduled` offsets (from the end: -1 is the last)
+    counted as no excursion (news_unscheduled)."""
+    history = memory[-span:]
+    if scheduled:
+        unscheduled = list(history)
+        for i in scheduled:
+            if i >= -len(unscheduled):
+                unscheduled[i] = 0.0
+        history = unscheduled
+    if quantile >= 1.0:
+        return max(history)
+    # The quantile as the k-th largest (k small): a week of residuals is not sorted on every point.
+    return heapq.nlargest(len(history) - int(quantile * (len(history) - 1)), history)[-1]
 
 
 def _usual_largest(memory: Sequence[float], quantile: float, same_time: int, span: int = HISTORY_POINTS,
-                   w: Windows = FIVE_MINUTES) -> float:
+                   w: Windows = FIVE_MINUTES, scheduled: Sequence[int] = (), known: float | None = None) -> float:
     """The excursion this series makes as a habit: the `quantile` of the last `span` residuals, or the largest one
     within +-`same_time` points of the same time yesterday or last week if that is larger (quantile 1: the
-    largest of the span; the rule before issue 15 was the two days' largest)."""
-    history = memory[-span:]
+    largest of the span; the rule before issue 15 was the two days' largest). The `scheduled` residuals leave
+    the quantile (_span_quantile, or `known` when the caller has it); the same-time term still sees them."""
+    out = _span_quantile(memory, quantile, span, scheduled) if known is None else known
     if quantile >= 1.0:
-        return max(history)
+        return out
     same_time = min(same_time, w.same_time_max)
-    # The quantile as the k-th largest (k small): a week of residuals is not sorted on every point.
-    out = heapq.nlargest(len(history) - int(quantile * (len(history) - 1)), history)[-1]
     for lag in (w.day, w.week):
         lo, hi = len(memory) - lag - same_time, len(memory) - lag + same_time + 1
         if lo >= 0:
@@ -500,12 +548,13 @@ def _usual_largest(memory: Sequence[float], quantile: float, same_time: int, spa
 
 
 def _news(r: float, memory: Sequence[float], quantile: float = NEWS_QUANTILE, same_time: int = NEWS_SAME_TIME,
-          span: int = NEWS_SPAN, w: Windows = FIVE_MINUTES) -> float:
+          span: int = NEWS_SPAN, w: Windows = FIVE_MINUTES, scheduled: Sequence[int] = (),
+          known: float | None = None) -> float:
     if len(memory[-w.history:]) < w.min_history:
         return 0.0  # too little history to know what is usual
     if r <= 1.0:
         return 0.25 * r  # inside the band: low
-    largest = _usual_largest(memory, quantile, same_time, span, w) * NEWS_MARGIN
+    largest = _usual_largest(memory, quantile, same_time, span, w, scheduled, known) * NEWS_MARGIN
     ratio = r / largest if largest > 0 else 10.0
     # Up to the recent largest excursion (x margin): at most 0.5; beyond it, 1 - 0.5/ratio -> 1.
     return max(0.25, 0.5 * ratio) if ratio <= 1.0 else 1.0 - 0.5 / ratio
@@ -545,6 +594,14 @@ class ScoringParams:
     # band refitted on half a day, then a day of history misses by more than a settled one, and a week's span
     # would otherwise judge the next week's excursions against those misses.
     news_warmup: int = 0
+    # Issue 28, measured (benchmarks/lofo.py --calibrated [13]-[16]; docs/components/anomaly.md): the week's
+    # yardsticks over the series' unscheduled excursions only. A residual that was recurring (at least
+    # RECURRING_RATIO of the same time yesterday or last week: a cron job) and as large as the quantile is the
+    # same-time term's habit, as are the occurrences it recurs from (the first is known only when it recurs): it
+    # counts as no excursion in the news quantile every other time of day is judged against, in the record's daily
+    # peaks (record_days; the warm-up's are left out too with news_warmup) and in the shape cap's rank (the
+    # spreads of its window). A burst at a random time (Twitter volume) stays in them. Off: nothing is stored.
+    news_unscheduled: bool = False
     # The context signal (anomaly_core.context): measured under leave-one-family-out (benchmarks/lofo.py --tried,
     # [6] and [7]), it reaches more AWS windows at 0.6 but nearly doubles the Twitter family's episodes and lowers
     # the held-out mean: off.
@@ -624,6 +681,17 @@ def _same_time_before(history: Sequence[float], w: Windows = FIVE_MINUTES) -> fl
     return out
 
 
+def _with_habit(scheduled: list[int], memory: Sequence[float], seen: int, r: float, ratio: float, usual: float,
+                w: Windows = FIVE_MINUTES) -> list[int]:
+    """The scheduled `seen` numbers with the recurring residual `r` (number `seen`) and the excursions at the same
+    time yesterday and last week that made it recurring and are at least `usual` (a habit's first occurrence is
+    only known as one when it recurs), ascending."""
+    n = len(memory)
+    matched = {seen + i - n for lag in (w.day, w.week) for i in range(n - lag - 1, n - lag + 2)
+               if 0 <= i < n and memory[i] > 1.0 and memory[i] >= ratio * r and memory[i] >= usual}
+    return sorted({*scheduled, *matched, seen})
+
+
 def _onset_bar(recent: Sequence[float], decay: float, w: Windows = FIVE_MINUTES) -> float:
     """What a new onset must beat: the last day's confidences (oldest first), those older than an hour (w.onset_hold
     points) discounted by their age (1 - decay a day back). The last hour counts in full: a confidence that stays
@@ -647,11 +715,29 @@ def _peaks_before(peaks: Sequence[Sequence[float]], day: float, days: int) -> li
     return sorted((p[1] for p in peaks if day - days <= p[0] < day), reverse=True)
 
 
-def _peaks_with(peaks: list[list[float]], day: float, value: float, days: int) -> list[list[float]]:
-    """The daily peaks with `value` counted in `day`'s (a new day appended), the last `days` + 1 days kept."""
+def _peaks_with(peaks: list[list[float]], day: float, value: float, days: int,
+                first: int | None = None) -> list[list[float]]:
+    """The daily peaks with `value` counted in `day`'s (a new day appended, with its `first` seen number if given),
+    the last `days` + 1 days kept."""
     if peaks and peaks[-1][0] == day:
-        return [*peaks[:-1], [day, max(peaks[-1][1], _r6(value))]]
-    return [*peaks, [day, _r6(value)]][-(days + 1):]
+        return [*peaks[:-1], [day, max(peaks[-1][1], _r6(value)), *peaks[-1][2:]]]
+    return [*peaks, [day, _r6(value)] if first is None else [day, _r6(value), float(first)]][-(days + 1):]
+
+
+def _peaks_unscheduled(peaks: list[list[float]], memory: Sequence[float], seen: int, scheduled: Sequence[int],
+                       found: Sequence[int]) -> list[list[float]]:
+    """The daily peak residuals with the days of the `found` scheduled residuals (a habit's earlier occurrences)
+    recomputed over their unscheduled residuals still in `memory` (the last is number `seen` - 1); a day stored
+    without its first seen number (before news_unscheduled) is kept as it is."""
+    out = [list(p) for p in peaks]
+    skip, base = set(scheduled), seen - len(memory)
+    for k, p in enumerate(out):
+        if len(p) != 3:
+            continue
+        start, end = int(p[2]), int(out[k + 1][2]) if k + 1 < len(out) and len(out[k + 1]) == 3 else seen
+        if any(start <= x < end for x in found):
+            p[1] = max((memory[i - base] for i in range(max(start, base), end) if i not in skip), default=0.0)
+    return out
 
 
 def _ranges_with(ranges: Sequence[Sequence[float]], day: float, value: float) -> list[list[float]]:
@@ -702,7 +788,20 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
     memory = state.residuals[-remembered:]
     if params.news_warmup:
         span = min(span, max(w.history, state.seen - w.lag(params.news_warmup)))
-    news = _news(r, memory, params.news_quantile, w.lag(params.news_same_time), span, w)
+    # news_unscheduled: the recurring residuals still remembered, as offsets from the memory's end (-1: the last).
+    scheduled = state.scheduled[bisect.bisect_left(state.scheduled, state.seen - remembered):] \
+        if params.news_unscheduled else []
+    offsets = [i - state.seen for i in scheduled]
+    usual = _span_quantile(memory, params.news_quantile, span, offsets) \
+        if params.news_unscheduled and r > 1.0 and len(memory) >= w.min_history else None
+    news = _news(r, memory, params.news_quantile, w.lag(params.news_same_time), span, w, offsets, usual)
+    before = _same_time_before(memory, w)
+    recurring = r > 1.0 and before >= params.recurring_ratio * r
+    # ... and this one is scheduled too if it is as large as the unscheduled quantile (a smaller one cannot set it:
+    # a noisy series' many recurring excursions just outside its band would otherwise fill the list).
+    habit = recurring and usual is not None and r >= usual
+    now_scheduled = _with_habit(scheduled, memory, state.seen, r, params.recurring_ratio, usual, w) \
+        if habit and usual is not None else scheduled
     day = math.floor((ts if ts is not None else point.ts) / 86400)
     res_peaks = state.res_peaks
     if params.record_days:
@@ -711,7 +810,15 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
             record = done[params.record_rank - 1] * NEWS_MARGIN
             if record > 0 and r <= record:
                 news = min(news, max(0.25, 0.5 * r / record))
-        res_peaks = _peaks_with(res_peaks, day, r, params.record_days)
+        if params.news_unscheduled:  # the record of the unscheduled excursions
+            if len(now_scheduled) > len(scheduled) + 1:  # earlier occurrences found: their days' peaks without them
+                res_peaks = _peaks_unscheduled(res_peaks, memory, state.seen, now_scheduled,
+                                               sorted(set(now_scheduled) - set(scheduled) - {state.seen}))
+            # ... and without the warm-up's residuals (news_warmup), as the news span is.
+            warm_up = bool(params.news_warmup) and state.seen < w.lag(params.news_warmup)
+            res_peaks = _peaks_with(res_peaks, day, 0.0 if habit or warm_up else r, params.record_days, state.seen)
+        else:
+            res_peaks = _peaks_with(res_peaks, day, r, params.record_days)
     window = [*state.scores[-(w.likelihood - 1):], s]
     mean = sum(window) / len(window)
     means = state.means[-w.likelihood_history:]
@@ -746,10 +853,12 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
     shape_x = math.log(spread + SPREAD_FLOOR) if params.shape_log else spread
     shape_lik = tail_score(shape_x, shape_fit) if params.shape else 0.0
     if params.shape_cap and shape_lik > 0:
-        shape_lik = min(shape_lik, _rank_score(spread, spreads))
+        above = sum(1 for h in spreads if h >= spread)
+        capped = _tail_rank(above, len(spreads))  # _rank_score
+        if capped < shape_lik and offsets:  # the scheduled residuals' spreads leave the rank (news_unscheduled)
+            capped = _tail_rank(above - _above_in(spread, spreads, offsets, w.likelihood), len(spreads))
+        shape_lik = min(shape_lik, capped)
     shape = math.sqrt(news * shape_lik)
-    before = _same_time_before(memory, w)
-    recurring = r > 1.0 and before >= params.recurring_ratio * r
     conf = max(level, shape) * (params.recurring_damp if recurring else 1.0)
     spatial = _spatial(value, state.ranges, state.seen, params.spatial_tolerance, w.min_history)
     conf = max(conf, spatial)
@@ -809,7 +918,8 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
                                 recent_values=flat_window[-(w.stuck - 1):],
                                 since_flat=0 if flat else min(state.since_flat + 1, w.week),
                                 ctx_counts=ctx_counts, ctx_levels=ctx_levels, ctx_raw=ctx_raw, ctx_stat=ctx_stat,
-                                art=art_state, peaks=peaks, res_peaks=res_peaks)
+                                art=art_state, peaks=peaks, res_peaks=res_peaks,
+                                scheduled=now_scheduled)
     new_state.rounded = state.rounded  # its lists are the state's, or rounded here (_r6)
     return Assessment(score=s, confidence=conf, onset=onset, is_anomaly=value > point.upper or value < point.lower,
                       news=news, likelihood=lik, shape=shape_lik, spatial=spatial, recurring=recurring,
