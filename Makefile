@@ -80,12 +80,12 @@ lint: venv  ## ruff over the repository
 # and rule timings, and the extra worker runs while they wait. --dist loadfile keeps a module and its fixtures
 # (daemons, plans) on one worker; tests/conftest.py hands out the long modules first. Measured from a fresh clone on
 # 2 quiet cores: 3 workers 572 s, 2 workers 721 s (the tests' CPU is ~1,060 s since the cuts of stop 37; at ~1,500 s
-# a third worker did not pay: 757 s against 740 s).
+# a third worker did not pay: 757 s against 740 s). --durations: the 20 slowest steps, in every CI log.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 test: venv tools  ## ruff, then every test on every core, plus one worker (installs what it needs)
 	$(PY) -m ruff check .
 	@echo "==> every test on $(TEST_WORKERS) workers (pytest prints the total)"
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 # Every checked-in generated artifact at once: rules/ (from rules/slos.yaml and rules/symptoms.yaml), dashboards/
 # (from the plans), the config reference page (docs/configuration.md). `make rules`, `make dashboards`, `make docs` do one part each.
