@@ -13,6 +13,7 @@ import io
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -78,17 +79,22 @@ def _cosines(ours: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reference_embeddings() -> np.ndarray:
+def library() -> Any:
+    """sentence-transformers' own model of the package's weights, loaded once for the module."""
     with pytest.MonkeyPatch.context() as mp:
         # Offline: the weights come from the package folder; any attempt to reach the Hub fails loudly.
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
-        # The library's own defaults: it truncates at sentence_bert_config's max_seq_length (256), not at the 128
-        # of the package's tokenizer.json; the function must embed what a user of the library embeds.
-        ref = SentenceTransformer(str(source_dir()), device="cpu")
-        return np.asarray(ref.encode(SENTENCES, normalize_embeddings=False, batch_size=8), dtype=np.float32)
+        return SentenceTransformer(str(source_dir()), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def reference_embeddings(library: Any) -> np.ndarray:
+    # The library's own defaults: it truncates at sentence_bert_config's max_seq_length (256), not at the 128
+    # of the package's tokenizer.json; the function must embed what a user of the library embeds.
+    return np.asarray(library.encode(SENTENCES, normalize_embeddings=False, batch_size=8), dtype=np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +113,9 @@ def test_at_least_fifty_varied_sentences_past_both_limits(token_counts):
     assert sum(128 < n <= 256 for n in token_counts) >= 3 and sum(n > 256 for n in token_counts) >= 3
 
 
-def test_function_embeds_the_library_default_token_count():
+def test_function_embeds_the_library_default_token_count(library: Any) -> None:
     """The library's limit read from its own object (not from our build): the function's matches it."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
-        library_limit = SentenceTransformer(str(source_dir()), device="cpu").max_seq_length
-    assert ensure_model(quiet=True).meta["max_tokens"] == library_limit == 256
+    assert ensure_model(quiet=True).meta["max_tokens"] == library.max_seq_length == 256
 
 
 def test_cosine_with_sentence_transformers_is_at_least_0_99(function_embeddings, reference_embeddings, token_counts):
