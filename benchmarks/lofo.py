@@ -78,7 +78,8 @@ TARGET_MIN, TARGET_MEAN, TARGET_FALSE = 65.0, 72.0, 0.10  # issue 28: per family
 BEFORE = {"shape": True, "stuck": False, "long_window": False, "shape_log": False, "likelihood_cap": False,
           "shape_cap": False, "calibrate": 0.0, "record_days": 0, "record_rank": 1,
           "news_span": scoring.HISTORY_POINTS, "news_quantile": 0.98, "news_warmup": 0, "context": 0.0,
-          "context_news": False, "news_unscheduled": False}
+          "context_news": False, "news_unscheduled": False, "news_two_days": False,
+          "shape_two_days": False}
 WEEK = scoring.WEEK_POINTS
 CHANGES: tuple[dict[str, object], ...] = (
     {}, {"stuck": True}, {"stuck": True, "news_span": WEEK, "news_quantile": 0.995},
@@ -163,6 +164,13 @@ CALIBRATED: tuple[dict[str, object], ...] = (
     {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "news_warmup": scoring.NEWS_WARMUP},
     {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "record_days": 28,
      "news_warmup": scoring.NEWS_WARMUP},
+    # [14] with the usual excursion one the series made on two days (ScoringParams.news_two_days: issue 15's
+    # event_after_larger, where one 30-minute excursion set the week's quantile and shape rank), then with the
+    # shape cap's rank too (shape_two_days).
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True,
+     "news_warmup": scoring.NEWS_WARMUP, "news_unscheduled": True, "news_two_days": True},
+    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True,
+     "news_warmup": scoring.NEWS_WARMUP, "news_unscheduled": True, "news_two_days": True, "shape_two_days": True},
 )
 
 

@@ -501,6 +501,42 @@ def test_the_news_span_sets_how_long_a_burst_stays_the_series_habit() -> None:
     assert week.news == pytest.approx(0.5 * now / (burst * NEWS_MARGIN))  # within the usual burst
 
 
+def test_news_two_days_forgets_one_excursion_and_keeps_a_burst_made_on_two_days() -> None:
+    """news_two_days (issue 28): one burst four days ago no longer sets a week's usual excursion (0.5, the largest
+    residual a day away from it, is); the same burst made again two days ago does."""
+    burst, now = 6.0, 5.0
+    week = dataclasses.replace(DEFAULT_PARAMS, news_span=WEEK_POINTS, news_quantile=0.995)
+    two_days = dataclasses.replace(week, news_two_days=True)
+    once = [0.5] * RESIDUAL_MEMORY
+    for i in range(20):  # more than 0.5% of a week above: the week's 0.995 quantile is the burst
+        once[-4 * 288 + i] = burst
+    twice = list(once)
+    for i in range(20):
+        twice[-2 * 288 + i] = burst
+    point = BandPoint(0.0, 0.0, -1.0, 1.0)  # half-width 1: residual = value
+    beyond, within = 1.0 - 0.5 / (now / (0.5 * NEWS_MARGIN)), 0.5 * now / (burst * NEWS_MARGIN)
+    assert assess(now, point, ConfidenceState(residuals=once), 0.0, week)[0].news == pytest.approx(within)
+    assert assess(now, point, ConfidenceState(residuals=once), 0.0, two_days)[0].news == pytest.approx(beyond)
+    assert assess(now, point, ConfidenceState(residuals=twice), 0.0, two_days)[0].news == pytest.approx(within)
+
+
+def test_a_second_event_after_a_larger_one_is_news_with_the_two_days_switches() -> None:
+    """Issue 28's candidate [14] (a week's 0.995 quantile, the shape cap, the warm-up left out, news_unscheduled):
+    the first event's six points were more than 0.5% of the span, so its size was the usual excursion (news 0.25
+    at the second), and its spreads ranked the second's shape low. news_two_days restores the news, shape_two_days
+    the shape: the second event gets its own onset, few, and the first keeps its own."""
+    c14 = {"stuck": True, "news_span": WEEK_POINTS, "news_quantile": 0.995, "shape_cap": True,
+           "news_warmup": HISTORY_POINTS, "news_unscheduled": True}
+    _, (first, second), onset, assessed = replay("event_after_larger", **c14)
+    _, _, news_only, news_assessed = replay("event_after_larger", **c14, news_two_days=True)
+    _, _, both, _ = replay("event_after_larger", **c14, news_two_days=True, shape_two_days=True)
+    assert max(a.news for a in assessed[second:second + 12] if a is not None) <= 0.25
+    assert min(a.news for a in news_assessed[second:second + 12] if a is not None) > 0.5
+    assert max(onset[second:second + 24]) == 0.0 and max(news_only[second:second + 24]) < THRESHOLD
+    assert max(both[first:first + 12]) > THRESHOLD and max(both[second:second + 24]) > THRESHOLD
+    assert sum(1 for x in both[second:second + 24] if x > THRESHOLD) <= 4
+
+
 def test_a_batch_job_that_drifts_by_up_to_40_minutes_stays_the_series_habit() -> None:
     """Not at the same 5 minutes (the recurring damp's +-1 point), but within the news term's +-1 hour of the same
     time yesterday or last week: usual, so no episode after its first days; without that window it pages."""

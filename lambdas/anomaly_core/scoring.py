@@ -514,9 +514,11 @@ def _above_in(x: float, history: Sequence[float], scheduled: Sequence[int], wind
     return above
 
 
-def _span_quantile(memory: Sequence[float], quantile: float, span: int, scheduled: Sequence[int] = ()) -> float:
+def _span_quantile(memory: Sequence[float], quantile: float, span: int, scheduled: Sequence[int] = (),
+                   apart: int = 0) -> float:
     """The `quantile` of the last `span` residuals, those at the `scheduled` offsets (from the end: -1 is the last)
-    counted as no excursion (news_unscheduled)."""
+    counted as no excursion (news_unscheduled); with `apart` points (news_two_days) at most the largest residual
+    at least `apart` points away from the span's largest: an excursion size is usual only if seen twice."""
     history = memory[-span:]
     if scheduled:
         unscheduled = list(history)
@@ -525,18 +527,30 @@ def _span_quantile(memory: Sequence[float], quantile: float, span: int, schedule
                 unscheduled[i] = 0.0
         history = unscheduled
     if quantile >= 1.0:
-        return max(history)
-    # The quantile as the k-th largest (k small): a week of residuals is not sorted on every point.
-    return heapq.nlargest(len(history) - int(quantile * (len(history) - 1)), history)[-1]
+        out = max(history)
+    else:
+        # The quantile as the k-th largest (k small): a week of residuals is not sorted on every point.
+        out = heapq.nlargest(len(history) - int(quantile * (len(history) - 1)), history)[-1]
+    return min(out, _apart_largest(history, apart)) if apart else out
+
+
+def _apart_largest(history: Sequence[float], apart: int) -> float:
+    """The largest of `history` at least `apart` points away from its largest (0 if none): how large the series
+    went a second time, on another day (news_two_days)."""
+    if not history:
+        return 0.0
+    at = history.index(max(history))
+    return max(max(history[:max(0, at - apart + 1)], default=0.0), max(history[at + apart:], default=0.0))
 
 
 def _usual_largest(memory: Sequence[float], quantile: float, same_time: int, span: int = HISTORY_POINTS,
-                   w: Windows = FIVE_MINUTES, scheduled: Sequence[int] = (), known: float | None = None) -> float:
+                   w: Windows = FIVE_MINUTES, scheduled: Sequence[int] = (), known: float | None = None,
+                   apart: int = 0) -> float:
     """The excursion this series makes as a habit: the `quantile` of the last `span` residuals, or the largest one
     within +-`same_time` points of the same time yesterday or last week if that is larger (quantile 1: the
     largest of the span; the rule before issue 15 was the two days' largest). The `scheduled` residuals leave
     the quantile (_span_quantile, or `known` when the caller has it); the same-time term still sees them."""
-    out = _span_quantile(memory, quantile, span, scheduled) if known is None else known
+    out = _span_quantile(memory, quantile, span, scheduled, apart) if known is None else known
     if quantile >= 1.0:
         return out
     same_time = min(same_time, w.same_time_max)
@@ -549,12 +563,12 @@ def _usual_largest(memory: Sequence[float], quantile: float, same_time: int, spa
 
 def _news(r: float, memory: Sequence[float], quantile: float = NEWS_QUANTILE, same_time: int = NEWS_SAME_TIME,
           span: int = NEWS_SPAN, w: Windows = FIVE_MINUTES, scheduled: Sequence[int] = (),
-          known: float | None = None) -> float:
+          known: float | None = None, apart: int = 0) -> float:
     if len(memory[-w.history:]) < w.min_history:
         return 0.0  # too little history to know what is usual
     if r <= 1.0:
         return 0.25 * r  # inside the band: low
-    largest = _usual_largest(memory, quantile, same_time, span, w, scheduled, known) * NEWS_MARGIN
+    largest = _usual_largest(memory, quantile, same_time, span, w, scheduled, known, apart) * NEWS_MARGIN
     ratio = r / largest if largest > 0 else 10.0
     # Up to the recent largest excursion (x margin): at most 0.5; beyond it, 1 - 0.5/ratio -> 1.
     return max(0.25, 0.5 * ratio) if ratio <= 1.0 else 1.0 - 0.5 / ratio
@@ -602,6 +616,14 @@ class ScoringParams:
     # peaks (record_days; the warm-up's are left out too with news_warmup) and in the shape cap's rank (the
     # spreads of its window). A burst at a random time (Twitter volume) stays in them. Off: nothing is stored.
     news_unscheduled: bool = False
+    # Issue 28 (event_after_larger): the news quantile at most the largest residual a day (w.day points) or more
+    # away from the span's largest. A week's 0.995 quantile is its 5th-12th largest residual, so ONE 30-minute
+    # excursion (6 points) set the usual excursion for the whole span and halved the news of every later one; a
+    # size the series reaches on two different days (a burst every few days) stays usual.
+    news_two_days: bool = False
+    # ... and the shape cap's rank (shape_cap) the same way: a spread beyond every spread a day or more away from the
+    # week's largest ranks beyond the history (the one earlier excursion's spreads do not count).
+    shape_two_days: bool = False
     # The context signal (anomaly_core.context): measured under leave-one-family-out (benchmarks/lofo.py --tried,
     # [6] and [7]), it reaches more AWS windows at 0.6 but nearly doubles the Twitter family's episodes and lowers
     # the held-out mean: off.
@@ -792,9 +814,10 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
     scheduled = state.scheduled[bisect.bisect_left(state.scheduled, state.seen - remembered):] \
         if params.news_unscheduled else []
     offsets = [i - state.seen for i in scheduled]
-    usual = _span_quantile(memory, params.news_quantile, span, offsets) \
+    apart = w.day if params.news_two_days else 0
+    usual = _span_quantile(memory, params.news_quantile, span, offsets, apart) \
         if params.news_unscheduled and r > 1.0 and len(memory) >= w.min_history else None
-    news = _news(r, memory, params.news_quantile, w.lag(params.news_same_time), span, w, offsets, usual)
+    news = _news(r, memory, params.news_quantile, w.lag(params.news_same_time), span, w, offsets, usual, apart)
     before = _same_time_before(memory, w)
     recurring = r > 1.0 and before >= params.recurring_ratio * r
     # ... and this one is scheduled too if it is as large as the unscheduled quantile (a smaller one cannot set it:
@@ -853,7 +876,9 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
     shape_x = math.log(spread + SPREAD_FLOOR) if params.shape_log else spread
     shape_lik = tail_score(shape_x, shape_fit) if params.shape else 0.0
     if params.shape_cap and shape_lik > 0:
-        above = sum(1 for h in spreads if h >= spread)
+        # shape_two_days: a spread beyond any a day away from the week's largest is beyond all but one excursion.
+        above = 0 if params.shape_two_days and spread > _apart_largest(spreads, w.day) \
+            else sum(1 for h in spreads if h >= spread)
         capped = _tail_rank(above, len(spreads))  # _rank_score
         if capped < shape_lik and offsets:  # the scheduled residuals' spreads leave the rank (news_unscheduled)
             capped = _tail_rank(above - _above_in(spread, spreads, offsets, w.likelihood), len(spreads))
