@@ -133,7 +133,7 @@ anomaly-test: venv  ## the anomaly detection tests only
 NAB_DATA ?= ../shared/nab-dev
 bench-anomaly: venv  ## NAB standard-profile scoring of the detector on NAB_DATA, and the trainer's validation report
 	$(PY) -m benchmarks.run_nab --data $(NAB_DATA) --rescore --sweep
-	$(PY) -m benchmarks.lofo --data $(NAB_DATA)
+	$(PY) -m benchmarks.lofo --data $(NAB_DATA) --jobs 2
 	$(PY) -m benchmarks.fit_report --data $(NAB_DATA)
 # One 5-minute cycle of the fanned-out detector (dispatcher + one invocation per batch, up to the mapping's maximum
 # concurrency at once) from the built zips against a moto server: wall time, invocations, memory, monthly cost.

@@ -12,11 +12,15 @@ A family without windows (artificialNoAnomaly) has no normalised score (NAB's pe
 there): it is reported by its false detections and false episodes, and its false-positive cost counts in every
 pooled objective it is part of.
 
+The threshold to ship is chosen for the shipped parameters by `shipped_threshold`: the best all-five objective at
+which, and within SHIP_MARGIN of which, every family that can keep its production false share under 10% does.
+
 Assessments are cached per file under build/bench-anomaly/assessed keyed by the scoring code and the parameter
-set, so a rerun that changes neither re-scores in seconds. `python -m benchmarks.lofo` (part of
-`make bench-anomaly`); `--tried`, `--art` and `--calibrated` add the measured, not shipped candidates (issue 28's
-later ones, the novelty signal after ARTime, the per-metric calibration), `--alone` prints every candidate alone
-under the same protocol.
+set, so a rerun that changes neither re-scores in seconds (`--jobs N` scores what is not cached in N processes).
+`python -m benchmarks.lofo` (part of `make bench-anomaly`); `--tried`, `--art` and `--calibrated` add the measured,
+not shipped candidates (benchmarks/candidates.py: issue 28's later ones, the novelty signal after ARTime, the
+per-metric calibration), `--alone` prints every candidate alone under the same protocol, `--curve K` candidate K
+over the thresholds.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import multiprocessing
 import statistics
 import sys
 from collections import Counter
@@ -36,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.bench_anomaly import cached_bands
+from benchmarks.candidates import ART, CALIBRATED, CANDIDATES, CHANGES, TRIED, candidates
 from benchmarks.nab_scoring import (
     FileLabels,
     best_threshold,
@@ -64,122 +70,10 @@ PUBLISHED: dict[str, dict[str, float]] = {
     "the 22 other series with windows": {"HTM": 70.6, "ARTime": 78.8, "contextOSE": 73.8, "RCF": 53.2},
 }
 THRESHOLDS = tuple(round(0.3 + 0.005 * k, 3) for k in range(141))  # the family-mean sweep: 0.3 .. 1.0
-CURVE = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+CURVE = (0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 TARGET_MIN, TARGET_MEAN, TARGET_FALSE = 65.0, 72.0, 0.10  # issue 28: per family, mean, false share
 
 
-# The signal switches of each candidate, spelled out so that a change of the shipped defaults does not change
-# what a candidate is; [0] is the detector as issue 28 found it, [1] main's after the stuck signal.
-# Measured before and left out of the default run (each candidate costs a full replay of the 35 files): the 6-hour
-# likelihood, the log shape and the two-week rank cap (picked in 4 of 5 folds, AWS -12 held out); issue 28's
-# heavy-tailed likelihood (an exponential tail over the 0.9 quantile of the window means and spreads, Siffer et
-# al. 2017) and Numenta's floors on the Gaussian (mean 0.03, std 0.0173): all lower the held-out mean (see
-# docs/components/anomaly.md).
-BEFORE = {"shape": True, "stuck": False, "long_window": False, "shape_log": False, "likelihood_cap": False,
-          "shape_cap": False, "calibrate": 0.0, "record_days": 0, "record_rank": 1,
-          "news_span": scoring.HISTORY_POINTS, "news_quantile": 0.98, "news_warmup": 0, "context": 0.0,
-          "context_news": False, "news_unscheduled": False, "news_two_days": False,
-          "shape_two_days": False}
-WEEK = scoring.WEEK_POINTS
-CHANGES: tuple[dict[str, object], ...] = (
-    {}, {"stuck": True}, {"stuck": True, "news_span": WEEK, "news_quantile": 0.995},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.999},
-)
-# Issue 28's later candidates, measured and not shipped (`--tried` adds them as [4]-[7]; docs/components/anomaly.md
-# has the figures): offered with [0]-[3] they lower the held-out mean (57.0 -> 54.6: the four families' choice
-# then picks [7] for AWS, [6] for the artificial, [5] for Twitter, each worse held out than [2]).
-TRIED: tuple[dict[str, object], ...] = (
-    # [2] without the first two days' residuals in the news span (the bands refitted on half a day, a day, two days
-    # miss by more than a settled one; they cost [2] issue 15's variance-change case); the same at the 0.99
-    # quantile (a daily 10-minute cron job is 0.7% of a week: below 1% it cannot set the usual excursion); then the
-    # context signal (anomaly_core.context, after CAD OSE) beside the band's signals, on [1] and on [4].
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "news_warmup": scoring.NEWS_WARMUP},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.99, "news_warmup": scoring.NEWS_WARMUP},
-    {"stuck": True, "context": 1.0},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "news_warmup": scoring.NEWS_WARMUP, "context": 1.0},
-)
-# The novelty signal after ARTime (anomaly_core.art), measured and not shipped (`--art` adds them after [0]-[3];
-# docs/components/anomaly.md has the figures): beside the band's signals on [1] (the larger of the two), only with
-# news (sqrt(news x novelty)), by itself (ARTime's place: no band, no stuck signal), and beside [2].
-ART: tuple[dict[str, object], ...] = (
-    {"stuck": True, "art": 1.0},
-    {"stuck": True, "art": 1.0, "art_fusion": "news"},
-    {"stuck": True, "art": 1.0, "art_fusion": "alone"},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 1.0},
-    # Only its stronger novelties (weight 0.8: 0.6 needs a match a whole allowed mismatch below the vigilance),
-    # on [2] and [1]; on [2] with the vigilance 1.5 standard deviations below the mean match.
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.8},
-    {"stuck": True, "art": 0.8},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.8,
-     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
-    # [10]'s neighbours: on [1] (the shipped base), at 2 standard deviations, at weight 0.7.
-    {"stuck": True, "art": 0.8, "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.8,
-     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=2.0)},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.7,
-     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
-    # [13]'s neighbours: on [1], at weight 0.6, at 2 standard deviations.
-    {"stuck": True, "art": 0.7, "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.6,
-     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.7,
-     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=2.0)},
-    # The signal as a damper: the band's confidence halved while the last hour's shape is a known category, on [1]
-    # and [2] (novelty 0.7 at 1.5 sd beside it, as [13]).
-    {"stuck": True, "art": 0.7, "art_fusion": "familiar",
-     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "art": 0.7, "art_fusion": "familiar",
-     "art_params": dataclasses.replace(art.DEFAULT_ART, vigilance_sd=1.5)},
-)
-
-# Per-metric calibration (issue 28, measured, not shipped; `--calibrated` adds them after [0]-[3]): the Twitter
-# family's false onsets come from bursts the series makes every few days, judged at 0.9+ by the band's signals like
-# the labelled ones. [4] the confidence rescaled against the metric's own daily peaks of two weeks (their median
-# maps to 0); [5] the same with the shape likelihood capped by the spread's rank in the last week; [6] [5] with an
-# excursion no larger than the largest daily peak residual of two weeks held to news 0.5; [7] [2] with the shape
-# cap; [8] [1] with the two weeks' record alone; [9] [5] with the 0.6 quantile of the daily peaks; [10]-[16] below.
-CALIBRATED: tuple[dict[str, object], ...] = (
-    {"stuck": True, "calibrate": 0.5},
-    {"stuck": True, "calibrate": 0.5, "shape_cap": True},
-    {"stuck": True, "calibrate": 0.5, "shape_cap": True, "record_days": 14},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True},
-    {"stuck": True, "record_days": 14},
-    {"stuck": True, "calibrate": 0.6, "shape_cap": True},
-    # Measured after the windows followed each series' period (scoring.Windows), when LOFO picks [7] in every fold:
-    # [7] with the confidence calibrated (the 0.6 quantile), [7] and [1] with a 28-day record.
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "calibrate": 0.6},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "record_days": 28},
-    {"stuck": True, "record_days": 28},
-    # The news quantile over the unscheduled excursions only (ScoringParams.news_unscheduled: a recurring residual,
-    # a cron job's, leaves the week's quantile, record and shape cap; issue 15's cron_then_event): [11], [7], [2]
-    # with the warm-up left out (TRIED's first), and [1], each with it.
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "record_days": 28,
-     "news_warmup": scoring.NEWS_WARMUP, "news_unscheduled": True},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True,
-     "news_warmup": scoring.NEWS_WARMUP, "news_unscheduled": True},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "news_warmup": scoring.NEWS_WARMUP,
-     "news_unscheduled": True},
-    {"stuck": True, "news_unscheduled": True},
-    # The controls: [7] and [11] with the warm-up left out, without the switch.
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "news_warmup": scoring.NEWS_WARMUP},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True, "record_days": 28,
-     "news_warmup": scoring.NEWS_WARMUP},
-    # [14] with the usual excursion one the series made on two days (ScoringParams.news_two_days: issue 15's
-    # event_after_larger, where one 30-minute excursion set the week's quantile and shape rank), then with the
-    # shape cap's rank too (shape_two_days).
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True,
-     "news_warmup": scoring.NEWS_WARMUP, "news_unscheduled": True, "news_two_days": True},
-    {"stuck": True, "news_span": WEEK, "news_quantile": 0.995, "shape_cap": True,
-     "news_warmup": scoring.NEWS_WARMUP, "news_unscheduled": True, "news_two_days": True, "shape_two_days": True},
-)
-
-
-def _candidates(changes: Sequence[dict[str, object]] = CHANGES) -> list[ScoringParams]:
-    base = dataclasses.replace(scoring.ScoringParams(), **BEFORE)
-    return [dataclasses.replace(base, **change) for change in changes]
-
-
-CANDIDATES = _candidates()
 
 
 @dataclasses.dataclass
@@ -212,9 +106,13 @@ def _code_key(params: ScoringParams) -> str:
     return hashlib.sha256(f"{_SOURCE}{_ART_SOURCE if params.art else ''}{params!r}".encode()).hexdigest()[:12]
 
 
+def _cached(f: File, params: ScoringParams, cache: Path) -> Path:
+    return cache / "assessed" / f"{f.labels.name.replace('/', '__')}.{_code_key(params)}.json"
+
+
 def assessed(f: File, params: ScoringParams, cache: Path) -> list[Assessment | None]:
     """The detector's assessment of each row of `f`, cached by scoring code and parameters."""
-    path = cache / "assessed" / f"{f.labels.name.replace('/', '__')}.{_code_key(params)}.json"
+    path = _cached(f, params, cache)
     if path.exists():
         return [None if r is None else scoring.Assessment(*r) for r in json.loads(path.read_text())]
     out = streaming.assess_with_bands(f.values, f.bands, f.ts, params)
@@ -222,6 +120,29 @@ def assessed(f: File, params: ScoringParams, cache: Path) -> list[Assessment | N
     path.write_text(json.dumps([None if a is None else [round(x, 6) if isinstance(x, float) else x
                                                        for x in dataclasses.astuple(a)] for a in out]))
     return out
+
+
+_WORK: tuple[Sequence[File], Sequence[ScoringParams], Path] | None = None  # the prefill's inputs, inherited by fork
+
+
+def _prefill_one(job: tuple[int, int]) -> None:
+    assert _WORK is not None
+    files, cands, cache = _WORK
+    assessed(files[job[0]], cands[job[1]], cache)
+
+
+def prefill(files: Sequence[File], cands: Sequence[ScoringParams], cache: Path, jobs: int) -> None:
+    """Score every (file, candidate) not cached yet in `jobs` forked processes (a cold run of 20+ candidates is
+    ~35 minutes in one)."""
+    global _WORK
+    todo = [(i, c) for c, p in enumerate(cands) for i, f in enumerate(files) if not _cached(f, p, cache).exists()]
+    if not todo:
+        return
+    _WORK = (files, cands, cache)
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        for _ in pool.imap_unordered(_prefill_one, todo):
+            pass
+    _WORK = None
 
 
 def onsets(rows: Sequence[Assessment | None]) -> list[float]:
@@ -313,6 +234,54 @@ def print_alone(files: Sequence[File], families: Sequence[str], by_family: dict[
               + f"  {statistics.mean(held):5.1f} {min(held):5.1f}")
 
 
+def print_curve(files: Sequence[File], families: Sequence[str], by_family: dict[str, list[int]],
+                rows: dict[int, list[list[Assessment | None]]], scores: dict[int, list[list[float]]], c: int,
+                why: str) -> None:
+    """Candidate `c` per family over the thresholds of CURVE: NAB score (or false detections) and production view."""
+    print(f"\nper family over the threshold, candidate [{c}] ({why}): NAB score (or FP count) | "
+          f"production episodes per metric-week, false share, windows reached")
+    print(f"  {'threshold':>9} " + " ".join(f"{fam[:21]:>34}" for fam in families))
+    for th in CURVE:
+        cells = []
+        for fam in families:
+            idx = by_family[fam]
+            sc, fp = family_score(files, scores[c], idx, th)
+            prod = production_view([files[i].labels for i in idx], [rows[c][i] for i in idx],
+                                   [files[i].ts for i in idx], th)
+            head = f"{sc:5.1f}" if sc is not None else f"{fp:2d}FP"
+            cells.append(f"{head} | {prod.episodes / max(prod.weeks, 1e-9):4.2f} {prod.false_share:4.0%} "
+                         f"{prod.caught:2d}/{prod.windows:<2d}")
+        print(f"  {th:>9.2f} " + " ".join(f"{x:>34}" for x in cells))
+
+
+SHIP_GRID = tuple(t for t in THRESHOLDS if 0.4 <= t <= 0.8)  # where the shipped threshold is looked for
+SHIP_MARGIN = 0.025  # ... and how far on either side it must keep the false shares (not on the edge of a step)
+
+
+def shipped_threshold(files: Sequence[File], families: Sequence[str], by_family: dict[str, list[int]],
+                      rows: dict[int, list[list[Assessment | None]]], scores: dict[int, list[list[float]]],
+                      c: int) -> tuple[float, float, list[str]]:
+    """The confidenceThreshold to ship with candidate `c`: the best all-five objective (family-mean) among the
+    thresholds of SHIP_GRID at which, and within SHIP_MARGIN of which, every family that can keep its production
+    false share under TARGET_FALSE (at some threshold of the grid) does: a threshold on the edge of a family's step
+    from 4% to 13% false is one series away from it. A family that cannot at any (on these files Twitter volume and ad
+    exchange: their unlabelled bursts) does not hold the threshold up; the rest do, so the choice is never the
+    all-five optimum that pages falsely on the CloudWatch family. Returns (threshold, objective, bounding families)."""
+    false = {fam: [production_view([files[i].labels for i in by_family[fam]], [rows[c][i] for i in by_family[fam]],
+                                   [files[i].ts for i in by_family[fam]], t).false_share for t in SHIP_GRID]
+             for fam in families}
+    bound = [fam for fam in families if min(false[fam]) < TARGET_FALSE]
+    points = [candidates_of(f.labels, s) for f, s in zip(files, scores[c], strict=True)]
+    near = [[j for j, u in enumerate(SHIP_GRID) if abs(u - t) <= SHIP_MARGIN + 1e-9] for t in SHIP_GRID]
+    feasible = [(family_objective(files, points, range(len(files)), t), -t) for k, t in enumerate(SHIP_GRID)
+                if all(false[fam][j] < TARGET_FALSE for fam in bound for j in near[k])]
+    if not feasible:
+        raise SystemExit(f"no threshold in {SHIP_GRID[0]}..{SHIP_GRID[-1]} keeps {', '.join(bound)} under "
+                         f"{TARGET_FALSE:.0%} false episodes with candidate [{c}]")
+    objective, th = max(feasible)
+    return -th, objective, bound
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -328,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="add the per-metric calibration candidates of CALIBRATED after CANDIDATES")
     parser.add_argument("--alone", action="store_true",
                         help="also print each candidate alone under the same protocol, with its production view")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="score the candidates' uncached files in this many processes first (the cache is "
+                             "per file and candidate, so the printed figures do not depend on it)")
+    parser.add_argument("--curve", type=int, action="append", default=[], metavar="K",
+                        help="also print candidate K per family over the thresholds (repeatable)")
     parser.add_argument("--objective", choices=("family-mean", "pooled"), default="family-mean",
                         help="what the four families' choice maximises (see choose)")
     args = parser.parse_args(argv)
@@ -337,9 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     by_family = {fam: [i for i, f in enumerate(files) if f.family == fam] for fam in families}
     extra = (*(TRIED if args.tried else ()), *(ART if args.art else ()),
              *(CALIBRATED if args.calibrated else ()))
-    cands = _candidates((*CHANGES, *extra)) if extra else CANDIDATES
+    cands = candidates((*CHANGES, *extra)) if extra else CANDIDATES
     if args.candidates is not None:  # the default was len(CANDIDATES): --tried and --art were cut off silently
         cands = cands[:max(1, args.candidates)]
+    if args.jobs > 1:
+        prefill(files, cands, args.cache, args.jobs)
     rows = {c: [assessed(f, p, args.cache) for f in files] for c, p in enumerate(cands)}
     scores = {c: [onsets(r) for r in rs] for c, rs in rows.items()}
     shipped = AnomalyConfig().confidence_threshold
@@ -405,20 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"production false share at {shipped}: worst family {worst:.0%} (target < {TARGET_FALSE:.0%}); "
           f"false episodes per file: " + "; ".join(
               f"{fam}: " + ", ".join(f"{name} {n}" for name, n in c.most_common()) for fam, c in per_file.items()))
-    print(f"\nper family over the threshold, candidate [{c_all}] (the all-five choice): NAB score (or FP count) | "
-          f"production episodes per metric-week, false share, windows reached")
-    print(f"  {'threshold':>9} " + " ".join(f"{fam[:21]:>34}" for fam in families))
-    for th in CURVE:
-        cells = []
-        for fam in families:
-            idx = by_family[fam]
-            sc, fp = family_score(files, scores[c_all], idx, th)
-            prod = production_view([files[i].labels for i in idx], [rows[c_all][i] for i in idx],
-                                   [files[i].ts for i in idx], th)
-            head = f"{sc:5.1f}" if sc is not None else f"{fp:2d}FP"
-            cells.append(f"{head} | {prod.episodes / max(prod.weeks, 1e-9):4.2f} {prod.false_share:4.0%} "
-                         f"{prod.caught:2d}/{prod.windows:<2d}")
-        print(f"  {th:>9.2f} " + " ".join(f"{c:>34}" for c in cells))
+    th_ship, obj_ship, bound = shipped_threshold(files, families, by_family, rows, scores, ship)
+    print(f"\nthreshold to ship with [{ship}]: {th_ship:.3f} (all-five objective {obj_ship:.1f}: the best at which, "
+          f"and within {SHIP_MARGIN} of which, {', '.join(bound)} keep under {TARGET_FALSE:.0%} false episodes; the "
+          f"all-five choice [{c_all}] at {th_all:.3f} gives {total_all:.1f}); shipped now: {shipped}")
+    for c in (c_all, *(k for k in args.curve if k != c_all and k in scores)):
+        print_curve(files, families, by_family, rows, scores, c, "the all-five choice" if c == c_all else "--curve")
     if args.alone:
         print_alone(files, families, by_family, rows, scores, shipped, args.objective)
     print("\npublished detectors on the same files (NAB standard profile, best threshold; quoted from issue 28):")
