@@ -123,6 +123,8 @@ def test_stored_peaks_round_trip_and_garbage_is_dropped() -> None:
     ({"onset_margin": 1.0}, "ScoringParams.onset_margin"),
     ({"shape_two_days_news": 1.5}, "ScoringParams.shape_two_days_news"),
     ({"shape_two_days_news": -0.1}, "ScoringParams.shape_two_days_news"),
+    ({"shape_news": 1.0}, "ScoringParams.shape_news"),
+    ({"shape_news": -0.5}, "ScoringParams.shape_news"),
 ])
 def test_bad_parameters_are_refused_naming_the_field_and_the_allowed_values(change: dict[str, float],
                                                                            named: str) -> None:

@@ -475,7 +475,7 @@ def test_one_excursion_is_one_episode_and_its_onsets_come_in_its_first_hour() ->
 
 
 def test_an_onset_margin_keeps_a_creeping_confidence_from_new_onsets() -> None:
-    """ScoringParams.onset_margin (lofo [24], shipped): the held shift's confidence creeps up by thousandths
+    """ScoringParams.onset_margin (lofo [24], shipped in [25]): the held shift's confidence creeps up by thousandths
     (0.935, 0.940, 0.941) once saturated; with the margin those are not new onsets, the rise from the range signal
     to the shape signal still is, and the first onset is the same."""
     assert DEFAULT_PARAMS.onset_margin > 0.005
@@ -546,6 +546,28 @@ def test_news_two_days_forgets_one_excursion_and_keeps_a_burst_made_on_two_days(
     assert assess(now, point, ConfidenceState(residuals=once), 0.0, week)[0].news == pytest.approx(within)
     assert assess(now, point, ConfidenceState(residuals=once), 0.0, two_days)[0].news == pytest.approx(beyond)
     assert assess(now, point, ConfidenceState(residuals=twice), 0.0, two_days)[0].news == pytest.approx(within)
+
+
+def test_shape_news_keeps_a_saturated_shape_within_the_usual_excursion_from_the_confidence() -> None:
+    """ScoringParams.shape_news (lofo [25], shipped): a residual within the usual excursion (bursts of 2
+    half-widths on two days: the week's quantile) has news up to 0.5; with an hour of residuals swinging +-2 against
+    a week of quiet spreads the shape likelihood is saturated, and sqrt(news x 1) crossed the threshold on a point
+    that is the series' habit. With shape_news 0.5 the shape signal needs news beyond the usual: the level is left."""
+    burst, now = 2.0, 1.5
+    memory = [0.3] * RESIDUAL_MEMORY
+    for k in range(12):  # the same burst on two days, not at this time of day
+        memory[-1000 + k] = memory[-1500 + k] = burst
+    state = ConfidenceState(residuals=memory, scores=[0.0] * 11, means=[0.0] * 4032, seen=10 * 288,
+                            signed=[burst if k % 2 else -burst for k in range(11)],
+                            spreads=[0.1 + 0.01 * (k % 7) for k in range(WEEK_POINTS)])
+    point = BandPoint(0.0, 0.0, -1.0, 1.0)  # half-width 1: residual = value
+    always, _ = assess(now, point, state, 0.0, dataclasses.replace(DEFAULT_PARAMS, shape_news=0.0))
+    beyond, _ = assess(now, point, state, 0.0, dataclasses.replace(DEFAULT_PARAMS, shape_news=0.5))
+    assert always.news == beyond.news == pytest.approx(0.5 * now / (burst * NEWS_MARGIN)) and not always.recurring
+    assert always.shape == beyond.shape == 1.0
+    assert always.confidence == pytest.approx(math.sqrt(always.news)) and always.confidence > THRESHOLD
+    assert beyond.confidence == pytest.approx(math.sqrt(beyond.news * beyond.likelihood))
+    assert beyond.confidence < THRESHOLD
 
 
 def test_a_second_event_after_a_larger_one_is_news_with_the_two_days_switches() -> None:

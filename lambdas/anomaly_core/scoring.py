@@ -125,7 +125,7 @@ WEEK_POINTS = 7 * DAY_POINTS
 # issue 15's dev plateau (two-day span): quantile 0.97-0.99, same-time +-6..24 points, onset decay 0.5-1.0.
 # Issue 28: the usual excursion is the 0.995 quantile of a WEEK of residuals (a Twitter-volume burst that comes back
 # every few days is the series' habit; two days forget it), chosen by leave-one-family-out (benchmarks/lofo.py,
-# candidate [24]) with the shape cap and the three rules that make a week's span safe (ScoringParams): the
+# candidate [25]) with the shape cap and the three rules that make a week's span safe (ScoringParams): the
 # warm-up's residuals left out (news_warmup), a cron job's left out (news_unscheduled), one earlier excursion
 # forgotten (news_two_days).
 NEWS_SPAN = WEEK_POINTS
@@ -136,6 +136,7 @@ NEWS_SAME_TIME_MAX = 24  # the memory allows up to +-2 hours (the sweep's widest
 ONSET_DECAY = 0.7  # a confidence a day old counts for 30% of itself against a new onset
 ONSET_HOLD = 12  # ... and one less than an hour old in full
 ONSET_MARGIN = 0.01  # ... and beaten by more than this
+SHAPE_NEWS = 0.5  # the shape signal counts beyond the usual excursion only (news above 0.5)
 RESIDUAL_MEMORY = WEEK_POINTS + NEWS_SAME_TIME_MAX + 1  # same time last week, +-2 hours
 RECURRING_RATIO = 0.5  # the same-time excursion yesterday/last week was at least half as large
 RECURRING_DAMP = 0.5
@@ -587,7 +588,7 @@ class ScoringParams:
     news_quantile: float = NEWS_QUANTILE
     news_same_time: int = NEWS_SAME_TIME
     onset_decay: float = ONSET_DECAY
-    # Issue 28 (lofo [24]): what an onset must beat the bar (_onset_bar) by. With a week's news span a saturated
+    # Issue 28 (lofo [24], [25]): what an onset must beat the bar (_onset_bar) by. With a week's news span a saturated
     # excursion's confidence still creeps up by thousandths as its news grows (0.935, 0.940, 0.941): each step was
     # a new onset of the same excursion (NAB counts the ones outside a window as false positives).
     onset_margin: float = ONSET_MARGIN
@@ -600,6 +601,10 @@ class ScoringParams:
     shape_log: bool = False  # the shape Gaussian fitted on log spreads (a spread is a scale: heavy right tail)
     likelihood_cap: bool = False  # a mean no higher than one of the last two weeks is at most as rare as its rank
     shape_cap: bool = True  # a spread no higher than one of the last week is at most as rare as its rank
+    # Issue 28 (lofo [25]): the shape signal counts only with an excursion whose news is above this (0: always;
+    # 0.5: beyond the usual excursion). Within the usual excursion news is up to 0.5, so a saturated shape (a band
+    # refit's step in the spread) gave up to sqrt(0.5) = 0.71 on a point that is the series' habit.
+    shape_news: float = SHAPE_NEWS
     # Experimental: the confidence rescaled against this metric's own daily peaks (0: off; else the quantile of the
     # last CALIBRATION_DAYS daily peak confidences that maps to 0): a metric that peaks at 0.8 every day is not news
     # at 0.8.
@@ -614,7 +619,7 @@ class ScoringParams:
     # band refitted on half a day, then a day of history misses by more than a settled one, and a week's span
     # would otherwise judge the next week's excursions against those misses.
     news_warmup: int = NEWS_WARMUP
-    # Issue 28 (benchmarks/lofo.py --calibrated [13]-[16], shipped in [24]; docs/components/anomaly.md): the
+    # Issue 28 (benchmarks/lofo.py --calibrated [13]-[16], shipped in [25]; docs/components/anomaly.md): the
     # week's yardsticks over the series' unscheduled excursions only. A residual that was recurring (at least
     # RECURRING_RATIO of the same time yesterday or last week: a cron job) and as large as the quantile is the
     # same-time term's habit, as are the occurrences it recurs from (the first is known only when it recurs): it
@@ -666,6 +671,9 @@ class ScoringParams:
                              f"{self.art_fusion!r}")
         if not 0.0 <= self.art <= 1.0:
             raise ValueError(f"ScoringParams.art (the novelty weight) must be in [0, 1], got {self.art!r}")
+        if not 0.0 <= self.shape_news < 1.0:
+            raise ValueError(f"ScoringParams.shape_news (the news the shape signal needs, 0: always) must be in "
+                             f"[0, 1), got {self.shape_news!r}")
         if not 0.0 <= self.onset_margin < 1.0:
             raise ValueError(f"ScoringParams.onset_margin (what an onset must beat the last day's confidences by) "
                              f"must be in [0, 1), got {self.onset_margin!r}")
@@ -906,7 +914,7 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
         if capped < shape_lik and offsets:  # the scheduled residuals' spreads leave the rank (news_unscheduled)
             capped = _tail_rank(above - _above_in(spread, spreads, offsets, w.likelihood), len(spreads))
         shape_lik = min(shape_lik, capped)
-    shape = math.sqrt(news * shape_lik)
+    shape = math.sqrt(news * shape_lik) if news > params.shape_news else 0.0
     conf = max(level, shape) * (params.recurring_damp if recurring else 1.0)
     spatial = _spatial(value, state.ranges, state.seen, params.spatial_tolerance, w.min_history)
     conf = max(conf, spatial * (params.recurring_damp if recurring and params.recurring_spatial else 1.0))
