@@ -493,10 +493,15 @@ def log_likelihood(mean: float, history: Sequence[float], min_std: float = LIKEL
     return tail_score(mean, gaussian(history, min_std))
 
 
+def _at_or_above(x: float, history: Sequence[float]) -> int:
+    """How many values of `history` are at or above `x` (counted at C speed)."""
+    return sum(map(x.__le__, history))
+
+
 def _rank_score(x: float, history: Sequence[float]) -> float:
     """The log-scaled empirical tail of `x` in `history` (like tail_score), 1 beyond the history's largest: a
     heavy-tailed series (bursty counts) has hourly means the Gaussian calls impossible several times a week."""
-    return _tail_rank(sum(1 for h in history if h >= x), len(history))
+    return _tail_rank(_at_or_above(x, history), len(history))
 
 
 def _tail_rank(above: int, n: int) -> float:
@@ -513,7 +518,7 @@ def _above_in(x: float, history: Sequence[float], scheduled: Sequence[int], wind
     for i in scheduled:
         start = max(n + i, end, 0)
         end = max(end, min(n + i + window, n))
-        above += sum(map(x.__le__, history[start:end]))  # h >= x, counted at C speed
+        above += _at_or_above(x, history[start:end])
     return above
 
 
@@ -851,9 +856,10 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
     recurring = r > 1.0 and before >= params.recurring_ratio * r
     # ... and this one is scheduled too if it is as large as the unscheduled quantile (a smaller one cannot set it:
     # a noisy series' many recurring excursions just outside its band would otherwise fill the list).
-    habit = recurring and usual is not None and r >= usual
-    now_scheduled = _with_habit(scheduled, memory, state.seen, r, params.recurring_ratio, usual, w) \
-        if habit and usual is not None else scheduled
+    habit, now_scheduled = False, scheduled
+    if usual is not None and recurring and r >= usual:
+        habit = True
+        now_scheduled = _with_habit(scheduled, memory, state.seen, r, params.recurring_ratio, usual, w)
     day = math.floor((ts if ts is not None else point.ts) / 86400)
     res_peaks = state.res_peaks
     if params.record_days:
@@ -909,8 +915,8 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
         # shape_two_days_news: only while the level is news that far (a variance change around the same mean is
         # not; its own hours of wide spreads stay in the rank as it goes on).
         two_days = params.shape_two_days and news >= params.shape_two_days_news
-        above = 0 if two_days and spread > _apart_largest(spreads, w.day) else sum(1 for h in spreads if h >= spread)
-        capped = _tail_rank(above, len(spreads))  # _rank_score
+        above = 0 if two_days and spread > _apart_largest(spreads, w.day) else _at_or_above(spread, spreads)
+        capped = _tail_rank(above, len(spreads))  # _rank_score, with the count kept for the scheduled spreads below
         if capped < shape_lik and offsets:  # the scheduled residuals' spreads leave the rank (news_unscheduled)
             capped = _tail_rank(above - _above_in(spread, spreads, offsets, w.likelihood), len(spreads))
         shape_lik = min(shape_lik, capped)
