@@ -236,12 +236,13 @@ def print_alone(files: Sequence[File], families: Sequence[str], by_family: dict[
 
 def print_curve(files: Sequence[File], families: Sequence[str], by_family: dict[str, list[int]],
                 rows: dict[int, list[list[Assessment | None]]], scores: dict[int, list[list[float]]], c: int,
-                why: str) -> None:
-    """Candidate `c` per family over the thresholds of CURVE: NAB score (or false detections) and production view."""
+                why: str, shipped: float) -> None:
+    """Candidate `c` per family over the thresholds of CURVE and the shipped one: NAB score (or false detections)
+    and production view."""
     print(f"\nper family over the threshold, candidate [{c}] ({why}): NAB score (or FP count) | "
           f"production episodes per metric-week, false share, windows reached")
     print(f"  {'threshold':>9} " + " ".join(f"{fam[:21]:>34}" for fam in families))
-    for th in CURVE:
+    for th in sorted({*CURVE, shipped}):
         cells = []
         for fam in families:
             idx = by_family[fam]
@@ -386,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
           f"and within {SHIP_MARGIN} of which, {', '.join(bound)} keep under {TARGET_FALSE:.0%} false episodes; the "
           f"all-five choice [{c_all}] at {th_all:.3f} gives {total_all:.1f}); shipped now: {shipped}")
     for c in (c_all, *(k for k in args.curve if k != c_all and k in scores)):
-        print_curve(files, families, by_family, rows, scores, c, "the all-five choice" if c == c_all else "--curve")
+        print_curve(files, families, by_family, rows, scores, c, "the all-five choice" if c == c_all else "--curve",
+                    shipped)
     if args.alone:
         print_alone(files, families, by_family, rows, scores, shipped, args.objective)
     print("\npublished detectors on the same files (NAB standard profile, best threshold; quoted from issue 28):")
