@@ -197,8 +197,8 @@ def test_a_maintenance_window_mutes_p0_and_p1_of_its_service_in_a_running_alertm
                                       slack_url_file=tmp_path / "slack", tickets_url=standins.url("mw", "tickets"),
                                       routing_key_file=tmp_path / "key", sns_url=moto.url)
         shipped = configs.load_shipped()
-        doc = configs.drill_alertmanager(shipped, endpoints, maintenance_at=datetime.now(UTC))
-        assert configs.unexpected_differences(shipped, doc, maintenance=True) == []
+        doc = configs.drill_alertmanager(shipped, endpoints, now=datetime.now(UTC), maintenance=True)
+        assert configs.unexpected_differences(shipped, doc) == []
         cfg = tmp_path / "alertmanager.yml"
         cfg.write_text(yaml.safe_dump(doc))
         with daemons.alertmanager(cfg, workdir=tmp_path / "am") as am:

@@ -4,14 +4,14 @@ moto server (infra/tools/drill). Outage (its first webhook answer late: PagerDut
 outage inside a maintenance window and an anomaly episode (the detector from its zip) run in parallel, once for the
 module; scrape and evaluation every 5 s (the
 rules' windows and `for` unchanged). Also: the drill's Alertmanager config
-differs from the shipped one only in endpoints and secret files (and the window's times)."""
+differs from the shipped one only in endpoints, secret files and the window's times, whatever the hour."""
 
 from __future__ import annotations
 
 import json
 import time
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,28 @@ def _endpoints(tmp_path: Path) -> configs.Endpoints:
                              sns_url="http://127.0.0.1:2")
 
 
+def _muted_at(intervals: list[dict[str, Any]], at: datetime) -> bool:
+    """Whether Alertmanager time_intervals of weekdays and times (what the drill writes) contain `at` (UTC)."""
+    day, hhmm = configs.WEEKDAYS[at.weekday()], at.strftime("%H:%M")
+    return any(day in i["weekdays"] and any(t["start_time"] <= hhmm < t["end_time"] for t in i["times"])
+               for i in intervals)
+
+
 @pytest.mark.parametrize("maintenance", [False, True])
-def test_the_drill_config_is_the_shipped_one_but_endpoints_and_secret_files(tmp_path: Path,
+@pytest.mark.parametrize("now", [datetime(2026, 12, 8, 2, 13, tzinfo=UTC),  # inside the shipped window
+                                 datetime(2026, 12, 6, 23, 30, tzinfo=UTC)])  # ... and a drill over midnight
+def test_the_drill_config_is_the_shipped_one_but_endpoints_and_secret_files(tmp_path: Path, now: datetime,
                                                                           maintenance: bool) -> None:
+    """Only endpoints, secret files and the window's times differ; the window holds the drill's next hour in
+    the maintenance scenario and none of them in the others, whatever hour the drill runs at (the shipped window,
+    Tuesdays 02:00-03:00 UTC, muted the outage of a suite run at 02:13 on a Tuesday)."""
     shipped = configs.load_shipped()
-    drill = configs.drill_alertmanager(shipped, _endpoints(tmp_path),
-                                       maintenance_at=datetime.now(UTC) if maintenance else None)
-    assert configs.unexpected_differences(shipped, drill, maintenance=maintenance) == []
+    drill = configs.drill_alertmanager(shipped, _endpoints(tmp_path), now=now, maintenance=maintenance)
+    assert configs.unexpected_differences(shipped, drill) == []
+    assert _muted_at(shipped["time_intervals"][0]["time_intervals"], datetime(2026, 12, 8, 2, 13, tzinfo=UTC))
+    for interval in drill["time_intervals"]:
+        assert all(_muted_at(interval["time_intervals"], now + timedelta(minutes=m)) == maintenance
+                   for m in range(0, 60, 5))
     changed = {".".join(p) for p, _, _ in configs.differences(shipped, drill)}
     # Not vacuous: every paging receiver's endpoint and key file, the heartbeat's SNS endpoint were replaced.
     receivers = [r["name"] for r in shipped["receivers"]]
@@ -49,19 +64,19 @@ def test_the_drill_config_is_the_shipped_one_but_endpoints_and_secret_files(tmp_
         assert {f"receivers.{i}.pagerduty_configs.0.url", f"receivers.{i}.pagerduty_configs.0.routing_key_file"} \
             <= changed
     assert any(c.endswith("sns_configs.0.api_url") for c in changed)
-    assert any(c.startswith("time_intervals.") for c in changed) == maintenance
+    assert any(c.startswith("time_intervals.") for c in changed)
 
 
 def test_any_other_difference_is_caught(tmp_path: Path) -> None:
     shipped = configs.load_shipped()
-    drill = configs.drill_alertmanager(shipped, _endpoints(tmp_path), maintenance_at=datetime.now(UTC))
+    drill = configs.drill_alertmanager(shipped, _endpoints(tmp_path), now=datetime.now(UTC), maintenance=True)
     drill["route"]["routes"][0]["group_wait"] = "1s"
     drill["inhibit_rules"].pop()
     drill["receivers"][0]["webhook_configs"][0]["send_resolved"] = False
-    found = configs.unexpected_differences(shipped, drill, maintenance=True)
-    assert len(found) == 3 and any("group_wait" in f for f in found) and any("inhibit_rules" in f for f in found)
-    # The maintenance window's times may differ only in the maintenance scenario.
-    assert any("time_intervals" in f for f in configs.unexpected_differences(shipped, drill, maintenance=False))
+    drill["time_intervals"][0]["name"] = "renamed"  # the window's times may differ, not what it is
+    found = configs.unexpected_differences(shipped, drill)
+    assert len(found) == 4 and any("group_wait" in f for f in found) and any("inhibit_rules" in f for f in found)
+    assert any("time_intervals.0.name" in f for f in found)
 
 
 def test_unknown_scenario_names_are_refused_with_the_known_ones() -> None:

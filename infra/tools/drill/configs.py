@@ -1,6 +1,7 @@
-"""The drill's daemon configs: the SHIPPED Alertmanager config with only endpoints and secret file paths replaced
-(and, for a maintenance scenario, the window's times set to contain now), the SHIPPED rule files as they are, and
-a structural diff that proves nothing else differs."""
+"""The drill's daemon configs: the SHIPPED Alertmanager config with only endpoints, secret file paths and the
+maintenance window's times replaced (set to contain now for a maintenance scenario, to lie days away from now for
+every other: the shipped window, Tuesdays 02:00-03:00 UTC, muted a drill run then), the SHIPPED rule files as they
+are, and a structural diff that proves nothing else differs."""
 
 from __future__ import annotations
 
@@ -49,9 +50,18 @@ def maintenance_now(now: datetime) -> list[dict[str, Any]]:
             {"weekdays": [WEEKDAYS[tomorrow.weekday()]], "times": [{"start_time": "00:00", "end_time": "01:00"}]}]
 
 
-def drill_alertmanager(shipped: dict[str, Any], endpoints: Endpoints, *,
-                       maintenance_at: datetime | None = None) -> dict[str, Any]:
-    """A copy of `shipped` whose endpoints and secret files are the drill's (see ENDPOINT_PATHS)."""
+def maintenance_away(now: datetime) -> list[dict[str, Any]]:
+    """Alertmanager time_intervals three days from `now` (UTC), the first hour of that day: a drill that starts
+    now ends before it."""
+    return [{"weekdays": [WEEKDAYS[(now + timedelta(days=3)).weekday()]],
+             "times": [{"start_time": "00:00", "end_time": "01:00"}]}]
+
+
+def drill_alertmanager(shipped: dict[str, Any], endpoints: Endpoints, *, now: datetime,
+                       maintenance: bool) -> dict[str, Any]:
+    """A copy of `shipped` whose endpoints and secret files are the drill's (see ENDPOINT_PATHS) and whose
+    maintenance window contains `now` when `maintenance`, else lies days away from it (a drill's outage must not
+    fall into the shipped window by the hour it happens to run)."""
     doc: dict[str, Any] = yaml.safe_load(yaml.safe_dump(shipped))
     for receiver in doc["receivers"]:
         for c in receiver.get("webhook_configs", []):
@@ -63,9 +73,9 @@ def drill_alertmanager(shipped: dict[str, Any], endpoints: Endpoints, *,
             c["url"] = endpoints.pagerduty_url
         for c in receiver.get("sns_configs", []):
             c["api_url"] = endpoints.sns_url
-    if maintenance_at is not None:
-        for interval in doc.get("time_intervals", []):
-            interval["time_intervals"] = maintenance_now(maintenance_at.astimezone(UTC))
+    for interval in doc.get("time_intervals", []):
+        at = now.astimezone(UTC)
+        interval["time_intervals"] = maintenance_now(at) if maintenance else maintenance_away(at)
     return doc
 
 
@@ -85,15 +95,16 @@ def differences(a: Any, b: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tu
 
 
 def _matches(path: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
-    return len(path) == len(pattern) and all((p == "*" and re.fullmatch(r"\d+", k)) or p == k
-                                             for k, p in zip(path, pattern, strict=True))
+    """Whether `path` is `pattern` or lies under it (the window's times differ leaf by leaf when the drill's list
+    of intervals is as long as the shipped one)."""
+    return len(path) >= len(pattern) and all((p == "*" and re.fullmatch(r"\d+", k)) or p == k
+                                             for k, p in zip(path, pattern, strict=False))
 
 
-def unexpected_differences(shipped: dict[str, Any], drill: dict[str, Any], *,
-                           maintenance: bool) -> list[str]:
-    """What differs between the shipped and the drill config beyond endpoints, secret files (and the maintenance
-    window's times when `maintenance`): empty when the drill runs what ships."""
-    allowed = ENDPOINT_PATHS + (MAINTENANCE_PATHS if maintenance else ())
+def unexpected_differences(shipped: dict[str, Any], drill: dict[str, Any]) -> list[str]:
+    """What differs between the shipped and the drill config beyond endpoints, secret files and the maintenance
+    window's times: empty when the drill runs what ships."""
+    allowed = ENDPOINT_PATHS + MAINTENANCE_PATHS
     return [f"{'.'.join(p)}: {old!r} -> {new!r}" for p, old, new in differences(shipped, drill)
             if not any(_matches(p, pattern) for pattern in allowed)]
 

@@ -243,9 +243,8 @@ class Drill:
                                       routing_key_file=routing_key,
                                       sns_url=os.environ["AWS_ENDPOINT_URL"])
         shipped = configs.load_shipped()
-        am_doc = configs.drill_alertmanager(shipped, endpoints,
-                                            maintenance_at=datetime.now(UTC) if s.maintenance else None)
-        extra = configs.unexpected_differences(shipped, am_doc, maintenance=s.maintenance)
+        am_doc = configs.drill_alertmanager(shipped, endpoints, now=datetime.now(UTC), maintenance=s.maintenance)
+        extra = configs.unexpected_differences(shipped, am_doc)
         if extra:
             raise RuntimeError("the drill's Alertmanager config differs from the shipped one: " + "; ".join(extra))
         am_cfg = wd / "alertmanager.yml"
