@@ -51,7 +51,7 @@ from benchmarks.nab_scoring import (
     score_file,
     score_points,
 )
-from benchmarks.run_nab import DEFAULT_DATA, Production, production_view, read
+from benchmarks.run_nab import DEFAULT_DATA, Production, onsets, production_view, read
 from infra.config.anomaly import AnomalyConfig
 
 scoring = importlib.import_module("anomaly_core.scoring")
@@ -143,10 +143,6 @@ def prefill(files: Sequence[File], cands: Sequence[ScoringParams], cache: Path, 
         for _ in pool.imap_unordered(_prefill_one, todo):
             pass
     _WORK = None
-
-
-def onsets(rows: Sequence[Assessment | None]) -> list[float]:
-    return [0.0 if a is None else max(0.0, min(1.0, a.onset)) for a in rows]
 
 
 @dataclasses.dataclass
@@ -252,7 +248,7 @@ def print_curve(files: Sequence[File], families: Sequence[str], by_family: dict[
             head = f"{sc:5.1f}" if sc is not None else f"{fp:2d}FP"
             cells.append(f"{head} | {prod.episodes / max(prod.weeks, 1e-9):4.2f} {prod.false_share:4.0%} "
                          f"{prod.caught:2d}/{prod.windows:<2d}")
-        print(f"  {th:>9.2f} " + " ".join(f"{x:>34}" for x in cells))
+        print(f"  {th:>9.3f} " + " ".join(f"{x:>34}" for x in cells))
 
 
 SHIP_GRID = tuple(t for t in THRESHOLDS if 0.4 <= t <= 0.8)  # where the shipped threshold is looked for
@@ -288,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--cache", type=Path, default=Path("build/bench-anomaly"))
     parser.add_argument("--candidates", type=int, default=None,
-                        help="use only the first N parameter candidates (1: the shipped set only; default: all, "
-                             "--tried and --art included)")
+                        help="use only the first N parameter candidates, and the shipped set if it is not among "
+                             "them (default: all, --tried, --art and --calibrated included)")
     parser.add_argument("--tried", action="store_true",
                         help="add the measured, not shipped candidates of TRIED after CANDIDATES")
     parser.add_argument("--art", action="store_true",
@@ -315,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     cands = candidates((*CHANGES, *extra)) if extra else CANDIDATES
     if args.candidates is not None:  # the default was len(CANDIDATES): --tried and --art were cut off silently
         cands = cands[:max(1, args.candidates)]
+    if scoring.ScoringParams() not in cands:  # the shipped set is always measured (it is [25] of --calibrated)
+        cands = [*cands, scoring.ScoringParams()]
     if args.jobs > 1:
         prefill(files, cands, args.cache, args.jobs)
     rows = {c: [assessed(f, p, args.cache) for f in files] for c, p in enumerate(cands)}
@@ -326,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         diff = {k: v for k, v in dataclasses.asdict(p).items() if v != dataclasses.asdict(cands[0])[k]}
         print(f"  [{c}] {diff or 'the detector before issue 28'}"
               f"{'  <- shipped defaults' if p == scoring.ScoringParams() else ''}")
-    ship = next((c for c, p in enumerate(cands) if p == scoring.ScoringParams()), 0)
+    ship = cands.index(scoring.ScoringParams())
     folds, before = [], []
     for fam in families:
         keep = [i for i in range(len(files)) if files[i].family != fam]

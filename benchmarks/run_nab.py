@@ -42,7 +42,7 @@ from infra.tools.anomaly_cli import parse_timestamp  # also puts lambdas/ on sys
 episodes = importlib.import_module("anomaly_core.episodes")
 scoring = importlib.import_module("anomaly_core.scoring")
 streaming = importlib.import_module("anomaly_core.streaming")
-Episode, step = episodes.Episode, episodes.step
+Episode, step, paged_scores = episodes.Episode, episodes.step, episodes.paged_scores
 ScoringParams = scoring.ScoringParams
 StreamParams = streaming.StreamParams
 assess_with_bands = streaming.assess_with_bands
@@ -103,8 +103,9 @@ def production_view(labels: Sequence[FileLabels], assessed: Sequence[Sequence[As
 
 
 def onsets(assessed: Sequence[Assessment | None]) -> list[float]:
-    """The offline anomaly score of each row (what score_with_bands returns), from assessments made once."""
-    return [0.0 if a is None else max(0.0, min(1.0, a.onset)) for a in assessed]
+    """The offline anomaly score of each row (what score_with_bands returns: the pages at the shipped threshold,
+    episodes.paged_scores), from assessments made once."""
+    return paged_scores(assessed, AnomalyConfig().confidence_threshold)
 
 
 def assess_all(values: Sequence[Sequence[float]], bands: Sequence[Sequence[BandPoint | None]],
@@ -138,7 +139,7 @@ def print_production(what: str, labels: Sequence[FileLabels], assessed: Sequence
     for c in sorted({*CURVE[2:], shipped}):
         prod = production_view(labels, assessed, ts, c)
         mark = "  <- shipped confidenceThreshold" if c == shipped else ""
-        print(f"  {c:>9.2f} {prod.episodes:>8} {prod.episodes / prod.weeks:>19.2f} {prod.false_share:>6.0%} "
+        print(f"  {c:>9.3f} {prod.episodes:>8} {prod.episodes / prod.weeks:>19.2f} {prod.false_share:>6.0%} "
               f"{prod.caught:>6} of {prod.windows:<4}{mark}")
     false_at = production_view(labels, assessed, ts, shipped).false_at
     print(f"  false episodes at {shipped}: {', '.join(false_at) if false_at else 'none'}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from anomaly_core import scoring
-from anomaly_core.episodes import RECOVERY_POINTS, Episode, step
+from anomaly_core.episodes import RECOVERY_POINTS, Episode, paged_scores, step
 from anomaly_core.scoring import (
     DEFAULT_PARAMS,
     HISTORY_POINTS,
@@ -39,7 +39,6 @@ from anomaly_core.streaming import (
     StreamParams,
     accepted_points,
     assess_with_bands,
-    score_with_bands,
     stream_bands,
     stream_scores,
 )
@@ -246,6 +245,47 @@ def test_episode_opens_once_and_closes_after_recovery_points() -> None:
     assert Episode.from_json(ep.to_json()) == ep and Episode.from_json(None) == Episode()
 
 
+def _assessed(rows: list[tuple[float, bool, bool]]) -> list[Assessment | None]:
+    """Assessments from (confidence, beats the last day's, outside the band) rows."""
+    return [Assessment(score=0.5 if out else 0.0, confidence=c, onset=c if beats else 0.0, is_anomaly=out)
+            for c, beats, out in rows]
+
+
+_ROW = st.tuples(st.floats(0.0, 1.0), st.booleans(), st.booleans())
+
+
+@given(st.lists(st.one_of(st.none(), _ROW), max_size=60), st.floats(0.05, 0.95))
+def test_the_offline_score_at_the_threshold_is_exactly_the_detectors_pages(
+        rows: list[tuple[float, bool, bool] | None], threshold: float) -> None:
+    """NAB's sweep at the paging threshold counts a row when its score is at or above it: those rows are the
+    episodes episodes.step opens (what the detector notifies), nothing more, nothing less; elsewhere a row scores
+    only an onset below the threshold while no episode is open."""
+    assessed = [None if r is None else _assessed([r])[0] for r in rows]
+    scores = paged_scores(assessed, threshold)
+    ep, starts, open_before = Episode(), [], []
+    for i, a in enumerate(assessed):
+        open_before.append(ep.open)
+        if a is not None:
+            ep, event = step(ep, float(i), a.confidence, a.is_anomaly, threshold)
+            starts += [i] if event == "start" else []
+    assert [i for i, x in enumerate(scores) if x >= threshold] == starts
+    for i, (a, x) in enumerate(zip(assessed, scores, strict=True)):
+        if i not in starts:
+            assert x == (0.0 if a is None or open_before[i] else a.onset if a.onset < threshold else 0.0)
+
+
+def test_a_growing_excursion_is_one_page_and_a_reopened_one_is_another() -> None:
+    """The onset alone scored an excursion's growth within its open episode as new detections (each a false
+    positive outside a window) and missed an episode re-opened below the confidence of an hour before."""
+    th = AnomalyConfig().confidence_threshold
+    up, down = (th + 1.0) / 2, (th + 1.0) / 2 - 0.05  # both above the threshold, the second below the first
+    rows = [(up - 0.02, True, True), (up, True, True), (up + 0.02, True, True)]  # growing: three onsets
+    rows += [(0.0, False, False)] * RECOVERY_POINTS  # back inside the band: the episode ends
+    rows += [(down, False, True)]  # re-opened, weaker than an hour ago: no onset, but a page
+    scores = paged_scores(_assessed(rows), th)
+    assert [a.onset > 0 for a in _assessed(rows)] == [True, True, True] + [False] * (RECOVERY_POINTS + 1)
+    assert scores == [up - 0.02, 0.0, 0.0] + [0.0] * RECOVERY_POINTS + [down]
+
 def test_streaming_uses_only_the_past() -> None:
     """The fitter is only ever given points before the next scored point (no look-ahead)."""
     ts = [float(i * 300) for i in range(600)]
@@ -386,11 +426,12 @@ def smooth_fitter(h_ts, h_values, start, periods):  # type: ignore[no-untyped-de
 def replay(kind: str, base: ScoringParams = DEFAULT_PARAMS,
            **params: Any) -> tuple[list[float], list[int], list[float], list[Assessment | None]]:
     """A synthetic series scored with `base` (the shipped parameters, or an earlier rule to compare with) changed
-    by `params`."""
+    by `params`: (timestamps, event rows, each row's onset, assessments). The onset rules are what these tests
+    hold; the offline score built on them (episodes.paged_scores) is tested on its own."""
     ts, values, events = getattr(synthetic, kind)()
     bands = stream_bands(ts, values, smooth_fitter, StreamParams(refit_every_s=86400))
-    p = dataclasses.replace(base, **params)
-    return ts, events, score_with_bands(values, bands, ts, p), assess_with_bands(values, bands, ts, p)
+    assessed = assess_with_bands(values, bands, ts, dataclasses.replace(base, **params))
+    return ts, events, [0.0 if a is None else max(0.0, min(1.0, a.onset)) for a in assessed], assessed
 
 
 def episode_starts(ts: list[float], assessed: list[Assessment | None]) -> list[int]:

@@ -7,8 +7,12 @@ consecutive points back inside the band (15 minutes: a value hovering at the ban
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .scoring import Assessment
 
 RECOVERY_POINTS = 3
 
@@ -57,3 +61,26 @@ def step(ep: Episode, ts: float, confidence: float, is_anomaly: bool, threshold:
     if inside >= RECOVERY_POINTS:
         return Episode(), "end"
     return Episode(open=True, started_at=ep.started_at, peak_confidence=peak, inside_run=inside), None
+
+
+def paged_scores(assessed: Sequence[Assessment | None], threshold: float) -> list[float]:
+    """The offline anomaly score of each row in [0, 1] (0 where not scored) for NAB's sweep: the detector's pages at
+    `threshold` (the confidence where `step` opens an episode), and where no episode is open the onsets below it.
+
+    At `threshold` the rows scoring at or above it are exactly the episodes the detector notifies (a property test
+    holds it): a confidence that grows within an open episode is not a new page, and an episode that re-opens with a
+    confidence below its excursion of an hour ago is one (the onset alone counted the first and missed the second).
+    Other thresholds of the sweep see the onsets between them and `threshold` too: a single score per row cannot
+    be every threshold's episodes, so the sweep is exact at the shipped threshold only."""
+    out: list[float] = []
+    ep = Episode()
+    for i, a in enumerate(assessed):
+        if a is None:
+            out.append(0.0)
+            continue
+        was_open = ep.open
+        ep, event = step(ep, float(i), a.confidence, a.is_anomaly, threshold)
+        # An onset at the threshold itself is no page (step opens above it) and NAB counts scores at it.
+        x = a.confidence if event == "start" else 0.0 if was_open or a.onset >= threshold else a.onset
+        out.append(max(0.0, min(1.0, x)))
+    return out

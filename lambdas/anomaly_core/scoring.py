@@ -42,9 +42,9 @@ Pure Python (no numpy): the detector package must stay tiny. A band is a sorted 
 - onset: the confidence when it beats every confidence of the last day, those older than an hour discounted by
   their age (down to 1 - ONSET_DECAY a day back), else 0: the first point of an episode. An excursion's own later
   points stay below its recent peak, so it still gives one onset; a second event some hours after a larger one
-  is not masked for a whole day. The offline scorer outputs it (NAB counts only the earliest detection in a window;
-  every later point above the threshold is a false positive), and it mirrors the detector's one-notification-per-
-  episode rule.
+  is not masked for a whole day. The offline score (episodes.paged_scores) is the onset where no episode is open
+  and the detector's page where one opens: at the paging threshold NAB then counts exactly the notifications (NAB
+  counts only the earliest detection in a window; every later point above the threshold is a false positive).
 """
 
 from __future__ import annotations
@@ -430,7 +430,7 @@ def _positions(raw: object, seen: int) -> list[int]:
 class Assessment:
     score: float  # how far outside the band, scaled by its width, in [0, 1)
     confidence: float  # how unusual that is for this series, in [0, 1]: sqrt(news * likelihood)
-    onset: float  # the confidence if it beats every one of the last day, else 0 (the offline anomaly score)
+    onset: float  # the confidence if it beats every one of the last day, else 0 (episodes.paged_scores uses it)
     is_anomaly: bool  # outside the 95% band
     news: float = 0.0  # the excursion against the series' recent largest ones, in [0, 1)
     likelihood: float = 0.0  # log-scaled likelihood of the recent mean band score, in [0, 1]

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from .episodes import paged_scores
 from .scoring import (
     DEFAULT_PARAMS,
     MAX_STEP_S,
@@ -33,6 +34,7 @@ from .scoring import (
     assess,
     lookup,
 )
+from .settings import Settings
 
 DAY_S = 86400
 log = logging.getLogger(__name__)
@@ -153,9 +155,11 @@ def assess_with_bands(values: Sequence[float], bands: Sequence[BandPoint | None]
 
 
 def score_with_bands(values: Sequence[float], bands: Sequence[BandPoint | None], ts: Sequence[float] | None = None,
-                     params: ScoringParams = DEFAULT_PARAMS) -> list[float]:
-    """The onset score of each row in [0, 1] (0 where not scored): pure, so the benchmark reuses cached bands."""
-    return [0.0 if a is None else max(0.0, min(1.0, a.onset)) for a in assess_with_bands(values, bands, ts, params)]
+                     params: ScoringParams = DEFAULT_PARAMS,
+                     threshold: float = Settings.confidence_threshold) -> list[float]:
+    """The offline score of each row in [0, 1] (episodes.paged_scores: the pages at `threshold`, the stack's
+    default confidenceThreshold unless given): pure, so the benchmark reuses cached bands."""
+    return paged_scores(assess_with_bands(values, bands, ts, params), threshold)
 
 
 def stream_scores(ts: Sequence[float], values: Sequence[float], fitter: Fitter,
