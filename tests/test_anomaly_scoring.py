@@ -349,6 +349,29 @@ def test_cli_rejects_bad_input_with_a_clear_message(tmp_path: Path, capsys: pyte
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(("given", "message"), [("abc", "'abc' is not a number"), ("1.5", "1.5 is outside [0, 1]"),
+                                                ("nan", "nan is outside [0, 1]")])
+def test_cli_refuses_a_threshold_outside_the_configs_range(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           given: str, message: str) -> None:
+    src = tmp_path / "in.csv"
+    write_series(src, 500, spike_at=300)
+    with pytest.raises(SystemExit) as exit_:
+        anomaly_cli.main(["score", str(src), str(tmp_path / "out.csv"), "--threshold", given])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_cli_threshold_reaches_the_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scores are the pages at the threshold given (episodes.paged_scores), the stack's default otherwise."""
+    seen: list[float] = []
+    monkeypatch.setattr(anomaly_cli, "stream_scores", lambda ts, values, fitter, params, threshold:
+                        seen.append(threshold) or [0.0] * len(ts))
+    src = tmp_path / "in.csv"
+    write_series(src, 500, spike_at=300)
+    assert anomaly_cli.main(["score", str(src), str(tmp_path / "a.csv"), "--threshold", "0.7"]) == 0
+    assert anomaly_cli.main(["score", str(src), str(tmp_path / "b.csv")]) == 0
+    assert seen == [0.7, AnomalyConfig().confidence_threshold]
+
 def test_cli_is_installed_as_a_console_script(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "akidb-anomaly"
     result = subprocess.run([str(exe), "score", str(tmp_path / "missing.csv"), str(tmp_path / "o.csv")],

@@ -1,8 +1,10 @@
 """`akidb-anomaly score INPUT.csv OUTPUT.csv`: offline streaming scoring of a NAB-layout series.
 
 Reads `timestamp,value`, writes `timestamp,value,anomaly_score` with one row per input row in input order
-(duplicate timestamps included), scores in [0, 1]. A row whose timestamp repeats or steps back (CloudWatch and
-Prometheus can return that) is scored 0 and left out of the history, with a logged reason: never an exit.
+(duplicate timestamps included), scores in [0, 1]: a row scoring above `--threshold` (the stack's
+anomaly.confidenceThreshold, its default unless given) is one the detector would page for at that threshold.
+A row whose timestamp repeats or steps back (CloudWatch and Prometheus can return that) is scored 0 and left out
+of the history, with a logged reason: never an exit.
 It runs the trainer's Prophet fit and the detector's
 band -> score -> confidence code (lambdas/anomaly_trainer, lambdas/anomaly_core) in streaming fashion.
 """
@@ -25,7 +27,10 @@ if str(LAMBDAS_DIR) not in sys.path:
     # The Lambda folders are top-level packages in their zips; import them the same way here.
     sys.path.insert(0, str(LAMBDAS_DIR))
 
+from anomaly_core.settings import Settings
 from anomaly_core.streaming import Fitter, StreamParams, stream_scores
+
+DEFAULT_THRESHOLD = Settings.confidence_threshold  # the stack's default anomaly.confidenceThreshold
 
 TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ")
 
@@ -65,8 +70,9 @@ def band_fitter(hist_ts: Sequence[float], hist_values: Sequence[float], start: f
     return make_band_fitter()(hist_ts, hist_values, start, periods)
 
 
-def score_series(ts: Sequence[float], values: Sequence[float], params: StreamParams | None = None) -> list[float]:
-    return stream_scores(ts, values, band_fitter, params or StreamParams())
+def score_series(ts: Sequence[float], values: Sequence[float], params: StreamParams | None = None,
+                 threshold: float = DEFAULT_THRESHOLD) -> list[float]:
+    return stream_scores(ts, values, band_fitter, params or StreamParams(), threshold)
 
 
 def read_input(path: Path) -> tuple[list[str], list[str], list[float], list[float]]:
@@ -97,9 +103,9 @@ def read_input(path: Path) -> tuple[list[str], list[str], list[float], list[floa
     return raw_ts, raw_values, ts, values
 
 
-def score_file(input_path: Path, output_path: Path) -> int:
+def score_file(input_path: Path, output_path: Path, threshold: float = DEFAULT_THRESHOLD) -> int:
     raw_ts, raw_values, ts, values = read_input(input_path)
-    scores = score_series(ts, values) if ts else []
+    scores = score_series(ts, values, threshold=threshold) if ts else []
     with output_path.open("w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["timestamp", "value", "anomaly_score"])
@@ -108,17 +114,31 @@ def score_file(input_path: Path, output_path: Path) -> int:
     return len(scores)
 
 
+def _threshold(text: str) -> float:
+    """--threshold: a number in [0, 1], the range of anomaly.confidenceThreshold."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (allowed: a confidence in [0, 1])") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1], the range of anomaly.confidenceThreshold")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="akidb-anomaly", description="AkiDB anomaly detection tools")
     sub = parser.add_subparsers(dest="command", required=True)
     sc = sub.add_parser("score", help="score a NAB-layout CSV (timestamp,value) in streaming fashion")
     sc.add_argument("input", type=Path)
     sc.add_argument("output", type=Path)
+    sc.add_argument("--threshold", type=_threshold, default=DEFAULT_THRESHOLD,
+                    help="the confidence the detector pages above (anomaly.confidenceThreshold; default "
+                         f"{DEFAULT_THRESHOLD}, the stack's): the scores reproduce its pages at it")
     args = parser.parse_args(argv)
     # Rows the stream leaves out (a timestamp that steps back or repeats, a gap, a non-number) are logged, not fatal.
     logging.basicConfig(level=logging.WARNING, format="akidb-anomaly: %(message)s")
     try:
-        n = score_file(args.input, args.output)
+        n = score_file(args.input, args.output, args.threshold)
     except InputError as e:
         print(f"akidb-anomaly: {e}", file=sys.stderr)
         return 2

@@ -163,6 +163,8 @@ def score_with_bands(values: Sequence[float], bands: Sequence[BandPoint | None],
 
 
 def stream_scores(ts: Sequence[float], values: Sequence[float], fitter: Fitter,
-                  params: StreamParams | None = None) -> list[float]:
-    """One anomaly score in [0, 1] per input row, in input order (duplicates and late rows included, as 0)."""
-    return score_with_bands(values, stream_bands(ts, values, fitter, params), ts)
+                  params: StreamParams | None = None,
+                  threshold: float = Settings.confidence_threshold) -> list[float]:
+    """One anomaly score in [0, 1] per input row, in input order (duplicates and late rows included, as 0): the
+    pages at `threshold` (score_with_bands)."""
+    return score_with_bands(values, stream_bands(ts, values, fitter, params), ts, threshold=threshold)
