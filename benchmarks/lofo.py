@@ -51,7 +51,7 @@ from benchmarks.nab_scoring import (
     score_file,
     score_points,
 )
-from benchmarks.run_nab import DEFAULT_DATA, Production, onsets, production_view, read
+from benchmarks.run_nab import DEFAULT_DATA, Production, paged, production_view, read
 from infra.config.anomaly import AnomalyConfig
 
 scoring = importlib.import_module("anomaly_core.scoring")
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs > 1:
         prefill(files, cands, args.cache, args.jobs)
     rows = {c: [assessed(f, p, args.cache) for f in files] for c, p in enumerate(cands)}
-    scores = {c: [onsets(r) for r in rs] for c, rs in rows.items()}
+    scores = {c: [paged(r) for r in rs] for c, rs in rows.items()}
     shipped = AnomalyConfig().confidence_threshold
 
     print("parameter candidates (each a whole ScoringParams):")

@@ -102,7 +102,7 @@ def production_view(labels: Sequence[FileLabels], assessed: Sequence[Sequence[As
     return out
 
 
-def onsets(assessed: Sequence[Assessment | None]) -> list[float]:
+def paged(assessed: Sequence[Assessment | None]) -> list[float]:
     """The offline anomaly score of each row (what score_with_bands returns: the pages at the shipped threshold,
     episodes.paged_scores), from assessments made once."""
     return paged_scores(assessed, AnomalyConfig().confidence_threshold)
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     assessed = assess_all(all_values, all_bands, all_ts, params)
     score_s = time.perf_counter() - t0
-    scores = [onsets(a) for a in assessed]
+    scores = [paged(a) for a in assessed]
     th, total = best_threshold(labels, scores)
     aws = [i for i, lab in enumerate(labels) if lab.name.startswith("realAWSCloudwatch/")]
     art = [i for i, lab in enumerate(labels) if lab.name.startswith("artificialNoAnomaly/")]
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         for field, value in SWEEP:
             p = dataclasses.replace(params, **{field: value})
             dev_assessed = assess_all(all_values, all_bands, all_ts, p)
-            ss = [onsets(a) for a in dev_assessed]
+            ss = [paged(a) for a in dev_assessed]
             t_best, raw = best_threshold(labels, ss)
             other = Corpus.of(corpus, p)
             dev_prod = production_view(labels, dev_assessed, all_ts, shipped)
@@ -247,7 +247,7 @@ class Corpus:
     def of(cls, replayed: Sequence[Replayed], params: ScoringParams) -> Corpus:
         assessed = assess_all([r.values for r in replayed], [r.bands for r in replayed], [r.ts for r in replayed],
                               params)
-        return cls([r.labels for r in replayed], [r.ts for r in replayed], assessed, [onsets(a) for a in assessed])
+        return cls([r.labels for r in replayed], [r.ts for r in replayed], assessed, [paged(a) for a in assessed])
 
 
 if __name__ == "__main__":
