@@ -133,6 +133,40 @@ def test_bad_parameters_are_refused_naming_the_field_and_the_allowed_values(chan
     assert "must be" in str(err.value)
 
 
+
+def _outside(allowed: scoring.ParamRange) -> list[object]:
+    """Values a ParamRange refuses, derived from it: just beyond each end (the end itself when open), a NaN, a bool
+    and a string; a fraction for an integer count."""
+    step = 1 if allowed.integer else 1e-6
+    out: list[object] = [math.nan, True, "0.5"]
+    out.append(allowed.low if allowed.low_open else allowed.low - step)
+    if math.isfinite(allowed.high):
+        out.append(allowed.high if allowed.high_open else allowed.high + step)
+    if allowed.integer:
+        out.append(allowed.low + 0.5)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(scoring.PARAM_RANGES))
+def test_every_number_outside_its_range_is_refused_naming_the_field_and_the_range(name: str) -> None:
+    allowed = scoring.PARAM_RANGES[name]
+    for value in _outside(allowed):
+        with pytest.raises(ValueError) as err:
+            dataclasses.replace(DEFAULT_PARAMS, **{name: value})
+        assert f"ScoringParams.{name} ({allowed.meaning}) must be in {allowed}" in str(err.value), value
+    inside = allowed.high if not allowed.high_open and math.isfinite(allowed.high) else allowed.low + (
+        1 if allowed.integer else 1e-6) if allowed.low_open else allowed.low
+    if name == "record_rank":  # ... within record_days too
+        dataclasses.replace(DEFAULT_PARAMS, record_days=scoring.MAX_PEAK_DAYS, record_rank=inside)
+    else:
+        dataclasses.replace(DEFAULT_PARAMS, **{name: inside})
+
+
+def test_every_number_of_the_parameters_has_a_range() -> None:
+    """A new knob cannot go unchecked: each int or float field of ScoringParams is in PARAM_RANGES."""
+    numbers = {f.name for f in dataclasses.fields(scoring.ScoringParams) if f.type in ("int", "float")}
+    assert numbers and numbers == set(scoring.PARAM_RANGES)
+
 # ---------------------------------------------------------------------------------------------- news_unscheduled
 WEEK = {"news_span": scoring.WEEK_POINTS, "news_quantile": 0.995}
 UNSCHEDULED = dataclasses.replace(TWO_DAY_NEWS, **WEEK, shape_cap=True, record_days=14, news_unscheduled=True)

@@ -668,31 +668,67 @@ class ScoringParams:
     step_s: float = STEP_S
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.step_s, int | float) and 1 <= self.step_s <= MAX_STEP_S):
-            raise ValueError(f"ScoringParams.step_s (the sampling period in seconds) must be in 1 .. {MAX_STEP_S}, "
-                             f"got {self.step_s!r}")
+        for name, allowed in PARAM_RANGES.items():
+            value = getattr(self, name)
+            if not allowed.allows(value):
+                raise ValueError(f"ScoringParams.{name} ({allowed.meaning}) must be in {allowed}, got {value!r}")
         if self.art_fusion not in ART_FUSIONS:
             raise ValueError(f"ScoringParams.art_fusion must be one of {', '.join(ART_FUSIONS)}, got "
                              f"{self.art_fusion!r}")
-        if not 0.0 <= self.art <= 1.0:
-            raise ValueError(f"ScoringParams.art (the novelty weight) must be in [0, 1], got {self.art!r}")
-        if not 0.0 <= self.shape_news < 1.0:
-            raise ValueError(f"ScoringParams.shape_news (the news the shape signal needs, 0: always) must be in "
-                             f"[0, 1), got {self.shape_news!r}")
-        if not 0.0 <= self.onset_margin < 1.0:
-            raise ValueError(f"ScoringParams.onset_margin (what an onset must beat the last day's confidences by) "
-                             f"must be in [0, 1), got {self.onset_margin!r}")
-        if not 0.0 <= self.shape_two_days_news <= 1.0:
-            raise ValueError(f"ScoringParams.shape_two_days_news (the news the two-days shape rule needs, 0: always) "
-                             f"must be in [0, 1], got {self.shape_two_days_news!r}")
-        if not 0.0 <= self.calibrate < 1.0:
-            raise ValueError(f"ScoringParams.calibrate (a quantile of the daily peaks, 0: off) must be in [0, 1), "
-                             f"got {self.calibrate!r}")
-        if not 0 <= self.record_days <= MAX_PEAK_DAYS:
-            raise ValueError(f"ScoringParams.record_days must be 0 (off) .. {MAX_PEAK_DAYS}, got {self.record_days!r}")
         if not 1 <= self.record_rank <= max(1, self.record_days):
             raise ValueError(f"ScoringParams.record_rank must be 1 .. record_days ({self.record_days}), got "
                              f"{self.record_rank!r}")
+
+
+@dataclass(frozen=True)
+class ParamRange:
+    """The values a number of ScoringParams may take (a NaN, a bool or a string is none of them)."""
+
+    low: float
+    high: float
+    meaning: str
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+
+    def allows(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float) or (self.integer and isinstance(value, float)):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.integer:
+            return f"{self.low:.0f} .. {self.high:.0f} (an integer)"
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+# Every number of ScoringParams, checked once in __post_init__ (a test holds that none is left out); counts are in
+# 5-minute points, and the news span and warm-up at most the two weeks the likelihood remembers.
+PARAM_RANGES: dict[str, ParamRange] = {
+    "step_s": ParamRange(1, MAX_STEP_S, "the sampling period in seconds"),
+    "spatial_tolerance": ParamRange(0.0, math.inf, "beyond the running range by this share of it (inf: off)"),
+    "recurring_ratio": ParamRange(0.0, math.inf, "the same-time excursion's share of this one that makes it "
+                                                 "recurring", low_open=True),
+    "recurring_damp": ParamRange(0.0, 1.0, "the factor on a recurring excursion's confidence"),
+    "news_quantile": ParamRange(0.0, 1.0, "the quantile of the news span that is the usual excursion",
+                                low_open=True),
+    "news_same_time": ParamRange(0, NEWS_SAME_TIME_MAX, "points around the same time yesterday and last week",
+                                 integer=True),
+    "onset_decay": ParamRange(0.0, 1.0, "the discount of a day-old confidence against an onset"),
+    "onset_margin": ParamRange(0.0, 1.0, "what an onset must beat the last day's confidences by", high_open=True),
+    "shape_news": ParamRange(0.0, 1.0, "the news the shape signal needs, 0: always", high_open=True),
+    "shape_two_days_news": ParamRange(0.0, 1.0, "the news the two-days shape rule needs, 0: always"),
+    "calibrate": ParamRange(0.0, 1.0, "a quantile of the daily peaks, 0: off", high_open=True),
+    "record_days": ParamRange(0, MAX_PEAK_DAYS, "days of daily peaks in the record, 0: off", integer=True),
+    "record_rank": ParamRange(1, MAX_PEAK_DAYS, "which largest daily peak is the record", integer=True),
+    "news_span": ParamRange(1, LIKELIHOOD_HISTORY, "the residuals whose quantile is the usual excursion",
+                            integer=True),
+    "news_warmup": ParamRange(0, LIKELIHOOD_HISTORY, "the first points left out of the news span", integer=True),
+    "context": ParamRange(0.0, 1.0, "the context signal's weight, 0: off"),
+    "art": ParamRange(0.0, 1.0, "the novelty weight"),
+}
 
 
 ART_FUSIONS = ("max", "news", "alone", "familiar")
