@@ -628,10 +628,12 @@ def test_shape_news_keeps_a_saturated_shape_within_the_usual_excursion_from_the_
     always, _ = assess(now, point, state, 0.0, dataclasses.replace(DEFAULT_PARAMS, shape_news=0.0))
     beyond, _ = assess(now, point, state, 0.0, dataclasses.replace(DEFAULT_PARAMS, shape_news=0.5))
     assert always.news == beyond.news == pytest.approx(0.5 * now / (burst * NEWS_MARGIN)) and not always.recurring
-    assert always.shape == beyond.shape == 1.0
+    assert always.shape == 1.0 and always.signal == "shape"
     assert always.confidence == pytest.approx(math.sqrt(always.news)) and always.confidence > THRESHOLD
     assert beyond.confidence == pytest.approx(math.sqrt(beyond.news * beyond.likelihood))
     assert beyond.confidence < THRESHOLD
+    # Not counted, not reported: the notification names the signal that gave the confidence.
+    assert beyond.shape == 0.0 and beyond.signal == "level"
 
 
 def test_a_second_event_after_a_larger_one_is_news_with_the_two_days_switches() -> None:

@@ -434,7 +434,7 @@ class Assessment:
     is_anomaly: bool  # outside the 95% band
     news: float = 0.0  # the excursion against the series' recent largest ones, in [0, 1)
     likelihood: float = 0.0  # log-scaled likelihood of the recent mean band score, in [0, 1]
-    shape: float = 0.0  # log-scaled likelihood of the recent spread of residuals, in [0, 1]
+    shape: float = 0.0  # log-scaled likelihood of the recent spread of residuals, in [0, 1]; 0 where it does not count
     spatial: float = 0.0  # beyond the running range (Numenta's spatial anomaly), in [0, 1)
     recurring: bool = False  # the same excursion happened at the same time yesterday or last week
     stuck: bool = False  # the value repeated for an hour in a series that was not flat for a week (sensor failure)
@@ -945,7 +945,10 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
     spread = _spread(signed)
     spreads = state.spreads[-w.shape_history:]
     shape_x = math.log(spread + SPREAD_FLOOR) if params.shape_log else spread
-    shape_lik = tail_score(shape_x, shape_fit) if params.shape else 0.0
+    # The shape signal counts only beyond shape_news: elsewhere its likelihood (and the week's rank) is neither
+    # computed nor reported, so a notification never names "shape" for a confidence the level gave.
+    shape_counts = params.shape and news > params.shape_news
+    shape_lik = tail_score(shape_x, shape_fit) if shape_counts else 0.0
     if params.shape_cap and shape_lik > 0:
         # shape_two_days: a spread beyond any a day away from the week's largest is beyond all but one excursion.
         # shape_two_days_news: only while the level is news that far (a variance change around the same mean is
@@ -956,7 +959,7 @@ def assess(value: float, point: BandPoint, state: ConfidenceState, ts: float | N
         if capped < shape_lik and offsets:  # the scheduled residuals' spreads leave the rank (news_unscheduled)
             capped = _tail_rank(above - _above_in(spread, spreads, offsets, w.likelihood), len(spreads))
         shape_lik = min(shape_lik, capped)
-    shape = math.sqrt(news * shape_lik) if news > params.shape_news else 0.0
+    shape = math.sqrt(news * shape_lik)
     conf = max(level, shape) * (params.recurring_damp if recurring else 1.0)
     spatial = _spatial(value, state.ranges, state.seen, params.spatial_tolerance, w.min_history)
     conf = max(conf, spatial * (params.recurring_damp if recurring and params.recurring_spatial else 1.0))
