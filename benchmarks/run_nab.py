@@ -42,7 +42,7 @@ from infra.tools.anomaly_cli import parse_timestamp  # also puts lambdas/ on sys
 episodes = importlib.import_module("anomaly_core.episodes")
 scoring = importlib.import_module("anomaly_core.scoring")
 streaming = importlib.import_module("anomaly_core.streaming")
-Episode, step, paged_scores = episodes.Episode, episodes.step, episodes.paged_scores
+paged_scores = episodes.paged_scores
 ScoringParams = scoring.ScoringParams
 StreamParams = streaming.StreamParams
 assess_with_bands = streaming.assess_with_bands
@@ -78,15 +78,11 @@ class Production:
 
 def production_view(labels: Sequence[FileLabels], assessed: Sequence[Sequence[Assessment | None]],
                     ts: Sequence[Sequence[float]], threshold: float) -> Production:
-    """Episodes as the detector opens them (anomaly_core.episodes), after each file's probation."""
+    """Episodes as the detector opens them (episodes.replay, as the offline score), after each file's probation."""
     out = Production(0, 0, 0, 0, 0.0)
     for lab, ass, tss in zip(labels, assessed, ts, strict=True):
-        ep = Episode()
         caught: set[int] = set()
-        for i, a in enumerate(ass):
-            if a is None:
-                continue
-            ep, event = step(ep, tss[i], a.confidence, a.is_anomaly, threshold)
+        for i, _, _, event in episodes.replay(ass, threshold):
             if event != "start" or i < lab.probation:
                 continue
             out.episodes += 1

@@ -7,7 +7,7 @@ consecutive points back inside the band (15 minutes: a value hovering at the ban
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -72,15 +72,21 @@ def paged_scores(assessed: Sequence[Assessment | None], threshold: float) -> lis
     confidence below its excursion of an hour ago is one (the onset alone counted the first and missed the second).
     Other thresholds of the sweep see the onsets between them and `threshold` too: a single score per row cannot
     be every threshold's episodes, so the sweep is exact at the shipped threshold only."""
-    out: list[float] = []
-    ep = Episode()
-    for i, a in enumerate(assessed):
-        if a is None:
-            out.append(0.0)
-            continue
-        was_open = ep.open
-        ep, event = step(ep, float(i), a.confidence, a.is_anomaly, threshold)
+    out = [0.0] * len(assessed)
+    for i, a, was_open, event in replay(assessed, threshold):
         # An onset at the threshold itself is no page (step opens above it) and NAB counts scores at it.
         x = a.confidence if event == "start" else 0.0 if was_open or a.onset >= threshold else a.onset
-        out.append(max(0.0, min(1.0, x)))
+        out[i] = max(0.0, min(1.0, x))
     return out
+
+
+def replay(assessed: Sequence[Assessment | None], threshold: float
+           ) -> Iterator[tuple[int, Assessment, bool, str | None]]:
+    """The detector's episodes over assessed rows (None: not scored, skipped): (row, assessment, whether an episode
+    was open before it, what `step` notifies for it). The offline score and the production view share it."""
+    ep = Episode()
+    for i, a in enumerate(assessed):
+        if a is not None:
+            was_open = ep.open
+            ep, event = step(ep, float(i), a.confidence, a.is_anomaly, threshold)
+            yield i, a, was_open, event
